@@ -1,0 +1,166 @@
+//! In-memory adapters: scripted Identity Center answers and recording queues, for the
+//! handler's tests and for trying the worker without AWS.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::config::QueueUrl;
+use crate::identity_center::{CallResult, IdentityCenter, OperationStatus, StatusReport};
+use crate::queue::{OutgoingMessage, QueueSender, SendError};
+use crate::request::Assignment;
+
+/// One call the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Create {
+        account: String,
+        permission_set: String,
+    },
+    Delete {
+        account: String,
+        permission_set: String,
+    },
+    DescribeCreation {
+        request_id: String,
+    },
+    DescribeDeletion {
+        request_id: String,
+    },
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not hide the calls recorded before it.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Answers each call with the next scripted result; once the script runs out, every
+/// call succeeds at once.
+#[derive(Debug, Default)]
+pub struct ScriptedIdentityCenter {
+    script: Mutex<VecDeque<CallResult>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl ScriptedIdentityCenter {
+    pub fn new(script: impl IntoIterator<Item = CallResult>) -> Self {
+        Self {
+            script: Mutex::new(script.into_iter().collect()),
+            calls: Mutex::default(),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.calls).clone()
+    }
+
+    fn answer(&self, call: Call) -> CallResult {
+        lock(&self.calls).push(call);
+        lock(&self.script).pop_front().unwrap_or_else(|| {
+            Ok(StatusReport {
+                status: OperationStatus::Succeeded,
+                request_id: Some("00000000-0000-4000-8000-000000000000".to_owned()),
+                failure_reason: None,
+            })
+        })
+    }
+}
+
+impl IdentityCenter for ScriptedIdentityCenter {
+    async fn create_assignment(&self, assignment: &Assignment) -> CallResult {
+        self.answer(Call::Create {
+            account: assignment.account.to_string(),
+            permission_set: assignment.permission_set.to_string(),
+        })
+    }
+
+    async fn delete_assignment(&self, assignment: &Assignment) -> CallResult {
+        self.answer(Call::Delete {
+            account: assignment.account.to_string(),
+            permission_set: assignment.permission_set.to_string(),
+        })
+    }
+
+    async fn describe_creation_status(&self, _: &Assignment, request_id: &str) -> CallResult {
+        self.answer(Call::DescribeCreation {
+            request_id: request_id.to_owned(),
+        })
+    }
+
+    async fn describe_deletion_status(&self, _: &Assignment, request_id: &str) -> CallResult {
+        self.answer(Call::DescribeDeletion {
+            request_id: request_id.to_owned(),
+        })
+    }
+}
+
+/// A message the fake queues stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub queue: String,
+    pub message: OutgoingMessage,
+}
+
+/// Stores every message; refuses those whose body contains any of `refuse_containing`,
+/// as SQS refuses single entries of a batch.
+#[derive(Debug, Default)]
+pub struct RecordingQueues {
+    sent: Mutex<Vec<Sent>>,
+    batch_calls: Mutex<Vec<usize>>,
+    refuse_containing: Vec<String>,
+}
+
+impl RecordingQueues {
+    pub fn refusing(markers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            refuse_containing: markers.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        lock(&self.sent).clone()
+    }
+
+    pub fn sent_to(&self, queue: &QueueUrl) -> Vec<OutgoingMessage> {
+        self.sent()
+            .into_iter()
+            .filter(|sent| sent.queue == queue.as_str())
+            .map(|sent| sent.message)
+            .collect()
+    }
+
+    /// Entries per SendMessageBatch call, in call order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        lock(&self.batch_calls).clone()
+    }
+}
+
+impl QueueSender for RecordingQueues {
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<(), SendError>> {
+        lock(&self.batch_calls).push(messages.len());
+        messages
+            .iter()
+            .map(|message| {
+                if self
+                    .refuse_containing
+                    .iter()
+                    .any(|marker| message.body.contains(marker))
+                {
+                    return Err(SendError {
+                        code: "InternalError".to_owned(),
+                        message: "refused by the test".to_owned(),
+                    });
+                }
+                lock(&self.sent).push(Sent {
+                    queue: queue.as_str().to_owned(),
+                    message: message.clone(),
+                });
+                Ok(())
+            })
+            .collect()
+    }
+}

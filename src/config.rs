@@ -1,0 +1,311 @@
+//! Configuration from the environment (SPEC §6), read and checked once at cold start.
+
+use std::str::FromStr;
+
+use crate::guardrails::Guardrails;
+use crate::ids::{AccountId, IdError, InstanceArn, PermissionSetArn};
+use crate::lifecycle::{MAX_DELAY_SECONDS, Policy};
+
+/// A variable that is missing or malformed; its `Display` is the one line printed at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or a local
+/// endpoint's `http://127.0.0.1:<port>/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrl(String);
+
+impl QueueUrl {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let rest = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"))
+            .ok_or("must start with https:// or http://")?;
+        let (host, path) = rest
+            .split_once('/')
+            .ok_or("must have a path after the host")?;
+        if host.is_empty()
+            || path.trim_matches('/').is_empty()
+            || value.chars().any(char::is_whitespace)
+        {
+            return Err(
+                "must look like https://sqs.<region>.amazonaws.com/<account>/<queue>".into(),
+            );
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub work_queue: QueueUrl,
+    pub dead_letter_queue: QueueUrl,
+    pub outcome_queue: Option<QueueUrl>,
+    /// AWS operations in flight per invocation.
+    pub max_concurrency: usize,
+    pub policy: Policy,
+    pub guardrails: Guardrails,
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (the process environment in `main`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let defaults = Policy::default();
+        let policy = Policy {
+            max_attempts: env.number("MAX_ATTEMPTS", defaults.max_attempts, 1, 1000)?,
+            poll_deadline_seconds: env.number(
+                "POLL_DEADLINE_SECONDS",
+                defaults.poll_deadline_seconds,
+                1,
+                7 * 86_400,
+            )?,
+            poll_initial_delay_seconds: env.number(
+                "POLL_INITIAL_DELAY_SECONDS",
+                defaults.poll_initial_delay_seconds,
+                0,
+                MAX_DELAY_SECONDS,
+            )?,
+            poll_max_delay_seconds: env.number(
+                "POLL_MAX_DELAY_SECONDS",
+                defaults.poll_max_delay_seconds,
+                0,
+                MAX_DELAY_SECONDS,
+            )?,
+            backoff_base_seconds: env.number(
+                "BACKOFF_BASE_SECONDS",
+                defaults.backoff_base_seconds,
+                0,
+                MAX_DELAY_SECONDS,
+            )?,
+            busy_backoff_min_seconds: env.number(
+                "BUSY_BACKOFF_MIN_SECONDS",
+                defaults.busy_backoff_min_seconds,
+                0,
+                MAX_DELAY_SECONDS,
+            )?,
+        };
+        if policy.poll_max_delay_seconds < policy.poll_initial_delay_seconds {
+            return Err(ConfigError {
+                variable: "POLL_MAX_DELAY_SECONDS",
+                problem: format!(
+                    "must be at least POLL_INITIAL_DELAY_SECONDS ({})",
+                    policy.poll_initial_delay_seconds
+                ),
+            });
+        }
+        let allowed_instances = env.list("ALLOWED_INSTANCE_ARNS", InstanceArn::parse)?;
+        Ok(Self {
+            work_queue: env
+                .queue("WORK_QUEUE_URL")?
+                .ok_or_else(|| missing("WORK_QUEUE_URL"))?,
+            dead_letter_queue: env
+                .queue("DEAD_LETTER_QUEUE_URL")?
+                .ok_or_else(|| missing("DEAD_LETTER_QUEUE_URL"))?,
+            outcome_queue: env.queue("OUTCOME_QUEUE_URL")?,
+            max_concurrency: env.number("MAX_CONCURRENCY", 4, 1, 15)?,
+            policy,
+            guardrails: Guardrails {
+                allowed_instances: (!allowed_instances.is_empty()).then_some(allowed_instances),
+                protected_accounts: env.list("PROTECTED_ACCOUNT_IDS", AccountId::parse)?,
+                protected_permission_sets: env
+                    .list("PROTECTED_PERMISSION_SET_ARNS", PermissionSetArn::parse)?,
+            },
+        })
+    }
+}
+
+fn missing(variable: &'static str) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: "is required but not set".to_owned(),
+    }
+}
+
+struct Env<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// The variable's value; an empty value counts as unset, as CloudFormation
+    /// parameters left blank arrive that way.
+    fn get(&self, variable: &str) -> Option<String> {
+        (self.0)(variable)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number<T>(
+        &self,
+        variable: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(text) = self.get(variable) else {
+            return Ok(default);
+        };
+        match text.parse::<T>() {
+            Ok(value) if value >= min && value <= max => Ok(value),
+            _ => Err(ConfigError {
+                variable,
+                problem: format!("must be a whole number from {min} to {max}, got `{text}`"),
+            }),
+        }
+    }
+
+    fn queue(&self, variable: &'static str) -> Result<Option<QueueUrl>, ConfigError> {
+        self.get(variable)
+            .map(|text| {
+                QueueUrl::parse(&text).map_err(|problem| ConfigError {
+                    variable,
+                    problem: format!("{problem}, got `{text}`"),
+                })
+            })
+            .transpose()
+    }
+
+    fn list<T>(
+        &self,
+        variable: &'static str,
+        parse: impl Fn(&str) -> Result<T, IdError>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let Some(text) = self.get(variable) else {
+            return Ok(Vec::new());
+        };
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                parse(item).map_err(|e| ConfigError {
+                    variable,
+                    problem: format!("`{item}` {e}"),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const QUEUES: [(&str, &str); 2] = [
+        (
+            "WORK_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/work",
+        ),
+        (
+            "DEAD_LETTER_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
+        ),
+    ];
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = config(&QUEUES).unwrap();
+        assert_eq!(config.max_concurrency, 4);
+        assert_eq!(config.policy, Policy::default());
+        assert_eq!(config.outcome_queue, None);
+        assert_eq!(config.guardrails, Guardrails::default());
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[QUEUES[1]], "WORK_QUEUE_URL"),
+            (&[QUEUES[0]], "DEAD_LETTER_QUEUE_URL"),
+            (
+                &[QUEUES[0], QUEUES[1], ("OUTCOME_QUEUE_URL", "sqs/outcomes")],
+                "OUTCOME_QUEUE_URL",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("MAX_CONCURRENCY", "0")],
+                "MAX_CONCURRENCY",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("MAX_ATTEMPTS", "ten")],
+                "MAX_ATTEMPTS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("POLL_MAX_DELAY_SECONDS", "901")],
+                "POLL_MAX_DELAY_SECONDS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("POLL_INITIAL_DELAY_SECONDS", "90")],
+                "POLL_MAX_DELAY_SECONDS",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    ("PROTECTED_ACCOUNT_IDS", "123456789012,12345"),
+                ],
+                "PROTECTED_ACCOUNT_IDS",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    ("ALLOWED_INSTANCE_ARNS", "arn:aws:sso:::instance/x"),
+                ],
+                "ALLOWED_INSTANCE_ARNS",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    ("PROTECTED_PERMISSION_SET_ARNS", "ps-1"),
+                ],
+                "PROTECTED_PERMISSION_SET_ARNS",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let error = config(pairs).unwrap_err();
+            assert_eq!(error.variable, *variable, "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("configuration: {variable}: "))
+            );
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn lists_are_parsed() {
+        let config = config(&[
+            QUEUES[0],
+            QUEUES[1],
+            ("PROTECTED_ACCOUNT_IDS", " 123456789012, 210987654321 ,"),
+            (
+                "ALLOWED_INSTANCE_ARNS",
+                "arn:aws:sso:::instance/ssoins-1234567890abcdef",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.guardrails.protected_accounts.len(), 2);
+        assert_eq!(
+            config.guardrails.allowed_instances.map(|v| v.len()),
+            Some(1)
+        );
+    }
+}

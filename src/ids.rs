@@ -1,0 +1,242 @@
+//! Validated identifiers. Each type can only be built by parsing, so a value that
+//! breaks the API's length or pattern rule never reaches an AWS call.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Why a value was refused: the rule broken, in words a requester can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must be {min}..{max} characters long, got {len}")]
+    Length { min: usize, max: usize, len: usize },
+    #[error("must match {pattern}")]
+    Pattern { pattern: &'static str },
+    #[error("must not contain control characters")]
+    NotPrintable,
+}
+
+impl IdError {
+    /// Short machine-readable name of the rule, used as the dead-letter `ErrorCode`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            IdError::Length { .. } => "BadLength",
+            IdError::Pattern { .. } => "BadPattern",
+            IdError::NotPrintable => "NotPrintable",
+        }
+    }
+}
+
+fn check_length(value: &str, min: usize, max: usize) -> Result<(), IdError> {
+    let len = value.chars().count();
+    if (min..=max).contains(&len) {
+        Ok(())
+    } else {
+        Err(IdError::Length { min, max, len })
+    }
+}
+
+fn check_pattern(value: &str, re: &Regex, pattern: &'static str) -> Result<(), IdError> {
+    if re.is_match(value) {
+        Ok(())
+    } else {
+        Err(IdError::Pattern { pattern })
+    }
+}
+
+/// Declares a newtype over `String` with a `parse` constructor that applies the
+/// length bounds and the pattern copied verbatim from the API reference.
+macro_rules! pattern_id {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $pattern:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PATTERN: &'static str = $pattern;
+
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                static RE: LazyLock<Regex> = LazyLock::new(|| {
+                    // The pattern is a compile-time constant covered by unit tests.
+                    #[allow(clippy::expect_used)]
+                    Regex::new($pattern).expect("static pattern compiles")
+                });
+                check_length(value, $min, $max)?;
+                check_pattern(value, &RE, $pattern)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+pattern_id!(
+    /// `arn:aws:sso:::instance/ssoins-...`: the Identity Center instance.
+    InstanceArn,
+    10,
+    1224,
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$"
+);
+
+pattern_id!(
+    /// `arn:aws:sso:::permissionSet/ssoins-.../ps-...`: a permission set of one instance.
+    PermissionSetArn,
+    10,
+    1224,
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$"
+);
+
+pattern_id!(
+    /// A 12-digit AWS account id.
+    AccountId,
+    12,
+    12,
+    r"^[0-9]{12}$"
+);
+
+pattern_id!(
+    /// An Identity Store user or group id.
+    PrincipalId,
+    1,
+    47,
+    r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
+);
+
+pattern_id!(
+    /// A Service Catalog portfolio id.
+    PortfolioId,
+    1,
+    100,
+    r"^[a-zA-Z0-9_\-]*$"
+);
+
+pattern_id!(
+    /// An IAM principal ARN with its account id (principal type `IAM`).
+    IamPrincipalArn,
+    1,
+    1000,
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):iam::[0-9]{12}:[!-~]+$"
+);
+
+pattern_id!(
+    /// An IAM ARN pattern with no account id, wildcards allowed (principal type `IAM_PATTERN`).
+    IamPrincipalPattern,
+    1,
+    1000,
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b|\*):iam:::[!-~]+$"
+);
+
+impl InstanceArn {
+    /// `(partition, instance id)`, used to check that a permission set belongs here.
+    fn scope(&self) -> (&str, &str) {
+        arn_scope(&self.0, "instance/")
+    }
+}
+
+impl PermissionSetArn {
+    /// True when this permission set belongs to `instance` (same partition and instance id).
+    pub fn belongs_to(&self, instance: &InstanceArn) -> bool {
+        let (partition, rest) = arn_scope(&self.0, "permissionSet/");
+        let instance_id = rest.split('/').next().unwrap_or_default();
+        (partition, instance_id) == instance.scope()
+    }
+}
+
+/// Splits a validated Identity Center ARN into its partition and what follows `marker`.
+fn arn_scope<'a>(arn: &'a str, marker: &str) -> (&'a str, &'a str) {
+    let partition = arn.split(':').nth(1).unwrap_or_default();
+    let rest = arn.split_once(marker).map(|(_, r)| r).unwrap_or_default();
+    (partition, rest)
+}
+
+/// The upstream's ticket or request id: 1..256 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationId(String);
+
+impl CorrelationId {
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check_length(value, 1, 256)?;
+        if value.chars().any(char::is_control) {
+            return Err(IdError::NotPrintable);
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-1234567890abcdef";
+    const PERMISSION_SET: &str =
+        "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef";
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        assert!(InstanceArn::parse(INSTANCE).is_ok());
+        assert!(InstanceArn::parse("arn:aws-us-gov:sso:::instance/ins-abcdefABCDEF.-12").is_ok());
+        assert!(PermissionSetArn::parse(PERMISSION_SET).is_ok());
+        assert!(AccountId::parse("012345678901").is_ok());
+        assert!(PrincipalId::parse("906740d2b8-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10").is_ok());
+        assert!(PrincipalId::parse("4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10").is_ok());
+        assert!(PortfolioId::parse("port-abcdefghijklm").is_ok());
+        assert!(IamPrincipalArn::parse("arn:aws:iam::123456789012:role/Admin").is_ok());
+        assert!(IamPrincipalPattern::parse("arn:aws:iam:::role/Team*").is_ok());
+    }
+
+    #[test]
+    fn refuses_what_the_api_would_refuse() {
+        assert!(matches!(
+            AccountId::parse("12345678901"),
+            Err(IdError::Length { len: 11, .. })
+        ));
+        assert!(matches!(
+            AccountId::parse("12345678901a"),
+            Err(IdError::Pattern { .. })
+        ));
+        assert!(InstanceArn::parse("arn:aws:sso:::instance/ssoins-123").is_err());
+        assert!(InstanceArn::parse("arn:aws:iam:::instance/ssoins-1234567890abcdef").is_err());
+        assert!(PrincipalId::parse("not-a-uuid").is_err());
+        assert!(IamPrincipalArn::parse("arn:aws:iam:::role/Team*").is_err());
+        assert!(IamPrincipalPattern::parse("arn:aws:iam::123456789012:role/A").is_err());
+        assert!(CorrelationId::parse("CHG\n1").is_err());
+        assert!(CorrelationId::parse(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn permission_set_belongs_to_its_instance_only() {
+        let instance = InstanceArn::parse(INSTANCE).unwrap();
+        let same = PermissionSetArn::parse(PERMISSION_SET).unwrap();
+        let other = PermissionSetArn::parse(
+            "arn:aws:sso:::permissionSet/ssoins-ffffffffffffffff/ps-1234567890abcdef",
+        )
+        .unwrap();
+        let other_partition = PermissionSetArn::parse(
+            "arn:aws-cn:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef",
+        )
+        .unwrap();
+        assert!(same.belongs_to(&instance));
+        assert!(!other.belongs_to(&instance));
+        assert!(!other_partition.belongs_to(&instance));
+    }
+}

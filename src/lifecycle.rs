@@ -1,0 +1,393 @@
+//! The request lifecycle (SPEC §3) as a pure state machine: given where a request
+//! stands and what one AWS call answered, decide the next step. No I/O, no clock, no
+//! randomness: the caller passes `now` and the jitter draw.
+
+use time::OffsetDateTime;
+
+use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus};
+use crate::progress::{Progress, Stage};
+use crate::request::AssignmentAction;
+
+/// SQS refuses a DelaySeconds above this.
+pub const MAX_DELAY_SECONDS: u32 = 900;
+/// Describe*Status may not know an operation right after submit; this many
+/// `ResourceNotFoundException` answers are read as "not visible yet".
+pub const NOT_YET_VISIBLE_POLLS: u32 = 3;
+/// A delete whose entitlement is already gone fails with this in its reason.
+const ENTITLEMENT_MISSING: &str = "entitlementitem doesn't exist";
+
+/// Timing and budgets, from configuration (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub max_attempts: u32,
+    pub poll_deadline_seconds: u32,
+    pub poll_initial_delay_seconds: u32,
+    pub poll_max_delay_seconds: u32,
+    pub backoff_base_seconds: u32,
+    /// Smallest backoff after "too many requests processing": the outstanding
+    /// operations need time to finish, so retrying sooner only adds load.
+    pub busy_backoff_min_seconds: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            poll_deadline_seconds: 900,
+            poll_initial_delay_seconds: 3,
+            poll_max_delay_seconds: 60,
+            backoff_base_seconds: 2,
+            busy_backoff_min_seconds: 15,
+        }
+    }
+}
+
+/// The terminal outcomes other than dead-lettering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Succeeded,
+    AlreadySatisfied,
+}
+
+impl Completion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Completion::Succeeded => "succeeded",
+            Completion::AlreadySatisfied => "already-satisfied",
+        }
+    }
+}
+
+/// Why a request was dead-lettered (SPEC §7 `ErrorClass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    InvalidRequest,
+    Forbidden,
+    Expired,
+    Permanent,
+    Failed,
+    Exhausted,
+    TimedOut,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidRequest => "invalid-request",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::Expired => "expired",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Failed => "failed",
+            ErrorClass::Exhausted => "exhausted",
+            ErrorClass::TimedOut => "timed-out",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+    pub attempts: u32,
+    pub operation_request_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// A refusal made before any AWS call (invalid, forbidden, expired).
+    pub fn before_any_call(
+        class: ErrorClass,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            class,
+            code: code.into(),
+            message: message.into(),
+            attempts: 0,
+            operation_request_id: None,
+        }
+    }
+}
+
+/// The next step for a request after one AWS call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Done {
+        completion: Completion,
+        operation_request_id: Option<String>,
+    },
+    /// Re-enqueue the request with this progress, delivered after `delay_seconds`.
+    Continue {
+        progress: Progress,
+        delay_seconds: u32,
+    },
+    DeadLetter(DeadLetter),
+}
+
+/// Refuses a grant whose `notAfter` has passed before it was submitted. Revokes are
+/// never refused: ending access late is still better than never.
+pub fn check_expiry(
+    progress: &Progress,
+    not_after: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Option<DeadLetter> {
+    let not_after = not_after?;
+    let grant_not_submitted =
+        progress.operation() == AssignmentAction::Create && progress.stage == Stage::Submit;
+    (grant_not_submitted && now > not_after).then(|| {
+        DeadLetter::before_any_call(
+            ErrorClass::Expired,
+            "NotAfterPassed",
+            format!("notAfter {not_after} passed before the grant was submitted"),
+        )
+    })
+}
+
+/// Decides what follows one call made for `progress`.
+///
+/// `jitter` is a uniform draw from [0, 1): the fraction of the backoff window used.
+pub fn decide(
+    progress: &Progress,
+    result: &CallResult,
+    now: OffsetDateTime,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    let known_request_id = progress.operation_request_id().map(str::to_owned);
+    match result {
+        Ok(report) => {
+            let request_id = report.request_id.clone().or(known_request_id);
+            match report.status {
+                OperationStatus::Succeeded => Decision::Done {
+                    completion: Completion::Succeeded,
+                    operation_request_id: request_id,
+                },
+                OperationStatus::Failed => {
+                    let reason = report
+                        .failure_reason
+                        .clone()
+                        .unwrap_or_else(|| "operation FAILED without a reason".to_owned());
+                    if progress.operation() == AssignmentAction::Delete
+                        && reason.to_ascii_lowercase().contains(ENTITLEMENT_MISSING)
+                    {
+                        Decision::Done {
+                            completion: Completion::AlreadySatisfied,
+                            operation_request_id: request_id,
+                        }
+                    } else {
+                        Decision::DeadLetter(DeadLetter {
+                            class: ErrorClass::Failed,
+                            code: "FAILED".to_owned(),
+                            message: reason,
+                            attempts: progress.attempt,
+                            operation_request_id: request_id,
+                        })
+                    }
+                }
+                OperationStatus::InProgress => {
+                    in_progress(progress, request_id, now, policy, jitter)
+                }
+            }
+        }
+        Err(error) => on_error(progress, error, now, policy, jitter),
+    }
+}
+
+fn in_progress(
+    progress: &Progress,
+    request_id: Option<String>,
+    now: OffsetDateTime,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    match (&progress.stage, request_id) {
+        // Nothing to poll without a request id. Submitting again is safe (create of an
+        // existing assignment succeeds, delete of a missing one is already-satisfied).
+        (_, None) => retry(
+            progress,
+            &CallError {
+                kind: ErrorKind::ServerError,
+                code: "MissingRequestId".to_owned(),
+                message: "IN_PROGRESS answer carried no request id".to_owned(),
+            },
+            policy,
+            jitter,
+        ),
+        (Stage::Submit, Some(operation_request_id)) => Decision::Continue {
+            progress: Progress::with(
+                progress.operation(),
+                Stage::Poll {
+                    operation_request_id,
+                    polls: 0,
+                    submitted_at: now,
+                },
+                1,
+                progress.first_received_at,
+            ),
+            delay_seconds: poll_delay_seconds(0, policy),
+        },
+        (
+            Stage::Poll {
+                polls,
+                submitted_at,
+                ..
+            },
+            Some(operation_request_id),
+        ) => next_poll(
+            progress,
+            operation_request_id,
+            polls + 1,
+            *submitted_at,
+            now,
+            policy,
+        ),
+    }
+}
+
+/// Schedules the next poll, or gives up once the poll deadline has passed.
+fn next_poll(
+    progress: &Progress,
+    operation_request_id: String,
+    polls: u32,
+    submitted_at: OffsetDateTime,
+    now: OffsetDateTime,
+    policy: &Policy,
+) -> Decision {
+    let elapsed = (now - submitted_at).whole_seconds().max(0);
+    let remaining = i64::from(policy.poll_deadline_seconds) - elapsed;
+    if remaining <= 0 {
+        return Decision::DeadLetter(DeadLetter {
+            class: ErrorClass::TimedOut,
+            code: "IN_PROGRESS".to_owned(),
+            message: format!(
+                "operation still IN_PROGRESS {elapsed} s after submit (deadline {} s, {polls} polls)",
+                policy.poll_deadline_seconds
+            ),
+            attempts: polls,
+            operation_request_id: Some(operation_request_id),
+        });
+    }
+    // The last poll lands on the deadline rather than up to a whole interval past it.
+    let delay = poll_delay_seconds(polls, policy).min(u32::try_from(remaining).unwrap_or(u32::MAX));
+    Decision::Continue {
+        progress: Progress::with(
+            progress.operation(),
+            Stage::Poll {
+                operation_request_id,
+                polls,
+                submitted_at,
+            },
+            1,
+            progress.first_received_at,
+        ),
+        delay_seconds: delay,
+    }
+}
+
+fn on_error(
+    progress: &Progress,
+    error: &CallError,
+    now: OffsetDateTime,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    if error.kind.is_transient() {
+        return retry(progress, error, policy, jitter);
+    }
+    if error.kind == ErrorKind::ResourceNotFound {
+        match &progress.stage {
+            Stage::Submit if progress.operation() == AssignmentAction::Delete => {
+                return Decision::Done {
+                    completion: Completion::AlreadySatisfied,
+                    operation_request_id: None,
+                };
+            }
+            Stage::Poll {
+                operation_request_id,
+                polls,
+                submitted_at,
+            } if *polls < NOT_YET_VISIBLE_POLLS => {
+                return next_poll(
+                    progress,
+                    operation_request_id.clone(),
+                    polls + 1,
+                    *submitted_at,
+                    now,
+                    policy,
+                );
+            }
+            _ => {}
+        }
+    }
+    Decision::DeadLetter(DeadLetter {
+        class: ErrorClass::Permanent,
+        code: error.code.clone(),
+        message: error.message.clone(),
+        attempts: progress.attempt,
+        operation_request_id: progress.operation_request_id().map(str::to_owned),
+    })
+}
+
+/// Repeats the same step after a backoff, or dead-letters once the budget is spent.
+fn retry(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -> Decision {
+    if progress.attempt >= policy.max_attempts {
+        return Decision::DeadLetter(DeadLetter {
+            class: ErrorClass::Exhausted,
+            code: error.code.clone(),
+            message: format!(
+                "{} (gave up after {} attempts on step {})",
+                error.message,
+                progress.attempt,
+                progress.step_name()
+            ),
+            attempts: progress.attempt,
+            operation_request_id: progress.operation_request_id().map(str::to_owned),
+        });
+    }
+    let busy = error.kind == ErrorKind::Busy;
+    Decision::Continue {
+        progress: Progress::with(
+            progress.operation(),
+            progress.stage.clone(),
+            progress.attempt + 1,
+            progress.first_received_at,
+        ),
+        delay_seconds: backoff_seconds(progress.attempt, busy, policy, jitter),
+    }
+}
+
+/// Delay before the poll that follows `polls_done` polls: the initial delay, doubling,
+/// capped at the configured maximum.
+pub fn poll_delay_seconds(polls_done: u32, policy: &Policy) -> u32 {
+    let doubled = u64::from(policy.poll_initial_delay_seconds) << polls_done.min(20);
+    let capped = doubled
+        .min(u64::from(policy.poll_max_delay_seconds))
+        .min(u64::from(MAX_DELAY_SECONDS));
+    u32::try_from(capped).unwrap_or(MAX_DELAY_SECONDS)
+}
+
+/// Exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS
+/// Architecture Blog): a uniform draw from [floor, window], where the window doubles per
+/// failed attempt from the base and is capped at SQS's 900 s. `failed_attempt` counts
+/// from 1. When the outstanding-operations limit is hit (`busy`), both the window and
+/// the floor start at `busy_backoff_min_seconds`.
+pub fn backoff_seconds(failed_attempt: u32, busy: bool, policy: &Policy, jitter: f64) -> u32 {
+    let cap = f64::from(MAX_DELAY_SECONDS);
+    let (base, floor) = if busy {
+        let min = f64::from(policy.busy_backoff_min_seconds).min(cap);
+        (f64::from(policy.backoff_base_seconds).max(min), min)
+    } else {
+        (f64::from(policy.backoff_base_seconds), 0.0)
+    };
+    let exponent = i32::try_from(failed_attempt.saturating_sub(1).min(30)).unwrap_or(30);
+    let window = (base * 2f64.powi(exponent)).min(cap);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let delay = floor + jitter * (window - floor).max(0.0);
+    // Bounded to [0, 900] above, so the conversion cannot truncate.
+    delay.round().clamp(0.0, cap) as u32
+}

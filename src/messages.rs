@@ -1,0 +1,181 @@
+//! What the worker writes to its queues: the progress envelope (SPEC §4), the dead
+//! letter (SPEC §7) and the outcome event (SPEC §8).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::ids::CorrelationId;
+use crate::lifecycle::{Completion, DeadLetter};
+use crate::progress::Progress;
+use crate::queue::OutgoingMessage;
+
+/// SPEC §7 caps `ErrorMessage` at 1 KiB.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// The request re-enqueued with its progress, to be received again after `delay_seconds`.
+pub fn progress_message(
+    request: &RawValue,
+    progress: &Progress,
+    delay_seconds: u32,
+) -> Result<OutgoingMessage, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        request: &'a RawValue,
+        progress: &'a Progress,
+    }
+    Ok(OutgoingMessage {
+        body: serde_json::to_string(&Envelope { request, progress })?,
+        delay_seconds,
+        attributes: Vec::new(),
+    })
+}
+
+/// The dead letter: `body` is the request as first received, so a redrive replays it
+/// from the start.
+pub fn dead_letter_message(
+    body: &str,
+    dead_letter: &DeadLetter,
+    correlation_id: Option<&CorrelationId>,
+) -> OutgoingMessage {
+    let mut attributes = vec![
+        ("ErrorClass", dead_letter.class.as_str().to_owned()),
+        ("ErrorCode", non_empty(&dead_letter.code, "Unknown")),
+        (
+            "ErrorMessage",
+            non_empty(
+                truncate(&dead_letter.message, MAX_ERROR_MESSAGE_BYTES),
+                "(no message)",
+            ),
+        ),
+        ("Attempts", dead_letter.attempts.to_string()),
+    ];
+    if let Some(id) = &dead_letter.operation_request_id {
+        attributes.push(("OperationRequestId", id.clone()));
+    }
+    if let Some(id) = correlation_id {
+        attributes.push(("CorrelationId", id.as_str().to_owned()));
+    }
+    OutgoingMessage {
+        // SQS refuses an empty body; an empty request is still dead-lettered, visibly.
+        body: non_empty(body, "(empty body)"),
+        delay_seconds: 0,
+        attributes,
+    }
+}
+
+/// SQS refuses empty attribute values and bodies.
+fn non_empty(value: &str, placeholder: &str) -> String {
+    if value.is_empty() { placeholder } else { value }.to_owned()
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The terminal outcome of one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Completed(Completion),
+    DeadLettered(&'a DeadLetter),
+}
+
+/// What an outcome event says about the request it reports on.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeContext<'a> {
+    pub correlation_id: Option<&'a CorrelationId>,
+    pub action: Option<&'a str>,
+    pub request: Option<&'a RawValue>,
+    pub operation_request_id: Option<&'a str>,
+    pub attempts: u32,
+    pub polls: u32,
+    pub received_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+}
+
+pub fn outcome_message(
+    context: &OutcomeContext<'_>,
+    outcome: Outcome<'_>,
+) -> Result<OutgoingMessage, serde_json::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OutcomeEvent<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        correlation_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        action: Option<&'a str>,
+        outcome: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operation_request_id: Option<&'a str>,
+        attempts: u32,
+        polls: u32,
+        received_at: String,
+        finished_at: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_class: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_code: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_message: Option<&'a str>,
+    }
+    let (name, dead_letter) = match outcome {
+        Outcome::Completed(completion) => (completion.as_str(), None),
+        Outcome::DeadLettered(dead_letter) => ("dead-lettered", Some(dead_letter)),
+    };
+    let event = OutcomeEvent {
+        correlation_id: context.correlation_id.map(CorrelationId::as_str),
+        action: context.action,
+        outcome: name,
+        request: context.request,
+        operation_request_id: context.operation_request_id,
+        attempts: context.attempts,
+        polls: context.polls,
+        received_at: rfc3339(context.received_at),
+        finished_at: rfc3339(context.finished_at),
+        error_class: dead_letter.map(|d| d.class.as_str()),
+        error_code: dead_letter.map(|d| d.code.as_str()),
+        error_message: dead_letter.map(|d| truncate(&d.message, MAX_ERROR_MESSAGE_BYTES)),
+    };
+    let mut attributes = vec![("Outcome", name.to_owned())];
+    if let Some(id) = context.correlation_id {
+        attributes.push(("CorrelationId", id.as_str().to_owned()));
+    }
+    Ok(OutgoingMessage {
+        body: serde_json::to_string(&event)?,
+        delay_seconds: 0,
+        attributes,
+    })
+}
+
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    // Formatting a UTC time as RFC 3339 fails only for years outside 0..=9999.
+    time.format(&Rfc3339)
+        .unwrap_or_else(|_| time.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(
+            truncate(&"é".repeat(1000), MAX_ERROR_MESSAGE_BYTES).len(),
+            1024
+        );
+    }
+}
