@@ -71,7 +71,8 @@ impl Config {
             poll_initial_delay_seconds: env.number(
                 "POLL_INITIAL_DELAY_SECONDS",
                 defaults.poll_initial_delay_seconds,
-                0,
+                // At least 1 s: a zero delay would poll in a tight loop through SQS.
+                1,
                 MAX_DELAY_SECONDS,
             )?,
             poll_max_delay_seconds: env.number(

@@ -214,19 +214,9 @@ fn in_progress(
             policy,
             jitter,
         ),
-        (Stage::Submit, Some(operation_request_id)) => Decision::Continue {
-            progress: Progress::with(
-                progress.operation(),
-                Stage::Poll {
-                    operation_request_id,
-                    polls: 0,
-                    submitted_at: now,
-                },
-                1,
-                progress.first_received_at,
-            ),
-            delay_seconds: poll_delay_seconds(0, policy),
-        },
+        (Stage::Submit, Some(operation_request_id)) => {
+            next_poll(progress, operation_request_id, 0, now, now, policy)
+        }
         (
             Stage::Poll {
                 polls,

@@ -1,0 +1,534 @@
+//! The batch handler over the events/ fixtures with in-memory adapters: what reaches
+//! Identity Center, what is stored in which queue, and which records are listed in
+//! batchItemFailures.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use assignment_worker::adapters::memory::{Call, RecordingQueues, ScriptedIdentityCenter};
+use assignment_worker::config::Config;
+use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::identity_center::{
+    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
+};
+use assignment_worker::queue::OutgoingMessage;
+use assignment_worker::request::Assignment;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+const WORK: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/assignment-work";
+const DLQ: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/assignment-dlq";
+const OUTCOMES: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/assignment-outcomes";
+const REQUEST_ID: &str = "3f0e4d2c-1b0a-4987-a654-3210fedcba98";
+
+fn config(extra: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<&str, &str> = HashMap::from([
+        ("WORK_QUEUE_URL", WORK),
+        ("DEAD_LETTER_QUEUE_URL", DLQ),
+        ("OUTCOME_QUEUE_URL", OUTCOMES),
+    ]);
+    env.extend(extra.iter().copied());
+    Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
+        .expect("test configuration is valid")
+}
+
+fn fixture(name: &str) -> SqsEvent {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn message_ids(event: &SqsEvent) -> Vec<String> {
+    event
+        .records
+        .iter()
+        .map(|r| r.message_id.clone().unwrap_or_default())
+        .collect()
+}
+
+fn failures(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+fn status(status: OperationStatus, reason: Option<&str>) -> CallResult {
+    Ok(StatusReport {
+        status,
+        request_id: Some(REQUEST_ID.to_owned()),
+        failure_reason: reason.map(str::to_owned),
+    })
+}
+
+fn error(kind: ErrorKind, code: &str) -> CallResult {
+    Err(CallError {
+        kind,
+        code: code.to_owned(),
+        message: format!("{code} from the test"),
+    })
+}
+
+async fn invoke<I: IdentityCenter>(
+    worker: &Worker<I, RecordingQueues>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    function_handler(worker, LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("the handler answers with a batch response")
+}
+
+fn worker(
+    script: Vec<CallResult>,
+    config: Config,
+) -> Worker<ScriptedIdentityCenter, RecordingQueues> {
+    Worker {
+        identity_center: ScriptedIdentityCenter::new(script),
+        queues: RecordingQueues::default(),
+        config,
+    }
+}
+
+fn body_json(message: &OutgoingMessage) -> Value {
+    serde_json::from_str(&message.body).expect("the worker writes JSON")
+}
+
+#[tokio::test]
+async fn create_in_progress_is_re_enqueued_as_a_poll() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let event = fixture("create.json");
+    let original = event.records[0].body.clone().unwrap_or_default();
+    let response = invoke(&worker, event).await;
+
+    assert!(failures(&response).is_empty());
+    assert!(
+        matches!(&worker.identity_center.calls()[..], [Call::Create { account, .. }] if account == "111122223333")
+    );
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].delay_seconds, 3);
+    let envelope = body_json(&work[0]);
+    assert_eq!(envelope["progress"]["step"], "poll");
+    assert_eq!(envelope["progress"]["operation"], "create");
+    assert_eq!(envelope["progress"]["operationRequestId"], REQUEST_ID);
+    assert_eq!(envelope["progress"]["attempt"], 1);
+    let request: Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(
+        envelope["request"], request,
+        "the request travels unchanged"
+    );
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_poll_that_succeeds_sends_one_outcome_event() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let response = invoke(&worker, fixture("poll.json")).await;
+
+    assert!(failures(&response).is_empty());
+    assert_eq!(
+        worker.identity_center.calls(),
+        [Call::DescribeCreation {
+            request_id: "7c1e3f0a-9b2d-4e5f-8a6b-0c1d2e3f4a5b".to_owned()
+        }]
+    );
+    let outcomes = worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().unwrap());
+    assert_eq!(outcomes.len(), 1);
+    let event = body_json(&outcomes[0]);
+    assert_eq!(event["outcome"], "succeeded");
+    assert_eq!(event["correlationId"], "CHG-1003");
+    assert_eq!(event["action"], "create");
+    assert_eq!(event["polls"], 1);
+    assert_eq!(event["receivedAt"], "2026-11-22T04:00:00Z");
+    assert_eq!(event["request"]["targetId"], "222233334444");
+    assert!(worker.queues.sent_to(&worker.config.work_queue).is_empty());
+}
+
+#[tokio::test]
+async fn delete_of_a_missing_assignment_is_already_satisfied() {
+    let worker = worker(
+        vec![error(
+            ErrorKind::ResourceNotFound,
+            "ResourceNotFoundException",
+        )],
+        config(&[]),
+    );
+    let response = invoke(&worker, fixture("delete.json")).await;
+    assert!(failures(&response).is_empty());
+    let outcomes = worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().unwrap());
+    assert_eq!(body_json(&outcomes[0])["outcome"], "already-satisfied");
+    assert_eq!(outcomes[0].attribute("CorrelationId"), Some("CHG-1002"));
+}
+
+#[tokio::test]
+async fn without_an_outcome_queue_a_success_stores_nothing_and_is_acknowledged() {
+    let config = Config {
+        outcome_queue: None,
+        ..config(&[])
+    };
+    let worker = worker(vec![], config);
+    let response = invoke(&worker, fixture("create.json")).await;
+    assert!(failures(&response).is_empty());
+    assert!(worker.queues.sent().is_empty());
+}
+
+#[tokio::test]
+async fn envelopes_reach_identity_center_unwrapped() {
+    for (file, expected_account) in [
+        ("sns.json", "333344445555"),
+        ("eventbridge.json", "444455556666"),
+    ] {
+        let worker = worker(vec![], config(&[]));
+        let response = invoke(&worker, fixture(file)).await;
+        assert!(failures(&response).is_empty(), "{file}");
+        assert!(
+            matches!(&worker.identity_center.calls()[..], [Call::Create { account, .. }] if account == expected_account),
+            "{file}: {:?}",
+            worker.identity_center.calls()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_dead_lettered_as_received_without_any_aws_call() {
+    let worker = worker(vec![], config(&[]));
+    let event = fixture("malformed.json");
+    let body = event.records[0].body.clone().unwrap_or_default();
+    let response = invoke(&worker, event).await;
+
+    assert!(failures(&response).is_empty());
+    assert!(worker.identity_center.calls().is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, body, "byte for byte");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("NotJson"));
+    assert_eq!(dead[0].attribute("Attempts"), Some("0"));
+    let outcomes = worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().unwrap());
+    assert_eq!(body_json(&outcomes[0])["errorClass"], "invalid-request");
+}
+
+#[tokio::test]
+async fn the_mixed_batch_gives_each_record_its_own_outcome() {
+    let worker = worker(vec![], config(&[]));
+    let event = fixture("mixed-batch.json");
+    assert_eq!(event.records.len(), 10);
+    let response = invoke(&worker, event).await;
+
+    assert!(failures(&response).is_empty(), "{:?}", failures(&response));
+    // Seven valid assignment requests, one of them expired: six AWS calls.
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        6,
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let mut classes: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|m| {
+            (
+                m.attribute("ErrorClass").unwrap_or_default(),
+                m.attribute("ErrorCode").unwrap_or_default(),
+            )
+        })
+        .collect();
+    classes.sort_unstable();
+    assert_eq!(
+        classes,
+        [
+            ("expired", "NotAfterPassed"),
+            ("invalid-request", "NotAnObject"),
+            ("invalid-request", "NotJson"),
+            ("permanent", "UnsupportedAction"),
+        ]
+    );
+    let outcomes = worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().unwrap());
+    assert_eq!(outcomes.len(), 10, "one outcome per request");
+    assert!(worker.queues.batch_sizes().iter().all(|size| *size <= 10));
+}
+
+#[tokio::test]
+async fn a_refused_send_fails_only_its_own_record() {
+    let event = fixture("mixed-batch.json");
+    let ids = message_ids(&event);
+    let worker = Worker {
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::refusing(["CHG-2003"]),
+        config: config(&[]),
+    };
+    let response = invoke(&worker, event).await;
+    // Record 3 (CHG-2003): its outcome event was refused, so it is not durably done.
+    assert_eq!(failures(&response), [ids[2].clone()]);
+}
+
+#[tokio::test]
+async fn a_refused_dead_letter_fails_its_record() {
+    let event = fixture("malformed.json");
+    let ids = message_ids(&event);
+    let worker = Worker {
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::refusing(["princpalId"]),
+        config: config(&[]),
+    };
+    let response = invoke(&worker, event).await;
+    assert_eq!(failures(&response), ids);
+}
+
+#[tokio::test]
+async fn guardrails_refuse_before_any_aws_call() {
+    let cases = [
+        ("PROTECTED_ACCOUNT_IDS", "111122223333", "ProtectedAccount"),
+        (
+            "PROTECTED_PERMISSION_SET_ARNS",
+            "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+            "ProtectedPermissionSet",
+        ),
+        (
+            "ALLOWED_INSTANCE_ARNS",
+            "arn:aws:sso:::instance/ssoins-0000000000000000",
+            "InstanceNotAllowed",
+        ),
+    ];
+    for (variable, value, code) in cases {
+        let worker = worker(vec![], config(&[(variable, value)]));
+        let response = invoke(&worker, fixture("create.json")).await;
+        assert!(failures(&response).is_empty());
+        assert!(worker.identity_center.calls().is_empty(), "{variable}");
+        let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+        assert_eq!(
+            dead[0].attribute("ErrorClass"),
+            Some("forbidden"),
+            "{variable}"
+        );
+        assert_eq!(dead[0].attribute("ErrorCode"), Some(code));
+        assert_eq!(dead[0].attribute("CorrelationId"), Some("CHG-1001"));
+    }
+    // A protected permission set may still be revoked.
+    let worker = worker(
+        vec![],
+        config(&[(
+            "PROTECTED_PERMISSION_SET_ARNS",
+            "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+        )]),
+    );
+    invoke(&worker, fixture("delete.json")).await;
+    assert_eq!(worker.identity_center.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn failed_operations_are_dead_lettered_with_the_spec_attributes() {
+    let reason = "the USER assignee 9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10 was not found in directory";
+    let worker = worker(
+        vec![status(OperationStatus::Failed, Some(reason))],
+        config(&[]),
+    );
+    let event = fixture("poll.json");
+    let request: Value = serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    invoke(&worker, event).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    let body: Value = serde_json::from_str(&dead[0].body).unwrap();
+    assert_eq!(
+        body, request["request"],
+        "the DLQ holds the original request, not the envelope"
+    );
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("failed"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("FAILED"));
+    assert_eq!(dead[0].attribute("ErrorMessage"), Some(reason));
+    assert_eq!(dead[0].attribute("Attempts"), Some("1"));
+    assert_eq!(dead[0].attribute("OperationRequestId"), Some(REQUEST_ID));
+    assert_eq!(dead[0].attribute("CorrelationId"), Some("CHG-1003"));
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_through_the_queue_with_backoff() {
+    let worker = worker(
+        vec![error(ErrorKind::Busy, "ThrottlingException")],
+        config(&[("BACKOFF_BASE_SECONDS", "2")]),
+    );
+    invoke(&worker, fixture("create.json")).await;
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), 1);
+    assert!(work[0].delay_seconds >= 15, "busy backoff starts at 15 s");
+    let envelope = body_json(&work[0]);
+    assert_eq!(envelope["progress"]["step"], "submit");
+    assert_eq!(envelope["progress"]["attempt"], 2);
+}
+
+#[tokio::test]
+async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() {
+    let worker = worker(vec![], config(&[]));
+    let event = fixture("mixed-batch.json");
+    let ids = message_ids(&event);
+    let response = worker
+        .handle(event, Some(SystemTime::now() + Duration::from_secs(2)))
+        .await;
+    assert!(worker.identity_center.calls().is_empty());
+    // The six records that need an AWS call are left; the four refused without one are stored.
+    let left = failures(&response);
+    let expected: Vec<String> = [0, 1, 2, 3, 5, 6].iter().map(|i| ids[*i].clone()).collect();
+    assert_eq!(left, expected);
+    assert_eq!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn many_records_go_out_in_batches_of_ten() {
+    let template = fixture("create.json");
+    let mut event = SqsEvent::default();
+    for i in 0..25 {
+        let mut record = template.records[0].clone();
+        record.message_id = Some(format!("msg-{i}"));
+        let body = record
+            .body
+            .unwrap_or_default()
+            .replace("111122223333", &format!("1111222{i:05}"));
+        record.body = Some(body);
+        event.records.push(record);
+    }
+    let worker = worker(
+        (0..25)
+            .map(|_| status(OperationStatus::InProgress, None))
+            .collect(),
+        config(&[]),
+    );
+    let response = invoke(&worker, event).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(worker.queues.sent_to(&worker.config.work_queue).len(), 25);
+    assert_eq!(worker.queues.batch_sizes(), [10, 10, 5]);
+}
+
+/// Counts calls in flight, overall and per (account, permission set), yielding inside
+/// each call so that concurrent records really overlap.
+#[derive(Default)]
+struct ConcurrencyProbe {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    per_key: Mutex<HashMap<String, usize>>,
+    max_per_key: AtomicUsize,
+    panic_on_account: Option<&'static str>,
+}
+
+impl ConcurrencyProbe {
+    async fn call(&self, assignment: &Assignment) -> CallResult {
+        if self.panic_on_account == Some(assignment.account.as_str()) {
+            panic!("injected panic for {}", assignment.account);
+        }
+        let key = format!("{}/{}", assignment.account, assignment.permission_set);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let same = {
+            let mut per_key = self.per_key.lock().unwrap();
+            let count = per_key.entry(key.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        self.max_per_key.fetch_max(same, Ordering::SeqCst);
+        for _ in 0..5 {
+            tokio::task::yield_now().await;
+        }
+        *self.per_key.lock().unwrap().entry(key).or_default() -= 1;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        status(OperationStatus::InProgress, None)
+    }
+}
+
+impl IdentityCenter for ConcurrencyProbe {
+    async fn create_assignment(&self, assignment: &Assignment) -> CallResult {
+        self.call(assignment).await
+    }
+    async fn delete_assignment(&self, assignment: &Assignment) -> CallResult {
+        self.call(assignment).await
+    }
+    async fn describe_creation_status(&self, assignment: &Assignment, _: &str) -> CallResult {
+        self.call(assignment).await
+    }
+    async fn describe_deletion_status(&self, assignment: &Assignment, _: &str) -> CallResult {
+        self.call(assignment).await
+    }
+}
+
+fn batch_on_accounts(accounts: &[&str]) -> SqsEvent {
+    let template = fixture("create.json");
+    let mut event = SqsEvent::default();
+    for (i, account) in accounts.iter().enumerate() {
+        let mut record = template.records[0].clone();
+        record.message_id = Some(format!("msg-{i}"));
+        record.body = Some(
+            record
+                .body
+                .unwrap_or_default()
+                .replace("111122223333", account),
+        );
+        event.records.push(record);
+    }
+    event
+}
+
+#[tokio::test]
+async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
+    let accounts = [
+        "100000000001",
+        "100000000002",
+        "100000000001",
+        "100000000003",
+        "100000000004",
+        "100000000001",
+        "100000000005",
+        "100000000006",
+        "100000000002",
+        "100000000007",
+    ];
+    let worker = Worker {
+        identity_center: ConcurrencyProbe::default(),
+        queues: RecordingQueues::default(),
+        config: config(&[("MAX_CONCURRENCY", "3")]),
+    };
+    let response = invoke(&worker, batch_on_accounts(&accounts)).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(
+        worker.identity_center.max_in_flight.load(Ordering::SeqCst),
+        3
+    );
+    assert_eq!(worker.identity_center.max_per_key.load(Ordering::SeqCst), 1);
+    assert_eq!(worker.queues.sent_to(&worker.config.work_queue).len(), 10);
+}
+
+#[tokio::test]
+async fn a_panic_in_one_record_fails_only_that_record() {
+    let accounts = ["100000000001", "100000000666", "100000000003"];
+    let worker = Worker {
+        identity_center: ConcurrencyProbe {
+            panic_on_account: Some("100000000666"),
+            ..ConcurrencyProbe::default()
+        },
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let response = invoke(&worker, batch_on_accounts(&accounts)).await;
+    assert_eq!(failures(&response), ["msg-1"]);
+    assert_eq!(worker.queues.sent_to(&worker.config.work_queue).len(), 2);
+}
