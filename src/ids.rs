@@ -11,8 +11,13 @@ use regex::Regex;
 pub enum IdError {
     #[error("must be {min}..{max} characters long, got {len}")]
     Length { min: usize, max: usize, len: usize },
-    #[error("must match {pattern}")]
-    Pattern { pattern: &'static str },
+    #[error("must be {expected} (pattern {pattern})")]
+    Pattern {
+        expected: &'static str,
+        pattern: &'static str,
+    },
+    #[error("{problem}")]
+    Arn { problem: String },
     #[error("must not contain control characters")]
     NotPrintable,
 }
@@ -22,7 +27,7 @@ impl IdError {
     pub fn rule(&self) -> &'static str {
         match self {
             IdError::Length { .. } => "BadLength",
-            IdError::Pattern { .. } => "BadPattern",
+            IdError::Pattern { .. } | IdError::Arn { .. } => "BadPattern",
             IdError::NotPrintable => "NotPrintable",
         }
     }
@@ -37,18 +42,49 @@ fn check_length(value: &str, min: usize, max: usize) -> Result<(), IdError> {
     }
 }
 
-fn check_pattern(value: &str, re: &Regex, pattern: &'static str) -> Result<(), IdError> {
+const PARTITIONS: [&str; 5] = ["aws", "aws-us-gov", "aws-cn", "aws-iso", "aws-iso-b"];
+
+/// Names the part of an ARN that is wrong (prefix, partition or service), so that a
+/// requester is not left to diff a regular expression by eye.
+fn check_arn(value: &str, service: &str, wildcard_partition: bool) -> Result<(), IdError> {
+    let problem = |problem: String| Err(IdError::Arn { problem });
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    if parts.len() < 6 || parts[0] != "arn" {
+        return problem(
+            "must be an ARN: arn:<partition>:<service>:<region>:<account>:<resource>".to_owned(),
+        );
+    }
+    let partition_ok = PARTITIONS.contains(&parts[1]) || (wildcard_partition && parts[1] == "*");
+    if !partition_ok {
+        return problem(format!(
+            "partition `{}` is not one of {}",
+            parts[1],
+            PARTITIONS.join(", ")
+        ));
+    }
+    if parts[2] != service {
+        return problem(format!("service must be `{service}`, got `{}`", parts[2]));
+    }
+    Ok(())
+}
+
+fn check_pattern(
+    value: &str,
+    re: &Regex,
+    expected: &'static str,
+    pattern: &'static str,
+) -> Result<(), IdError> {
     if re.is_match(value) {
         Ok(())
     } else {
-        Err(IdError::Pattern { pattern })
+        Err(IdError::Pattern { expected, pattern })
     }
 }
 
 /// Declares a newtype over `String` with a `parse` constructor that applies the
 /// length bounds and the pattern copied verbatim from the API reference.
 macro_rules! pattern_id {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $pattern:expr) => {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr, $pattern:expr, $expected:expr, $arn:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -63,7 +99,11 @@ macro_rules! pattern_id {
                     Regex::new($pattern).expect("static pattern compiles")
                 });
                 check_length(value, $min, $max)?;
-                check_pattern(value, &RE, $pattern)?;
+                let arn: Option<(&str, bool)> = $arn;
+                if let Some((service, wildcard_partition)) = arn {
+                    check_arn(value, service, wildcard_partition)?;
+                }
+                check_pattern(value, &RE, $expected, $pattern)?;
                 Ok(Self(value.to_owned()))
             }
 
@@ -85,7 +125,9 @@ pattern_id!(
     InstanceArn,
     10,
     1224,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$"
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
+    "arn:<partition>:sso:::instance/ssoins- followed by 16 letters, digits, '-' or '.'",
+    Some(("sso", false))
 );
 
 pattern_id!(
@@ -93,7 +135,9 @@ pattern_id!(
     PermissionSetArn,
     10,
     1224,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$"
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$",
+    "arn:<partition>:sso:::permissionSet/ssoins-<16 characters>/ps-<16 characters>",
+    Some(("sso", false))
 );
 
 pattern_id!(
@@ -101,7 +145,9 @@ pattern_id!(
     AccountId,
     12,
     12,
-    r"^[0-9]{12}$"
+    r"^[0-9]{12}$",
+    "exactly 12 digits (an AWS account id)",
+    None
 );
 
 pattern_id!(
@@ -109,7 +155,9 @@ pattern_id!(
     PrincipalId,
     1,
     47,
-    r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
+    r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$",
+    "an Identity Store user or group id (a UUID, optionally prefixed by 10 hex digits and '-')",
+    None
 );
 
 pattern_id!(
@@ -117,7 +165,9 @@ pattern_id!(
     PortfolioId,
     1,
     100,
-    r"^[a-zA-Z0-9_\-]*$"
+    r"^[a-zA-Z0-9_\-]*$",
+    "letters, digits, '_' and '-' only",
+    None
 );
 
 pattern_id!(
@@ -125,7 +175,10 @@ pattern_id!(
     IamPrincipalArn,
     1,
     1000,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):iam::[0-9]{12}:[!-~]+$"
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):iam::[0-9]{12}:[!-~]+$",
+    "a full IAM ARN with a 12-digit account id, such as arn:aws:iam::123456789012:role/Name \
+     (use principalType IAM_PATTERN for patterns)",
+    Some(("iam", false))
 );
 
 pattern_id!(
@@ -133,7 +186,10 @@ pattern_id!(
     IamPrincipalPattern,
     1,
     1000,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b|\*):iam:::[!-~]+$"
+    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b|\*):iam:::[!-~]+$",
+    "an IAM ARN pattern with no account id, such as arn:aws:iam:::role/Team* \
+     (use principalType IAM for a full ARN)",
+    Some(("iam", true))
 );
 
 impl InstanceArn {

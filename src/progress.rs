@@ -127,6 +127,11 @@ impl TryFrom<ProgressWire> for Progress {
             return Err("attempt starts at 1".into());
         }
         let stage = match wire.step {
+            StepName::Submit
+                if wire.operation_request_id.is_some() || wire.submitted_at.is_some() =>
+            {
+                return Err("operationRequestId and submittedAt belong to step poll only".into());
+            }
             StepName::Submit => Stage::Submit,
             StepName::Poll => {
                 let operation_request_id = wire

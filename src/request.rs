@@ -3,8 +3,8 @@
 //! Fields are read one by one from a JSON object rather than through a serde derive, so
 //! every refusal names the field and the rule (serde's type errors name neither).
 
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -224,46 +224,81 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
             ),
         ));
     }
-    if body.trim().is_empty() {
+    if body.is_empty() {
         return Err(InvalidRequest::new("EmptyBody", "body is empty"));
     }
-    let object = parse_object(body, "body")?;
+    if body.trim().is_empty() {
+        return Err(InvalidRequest::new(
+            "EmptyBody",
+            "body is blank (only whitespace)",
+        ));
+    }
+    if body.starts_with('\u{feff}') {
+        return Err(InvalidRequest::new(
+            "NotJson",
+            "body starts with a byte-order mark (U+FEFF); send plain UTF-8 JSON",
+        ));
+    }
+    let object = JsonObject::parse(body, "body")?;
 
-    if object.contains_key("progress") || object.contains_key("request") {
+    if object.get("request").is_some() && object.get("progress").is_some() {
         return parse_progress_envelope(body);
     }
-    if object.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let message = match object.get("Message") {
-            Some(Value::String(message)) => message,
-            _ => {
+    match object.get("Type") {
+        Some(Value::String(kind)) if kind == "Notification" => {
+            let Some(Value::String(message)) = object.get("Message") else {
                 return Err(InvalidRequest::new(
                     "BadEnvelope",
                     "SNS notification: `Message` must be a string holding the request JSON",
                 ));
-            }
-        };
-        let request = parse_request(message).map_err(|e| within("SNS notification", e))?;
-        return Ok(Message {
-            request,
-            progress: None,
-        });
-    }
-    if object.contains_key("detail-type") || object.contains_key("detail") {
-        #[derive(serde::Deserialize)]
-        struct EventBridge<'a> {
-            #[serde(borrow)]
-            detail: Option<&'a RawValue>,
+            };
+            let request = parse_request(message).map_err(|e| within("SNS notification", e))?;
+            return Ok(Message {
+                request,
+                progress: None,
+            });
         }
-        let event: EventBridge<'_> = serde_json::from_str(body)
-            .map_err(|e| InvalidRequest::new("BadEnvelope", format!("EventBridge event: {e}")))?;
-        let detail = event.detail.ok_or_else(|| {
-            InvalidRequest::new("BadEnvelope", "EventBridge event: `detail` is missing")
-        })?;
-        let request = parse_request(detail.get()).map_err(|e| within("EventBridge event", e))?;
-        return Ok(Message {
-            request,
-            progress: None,
-        });
+        Some(Value::String(kind)) if object.get("TopicArn").is_some() => {
+            return Err(InvalidRequest::new(
+                "BadEnvelope",
+                format!(
+                    "SNS message of type `{kind}` is not a Notification and carries no request \
+                     (confirm SNS subscriptions outside the worker)"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if object.get("detail-type").is_some() || object.get("detail").is_some() {
+        return match object.get("detail") {
+            None => Err(InvalidRequest::new(
+                "BadEnvelope",
+                "EventBridge event: `detail` is missing",
+            )),
+            Some(Value::Object(_)) => {
+                #[derive(serde::Deserialize)]
+                struct EventBridge<'a> {
+                    #[serde(borrow)]
+                    detail: &'a RawValue,
+                }
+                let event: EventBridge<'_> = serde_json::from_str(body).map_err(|e| {
+                    InvalidRequest::new("BadEnvelope", format!("EventBridge event: {e}"))
+                })?;
+                let request = parse_request(event.detail.get())
+                    .map_err(|e| within("EventBridge event", e))?;
+                Ok(Message {
+                    request,
+                    progress: None,
+                })
+            }
+            Some(other) => Err(InvalidRequest::new(
+                "BadEnvelope",
+                format!(
+                    "EventBridge event: `detail` must be an object holding the request, got {}",
+                    json_kind(other)
+                ),
+            )),
+        };
     }
     Ok(Message {
         request: parse_request(body)?,
@@ -275,19 +310,108 @@ fn within(envelope: &str, error: InvalidRequest) -> InvalidRequest {
     InvalidRequest::new(error.code, format!("{envelope}: {}", error.message))
 }
 
-fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>, InvalidRequest> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| InvalidRequest::new("NotJson", format!("{what} is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(object) => Ok(object),
-        Value::String(_) => Err(InvalidRequest::new(
-            "NotAnObject",
-            format!("{what} is a JSON string, not an object (double-encoded JSON?)"),
-        )),
-        other => Err(InvalidRequest::new(
-            "NotAnObject",
-            format!("{what} must be a JSON object, got {}", json_kind(&other)),
-        )),
+/// A JSON object's members in order, keeping repeated keys: serde_json's map keeps only
+/// the last, which would let `{"targetId":"A","targetId":"B"}` pass as B unnoticed.
+struct JsonObject(Vec<(String, Value)>);
+
+impl JsonObject {
+    fn parse(text: &str, what: &str) -> Result<Self, InvalidRequest> {
+        let value: ObjectOrOther = serde_json::from_str(text).map_err(|e| {
+            InvalidRequest::new("NotJson", format!("{what} is not valid JSON: {e}"))
+        })?;
+        let members = match value {
+            ObjectOrOther::Object(members) => members,
+            ObjectOrOther::Other(Value::String(_)) => {
+                return Err(InvalidRequest::new(
+                    "NotAnObject",
+                    format!("{what} is a JSON string, not an object (double-encoded JSON?)"),
+                ));
+            }
+            ObjectOrOther::Other(other) => {
+                return Err(InvalidRequest::new(
+                    "NotAnObject",
+                    format!("{what} must be a JSON object, got {}", json_kind(&other)),
+                ));
+            }
+        };
+        for (index, (key, _)) in members.iter().enumerate() {
+            if members[..index].iter().any(|(seen, _)| seen == key) {
+                return Err(InvalidRequest::new(
+                    "DuplicateField",
+                    format!("`{key}` appears more than once in the {what}"),
+                ));
+            }
+        }
+        Ok(Self(members))
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// A JSON object as its members in order (repeated keys kept), or any other value.
+enum ObjectOrOther {
+    Object(Vec<(String, Value)>),
+    Other(Value),
+}
+
+impl<'de> serde::Deserialize<'de> for ObjectOrOther {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ObjectOrOther;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(ObjectOrOther::Object(members))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let items = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(ObjectOrOther::Other(Value::Array(items)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::String(v.to_owned())))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::Bool(v)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::from(v)))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::from(v)))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::from(v)))
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ObjectOrOther::Other(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -305,36 +429,42 @@ fn json_kind(value: &Value) -> &'static str {
 fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Envelope {
-        request: Box<RawValue>,
-        progress: Progress,
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        request: &'a RawValue,
+        #[serde(borrow)]
+        progress: &'a RawValue,
     }
-    let envelope: Envelope = serde_json::from_str(body)
+    let envelope: Envelope<'_> = serde_json::from_str(body)
         .map_err(|e| InvalidRequest::new("BadEnvelope", format!("progress envelope: {e}")))?;
+    // Read on its own so that an error names `progress` and counts columns within it.
+    let progress: Progress = serde_json::from_str(envelope.progress.get()).map_err(|e| {
+        InvalidRequest::new("BadEnvelope", format!("progress envelope: progress: {e}"))
+    })?;
     let request =
         parse_request(envelope.request.get()).map_err(|e| within("progress envelope", e))?;
     let expected = request.assignment().map(|(action, _)| action);
-    if expected != Some(envelope.progress.operation()) {
+    if expected != Some(progress.operation()) {
         return Err(InvalidRequest::new(
             "BadEnvelope",
             format!(
                 "progress envelope: progress is for `{}` but the request is `{}`",
-                envelope.progress.operation().as_str(),
+                progress.operation().as_str(),
                 request.action_name()
             ),
         ));
     }
     Ok(Message {
         request,
-        progress: Some(envelope.progress),
+        progress: Some(progress),
     })
 }
 
 /// Parses and validates the request object itself (no envelope).
 pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
-    let object = parse_object(text, "request")?;
-    let mut fields: Vec<(Field, String)> = Vec::with_capacity(object.len());
-    for (key, value) in &object {
+    let object = JsonObject::parse(text, "request")?;
+    let mut fields: Vec<(Field, String)> = Vec::with_capacity(object.0.len());
+    for (key, value) in &object.0 {
         let field = Field::from_key(key)
             .ok_or_else(|| InvalidRequest::new("UnknownField", format!("unknown field `{key}`")))?;
         if fields.iter().any(|(seen, _)| *seen == field) {
@@ -493,13 +623,16 @@ pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
     let not_after = get(Field::NotAfter)
         .map(|text| OffsetDateTime::parse(text, &Rfc3339))
         .transpose()
-        .map_err(|e| {
+        .map_err(|_| {
             InvalidRequest::new(
                 "BadTimestamp",
-                format!("notAfter: must be an RFC 3339 time: {e}"),
+                format!(
+                    "notAfter: must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got `{}`",
+                    get(Field::NotAfter).unwrap_or_default()
+                ),
             )
         })?;
-    let raw = RawValue::from_string(text.trim().to_owned())
+    let raw = RawValue::from_string(text.to_owned())
         .map_err(|e| InvalidRequest::new("NotJson", format!("request is not valid JSON: {e}")))?;
     Ok(Request {
         operation,
