@@ -80,6 +80,9 @@ impl ErrorKind {
             Some("ServiceQuotaExceededException") => ErrorKind::ServiceQuotaExceeded,
             _ => match http_status {
                 Some(500..=599) => ErrorKind::ServerError,
+                // A 2xx is an error only when its body could not be read: the service
+                // took the call, and repeating it is safe, as for a 5xx.
+                Some(200..=299) => ErrorKind::ServerError,
                 Some(429) => ErrorKind::RateLimited,
                 _ => ErrorKind::Rejected,
             },
@@ -179,6 +182,7 @@ mod tests {
                 ErrorKind::ServiceQuotaExceeded,
             ),
             (None, None, Some(502), ErrorKind::ServerError),
+            (None, None, Some(200), ErrorKind::ServerError),
             (
                 Some("UnrecognizedClientException"),
                 None,
