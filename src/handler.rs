@@ -146,7 +146,19 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
         let messages: Vec<OutgoingMessage> = entries.iter().map(|(_, m)| m.clone()).collect();
         let mut failures = Vec::new();
         for run in plan_batches(&messages) {
-            let results = self.queues.send_batch(queue, &messages[run.clone()]).await;
+            let mut results = self.queues.send_batch(queue, &messages[run.clone()]).await;
+            if run.len() > 1 && results.iter().all(Result::is_err) {
+                // SQS refuses a whole batch for one bad entry (an oversized body, say):
+                // sent alone, the others still go through.
+                results = Vec::with_capacity(run.len());
+                for message in &messages[run.clone()] {
+                    results.extend(
+                        self.queues
+                            .send_batch(queue, std::slice::from_ref(message))
+                            .await,
+                    );
+                }
+            }
             for (offset, (index, _)) in entries[run.clone()].iter().enumerate() {
                 match results.get(offset) {
                     Some(Ok(())) => {}
@@ -298,7 +310,13 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
             }
         };
         if let Err(error) = &result {
-            tracing::info!(kind = ?error.kind, code = %error.code, error = %error.message, "call failed");
+            tracing::info!(
+                kind = ?error.kind,
+                code = %error.code,
+                // An error page can be large; the first KiB says what it is.
+                error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
+                "call failed"
+            );
         }
 
         let decision = lifecycle::decide(

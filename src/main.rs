@@ -1,6 +1,6 @@
 //! The Lambda function: read configuration, build clients once, serve batches.
 
-use assignment_worker::adapters::aws_worker;
+use assignment_worker::adapters::{aws_config_from_env, aws_worker};
 use assignment_worker::config::Config;
 use assignment_worker::handler::function_handler;
 use assignment_worker::telemetry;
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
-    let worker = aws_worker(config).await;
+    let worker = aws_worker(&aws_config_from_env().await, config);
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         function_handler(worker, event).await
