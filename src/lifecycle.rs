@@ -3,6 +3,7 @@
 //! randomness: the caller passes `now` and the jitter draw.
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus};
 use crate::progress::{Progress, Stage};
@@ -139,7 +140,12 @@ pub fn check_expiry(
         DeadLetter::before_any_call(
             ErrorClass::Expired,
             "NotAfterPassed",
-            format!("notAfter {not_after} passed before the grant was submitted"),
+            format!(
+                "notAfter {} passed before the grant was submitted",
+                not_after
+                    .format(&Rfc3339)
+                    .unwrap_or_else(|_| not_after.to_string())
+            ),
         )
     })
 }
@@ -310,10 +316,21 @@ fn on_error(
             _ => {}
         }
     }
+    let message = match &progress.stage {
+        Stage::Poll {
+            operation_request_id,
+            polls,
+            ..
+        } if error.kind == ErrorKind::ResourceNotFound => format!(
+            "operation {operation_request_id} still unknown to Describe*Status after {polls} polls: {}",
+            error.message
+        ),
+        _ => error.message.clone(),
+    };
     Decision::DeadLetter(DeadLetter {
         class: ErrorClass::Permanent,
         code: error.code.clone(),
-        message: error.message.clone(),
+        message,
         attempts: progress.attempt,
         operation_request_id: progress.operation_request_id().map(str::to_owned),
     })
