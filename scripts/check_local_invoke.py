@@ -1,25 +1,36 @@
-"""Local invoke check: `cargo lambda watch` runs the real function binary against moto's
-server on loopback; `cargo lambda invoke --data-file` sends it every file in events/.
+"""Local invoke check: `cargo lambda watch` serves the Lambda runtime and invoke APIs on
+loopback, the real function binary (debug build) runs against them and against moto's
+server, and `cargo lambda invoke --data-file` sends it every file in events/.
+
+cargo-lambda 1.9.2's emulator sends `Lambda-Runtime-Deadline-Ms: 600000` (a duration, not
+the Unix-epoch milliseconds Lambda sends), which the handler reads as a deadline in 1970
+and so starts no AWS call. The function therefore runs beside `cargo lambda watch
+--only-lambda-apis`, behind a small loopback relay that replaces such a value with now +
+the template's 60 s timeout; a real epoch value passes through untouched.
 
 Each response must have an empty batchItemFailures, and each record's next step must be
-stored: with the outcome queue configured, every record leaves exactly one new message in
-the work, dead-letter or outcome queue (a re-enqueued step, a dead letter or an outcome
-event). Run by scripts/check-deploy with .venv-deploy's python (it needs boto3); moto's
+stored: with the outcome queue configured, every record leaves exactly one new message on
+the work queue (a re-enqueued step) or the outcome queue (its outcome; a dead-lettered
+request also leaves its dead letter). Run by scripts/check-deploy with .venv-deploy's python (it needs boto3); moto's
 server comes from .venv (scripts/bootstrap).
 
 AWS_ENDPOINT_URL_SSO_ADMIN, when set, sends the Identity Center calls there instead of to
 moto (for a simulator); SQS always goes to moto.
 """
 
+import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -28,8 +39,7 @@ from botocore.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 MOTO = ROOT / ".venv" / "bin" / "moto_server"
 REGION = "us-east-1"
-# Generous: the first invoke waits for `cargo lambda watch` to compile the debug binary.
-FIRST_INVOKE_TIMEOUT = 1800
+FUNCTION_TIMEOUT_MS = 60_000  # template.yaml: Timeout: 60
 INVOKE_TIMEOUT = 120
 
 LOCAL_ENV = {
@@ -104,20 +114,75 @@ def queue_count(sqs, url):
     return sum(int(attributes.get(name, 0)) for name in names)
 
 
-def function_peak_rss_kib(watch_pid):
-    """VmHWM of the function process started under `cargo lambda watch`, if found."""
-    peak = None
-    for status in Path("/proc").glob("[0-9]*/status"):
+class DeadlineRelay(BaseHTTPRequestHandler):
+    """Forwards the function's runtime-API calls to `cargo lambda watch`, fixing the
+    deadline header of each invocation (see the module comment)."""
+
+    protocol_version = "HTTP/1.1"
+    upstream_port = 0
+    rewritten = 0
+
+    def do_GET(self):
+        self.forward()
+
+    def do_POST(self):
+        self.forward()
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def forward(self):
+        body = self.read_body()
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")
+        }
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port)
         try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if not re.search(r"^Name:\s+assignment-work", text, re.M):
-            continue
-        found = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
-        if found:
-            peak = max(peak or 0, int(found.group(1)))
-    return peak
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            # `cargo lambda watch` stopped while the function waited for its next event.
+            self.close_connection = True
+            return
+        finally:
+            upstream.close()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                continue
+            if key.lower() == "lambda-runtime-deadline-ms" and int(value) < 10**12:
+                value = str(int(time.time() * 1000) + FUNCTION_TIMEOUT_MS)
+                DeadlineRelay.rewritten += 1
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def function_peak_rss_kib(pid):
+    """VmHWM (peak resident memory) of the function process."""
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 def stop(proc):
@@ -138,7 +203,7 @@ def main():
     if not events:
         raise SystemExit("no events/*.json")
     workdir = Path(tempfile.mkdtemp(prefix="check-local-invoke."))
-    moto = watch = None
+    moto = watch = function = None
     try:
         moto, moto_port = start_moto(workdir)
         endpoint = f"http://127.0.0.1:{moto_port}"
@@ -157,6 +222,13 @@ def main():
         }
 
         env = dict(os.environ)
+        # Loopback only: no profile, no real credentials, SQS always on moto.
+        for name in (
+            "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ENDPOINT_URL_SQS", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ):
+            env.pop(name, None)
         env.update(LOCAL_ENV)
         env.update(
             {
@@ -171,13 +243,15 @@ def main():
         if os.environ.get("AWS_ENDPOINT_URL_SSO_ADMIN"):
             log(f"Identity Center calls go to {os.environ['AWS_ENDPOINT_URL_SSO_ADMIN']}")
 
+        # The Lambda control plane: runtime API for the function, invoke API for
+        # `cargo lambda invoke`, on one loopback port.
         port = free_port()
         watch_log = workdir / "watch.log"
         watch = subprocess.Popen(
             [
-                "cargo", "lambda", "watch", "--locked", "--ignore-changes",
+                "cargo", "lambda", "watch", "--only-lambda-apis",
                 "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
-                "--bin", "assignment-worker",
+                "--timeout", str(FUNCTION_TIMEOUT_MS // 1000),
             ],
             cwd=ROOT,
             env=env,
@@ -186,8 +260,45 @@ def main():
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_port(port, watch, 600, watch_log)
+        wait_for_port(port, watch, 120, watch_log)
         log(f"cargo lambda watch on 127.0.0.1:{port}")
+
+        DeadlineRelay.upstream_port = port
+        relay = ThreadingHTTPServer(("127.0.0.1", 0), DeadlineRelay)
+        relay.daemon_threads = True
+        threading.Thread(target=relay.serve_forever, daemon=True).start()
+
+        log("building the function (debug)")
+        subprocess.run(
+            ["cargo", "build", "--locked", "--quiet", "--bin", "assignment-worker"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        binary = ROOT / "target" / "debug" / "assignment-worker"
+        if os.environ.get("CARGO_TARGET_DIR"):
+            binary = Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / "assignment-worker"
+        function_env = dict(env)
+        function_env.update(
+            {
+                # What `cargo lambda watch` gives the functions it starts, with the
+                # template's memory size.
+                "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{relay.server_address[1]}/.rt",
+                "AWS_LAMBDA_FUNCTION_NAME": "_",
+                "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            }
+        )
+        function_log = workdir / "function.log"
+        function = subprocess.Popen(
+            [str(binary)],
+            cwd=ROOT,
+            env=function_env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(function_log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         failures = []
         rows = []
@@ -205,7 +316,7 @@ def main():
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=FIRST_INVOKE_TIMEOUT if index == 0 else INVOKE_TIMEOUT,
+                timeout=INVOKE_TIMEOUT,
             )
             seconds = time.monotonic() - started
             after = {name: queue_count(sqs, url) for name, url in queues.items()}
@@ -222,10 +333,10 @@ def main():
             if response is not None:
                 if response.get("batchItemFailures") != []:
                     problems.append(f"batchItemFailures: {response.get('batchItemFailures')!r}")
-            if sum(delta.values()) != records:
-                problems.append(
-                    f"{records} records but {sum(delta.values())} messages stored ({delta})"
-                )
+            # Each record's next step is stored: a re-enqueued step on the work queue, or
+            # an outcome event (a dead-lettered request has its dead letter as well).
+            if delta["work"] + delta["outcomes"] != records or delta["dead-letter"] > delta["outcomes"]:
+                problems.append(f"{records} records but stored {delta}")
             rows.append((event.name, records, response, delta, seconds, problems))
             failures.extend(f"{event.name}: {p}" for p in problems)
 
@@ -236,17 +347,22 @@ def main():
                 f"{name:<20} {records:>7} {listed:>8} {delta['work']:>5} {delta['dead-letter']:>4} "
                 f"{delta['outcomes']:>7} {seconds:>7.1f}  {'ok' if not problems else 'FAILED'}"
             )
-        peak = function_peak_rss_kib(watch.pid)
+        peak = function_peak_rss_kib(function.pid)
         if peak:
-            print(f"function process peak RSS (VmHWM, debug build, x86_64): {peak} KiB")
+            print(f"function process peak RSS (VmHWM, x86_64 debug build): {peak} KiB")
+        log(f"deadline headers rewritten by the relay: {DeadlineRelay.rewritten} of {len(rows)}")
         passed = len(rows) - len({f.split(':')[0] for f in failures})
         print(f"{passed} passed, {len(rows) - passed} failed")
         if failures:
+            print(f"logs kept in {workdir}", file=sys.stderr)
             print("\n".join(failures), file=sys.stderr)
+            print("--- function log (tail) ---\n" + tail(function_log), file=sys.stderr)
             print("--- cargo lambda watch log (tail) ---\n" + tail(watch_log), file=sys.stderr)
             return 1
+        shutil.rmtree(workdir, ignore_errors=True)
         return 0
     finally:
+        stop(function)
         stop(watch)
         stop(moto)
 
