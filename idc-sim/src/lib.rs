@@ -1,0 +1,12 @@
+//! A local simulator of the IAM Identity Center admin API's account-assignment calls,
+//! faithful to the behaviours that make the real one hard to drive: asynchronous
+//! operations, the shared 20-per-second rate, at most 15 outstanding creates, conflicts
+//! on the same account and permission set, statuses not yet visible right after
+//! submit, and failures only visible by polling. Faults can be injected, time scaled,
+//! and runs repeated from a seed.
+
+pub mod model;
+pub mod server;
+
+pub use model::{Assignment, Counters, DeleteMissing, Knobs, Model, Seed};
+pub use server::{Simulator, start};
