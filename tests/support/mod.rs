@@ -1,90 +1,19 @@
 //! Test support: moto's server on a free loopback port, and AWS clients pointed at it.
 #![allow(dead_code)] // each test binary uses part of this module
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_sqs::config::{Credentials, Region};
+use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 
-/// moto_server, as installed by scripts/bootstrap; `MOTO_SERVER` overrides the path.
-fn moto_binary() -> PathBuf {
-    std::env::var_os("MOTO_SERVER").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"),
-        PathBuf::from,
-    )
-}
-
-/// A moto server process, killed when dropped.
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-}
+/// moto's server on a port it picks; killed when dropped.
+pub struct Moto(local_stack::moto::Moto);
 
 impl Moto {
-    /// Starts moto on a port the OS picks (`-p 0`) and reads the port back from its
-    /// banner, so that parallel tests can never share a server.
     pub fn start() -> Moto {
-        let binary = moto_binary();
-        assert!(
-            binary.exists(),
-            "{} not found: run scripts/test (it creates .venv with the pinned moto)",
-            binary.display()
-        );
-        let mut child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (port_tx, port_rx) = mpsc::channel();
-        // Reads the banner, then keeps draining moto's request log so it never blocks.
-        std::thread::spawn(move || {
-            let mut port_tx = Some(port_tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(port) = line
-                    .split_once("Running on http://127.0.0.1:")
-                    .and_then(|(_, rest)| rest.trim().parse::<u16>().ok())
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-            }
-        });
-        let port = match port_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("moto_server did not report its port within 60 s");
-            }
-        };
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        Moto(local_stack::moto::Moto::start().unwrap_or_else(|e| panic!("{e}")))
     }
 
-    /// AWS configuration for every client pointed at this server.
     pub async fn sdk_config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.sdk_config().await
     }
 }
 

@@ -1,0 +1,237 @@
+//! `scripts/bench`: 1,200 requests (600 grants, 600 revokes) through the simulated
+//! Identity Center at its default quotas and provisioning time, time-scaled, with the
+//! worker at its production defaults. Appends the figures to BENCHMARKS.md.
+//!
+//! `bench [--scale X] [--workers N] [--requests N] [--set KEY=VALUE]...`
+//! `--set` overrides a worker setting (e.g. `--set POLL_INITIAL_DELAY_SECONDS=2`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use idc_sim::Knobs;
+use local_stack::Error;
+use local_stack::requests::{self, assignment, request};
+use local_stack::stack::{Options, Stack};
+use local_stack::tally::{Intent, Tally, wrong_effects};
+
+/// The worker's defaults (SPEC §6), in simulated seconds.
+const DEFAULTS: [(&str, f64); 4] = [
+    ("POLL_INITIAL_DELAY_SECONDS", 3.0),
+    ("POLL_MAX_DELAY_SECONDS", 60.0),
+    ("BACKOFF_BASE_SECONDS", 2.0),
+    ("BUSY_BACKOFF_MIN_SECONDS", 15.0),
+];
+
+struct Args {
+    scale: f64,
+    workers: usize,
+    requests: usize,
+    settings: Vec<(String, String)>,
+}
+
+fn args() -> Result<Args, Error> {
+    let mut args = Args {
+        scale: 3.0,
+        workers: 3,
+        requests: 1200,
+        settings: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--scale" => args.scale = value.parse()?,
+            "--workers" => args.workers = value.parse()?,
+            "--requests" => args.requests = value.parse()?,
+            "--set" => {
+                let (key, value) = value.split_once('=').ok_or("--set takes KEY=VALUE")?;
+                args.settings.push((key.to_owned(), value.to_owned()));
+            }
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = args()?;
+    // Worker delays are real seconds; divided by the scale they keep their simulated length.
+    let mut worker_env: Vec<(String, String)> = DEFAULTS
+        .iter()
+        .map(|(key, seconds)| {
+            (
+                (*key).to_owned(),
+                ((seconds / args.scale).round().max(1.0) as u64).to_string(),
+            )
+        })
+        .collect();
+    worker_env.retain(|(key, _)| !args.settings.iter().any(|(k, _)| k == key));
+    worker_env.extend(args.settings.iter().cloned());
+
+    let half = args.requests / 2;
+    let grants: Vec<_> = (0..half).map(|i| assignment(i, i % 8, i)).collect();
+    let revokes: Vec<_> = (0..args.requests - half)
+        .map(|i| assignment(5000 + i, i % 8, i))
+        .collect();
+    let mut seed = requests::seed(8, half.max(args.requests - half));
+    seed.assignments = revokes.clone();
+    let knobs = Knobs {
+        time_scale: args.scale,
+        ..Knobs::default()
+    };
+    let stack = Stack::start(Options {
+        workers: args.workers,
+        knobs: knobs.clone(),
+        seed,
+        worker_env: worker_env.clone(),
+        ..Options::default()
+    })
+    .await?;
+
+    let mut intents = Vec::new();
+    let mut bodies = Vec::new();
+    for (create, targets, prefix) in [(true, &grants, "GRANT"), (false, &revokes, "REVOKE")] {
+        for (i, target) in targets.iter().enumerate() {
+            let id = format!("{prefix}-{i:05}");
+            bodies.push(request(create, target, &id));
+            intents.push(Intent {
+                correlation_id: id,
+                assignment: target.clone(),
+                create,
+            });
+        }
+    }
+    // Interleave grants and revokes, as real traffic would.
+    let order: Vec<usize> = (0..half)
+        .flat_map(|i| [i, half + i])
+        .chain(2 * half..bodies.len())
+        .collect();
+    let bodies: Vec<String> = order.iter().map(|&i| bodies[i].clone()).collect();
+    let ids: Vec<String> = intents.iter().map(|i| i.correlation_id.clone()).collect();
+
+    let started_sim = stack.simulator.now();
+    let started = Instant::now();
+    stack.send(&bodies).await?;
+    let collected = stack.collect(&ids, Duration::from_secs(3600)).await?;
+    let wall = started.elapsed();
+    let simulated = stack.simulator.now() - started_sim;
+
+    let mut tally = Tally::of(&ids, &collected);
+    let finals = {
+        let now = stack.simulator.now();
+        stack.simulator.with_model(|m| m.assignments(now))
+    };
+    tally.wrong_effects = wrong_effects(&intents, &revokes, &collected, &finals);
+    let counters = stack.simulator.with_model(|m| m.counters.clone());
+    let worker_sqs = stack.proxy.counts();
+    let source = &stack.event_source.counts;
+    let source_calls =
+        source.receives.load(Ordering::Relaxed) + source.deletes.load(Ordering::Relaxed);
+    let n = ids.len() as f64;
+    let sso_calls: u64 = counters.calls.values().sum();
+    let worker_sqs_calls: u64 = worker_sqs.values().sum();
+    // Lower bounds from the quotas: every grant holds one of 15 outstanding slots for its
+    // provisioning time (mean of the uniform draw), and every request needs at least a
+    // submit and one status call under the shared 20-per-second rate.
+    let mean_provisioning = (knobs.provisioning_min_seconds + knobs.provisioning_max_seconds) / 2.0;
+    let outstanding_bound = half as f64 * mean_provisioning / knobs.max_outstanding_creates as f64;
+    let rate_bound = 2.0 * n / knobs.rate_per_second;
+    let minimum = outstanding_bound.max(rate_bound);
+
+    let mut report = String::new();
+    writeln!(
+        report,
+        "### {} requests, {} worker processes, time scale {}",
+        ids.len(),
+        args.workers,
+        args.scale
+    )?;
+    writeln!(report)?;
+    writeln!(
+        report,
+        "Worker settings (real seconds): {}",
+        worker_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(report)?;
+    writeln!(report, "| figure | value |")?;
+    writeln!(report, "|---|---|")?;
+    writeln!(report, "| outcomes | {tally} |")?;
+    writeln!(
+        report,
+        "| simulated time | {simulated:.0} s ({:.0} s wall) |",
+        wall.as_secs_f64()
+    )?;
+    writeln!(
+        report,
+        "| minimum the quotas allow | {minimum:.0} s (15 outstanding grants: {outstanding_bound:.0} s; 20 calls/s: {rate_bound:.0} s) |"
+    )?;
+    writeln!(
+        report,
+        "| simulated time / minimum | {:.2} |",
+        simulated / minimum
+    )?;
+    writeln!(
+        report,
+        "| Identity Center calls per request | {:.2} ({sso_calls} calls: {:?}) |",
+        sso_calls as f64 / n,
+        counters.calls
+    )?;
+    writeln!(
+        report,
+        "| SQS calls per request | {:.2} (worker {:.2}: {:?}; event source {:.2}: {} receives, {} deletes) |",
+        (worker_sqs_calls + source_calls) as f64 / n,
+        worker_sqs_calls as f64 / n,
+        worker_sqs,
+        source_calls as f64 / n,
+        source.receives.load(Ordering::Relaxed),
+        source.deletes.load(Ordering::Relaxed)
+    )?;
+    writeln!(
+        report,
+        "| invocations | {} ({} records, {:.1} per invocation) |",
+        source.invocations.load(Ordering::Relaxed),
+        source.records.load(Ordering::Relaxed),
+        source.records.load(Ordering::Relaxed) as f64
+            / source.invocations.load(Ordering::Relaxed).max(1) as f64
+    )?;
+    writeln!(
+        report,
+        "| throttled: rate / outstanding | {} / {} |",
+        counters.throttled_rate, counters.throttled_busy
+    )?;
+    writeln!(report, "| conflicts | {} |", counters.conflicts)?;
+    writeln!(
+        report,
+        "| most grants outstanding at once | {} |",
+        counters.max_outstanding_creates_seen
+    )?;
+    writeln!(report, "| dead-lettered | {} |", tally.dead_lettered)?;
+    writeln!(report)?;
+    print!("{report}");
+
+    let path = local_stack::workspace_root().join("BENCHMARKS.md");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    if file.metadata()?.len() == 0 {
+        writeln!(
+            file,
+            "# Benchmarks\n\nWritten by `scripts/bench` (the local stack: moto SQS, idc-sim at its default quotas and \
+             provisioning time of 1 to 6 s, the release worker binary). Each run appends a section.\n"
+        )?;
+    }
+    file.write_all(report.as_bytes())?;
+    stack.shutdown().await;
+    if tally.lost > 0 || tally.dead_lettered > 0 || tally.wrong_effects > 0 {
+        return Err(format!("benchmark run not clean: {tally}").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! moto's server, on a port it picks itself and reports, killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::Error;
+
+/// moto_server from the project's .venv (scripts/bootstrap); `MOTO_SERVER` overrides.
+pub fn binary() -> PathBuf {
+    std::env::var_os("MOTO_SERVER").map_or_else(
+        || crate::workspace_root().join(".venv/bin/moto_server"),
+        PathBuf::from,
+    )
+}
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts moto with `-p 0` and reads the port from its banner, so that parallel
+    /// runs never share a server.
+    pub fn start() -> Result<Moto, Error> {
+        let binary = binary();
+        if !binary.exists() {
+            return Err(format!(
+                "{} not found: run scripts/bootstrap (or scripts/test)",
+                binary.display()
+            )
+            .into());
+        }
+        let mut child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or("moto's stderr was not captured")?;
+        let (port_tx, port_rx) = mpsc::channel();
+        // Reads the banner, then keeps draining moto's request log so that it never blocks.
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split_once("Running on http://127.0.0.1:")
+                    .and_then(|(_, rest)| rest.trim().parse::<u16>().ok())
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        match port_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => Ok(Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                Err("moto_server did not report its port within 60 s".into())
+            }
+        }
+    }
+}
+
+impl Moto {
+    /// AWS configuration for clients pointed at this server: fixed region and dummy
+    /// credentials, nothing read from profiles.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "local", "local", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,480 @@
+//! The whole local stack: moto (SQS), idc-sim (Identity Center), the work, dead-letter
+//! and outcome queues, and N worker processes each fed by its own event source loop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use idc_sim::{Knobs, Seed, Simulator};
+use serde_json::Value;
+
+use crate::Error;
+use crate::event_source::{EventSourceMapping, Poll};
+use crate::moto::Moto;
+use crate::proxy::CountingProxy;
+use crate::worker::WorkerProcess;
+
+pub struct Options {
+    /// Worker processes running at once (Lambda's concurrency).
+    pub workers: usize,
+    pub knobs: Knobs,
+    pub sim_seed: u64,
+    pub seed: Seed,
+    /// Extra environment for the worker (SPEC §6 settings); queue URLs and endpoints
+    /// are set by the stack.
+    pub worker_env: Vec<(String, String)>,
+    pub visibility_timeout_seconds: i32,
+    pub max_receive_count: u32,
+    pub function_timeout: Duration,
+    /// Where worker logs go (one file per slot).
+    pub log_dir: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            knobs: Knobs::default(),
+            sim_seed: 1,
+            seed: Seed::default(),
+            worker_env: Vec::new(),
+            // Longer than the function timeout, so a batch never reappears while a
+            // live invocation still holds it (the template uses 6x).
+            visibility_timeout_seconds: 15,
+            max_receive_count: 5,
+            // Above the worker's 8 s call reserve, so it has time to work.
+            function_timeout: Duration::from_secs(12),
+            log_dir: crate::workspace_root().join("target/local-stack"),
+        }
+    }
+}
+
+/// The settings that make a local run take seconds rather than minutes.
+pub fn fast_worker_env() -> Vec<(String, String)> {
+    [
+        ("POLL_INITIAL_DELAY_SECONDS", "1"),
+        ("POLL_MAX_DELAY_SECONDS", "2"),
+        ("BACKOFF_BASE_SECONDS", "1"),
+        ("BUSY_BACKOFF_MIN_SECONDS", "1"),
+        ("MAX_ATTEMPTS", "10"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+pub struct Queues {
+    pub work: String,
+    pub dead_letter: String,
+    pub outcomes: String,
+}
+
+/// A message read from the dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    pub body: String,
+    pub attributes: HashMap<String, String>,
+}
+
+impl DeadLetterRecord {
+    /// The request's correlation id: the attribute, or (for a message the redrive
+    /// policy moved, which has none) read from the body or its progress envelope.
+    pub fn correlation_id(&self) -> Option<String> {
+        self.attributes.get("CorrelationId").cloned().or_else(|| {
+            let body: Value = serde_json::from_str(&self.body).ok()?;
+            body.get("correlationId")
+                .or_else(|| body.get("request")?.get("correlationId"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+    }
+}
+
+/// Every terminal record read so far.
+#[derive(Debug, Clone, Default)]
+pub struct Collected {
+    pub outcomes: Vec<Value>,
+    pub dead_letters: Vec<DeadLetterRecord>,
+}
+
+struct Slot {
+    process: RwLock<Arc<WorkerProcess>>,
+    busy: AtomicBool,
+}
+
+pub struct Stack {
+    _moto: Moto,
+    pub simulator: Arc<Simulator>,
+    pub simulator_endpoint: String,
+    pub sqs: Client,
+    pub queues: Queues,
+    pub proxy: CountingProxy,
+    pub event_source: Arc<EventSourceMapping>,
+    slots: Vec<Arc<Slot>>,
+    stop: Arc<AtomicBool>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    pub restarts: Arc<AtomicU64>,
+    pub collected: tokio::sync::Mutex<Collected>,
+}
+
+impl Stack {
+    pub async fn start(options: Options) -> Result<Stack, Error> {
+        let moto = Moto::start()?;
+        let simulator = Simulator::new(options.knobs.clone(), options.sim_seed);
+        simulator.with_model(|model| model.seed(options.seed.clone()));
+        let simulator_address = idc_sim::start(Arc::clone(&simulator), 0).await?;
+        let simulator_endpoint = format!("http://{simulator_address}");
+        let proxy = CountingProxy::start(&moto.endpoint).await?;
+
+        let shared = moto.sdk_config().await;
+        let sqs = Client::new(&shared);
+        let dead_letter = create_queue(&sqs, "assignment-dlq", &[]).await?;
+        let dlq_arn = queue_arn(&sqs, &dead_letter).await?;
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#,
+            options.max_receive_count
+        );
+        let work = create_queue(
+            &sqs,
+            "assignment-work",
+            &[(QueueAttributeName::RedrivePolicy, redrive)],
+        )
+        .await?;
+        let work_arn = queue_arn(&sqs, &work).await?;
+        let outcomes = create_queue(&sqs, "assignment-outcomes", &[]).await?;
+
+        let mut env = vec![
+            ("WORK_QUEUE_URL".to_owned(), work.clone()),
+            ("DEAD_LETTER_QUEUE_URL".to_owned(), dead_letter.clone()),
+            ("OUTCOME_QUEUE_URL".to_owned(), outcomes.clone()),
+            ("AWS_ENDPOINT_URL_SQS".to_owned(), proxy.endpoint.clone()),
+            (
+                "AWS_ENDPOINT_URL_SSO_ADMIN".to_owned(),
+                simulator_endpoint.clone(),
+            ),
+            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "local".to_owned()),
+            ("AWS_CONFIG_FILE".to_owned(), "/dev/null".to_owned()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
+                "/dev/null".to_owned(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+            (
+                "RUST_LOG".to_owned(),
+                std::env::var("WORKER_LOG").unwrap_or_else(|_| "info".to_owned()),
+            ),
+        ];
+        env.extend(options.worker_env.iter().cloned());
+        let env = Arc::new(env);
+
+        let event_source = Arc::new(EventSourceMapping {
+            sqs: sqs.clone(),
+            queue_url: work.clone(),
+            queue_arn: work_arn,
+            visibility_timeout_seconds: options.visibility_timeout_seconds,
+            function_timeout: options.function_timeout,
+            counts: Default::default(),
+        });
+        std::fs::create_dir_all(&options.log_dir)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let restarts = Arc::new(AtomicU64::new(0));
+        let mut slots = Vec::new();
+        let mut loops = Vec::new();
+        for index in 0..options.workers {
+            let log = options.log_dir.join(format!("worker-{index}.log"));
+            let _ = std::fs::remove_file(&log);
+            let slot = Arc::new(Slot {
+                process: RwLock::new(Arc::new(WorkerProcess::start(&env, &log).await?)),
+                busy: AtomicBool::new(false),
+            });
+            slots.push(Arc::clone(&slot));
+            loops.push(tokio::spawn(run_slot(
+                slot,
+                Arc::clone(&event_source),
+                Arc::clone(&env),
+                log,
+                Arc::clone(&stop),
+                Arc::clone(&restarts),
+            )));
+        }
+        Ok(Stack {
+            _moto: moto,
+            simulator,
+            simulator_endpoint,
+            sqs,
+            queues: Queues {
+                work,
+                dead_letter,
+                outcomes,
+            },
+            proxy,
+            event_source,
+            slots,
+            stop,
+            loops,
+            restarts,
+            collected: tokio::sync::Mutex::new(Collected::default()),
+        })
+    }
+
+    /// Sends request bodies to the work queue, 10 per call.
+    pub async fn send(&self, bodies: &[String]) -> Result<(), Error> {
+        send_batch(&self.sqs, &self.queues.work, bodies).await
+    }
+
+    /// Sends dead letters back to the work queue, as a redrive
+    /// (`start-message-move-task`) does once the cause is fixed.
+    pub async fn redrive(&self, dead_letters: &[DeadLetterRecord]) -> Result<(), Error> {
+        let bodies: Vec<String> = dead_letters.iter().map(|r| r.body.clone()).collect();
+        send_batch(&self.sqs, &self.queues.work, &bodies).await
+    }
+
+    /// Reads the outcome and dead-letter queues until every id in `ids` has a terminal
+    /// record, or `timeout` passes. Returns everything read so far (cumulative).
+    pub async fn collect(&self, ids: &[String], timeout: Duration) -> Result<Collected, Error> {
+        let started = Instant::now();
+        loop {
+            {
+                let mut collected = self.collected.lock().await;
+                for record in drain(&self.sqs, &self.queues.outcomes).await? {
+                    collected.outcomes.push(serde_json::from_str(&record.body)?);
+                }
+                collected
+                    .dead_letters
+                    .extend(drain(&self.sqs, &self.queues.dead_letter).await?);
+                let finished = crate::tally::finished_ids(&collected);
+                if ids.iter().all(|id| finished.contains(id.as_str()))
+                    || started.elapsed() > timeout
+                {
+                    return Ok(collected.clone());
+                }
+            }
+            for slot in &self.slots {
+                let process = Arc::clone(
+                    &*slot
+                        .process
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                if let Some(reason) = process.exited()
+                    && self.stop.load(Ordering::Relaxed)
+                {
+                    return Err(format!("worker {reason}").into());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reads the outcome and dead-letter queues until at least `count` outcome events
+    /// arrived (every request sends one, whatever its end), or `timeout` passes.
+    pub async fn collect_outcomes(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Collected, Error> {
+        let started = Instant::now();
+        loop {
+            {
+                let mut collected = self.collected.lock().await;
+                for record in drain(&self.sqs, &self.queues.outcomes).await? {
+                    collected.outcomes.push(serde_json::from_str(&record.body)?);
+                }
+                collected
+                    .dead_letters
+                    .extend(drain(&self.sqs, &self.queues.dead_letter).await?);
+                if collected.outcomes.len() >= count {
+                    return Ok(collected.clone());
+                }
+                if started.elapsed() > timeout {
+                    return Err(format!(
+                        "{} of {count} outcomes after {timeout:?}",
+                        collected.outcomes.len()
+                    )
+                    .into());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Forgets what was collected (between phases of a scenario).
+    pub async fn forget_collected(&self) {
+        *self.collected.lock().await = Collected::default();
+    }
+
+    /// Kills worker `index` while an invocation holds a batch (waits up to 20 s for one);
+    /// its loop starts a fresh process, as Lambda would.
+    pub async fn kill_worker_mid_batch(&self, index: usize) -> bool {
+        let Some(slot) = self.slots.get(index) else {
+            return false;
+        };
+        let started = Instant::now();
+        while !slot.busy.load(Ordering::SeqCst) {
+            if started.elapsed() > Duration::from_secs(20) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        slot.process
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .kill();
+        true
+    }
+
+    pub async fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in &self.loops {
+            task.abort();
+        }
+        for slot in &self.slots {
+            slot.process
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .kill();
+        }
+    }
+}
+
+async fn run_slot(
+    slot: Arc<Slot>,
+    event_source: Arc<EventSourceMapping>,
+    env: Arc<Vec<(String, String)>>,
+    log: PathBuf,
+    stop: Arc<AtomicBool>,
+    restarts: Arc<AtomicU64>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let process = Arc::clone(
+            &*slot
+                .process
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if process.exited().is_some() {
+            // A new execution environment, as Lambda starts after a crash.
+            match WorkerProcess::start(&env, &log).await {
+                Ok(fresh) => {
+                    *slot
+                        .process
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+                    restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+            continue;
+        }
+        match event_source.poll(&process, &slot.busy).await {
+            Ok(Poll::Empty | Poll::Invoked { .. }) => {}
+            // Lambda ends an execution environment whose invocation timed out; a
+            // killed one is already gone. Either way the loop starts a fresh one.
+            Ok(Poll::NoAnswer { .. }) => process.kill(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn create_queue(
+    sqs: &Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<String, Error> {
+    let mut request = sqs.create_queue().queue_name(name);
+    for (name, value) in attributes {
+        request = request.attributes(name.clone(), value);
+    }
+    Ok(request
+        .send()
+        .await?
+        .queue_url()
+        .ok_or("no queue url")?
+        .to_owned())
+}
+
+async fn queue_arn(sqs: &Client, url: &str) -> Result<String, Error> {
+    let answer = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    Ok(answer
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .ok_or("no queue arn")?
+        .clone())
+}
+
+async fn send_batch(sqs: &Client, queue: &str, bodies: &[String]) -> Result<(), Error> {
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let answer = sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        if !answer.failed().is_empty() {
+            return Err(format!(
+                "SQS refused {} requests: {:?}",
+                answer.failed().len(),
+                answer.failed()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads and deletes every message visible in `queue` now.
+pub async fn drain(sqs: &Client, queue: &str) -> Result<Vec<DeadLetterRecord>, Error> {
+    let mut all = Vec::new();
+    loop {
+        let answer = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let messages = answer.messages();
+        if messages.is_empty() {
+            return Ok(all);
+        }
+        for message in messages {
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
+            all.push(DeadLetterRecord {
+                body: message.body().unwrap_or_default().to_owned(),
+                attributes: message
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+}

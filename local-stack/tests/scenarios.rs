@@ -1,0 +1,406 @@
+//! End to end: the real release binary, run as Lambda runs it, against moto's SQS and
+//! the simulated Identity Center. Each scenario starts its own stack; they run one at a
+//! time so that two cores are enough.
+
+use std::time::Duration;
+
+use idc_sim::{Assignment, Knobs};
+use local_stack::requests::{self, assignment, request, request_with};
+use local_stack::stack::{Collected, Options, Stack, fast_worker_env};
+use local_stack::tally::{Intent, Tally, outcomes_by_id, wrong_effects};
+use serde_json::Value;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(240);
+
+fn options(knobs: Knobs) -> Options {
+    Options {
+        knobs,
+        seed: requests::seed(4, 600),
+        worker_env: fast_worker_env(),
+        ..Options::default()
+    }
+}
+
+fn scaled(time_scale: f64) -> Knobs {
+    Knobs {
+        time_scale,
+        ..Knobs::default()
+    }
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+fn outcome_of<'a>(collected: &'a Collected, id: &str) -> Vec<&'a Value> {
+    collected
+        .outcomes
+        .iter()
+        .filter(|o| o["correlationId"].as_str() == Some(id))
+        .collect()
+}
+
+fn final_assignments(stack: &Stack) -> Vec<Assignment> {
+    let now = stack.simulator.now();
+    stack.simulator.with_model(|model| model.assignments(now))
+}
+
+fn assert_clean(tally: &Tally) {
+    assert_eq!(tally.lost, 0, "{tally:?}");
+    assert_eq!(tally.contradictory, 0, "{tally:?}");
+    assert_eq!(tally.wrong_effects, 0, "{tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_delete() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(10.0))).await.expect("stack");
+    let target = assignment(1, 0, 1);
+    stack
+        .send(&[request(true, &target, "GRANT-1")])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["GRANT-1".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(outcome_of(&collected, "GRANT-1")[0]["outcome"], "succeeded");
+    assert_eq!(final_assignments(&stack), std::slice::from_ref(&target));
+
+    stack
+        .send(&[request(false, &target, "REVOKE-1")])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["REVOKE-1".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(
+        outcome_of(&collected, "REVOKE-1")[0]["outcome"],
+        "succeeded"
+    );
+    assert!(final_assignments(&stack).is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_progress_for_several_polls() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let knobs = Knobs {
+        provisioning_min_seconds: 5.0,
+        provisioning_max_seconds: 6.0,
+        ..scaled(1.0)
+    };
+    let stack = Stack::start(options(knobs)).await.expect("stack");
+    stack
+        .send(&[request(true, &assignment(2, 0, 2), "SLOW-1")])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["SLOW-1".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    let outcome = outcome_of(&collected, "SLOW-1")[0];
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert!(
+        outcome["polls"].as_u64().is_some_and(|polls| polls >= 2),
+        "{outcome}"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_storm_on_one_account_and_permission_set() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(5.0))).await.expect("stack");
+    let ids = ids("STORM", 20);
+    let targets: Vec<Assignment> = (0..20).map(|i| assignment(3, 1, i)).collect();
+    let bodies: Vec<String> = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| request(true, t, id))
+        .collect();
+    stack.send(&bodies).await.expect("send");
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let mut tally = Tally::of(&ids, &collected);
+    let intents: Vec<Intent> = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| Intent {
+            correlation_id: id.clone(),
+            assignment: t.clone(),
+            create: true,
+        })
+        .collect();
+    tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
+    assert_clean(&tally);
+    assert_eq!(tally.succeeded, 20, "{tally:?}");
+    let conflicts = stack.simulator.with_model(|m| m.counters.conflicts);
+    assert!(
+        conflicts > 0,
+        "20 writes on one account and permission set must conflict"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_storm_of_200_creates() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(4.0))).await.expect("stack");
+    let ids = ids("FLOOD", 200);
+    let targets: Vec<Assignment> = (0..200).map(|i| assignment(100 + i, i % 4, i)).collect();
+    let bodies: Vec<String> = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| request(true, t, id))
+        .collect();
+    stack.send(&bodies).await.expect("send");
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let mut tally = Tally::of(&ids, &collected);
+    let intents: Vec<Intent> = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| Intent {
+            correlation_id: id.clone(),
+            assignment: t.clone(),
+            create: true,
+        })
+        .collect();
+    tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
+    assert_clean(&tally);
+    assert_eq!(tally.succeeded, 200, "{tally:?}");
+    let counters = stack.simulator.with_model(|m| m.counters.clone());
+    assert!(
+        counters.throttled_busy + counters.throttled_rate > 0,
+        "{counters:?}"
+    );
+    assert!(counters.max_outstanding_creates_seen <= 15);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_access_denied_are_dead_lettered_then_redriven_once_fixed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let management = 999;
+    let knobs = Knobs {
+        denied_accounts: vec![requests::account(management)],
+        ..scaled(10.0)
+    };
+    let stack = Stack::start(options(knobs.clone())).await.expect("stack");
+    let unknown_principal = assignment(4, 0, 5000);
+    let denied = assignment(management, 0, 1);
+    stack
+        .send(&[
+            request(true, &unknown_principal, "GHOST-1"),
+            request(true, &denied, "MGMT-1"),
+        ])
+        .await
+        .expect("send");
+    let ids = ["GHOST-1".to_owned(), "MGMT-1".to_owned()];
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let dead = |id: &str| {
+        collected
+            .dead_letters
+            .iter()
+            .find(|d| d.attributes.get("CorrelationId").map(String::as_str) == Some(id))
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in the DLQ: {collected:?}"))
+    };
+    let ghost = dead("GHOST-1");
+    assert_eq!(ghost.attributes["ErrorClass"], "failed");
+    assert_eq!(ghost.attributes["ErrorCode"], "FAILED");
+    assert!(ghost.attributes["ErrorMessage"].contains("was not found in directory"));
+    assert!(ghost.attributes.contains_key("OperationRequestId"));
+    assert_eq!(ghost.attributes["Attempts"], "1");
+    let management_dead = dead("MGMT-1");
+    assert_eq!(management_dead.attributes["ErrorClass"], "permanent");
+    assert_eq!(
+        management_dead.attributes["ErrorCode"],
+        "AccessDeniedException"
+    );
+    let body: Value =
+        serde_json::from_str(&management_dead.body).expect("the DLQ body is the request");
+    assert_eq!(body["correlationId"], "MGMT-1");
+
+    // The cause is fixed (the worker is allowed in that account): redrive the DLQ.
+    stack.simulator.set_knobs(Knobs {
+        denied_accounts: Vec::new(),
+        ..knobs
+    });
+    stack.forget_collected().await;
+    stack
+        .redrive(&collected.dead_letters)
+        .await
+        .expect("redrive");
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    assert_eq!(outcome_of(&collected, "MGMT-1")[0]["outcome"], "succeeded");
+    assert_eq!(
+        outcome_of(&collected, "GHOST-1")[0]["errorClass"],
+        "failed",
+        "still unknown"
+    );
+    assert!(final_assignments(&stack).contains(&denied));
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(5.0))).await.expect("stack");
+    let ids = ids("KILL", 40);
+    let targets: Vec<Assignment> = (0..40).map(|i| assignment(200 + i, 2, i)).collect();
+    let bodies: Vec<String> = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| request(true, t, id))
+        .collect();
+    stack.send(&bodies).await.expect("send");
+    assert!(
+        stack.kill_worker_mid_batch(0).await,
+        "worker 0 never got a batch"
+    );
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let tally = Tally::of(&ids, &collected);
+    assert_clean(&tally);
+    assert_eq!(tally.succeeded, 40, "{tally:?}");
+    assert!(stack.restarts.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_then_a_revoke_of_the_same_assignment_leave_no_assignment() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(5.0))).await.expect("stack");
+    let target = assignment(5, 3, 3);
+    // One SendMessageBatch, grant first: the worker runs records for the same
+    // assignment in arrival order, and the revoke waits out the grant's conflicts.
+    stack
+        .send(&[
+            request(true, &target, "PAIR-GRANT"),
+            request(false, &target, "PAIR-REVOKE"),
+        ])
+        .await
+        .expect("send");
+    let ids = ["PAIR-GRANT".to_owned(), "PAIR-REVOKE".to_owned()];
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let tally = Tally::of(&ids, &collected);
+    assert_clean(&tally);
+    assert_eq!(tally.succeeded, 2, "{tally:?}");
+    assert!(final_assignments(&stack).is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_500_mixed_requests_with_every_fault_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let knobs = Knobs {
+        fault_http_500: 0.05,
+        fault_drop: 0.04,
+        fault_failed: 0.03,
+        denied_accounts: vec![requests::account(998)],
+        ..scaled(10.0)
+    };
+    let mut options = options(knobs);
+    // Deletes of assignments that exist before the run.
+    let seeded: Vec<Assignment> = (0..125).map(|i| assignment(3000 + i, i % 4, i)).collect();
+    options.seed.assignments = seeded.clone();
+    options.sim_seed = 7;
+    let stack = Stack::start(options).await.expect("stack");
+
+    let mut bodies = Vec::new();
+    let mut intents = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for i in 0..500 {
+        let id = format!("CHAOS-{i:04}");
+        let (create, target, not_after) = match i % 10 {
+            // Grants of new assignments; one in ten of them for a principal the
+            // directory does not know, one for the denied account, one expired.
+            0..=3 => (true, assignment(1000 + i, i % 4, i), None),
+            4 => (true, assignment(1000 + i, i % 4, 5000 + i), None),
+            5 if i % 20 == 5 => (true, assignment(998, i % 4, i), None),
+            5 => (
+                true,
+                assignment(1000 + i, i % 4, i),
+                Some("2020-01-01T00:00:00Z"),
+            ),
+            // Revokes: of seeded assignments, and of assignments that never existed.
+            6..=7 => (
+                false,
+                seeded[(i / 10) * 2 % 125 + (i % 10 - 6)].clone(),
+                None,
+            ),
+            _ => (false, assignment(2000 + i, i % 4, i), None),
+        };
+        bodies.push(request_with(create, &target, &id, not_after));
+        intents.push(Intent {
+            correlation_id: id,
+            assignment: target,
+            create,
+        });
+    }
+    // Seeded revokes may repeat a target; keep each assignment to one request.
+    let mut seen = std::collections::HashSet::new();
+    let keep: Vec<bool> = intents
+        .iter()
+        .map(|intent| seen.insert(intent.assignment.clone()))
+        .collect();
+    let (bodies, intents): (Vec<String>, Vec<Intent>) = bodies
+        .into_iter()
+        .zip(intents)
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(pair, _)| pair)
+        .unzip();
+    let ids: Vec<String> = intents.iter().map(|i| i.correlation_id.clone()).collect();
+
+    let send = bodies.clone();
+    stack.send(&send[..bodies.len() / 2]).await.expect("send");
+    // Two kills at random moments of the run.
+    let first = rng.usize(0..2);
+    assert!(stack.kill_worker_mid_batch(first).await);
+    stack.send(&send[bodies.len() / 2..]).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(rng.u64(200..2000))).await;
+    assert!(stack.kill_worker_mid_batch(1 - first).await);
+
+    let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    let mut tally = Tally::of(&ids, &collected);
+    tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &final_assignments(&stack));
+    println!("{tally}");
+    for (id, (outcomes, records)) in outcomes_by_id(&collected) {
+        if outcomes.len() > 1 {
+            println!("chaos: {id} has {records} records with outcomes {outcomes:?}");
+        }
+    }
+    println!(
+        "chaos: {} requests kept of 500 (one per assignment), duplicates {}, restarts {}, simulator {:?}",
+        ids.len(),
+        tally.duplicates,
+        stack.restarts.load(std::sync::atomic::Ordering::Relaxed),
+        stack.simulator.with_model(|m| m.counters.clone())
+    );
+    assert_clean(&tally);
+    // Every outcome is one the request could have: no grant of an unknown principal
+    // succeeded, and no expired grant was carried out.
+    let by_id = outcomes_by_id(&collected);
+    for (index, intent) in intents.iter().enumerate() {
+        let outcome = by_id
+            .get(&intent.correlation_id)
+            .and_then(|(o, _)| o.iter().next().cloned());
+        if intent
+            .assignment
+            .principal_id
+            .starts_with("9067a1b2c3-0000138")
+            || bodies[index].contains("notAfter")
+        {
+            assert_eq!(
+                outcome.as_deref(),
+                Some("dead-lettered"),
+                "{}",
+                intent.correlation_id
+            );
+        }
+    }
+    stack.shutdown().await;
+}
