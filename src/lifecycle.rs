@@ -220,9 +220,15 @@ fn in_progress(
             policy,
             jitter,
         ),
-        (Stage::Submit, Some(operation_request_id)) => {
-            next_poll(progress, operation_request_id, 0, now, now, policy)
-        }
+        (Stage::Submit, Some(operation_request_id)) => next_poll(
+            progress,
+            operation_request_id,
+            0,
+            now,
+            now,
+            policy,
+            LastSeen::InProgress,
+        ),
         (
             Stage::Poll {
                 polls,
@@ -237,11 +243,20 @@ fn in_progress(
             *submitted_at,
             now,
             policy,
+            LastSeen::InProgress,
         ),
     }
 }
 
 /// Schedules the next poll, or gives up once the poll deadline has passed.
+/// What the last poll saw, for the timed-out message: the operation in progress, or
+/// not yet known to Describe*Status.
+#[derive(Debug, Clone, Copy)]
+enum LastSeen {
+    InProgress,
+    NotVisible,
+}
+
 fn next_poll(
     progress: &Progress,
     operation_request_id: String,
@@ -249,15 +264,23 @@ fn next_poll(
     submitted_at: OffsetDateTime,
     now: OffsetDateTime,
     policy: &Policy,
+    last_seen: LastSeen,
 ) -> Decision {
     let elapsed = (now - submitted_at).whole_seconds().max(0);
     let remaining = i64::from(policy.poll_deadline_seconds) - elapsed;
     if remaining <= 0 {
+        let (code, state) = match last_seen {
+            LastSeen::InProgress => ("IN_PROGRESS", "still IN_PROGRESS"),
+            LastSeen::NotVisible => (
+                "ResourceNotFoundException",
+                "still unknown to Describe*Status",
+            ),
+        };
         return Decision::DeadLetter(DeadLetter {
             class: ErrorClass::TimedOut,
-            code: "IN_PROGRESS".to_owned(),
+            code: code.to_owned(),
             message: format!(
-                "operation still IN_PROGRESS {elapsed} s after submit (deadline {} s, {polls} polls)",
+                "operation {state} {elapsed} s after submit (deadline {} s, {polls} polls)",
                 policy.poll_deadline_seconds
             ),
             attempts: polls,
@@ -311,6 +334,7 @@ fn on_error(
                     *submitted_at,
                     now,
                     policy,
+                    LastSeen::NotVisible,
                 );
             }
             _ => {}

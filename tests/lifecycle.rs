@@ -566,3 +566,35 @@ proptest! {
         prop_assert_eq!(run.decisions.last().and_then(dead_letter_class), Some(ErrorClass::Exhausted));
     }
 }
+
+#[test]
+fn an_operation_never_seen_past_the_deadline_is_timed_out_as_not_found() {
+    let late = T0 + Duration::seconds(2000);
+    let not_found = error(
+        ErrorKind::ResourceNotFound,
+        "ResourceNotFoundException",
+        "no such request",
+    );
+    let decision = decide(
+        &polling(Create, 1),
+        &not_found,
+        late,
+        &Policy::default(),
+        0.5,
+    );
+    let Decision::DeadLetter(dead_letter) = decision else {
+        panic!("expected timed-out, got {decision:?}");
+    };
+    assert_eq!(dead_letter.class, ErrorClass::TimedOut);
+    assert_eq!(dead_letter.code, "ResourceNotFoundException");
+    assert!(
+        dead_letter.message.contains("still unknown"),
+        "{}",
+        dead_letter.message
+    );
+    assert!(
+        !dead_letter.message.contains("IN_PROGRESS"),
+        "{}",
+        dead_letter.message
+    );
+}
