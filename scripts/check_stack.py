@@ -1,0 +1,259 @@
+"""Stack check: template.yaml, translated by the SAM translator, is created as a stack in
+moto's CloudFormation on loopback with two sets of parameters, and the resources it
+resolves to are read back and checked: the role's policy (least privilege, no `*`
+action, the guardrail Denies), the queues (encryption, visibility timeout, redrive), the
+event source mapping and the function's environment.
+
+moto resolves the intrinsic functions independently of AWS; it does not model everything
+(it keeps AWS::NoValue in lists as null, ignores Architectures and LoggingConfig, does not
+apply queue policies), so those are read from the template instead. Run by
+scripts/check-deploy with .venv-deploy's python; moto's server comes from .venv.
+"""
+
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+# Loopback only: the SAM translator and boto3 read the region from here; no profile.
+os.environ.update({
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true",
+})
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_name, None)
+
+ROOT = Path(__file__).resolve().parent.parent
+MOTO = ROOT / ".venv" / "bin" / "moto_server"
+REGION = "us-east-1"
+INSTANCE = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40"
+PS = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-"
+
+CASES = {
+    "defaults-with-guardrails": {
+        "IdentityCenterInstanceArn": INSTANCE,
+        "SenderPrincipalArns": "arn:aws:iam::123456789012:role/approvals,arn:aws:iam::123456789012:role/ops",
+        "ProtectedAccountIds": "111111111111,222222222222",
+        "ProtectedPermissionSetArns": PS + "aaaaaaaaaaaaaaaa",
+        "MaxConcurrency": "2",
+    },
+    "listed-permission-sets-management-kms-no-outcomes": {
+        "IdentityCenterInstanceArn": INSTANCE,
+        "SenderPrincipalArns": "arn:aws:iam::123456789012:role/approvals",
+        "SenderSourceArns": "arn:aws:sns:us-east-1:123456789012:access-requests",
+        "PermissionSetArns": f"{PS}1a2b3c4d5e6f7a8b,{PS}9f8e7d6c5b4a3f2e",
+        "AllowManagementAccountAssignments": "true",
+        "IdentityCenterKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "CreateOutcomeQueue": "false",
+    },
+}
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def statements(document):
+    if isinstance(document, str):
+        # moto returns the document as JSON or as a Python literal.
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError:
+            document = ast.literal_eval(document)
+    return [s for s in document["Statement"] if s]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def template_checks(template):
+    """What moto does not model, read from the template itself."""
+    function = template["Resources"]["AssignmentWorkerFunction"]["Properties"]
+    check(function["Architectures"] == ["arm64"], "function is not arm64")
+    check(function["Runtime"] == "provided.al2023", "runtime is not provided.al2023")
+    check(function["LoggingConfig"]["LogFormat"] == "JSON", "logs are not JSON")
+    mapping = template["Mappings"]["EventSourceConcurrency"]
+    allowed = template["Parameters"]["MaxConcurrency"]["AllowedValues"]
+    for value in allowed:
+        functions = mapping[value]["Functions"]
+        check(2 <= functions and functions * int(value) < 15,
+              f"MAX_CONCURRENCY {value} x event-source concurrency {functions} is not under 15")
+    policy = template["Resources"]["WorkQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    deny = [s for s in policy if isinstance(s, dict) and s.get("Effect") == "Deny"]
+    check(len(deny) == 1 and deny[0]["Action"] == "sqs:SendMessage", "work queue has no sender Deny")
+
+
+def stack_checks(name, params, outputs, clients):
+    iam, sqs, lam = clients
+    timeout = 60
+    role = outputs["WorkerRoleArn"].split("/")[-1]
+    policy = []
+    for policy_name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        policy += statements(iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"])
+    by_sid = {s["Sid"]: s for s in policy}
+    for s in policy:
+        for action in as_list(s["Action"]):
+            check("*" not in action, f"{name}: wildcard action {action} in {s['Sid']}")
+        if s["Effect"] == "Allow":
+            check(s["Resource"] != "*" and "*" not in as_list(s["Resource"]), f"{name}: {s['Sid']} on every resource")
+
+    submit = by_sid["SubmitAssignmentChanges"]
+    if params.get("PermissionSetArns"):
+        expected_ps = params["PermissionSetArns"].split(",")
+    else:
+        expected_ps = ["arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/*"]
+    check(sorted(submit["Resource"]) == sorted([INSTANCE, "arn:aws:sso:::account/*", *expected_ps]),
+          f"{name}: submit resources {submit['Resource']}")
+    check(as_list(by_sid["PollAssignmentStatus"]["Resource"]) == [INSTANCE], f"{name}: poll resources")
+
+    protected = [a for a in params.get("ProtectedAccountIds", "").split(",") if a]
+    if protected:
+        deny = by_sid.get("NeverChangeProtectedAccounts", {})
+        check(deny.get("Effect") == "Deny"
+              and sorted(as_list(deny.get("Resource"))) == sorted(f"arn:*:sso:::account/{a}" for a in protected),
+              f"{name}: protected-account Deny {deny}")
+    else:
+        check("NeverChangeProtectedAccounts" not in by_sid, f"{name}: Deny without protected accounts")
+    if params.get("ProtectedPermissionSetArns"):
+        deny = by_sid.get("NeverGrantProtectedPermissionSets", {})
+        check(deny.get("Effect") == "Deny" and as_list(deny.get("Action")) == ["sso:CreateAccountAssignment"]
+              and as_list(deny.get("Resource")) == params["ProtectedPermissionSetArns"].split(","),
+              f"{name}: protected-permission-set Deny {deny}")
+    management = params.get("AllowManagementAccountAssignments") == "true"
+    check(("ManagementAccountPermissionSetRoles" in by_sid) == management
+          and ("ManagementAccountSamlProvider" in by_sid) == management,
+          f"{name}: management-account statements present={not management}")
+    if management:
+        check(by_sid["ManagementAccountPermissionSetRoles"]["Resource"]
+              == "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*",
+              f"{name}: management role resource")
+    check(("DecryptIdentityCenterData" in by_sid) == bool(params.get("IdentityCenterKmsKeyArn")),
+          f"{name}: kms statement")
+
+    queues = {
+        "work": outputs["WorkQueueUrl"],
+        "dead-letter": outputs["DeadLetterQueueUrl"],
+    }
+    outcome = params.get("CreateOutcomeQueue", "true") == "true"
+    check(("OutcomeQueueUrl" in outputs) == outcome, f"{name}: outcome queue output")
+    if outcome:
+        queues["outcome"] = outputs["OutcomeQueueUrl"]
+    attributes = {
+        q: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        for q, url in queues.items()
+    }
+    for q, attrs in attributes.items():
+        check(attrs.get("SqsManagedSseEnabled") == "true", f"{name}: {q} queue not encrypted")
+    work = attributes["work"]
+    check(int(work["VisibilityTimeout"]) >= 6 * timeout, f"{name}: visibility timeout {work['VisibilityTimeout']}")
+    redrive = json.loads(work["RedrivePolicy"])
+    check(redrive["deadLetterTargetArn"] == outputs["DeadLetterQueueArn"] and int(redrive["maxReceiveCount"]) >= 1,
+          f"{name}: redrive policy {redrive}")
+    check(attributes["dead-letter"]["MessageRetentionPeriod"] == "1209600", f"{name}: DLQ retention")
+    send = by_sid["SendToOwnQueues"]
+    expected_send = [outputs["WorkQueueArn"], outputs["DeadLetterQueueArn"]] + ([outputs["OutcomeQueueArn"]] if outcome else [])
+    check(sorted(r for r in as_list(send["Resource"]) if r) == sorted(expected_send), f"{name}: send resources")
+    check(as_list(by_sid["ConsumeWorkQueue"]["Resource"]) == [outputs["WorkQueueArn"]], f"{name}: consume resources")
+
+    function = lam.get_function_configuration(FunctionName=outputs["FunctionArn"])
+    check(function["Timeout"] == timeout and function["MemorySize"] == 128, f"{name}: timeout/memory")
+    env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}
+    check(env["WORK_QUEUE_URL"] == outputs["WorkQueueUrl"], f"{name}: WORK_QUEUE_URL")
+    check(env["DEAD_LETTER_QUEUE_URL"] == outputs["DeadLetterQueueUrl"], f"{name}: DEAD_LETTER_QUEUE_URL")
+    check(env["OUTCOME_QUEUE_URL"] == (outputs.get("OutcomeQueueUrl") or ""), f"{name}: OUTCOME_QUEUE_URL")
+    check(env["ALLOWED_INSTANCE_ARNS"] == INSTANCE, f"{name}: ALLOWED_INSTANCE_ARNS")
+    check(env["PROTECTED_ACCOUNT_IDS"] == params.get("ProtectedAccountIds", ""), f"{name}: PROTECTED_ACCOUNT_IDS")
+    check(env["MAX_CONCURRENCY"] == params.get("MaxConcurrency", "4"), f"{name}: MAX_CONCURRENCY")
+    for variable in ("MAX_ATTEMPTS", "POLL_DEADLINE_SECONDS", "POLL_INITIAL_DELAY_SECONDS",
+                     "POLL_MAX_DELAY_SECONDS", "BACKOFF_BASE_SECONDS", "BUSY_BACKOFF_MIN_SECONDS",
+                     "PROTECTED_PERMISSION_SET_ARNS"):
+        check(variable in env, f"{name}: {variable} missing")
+
+    mappings = [m for m in lam.list_event_source_mappings()["EventSourceMappings"]
+                if m["FunctionArn"] == outputs["FunctionArn"]]
+    check(len(mappings) == 1, f"{name}: {len(mappings)} event source mappings")
+    if mappings:
+        m = mappings[0]
+        check(m["EventSourceArn"] == outputs["WorkQueueArn"], f"{name}: mapping source")
+        check(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"], f"{name}: ReportBatchItemFailures")
+        check(m["ScalingConfig"]["MaximumConcurrency"] * int(env["MAX_CONCURRENCY"]) < 15,
+              f"{name}: {m['ScalingConfig']} x MAX_CONCURRENCY {env['MAX_CONCURRENCY']}")
+
+
+def main():
+    workdir = Path(tempfile.mkdtemp(prefix="check-stack."))
+    log_path = workdir / "moto.log"
+    moto = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.DEVNULL,
+                            stderr=open(log_path, "w"), start_new_session=True)
+    try:
+        port = None
+        for _ in range(600):
+            found = re.search(r"Running on http://127\.0\.0\.1:(\d+)", log_path.read_text())
+            if found:
+                port = found.group(1)
+                break
+            time.sleep(0.1)
+        if not port:
+            raise SystemExit("moto_server did not start:\n" + log_path.read_text())
+        kw = dict(endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                  aws_access_key_id="local", aws_secret_access_key="local")
+        s3 = boto3.client("s3", **kw)
+        s3.create_bucket(Bucket="code")
+        s3.put_object(Bucket="code", Key="bootstrap.zip", Body=b"PK\x05\x06" + b"\0" * 18)
+
+        source = yaml_parse((ROOT / "template.yaml").read_text())
+        template_checks(source)
+        source["Resources"]["AssignmentWorkerFunction"]["Properties"]["CodeUri"] = "s3://code/bootstrap.zip"
+
+        class NoManagedPolicies:
+            def load(self):
+                return {}
+
+        translated = transform(source, {}, NoManagedPolicies())
+        cfn = boto3.client("cloudformation", **kw)
+        clients = (boto3.client("iam", **kw), boto3.client("sqs", **kw), boto3.client("lambda", **kw))
+        for index, (name, params) in enumerate(CASES.items()):
+            stack = f"worker{index}"
+            cfn.create_stack(
+                StackName=stack, TemplateBody=json.dumps(translated), Capabilities=["CAPABILITY_IAM"],
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+            )
+            for _ in range(240):
+                status = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+                if not status["StackStatus"].endswith("IN_PROGRESS"):
+                    break
+                time.sleep(0.25)
+            before = len(failures)
+            if status["StackStatus"] != "CREATE_COMPLETE":
+                failures.append(f"{name}: {status['StackStatus']} {status.get('StackStatusReason')}")
+            else:
+                outputs = {o["OutputKey"]: o["OutputValue"] for o in status["Outputs"]}
+                stack_checks(name, params, outputs, clients)
+            print(f"stack {name}: {'ok' if len(failures) == before else 'FAILED'}")
+    finally:
+        moto.send_signal(signal.SIGTERM)
+        moto.wait(timeout=15)
+    passed = len(CASES) - len({f.split(':')[0] for f in failures if ':' in f})
+    print(f"{passed} passed, {len(CASES) - passed} failed")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
