@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,6 +248,7 @@ def main():
     finally:
         moto.send_signal(signal.SIGTERM)
         moto.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
     passed = len(CASES) - len({f.split(':')[0] for f in failures if ':' in f})
     print(f"{passed} passed, {len(CASES) - passed} failed")
     if failures:
