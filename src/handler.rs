@@ -491,13 +491,31 @@ fn group_by_assignment(parsed: &[Result<Message, InvalidRequest>]) -> Vec<Vec<us
     groups
 }
 
-/// The Lambda entry point: the invocation's deadline comes from its context (a zero
-/// deadline, as in `Context::default()`, means none).
+/// When the invocation is cut off, from the context's deadline in epoch milliseconds.
+/// Zero (as in `Context::default()`) means none. A deadline already past when the
+/// invocation starts cannot be real (local emulators have sent a relative one): it is
+/// ignored with a warning rather than leaving every record unprocessed.
+pub fn invocation_deadline(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    if deadline <= now {
+        tracing::warn!(
+            deadline_ms,
+            "the invocation's deadline is already past; ignoring it"
+        );
+        return None;
+    }
+    Some(deadline)
+}
+
+/// The Lambda entry point.
 pub async fn function_handler<I: IdentityCenter, Q: QueueSender>(
     worker: &Worker<I, Q>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let deadline = (event.context.deadline > 0).then(|| event.context.deadline());
+    let deadline = invocation_deadline(event.context.deadline, SystemTime::now());
     let response = worker.handle(event.payload, deadline).await;
     if response
         .batch_item_failures

@@ -5,9 +5,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the subscriber. `RUST_LOG` overrides the default of `info`; Lambda's
 /// `AWS_LAMBDA_LOG_LEVEL` (set by LoggingConfig) is honoured when `RUST_LOG` is not.
 pub fn init() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .map(|level| level.to_ascii_lowercase())
-        .unwrap_or_else(|_| "info".to_owned());
+    let level = lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .json()
@@ -16,4 +14,31 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .init();
+}
+
+/// Lambda's application log levels in tracing's terms. FATAL has no tracing level and
+/// an unknown word would be read as a target name that lets everything through, so
+/// both map to a real level.
+pub fn lambda_log_level(level: Option<&str>) -> &'static str {
+    match level.map(str::to_ascii_uppercase).as_deref() {
+        Some("TRACE") => "trace",
+        Some("DEBUG") => "debug",
+        Some("WARN") => "warn",
+        Some("ERROR" | "FATAL") => "error",
+        _ => "info",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lambda_log_level;
+
+    #[test]
+    fn lambda_levels_map_to_tracing_levels() {
+        assert_eq!(lambda_log_level(Some("FATAL")), "error");
+        assert_eq!(lambda_log_level(Some("warn")), "warn");
+        assert_eq!(lambda_log_level(Some("DEBUG")), "debug");
+        assert_eq!(lambda_log_level(Some("nonsense")), "info");
+        assert_eq!(lambda_log_level(None), "info");
+    }
 }

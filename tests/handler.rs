@@ -532,3 +532,17 @@ async fn a_panic_in_one_record_fails_only_that_record() {
     assert_eq!(failures(&response), ["msg-1"]);
     assert_eq!(worker.queues.sent_to(&worker.config.work_queue).len(), 2);
 }
+
+#[test]
+fn a_deadline_already_past_at_start_is_ignored() {
+    use assignment_worker::handler::invocation_deadline;
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    assert_eq!(invocation_deadline(0, now), None);
+    // cargo-lambda's emulator sends a duration (600000 ms) where Lambda sends epoch ms.
+    assert_eq!(invocation_deadline(600_000, now), None);
+    let real = 1_800_000_000_000 + 60_000;
+    assert_eq!(
+        invocation_deadline(real, now),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(real))
+    );
+}
