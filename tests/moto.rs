@@ -49,8 +49,8 @@ fn fixture(name: &str) -> SqsEvent {
         .expect("fixture is an SQS event")
 }
 
-fn json(body: Option<&str>) -> Value {
-    serde_json::from_str(body.unwrap_or_default()).expect("JSON body")
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).expect("JSON body")
 }
 
 #[tokio::test]
@@ -73,7 +73,7 @@ async fn create_then_delete_succeed_against_moto_and_a_second_delete_is_already_
         assert!(response.batch_item_failures.is_empty(), "{file}");
         let outcomes = drain(&sqs, &queues.outcomes).await;
         assert_eq!(outcomes.len(), 1, "{file}");
-        let event = json(outcomes[0].body());
+        let event = json(&outcomes[0].body);
         assert_eq!(event["outcome"], expected, "{file}: {event}");
         assert_eq!(event["request"]["targetId"], "111122223333");
         if expected == "succeeded" {
@@ -171,10 +171,10 @@ async fn dead_letters_carry_the_spec_attributes_through_real_sqs() {
     assert_eq!(attribute(&dead[0], "CorrelationId"), Some("CHG-1001"));
     assert_eq!(attribute(&dead[0], "Attempts"), Some("0"));
     assert!(attribute(&dead[0], "ErrorMessage").is_some_and(|m| m.contains("111122223333")));
-    assert_eq!(json(dead[0].body())["correlationId"], "CHG-1001");
+    assert_eq!(json(&dead[0].body)["correlationId"], "CHG-1001");
     assert_eq!(attribute(&dead[1], "ErrorClass"), Some("invalid-request"));
     assert_eq!(
-        dead[1].body(),
+        Some(dead[1].body.as_str()),
         Some(malformed_body.as_str()),
         "the body as received"
     );
@@ -183,7 +183,7 @@ async fn dead_letters_carry_the_spec_attributes_through_real_sqs() {
     let mut classes: Vec<String> = outcomes
         .iter()
         .map(|m| {
-            json(m.body())["errorClass"]
+            json(&m.body)["errorClass"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()

@@ -8,7 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use idc_sim::{Knobs, Seed, Simulator};
 use serde_json::Value;
 
@@ -17,6 +19,9 @@ use crate::event_source::{EventSourceMapping, Poll};
 use crate::moto::Moto;
 use crate::proxy::CountingProxy;
 use crate::worker::WorkerProcess;
+
+/// More restarts than this means the worker cannot run at all (a bad setting, say).
+const MAX_RESTARTS: u64 = 20;
 
 pub struct Options {
     /// Worker processes running at once (Lambda's concurrency).
@@ -119,6 +124,7 @@ pub struct Stack {
     loops: Vec<tokio::task::JoinHandle<()>>,
     pub restarts: Arc<AtomicU64>,
     pub collected: tokio::sync::Mutex<Collected>,
+    log_dir: PathBuf,
 }
 
 impl Stack {
@@ -220,6 +226,7 @@ impl Stack {
             loops,
             restarts,
             collected: tokio::sync::Mutex::new(Collected::default()),
+            log_dir: options.log_dir.clone(),
         })
     }
 
@@ -236,52 +243,44 @@ impl Stack {
     }
 
     /// Reads the outcome and dead-letter queues until every id in `ids` has a terminal
-    /// record, or `timeout` passes. Returns everything read so far (cumulative).
+    /// record, or `timeout` passes. Returns everything read so far (cumulative): the
+    /// tally reports what is missing.
     pub async fn collect(&self, ids: &[String], timeout: Duration) -> Result<Collected, Error> {
-        let started = Instant::now();
-        loop {
-            {
-                let mut collected = self.collected.lock().await;
-                for record in drain(&self.sqs, &self.queues.outcomes).await? {
-                    collected.outcomes.push(serde_json::from_str(&record.body)?);
-                }
-                collected
-                    .dead_letters
-                    .extend(drain(&self.sqs, &self.queues.dead_letter).await?);
-                let finished = crate::tally::finished_ids(&collected);
-                if ids.iter().all(|id| finished.contains(id.as_str()))
-                    || started.elapsed() > timeout
-                {
-                    return Ok(collected.clone());
-                }
-            }
-            for slot in &self.slots {
-                let process = Arc::clone(
-                    &*slot
-                        .process
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                );
-                if let Some(reason) = process.exited()
-                    && self.stop.load(Ordering::Relaxed)
-                {
-                    return Err(format!("worker {reason}").into());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.collect_until(timeout, |collected| {
+            let finished = crate::tally::finished_ids(collected);
+            ids.iter().all(|id| finished.contains(id.as_str()))
+        })
+        .await
     }
 
     /// Reads the outcome and dead-letter queues until at least `count` outcome events
-    /// arrived (every request sends one, whatever its end), or `timeout` passes.
+    /// arrived (every request sends one, whatever its end).
     pub async fn collect_outcomes(
         &self,
         count: usize,
         timeout: Duration,
     ) -> Result<Collected, Error> {
+        let collected = self
+            .collect_until(timeout, |c| c.outcomes.len() >= count)
+            .await?;
+        if collected.outcomes.len() < count {
+            return Err(format!(
+                "{} of {count} outcomes after {timeout:?}",
+                collected.outcomes.len()
+            )
+            .into());
+        }
+        Ok(collected)
+    }
+
+    async fn collect_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Collected) -> bool,
+    ) -> Result<Collected, Error> {
         let started = Instant::now();
         loop {
-            {
+            let collected = {
                 let mut collected = self.collected.lock().await;
                 for record in drain(&self.sqs, &self.queues.outcomes).await? {
                     collected.outcomes.push(serde_json::from_str(&record.body)?);
@@ -289,16 +288,18 @@ impl Stack {
                 collected
                     .dead_letters
                     .extend(drain(&self.sqs, &self.queues.dead_letter).await?);
-                if collected.outcomes.len() >= count {
-                    return Ok(collected.clone());
-                }
-                if started.elapsed() > timeout {
-                    return Err(format!(
-                        "{} of {count} outcomes after {timeout:?}",
-                        collected.outcomes.len()
-                    )
-                    .into());
-                }
+                collected.clone()
+            };
+            if done(&collected) || started.elapsed() > timeout {
+                return Ok(collected);
+            }
+            let restarts = self.restarts.load(Ordering::Relaxed);
+            if restarts > MAX_RESTARTS {
+                return Err(format!(
+                    "worker processes exited {restarts} times; see {}",
+                    self.log_dir.display()
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -443,7 +444,7 @@ async fn send_batch(sqs: &Client, queue: &str, bodies: &[String]) -> Result<(), 
     Ok(())
 }
 
-/// Reads and deletes every message visible in `queue` now.
+/// Reads and deletes every message visible in `queue` now (10 per call each way).
 pub async fn drain(sqs: &Client, queue: &str) -> Result<Vec<DeadLetterRecord>, Error> {
     let mut all = Vec::new();
     loop {
@@ -458,13 +459,23 @@ pub async fn drain(sqs: &Client, queue: &str) -> Result<Vec<DeadLetterRecord>, E
         if messages.is_empty() {
             return Ok(all);
         }
-        for message in messages {
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .send()
-                .await?;
-            all.push(DeadLetterRecord {
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sqs.delete_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        all.extend(messages.iter().map(|message| {
+            DeadLetterRecord {
                 body: message.body().unwrap_or_default().to_owned(),
                 attributes: message
                     .message_attributes()
@@ -474,7 +485,7 @@ pub async fn drain(sqs: &Client, queue: &str) -> Result<Vec<DeadLetterRecord>, E
                             .collect()
                     })
                     .unwrap_or_default(),
-            });
-        }
+            }
+        }));
     }
 }

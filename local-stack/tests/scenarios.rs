@@ -34,6 +34,26 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
 }
 
+/// Grant requests for `targets`, one per target, with ids `prefix-0000`...
+fn grants(prefix: &str, targets: &[Assignment]) -> (Vec<String>, Vec<String>, Vec<Intent>) {
+    let ids = ids(prefix, targets.len());
+    let bodies = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| request(true, t, id))
+        .collect();
+    let intents = targets
+        .iter()
+        .zip(&ids)
+        .map(|(t, id)| Intent {
+            correlation_id: id.clone(),
+            assignment: t.clone(),
+            create: true,
+        })
+        .collect();
+    (ids, bodies, intents)
+}
+
 fn outcome_of<'a>(collected: &'a Collected, id: &str) -> Vec<&'a Value> {
     collected
         .outcomes
@@ -115,25 +135,11 @@ async fn in_progress_for_several_polls() {
 async fn conflict_storm_on_one_account_and_permission_set() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start(options(scaled(5.0))).await.expect("stack");
-    let ids = ids("STORM", 20);
     let targets: Vec<Assignment> = (0..20).map(|i| assignment(3, 1, i)).collect();
-    let bodies: Vec<String> = targets
-        .iter()
-        .zip(&ids)
-        .map(|(t, id)| request(true, t, id))
-        .collect();
+    let (ids, bodies, intents) = grants("STORM", &targets);
     stack.send(&bodies).await.expect("send");
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
     let mut tally = Tally::of(&ids, &collected);
-    let intents: Vec<Intent> = targets
-        .iter()
-        .zip(&ids)
-        .map(|(t, id)| Intent {
-            correlation_id: id.clone(),
-            assignment: t.clone(),
-            create: true,
-        })
-        .collect();
     tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
     assert_clean(&tally);
     assert_eq!(tally.succeeded, 20, "{tally:?}");
@@ -149,25 +155,11 @@ async fn conflict_storm_on_one_account_and_permission_set() {
 async fn throttling_storm_of_200_creates() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start(options(scaled(4.0))).await.expect("stack");
-    let ids = ids("FLOOD", 200);
     let targets: Vec<Assignment> = (0..200).map(|i| assignment(100 + i, i % 4, i)).collect();
-    let bodies: Vec<String> = targets
-        .iter()
-        .zip(&ids)
-        .map(|(t, id)| request(true, t, id))
-        .collect();
+    let (ids, bodies, intents) = grants("FLOOD", &targets);
     stack.send(&bodies).await.expect("send");
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
     let mut tally = Tally::of(&ids, &collected);
-    let intents: Vec<Intent> = targets
-        .iter()
-        .zip(&ids)
-        .map(|(t, id)| Intent {
-            correlation_id: id.clone(),
-            assignment: t.clone(),
-            create: true,
-        })
-        .collect();
     tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
     assert_clean(&tally);
     assert_eq!(tally.succeeded, 200, "{tally:?}");
@@ -249,20 +241,16 @@ async fn failed_and_access_denied_are_dead_lettered_then_redriven_once_fixed() {
 async fn a_worker_killed_mid_batch_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start(options(scaled(5.0))).await.expect("stack");
-    let ids = ids("KILL", 40);
     let targets: Vec<Assignment> = (0..40).map(|i| assignment(200 + i, 2, i)).collect();
-    let bodies: Vec<String> = targets
-        .iter()
-        .zip(&ids)
-        .map(|(t, id)| request(true, t, id))
-        .collect();
+    let (ids, bodies, intents) = grants("KILL", &targets);
     stack.send(&bodies).await.expect("send");
     assert!(
         stack.kill_worker_mid_batch(0).await,
         "worker 0 never got a batch"
     );
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
-    let tally = Tally::of(&ids, &collected);
+    let mut tally = Tally::of(&ids, &collected);
+    tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
     assert_clean(&tally);
     assert_eq!(tally.succeeded, 40, "{tally:?}");
     assert!(stack.restarts.load(std::sync::atomic::Ordering::Relaxed) >= 1);

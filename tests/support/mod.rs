@@ -2,7 +2,8 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
+use local_stack::stack::DeadLetterRecord;
 
 /// moto's server on a port it picks; killed when dropped.
 pub struct Moto(local_stack::moto::Moto);
@@ -29,31 +30,10 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
 }
 
 /// Every message visible in the queue now, deleted as it is read.
-pub async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<Message> {
-    let mut all = Vec::new();
-    loop {
-        let answer = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive");
-        let messages = answer.messages().to_vec();
-        if messages.is_empty() {
-            return all;
-        }
-        for message in &messages {
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-        all.extend(messages);
-    }
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<DeadLetterRecord> {
+    local_stack::stack::drain(sqs, queue)
+        .await
+        .unwrap_or_else(|e| panic!("draining {queue}: {e}"))
 }
 
 pub async fn queue_count(
@@ -75,6 +55,6 @@ pub async fn queue_count(
         .expect("a count")
 }
 
-pub fn attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
-    message.message_attributes()?.get(name)?.string_value()
+pub fn attribute<'a>(message: &'a DeadLetterRecord, name: &str) -> Option<&'a str> {
+    message.attributes.get(name).map(String::as_str)
 }
