@@ -67,7 +67,8 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
             .await;
 
         let mut failed = vec![false; records.len()];
-        let mut outbox: HashMap<Destination, Vec<(usize, OutgoingMessage)>> = HashMap::new();
+        // Per queue: the messages, and the record each one belongs to.
+        let mut outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)> = HashMap::new();
         let mut finished = Vec::new();
         for (index, plan, span) in plans {
             match plan {
@@ -77,10 +78,9 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
                 }
                 Plan::Store { messages, terminal } => {
                     for (destination, message) in messages {
-                        outbox
-                            .entry(destination)
-                            .or_default()
-                            .push((index, message));
+                        let (records, queued) = outbox.entry(destination).or_default();
+                        records.push(index);
+                        queued.push(message);
                     }
                     if let Some(outcome) = terminal {
                         finished.push((index, outcome, span));
@@ -89,10 +89,12 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
             }
         }
 
-        let sends = outbox.into_iter().map(|(destination, entries)| async move {
-            let failures = self.send_all(destination, &entries).await;
-            (destination, failures)
-        });
+        let sends = outbox
+            .into_iter()
+            .map(|(destination, (owners, messages))| async move {
+                let failures = self.send_all(destination, &owners, &messages).await;
+                (destination, failures)
+            });
         for (destination, failures) in futures_util::future::join_all(sends).await {
             for (index, error) in failures {
                 failed[index] = true;
@@ -131,21 +133,22 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
         }
     }
 
-    /// Sends `entries` in as few batch calls as the limits allow; returns the failures.
+    /// Sends `messages` (`owners[i]` is the record of message `i`) in as few batch calls
+    /// as the limits allow; returns the records whose messages were not stored.
     async fn send_all(
         &self,
         destination: Destination,
-        entries: &[(usize, OutgoingMessage)],
+        owners: &[usize],
+        messages: &[OutgoingMessage],
     ) -> Vec<(usize, String)> {
         let Some(queue) = self.queue_url(destination) else {
-            return entries
+            return owners
                 .iter()
-                .map(|(index, _)| (*index, format!("no queue configured for {destination:?}")))
+                .map(|index| (*index, format!("no queue configured for {destination:?}")))
                 .collect();
         };
-        let messages: Vec<OutgoingMessage> = entries.iter().map(|(_, m)| m.clone()).collect();
         let mut failures = Vec::new();
-        for run in plan_batches(&messages) {
+        for run in plan_batches(messages) {
             let mut results = self.queues.send_batch(queue, &messages[run.clone()]).await;
             if run.len() > 1 && results.iter().all(Result::is_err) {
                 // SQS refuses a whole batch for one bad entry (an oversized body, say):
@@ -159,7 +162,7 @@ impl<I: IdentityCenter, Q: QueueSender> Worker<I, Q> {
                     );
                 }
             }
-            for (offset, (index, _)) in entries[run.clone()].iter().enumerate() {
+            for (offset, index) in owners[run.clone()].iter().enumerate() {
                 match results.get(offset) {
                     Some(Ok(())) => {}
                     Some(Err(error)) => failures.push((*index, error.to_string())),
