@@ -2,6 +2,7 @@
 //! the simulated Identity Center. Each scenario starts its own stack; they run one at a
 //! time so that two cores are enough.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use idc_sim::{Assignment, Knobs};
@@ -356,7 +357,8 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
     let mut tally = Tally::of(&ids, &collected);
     tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &final_assignments(&stack));
-    println!("{tally}");
+    // Straight to stderr, past the test harness's capture: the run's summary line.
+    let _ = writeln!(std::io::stderr(), "{tally}");
     for (id, (outcomes, records)) in outcomes_by_id(&collected) {
         if outcomes.len() > 1 {
             println!("chaos: {id} has {records} records with outcomes {outcomes:?}");
