@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
@@ -109,6 +109,17 @@ pub struct Collected {
 struct Slot {
     process: RwLock<Arc<WorkerProcess>>,
     busy: AtomicBool,
+}
+
+impl Slot {
+    /// The process this slot runs now.
+    fn current(&self) -> Arc<WorkerProcess> {
+        Arc::clone(&self.process.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn replace(&self, fresh: WorkerProcess) {
+        *self.process.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+    }
 }
 
 pub struct Stack {
@@ -323,10 +334,7 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        slot.process
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .kill();
+        slot.current().kill();
         true
     }
 
@@ -336,10 +344,7 @@ impl Stack {
             task.abort();
         }
         for slot in &self.slots {
-            slot.process
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .kill();
+            slot.current().kill();
         }
     }
 }
@@ -353,20 +358,12 @@ async fn run_slot(
     restarts: Arc<AtomicU64>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let process = Arc::clone(
-            &*slot
-                .process
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let process = slot.current();
         if process.exited().is_some() {
             // A new execution environment, as Lambda starts after a crash.
             match WorkerProcess::start(&env, &log).await {
                 Ok(fresh) => {
-                    *slot
-                        .process
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+                    slot.replace(fresh);
                     restarts.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
