@@ -16,7 +16,9 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssoadmin::Client;
 use aws_sdk_ssoadmin::config::Credentials;
 use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ssoadmin::types::{PrincipalType, StatusValues, TargetType};
+use aws_sdk_ssoadmin::types::{
+    AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
+};
 use idc_sim::{Assignment, Knobs, Seed, Simulator, start};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -116,63 +118,81 @@ fn delete(client: &Client, account: &str, permission_set: &str) -> aws_sdk_ssoad
         .principal_id(PRINCIPAL)
 }
 
-/// Polls a creation until it is terminal; a not-yet-visible status counts as pending.
-async fn creation_outcome(client: &Client, id: &str) -> (StatusValues, Option<String>) {
+/// What one Describe*Status call saw: the operation's status, or nothing yet.
+type Seen = Option<AccountAssignmentOperationStatus>;
+
+/// Calls `describe` until the operation is terminal; a not-yet-visible status counts
+/// as pending.
+async fn poll_until_terminal<F, Fut>(
+    what: &str,
+    id: &str,
+    describe: F,
+) -> (StatusValues, Option<String>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Seen>,
+{
     for _ in 0..MAX_POLLS {
-        match client
+        if let Some(status) = describe().await {
+            match status.status() {
+                Some(StatusValues::InProgress) => {}
+                Some(terminal) => {
+                    return (terminal.clone(), status.failure_reason().map(str::to_owned));
+                }
+                None => panic!("no Status in {status:?}"),
+            }
+        }
+        tokio::time::sleep(POLL_PAUSE).await;
+    }
+    panic!("{what} {id} still pending after {MAX_POLLS} polls");
+}
+
+/// The status an answer carries; a ResourceNotFoundException as nothing yet; any
+/// other error fails the test.
+fn seen<T, E, R>(
+    what: &str,
+    answer: Result<T, SdkError<E, R>>,
+    status: impl FnOnce(&T) -> Option<&AccountAssignmentOperationStatus>,
+) -> Seen
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match answer {
+        Ok(output) => Some(status(&output).expect("status").clone()),
+        Err(e) if e.code() == Some("ResourceNotFoundException") => None,
+        Err(e) => panic!("describe {what}: {e:?}"),
+    }
+}
+
+async fn creation_outcome(client: &Client, id: &str) -> (StatusValues, Option<String>) {
+    poll_until_terminal("creation", id, || async {
+        let answer = client
             .describe_account_assignment_creation_status()
             .instance_arn(INSTANCE)
             .account_assignment_creation_request_id(id)
             .send()
-            .await
-        {
-            Ok(answer) => {
-                let status = answer.account_assignment_creation_status().expect("status");
-                match status.status() {
-                    Some(StatusValues::InProgress) => {}
-                    Some(terminal) => {
-                        return (terminal.clone(), status.failure_reason().map(str::to_owned));
-                    }
-                    None => panic!("no Status in {status:?}"),
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(e) => panic!("describe creation: {e:?}"),
-        }
-        tokio::time::sleep(POLL_PAUSE).await;
-    }
-    panic!("creation {id} still pending after {MAX_POLLS} polls");
+            .await;
+        seen("creation", answer, |a| {
+            a.account_assignment_creation_status()
+        })
+    })
+    .await
 }
 
 async fn deletion_outcome(client: &Client, id: &str) -> (StatusValues, Option<String>) {
-    for _ in 0..MAX_POLLS {
-        match client
+    poll_until_terminal("deletion", id, || async {
+        let answer = client
             .describe_account_assignment_deletion_status()
             .instance_arn(INSTANCE)
             .account_assignment_deletion_request_id(id)
             .send()
-            .await
-        {
-            Ok(answer) => {
-                let status = answer.account_assignment_deletion_status().expect("status");
-                match status.status() {
-                    Some(StatusValues::InProgress) => {}
-                    Some(terminal) => {
-                        return (terminal.clone(), status.failure_reason().map(str::to_owned));
-                    }
-                    None => panic!("no Status in {status:?}"),
-                }
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) => {}
-            Err(e) => panic!("describe deletion: {e:?}"),
-        }
-        tokio::time::sleep(POLL_PAUSE).await;
-    }
-    panic!("deletion {id} still pending after {MAX_POLLS} polls");
+            .await;
+        seen("deletion", answer, |a| {
+            a.account_assignment_deletion_status()
+        })
+    })
+    .await
 }
 
 /// One plain HTTP/1.1 request; answers the status code and the body as JSON.
