@@ -1,12 +1,14 @@
 """Stack check: template.yaml, translated by the SAM translator, is created as a stack in
 moto's CloudFormation on loopback with two sets of parameters, and the resources it
 resolves to are read back and checked: the role's policy (least privilege, no `*`
-action, the guardrail Denies), the queues (encryption, visibility timeout, redrive), the
-event source mapping and the function's environment.
+action, the guardrail Denies, only GetItem and UpdateItem on the ledger table), the
+queues (encryption, visibility timeout, redrive), the ledger table (key schema, billing
+mode), the event source mapping and the function's environment.
 
 moto resolves the intrinsic functions independently of AWS; it does not model everything
 (it keeps AWS::NoValue in lists as null, ignores Architectures and LoggingConfig, does not
-apply queue policies), so those are read from the template instead. Run by
+apply queue policies, ignores a table's point-in-time recovery and reads its SSESpecification
+under the API's name, not CloudFormation's), so those are read from the template instead. Run by
 scripts/check-deploy with .venv-deploy's python; moto's server comes from .venv.
 """
 
@@ -96,10 +98,18 @@ def template_checks(template):
     policy = template["Resources"]["WorkQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in policy if isinstance(s, dict) and s.get("Effect") == "Deny"]
     check(len(deny) == 1 and deny[0]["Action"] == "sqs:SendMessage", "work queue has no sender Deny")
+    ledger = template["Resources"]["LedgerTable"]
+    check(ledger.get("DeletionPolicy") == "Retain" and ledger.get("UpdateReplacePolicy") == "Retain",
+          "ledger table is not retained on stack deletion and replacement")
+    table = ledger["Properties"]
+    check(table.get("PointInTimeRecoverySpecification") == {"PointInTimeRecoveryEnabled": True},
+          "ledger table without point-in-time recovery")
+    check(table.get("DeletionProtectionEnabled") is True, "ledger table without deletion protection")
+    check(table.get("SSESpecification") == {"SSEEnabled": True}, "ledger table without SSESpecification SSEEnabled")
 
 
 def stack_checks(name, params, outputs, clients):
-    iam, sqs, lam = clients
+    iam, sqs, lam, dynamodb = clients
     timeout = 60
     role = outputs["WorkerRoleArn"].split("/")[-1]
     policy = []
@@ -145,6 +155,26 @@ def stack_checks(name, params, outputs, clients):
     check(("DecryptIdentityCenterData" in by_sid) == bool(params.get("IdentityCenterKmsKeyArn")),
           f"{name}: kms statement")
 
+    # The ledger: one table keyed by the string pk, on demand; the role may read and
+    # conditionally write its items and nothing else of DynamoDB.
+    table = dynamodb.describe_table(TableName=outputs["LedgerTableName"])["Table"]
+    check(table["TableArn"] == outputs["LedgerTableArn"], f"{name}: ledger table ARN {table['TableArn']}")
+    check(table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}],
+          f"{name}: ledger key schema {table['KeySchema']}")
+    check(table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}],
+          f"{name}: ledger attribute definitions {table['AttributeDefinitions']}")
+    check(table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST",
+          f"{name}: ledger billing mode {table.get('BillingModeSummary')}")
+    check(table.get("DeletionProtectionEnabled") is True, f"{name}: ledger deletion protection")
+    dynamodb_statements = [s for s in policy if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    check([s["Sid"] for s in dynamodb_statements] == ["KeepLedger"],
+          f"{name}: DynamoDB statements {[s['Sid'] for s in dynamodb_statements]}")
+    ledger = by_sid.get("KeepLedger", {})
+    check(ledger.get("Effect") == "Allow"
+          and sorted(as_list(ledger.get("Action"))) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+          and as_list(ledger.get("Resource")) == [outputs["LedgerTableArn"]],
+          f"{name}: ledger statement {ledger}")
+
     queues = {
         "work": outputs["WorkQueueUrl"],
         "dead-letter": outputs["DeadLetterQueueUrl"],
@@ -179,6 +209,7 @@ def stack_checks(name, params, outputs, clients):
     check(env["ALLOWED_INSTANCE_ARNS"] == INSTANCE, f"{name}: ALLOWED_INSTANCE_ARNS")
     check(env["PROTECTED_ACCOUNT_IDS"] == params.get("ProtectedAccountIds", ""), f"{name}: PROTECTED_ACCOUNT_IDS")
     check(env["MAX_CONCURRENCY"] == params.get("MaxConcurrency", "4"), f"{name}: MAX_CONCURRENCY")
+    check(env.get("LEDGER_TABLE") == outputs["LedgerTableName"], f"{name}: LEDGER_TABLE {env.get('LEDGER_TABLE')}")
     for variable in ("MAX_ATTEMPTS", "POLL_DEADLINE_SECONDS", "POLL_INITIAL_DELAY_SECONDS",
                      "POLL_MAX_DELAY_SECONDS", "BACKOFF_BASE_SECONDS", "BUSY_BACKOFF_MIN_SECONDS",
                      "PROTECTED_PERMISSION_SET_ARNS"):
@@ -218,6 +249,7 @@ def main():
 
         source = yaml_parse((ROOT / "template.yaml").read_text())
         template_checks(source)
+        print(f"template: {'ok' if not failures else 'FAILED'}")
         source["Resources"]["AssignmentWorkerFunction"]["Properties"]["CodeUri"] = "s3://code/bootstrap.zip"
 
         class NoManagedPolicies:
@@ -226,7 +258,8 @@ def main():
 
         translated = transform(source, {}, NoManagedPolicies())
         cfn = boto3.client("cloudformation", **kw)
-        clients = (boto3.client("iam", **kw), boto3.client("sqs", **kw), boto3.client("lambda", **kw))
+        clients = (boto3.client("iam", **kw), boto3.client("sqs", **kw), boto3.client("lambda", **kw),
+                   boto3.client("dynamodb", **kw))
         for index, (name, params) in enumerate(CASES.items()):
             stack = f"worker{index}"
             cfn.create_stack(
