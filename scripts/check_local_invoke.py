@@ -1,7 +1,8 @@
 """Local invoke check: `cargo lambda watch` serves the Lambda runtime and invoke APIs on
 loopback and runs the function (debug build) itself; `cargo lambda invoke --data-file`
-sends it every file in events/. The function's environment points SQS at moto's server
-and Identity Center at idc-sim, this workspace's simulator, both on 127.0.0.1.
+sends it every file in events/. The function's environment points SQS and DynamoDB (the
+ledger table, created here) at moto's server and Identity Center at idc-sim, this
+workspace's simulator, both on 127.0.0.1.
 
 idc-sim is seeded with the instance, permission sets and principals that events/ refers
 to, at its default knobs: operations stay IN_PROGRESS for a few seconds, so most records
@@ -247,7 +248,7 @@ def main():
             workdir / "idc-sim.log",
         )
         sim_url = f"http://127.0.0.1:{sim_port}"
-        log(f"moto (SQS) on {moto_url}, idc-sim (Identity Center) on {sim_url}")
+        log(f"moto (SQS, DynamoDB) on {moto_url}, idc-sim (Identity Center) on {sim_url}")
 
         sqs = boto3.client(
             "sqs",
@@ -261,16 +262,33 @@ def main():
             name: sqs.create_queue(QueueName=f"assignment-{name}")["QueueUrl"]
             for name in ("work", "dead-letter", "outcomes")
         }
+        # The ledger, keyed as template.yaml's LedgerTable (moto creates it ACTIVE).
+        ledger_table = "assignment-ledger"
+        boto3.client(
+            "dynamodb",
+            endpoint_url=moto_url,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"max_attempts": 2}),
+        ).create_table(
+            TableName=ledger_table,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
         # The function inherits this environment from `cargo lambda watch`.
         env.update(
             {
                 "AWS_ENDPOINT_URL": moto_url,  # any other service: loopback too
                 "AWS_ENDPOINT_URL_SQS": moto_url,
+                "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
                 "AWS_ENDPOINT_URL_SSO_ADMIN": sim_url,
                 "WORK_QUEUE_URL": queues["work"],
                 "DEAD_LETTER_QUEUE_URL": queues["dead-letter"],
                 "OUTCOME_QUEUE_URL": queues["outcomes"],
+                "LEDGER_TABLE": ledger_table,
                 "BACKOFF_BASE_SECONDS": "1",
                 "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
             }
