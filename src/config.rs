@@ -44,11 +44,45 @@ impl QueueUrl {
     }
 }
 
+/// A DynamoDB table name (3..255 of `a-z A-Z 0-9 _ - .`) or table ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName(String);
+
+impl TableName {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let name = match value.strip_prefix("arn:") {
+            Some(_) => value
+                .split_once(":table/")
+                .filter(|(prefix, _)| prefix.contains(":dynamodb:"))
+                .map(|(_, name)| name)
+                .ok_or("an ARN must be a DynamoDB table ARN (arn:<partition>:dynamodb:<region>:<account>:table/<name>)")?,
+            None => value,
+        };
+        let valid = (3..=255).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !valid {
+            return Err(
+                "must be a table name of 3..255 letters, digits, `_`, `-` or `.`, or a table ARN"
+                    .into(),
+            );
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub work_queue: QueueUrl,
     pub dead_letter_queue: QueueUrl,
     pub outcome_queue: Option<QueueUrl>,
+    /// The ledger of decisions (SPEC §11).
+    pub ledger_table: TableName,
     /// AWS operations in flight per invocation.
     pub max_concurrency: usize,
     pub policy: Policy,
@@ -112,6 +146,16 @@ impl Config {
                 .queue("DEAD_LETTER_QUEUE_URL")?
                 .ok_or_else(|| missing("DEAD_LETTER_QUEUE_URL"))?,
             outcome_queue: env.queue("OUTCOME_QUEUE_URL")?,
+            ledger_table: env
+                .get("LEDGER_TABLE")
+                .map(|text| {
+                    TableName::parse(&text).map_err(|problem| ConfigError {
+                        variable: "LEDGER_TABLE",
+                        problem: format!("{problem}, got `{text}`"),
+                    })
+                })
+                .transpose()?
+                .ok_or_else(|| missing("LEDGER_TABLE"))?,
             max_concurrency: env.number("MAX_CONCURRENCY", 4, 1, 15)?,
             policy,
             guardrails: Guardrails {
@@ -201,11 +245,16 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The configuration from `pairs`, with a ledger table unless `pairs` name one
+    /// (an empty value leaves it unset).
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let mut map: HashMap<String, String> =
+            HashMap::from([("LEDGER_TABLE".to_owned(), "assignment-ledger".to_owned())]);
+        map.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -227,6 +276,11 @@ mod tests {
         assert_eq!(config.policy, Policy::default());
         assert_eq!(config.outcome_queue, None);
         assert_eq!(config.guardrails, Guardrails::default());
+        assert_eq!(config.ledger_table.as_str(), "assignment-ledger");
+        let by_arn = super::TableName::parse(
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/assignment-ledger",
+        );
+        assert!(by_arn.is_ok(), "{by_arn:?}");
     }
 
     #[test]
@@ -241,6 +295,29 @@ mod tests {
             (
                 &[QUEUES[0], QUEUES[1], ("MAX_CONCURRENCY", "0")],
                 "MAX_CONCURRENCY",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("LEDGER_TABLE", "")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("LEDGER_TABLE", "ab")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("LEDGER_TABLE", "ledger table")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    (
+                        "LEDGER_TABLE",
+                        "arn:aws:sqs:eu-west-1:123456789012:table/x1",
+                    ),
+                ],
+                "LEDGER_TABLE",
             ),
             (
                 &[QUEUES[0], QUEUES[1], ("MAX_ATTEMPTS", "ten")],

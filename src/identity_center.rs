@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+pub use crate::aws_call::{CallError, ErrorKind};
 use crate::request::Assignment;
 
 /// Status of an asynchronous account-assignment operation.
@@ -18,86 +19,6 @@ pub struct StatusReport {
     pub status: OperationStatus,
     pub request_id: Option<String>,
     pub failure_reason: Option<String>,
-}
-
-/// How the lifecycle must treat an error: the error *kind*, independent of which of the
-/// four operations raised it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// `ConflictException`: an earlier write on the same account has not propagated.
-    Conflict,
-    /// `ThrottlingException` "Rate exceeded": the 20-per-second API rate.
-    RateLimited,
-    /// `ThrottlingException` "too many requests processing": the 15 outstanding creates.
-    Busy,
-    /// `InternalServerException` or any HTTP 5xx.
-    ServerError,
-    /// The call did not complete in time.
-    Timeout,
-    /// The connection failed or dropped.
-    Connection,
-    Validation,
-    AccessDenied,
-    ResourceNotFound,
-    ServiceQuotaExceeded,
-    /// Any other error AWS returned: not safe to retry blindly.
-    Rejected,
-}
-
-impl ErrorKind {
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Conflict
-                | ErrorKind::RateLimited
-                | ErrorKind::Busy
-                | ErrorKind::ServerError
-                | ErrorKind::Timeout
-                | ErrorKind::Connection
-        )
-    }
-
-    /// Classifies an error response by its `__type` code, message and HTTP status.
-    pub fn classify(code: Option<&str>, message: Option<&str>, http_status: Option<u16>) -> Self {
-        // The JSON protocol may qualify the code: `com.amazonaws.swbexternalservice#ConflictException`.
-        let code = code.map(|c| c.rsplit('#').next().unwrap_or(c));
-        match code {
-            Some("ConflictException") => ErrorKind::Conflict,
-            Some("ThrottlingException" | "ThrottledException" | "TooManyRequestsException") => {
-                let message = message.unwrap_or_default().to_ascii_lowercase();
-                if message.contains("too many requests processing") {
-                    ErrorKind::Busy
-                } else {
-                    ErrorKind::RateLimited
-                }
-            }
-            Some("InternalServerException" | "InternalFailure" | "ServiceUnavailable") => {
-                ErrorKind::ServerError
-            }
-            Some("ValidationException") => ErrorKind::Validation,
-            Some("AccessDeniedException") => ErrorKind::AccessDenied,
-            Some("ResourceNotFoundException") => ErrorKind::ResourceNotFound,
-            Some("ServiceQuotaExceededException") => ErrorKind::ServiceQuotaExceeded,
-            _ => match http_status {
-                Some(500..=599) => ErrorKind::ServerError,
-                // A 2xx is an error only when its body could not be read: the service
-                // took the call, and repeating it is safe, as for a 5xx.
-                Some(200..=299) => ErrorKind::ServerError,
-                Some(429) => ErrorKind::RateLimited,
-                _ => ErrorKind::Rejected,
-            },
-        }
-    }
-}
-
-/// An Identity Center call that did not answer with a status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct CallError {
-    pub kind: ErrorKind,
-    /// The AWS error code, or a description such as `HTTP 503` when there is none.
-    pub code: String,
-    pub message: String,
 }
 
 pub type CallResult = Result<StatusReport, CallError>;
@@ -118,84 +39,4 @@ pub trait IdentityCenter: Send + Sync {
         assignment: &Assignment,
         request_id: &str,
     ) -> impl Future<Output = CallResult> + Send;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_the_documented_errors() {
-        let cases = [
-            (
-                Some("ConflictException"),
-                None,
-                Some(400),
-                ErrorKind::Conflict,
-            ),
-            (
-                Some("ThrottlingException"),
-                Some("Rate exceeded"),
-                Some(400),
-                ErrorKind::RateLimited,
-            ),
-            (
-                Some("ThrottlingException"),
-                Some("There are too many requests processing. Please try again later."),
-                Some(400),
-                ErrorKind::Busy,
-            ),
-            (
-                Some("com.amazonaws.swbexternalservice#ConflictException"),
-                None,
-                None,
-                ErrorKind::Conflict,
-            ),
-            (
-                Some("InternalServerException"),
-                None,
-                Some(500),
-                ErrorKind::ServerError,
-            ),
-            (
-                Some("ValidationException"),
-                None,
-                Some(400),
-                ErrorKind::Validation,
-            ),
-            (
-                Some("AccessDeniedException"),
-                None,
-                Some(400),
-                ErrorKind::AccessDenied,
-            ),
-            (
-                Some("ResourceNotFoundException"),
-                None,
-                Some(400),
-                ErrorKind::ResourceNotFound,
-            ),
-            (
-                Some("ServiceQuotaExceededException"),
-                None,
-                Some(400),
-                ErrorKind::ServiceQuotaExceeded,
-            ),
-            (None, None, Some(502), ErrorKind::ServerError),
-            (None, None, Some(200), ErrorKind::ServerError),
-            (
-                Some("UnrecognizedClientException"),
-                None,
-                Some(400),
-                ErrorKind::Rejected,
-            ),
-        ];
-        for (code, message, status, expected) in cases {
-            assert_eq!(
-                ErrorKind::classify(code, message, status),
-                expected,
-                "{code:?}"
-            );
-        }
-    }
 }

@@ -1,20 +1,24 @@
 //! assignment-worker: carries IAM Identity Center account-assignment requests from an
 //! SQS queue to exactly one terminal outcome each. See README.md and SPEC §1.
 //!
-//! Layout: parsing ([`request`], [`ids`]) and the lifecycle ([`lifecycle`],
-//! [`guardrails`]) are pure; AWS sits behind two ports ([`identity_center`], [`queue`])
-//! with one real adapter each and in-memory fakes ([`adapters`]); [`handler`] ties them
-//! together for one SQS batch.
+//! Layout: parsing ([`request`], [`ids`]), the lifecycle ([`lifecycle`],
+//! [`guardrails`]) and the order of decisions ([`ledger`]) are pure; AWS sits behind
+//! three ports ([`identity_center`], [`queue`], [`ledger::Ledger`]) with one real adapter
+//! each and in-memory fakes ([`adapters`]); [`record_step`] makes one record's calls and
+//! plans its messages, and [`handler`] runs a batch of records and stores the messages.
 
 pub mod adapters;
+pub mod aws_call;
 pub mod config;
 pub mod guardrails;
 pub mod handler;
 pub mod identity_center;
 pub mod ids;
+pub mod ledger;
 pub mod lifecycle;
 pub mod messages;
 pub mod progress;
 pub mod queue;
+pub mod record_step;
 pub mod request;
 pub mod telemetry;

@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus};
-use crate::progress::{Progress, Stage};
+use crate::ledger::{ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer};
+use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
 /// SQS refuses a DelaySeconds above this.
@@ -43,18 +44,25 @@ impl Default for Policy {
     }
 }
 
+/// A `requestedAt` further ahead of the worker's clock than this is refused: a
+/// far-future grant would outrank every later revoke (SPEC §2).
+pub const MAX_REQUESTED_AT_AHEAD: time::Duration = time::Duration::minutes(5);
+
 /// The terminal outcomes other than dead-lettering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     Succeeded,
     AlreadySatisfied,
+    /// A later decision stood: this one was not carried out, or was undone.
+    Superseded(DecisionSummary),
 }
 
 impl Completion {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Completion::Succeeded => "succeeded",
             Completion::AlreadySatisfied => "already-satisfied",
+            Completion::Superseded(_) => "superseded",
         }
     }
 }
@@ -127,15 +135,19 @@ pub enum Decision {
 }
 
 /// Refuses a grant whose `notAfter` has passed before it was submitted. Revokes are
-/// never refused: ending access late is still better than never.
+/// never refused: ending access late is still better than never. A grant an earlier
+/// attempt may have carried out (its answer lost) is not refused: it is carried on,
+/// and its expiry takes the access back at once (SPEC §3, `expired`).
 pub fn check_expiry(
     progress: &Progress,
     not_after: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> Option<DeadLetter> {
     let not_after = not_after?;
-    let grant_not_submitted =
-        progress.operation() == AssignmentAction::Create && progress.stage == Stage::Submit;
+    let grant_not_submitted = progress.purpose == Purpose::Decision
+        && progress.operation() == AssignmentAction::Create
+        && progress.stage == Stage::Submit
+        && !progress.maybe_submitted;
     (grant_not_submitted && now > not_after).then(|| {
         DeadLetter::before_any_call(
             ErrorClass::Expired,
@@ -148,6 +160,147 @@ pub fn check_expiry(
             ),
         )
     })
+}
+
+/// Refuses a decision stamped more than [`MAX_REQUESTED_AT_AHEAD`] after `now`.
+pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<DeadLetter> {
+    let requested_at = progress.stamp.requested_at;
+    (progress.purpose == Purpose::Decision && requested_at > now + MAX_REQUESTED_AT_AHEAD).then(
+        || {
+            DeadLetter::before_any_call(
+                ErrorClass::InvalidRequest,
+                "RequestedAtInFuture",
+                format!(
+                    "requestedAt: {} is more than {} minutes ahead of the worker's clock ({}); \
+                     a future decision would outrank every later one",
+                    crate::messages::rfc3339(requested_at),
+                    MAX_REQUESTED_AT_AHEAD.whole_minutes(),
+                    crate::messages::rfc3339(now)
+                ),
+            )
+        },
+    )
+}
+
+/// What the claim before a decision's submit means for it (SPEC §11, rules 1 and 2):
+/// `None` to go on with the submit.
+pub fn after_claim(
+    progress: &Progress,
+    answer: &LedgerResult<ClaimAnswer>,
+    policy: &Policy,
+    jitter: f64,
+) -> Option<Decision> {
+    match answer {
+        Ok(ClaimAnswer::Claimed) => None,
+        Ok(ClaimAnswer::Superseded(later)) => Some(Decision::Done {
+            completion: Completion::Superseded(later.summary()),
+            operation_request_id: None,
+        }),
+        Err(error) => Some(on_ledger_error(progress, error, policy, jitter)),
+    }
+}
+
+/// A ledger call that failed: transient errors repeat the step after a backoff with the
+/// same budget as Identity Center's; anything else is permanent.
+pub fn on_ledger_error(
+    progress: &Progress,
+    error: &CallError,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    if error.kind.is_transient() {
+        return retry(progress, error, policy, jitter);
+    }
+    Decision::DeadLetter(DeadLetter {
+        class: ErrorClass::Permanent,
+        code: error.code.clone(),
+        message: format!("ledger: {}", error.message),
+        attempts: progress.attempt,
+        operation_request_id: progress.operation_request_id().map(str::to_owned),
+    })
+}
+
+/// Once Identity Center confirmed the change (`completion`), what the ledger's latest
+/// decision means for it (SPEC §11, rules 3 and 4): done, or undo the change because a
+/// later decision asks for the opposite. `answer` is what recording the new state
+/// found (for an undo, which records nothing, the latest decision read).
+pub fn after_change(
+    progress: &Progress,
+    completion: Completion,
+    answer: &RecordAnswer,
+    now: OffsetDateTime,
+) -> Decision {
+    let effect = Presence::after(progress.operation());
+    let completion = match &progress.purpose {
+        Purpose::Undo { superseded_by } => Completion::Superseded(superseded_by.clone()),
+        Purpose::Decision | Purpose::Expiry => completion,
+    };
+    let done = |completion| Decision::Done {
+        completion,
+        operation_request_id: progress.operation_request_id().map(str::to_owned),
+    };
+    match answer {
+        RecordAnswer::Recorded | RecordAnswer::NotLatest(None) => done(completion),
+        RecordAnswer::NotLatest(Some(latest)) => {
+            let desired = latest.desired(now);
+            if desired == effect {
+                return done(completion);
+            }
+            Decision::Continue {
+                progress: progress.for_purpose(
+                    Purpose::Undo {
+                        superseded_by: latest.summary(),
+                    },
+                    desired.action(),
+                    Stage::Submit,
+                ),
+                delay_seconds: 0,
+            }
+        }
+    }
+}
+
+/// The first expiry step of a grant that succeeded: waits on the work queue until
+/// `not_after` (at once when it has passed, as for a grant carried on after a lost
+/// answer).
+pub fn start_expiry(
+    progress: &Progress,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Decision {
+    Decision::Continue {
+        progress: progress.for_purpose(
+            Purpose::Expiry,
+            AssignmentAction::Delete,
+            Stage::ExpireWait,
+        ),
+        delay_seconds: seconds_until(not_after, now),
+    }
+}
+
+/// At an expiry step: `None` once `not_after` has come (revoke now), or the wait for the
+/// rest of it, in delays of at most 900 s, the last one landing on `not_after`.
+pub fn expiry_wait(
+    progress: &Progress,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    let delay = seconds_until(not_after, now);
+    (delay > 0).then(|| Decision::Continue {
+        progress: progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1),
+        delay_seconds: delay,
+    })
+}
+
+/// Whole seconds from `now` to `until`, rounded up so that a delay never lands before
+/// it, at most the SQS maximum.
+fn seconds_until(until: OffsetDateTime, now: OffsetDateTime) -> u32 {
+    let remaining = until - now;
+    if remaining <= time::Duration::ZERO {
+        return 0;
+    }
+    let whole = remaining.whole_seconds() + i64::from(remaining.subsec_nanoseconds() > 0);
+    u32::try_from(whole.min(i64::from(MAX_DELAY_SECONDS))).unwrap_or(MAX_DELAY_SECONDS)
 }
 
 /// Decides what follows one call made for `progress`.
@@ -220,7 +373,7 @@ fn in_progress(
             policy,
             jitter,
         ),
-        (Stage::Submit, Some(operation_request_id)) => next_poll(
+        (Stage::Submit | Stage::ExpireWait, Some(operation_request_id)) => next_poll(
             progress,
             operation_request_id,
             0,
@@ -290,7 +443,7 @@ fn next_poll(
     // The last poll lands on the deadline rather than up to a whole interval past it.
     let delay = poll_delay_seconds(polls, policy).min(u32::try_from(remaining).unwrap_or(u32::MAX));
     Decision::Continue {
-        progress: Progress::with(
+        progress: progress.at(
             progress.operation(),
             Stage::Poll {
                 operation_request_id,
@@ -298,7 +451,6 @@ fn next_poll(
                 submitted_at,
             },
             1,
-            progress.first_received_at,
         ),
         delay_seconds: delay,
     }
@@ -377,13 +529,14 @@ fn retry(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -
         });
     }
     let busy = error.kind == ErrorKind::Busy;
+    let mut next = progress.at(
+        progress.operation(),
+        progress.stage.clone(),
+        progress.attempt + 1,
+    );
+    next.maybe_submitted |= progress.stage == Stage::Submit && error.kind.may_have_taken_effect();
     Decision::Continue {
-        progress: Progress::with(
-            progress.operation(),
-            progress.stage.clone(),
-            progress.attempt + 1,
-            progress.first_received_at,
-        ),
+        progress: next,
         delay_seconds: backoff_seconds(progress.attempt, busy, policy, jitter),
     }
 }

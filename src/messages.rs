@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::ids::CorrelationId;
+use crate::ledger::DecisionSummary;
 use crate::lifecycle::{Completion, DeadLetter};
 use crate::progress::Progress;
 use crate::queue::OutgoingMessage;
@@ -85,7 +86,7 @@ pub fn truncate(text: &str, max: usize) -> &str {
 /// The terminal outcome of one request.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome<'a> {
-    Completed(Completion),
+    Completed(&'a Completion),
     DeadLettered(&'a DeadLetter),
 }
 
@@ -100,6 +101,12 @@ pub struct OutcomeContext<'a> {
     pub polls: u32,
     pub received_at: OffsetDateTime,
     pub finished_at: OffsetDateTime,
+    /// The decision's place in the order (SPEC §11).
+    pub requested_at: Option<OffsetDateTime>,
+    /// A grant's `notAfter`, on the outcome of a grant that succeeded.
+    pub expires_at: Option<OffsetDateTime>,
+    /// `expiry` on the outcome of a grant's expiry step.
+    pub trigger: Option<&'static str>,
 }
 
 pub fn outcome_message(
@@ -123,15 +130,24 @@ pub fn outcome_message(
         received_at: String,
         finished_at: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        requested_at: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trigger: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        superseded_by: Option<&'a DecisionSummary>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         error_class: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error_code: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error_message: Option<&'a str>,
     }
-    let (name, dead_letter) = match outcome {
-        Outcome::Completed(completion) => (completion.as_str(), None),
-        Outcome::DeadLettered(dead_letter) => ("dead-lettered", Some(dead_letter)),
+    let (name, dead_letter, superseded_by) = match outcome {
+        Outcome::Completed(Completion::Superseded(later)) => ("superseded", None, Some(later)),
+        Outcome::Completed(completion) => (completion.as_str(), None, None),
+        Outcome::DeadLettered(dead_letter) => ("dead-lettered", Some(dead_letter), None),
     };
     let event = OutcomeEvent {
         correlation_id: context.correlation_id.map(CorrelationId::as_str),
@@ -143,6 +159,10 @@ pub fn outcome_message(
         polls: context.polls,
         received_at: rfc3339(context.received_at),
         finished_at: rfc3339(context.finished_at),
+        requested_at: context.requested_at.map(rfc3339),
+        expires_at: context.expires_at.map(rfc3339),
+        trigger: context.trigger,
+        superseded_by,
         error_class: dead_letter.map(|d| d.class.as_str()),
         error_code: dead_letter.map(|d| d.code.as_str()),
         error_message: dead_letter.map(|d| truncate(&d.message, MAX_ERROR_MESSAGE_BYTES)),

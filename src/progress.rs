@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::ledger::DecisionSummary;
 use crate::request::AssignmentAction;
 
 /// The step a message asks the worker to take next.
@@ -17,6 +18,25 @@ pub enum Stage {
         polls: u32,
         submitted_at: OffsetDateTime,
     },
+    /// Wait on the work queue until the grant's `notAfter` (SPEC §11, expiry).
+    ExpireWait,
+}
+
+/// Why the worker carries out the step: the request's own decision, the expiry of a
+/// grant it carried out, or undoing its change after a later decision (SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    Decision,
+    Expiry,
+    Undo { superseded_by: DecisionSummary },
+}
+
+/// The decision's place in the order of SPEC §11, fixed at its first delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionStamp {
+    /// `requestedAt`, or else the SentTimestamp of the first delivery.
+    pub requested_at: OffsetDateTime,
+    pub first_message_id: String,
 }
 
 /// Validated progress. Built only through deserialization or the lifecycle, so a poll
@@ -29,30 +49,51 @@ pub struct Progress {
     /// The attempt the next call makes on this step, from 1.
     pub attempt: u32,
     pub first_received_at: OffsetDateTime,
+    pub purpose: Purpose,
+    pub stamp: DecisionStamp,
+    /// An earlier submit of this operation may have reached AWS (its answer was lost),
+    /// so the grant may exist although nothing confirmed it.
+    pub maybe_submitted: bool,
 }
 
 impl Progress {
     /// A request seen for the first time: its submit is attempt 1.
-    pub fn start(operation: AssignmentAction, now: OffsetDateTime) -> Self {
+    pub fn start(operation: AssignmentAction, now: OffsetDateTime, stamp: DecisionStamp) -> Self {
         Self {
             operation,
             stage: Stage::Submit,
             attempt: 1,
             first_received_at: now,
+            purpose: Purpose::Decision,
+            stamp,
+            maybe_submitted: false,
         }
     }
 
-    pub(crate) fn with(
-        operation: AssignmentAction,
-        stage: Stage,
-        attempt: u32,
-        first: OffsetDateTime,
-    ) -> Self {
+    /// The same request at another step (the purpose, stamp and first receipt carry over).
+    pub(crate) fn at(&self, operation: AssignmentAction, stage: Stage, attempt: u32) -> Self {
         Self {
             operation,
             stage,
             attempt,
-            first_received_at: first,
+            ..self.clone()
+        }
+    }
+
+    /// The same request, starting a new chain for `purpose` with `operation`.
+    pub(crate) fn for_purpose(
+        &self,
+        purpose: Purpose,
+        operation: AssignmentAction,
+        stage: Stage,
+    ) -> Self {
+        Self {
+            operation,
+            stage,
+            attempt: 1,
+            purpose,
+            maybe_submitted: false,
+            ..self.clone()
         }
     }
 
@@ -64,19 +105,28 @@ impl Progress {
         match self.stage {
             Stage::Submit => "submit",
             Stage::Poll { .. } => "poll",
+            Stage::ExpireWait => "expire-wait",
+        }
+    }
+
+    pub fn purpose_name(&self) -> &'static str {
+        match self.purpose {
+            Purpose::Decision => "decision",
+            Purpose::Expiry => "expiry",
+            Purpose::Undo { .. } => "undo",
         }
     }
 
     pub fn polls(&self) -> u32 {
         match self.stage {
-            Stage::Submit => 0,
+            Stage::Submit | Stage::ExpireWait => 0,
             Stage::Poll { polls, .. } => polls,
         }
     }
 
     pub fn operation_request_id(&self) -> Option<&str> {
         match &self.stage {
-            Stage::Submit => None,
+            Stage::Submit | Stage::ExpireWait => None,
             Stage::Poll {
                 operation_request_id,
                 ..
@@ -86,10 +136,20 @@ impl Progress {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 enum StepName {
     Submit,
     Poll,
+    ExpireWait,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PurposeName {
+    #[default]
+    Decision,
+    Expiry,
+    Undo,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -117,6 +177,21 @@ struct ProgressWire {
         skip_serializing_if = "Option::is_none"
     )]
     submitted_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    purpose: PurposeName,
+    /// Missing in envelopes written before the ledger: the first receipt stands in.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    requested_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    first_message_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    maybe_submitted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    superseded_by: Option<DecisionSummary>,
 }
 
 impl TryFrom<ProgressWire> for Progress {
@@ -127,12 +202,13 @@ impl TryFrom<ProgressWire> for Progress {
             return Err("attempt starts at 1".into());
         }
         let stage = match wire.step {
-            StepName::Submit
+            StepName::Submit | StepName::ExpireWait
                 if wire.operation_request_id.is_some() || wire.submitted_at.is_some() =>
             {
                 return Err("operationRequestId and submittedAt belong to step poll only".into());
             }
             StepName::Submit => Stage::Submit,
+            StepName::ExpireWait => Stage::ExpireWait,
             StepName::Poll => {
                 let operation_request_id = wire
                     .operation_request_id
@@ -150,12 +226,38 @@ impl TryFrom<ProgressWire> for Progress {
             OperationName::Create => AssignmentAction::Create,
             OperationName::Delete => AssignmentAction::Delete,
         };
-        Ok(Progress::with(
+        let purpose = match (wire.purpose, wire.superseded_by) {
+            (PurposeName::Decision, None) => Purpose::Decision,
+            (PurposeName::Expiry, None) => Purpose::Expiry,
+            (PurposeName::Undo, Some(superseded_by)) => Purpose::Undo { superseded_by },
+            (PurposeName::Undo, None) => return Err("purpose undo needs supersededBy".into()),
+            (_, Some(_)) => return Err("supersededBy belongs to purpose undo only".into()),
+        };
+        match (&purpose, &stage, operation) {
+            (Purpose::Expiry, _, AssignmentAction::Create) => {
+                return Err("an expiry step only deletes".into());
+            }
+            (Purpose::Decision | Purpose::Undo { .. }, Stage::ExpireWait, _) => {
+                return Err("step expire-wait belongs to purpose expiry only".into());
+            }
+            _ => {}
+        }
+        if wire.first_message_id.len() > 256 || wire.first_message_id.chars().any(char::is_control)
+        {
+            return Err("firstMessageId must be at most 256 printable characters".into());
+        }
+        Ok(Progress {
             operation,
             stage,
-            wire.attempt,
-            wire.first_received_at,
-        ))
+            attempt: wire.attempt,
+            first_received_at: wire.first_received_at,
+            purpose,
+            stamp: DecisionStamp {
+                requested_at: wire.requested_at.unwrap_or(wire.first_received_at),
+                first_message_id: wire.first_message_id,
+            },
+            maybe_submitted: wire.maybe_submitted,
+        })
     }
 }
 
@@ -167,6 +269,7 @@ impl From<Progress> for ProgressWire {
     fn from(progress: Progress) -> Self {
         let (step, operation_request_id, polls, submitted_at) = match progress.stage {
             Stage::Submit => (StepName::Submit, None, 0, None),
+            Stage::ExpireWait => (StepName::ExpireWait, None, 0, None),
             Stage::Poll {
                 operation_request_id,
                 polls,
@@ -177,6 +280,11 @@ impl From<Progress> for ProgressWire {
                 polls,
                 Some(submitted_at),
             ),
+        };
+        let (purpose, superseded_by) = match progress.purpose {
+            Purpose::Decision => (PurposeName::Decision, None),
+            Purpose::Expiry => (PurposeName::Expiry, None),
+            Purpose::Undo { superseded_by } => (PurposeName::Undo, Some(superseded_by)),
         };
         ProgressWire {
             step,
@@ -189,6 +297,11 @@ impl From<Progress> for ProgressWire {
             polls,
             first_received_at: progress.first_received_at,
             submitted_at,
+            purpose,
+            requested_at: Some(progress.stamp.requested_at),
+            first_message_id: progress.stamp.first_message_id,
+            maybe_submitted: progress.maybe_submitted,
+            superseded_by,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::ids::{
     AccountId, CorrelationId, IamPrincipalArn, IamPrincipalPattern, IdError, InstanceArn,
     PermissionSetArn, PortfolioId, PrincipalId,
 };
-use crate::progress::Progress;
+use crate::progress::{Progress, Purpose};
 
 /// Bodies above this are refused before any JSON is read; a real request is under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -116,6 +116,8 @@ pub enum Operation {
 pub struct Request {
     pub operation: Operation,
     pub correlation_id: Option<CorrelationId>,
+    /// When the upstream made the decision; orders decisions for one assignment.
+    pub requested_at: Option<OffsetDateTime>,
     pub not_after: Option<OffsetDateTime>,
     /// The request's JSON exactly as the upstream wrote it: what a dead letter carries
     /// and what the progress envelope forwards.
@@ -162,10 +164,11 @@ enum Field {
     PrincipalArn,
     AcceptLanguage,
     CorrelationId,
+    RequestedAt,
     NotAfter,
 }
 
-const FIELDS: [(Field, &str, &str); 12] = [
+const FIELDS: [(Field, &str, &str); 13] = [
     (Field::Action, "action", "Action"),
     (Field::InstanceArn, "instanceArn", "InstanceArn"),
     (
@@ -181,6 +184,7 @@ const FIELDS: [(Field, &str, &str); 12] = [
     (Field::PrincipalArn, "principalArn", "PrincipalARN"),
     (Field::AcceptLanguage, "acceptLanguage", "AcceptLanguage"),
     (Field::CorrelationId, "correlationId", "CorrelationId"),
+    (Field::RequestedAt, "requestedAt", "RequestedAt"),
     (Field::NotAfter, "notAfter", "NotAfter"),
 ];
 
@@ -443,12 +447,20 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     })?;
     let request =
         parse_request(envelope.request.get()).map_err(|e| within("progress envelope", e))?;
-    let expected = request.assignment().map(|(action, _)| action);
-    if expected != Some(progress.operation()) {
+    // A decision's own steps carry out its action; an expiry revokes a grant; an undo
+    // may carry out either.
+    let fits = match (&progress.purpose, request.assignment()) {
+        (Purpose::Decision, Some((action, _))) => action == progress.operation(),
+        (Purpose::Expiry, Some((action, _))) => action == AssignmentAction::Create,
+        (Purpose::Undo { .. }, Some(_)) => true,
+        (_, None) => false,
+    };
+    if !fits {
         return Err(InvalidRequest::new(
             "BadEnvelope",
             format!(
-                "progress envelope: progress is for `{}` but the request is `{}`",
+                "progress envelope: a {} step of `{}` does not belong to a `{}` request",
+                progress.purpose_name(),
                 progress.operation().as_str(),
                 request.action_name()
             ),
@@ -620,23 +632,29 @@ pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
         .map(CorrelationId::parse)
         .transpose()
         .map_err(|e| InvalidRequest::field(Field::CorrelationId, &e))?;
-    let not_after = get(Field::NotAfter)
-        .map(|text| OffsetDateTime::parse(text, &Rfc3339))
-        .transpose()
-        .map_err(|_| {
-            InvalidRequest::new(
-                "BadTimestamp",
-                format!(
-                    "notAfter: must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got `{}`",
-                    get(Field::NotAfter).unwrap_or_default()
-                ),
-            )
-        })?;
+    let timestamp = |field: Field| {
+        get(field)
+            .map(|text| {
+                OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+                    InvalidRequest::new(
+                        "BadTimestamp",
+                        format!(
+                            "{}: must be an RFC 3339 time such as 2026-11-22T18:00:00Z, got `{text}`",
+                            field.name()
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let requested_at = timestamp(Field::RequestedAt)?;
+    let not_after = timestamp(Field::NotAfter)?;
     let raw = RawValue::from_string(text.to_owned())
         .map_err(|e| InvalidRequest::new("NotJson", format!("request is not valid JSON: {e}")))?;
     Ok(Request {
         operation,
         correlation_id,
+        requested_at,
         not_after,
         raw,
     })

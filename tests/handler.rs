@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use assignment_worker::adapters::memory::{Call, RecordingQueues, ScriptedIdentityCenter};
+use assignment_worker::adapters::memory::{
+    Call, MemoryLedger, RecordingQueues, ScriptedIdentityCenter,
+};
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::identity_center::{
@@ -29,6 +31,7 @@ fn config(extra: &[(&str, &str)]) -> Config {
         ("WORK_QUEUE_URL", WORK),
         ("DEAD_LETTER_QUEUE_URL", DLQ),
         ("OUTCOME_QUEUE_URL", OUTCOMES),
+        ("LEDGER_TABLE", "assignment-ledger"),
     ]);
     env.extend(extra.iter().copied());
     Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
@@ -74,7 +77,7 @@ fn error(kind: ErrorKind, code: &str) -> CallResult {
 }
 
 async fn invoke<I: IdentityCenter>(
-    worker: &Worker<I, RecordingQueues>,
+    worker: &Worker<I, RecordingQueues, MemoryLedger>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     function_handler(worker, LambdaEvent::new(event, Context::default()))
@@ -85,8 +88,9 @@ async fn invoke<I: IdentityCenter>(
 fn worker(
     script: Vec<CallResult>,
     config: Config,
-) -> Worker<ScriptedIdentityCenter, RecordingQueues> {
+) -> Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger> {
     Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(script),
         queues: RecordingQueues::default(),
         config,
@@ -180,7 +184,7 @@ async fn without_an_outcome_queue_a_success_stores_nothing_and_is_acknowledged()
         ..config(&[])
     };
     let worker = worker(vec![], config);
-    let response = invoke(&worker, fixture("create.json")).await;
+    let response = invoke(&worker, fixture("delete.json")).await;
     assert!(failures(&response).is_empty());
     assert!(worker.queues.sent().is_empty());
 }
@@ -270,6 +274,7 @@ async fn a_refused_send_fails_only_its_own_record() {
     let event = fixture("mixed-batch.json");
     let ids = message_ids(&event);
     let worker = Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::refusing(["CHG-2003"]),
         config: config(&[]),
@@ -284,6 +289,7 @@ async fn a_refused_dead_letter_fails_its_record() {
     let event = fixture("malformed.json");
     let ids = message_ids(&event);
     let worker = Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::refusing(["princpalId"]),
         config: config(&[]),
@@ -503,6 +509,7 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
         "100000000007",
     ];
     let worker = Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ConcurrencyProbe::default(),
         queues: RecordingQueues::default(),
         config: config(&[("MAX_CONCURRENCY", "3")]),
@@ -521,6 +528,7 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
 async fn a_panic_in_one_record_fails_only_that_record() {
     let accounts = ["100000000001", "100000000666", "100000000003"];
     let worker = Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ConcurrencyProbe {
             panic_on_account: Some("100000000666"),
             ..ConcurrencyProbe::default()

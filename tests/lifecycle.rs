@@ -8,7 +8,7 @@ use assignment_worker::lifecycle::{
     Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
     backoff_seconds, check_expiry, decide, poll_delay_seconds,
 };
-use assignment_worker::progress::{Progress, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -32,8 +32,15 @@ fn error(kind: ErrorKind, code: &str, message: &str) -> CallResult {
     })
 }
 
+fn stamp() -> DecisionStamp {
+    DecisionStamp {
+        requested_at: T0,
+        first_message_id: "00000001-0000-4000-8000-000000000001".to_owned(),
+    }
+}
+
 fn submit(action: AssignmentAction) -> Progress {
-    Progress::start(action, T0)
+    Progress::start(action, T0, stamp())
 }
 
 /// A poll step after `polls` polls, submitted at T0.
@@ -471,7 +478,7 @@ fn run(
     script: &[(CallResult, f64, u8)],
     tail: &CallResult,
 ) -> Run {
-    let mut progress = Progress::start(action, T0);
+    let mut progress = Progress::start(action, T0, stamp());
     let mut now = T0;
     let mut decisions = Vec::new();
     let mut submitted_at = None;

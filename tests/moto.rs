@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 
 use assignment_worker::adapters::aws_worker;
-use assignment_worker::adapters::memory::ScriptedIdentityCenter;
+use assignment_worker::adapters::memory::{MemoryLedger, ScriptedIdentityCenter};
 use assignment_worker::adapters::sqs::SqsQueues;
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Worker, function_handler};
@@ -16,19 +16,24 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use support::{Moto, attribute, create_queue, drain, queue_count};
+use support::{Moto, attribute, create_ledger_table, create_queue, drain, queue_count};
 
 struct Queues {
     work: String,
     dlq: String,
     outcomes: String,
+    ledger: String,
 }
 
-async fn queues(sqs: &aws_sdk_sqs::Client) -> Queues {
+/// The three queues and the ledger table on `shared`'s moto.
+async fn queues(shared: &aws_config::SdkConfig) -> Queues {
+    let sqs = aws_sdk_sqs::Client::new(shared);
+    let dynamodb = aws_sdk_dynamodb::Client::new(shared);
     Queues {
-        work: create_queue(sqs, "assignment-work").await,
-        dlq: create_queue(sqs, "assignment-dlq").await,
-        outcomes: create_queue(sqs, "assignment-outcomes").await,
+        work: create_queue(&sqs, "assignment-work").await,
+        dlq: create_queue(&sqs, "assignment-dlq").await,
+        outcomes: create_queue(&sqs, "assignment-outcomes").await,
+        ledger: create_ledger_table(&dynamodb, "assignment-ledger").await,
     }
 }
 
@@ -37,6 +42,7 @@ fn config(queues: &Queues, extra: &[(&str, &str)]) -> Config {
         ("WORK_QUEUE_URL", queues.work.as_str()),
         ("DEAD_LETTER_QUEUE_URL", queues.dlq.as_str()),
         ("OUTCOME_QUEUE_URL", queues.outcomes.as_str()),
+        ("LEDGER_TABLE", queues.ledger.as_str()),
     ]);
     env.extend(extra.iter().copied());
     Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
@@ -58,7 +64,7 @@ async fn create_then_delete_succeed_against_moto_and_a_second_delete_is_already_
     let moto = Moto::start();
     let shared = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queues = queues(&sqs).await;
+    let queues = queues(&shared).await;
     let worker = aws_worker(&shared, config(&queues, &[]));
 
     for (file, expected) in [
@@ -92,8 +98,9 @@ async fn re_enqueues_with_delay_seconds_through_real_sqs() {
     let moto = Moto::start();
     let shared = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queues = queues(&sqs).await;
+    let queues = queues(&shared).await;
     let worker = Worker {
+        ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new([Ok(StatusReport {
             status: OperationStatus::InProgress,
             request_id: Some("0f1e2d3c-4b5a-4968-8776-655443322110".to_owned()),
@@ -145,7 +152,7 @@ async fn dead_letters_carry_the_spec_attributes_through_real_sqs() {
     let moto = Moto::start();
     let shared = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queues = queues(&sqs).await;
+    let queues = queues(&shared).await;
     let worker = aws_worker(
         &shared,
         config(&queues, &[("PROTECTED_ACCOUNT_IDS", "111122223333")]),
@@ -198,7 +205,7 @@ async fn an_entry_sqs_refuses_fails_only_its_own_record() {
     let moto = Moto::start();
     let shared = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    let queues = queues(&sqs).await;
+    let queues = queues(&shared).await;
     // A DLQ that refuses bodies over 1 KiB: SQS rejects the whole batch that holds one.
     sqs.set_queue_attributes()
         .queue_url(&queues.dlq)

@@ -592,13 +592,13 @@ fn bad_bodies() -> Vec<Bad> {
             "progress operation disagrees with the request's action",
             envelope(with(create(), "action", json!("delete")), poll_progress()),
             "BadEnvelope",
-            "progress is for `create` but the request is `delete`",
+            "a decision step of `create` does not belong to a `delete` request",
         ),
         json_row(
             "progress envelope around a portfolio request",
             envelope(associate(), poll_progress()),
             "BadEnvelope",
-            "the request is `associate-portfolio-principal`",
+            "does not belong to a `associate-portfolio-principal` request",
         ),
         json_row(
             "progress envelope whose request is invalid",

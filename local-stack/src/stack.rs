@@ -1,5 +1,6 @@
-//! The whole local stack: moto (SQS), idc-sim (Identity Center), the work, dead-letter
-//! and outcome queues, and N worker processes each fed by its own event source loop.
+//! The whole local stack: moto (SQS and the DynamoDB ledger), idc-sim (Identity
+//! Center), the work, dead-letter and outcome queues, the ledger table, and N worker
+//! processes each fed by its own event source loop.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ pub struct Queues {
     pub outcomes: String,
 }
 
+/// The ledger table's name in every local stack.
+pub const LEDGER_TABLE: &str = "assignment-ledger";
+
 /// A message read from the dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct DeadLetterRecord {
@@ -127,6 +131,7 @@ pub struct Stack {
     pub simulator: Arc<Simulator>,
     pub simulator_endpoint: String,
     pub sqs: Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub queues: Queues,
     pub proxy: CountingProxy,
     pub event_source: Arc<EventSourceMapping>,
@@ -163,12 +168,21 @@ impl Stack {
         .await?;
         let work_arn = queue_arn(&sqs, &work).await?;
         let outcomes = create_queue(&sqs, "assignment-outcomes", &[]).await?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+        crate::moto::create_ledger_table(&dynamodb, LEDGER_TABLE).await?;
 
         let mut env = vec![
             ("WORK_QUEUE_URL".to_owned(), work.clone()),
             ("DEAD_LETTER_QUEUE_URL".to_owned(), dead_letter.clone()),
             ("OUTCOME_QUEUE_URL".to_owned(), outcomes.clone()),
+            ("LEDGER_TABLE".to_owned(), LEDGER_TABLE.to_owned()),
             ("AWS_ENDPOINT_URL_SQS".to_owned(), proxy.endpoint.clone()),
+            // Through the same counting proxy: its counts are keyed by X-Amz-Target, so
+            // DynamoDB's calls are told apart from SQS's.
+            (
+                "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                proxy.endpoint.clone(),
+            ),
             (
                 "AWS_ENDPOINT_URL_SSO_ADMIN".to_owned(),
                 simulator_endpoint.clone(),
@@ -225,6 +239,7 @@ impl Stack {
             simulator,
             simulator_endpoint,
             sqs,
+            dynamodb,
             queues: Queues {
                 work,
                 dead_letter,

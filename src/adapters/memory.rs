@@ -1,11 +1,18 @@
-//! In-memory adapters: scripted Identity Center answers and recording queues, for the
-//! handler's tests and for trying the worker without AWS.
+//! In-memory adapters: scripted Identity Center answers, recording queues and a ledger,
+//! for the handler's tests and for trying the worker without AWS.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use time::OffsetDateTime;
+
+use crate::aws_call::{CallError, ErrorKind};
 use crate::config::QueueUrl;
 use crate::identity_center::{CallResult, IdentityCenter, OperationStatus, StatusReport};
+use crate::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
+    RecordedState,
+};
 use crate::queue::{OutgoingMessage, QueueSender, SendError};
 use crate::request::Assignment;
 
@@ -162,5 +169,108 @@ impl QueueSender for RecordingQueues {
                 Ok(())
             })
             .collect()
+    }
+}
+
+/// One ledger item: the latest decision and the state recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerItem {
+    pub decision: AccessDecision,
+    pub state: RecordedState,
+    pub operation_request_id: Option<String>,
+}
+
+/// The ledger in a map, with the DynamoDB adapter's conditions. Calls fail with a
+/// throttling error while scripted faults remain (`true` fails the call, `false` lets
+/// it through).
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    items: Mutex<HashMap<LedgerKey, LedgerItem>>,
+    faults: Mutex<VecDeque<bool>>,
+    calls: Mutex<usize>,
+}
+
+impl MemoryLedger {
+    pub fn with_faults(faults: impl IntoIterator<Item = bool>) -> Self {
+        Self {
+            faults: Mutex::new(faults.into_iter().collect()),
+            ..Self::default()
+        }
+    }
+
+    pub fn item(&self, key: &LedgerKey) -> Option<LedgerItem> {
+        lock(&self.items).get(key).cloned()
+    }
+
+    /// Calls made, failed ones included.
+    pub fn calls(&self) -> usize {
+        *lock(&self.calls)
+    }
+
+    fn fault(&self) -> LedgerResult<()> {
+        *lock(&self.calls) += 1;
+        if lock(&self.faults).pop_front().unwrap_or(false) {
+            return Err(CallError {
+                kind: ErrorKind::RateLimited,
+                code: "ProvisionedThroughputExceededException".to_owned(),
+                message: "scripted ledger fault".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Ledger for MemoryLedger {
+    async fn claim(
+        &self,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        _now: OffsetDateTime,
+    ) -> LedgerResult<ClaimAnswer> {
+        self.fault()?;
+        let mut items = lock(&self.items);
+        match items.get(key) {
+            Some(item) if item.decision.order > decision.order => {
+                Ok(ClaimAnswer::Superseded(item.decision.clone()))
+            }
+            _ => {
+                items.insert(
+                    key.clone(),
+                    LedgerItem {
+                        decision: decision.clone(),
+                        state: RecordedState::Pending,
+                        operation_request_id: None,
+                    },
+                );
+                Ok(ClaimAnswer::Claimed)
+            }
+        }
+    }
+
+    async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        self.fault()?;
+        Ok(lock(&self.items).get(key).map(|item| item.decision.clone()))
+    }
+
+    async fn record(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        _now: OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        self.fault()?;
+        let mut items = lock(&self.items);
+        match items.get_mut(key) {
+            Some(item) if item.decision.order == *order => {
+                item.state = state;
+                item.operation_request_id = operation_request_id.map(str::to_owned);
+                Ok(RecordAnswer::Recorded)
+            }
+            other => Ok(RecordAnswer::NotLatest(
+                other.map(|item| item.decision.clone()),
+            )),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! One real adapter per port, and in-memory fakes for tests and local runs.
 
+pub mod dynamodb;
 pub mod memory;
 pub mod sqs;
 pub mod sso_admin;
@@ -9,16 +10,26 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::aws_call::{CallError, ErrorKind};
 
 use crate::config::Config;
 use crate::handler::Worker;
 
-/// Longest an Identity Center call may take; [`crate::handler::CALL_RESERVE`] leaves
-/// room for it before the invocation's deadline.
+/// Longest an Identity Center call may take; [`crate::record_step::CALL_RESERVE`]
+/// leaves room for it before the invocation's deadline.
 pub const SSO_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a ledger call may take. A step makes at most one ledger call before its
+/// Identity Center call and one after, so the reserve covers the slowest step.
+pub const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The shared AWS configuration from the standard environment (region, credentials,
-/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SSO_ADMIN`).
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SSO_ADMIN`,
+/// `AWS_ENDPOINT_URL_DYNAMODB`).
 pub async fn aws_config_from_env() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
@@ -27,7 +38,7 @@ pub async fn aws_config_from_env() -> SdkConfig {
 pub fn aws_worker(
     shared: &SdkConfig,
     config: Config,
-) -> Worker<sso_admin::SsoAdminIdentityCenter, sqs::SqsQueues> {
+) -> Worker<sso_admin::SsoAdminIdentityCenter, sqs::SqsQueues, dynamodb::DynamoDbLedger> {
     // Identity Center errors are retried through the queue with the lifecycle's own
     // backoff and budget, never by sleeping inside the invocation.
     let sso_config = aws_sdk_ssoadmin::config::Builder::from(shared)
@@ -49,11 +60,78 @@ pub fn aws_worker(
                 .build(),
         )
         .build();
+    // Ledger errors, like Identity Center's, are retried through the queue.
+    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(shared)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_timeout(LEDGER_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .build();
     Worker {
+        ledger: dynamodb::DynamoDbLedger::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+            config.ledger_table.as_str(),
+        ),
         identity_center: sso_admin::SsoAdminIdentityCenter::new(
             aws_sdk_ssoadmin::Client::from_conf(sso_config),
         ),
         queues: sqs::SqsQueues::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
         config,
+    }
+}
+
+/// Maps any SDK error (every AWS SDK shares these types) onto the kinds the lifecycle
+/// knows.
+pub fn call_error<E>(error: SdkError<E, HttpResponse>) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let context = DisplayErrorContext(&error).to_string();
+    match &error {
+        SdkError::TimeoutError(_) => CallError {
+            kind: ErrorKind::Timeout,
+            code: "Timeout".to_owned(),
+            message: context,
+        },
+        SdkError::DispatchFailure(failure) => CallError {
+            kind: if failure.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connection
+            },
+            code: if failure.is_timeout() {
+                "Timeout"
+            } else {
+                "ConnectionError"
+            }
+            .to_owned(),
+            message: context,
+        },
+        SdkError::ResponseError(response) => {
+            let status = response.raw().status().as_u16();
+            CallError {
+                kind: ErrorKind::classify(None, None, Some(status)),
+                code: format!("HTTP {status}"),
+                message: context,
+            }
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = error.code();
+            let message = error.message();
+            CallError {
+                kind: ErrorKind::classify(code, message, Some(status)),
+                code: code.map_or_else(|| format!("HTTP {status}"), str::to_owned),
+                message: message.map_or(context, str::to_owned),
+            }
+        }
+        _ => CallError {
+            kind: ErrorKind::Rejected,
+            code: "RequestNotSent".to_owned(),
+            message: context,
+        },
     }
 }

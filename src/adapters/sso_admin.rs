@@ -1,8 +1,6 @@
 //! The Identity Center port over aws-sdk-ssoadmin.
 
 use aws_sdk_ssoadmin::Client;
-use aws_sdk_ssoadmin::config::http::HttpResponse;
-use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
 };
@@ -58,57 +56,7 @@ fn report(status: Option<&AccountAssignmentOperationStatus>) -> CallResult {
     })
 }
 
-/// Maps any SDK error onto the kinds the lifecycle knows.
-pub fn call_error<E>(error: SdkError<E, HttpResponse>) -> CallError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let context = DisplayErrorContext(&error).to_string();
-    match &error {
-        SdkError::TimeoutError(_) => CallError {
-            kind: ErrorKind::Timeout,
-            code: "Timeout".to_owned(),
-            message: context,
-        },
-        SdkError::DispatchFailure(failure) => CallError {
-            kind: if failure.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Connection
-            },
-            code: if failure.is_timeout() {
-                "Timeout"
-            } else {
-                "ConnectionError"
-            }
-            .to_owned(),
-            message: context,
-        },
-        SdkError::ResponseError(response) => {
-            let status = response.raw().status().as_u16();
-            CallError {
-                kind: ErrorKind::classify(None, None, Some(status)),
-                code: format!("HTTP {status}"),
-                message: context,
-            }
-        }
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let code = error.code();
-            let message = error.message();
-            CallError {
-                kind: ErrorKind::classify(code, message, Some(status)),
-                code: code.map_or_else(|| format!("HTTP {status}"), str::to_owned),
-                message: message.map_or(context, str::to_owned),
-            }
-        }
-        _ => CallError {
-            kind: ErrorKind::Rejected,
-            code: "RequestNotSent".to_owned(),
-            message: context,
-        },
-    }
-}
+pub use super::call_error;
 
 impl IdentityCenter for SsoAdminIdentityCenter {
     #[tracing::instrument(skip_all, err(level = "debug"))]

@@ -18,6 +18,14 @@ impl Moto {
     }
 }
 
+/// The ledger table as SPEC §11 describes it: a string partition key `pk`, no sort key.
+pub async fn create_ledger_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) -> String {
+    local_stack::moto::create_ledger_table(dynamodb, name)
+        .await
+        .unwrap_or_else(|e| panic!("creating table {name}: {e}"));
+    name.to_owned()
+}
+
 pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()
         .queue_name(name)

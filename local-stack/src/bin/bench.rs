@@ -5,6 +5,7 @@
 //! `bench [--scale X] [--workers N] [--requests N] [--set KEY=VALUE]...`
 //! `--set` overrides a worker setting (e.g. `--set POLL_INITIAL_DELAY_SECONDS=2`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
@@ -126,7 +127,13 @@ async fn main() -> Result<(), Error> {
     };
     tally.wrong_effects = wrong_effects(&intents, &revokes, &collected, &finals);
     let counters = stack.simulator.with_model(|m| m.counters.clone());
-    let worker_sqs = stack.proxy.counts();
+    // The proxy carries the worker's SQS and DynamoDB calls, keyed by X-Amz-Target.
+    let (ledger_calls, worker_sqs): (BTreeMap<String, u64>, BTreeMap<String, u64>) = stack
+        .proxy
+        .counts()
+        .into_iter()
+        .partition(|(target, _)| target.starts_with("DynamoDB_"));
+    let ledger_total: u64 = ledger_calls.values().sum();
     let source = &stack.event_source.counts;
     let source_calls =
         source.receives.load(Ordering::Relaxed) + source.deletes.load(Ordering::Relaxed);
@@ -182,6 +189,11 @@ async fn main() -> Result<(), Error> {
         "| Identity Center calls per request | {:.2} ({sso_calls} calls: {:?}) |",
         sso_calls as f64 / n,
         counters.calls
+    )?;
+    writeln!(
+        report,
+        "| DynamoDB (ledger) calls per request | {:.2} ({ledger_total} calls: {ledger_calls:?}) |",
+        ledger_total as f64 / n
     )?;
     writeln!(
         report,

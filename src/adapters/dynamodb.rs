@@ -1,0 +1,214 @@
+//! The ledger port over aws-sdk-dynamodb (SPEC §11): one item per assignment key, read
+//! strongly consistent, written with conditions so that a decision never overwrites a
+//! later one.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::call_error;
+use crate::aws_call::{CallError, ErrorKind};
+use crate::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, LedgerResult,
+    RecordAnswer, RecordedState,
+};
+use crate::messages::rfc3339;
+
+/// Build the client with retries off: ledger errors are retried through the queue.
+pub struct DynamoDbLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbLedger {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+        }
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn unreadable(problem: String) -> CallError {
+    CallError {
+        kind: ErrorKind::Rejected,
+        code: "UnreadableLedgerItem".to_owned(),
+        message: problem,
+    }
+}
+
+/// The decision an item records. An item the worker did not write fails closed: the
+/// request is dead-lettered rather than ordered against a guess.
+pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(Some(value.as_str())),
+        None => Ok(None),
+        Some(_) => Err(unreadable(format!("ledger item: `{name}` is not a string"))),
+    };
+    let required = |name: &str| {
+        text(name)?.ok_or_else(|| unreadable(format!("ledger item: `{name}` is missing")))
+    };
+    let time = |name: &str, value: &str| {
+        OffsetDateTime::parse(value, &Rfc3339)
+            .map_err(|_| unreadable(format!("ledger item: `{name}` is not RFC 3339: `{value}`")))
+    };
+    let intent = Intent::parse(required("decision")?)
+        .ok_or_else(|| unreadable("ledger item: `decision` must be grant or revoke".to_owned()))?;
+    Ok(AccessDecision {
+        order: DecisionOrder {
+            requested_at: time("requestedAt", required("requestedAt")?)?,
+            intent,
+            correlation_id: text("correlationId")?.map(str::to_owned),
+            first_message_id: required("firstMessageId")?.to_owned(),
+        },
+        not_after: text("notAfter")?
+            .map(|value| time("notAfter", value))
+            .transpose()?,
+    })
+}
+
+/// The item of a write refused by its condition (sent back through
+/// ReturnValuesOnConditionCheckFailure), or `Err` for any other failure.
+fn refused_item(
+    error: aws_sdk_dynamodb::error::SdkError<
+        UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> Result<Option<Item>, CallError> {
+    match error.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(refusal)) => {
+            Ok(refusal.item().cloned())
+        }
+        _ => Err(call_error(error)),
+    }
+}
+
+impl Ledger for DynamoDbLedger {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn claim(
+        &self,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        now: OffsetDateTime,
+    ) -> LedgerResult<ClaimAnswer> {
+        let order = &decision.order;
+        let mut set = vec![
+            "#order = :order",
+            "#requestedAt = :requestedAt",
+            "#decision = :decision",
+            "#firstMessageId = :firstMessageId",
+            "#state = :state",
+            "#stateAt = :now",
+        ];
+        let mut remove = vec!["#operationRequestId"];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key.as_str()))
+            .condition_expression("attribute_not_exists(pk) OR #order <= :order")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_names("#order", "orderKey")
+            .expression_attribute_names("#requestedAt", "requestedAt")
+            .expression_attribute_names("#decision", "decision")
+            .expression_attribute_names("#firstMessageId", "firstMessageId")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#stateAt", "stateAt")
+            .expression_attribute_names("#operationRequestId", "operationRequestId")
+            .expression_attribute_names("#correlationId", "correlationId")
+            .expression_attribute_names("#notAfter", "notAfter")
+            .expression_attribute_values(":order", s(order.key()))
+            .expression_attribute_values(":requestedAt", s(rfc3339(order.requested_at)))
+            .expression_attribute_values(":decision", s(order.intent.as_str()))
+            .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
+            .expression_attribute_values(":state", s(RecordedState::Pending.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        match &order.correlation_id {
+            Some(id) => {
+                set.push("#correlationId = :correlationId");
+                request = request.expression_attribute_values(":correlationId", s(id));
+            }
+            None => remove.push("#correlationId"),
+        }
+        match decision.not_after {
+            Some(not_after) => {
+                set.push("#notAfter = :notAfter");
+                request = request.expression_attribute_values(":notAfter", s(rfc3339(not_after)));
+            }
+            None => remove.push("#notAfter"),
+        }
+        let expression = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(ClaimAnswer::Claimed),
+            Err(error) => match refused_item(error)? {
+                Some(item) => Ok(ClaimAnswer::Superseded(decision_of(&item)?)),
+                None => Err(unreadable(
+                    "the claim was refused but DynamoDB sent back no item".to_owned(),
+                )),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(call_error)?;
+        answer.item().map(decision_of).transpose()
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn record(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key.as_str()))
+            .condition_expression("#order = :order")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_names("#order", "orderKey")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#stateAt", "stateAt")
+            .expression_attribute_values(":order", s(order.key()))
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        let expression = match operation_request_id {
+            Some(id) => {
+                request = request
+                    .expression_attribute_names("#operationRequestId", "operationRequestId")
+                    .expression_attribute_values(":operationRequestId", s(id));
+                "SET #state = :state, #stateAt = :now, #operationRequestId = :operationRequestId"
+            }
+            None => "SET #state = :state, #stateAt = :now",
+        };
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(RecordAnswer::Recorded),
+            Err(error) => Ok(RecordAnswer::NotLatest(
+                refused_item(error)?.as_ref().map(decision_of).transpose()?,
+            )),
+        }
+    }
+}

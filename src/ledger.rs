@@ -1,0 +1,330 @@
+//! The ledger (SPEC §11): the latest decision for each assignment, so that whatever
+//! order SQS delivers, retries or duplicates requests in, the access ends as the latest
+//! decision asked. This module holds the decisions and their order (pure) and the port
+//! the worker reaches the ledger through.
+
+use std::cmp::Ordering;
+use std::future::Future;
+
+use time::OffsetDateTime;
+
+use crate::aws_call::CallError;
+use crate::messages::rfc3339;
+use crate::request::{Assignment, AssignmentAction};
+
+/// The item's partition key: one per assignment (instance, account, permission set,
+/// principal type, principal id). ARNs and ids never contain `|`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LedgerKey(String);
+
+impl LedgerKey {
+    pub fn assignment(assignment: &Assignment) -> Self {
+        Self(format!(
+            "assignment|{}|{}|{}|{}|{}",
+            assignment.instance,
+            assignment.account,
+            assignment.permission_set,
+            assignment.principal_type.as_str(),
+            assignment.principal_id
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a decision asks of the access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intent {
+    Grant,
+    Revoke,
+}
+
+impl Intent {
+    pub fn of(action: AssignmentAction) -> Self {
+        match action {
+            AssignmentAction::Create => Intent::Grant,
+            AssignmentAction::Delete => Intent::Revoke,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Grant => "grant",
+            Intent::Revoke => "revoke",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "grant" => Some(Intent::Grant),
+            "revoke" => Some(Intent::Revoke),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an assignment exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+impl Presence {
+    /// What carrying out `action` leaves.
+    pub fn after(action: AssignmentAction) -> Self {
+        match action {
+            AssignmentAction::Create => Presence::Present,
+            AssignmentAction::Delete => Presence::Absent,
+        }
+    }
+
+    /// The operation that brings the access to this presence.
+    pub fn action(self) -> AssignmentAction {
+        match self {
+            Presence::Present => AssignmentAction::Create,
+            Presence::Absent => AssignmentAction::Delete,
+        }
+    }
+}
+
+/// What the worker knows of the access, recorded beside the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedState {
+    /// Claimed, not yet confirmed.
+    Pending,
+    Present,
+    Absent,
+}
+
+impl RecordedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordedState::Pending => "pending",
+            RecordedState::Present => "present",
+            RecordedState::Absent => "absent",
+        }
+    }
+}
+
+impl From<Presence> for RecordedState {
+    fn from(presence: Presence) -> Self {
+        match presence {
+            Presence::Present => RecordedState::Present,
+            Presence::Absent => RecordedState::Absent,
+        }
+    }
+}
+
+/// Where a decision stands among the others for the same assignment: by `requestedAt`,
+/// then a revoke before a grant (the safe side), then the greater correlation id, then
+/// the greater message id of its first delivery (SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionOrder {
+    pub requested_at: OffsetDateTime,
+    pub intent: Intent,
+    pub correlation_id: Option<String>,
+    pub first_message_id: String,
+}
+
+impl DecisionOrder {
+    /// The order as one string whose byte order is the decision order, so DynamoDB can
+    /// compare it in a condition. Parts are joined by U+0001, which sorts below every
+    /// character a correlation id or message id may hold (they are printable), so a
+    /// shorter id sorts before a longer one that starts the same way.
+    pub fn key(&self) -> String {
+        let utc = self.requested_at.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z\u{1}{}\u{1}{}\u{1}{}",
+            utc.year(),
+            u8::from(utc.month()),
+            utc.day(),
+            utc.hour(),
+            utc.minute(),
+            utc.second(),
+            utc.nanosecond(),
+            match self.intent {
+                Intent::Grant => '0',
+                Intent::Revoke => '1',
+            },
+            self.correlation_id.as_deref().unwrap_or_default(),
+            self.first_message_id
+        )
+    }
+}
+
+impl Ord for DecisionOrder {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let rank = |intent: Intent| match intent {
+            Intent::Grant => 0,
+            Intent::Revoke => 1,
+        };
+        self.requested_at
+            .cmp(&other.requested_at)
+            .then(rank(self.intent).cmp(&rank(other.intent)))
+            .then(
+                self.correlation_id
+                    .as_deref()
+                    .unwrap_or_default()
+                    .cmp(other.correlation_id.as_deref().unwrap_or_default()),
+            )
+            .then(self.first_message_id.cmp(&other.first_message_id))
+    }
+}
+
+impl PartialOrd for DecisionOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One decision about an assignment, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDecision {
+    pub order: DecisionOrder,
+    /// A grant's end; ignored on a revoke.
+    pub not_after: Option<OffsetDateTime>,
+}
+
+impl AccessDecision {
+    /// The presence this decision asks for at `now`: a grant past its `notAfter` asks
+    /// for none.
+    pub fn desired(&self, now: OffsetDateTime) -> Presence {
+        match (self.order.intent, self.not_after) {
+            (Intent::Revoke, _) => Presence::Absent,
+            (Intent::Grant, Some(not_after)) if now >= not_after => Presence::Absent,
+            (Intent::Grant, _) => Presence::Present,
+        }
+    }
+
+    /// The `supersededBy` of an outcome event.
+    pub fn summary(&self) -> DecisionSummary {
+        DecisionSummary {
+            correlation_id: self.order.correlation_id.clone(),
+            requested_at: rfc3339(self.order.requested_at),
+        }
+    }
+}
+
+/// A later decision as an outcome event names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    pub requested_at: String,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    /// This decision is the latest recorded (it may have been already).
+    Claimed,
+    /// A later decision is recorded.
+    Superseded(AccessDecision),
+}
+
+/// What recording a state found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordAnswer {
+    /// Recorded: the decision was still the one named.
+    Recorded,
+    /// Not recorded: the latest decision is another one (or none is recorded).
+    NotLatest(Option<AccessDecision>),
+}
+
+pub type LedgerResult<T> = Result<T, CallError>;
+
+/// The ledger as the worker uses it. Every call is strongly consistent.
+pub trait Ledger: Send + Sync {
+    /// Makes `decision` the latest for `key` unless a later one is recorded; a decision
+    /// equal to the recorded one claims again harmlessly. Sets the state to pending.
+    fn claim(
+        &self,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = LedgerResult<ClaimAnswer>> + Send;
+
+    /// The latest decision recorded for `key`, if any.
+    fn latest(
+        &self,
+        key: &LedgerKey,
+    ) -> impl Future<Output = LedgerResult<Option<AccessDecision>>> + Send;
+
+    /// Records `state` only while the latest decision is the one ordered `order`.
+    fn record(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = LedgerResult<RecordAnswer>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn order(
+        seconds: i64,
+        intent: Intent,
+        correlation: Option<&str>,
+        message: &str,
+    ) -> DecisionOrder {
+        DecisionOrder {
+            requested_at: datetime!(2026-11-30 10:00:00 UTC) + time::Duration::seconds(seconds),
+            intent,
+            correlation_id: correlation.map(str::to_owned),
+            first_message_id: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_key_sorts_as_the_decision_order() {
+        let orders = [
+            order(-1, Intent::Revoke, Some("Z"), "m"),
+            order(0, Intent::Grant, None, "m"),
+            order(0, Intent::Grant, Some("A"), "a"),
+            order(0, Intent::Grant, Some("A"), "b"),
+            order(0, Intent::Grant, Some("A "), "a"),
+            order(0, Intent::Grant, Some("AB"), "a"),
+            order(0, Intent::Revoke, None, "a"),
+            order(0, Intent::Revoke, Some("A"), "a"),
+            order(1, Intent::Grant, None, "a"),
+        ];
+        for pair in orders.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+            assert!(pair[0].key() < pair[1].key(), "{pair:?}");
+        }
+        let fraction = DecisionOrder {
+            requested_at: datetime!(2026-11-30 10:00:00.5 +01:00),
+            ..order(0, Intent::Grant, None, "a")
+        };
+        assert!(fraction.key().starts_with("2026-11-30T09:00:00.500000000Z"));
+    }
+
+    #[test]
+    fn a_grant_past_its_end_asks_for_no_access() {
+        let now = datetime!(2026-11-30 10:00:00 UTC);
+        let grant = |not_after| AccessDecision {
+            order: order(0, Intent::Grant, None, "m"),
+            not_after,
+        };
+        assert_eq!(grant(None).desired(now), Presence::Present);
+        assert_eq!(
+            grant(Some(now + time::Duration::seconds(1))).desired(now),
+            Presence::Present
+        );
+        assert_eq!(grant(Some(now)).desired(now), Presence::Absent);
+        let revoke = AccessDecision {
+            order: order(0, Intent::Revoke, None, "m"),
+            not_after: Some(now + time::Duration::hours(1)),
+        };
+        assert_eq!(revoke.desired(now), Presence::Absent);
+    }
+}

@@ -1,0 +1,604 @@
+//! One record carried one step forward. The rules are the pure functions of
+//! [`crate::lifecycle`] and [`crate::ledger`]; this module makes the calls they ask for
+//! (ledger, then Identity Center, then ledger) and turns the resulting decision into the
+//! messages the handler stores (SPEC §5).
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use time::OffsetDateTime;
+use tracing::Span;
+
+use crate::handler::{Destination, Worker};
+use crate::identity_center::{CallResult, IdentityCenter};
+use crate::ledger::{
+    AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
+};
+use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
+use crate::messages::{self, Outcome, OutcomeContext};
+use crate::progress::{DecisionStamp, Progress, Purpose, Stage};
+use crate::queue::{OutgoingMessage, QueueSender};
+use crate::request::{Assignment, AssignmentAction, InvalidRequest, Message};
+
+/// No AWS call starts with less than this left before the invocation's deadline: the
+/// ledger and Identity Center calls of one step (each bounded by its client's operation
+/// timeout) plus the sends.
+pub const CALL_RESERVE: Duration = Duration::from_secs(8);
+
+/// The next step of one record, before it is sent.
+#[derive(Debug)]
+pub enum Plan {
+    /// Leave the record on the work queue: SQS delivers it again after the
+    /// visibility timeout.
+    Redeliver(&'static str),
+    /// Durable once these messages are stored (none: nothing to store).
+    Store {
+        messages: Vec<(Destination, OutgoingMessage)>,
+        terminal: Option<String>,
+    },
+}
+
+/// Where a step ended: a lifecycle decision about `progress`, or no decision yet.
+enum Stepped {
+    Decided(Decision, Progress),
+    Redeliver(&'static str),
+}
+
+/// One request's step: what it is about and the ports to carry it out.
+struct RecordRun<'a, I, Q, L> {
+    worker: &'a Worker<I, Q, L>,
+    message: &'a Message,
+    assignment: &'a Assignment,
+    key: LedgerKey,
+    decision: AccessDecision,
+    deadline: Option<SystemTime>,
+}
+
+impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
+    pub(crate) async fn run_record(
+        &self,
+        record: &SqsMessage,
+        parsed: &Result<Message, InvalidRequest>,
+        deadline: Option<SystemTime>,
+    ) -> Plan {
+        let received_at = OffsetDateTime::now_utc();
+        let message = match parsed {
+            Ok(message) => message,
+            Err(invalid) => return self.invalid(record, invalid, received_at),
+        };
+        record_request_fields(message);
+
+        let Some((action, assignment)) = message.request.assignment() else {
+            let dead_letter = DeadLetter::before_any_call(
+                ErrorClass::Permanent,
+                "UnsupportedAction",
+                format!(
+                    "action `{}` is valid but this version of the worker does not carry out \
+                     Service Catalog portfolio changes; redrive once it does",
+                    message.request.action_name()
+                ),
+            );
+            let progress = Progress::start(
+                AssignmentAction::Create,
+                received_at,
+                first_stamp(record, message, received_at),
+            );
+            return self.dead_letter(message, &progress, &dead_letter, received_at);
+        };
+        let progress = message.progress.clone().unwrap_or_else(|| {
+            Progress::start(
+                action,
+                received_at,
+                first_stamp(record, message, received_at),
+            )
+        });
+        let decision = AccessDecision {
+            order: DecisionOrder {
+                requested_at: progress.stamp.requested_at,
+                intent: Intent::of(action),
+                correlation_id: message
+                    .request
+                    .correlation_id
+                    .as_ref()
+                    .map(|id| id.as_str().to_owned()),
+                first_message_id: progress.stamp.first_message_id.clone(),
+            },
+            not_after: message
+                .request
+                .not_after
+                .filter(|_| action == AssignmentAction::Create),
+        };
+        let run = RecordRun {
+            worker: self,
+            message,
+            assignment,
+            key: LedgerKey::assignment(assignment),
+            decision,
+            deadline,
+        };
+        match run.step(progress).await {
+            Stepped::Redeliver(reason) => Plan::Redeliver(reason),
+            Stepped::Decided(decision, progress) => run.commit(decision, &progress),
+        }
+    }
+
+    fn invalid(
+        &self,
+        record: &SqsMessage,
+        invalid: &InvalidRequest,
+        received_at: OffsetDateTime,
+    ) -> Plan {
+        let body = record.body.as_deref().unwrap_or_default();
+        tracing::warn!(code = invalid.code, reason = %invalid.message, "invalid request");
+        let dead_letter = DeadLetter::before_any_call(
+            ErrorClass::InvalidRequest,
+            invalid.code,
+            invalid.message.clone(),
+        );
+        let context = OutcomeContext {
+            correlation_id: None,
+            action: None,
+            request: None,
+            operation_request_id: None,
+            attempts: 0,
+            polls: 0,
+            received_at,
+            finished_at: received_at,
+            requested_at: Some(sent_at(record).unwrap_or(received_at)),
+            expires_at: None,
+            trigger: None,
+        };
+        self.store_dead_letter(body, &dead_letter, &context)
+    }
+
+    fn dead_letter(
+        &self,
+        message: &Message,
+        progress: &Progress,
+        dead_letter: &DeadLetter,
+        now: OffsetDateTime,
+    ) -> Plan {
+        let context = outcome_context(message, progress, now);
+        self.store_dead_letter(message.request.raw.get(), dead_letter, &context)
+    }
+
+    fn store_dead_letter(
+        &self,
+        body: &str,
+        dead_letter: &DeadLetter,
+        context: &OutcomeContext<'_>,
+    ) -> Plan {
+        tracing::warn!(
+            error_class = dead_letter.class.as_str(),
+            error_code = %dead_letter.code,
+            reason = %messages::truncate(&dead_letter.message, messages::MAX_ERROR_MESSAGE_BYTES),
+            "dead-lettering"
+        );
+        let mut messages = vec![(
+            Destination::DeadLetter,
+            messages::dead_letter_message(body, dead_letter, context.correlation_id),
+        )];
+        if self.config.outcome_queue.is_some() {
+            let context = OutcomeContext {
+                attempts: dead_letter.attempts,
+                ..*context
+            };
+            match messages::outcome_message(&context, Outcome::DeadLettered(dead_letter)) {
+                Ok(event) => messages.push((Destination::Outcome, event)),
+                Err(error) => {
+                    tracing::error!(%error, "could not encode the outcome event");
+                    return Plan::Redeliver("outcome event not encodable");
+                }
+            }
+        }
+        Plan::Store {
+            messages,
+            terminal: Some(format!("dead-lettered ({})", dead_letter.class.as_str())),
+        }
+    }
+}
+
+impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn jitter() -> f64 {
+        fastrand::f64()
+    }
+
+    fn policy(&self) -> &lifecycle::Policy {
+        &self.worker.config.policy
+    }
+
+    /// Makes the calls of one step and decides what follows.
+    async fn step(&self, mut progress: Progress) -> Stepped {
+        let span = Span::current();
+        span.record("step", progress.step_name());
+        span.record("purpose", progress.purpose_name());
+        span.record("attempt", progress.attempt);
+
+        if progress.stage == Stage::ExpireWait {
+            let Some(not_after) = self.decision.not_after else {
+                let dead_letter = DeadLetter::before_any_call(
+                    ErrorClass::InvalidRequest,
+                    "BadEnvelope",
+                    "an expiry step belongs to a grant with notAfter",
+                );
+                return Stepped::Decided(Decision::DeadLetter(dead_letter), progress);
+            };
+            if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, Self::now()) {
+                return Stepped::Decided(wait, progress);
+            }
+            progress = progress.at(AssignmentAction::Delete, Stage::Submit, 1);
+        }
+
+        if progress.stage == Stage::Submit {
+            let now = Self::now();
+            let refusal = self
+                .worker
+                .config
+                .guardrails
+                .refuse(progress.operation(), self.assignment)
+                .or_else(|| lifecycle::check_requested_at(&progress, now))
+                .or_else(|| lifecycle::check_expiry(&progress, self.decision.not_after, now));
+            if let Some(dead_letter) = refusal {
+                return Stepped::Decided(Decision::DeadLetter(dead_letter), progress);
+            }
+            if out_of_time(self.deadline) {
+                return Stepped::Redeliver("invocation deadline near; no new AWS call");
+            }
+            match self.fence(progress).await {
+                Ok(fenced) => progress = fenced,
+                Err(stop) => return stop,
+            }
+        }
+        if out_of_time(self.deadline) {
+            return Stepped::Redeliver("invocation deadline near; no new AWS call");
+        }
+
+        let result = self.call_identity_center(&progress).await;
+        let decision = lifecycle::decide(
+            &progress,
+            &result,
+            Self::now(),
+            self.policy(),
+            Self::jitter(),
+        );
+        match decision {
+            Decision::Done {
+                completion,
+                operation_request_id,
+            } => {
+                self.confirm(progress, completion, operation_request_id)
+                    .await
+            }
+            other => Stepped::Decided(other, progress),
+        }
+    }
+
+    /// The re-check before a submit (SPEC §11, rules 1, 2 and 5): the decision's own
+    /// submit claims; an expiry goes on only while its grant is the latest decision; an
+    /// undo carries out what the latest decision asks for now.
+    async fn fence(&self, progress: Progress) -> Result<Progress, Stepped> {
+        let now = Self::now();
+        let stop = |decision, progress| Err(Stepped::Decided(decision, progress));
+        match &progress.purpose {
+            Purpose::Decision => {
+                let answer = self
+                    .worker
+                    .ledger
+                    .claim(&self.key, &self.decision, now)
+                    .await;
+                match lifecycle::after_claim(&progress, &answer, self.policy(), Self::jitter()) {
+                    None => Ok(progress),
+                    Some(decision) => stop(decision, progress),
+                }
+            }
+            Purpose::Expiry | Purpose::Undo { .. } => {
+                let latest = match self.worker.ledger.latest(&self.key).await {
+                    Ok(latest) => latest,
+                    Err(error) => {
+                        let decision = lifecycle::on_ledger_error(
+                            &progress,
+                            &error,
+                            self.policy(),
+                            Self::jitter(),
+                        );
+                        return stop(decision, progress);
+                    }
+                };
+                match (&progress.purpose, latest) {
+                    // A missing item is "no decision": the expiry still revokes.
+                    (Purpose::Expiry, Some(latest)) if latest.order != self.decision.order => {
+                        let done = Decision::Done {
+                            completion: Completion::Superseded(latest.summary()),
+                            operation_request_id: None,
+                        };
+                        stop(done, progress)
+                    }
+                    (Purpose::Undo { superseded_by }, None) => {
+                        let done = Decision::Done {
+                            completion: Completion::Superseded(superseded_by.clone()),
+                            operation_request_id: None,
+                        };
+                        stop(done, progress)
+                    }
+                    (Purpose::Undo { .. }, Some(latest)) => {
+                        let target = latest.desired(now).action();
+                        let mut next = progress.at(target, Stage::Submit, progress.attempt);
+                        next.purpose = Purpose::Undo {
+                            superseded_by: latest.summary(),
+                        };
+                        Ok(next)
+                    }
+                    _ => Ok(progress),
+                }
+            }
+        }
+    }
+
+    async fn call_identity_center(&self, progress: &Progress) -> CallResult {
+        let identity_center = &self.worker.identity_center;
+        let assignment = self.assignment;
+        let result = match (&progress.stage, progress.operation()) {
+            (Stage::Submit | Stage::ExpireWait, AssignmentAction::Create) => {
+                identity_center.create_assignment(assignment).await
+            }
+            (Stage::Submit | Stage::ExpireWait, AssignmentAction::Delete) => {
+                identity_center.delete_assignment(assignment).await
+            }
+            (
+                Stage::Poll {
+                    operation_request_id,
+                    ..
+                },
+                AssignmentAction::Create,
+            ) => {
+                identity_center
+                    .describe_creation_status(assignment, operation_request_id)
+                    .await
+            }
+            (
+                Stage::Poll {
+                    operation_request_id,
+                    ..
+                },
+                AssignmentAction::Delete,
+            ) => {
+                identity_center
+                    .describe_deletion_status(assignment, operation_request_id)
+                    .await
+            }
+        };
+        if let Err(error) = &result {
+            tracing::info!(
+                kind = ?error.kind,
+                code = %error.code,
+                // An error page can be large; the first KiB says what it is.
+                error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
+                "call failed"
+            );
+        }
+        result
+    }
+
+    /// Identity Center confirmed the change: record it while the decision is still
+    /// this request's, and undo it if a later decision asks for the opposite
+    /// (SPEC §11, rules 3 and 4).
+    async fn confirm(
+        &self,
+        progress: Progress,
+        completion: Completion,
+        operation_request_id: Option<String>,
+    ) -> Stepped {
+        let ledger = &self.worker.ledger;
+        let now = Self::now();
+        let answer = match &progress.purpose {
+            Purpose::Decision | Purpose::Expiry => {
+                ledger
+                    .record(
+                        &self.key,
+                        &self.decision.order,
+                        Presence::after(progress.operation()).into(),
+                        operation_request_id.as_deref(),
+                        now,
+                    )
+                    .await
+            }
+            Purpose::Undo { .. } => ledger.latest(&self.key).await.map(RecordAnswer::NotLatest),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                // Repeat the step: a poll answers again, a submit is safe to repeat
+                // (and has certainly reached AWS, so notAfter must not refuse it).
+                let mut decision =
+                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
+                if let Decision::Continue { progress: next, .. } = &mut decision {
+                    next.maybe_submitted = true;
+                }
+                return Stepped::Decided(decision, progress);
+            }
+        };
+        let decision = match lifecycle::after_change(&progress, completion, &answer, now) {
+            Decision::Done {
+                completion,
+                operation_request_id: None,
+            } => Decision::Done {
+                completion,
+                operation_request_id,
+            },
+            other => other,
+        };
+        Stepped::Decided(decision, progress)
+    }
+
+    /// The messages that make the decision durable.
+    fn commit(&self, decision: Decision, progress: &Progress) -> Plan {
+        let worker = self.worker;
+        let now = Self::now();
+        match decision {
+            Decision::Continue {
+                progress: next,
+                delay_seconds,
+            } => {
+                tracing::info!(
+                    next_step = next.step_name(),
+                    next_purpose = next.purpose_name(),
+                    next_attempt = next.attempt,
+                    delay_seconds,
+                    "re-enqueued"
+                );
+                match self.progress_message(&next, delay_seconds) {
+                    Some(message) => Plan::Store {
+                        messages: vec![(Destination::Work, message)],
+                        terminal: None,
+                    },
+                    None => Plan::Redeliver("progress envelope not encodable"),
+                }
+            }
+            Decision::Done {
+                completion,
+                operation_request_id,
+            } => {
+                let mut context = outcome_context(self.message, progress, now);
+                context.operation_request_id = operation_request_id
+                    .as_deref()
+                    .or(context.operation_request_id);
+                let mut messages = Vec::new();
+                let expiry = self.decision.not_after.filter(|_| {
+                    progress.purpose == Purpose::Decision && completion == Completion::Succeeded
+                });
+                if let Some(not_after) = expiry {
+                    context.expires_at = Some(not_after);
+                    // Stored with the outcome, before the record is acknowledged.
+                    let Decision::Continue {
+                        progress: wait,
+                        delay_seconds,
+                    } = lifecycle::start_expiry(progress, not_after, now)
+                    else {
+                        return Plan::Redeliver("expiry step not planned");
+                    };
+                    match self.progress_message(&wait, delay_seconds) {
+                        Some(message) => messages.push((Destination::Work, message)),
+                        None => return Plan::Redeliver("progress envelope not encodable"),
+                    }
+                }
+                if worker.config.outcome_queue.is_some() {
+                    match messages::outcome_message(&context, Outcome::Completed(&completion)) {
+                        Ok(event) => messages.push((Destination::Outcome, event)),
+                        Err(error) => {
+                            tracing::error!(%error, "could not encode the outcome event");
+                            return Plan::Redeliver("outcome event not encodable");
+                        }
+                    }
+                }
+                Plan::Store {
+                    messages,
+                    terminal: Some(completion.as_str().to_owned()),
+                }
+            }
+            Decision::DeadLetter(dead_letter) => {
+                let mut context = outcome_context(self.message, progress, now);
+                context.operation_request_id = dead_letter
+                    .operation_request_id
+                    .as_deref()
+                    .or(context.operation_request_id);
+                // A redrive of a decision replays the request from the start. An expiry or
+                // undo replays its own step instead: replaying the grant would grant again.
+                let body = match &progress.purpose {
+                    Purpose::Decision => self.message.request.raw.get().to_owned(),
+                    Purpose::Expiry | Purpose::Undo { .. } => {
+                        let restart = match progress.purpose {
+                            Purpose::Expiry => {
+                                progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
+                            }
+                            _ => progress.at(progress.operation(), Stage::Submit, 1),
+                        };
+                        match self.progress_message(&restart, 0) {
+                            Some(message) => message.body,
+                            None => return Plan::Redeliver("progress envelope not encodable"),
+                        }
+                    }
+                };
+                worker.store_dead_letter(&body, &dead_letter, &context)
+            }
+        }
+    }
+
+    fn progress_message(&self, progress: &Progress, delay_seconds: u32) -> Option<OutgoingMessage> {
+        messages::progress_message(&self.message.request.raw, progress, delay_seconds)
+            .inspect_err(|error| tracing::error!(%error, "could not encode the progress envelope"))
+            .ok()
+    }
+}
+
+/// The outcome event's view of the request at `progress`.
+fn outcome_context<'a>(
+    message: &'a Message,
+    progress: &'a Progress,
+    now: OffsetDateTime,
+) -> OutcomeContext<'a> {
+    let expiry = progress.purpose == Purpose::Expiry;
+    OutcomeContext {
+        correlation_id: message.request.correlation_id.as_ref(),
+        action: Some(if expiry {
+            AssignmentAction::Delete.as_str()
+        } else {
+            message.request.action_name()
+        }),
+        request: Some(&message.request.raw),
+        operation_request_id: progress.operation_request_id(),
+        attempts: progress.attempt,
+        polls: progress.polls(),
+        received_at: progress.first_received_at,
+        finished_at: now,
+        requested_at: Some(progress.stamp.requested_at),
+        expires_at: None,
+        trigger: expiry.then_some("expiry"),
+    }
+}
+
+/// The decision's stamp at its first delivery: `requestedAt`, else the SQS
+/// SentTimestamp, else (a record without one, as in hand-made events) the receipt.
+fn first_stamp(
+    record: &SqsMessage,
+    message: &Message,
+    received_at: OffsetDateTime,
+) -> DecisionStamp {
+    DecisionStamp {
+        requested_at: message
+            .request
+            .requested_at
+            .or_else(|| sent_at(record))
+            .unwrap_or(received_at),
+        first_message_id: record.message_id.clone().unwrap_or_default(),
+    }
+}
+
+/// The record's SentTimestamp (epoch milliseconds).
+fn sent_at(record: &SqsMessage) -> Option<OffsetDateTime> {
+    let millis: i128 = record.attributes.get("SentTimestamp")?.parse().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(millis.checked_mul(1_000_000)?).ok()
+}
+
+fn record_request_fields(message: &Message) {
+    let span = Span::current();
+    span.record("action", message.request.action_name());
+    if let Some(id) = &message.request.correlation_id {
+        span.record("correlation_id", id.as_str());
+    }
+    if let Some((_, assignment)) = message.request.assignment() {
+        span.record("account", assignment.account.as_str());
+        span.record("permission_set", assignment.permission_set.as_str());
+    }
+}
+
+fn out_of_time(deadline: Option<SystemTime>) -> bool {
+    deadline.is_some_and(|deadline| {
+        deadline
+            .duration_since(SystemTime::now())
+            .map_or(true, |left| left < CALL_RESERVE)
+    })
+}
