@@ -40,8 +40,12 @@ pub enum Plan {
 
 /// Where a step ended: a lifecycle decision about `progress`, or no decision yet.
 enum Stepped {
-    Decided(Decision, Progress),
+    Decided(Box<(Decision, Progress)>),
     Redeliver(&'static str),
+}
+
+fn decided(decision: Decision, progress: Progress) -> Stepped {
+    Stepped::Decided(Box::new((decision, progress)))
 }
 
 /// One request's step: what it is about and the ports to carry it out.
@@ -118,7 +122,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         };
         match run.step(progress).await {
             Stepped::Redeliver(reason) => Plan::Redeliver(reason),
-            Stepped::Decided(decision, progress) => run.commit(decision, &progress),
+            Stepped::Decided(step) => run.commit(step.0, &step.1),
         }
     }
 
@@ -225,10 +229,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                     "BadEnvelope",
                     "an expiry step belongs to a grant with notAfter",
                 );
-                return Stepped::Decided(Decision::DeadLetter(dead_letter), progress);
+                return decided(Decision::DeadLetter(dead_letter), progress);
             };
             if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, Self::now()) {
-                return Stepped::Decided(wait, progress);
+                return decided(wait, progress);
             }
             progress = progress.at(AssignmentAction::Delete, Stage::Submit, 1);
         }
@@ -243,7 +247,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 .or_else(|| lifecycle::check_requested_at(&progress, now))
                 .or_else(|| lifecycle::check_expiry(&progress, self.decision.not_after, now));
             if let Some(dead_letter) = refusal {
-                return Stepped::Decided(Decision::DeadLetter(dead_letter), progress);
+                return decided(Decision::DeadLetter(dead_letter), progress);
             }
             if out_of_time(self.deadline) {
                 return Stepped::Redeliver("invocation deadline near; no new AWS call");
@@ -273,7 +277,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 self.confirm(progress, completion, operation_request_id)
                     .await
             }
-            other => Stepped::Decided(other, progress),
+            other => decided(other, progress),
         }
     }
 
@@ -282,7 +286,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
     /// undo carries out what the latest decision asks for now.
     async fn fence(&self, progress: Progress) -> Result<Progress, Stepped> {
         let now = Self::now();
-        let stop = |decision, progress| Err(Stepped::Decided(decision, progress));
+        let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
                 let answer = self
@@ -418,7 +422,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 if let Decision::Continue { progress: next, .. } = &mut decision {
                     next.maybe_submitted = true;
                 }
-                return Stepped::Decided(decision, progress);
+                return decided(decision, progress);
             }
         };
         let decision = match lifecycle::after_change(&progress, completion, &answer, now) {
@@ -431,7 +435,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
             },
             other => other,
         };
-        Stepped::Decided(decision, progress)
+        decided(decision, progress)
     }
 
     /// The messages that make the decision durable.

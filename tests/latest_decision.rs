@@ -1,0 +1,558 @@
+//! SPEC §11's promise, checked over the real handler with in-memory ports: for any
+//! delivery order of grants and revokes on one assignment, with duplicates, throttling,
+//! conflicts, lost answers, ledger faults and crashes between steps, once the queue is
+//! empty the assignment is in the state its latest decision asked for, and every
+//! request has exactly one kind of terminal outcome.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use assignment_worker::adapters::memory::MemoryLedger;
+use assignment_worker::config::{Config, QueueUrl};
+use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::identity_center::{
+    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
+};
+use assignment_worker::queue::{OutgoingMessage, QueueSender, SendError};
+use assignment_worker::request::Assignment;
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const WORK: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/work";
+const DLQ: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq";
+const OUTCOMES: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/outcomes";
+const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40";
+const PERMISSION_SET: &str =
+    "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+const ACCOUNT: &str = "111122223333";
+const PRINCIPAL: &str = "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10";
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How often each fault happens, in percent.
+#[derive(Debug, Clone)]
+struct Faults {
+    throttle: u32,
+    conflict: u32,
+    lost_answer: u32,
+    server_error: u32,
+    asynchronous: u32,
+    crash: u32,
+    duplicate: u32,
+    ledger: u32,
+}
+
+fn faults() -> impl Strategy<Value = Faults> {
+    (
+        0..30u32,
+        0..20u32,
+        0..15u32,
+        0..15u32,
+        0..100u32,
+        0..25u32,
+        0..25u32,
+        0..20u32,
+    )
+        .prop_map(
+            |(
+                throttle,
+                conflict,
+                lost_answer,
+                server_error,
+                asynchronous,
+                crash,
+                duplicate,
+                ledger,
+            )| {
+                Faults {
+                    throttle,
+                    conflict,
+                    lost_answer,
+                    server_error,
+                    asynchronous,
+                    crash,
+                    duplicate,
+                    ledger,
+                }
+            },
+        )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Delete,
+}
+
+/// One assignment in Identity Center, with operations that land when AWS gets to them.
+#[derive(Debug, Default)]
+struct Model {
+    present: bool,
+    /// Operation id -> kind, and the FAILED reason once landed (None: SUCCEEDED).
+    landed: HashMap<String, Option<String>>,
+    pending: Vec<(String, Kind)>,
+    next_id: u32,
+}
+
+impl Model {
+    fn land(&mut self, id: &str, kind: Kind) {
+        let failure = match kind {
+            Kind::Create => {
+                self.present = true;
+                None
+            }
+            Kind::Delete if self.present => {
+                self.present = false;
+                None
+            }
+            Kind::Delete => {
+                Some("Received a 404 status error: EntitlementItem doesn't exist".to_owned())
+            }
+        };
+        self.landed.insert(id.to_owned(), failure);
+    }
+}
+
+struct ModelIdentityCenter {
+    model: Mutex<Model>,
+    rng: Mutex<fastrand::Rng>,
+    faults: Faults,
+}
+
+impl ModelIdentityCenter {
+    fn roll(&self, percent: u32) -> bool {
+        lock(&self.rng).u32(0..100) < percent
+    }
+
+    /// Lets AWS finish some of the operations in flight, as it does on its own.
+    fn tick(&self) {
+        let mut model = lock(&self.model);
+        let pending = std::mem::take(&mut model.pending);
+        for (id, kind) in pending {
+            if self.roll(40) {
+                model.land(&id, kind);
+            } else {
+                model.pending.push((id, kind));
+            }
+        }
+    }
+
+    fn settle(&self) {
+        let mut model = lock(&self.model);
+        for (id, kind) in std::mem::take(&mut model.pending) {
+            model.land(&id, kind);
+        }
+    }
+
+    fn error(kind: ErrorKind, code: &str, message: &str) -> CallResult {
+        Err(CallError {
+            kind,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+
+    fn submit(&self, kind: Kind) -> CallResult {
+        if self.roll(self.faults.throttle) {
+            return Self::error(
+                ErrorKind::RateLimited,
+                "ThrottlingException",
+                "Rate exceeded",
+            );
+        }
+        let mut model = lock(&self.model);
+        if !model.pending.is_empty() && self.roll(self.faults.conflict) {
+            return Self::error(
+                ErrorKind::Conflict,
+                "ConflictException",
+                "another operation is in progress",
+            );
+        }
+        if kind == Kind::Delete && !model.present && model.pending.is_empty() {
+            return Self::error(
+                ErrorKind::ResourceNotFound,
+                "ResourceNotFoundException",
+                "no such assignment",
+            );
+        }
+        model.next_id += 1;
+        let id = format!("00000000-0000-4000-8000-{:012}", model.next_id);
+        if self.roll(self.faults.lost_answer) {
+            // AWS carried it out; the answer never arrived.
+            model.land(&id, kind);
+            return Self::error(ErrorKind::Timeout, "Timeout", "operation timed out");
+        }
+        if self.roll(self.faults.server_error) {
+            return Self::error(ErrorKind::ServerError, "InternalServerException", "oops");
+        }
+        if self.roll(self.faults.asynchronous) {
+            model.pending.push((id.clone(), kind));
+            return Ok(StatusReport {
+                status: OperationStatus::InProgress,
+                request_id: Some(id),
+                failure_reason: None,
+            });
+        }
+        model.land(&id, kind);
+        self.status(&model, &id)
+    }
+
+    fn status(&self, model: &Model, id: &str) -> CallResult {
+        let (status, failure_reason) = match model.landed.get(id) {
+            Some(None) => (OperationStatus::Succeeded, None),
+            Some(Some(reason)) => (OperationStatus::Failed, Some(reason.clone())),
+            None => (OperationStatus::InProgress, None),
+        };
+        Ok(StatusReport {
+            status,
+            request_id: Some(id.to_owned()),
+            failure_reason,
+        })
+    }
+
+    fn describe(&self, id: &str) -> CallResult {
+        if self.roll(self.faults.throttle) {
+            return Self::error(
+                ErrorKind::RateLimited,
+                "ThrottlingException",
+                "Rate exceeded",
+            );
+        }
+        let mut model = lock(&self.model);
+        if let Some(position) = model.pending.iter().position(|(p, _)| p == id)
+            && self.roll(50)
+        {
+            let (id, kind) = model.pending.remove(position);
+            model.land(&id, kind);
+        }
+        if !model.landed.contains_key(id) && !model.pending.iter().any(|(p, _)| p == id) {
+            return Self::error(
+                ErrorKind::ResourceNotFound,
+                "ResourceNotFoundException",
+                "unknown request id",
+            );
+        }
+        self.status(&model, id)
+    }
+}
+
+impl IdentityCenter for ModelIdentityCenter {
+    async fn create_assignment(&self, _: &Assignment) -> CallResult {
+        self.submit(Kind::Create)
+    }
+
+    async fn delete_assignment(&self, _: &Assignment) -> CallResult {
+        self.submit(Kind::Delete)
+    }
+
+    async fn describe_creation_status(&self, _: &Assignment, id: &str) -> CallResult {
+        self.describe(id)
+    }
+
+    async fn describe_deletion_status(&self, _: &Assignment, id: &str) -> CallResult {
+        self.describe(id)
+    }
+}
+
+/// Stores every message, except while `down` (a crash before the sends: nothing the
+/// invocation planned is stored, so SQS delivers its records again).
+#[derive(Default)]
+struct ModelQueues {
+    down: AtomicBool,
+    sent: Mutex<Vec<(String, OutgoingMessage)>>,
+}
+
+impl QueueSender for ModelQueues {
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<(), SendError>> {
+        messages
+            .iter()
+            .map(|message| {
+                if self.down.load(Ordering::SeqCst) {
+                    return Err(SendError {
+                        code: "Crash".to_owned(),
+                        message: "the function died before sending".to_owned(),
+                    });
+                }
+                lock(&self.sent).push((queue.as_str().to_owned(), message.clone()));
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Queued {
+    message_id: String,
+    body: String,
+    sent_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Decision {
+    grant: bool,
+    /// Seconds after a fixed origin; `None`: ordered by the SQS SentTimestamp.
+    requested_at: Option<u8>,
+}
+
+fn decisions() -> impl Strategy<Value = Vec<Decision>> {
+    prop::collection::vec(
+        (any::<bool>(), prop::option::weighted(0.7, 0..6u8)).prop_map(|(grant, requested_at)| {
+            Decision {
+                grant,
+                requested_at,
+            }
+        }),
+        1..6,
+    )
+}
+
+const ORIGIN_MS: u64 = 1_764_000_000_000;
+
+fn body(index: usize, decision: &Decision) -> String {
+    let mut body = json!({
+        "action": if decision.grant { "create" } else { "delete" },
+        "instanceArn": INSTANCE,
+        "permissionSetArn": PERMISSION_SET,
+        "targetId": ACCOUNT,
+        "principalType": "USER",
+        "principalId": PRINCIPAL,
+        "correlationId": format!("D-{index}"),
+    });
+    if let Some(seconds) = decision.requested_at {
+        let at = time::OffsetDateTime::from_unix_timestamp(
+            (ORIGIN_MS / 1000) as i64 + i64::from(seconds),
+        )
+        .expect("in range");
+        body["requestedAt"] = json!(assignment_worker::messages::rfc3339(at));
+    }
+    body.to_string()
+}
+
+/// The order of SPEC §11 over what the test sent: requestedAt (or SentTimestamp), a
+/// revoke before a grant, the correlation id, the first message id.
+fn latest(decisions: &[Decision], first: &[Queued]) -> bool {
+    let key = |i: usize| {
+        let at_ms = decisions[i]
+            .requested_at
+            .map_or(first[i].sent_ms, |s| ORIGIN_MS + u64::from(s) * 1000);
+        (
+            at_ms,
+            !decisions[i].grant,
+            format!("D-{i}"),
+            first[i].message_id.clone(),
+        )
+    };
+    let winner = (0..decisions.len())
+        .max_by_key(|&i| key(i))
+        .expect("at least one decision");
+    decisions[winner].grant
+}
+
+fn event(batch: &[Queued]) -> SqsEvent {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": format!("rh-{}", m.message_id),
+                "body": m.body,
+                "attributes": {"SentTimestamp": m.sent_ms.to_string(), "ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn config() -> Config {
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("WORK_QUEUE_URL", WORK),
+        ("DEAD_LETTER_QUEUE_URL", DLQ),
+        ("OUTCOME_QUEUE_URL", OUTCOMES),
+        ("LEDGER_TABLE", "ledger"),
+        // Faults here are transient: no budget may run out before the run settles.
+        ("MAX_ATTEMPTS", "1000"),
+    ]);
+    Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid")
+}
+
+struct Run {
+    present: bool,
+    expected: bool,
+    outcomes: BTreeMap<String, BTreeSet<String>>,
+    dead_letters: usize,
+}
+
+fn run(decisions: &[Decision], faults: Faults, seed: u64) -> Run {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let ledger_faults: Vec<bool> = (0..2000).map(|_| rng.u32(0..100) < faults.ledger).collect();
+    let worker = Worker {
+        identity_center: ModelIdentityCenter {
+            model: Mutex::default(),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed)),
+            faults: faults.clone(),
+        },
+        queues: ModelQueues::default(),
+        ledger: MemoryLedger::with_faults(ledger_faults),
+        config: config(),
+    };
+
+    // Upstream sends every decision; SQS stamps them in sending order.
+    let mut next_id = 0u64;
+    let mut clock_ms = ORIGIN_MS;
+    let mut mint_rng = fastrand::Rng::with_seed(seed ^ 1);
+    let mut mint = |body: String, clock_ms: &mut u64| {
+        next_id += 1;
+        *clock_ms += 1 + mint_rng.u64(0..3000);
+        Queued {
+            message_id: format!("00000000-0000-4000-8000-{next_id:012x}"),
+            body,
+            sent_ms: *clock_ms,
+        }
+    };
+    let first: Vec<Queued> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| mint(body(i, d), &mut clock_ms))
+        .collect();
+    let mut queue = first.clone();
+
+    let mut steps = 0;
+    while !queue.is_empty() {
+        steps += 1;
+        assert!(
+            steps < 5000,
+            "the run does not settle: {} in the queue",
+            queue.len()
+        );
+        worker.identity_center.tick();
+        // SQS hands out any messages in any order, a few at a time.
+        let size = 1 + rng.usize(0..queue.len().min(3));
+        let mut batch = Vec::new();
+        for _ in 0..size {
+            let index = rng.usize(0..queue.len());
+            batch.push(queue.remove(index));
+        }
+        let crash = rng.u32(0..100) < faults.crash;
+        worker.queues.down.store(crash, Ordering::SeqCst);
+        let response = runtime
+            .block_on(function_handler(
+                &worker,
+                LambdaEvent::new(event(&batch), Context::default()),
+            ))
+            .expect("a batch response");
+        let failed: BTreeSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for message in batch {
+            // A failed record comes back; so, at times, does one that did not fail.
+            if failed.contains(&message.message_id) || rng.u32(0..100) < faults.duplicate {
+                queue.push(message);
+            }
+        }
+        // What went to the work queue comes back as new messages; the rest stays sent.
+        let mut sent = lock(&worker.queues.sent);
+        for (_, message) in sent.extract_if(.., |(destination, _)| destination == WORK) {
+            queue.push(mint(message.body, &mut clock_ms));
+        }
+    }
+    worker.identity_center.settle();
+
+    let mut outcomes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dead_letters = 0;
+    for (destination, message) in lock(&worker.queues.sent).iter() {
+        if destination == OUTCOMES {
+            let event: Value = serde_json::from_str(&message.body).expect("JSON");
+            outcomes
+                .entry(
+                    event["correlationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+                .or_default()
+                .insert(event["outcome"].as_str().unwrap_or_default().to_owned());
+        } else if destination == DLQ {
+            dead_letters += 1;
+        }
+    }
+    let present = lock(&worker.identity_center.model).present;
+    Run {
+        present,
+        expected: latest(decisions, &first),
+        outcomes,
+        dead_letters,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_latest_decision_wins_whatever_the_delivery(
+        decisions in decisions(),
+        faults in faults(),
+        seed in any::<u64>(),
+    ) {
+        let run = run(&decisions, faults, seed);
+        prop_assert_eq!(run.present, run.expected, "final presence against the latest decision");
+        prop_assert_eq!(run.dead_letters, 0);
+        for index in 0..decisions.len() {
+            let id = format!("D-{index}");
+            let outcomes = run.outcomes.get(&id);
+            prop_assert!(outcomes.is_some(), "{} has no outcome", id);
+            prop_assert!(
+                !outcomes.is_some_and(|o| o.contains("dead-lettered")),
+                "{} dead-lettered: {:?}", id, outcomes
+            );
+        }
+    }
+}
+
+/// Without the ledger's fence this is the failure of issue 7: a grant still waiting
+/// in backoff lands after the revoke that came later. Here the ledger supersedes it.
+#[test]
+fn a_throttled_grant_does_not_land_after_its_revoke() {
+    let decisions = [
+        Decision {
+            grant: true,
+            requested_at: Some(1),
+        },
+        Decision {
+            grant: false,
+            requested_at: Some(2),
+        },
+    ];
+    for seed in 0..64 {
+        let faults = Faults {
+            throttle: 60,
+            conflict: 0,
+            lost_answer: 0,
+            server_error: 0,
+            asynchronous: 50,
+            crash: 0,
+            duplicate: 0,
+            ledger: 0,
+        };
+        let run = run(&decisions, faults, seed);
+        assert!(
+            !run.present,
+            "seed {seed}: the revoke is the latest decision"
+        );
+    }
+}
