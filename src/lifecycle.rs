@@ -363,7 +363,7 @@ fn in_progress(
     match (&progress.stage, request_id) {
         // Nothing to poll without a request id. Submitting again is safe (create of an
         // existing assignment succeeds, delete of a missing one is already-satisfied).
-        (_, None) => retry(
+        (_, None) => retry_call(
             progress,
             &CallError {
                 kind: ErrorKind::ServerError,
@@ -464,7 +464,7 @@ fn on_error(
     jitter: f64,
 ) -> Decision {
     if error.kind.is_transient() {
-        return retry(progress, error, policy, jitter);
+        return retry_call(progress, error, policy, jitter);
     }
     if error.kind == ErrorKind::ResourceNotFound {
         match &progress.stage {
@@ -529,16 +529,25 @@ fn retry(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -
         });
     }
     let busy = error.kind == ErrorKind::Busy;
-    let mut next = progress.at(
-        progress.operation(),
-        progress.stage.clone(),
-        progress.attempt + 1,
-    );
-    next.maybe_submitted |= progress.stage == Stage::Submit && error.kind.may_have_taken_effect();
     Decision::Continue {
-        progress: next,
+        progress: progress.at(
+            progress.operation(),
+            progress.stage.clone(),
+            progress.attempt + 1,
+        ),
         delay_seconds: backoff_seconds(progress.attempt, busy, policy, jitter),
     }
+}
+
+/// [`retry`] after an Identity Center call: a submit whose answer may hide a success
+/// marks the request as possibly carried out (SPEC §3, `expired`).
+fn retry_call(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -> Decision {
+    let mut decision = retry(progress, error, policy, jitter);
+    if let Decision::Continue { progress: next, .. } = &mut decision {
+        next.maybe_submitted |=
+            progress.stage == Stage::Submit && error.kind.may_have_taken_effect();
+    }
+    decision
 }
 
 /// Delay before the poll that follows `polls_done` polls: the initial delay, doubling,

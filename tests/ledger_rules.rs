@@ -1,0 +1,320 @@
+//! The lifecycle's rules for what the ledger answered (SPEC §11): claim, re-check,
+//! undo after a later opposite decision, expiry, and the `expired` class after a lost
+//! answer. Pure functions, exact times.
+
+use assignment_worker::identity_center::{CallError, ErrorKind, OperationStatus, StatusReport};
+use assignment_worker::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Presence, RecordAnswer,
+};
+use assignment_worker::lifecycle::{
+    Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change, after_claim,
+    check_expiry, check_requested_at, decide, expiry_wait, on_ledger_error, start_expiry,
+};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
+use assignment_worker::request::AssignmentAction::{self, Create, Delete};
+use time::{Duration, OffsetDateTime, macros::datetime};
+
+const T0: OffsetDateTime = datetime!(2026-11-30 09:00:00 UTC);
+
+fn submit(action: AssignmentAction) -> Progress {
+    Progress::start(
+        action,
+        T0,
+        DecisionStamp {
+            requested_at: T0,
+            first_message_id: "m-1".to_owned(),
+        },
+    )
+}
+
+fn decision(intent: Intent, seconds: i64, not_after: Option<OffsetDateTime>) -> AccessDecision {
+    AccessDecision {
+        order: DecisionOrder {
+            requested_at: T0 + Duration::seconds(seconds),
+            intent,
+            correlation_id: Some(format!("CHG-{seconds}")),
+            first_message_id: "m-9".to_owned(),
+        },
+        not_after,
+    }
+}
+
+fn transient(kind: ErrorKind, code: &str) -> CallError {
+    CallError {
+        kind,
+        code: code.to_owned(),
+        message: format!("{code} from the test"),
+    }
+}
+
+fn continued(decision: Decision) -> (Progress, u32) {
+    match decision {
+        Decision::Continue {
+            progress,
+            delay_seconds,
+        } => (progress, delay_seconds),
+        other => panic!("expected a re-enqueue, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_claim_goes_on_or_ends_superseded_without_a_call() {
+    let policy = Policy::default();
+    let claimed = after_claim(&submit(Create), &Ok(ClaimAnswer::Claimed), &policy, 0.5);
+    assert_eq!(claimed, None);
+
+    let later = decision(Intent::Revoke, 60, None);
+    let superseded = after_claim(
+        &submit(Create),
+        &Ok(ClaimAnswer::Superseded(later.clone())),
+        &policy,
+        0.5,
+    );
+    assert_eq!(
+        superseded,
+        Some(Decision::Done {
+            completion: Completion::Superseded(later.summary()),
+            operation_request_id: None,
+        })
+    );
+    let summary = later.summary();
+    assert_eq!(summary.correlation_id.as_deref(), Some("CHG-60"));
+    assert_eq!(summary.requested_at, "2026-11-30T09:01:00Z");
+}
+
+#[test]
+fn ledger_throttling_repeats_the_step_and_anything_else_is_permanent() {
+    let policy = Policy::default();
+    for (kind, code) in [
+        (
+            ErrorKind::RateLimited,
+            "ProvisionedThroughputExceededException",
+        ),
+        (ErrorKind::ServerError, "InternalServerError"),
+        (ErrorKind::Timeout, "Timeout"),
+    ] {
+        let answer = Err(transient(kind, code));
+        let next = after_claim(&submit(Delete), &answer, &policy, 1.0).expect("a decision");
+        let (progress, delay) = continued(next);
+        assert_eq!(progress.stage, Stage::Submit);
+        assert_eq!(progress.attempt, 2);
+        assert_eq!(delay, 2, "{code}: the same backoff as Identity Center's");
+        assert!(!progress.maybe_submitted, "{code}: no grant was submitted");
+    }
+    let missing_table = transient(ErrorKind::ResourceNotFound, "ResourceNotFoundException");
+    let Decision::DeadLetter(dead_letter) =
+        on_ledger_error(&submit(Create), &missing_table, &policy, 0.5)
+    else {
+        panic!("a missing table is permanent");
+    };
+    assert_eq!(dead_letter.class, ErrorClass::Permanent);
+    assert!(dead_letter.message.starts_with("ledger: "));
+}
+
+#[test]
+fn a_confirmed_change_stands_unless_a_later_decision_wants_the_opposite() {
+    let now = T0 + Duration::seconds(30);
+    let grant = submit(Create);
+    let stands = |answer: RecordAnswer| after_change(&grant, Completion::Succeeded, &answer, now);
+    let done = Decision::Done {
+        completion: Completion::Succeeded,
+        operation_request_id: None,
+    };
+    assert_eq!(stands(RecordAnswer::Recorded), done);
+    assert_eq!(stands(RecordAnswer::NotLatest(None)), done);
+    // A later grant wants what this one did.
+    assert_eq!(
+        stands(RecordAnswer::NotLatest(Some(decision(
+            Intent::Grant,
+            10,
+            None
+        )))),
+        done
+    );
+
+    // A later revoke: delete what was created, and report superseded at the end.
+    let later_revoke = decision(Intent::Revoke, 10, None);
+    let undo = stands(RecordAnswer::NotLatest(Some(later_revoke.clone())));
+    let (progress, delay) = continued(undo);
+    assert_eq!(delay, 0);
+    assert_eq!(progress.operation(), Delete);
+    assert_eq!(progress.stage, Stage::Submit);
+    assert_eq!(
+        progress.purpose,
+        Purpose::Undo {
+            superseded_by: later_revoke.summary()
+        }
+    );
+    // A later grant whose end has passed asks for no access either.
+    let ended = decision(Intent::Grant, 10, Some(now - Duration::seconds(1)));
+    let (progress, _) = continued(stands(RecordAnswer::NotLatest(Some(ended))));
+    assert_eq!(progress.operation(), Delete);
+
+    // The opposite direction: a revoke confirmed after a later grant was recorded.
+    let later_grant = decision(Intent::Grant, 10, None);
+    let redo = after_change(
+        &submit(Delete),
+        Completion::AlreadySatisfied,
+        &RecordAnswer::NotLatest(Some(later_grant)),
+        now,
+    );
+    assert_eq!(continued(redo).0.operation(), Create);
+
+    // The undo, once done, reports the request as superseded by the later decision.
+    let finished = after_change(
+        &progress,
+        Completion::Succeeded,
+        &RecordAnswer::NotLatest(Some(later_revoke.clone())),
+        now,
+    );
+    assert_eq!(
+        finished,
+        Decision::Done {
+            completion: Completion::Superseded(later_revoke.summary()),
+            operation_request_id: None,
+        }
+    );
+}
+
+#[test]
+fn expiry_waits_in_steps_of_at_most_900_seconds_and_lands_on_not_after() {
+    let not_after = T0 + Duration::seconds(2000) + Duration::milliseconds(300);
+    let grant = submit(Create);
+    let (wait, first) = continued(start_expiry(&grant, not_after, T0));
+    assert_eq!(wait.stage, Stage::ExpireWait);
+    assert_eq!(wait.purpose, Purpose::Expiry);
+    assert_eq!(wait.operation(), Delete);
+    assert_eq!(first, MAX_DELAY_SECONDS);
+
+    let mut now = T0 + Duration::seconds(i64::from(first));
+    let mut delays = vec![first];
+    while let Some(next) = expiry_wait(&wait, not_after, now) {
+        let (_, delay) = continued(next);
+        delays.push(delay);
+        now += Duration::seconds(i64::from(delay));
+    }
+    // 2000.3 s: 900 + 900 + 201, rounded up so that the revoke never comes early.
+    assert_eq!(delays, [900, 900, 201]);
+    assert!(now >= not_after && now - not_after < Duration::seconds(1));
+    assert_eq!(expiry_wait(&wait, not_after, not_after), None);
+
+    // Past notAfter already (a grant carried on after a lost answer): at once.
+    let (_, at_once) = continued(start_expiry(&grant, T0 - Duration::seconds(5), T0));
+    assert_eq!(at_once, 0);
+}
+
+#[test]
+fn expired_only_when_no_earlier_attempt_may_have_reached_aws() {
+    let policy = Policy::default();
+    let past = Some(T0 - Duration::seconds(1));
+    let grant = submit(Create);
+    assert_eq!(
+        check_expiry(&grant, past, T0).map(|d| d.class),
+        Some(ErrorClass::Expired)
+    );
+    // Answers that say AWS refused the call: nothing can exist, still `expired`.
+    for (kind, code) in [
+        (ErrorKind::RateLimited, "ThrottlingException"),
+        (ErrorKind::Busy, "ThrottlingException"),
+        (ErrorKind::Conflict, "ConflictException"),
+    ] {
+        let next = decide(&grant, &Err(transient(kind, code)), T0, &policy, 0.5);
+        let (retry, _) = continued(next);
+        assert!(!retry.maybe_submitted, "{code}");
+        assert!(check_expiry(&retry, past, T0).is_some(), "{code}");
+    }
+    // No answer, or one that may hide a success: the grant may exist, so it is carried
+    // on (and its expiry takes it back), never reported as `expired`.
+    for (kind, code) in [
+        (ErrorKind::Timeout, "Timeout"),
+        (ErrorKind::Connection, "ConnectionError"),
+        (ErrorKind::ServerError, "InternalServerException"),
+        (ErrorKind::ServerError, "HTTP 200"),
+    ] {
+        let next = decide(&grant, &Err(transient(kind, code)), T0, &policy, 0.5);
+        let (retry, _) = continued(next);
+        assert!(retry.maybe_submitted, "{code}");
+        assert_eq!(check_expiry(&retry, past, T0), None, "{code}");
+        // And the flag survives the next throttled attempt.
+        let again = decide(
+            &retry,
+            &Err(transient(ErrorKind::RateLimited, "ThrottlingException")),
+            T0,
+            &policy,
+            0.5,
+        );
+        assert!(continued(again).0.maybe_submitted, "{code}");
+    }
+}
+
+#[test]
+fn a_decision_stamped_far_ahead_of_the_clock_is_invalid() {
+    let mut progress = submit(Create);
+    progress.stamp.requested_at = T0 + Duration::minutes(5);
+    assert_eq!(check_requested_at(&progress, T0), None);
+    progress.stamp.requested_at = T0 + Duration::minutes(5) + Duration::seconds(1);
+    let refused = check_requested_at(&progress, T0).expect("refused");
+    assert_eq!(refused.class, ErrorClass::InvalidRequest);
+    assert_eq!(refused.code, "RequestedAtInFuture");
+}
+
+#[test]
+fn a_later_grant_with_a_later_end_keeps_the_access_at_the_first_end() {
+    let first_end = T0 + Duration::hours(1);
+    let later = decision(Intent::Grant, 60, Some(T0 + Duration::hours(2)));
+    assert_eq!(later.desired(first_end), Presence::Present);
+    assert_eq!(later.desired(T0 + Duration::hours(2)), Presence::Absent);
+}
+
+#[test]
+fn progress_of_every_purpose_round_trips_through_its_wire_format() {
+    let grant = submit(Create);
+    let (expiry, _) = continued(start_expiry(&grant, T0 + Duration::hours(1), T0));
+    let undo = after_change(
+        &grant,
+        Completion::Succeeded,
+        &RecordAnswer::NotLatest(Some(decision(Intent::Revoke, 5, None))),
+        T0,
+    );
+    let (undo, _) = continued(undo);
+    for progress in [&grant, &expiry, &undo] {
+        let json = serde_json::to_value(progress).unwrap();
+        let back: Progress = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(&back, progress, "{json}");
+    }
+    let json = serde_json::to_value(&expiry).unwrap();
+    assert_eq!(json["step"], "expire-wait");
+    assert_eq!(json["purpose"], "expiry");
+    assert_eq!(json["requestedAt"], "2026-11-30T09:00:00Z");
+    assert_eq!(json["firstMessageId"], "m-1");
+    let json = serde_json::to_value(&undo).unwrap();
+    assert_eq!(json["supersededBy"]["correlationId"], "CHG-5");
+
+    // Steps the worker never writes fail closed.
+    for bad in [
+        r#"{"step":"expire-wait","operation":"create","purpose":"expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
+        r#"{"step":"expire-wait","operation":"delete","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
+        r#"{"step":"submit","operation":"delete","purpose":"undo","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
+        r#"{"step":"submit","operation":"delete","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"x"}}"#,
+    ] {
+        assert!(serde_json::from_str::<Progress>(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_success_reported_by_describe_still_goes_through_the_ledger() {
+    // decide() itself is unchanged: Done; the ledger's say comes after.
+    let report = StatusReport {
+        status: OperationStatus::Succeeded,
+        request_id: Some("r-1".to_owned()),
+        failure_reason: None,
+    };
+    let done = decide(&submit(Create), &Ok(report), T0, &Policy::default(), 0.5);
+    assert!(matches!(
+        done,
+        Decision::Done {
+            completion: Completion::Succeeded,
+            ..
+        }
+    ));
+}
