@@ -554,3 +554,282 @@ fn a_deadline_already_past_at_start_is_ignored() {
         Some(SystemTime::UNIX_EPOCH + Duration::from_millis(real))
     );
 }
+
+/// One record whose body is `body`, sent at `sent_ms` (epoch milliseconds).
+fn record_event(body: &str, message_id: &str, sent_ms: u64) -> SqsEvent {
+    serde_json::from_value(serde_json::json!({"Records": [{
+        "messageId": message_id,
+        "receiptHandle": format!("rh-{message_id}"),
+        "body": body,
+        "attributes": {"SentTimestamp": sent_ms.to_string(), "ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+    }]}))
+    .expect("an SQS event")
+}
+
+fn assignment_request(action: &str, correlation_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut body = serde_json::json!({
+        "action": action,
+        "instanceArn": "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40",
+        "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+        "targetId": "111122223333",
+        "principalType": "USER",
+        "principalId": "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10",
+        "correlationId": correlation_id,
+    });
+    for (key, value) in extra {
+        body[*key] = Value::from(*value);
+    }
+    body.to_string()
+}
+
+fn outcome_events<I, L>(worker: &Worker<I, RecordingQueues, L>) -> Vec<Value> {
+    worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().expect("outcome queue"))
+        .iter()
+        .map(body_json)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_grant_older_than_the_recorded_revoke_is_superseded_without_a_call() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-2",
+        &[("requestedAt", "2026-11-29T10:00:02Z")],
+    );
+    let grant = assignment_request(
+        "create",
+        "GRANT-1",
+        &[("requestedAt", "2026-11-29T10:00:01Z")],
+    );
+    invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
+    let response = invoke(&worker, record_event(&grant, "m-grant", 2)).await;
+
+    assert!(failures(&response).is_empty());
+    assert!(
+        !worker
+            .identity_center
+            .calls()
+            .iter()
+            .any(|call| matches!(call, Call::Create { .. })),
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    let events = outcome_events(&worker);
+    let grant_event = events
+        .iter()
+        .find(|e| e["correlationId"] == "GRANT-1")
+        .expect("the grant's outcome");
+    assert_eq!(grant_event["outcome"], "superseded");
+    assert_eq!(grant_event["supersededBy"]["correlationId"], "REVOKE-2");
+    assert_eq!(
+        grant_event["supersededBy"]["requestedAt"],
+        "2026-11-29T10:00:02Z"
+    );
+    assert_eq!(grant_event["requestedAt"], "2026-11-29T10:00:01Z");
+}
+
+#[tokio::test]
+async fn without_requested_at_the_first_sent_timestamp_orders_decisions() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = assignment_request("delete", "REVOKE", &[]);
+    let grant = assignment_request("create", "GRANT", &[]);
+    // The revoke was sent later (SentTimestamp) but arrives first.
+    invoke(&worker, record_event(&revoke, "m-2", 1_764_496_800_500)).await;
+    invoke(&worker, record_event(&grant, "m-1", 1_764_496_800_000)).await;
+    let events = outcome_events(&worker);
+    assert_eq!(events[0]["requestedAt"], "2025-11-30T10:00:00.5Z");
+    assert_eq!(events[1]["outcome"], "superseded");
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        1,
+        "only the revoke's delete"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_with_not_after_stores_its_expiry_step_with_the_outcome() {
+    let worker = worker(vec![], config(&[]));
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let not_after = assignment_worker::messages::rfc3339(not_after);
+    let grant = assignment_request("create", "TEMP-1", &[("notAfter", &not_after)]);
+    let response = invoke(&worker, record_event(&grant, "m-1", 1_764_496_800_000)).await;
+    assert!(failures(&response).is_empty());
+
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].delay_seconds, 900);
+    let envelope = body_json(&work[0]);
+    assert_eq!(envelope["progress"]["step"], "expire-wait");
+    assert_eq!(envelope["progress"]["purpose"], "expiry");
+    assert_eq!(envelope["progress"]["operation"], "delete");
+    let events = outcome_events(&worker);
+    assert_eq!(events[0]["outcome"], "succeeded");
+    assert_eq!(events[0]["expiresAt"], not_after.as_str());
+}
+
+/// The expiry step the worker stores for `grant` (whose notAfter is hours away), with
+/// the request's notAfter moved into the past: the step as it is when it comes due.
+async fn due_expiry(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger>,
+    grant: &str,
+) -> String {
+    invoke(worker, record_event(grant, "m-grant", 1_764_496_800_000)).await;
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let mut envelope = body_json(work.last().expect("the expiry step"));
+    assert_eq!(envelope["progress"]["step"], "expire-wait");
+    envelope["request"]["notAfter"] = Value::from("2026-11-29T12:00:00Z");
+    envelope.to_string()
+}
+
+#[tokio::test]
+async fn at_not_after_the_expiry_revokes_a_grant_that_is_still_the_latest_decision() {
+    let worker = worker(vec![], config(&[]));
+    let grant = assignment_request("create", "TEMP-2", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    let response = invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    assert!(failures(&response).is_empty());
+
+    assert!(matches!(
+        worker.identity_center.calls().last(),
+        Some(Call::Delete { .. })
+    ));
+    let events = outcome_events(&worker);
+    let last = events.last().expect("the expiry's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["action"], "delete");
+    assert_eq!(last["correlationId"], "TEMP-2");
+    assert_eq!(last["outcome"], "succeeded");
+}
+
+#[tokio::test]
+async fn an_expiry_step_before_not_after_only_waits() {
+    let worker = worker(vec![], config(&[]));
+    let not_after = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(600),
+    );
+    let grant = assignment_request("create", "TEMP-3", &[("notAfter", &not_after)]);
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let expiry = work.last().expect("the expiry step").body.clone();
+    let calls = worker.identity_center.calls().len();
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        calls,
+        "no call before notAfter"
+    );
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let wait = work.last().expect("the next wait");
+    assert!(
+        (599..=600).contains(&wait.delay_seconds),
+        "{}",
+        wait.delay_seconds
+    );
+    assert_eq!(body_json(wait)["progress"]["step"], "expire-wait");
+}
+
+#[tokio::test]
+async fn an_expiry_after_a_later_decision_changes_nothing() {
+    let worker = worker(vec![], config(&[]));
+    let grant = assignment_request(
+        "create",
+        "TEMP-4",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    let expiry = due_expiry(&worker, &grant).await;
+    // A later grant with a later end extends the access.
+    let extension = assignment_request(
+        "create",
+        "TEMP-5",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T10:00:01Z"),
+        ],
+    );
+    invoke(
+        &worker,
+        record_event(&extension, "m-ext", 1_764_496_800_100),
+    )
+    .await;
+    let calls = worker.identity_center.calls().len();
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        calls,
+        "nothing revoked"
+    );
+    let events = outcome_events(&worker);
+    let last = events.last().expect("the expiry's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["outcome"], "superseded");
+    assert_eq!(last["supersededBy"]["correlationId"], "TEMP-5");
+}
+
+#[tokio::test]
+async fn a_failed_expiry_is_dead_lettered_as_its_own_step_not_as_the_grant() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "TEMP-6", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&DLQ.parse_queue());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
+    // A redrive resumes the expiry; replaying the grant would grant again.
+    let body = body_json(&dead[0]);
+    assert_eq!(body["progress"]["step"], "expire-wait");
+    assert_eq!(body["request"]["correlationId"], "TEMP-6");
+}
+
+#[tokio::test]
+async fn a_requested_at_far_ahead_of_the_clock_is_an_invalid_request() {
+    let worker = worker(vec![], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(6),
+    );
+    let grant = assignment_request("create", "FUTURE-1", &[("requestedAt", &ahead)]);
+    invoke(&worker, record_event(&grant, "m-1", 1)).await;
+    assert!(worker.identity_center.calls().is_empty());
+    let dead = worker.queues.sent_to(&DLQ.parse_queue());
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("RequestedAtInFuture"));
+}
+
+trait ParseQueue {
+    fn parse_queue(&self) -> assignment_worker::config::QueueUrl;
+}
+
+impl ParseQueue for str {
+    fn parse_queue(&self) -> assignment_worker::config::QueueUrl {
+        assignment_worker::config::QueueUrl::parse(self).expect("a queue URL")
+    }
+}
