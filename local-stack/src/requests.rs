@@ -49,6 +49,17 @@ pub fn request_with(
     correlation_id: &str,
     not_after: Option<&str>,
 ) -> String {
+    decision(create, assignment, correlation_id, None, not_after)
+}
+
+/// A request stamped with the upstream's `requestedAt` (SPEC §11 orders by it).
+pub fn decision(
+    create: bool,
+    assignment: &Assignment,
+    correlation_id: &str,
+    requested_at: Option<&str>,
+    not_after: Option<&str>,
+) -> String {
     let mut body = json!({
         "action": if create { "create" } else { "delete" },
         "instanceArn": assignment.instance_arn,
@@ -58,6 +69,9 @@ pub fn request_with(
         "principalId": assignment.principal_id,
         "correlationId": correlation_id,
     });
+    if let Some(requested_at) = requested_at {
+        body["requestedAt"] = json!(requested_at);
+    }
     if let Some(not_after) = not_after {
         body["notAfter"] = json!(not_after);
     }

@@ -395,3 +395,261 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     }
     stack.shutdown().await;
 }
+
+// SPEC §11: the latest decision wins, and grants with notAfter end by themselves.
+
+/// Waits until `condition` holds for the simulator (checked every 50 ms), or fails.
+async fn wait_for(stack: &Stack, what: &str, condition: impl Fn(&idc_sim::Model) -> bool) {
+    let started = std::time::Instant::now();
+    while !stack.simulator.with_model(|model| condition(model)) {
+        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// RFC 3339, `seconds` from now (negative: in the past), in whole seconds.
+fn rfc3339_in(seconds: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a year in range")
+}
+
+fn the_outcome<'a>(collected: &'a Collected, id: &str) -> &'a Value {
+    outcome_of(collected, id)
+        .into_iter()
+        .find(|o| o.get("trigger").is_none())
+        .unwrap_or_else(|| panic!("{id} has no outcome: {:?}", collected.outcomes))
+}
+
+fn expiry_outcome<'a>(collected: &'a Collected, id: &str) -> Option<&'a Value> {
+    outcome_of(collected, id)
+        .into_iter()
+        .find(|o| o["trigger"] == "expiry")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_grant_does_not_outlive_the_revoke_sent_after_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // No outstanding slot: every create is refused as busy and waits in backoff.
+    let knobs = Knobs {
+        max_outstanding_creates: 0,
+        ..scaled(10.0)
+    };
+    let stack = Stack::start(options(knobs.clone())).await.expect("stack");
+    let target = assignment(6, 0, 6);
+    stack
+        .send(&[request(true, &target, "STALE-GRANT")])
+        .await
+        .expect("send");
+    wait_for(&stack, "the grant to be throttled", |m| {
+        m.counters.throttled_busy > 0
+    })
+    .await;
+    stack
+        .send(&[request(false, &target, "STALE-REVOKE")])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["STALE-REVOKE".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(
+        the_outcome(&collected, "STALE-REVOKE")["outcome"],
+        "already-satisfied"
+    );
+    // The slots free up: the grant's next attempt finds the later revoke recorded.
+    stack.simulator.set_knobs(Knobs {
+        max_outstanding_creates: 15,
+        ..knobs
+    });
+    let collected = stack
+        .collect(&["STALE-GRANT".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    let grant = the_outcome(&collected, "STALE-GRANT");
+    assert_eq!(grant["outcome"], "superseded", "{grant}");
+    assert_eq!(grant["supersededBy"]["correlationId"], "STALE-REVOKE");
+    assert!(
+        final_assignments(&stack).is_empty(),
+        "the revoke is the latest decision"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_ordered_by_requested_at_whatever_the_arrival() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(10.0))).await.expect("stack");
+    let replayed = assignment(7, 0, 7);
+    let revoke_first = assignment(8, 0, 8);
+    let regranted = assignment(9, 0, 9);
+    let (t1, t2) = (Some("2026-01-05T09:00:00Z"), Some("2026-01-05T09:05:00Z"));
+    let decide = |create, target: &Assignment, id: &str, at| {
+        requests::decision(create, target, id, at, None)
+    };
+
+    // A grant, its revoke, then the old grant again (a replay or a late duplicate).
+    stack
+        .send(&[decide(true, &replayed, "REPLAY-G", t1)])
+        .await
+        .expect("send");
+    stack
+        .collect(&["REPLAY-G".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    stack
+        .send(&[decide(false, &replayed, "REPLAY-R", t2)])
+        .await
+        .expect("send");
+    stack
+        .collect(&["REPLAY-R".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    stack.forget_collected().await;
+    stack
+        .send(&[decide(true, &replayed, "REPLAY-G", t1)])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["REPLAY-G".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(the_outcome(&collected, "REPLAY-G")["outcome"], "superseded");
+
+    // The later revoke arrives before the grant it revokes.
+    stack
+        .send(&[decide(false, &revoke_first, "EARLY-R", t2)])
+        .await
+        .expect("send");
+    stack
+        .collect(&["EARLY-R".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    stack
+        .send(&[decide(true, &revoke_first, "LATE-G", t1)])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["LATE-G".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(the_outcome(&collected, "LATE-G")["outcome"], "superseded");
+
+    // A revoke, then a re-grant decided after it: the access is back.
+    stack
+        .send(&[decide(false, &regranted, "RE-R", t1)])
+        .await
+        .expect("send");
+    stack
+        .collect(&["RE-R".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    stack
+        .send(&[decide(true, &regranted, "RE-G", t2)])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["RE-G".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(the_outcome(&collected, "RE-G")["outcome"], "succeeded");
+
+    assert_eq!(final_assignments(&stack), vec![regranted]);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_with_not_after_end_by_themselves_unless_extended() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start(options(scaled(10.0))).await.expect("stack");
+    let temporary = assignment(10, 0, 10);
+    let extended = assignment(11, 0, 11);
+    let (first_end, later_end) = (rfc3339_in(6), rfc3339_in(14));
+    stack
+        .send(&[
+            requests::decision(true, &temporary, "TEMP", None, Some(&first_end)),
+            requests::decision(
+                true,
+                &extended,
+                "EXT-1",
+                Some(&rfc3339_in(-60)),
+                Some(&first_end),
+            ),
+        ])
+        .await
+        .expect("send");
+    let collected = stack
+        .collect(&["TEMP".to_owned(), "EXT-1".to_owned()], WAIT)
+        .await
+        .expect("collect");
+    assert_eq!(
+        the_outcome(&collected, "TEMP")["expiresAt"],
+        first_end.as_str()
+    );
+    // A later grant of the same assignment with a later end.
+    stack
+        .send(&[requests::decision(
+            true,
+            &extended,
+            "EXT-2",
+            Some(&rfc3339_in(-30)),
+            Some(&later_end),
+        )])
+        .await
+        .expect("send");
+
+    // At the first end: TEMP is revoked; EXT-1's expiry finds EXT-2 and leaves it.
+    let collected = stack.collect_outcomes(5, WAIT).await.expect("collect");
+    let temp_expiry = expiry_outcome(&collected, "TEMP").expect("TEMP's expiry");
+    assert_eq!(temp_expiry["outcome"], "succeeded", "{temp_expiry}");
+    assert_eq!(temp_expiry["action"], "delete");
+    let first_expiry = expiry_outcome(&collected, "EXT-1").expect("EXT-1's expiry");
+    assert_eq!(first_expiry["outcome"], "superseded", "{first_expiry}");
+    assert_eq!(first_expiry["supersededBy"]["correlationId"], "EXT-2");
+    assert_eq!(final_assignments(&stack), vec![extended.clone()]);
+
+    // At the later end the extension ends too.
+    let collected = stack.collect_outcomes(6, WAIT).await.expect("collect");
+    let last = expiry_outcome(&collected, "EXT-2").expect("EXT-2's expiry");
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    assert!(final_assignments(&stack).is_empty());
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_whose_answer_was_lost_near_not_after_is_never_expired_and_ends_absent() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let knobs = Knobs {
+        fault_drop: 1.0,
+        ..scaled(10.0)
+    };
+    let stack = Stack::start(options(knobs.clone())).await.expect("stack");
+    let target = assignment(12, 0, 12);
+    let end_at = std::time::Instant::now() + Duration::from_secs(3);
+    let end = rfc3339_in(2);
+    stack
+        .send(&[requests::decision(true, &target, "LOST", None, Some(&end))])
+        .await
+        .expect("send");
+    // Every call drops its connection (half of them after taking effect) until notAfter
+    // has passed; then Identity Center answers again.
+    wait_for(&stack, "a dropped create", |m| m.counters.dropped > 0).await;
+    tokio::time::sleep_until(end_at.into()).await;
+    stack.simulator.set_knobs(Knobs {
+        fault_drop: 0.0,
+        ..knobs
+    });
+    let collected = stack.collect_outcomes(2, WAIT).await.expect("collect");
+    let grant = the_outcome(&collected, "LOST");
+    assert_ne!(grant["errorClass"], "expired", "{grant}");
+    assert_eq!(grant["outcome"], "succeeded", "{grant}");
+    let expiry = expiry_outcome(&collected, "LOST").expect("the expiry ran");
+    assert!(
+        expiry["outcome"] == "succeeded" || expiry["outcome"] == "already-satisfied",
+        "{expiry}"
+    );
+    assert!(final_assignments(&stack).is_empty());
+    stack.shutdown().await;
+}
