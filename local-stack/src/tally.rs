@@ -18,6 +18,10 @@ pub fn finished_ids(collected: &Collected) -> HashSet<String> {
 pub fn outcomes_by_id(collected: &Collected) -> BTreeMap<String, (BTreeSet<String>, usize)> {
     let mut by_id: BTreeMap<String, (BTreeSet<String>, usize)> = BTreeMap::new();
     for event in &collected.outcomes {
+        // An expiry's event reports the grant's revoke, not the grant's own outcome.
+        if event.get("trigger").is_some() {
+            continue;
+        }
         if let (Some(id), Some(outcome)) = (
             event.get("correlationId").and_then(Value::as_str),
             event.get("outcome").and_then(Value::as_str),
@@ -44,6 +48,8 @@ pub struct Tally {
     pub requests: usize,
     pub succeeded: usize,
     pub already_satisfied: usize,
+    /// A later decision for the same assignment stood (SPEC §11).
+    pub superseded: usize,
     pub dead_lettered: usize,
     /// No terminal record at all.
     pub lost: usize,
@@ -56,6 +62,9 @@ pub struct Tally {
     pub duplicates: usize,
     /// Assignments present that should not be, or absent that should be.
     pub wrong_effects: usize,
+    /// Assignments with several decisions whose final state is not what the latest
+    /// decision asked for.
+    pub wrong_end_states: usize,
 }
 
 impl Tally {
@@ -78,6 +87,7 @@ impl Tally {
                     match outcomes.iter().next().map(String::as_str) {
                         Some("succeeded") => tally.succeeded += 1,
                         Some("already-satisfied") => tally.already_satisfied += 1,
+                        Some("superseded") => tally.superseded += 1,
                         _ => tally.dead_lettered += 1,
                     }
                 }
@@ -91,13 +101,15 @@ impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests: {}, succeeded: {}, already-satisfied: {}, dead-lettered: {}, lost: {}, wrong-effects: {}",
+            "requests: {}, succeeded: {}, already-satisfied: {}, superseded: {}, dead-lettered: {}, lost: {}, wrong-effects: {}, wrong-end-states: {}",
             self.requests,
             self.succeeded,
             self.already_satisfied,
+            self.superseded,
             self.dead_lettered,
             self.lost,
-            self.wrong_effects
+            self.wrong_effects,
+            self.wrong_end_states
         )
     }
 }
@@ -138,4 +150,50 @@ pub fn wrong_effects(
         }
     }
     expected.symmetric_difference(&finals).count()
+}
+
+/// One of several decisions about the same assignment, stamped with `requestedAt`.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub intent: Intent,
+    /// RFC 3339, all in the same form, so that text order is time order.
+    pub requested_at: String,
+}
+
+/// Counts the assignments whose final presence differs from their latest decision
+/// (SPEC §11's order: requestedAt, a revoke before a grant, then the correlation id).
+/// An assignment whose latest decision was dead-lettered is left out: its dead letter
+/// already says the decision was not carried out.
+pub fn wrong_end_states(
+    decisions: &[Stamped],
+    collected: &Collected,
+    finals: &[Assignment],
+) -> usize {
+    let by_id = outcomes_by_id(collected);
+    let finals: BTreeSet<&Assignment> = finals.iter().collect();
+    let mut latest: BTreeMap<&Assignment, &Stamped> = BTreeMap::new();
+    let rank = |d: &Stamped| {
+        (
+            d.requested_at.clone(),
+            !d.intent.create,
+            d.intent.correlation_id.clone(),
+        )
+    };
+    for decision in decisions {
+        let slot = latest
+            .entry(&decision.intent.assignment)
+            .or_insert(decision);
+        if rank(decision) > rank(slot) {
+            *slot = decision;
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(_, decision)| {
+            !by_id
+                .get(&decision.intent.correlation_id)
+                .is_some_and(|(outcomes, _)| outcomes.contains("dead-lettered"))
+        })
+        .filter(|(assignment, decision)| finals.contains(assignment) != decision.intent.create)
+        .count()
 }

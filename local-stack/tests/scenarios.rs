@@ -8,7 +8,7 @@ use std::time::Duration;
 use idc_sim::{Assignment, Knobs};
 use local_stack::requests::{self, assignment, request, request_with};
 use local_stack::stack::{Collected, Options, Stack, fast_worker_env};
-use local_stack::tally::{Intent, Tally, outcomes_by_id, wrong_effects};
+use local_stack::tally::{Intent, Stamped, Tally, outcomes_by_id, wrong_effects, wrong_end_states};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -282,6 +282,12 @@ async fn a_grant_then_a_revoke_of_the_same_assignment_leave_no_assignment() {
     stack.shutdown().await;
 }
 
+/// The chaos run: 500 requests, 420 of them each the only decision about its assignment
+/// (before duplicates are dropped) and 80 shared by 16 assignments.
+const SINGLE_REQUESTS: usize = 420;
+const SHARED_REQUESTS: usize = 80;
+const SHARED_ASSIGNMENTS: usize = 16;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_500_mixed_requests_with_every_fault_on() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -302,7 +308,7 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let mut bodies = Vec::new();
     let mut intents = Vec::new();
     let mut rng = fastrand::Rng::with_seed(7);
-    for i in 0..500 {
+    for i in 0..SINGLE_REQUESTS {
         let id = format!("CHAOS-{i:04}");
         let (create, target, not_after) = match i % 10 {
             // Grants of new assignments; one in ten of them for a principal the
@@ -336,14 +342,49 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
         .iter()
         .map(|intent| seen.insert(intent.assignment.clone()))
         .collect();
-    let (bodies, intents): (Vec<String>, Vec<Intent>) = bodies
+    let (mut bodies, intents): (Vec<String>, Vec<Intent>) = bodies
         .into_iter()
         .zip(intents)
         .zip(keep)
         .filter(|(_, keep)| *keep)
         .map(|(pair, _)| pair)
         .unzip();
-    let ids: Vec<String> = intents.iter().map(|i| i.correlation_id.clone()).collect();
+    let expired: Vec<bool> = bodies.iter().map(|b| b.contains("notAfter")).collect();
+
+    // Grants and revokes of the same assignments, decided at random times (ties
+    // included), for SPEC §11's ordering to sort out.
+    let mut shared = Vec::new();
+    for i in 0..SHARED_REQUESTS {
+        let target = assignment(
+            4000 + i % SHARED_ASSIGNMENTS,
+            i % 4,
+            500 + i % SHARED_ASSIGNMENTS,
+        );
+        let intent = Intent {
+            correlation_id: format!("SHARED-{i:04}"),
+            assignment: target,
+            create: rng.bool(),
+        };
+        let requested_at = format!("2026-01-05T09:{:02}:{:02}Z", rng.u8(0..2), rng.u8(0..6));
+        bodies.push(requests::decision(
+            intent.create,
+            &intent.assignment,
+            &intent.correlation_id,
+            Some(&requested_at),
+            None,
+        ));
+        shared.push(Stamped {
+            intent,
+            requested_at,
+        });
+    }
+    let ids: Vec<String> = intents
+        .iter()
+        .map(|i| i.correlation_id.clone())
+        .chain(shared.iter().map(|s| s.intent.correlation_id.clone()))
+        .collect();
+    // Any delivery order.
+    rng.shuffle(&mut bodies);
 
     let send = bodies.clone();
     stack.send(&send[..bodies.len() / 2]).await.expect("send");
@@ -356,7 +397,15 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
 
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
     let mut tally = Tally::of(&ids, &collected);
-    tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &final_assignments(&stack));
+    let finals = final_assignments(&stack);
+    // The shared assignments are judged by their latest decision, the rest one by one.
+    let single_finals: Vec<Assignment> = finals
+        .iter()
+        .filter(|a| !shared.iter().any(|s| &s.intent.assignment == *a))
+        .cloned()
+        .collect();
+    tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &single_finals);
+    tally.wrong_end_states = wrong_end_states(&shared, &collected, &finals);
     // Straight to stderr, past the test harness's capture: the run's summary line.
     let _ = writeln!(std::io::stderr(), "{tally}");
     for (id, (outcomes, records)) in outcomes_by_id(&collected) {
@@ -365,13 +414,14 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
         }
     }
     println!(
-        "chaos: {} requests kept of 500 (one per assignment), duplicates {}, restarts {}, simulator {:?}",
-        ids.len(),
+        "chaos: {} single-decision requests kept (one per assignment) and {SHARED_REQUESTS} on {SHARED_ASSIGNMENTS} shared assignments, duplicates {}, restarts {}, simulator {:?}",
+        intents.len(),
         tally.duplicates,
         stack.restarts.load(std::sync::atomic::Ordering::Relaxed),
         stack.simulator.with_model(|m| m.counters.clone())
     );
     assert_clean(&tally);
+    assert_eq!(tally.wrong_end_states, 0, "{tally:?}");
     // Every outcome is one the request could have: no grant of an unknown principal
     // succeeded, and no expired grant was carried out.
     let by_id = outcomes_by_id(&collected);
@@ -383,7 +433,7 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
             .assignment
             .principal_id
             .starts_with("9067a1b2c3-0000138")
-            || bodies[index].contains("notAfter")
+            || expired[index]
         {
             assert_eq!(
                 outcome.as_deref(),
