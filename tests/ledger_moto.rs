@@ -1,0 +1,667 @@
+//! The DynamoDB ledger adapter (SPEC §11) against moto's DynamoDB on loopback: the real
+//! aws-sdk-dynamodb client, the real conditional writes, read back through the `Ledger`
+//! port and, for what the port does not show, through a raw GetItem.
+
+mod support;
+
+use std::collections::HashMap;
+
+use assignment_worker::adapters::dynamodb::DynamoDbLedger;
+use assignment_worker::adapters::memory::MemoryLedger;
+use assignment_worker::aws_call::ErrorKind;
+use assignment_worker::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, RecordAnswer,
+    RecordedState,
+};
+use assignment_worker::request::parse_request;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::json;
+use support::{Moto, create_ledger_table};
+use time::macros::{datetime, offset};
+use time::{Duration, OffsetDateTime};
+
+const TABLE: &str = "assignment-ledger";
+const NOW: OffsetDateTime = datetime!(2026-11-30 12:00:00 UTC);
+
+type Item = HashMap<String, AttributeValue>;
+
+struct Ledgers {
+    _moto: Moto,
+    /// The adapter under test, built as `aws_worker` builds it (retries off).
+    ledger: DynamoDbLedger,
+    /// A plain client on the same server, to read and write raw items.
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+async fn ledgers() -> Ledgers {
+    let moto = Moto::start();
+    let shared = moto.sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+    create_ledger_table(&dynamodb, TABLE).await;
+    let ledger = DynamoDbLedger::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&shared)
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        ),
+        TABLE,
+    );
+    Ledgers {
+        _moto: moto,
+        ledger,
+        dynamodb,
+    }
+}
+
+impl Ledgers {
+    /// The item as stored, read strongly consistent.
+    async fn raw(&self, key: &LedgerKey) -> Option<Item> {
+        self.dynamodb
+            .get_item()
+            .table_name(TABLE)
+            .key("pk", AttributeValue::S(key.as_str().to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("raw GetItem")
+            .item()
+            .cloned()
+    }
+
+    async fn put_raw(&self, item: Item) {
+        self.dynamodb
+            .put_item()
+            .table_name(TABLE)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("raw PutItem");
+    }
+}
+
+/// The ledger key of an assignment; `n` picks the principal, so each number is its own
+/// key.
+fn key(n: u32) -> LedgerKey {
+    let request = parse_request(
+        &json!({
+            "action": "create",
+            "instanceArn": "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40",
+            "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+            "targetId": "111122223333",
+            "principalType": "USER",
+            "principalId": format!("9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-{n:012x}"),
+        })
+        .to_string(),
+    )
+    .expect("the sample request is valid");
+    LedgerKey::assignment(request.assignment().expect("an assignment").1)
+}
+
+fn decision(
+    requested_at: OffsetDateTime,
+    intent: Intent,
+    correlation_id: Option<&str>,
+    first_message_id: &str,
+    not_after: Option<OffsetDateTime>,
+) -> AccessDecision {
+    AccessDecision {
+        order: DecisionOrder {
+            requested_at,
+            intent,
+            correlation_id: correlation_id.map(str::to_owned),
+            first_message_id: first_message_id.to_owned(),
+        },
+        not_after,
+    }
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.as_str()),
+        None => None,
+        Some(other) => panic!("`{name}` is not a string: {other:?}"),
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+#[tokio::test]
+async fn a_first_claim_is_read_back_exactly() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+
+    assert_eq!(ledger.latest(&key(1)).await.expect("latest"), None);
+
+    // Nanoseconds and offsets other than UTC, on both times.
+    let grant = decision(
+        datetime!(2026-11-30 15:30:00.123456789 +05:30),
+        Intent::Grant,
+        Some("change-4711"),
+        "059f36b4-87a3-44ab-83d2-661975830a7d",
+        Some(datetime!(2026-12-01 07:00:00.5 -03:00)),
+    );
+    assert_eq!(
+        ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    let latest = ledger
+        .latest(&key(1))
+        .await
+        .expect("latest")
+        .expect("a decision");
+    assert_eq!(latest, grant);
+    // `OffsetDateTime`'s equality compares instants; the offsets come back too.
+    assert_eq!(latest.order.requested_at.offset(), offset!(+05:30));
+    assert_eq!(
+        latest.not_after.expect("notAfter").offset(),
+        offset!(-03:00)
+    );
+    assert_eq!(
+        latest.order.requested_at.nanosecond(),
+        123_456_789,
+        "{latest:?}"
+    );
+
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "pk"), Some(key(1).as_str()));
+    assert_eq!(text(&item, "orderKey"), Some(grant.order.key().as_str()));
+    assert!(
+        text(&item, "orderKey")
+            .expect("orderKey")
+            .starts_with("2026-11-30T10:00:00.123456789Z\u{1}0\u{1}change-4711\u{1}"),
+        "the order key is in UTC: {item:?}"
+    );
+    assert_eq!(
+        text(&item, "requestedAt"),
+        Some("2026-11-30T15:30:00.123456789+05:30")
+    );
+    assert_eq!(text(&item, "decision"), Some("grant"));
+    assert_eq!(text(&item, "correlationId"), Some("change-4711"));
+    assert_eq!(
+        text(&item, "firstMessageId"),
+        Some("059f36b4-87a3-44ab-83d2-661975830a7d")
+    );
+    assert_eq!(text(&item, "notAfter"), Some("2026-12-01T07:00:00.5-03:00"));
+    assert_eq!(text(&item, "state"), Some("pending"));
+    assert_eq!(text(&item, "stateAt"), Some("2026-11-30T12:00:00Z"));
+    assert_eq!(text(&item, "operationRequestId"), None);
+
+    // A decision without correlation id or notAfter: both come back as none.
+    let revoke = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Revoke,
+        None,
+        "7d2f1c4e-0b8a-4e55-9f3c-2a6b1d9e8c70",
+        None,
+    );
+    assert_eq!(
+        ledger.claim(&key(2), &revoke, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    assert_eq!(ledger.latest(&key(2)).await.expect("latest"), Some(revoke));
+    let item = ledgers.raw(&key(2)).await.expect("the item");
+    assert_eq!(text(&item, "decision"), Some("revoke"));
+    assert_eq!(text(&item, "correlationId"), None);
+    assert_eq!(text(&item, "notAfter"), None);
+    // The first key is untouched by the second.
+    assert_eq!(ledger.latest(&key(1)).await.expect("latest"), Some(grant));
+}
+
+#[tokio::test]
+async fn the_same_decision_claims_again() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 18:00:00 UTC)),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+            ClaimAnswer::Claimed
+        );
+    }
+    assert_eq!(ledger.latest(&key(1)).await.expect("latest"), Some(grant));
+}
+
+/// Decisions for one assignment, each later than the one before it (SPEC §11): by
+/// `requestedAt`, then a revoke above a grant, then the greater correlation id, then the
+/// greater first message id.
+fn decisions_in_order() -> Vec<AccessDecision> {
+    let at = datetime!(2026-11-30 10:00:00 UTC);
+    let until = Some(datetime!(2026-11-30 18:00:00 UTC));
+    vec![
+        decision(
+            at - Duration::nanoseconds(1),
+            Intent::Revoke,
+            Some("z"),
+            "m-9",
+            None,
+        ),
+        decision(at, Intent::Grant, None, "m-9", until),
+        decision(at, Intent::Grant, Some("c-1"), "m-1", until),
+        decision(at, Intent::Grant, Some("c-1"), "m-2", until),
+        // A longer correlation id that starts with a shorter one is the later.
+        decision(at, Intent::Grant, Some("c-10"), "m-1", until),
+        decision(at, Intent::Grant, Some("c-2"), "m-1", None),
+        decision(at, Intent::Revoke, None, "m-1", None),
+        decision(at, Intent::Revoke, Some("c-1"), "m-1", None),
+        decision(at, Intent::Revoke, Some("c-1"), "m-2", None),
+        // The same instant written with another offset is the same requestedAt.
+        decision(
+            datetime!(2026-11-30 11:00:00 +01:00),
+            Intent::Revoke,
+            Some("c-2"),
+            "m-1",
+            None,
+        ),
+        decision(
+            at + Duration::milliseconds(1),
+            Intent::Grant,
+            None,
+            "m-1",
+            until,
+        ),
+        decision(at + Duration::hours(1), Intent::Grant, None, "m-0", until),
+    ]
+}
+
+#[tokio::test]
+async fn a_later_decision_claims_over_an_earlier_one_never_the_reverse() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let decisions = decisions_in_order();
+    for pair in decisions.windows(2) {
+        assert!(pair[0].order < pair[1].order, "the fixture is in order");
+    }
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (i, earlier) in decisions.iter().enumerate() {
+        for later in &decisions[i + 1..] {
+            // The earlier first: the later one claims over it.
+            n += 1;
+            let forward = key(n);
+            let first = ledger.claim(&forward, earlier, NOW).await.expect("claim");
+            let second = ledger.claim(&forward, later, NOW).await.expect("claim");
+            let stored = ledger.latest(&forward).await.expect("latest");
+            if (&first, &second, &stored)
+                != (
+                    &ClaimAnswer::Claimed,
+                    &ClaimAnswer::Claimed,
+                    &Some(later.clone()),
+                )
+            {
+                failures.push(format!(
+                    "{earlier:?} then {later:?}: {first:?}, {second:?}, latest {stored:?}"
+                ));
+            }
+            // The later first: the earlier one is superseded by it, and changes nothing.
+            n += 1;
+            let backward = key(n);
+            let first = ledger.claim(&backward, later, NOW).await.expect("claim");
+            let second = ledger.claim(&backward, earlier, NOW).await.expect("claim");
+            let stored = ledger.latest(&backward).await.expect("latest");
+            if (&first, &second, &stored)
+                != (
+                    &ClaimAnswer::Claimed,
+                    &ClaimAnswer::Superseded(later.clone()),
+                    &Some(later.clone()),
+                )
+            {
+                failures.push(format!(
+                    "{later:?} then {earlier:?}: {first:?}, {second:?}, latest {stored:?}"
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        usize::try_from(n).expect("a small count"),
+        decisions.len() * (decisions.len() - 1),
+        "every ordered pair, both ways"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_state_is_recorded_only_for_the_latest_decision() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 18:00:00 UTC)),
+    );
+    let revoke = decision(
+        datetime!(2026-11-30 10:05:00 UTC),
+        Intent::Revoke,
+        Some("c-2"),
+        "m-2",
+        None,
+    );
+
+    // Nothing recorded: nothing to record against, and no item is made.
+    assert_eq!(
+        ledger
+            .record(
+                &key(1),
+                &grant.order,
+                RecordedState::Present,
+                Some("op-1"),
+                NOW
+            )
+            .await
+            .expect("record"),
+        RecordAnswer::NotLatest(None)
+    );
+    assert_eq!(ledgers.raw(&key(1)).await, None);
+
+    ledger.claim(&key(1), &grant, NOW).await.expect("claim");
+    let later = NOW + Duration::seconds(7);
+    assert_eq!(
+        ledger
+            .record(
+                &key(1),
+                &grant.order,
+                RecordedState::Present,
+                Some("op-1"),
+                later
+            )
+            .await
+            .expect("record"),
+        RecordAnswer::Recorded
+    );
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("present"));
+    assert_eq!(text(&item, "stateAt"), Some("2026-11-30T12:00:07Z"));
+    assert_eq!(text(&item, "operationRequestId"), Some("op-1"));
+    // Recording leaves the decision as it was.
+    assert_eq!(text(&item, "orderKey"), Some(grant.order.key().as_str()));
+    assert_eq!(text(&item, "decision"), Some("grant"));
+    assert_eq!(text(&item, "requestedAt"), Some("2026-11-30T10:00:00Z"));
+    assert_eq!(text(&item, "notAfter"), Some("2026-11-30T18:00:00Z"));
+    assert_eq!(
+        ledger.latest(&key(1)).await.expect("latest"),
+        Some(grant.clone())
+    );
+
+    // A later decision takes the item: the grant's state is no longer recorded.
+    ledger.claim(&key(1), &revoke, later).await.expect("claim");
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("pending"));
+    assert_eq!(
+        text(&item, "operationRequestId"),
+        None,
+        "a claim clears the previous decision's operation"
+    );
+    assert_eq!(
+        ledger
+            .record(
+                &key(1),
+                &grant.order,
+                RecordedState::Absent,
+                Some("op-2"),
+                later
+            )
+            .await
+            .expect("record"),
+        RecordAnswer::NotLatest(Some(revoke.clone()))
+    );
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("pending"), "not recorded");
+    assert_eq!(text(&item, "operationRequestId"), None, "not recorded");
+
+    // The revoke's own record goes through.
+    assert_eq!(
+        ledger
+            .record(
+                &key(1),
+                &revoke.order,
+                RecordedState::Absent,
+                Some("op-3"),
+                later
+            )
+            .await
+            .expect("record"),
+        RecordAnswer::Recorded
+    );
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("absent"));
+    assert_eq!(text(&item, "operationRequestId"), Some("op-3"));
+}
+
+#[tokio::test]
+async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 18:00:00 UTC)),
+    );
+    ledger.claim(&key(1), &grant, NOW).await.expect("claim");
+    ledger
+        .record(
+            &key(1),
+            &grant.order,
+            RecordedState::Present,
+            Some("op-1"),
+            NOW,
+        )
+        .await
+        .expect("record");
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "notAfter"), Some("2026-11-30T18:00:00Z"));
+    assert_eq!(text(&item, "correlationId"), Some("c-1"));
+
+    let revoke = decision(
+        datetime!(2026-11-30 10:00:01 UTC),
+        Intent::Revoke,
+        None,
+        "m-2",
+        None,
+    );
+    assert_eq!(
+        ledger.claim(&key(1), &revoke, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "decision",
+            "firstMessageId",
+            "orderKey",
+            "pk",
+            "requestedAt",
+            "state",
+            "stateAt"
+        ],
+        "{item:?}"
+    );
+    assert_eq!(ledger.latest(&key(1)).await.expect("latest"), Some(revoke));
+}
+
+/// What the in-memory fake keeps after a second record for the same decision without
+/// an operation id (an expiry revoke that found the access already gone, after the
+/// grant recorded its create's id): no operation id. The DynamoDB adapter's record only
+/// SETs `operationRequestId` when it has one and never REMOVEs it, so the create's id
+/// stays beside `state` `absent`.
+#[tokio::test]
+#[ignore = "DynamoDbLedger::record keeps a stale operationRequestId when given none (MemoryLedger clears it); reported, not fixed here"]
+async fn a_record_without_operation_id_leaves_none_as_the_memory_ledger_does() {
+    let ledgers = ledgers().await;
+    let memory = MemoryLedger::default();
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        None,
+        "m-1",
+        Some(datetime!(2026-11-30 11:00:00 UTC)),
+    );
+    ledgers
+        .ledger
+        .claim(&key(1), &grant, NOW)
+        .await
+        .expect("claim");
+    memory.claim(&key(1), &grant, NOW).await.expect("claim");
+    for (state, operation) in [
+        (RecordedState::Present, Some("op-create")),
+        (RecordedState::Absent, None),
+    ] {
+        assert_eq!(
+            ledgers
+                .ledger
+                .record(&key(1), &grant.order, state, operation, NOW)
+                .await
+                .expect("record"),
+            RecordAnswer::Recorded
+        );
+        memory
+            .record(&key(1), &grant.order, state, operation, NOW)
+            .await
+            .expect("record");
+    }
+    let in_memory = memory.item(&key(1)).expect("the memory item");
+    assert_eq!(in_memory.state, RecordedState::Absent);
+    assert_eq!(in_memory.operation_request_id, None);
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("absent"));
+    assert_eq!(
+        text(&item, "operationRequestId"),
+        in_memory.operation_request_id.as_deref(),
+        "{item:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_item_the_worker_did_not_write_fails_closed() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let good = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 18:00:00 UTC)),
+    );
+    // An order key above any the worker writes, so a claim is refused and reads it.
+    let top = "9999-12-31T23:59:59.999999999Z\u{1}1\u{1}\u{1}";
+    let base = |n: u32| -> Item {
+        HashMap::from([
+            ("pk".to_owned(), s(key(n).as_str())),
+            ("orderKey".to_owned(), s(top)),
+            ("requestedAt".to_owned(), s("2026-11-30T10:00:00Z")),
+            ("decision".to_owned(), s("revoke")),
+            ("firstMessageId".to_owned(), s("m-1")),
+            ("state".to_owned(), s("pending")),
+            ("stateAt".to_owned(), s("2026-11-30T10:00:00Z")),
+        ])
+    };
+    let cases: Vec<(&str, Item)> = vec![
+        ("decision maybe", {
+            let mut item = base(1);
+            item.insert("decision".to_owned(), s("maybe"));
+            item
+        }),
+        ("decision missing", {
+            let mut item = base(2);
+            item.remove("decision");
+            item
+        }),
+        ("requestedAt not RFC 3339", {
+            let mut item = base(3);
+            item.insert("requestedAt".to_owned(), s("30/11/2026 10:00"));
+            item
+        }),
+        ("requestedAt a number", {
+            let mut item = base(4);
+            item.insert(
+                "requestedAt".to_owned(),
+                AttributeValue::N("1796032800".to_owned()),
+            );
+            item
+        }),
+        ("firstMessageId missing", {
+            let mut item = base(5);
+            item.remove("firstMessageId");
+            item
+        }),
+        ("notAfter not RFC 3339", {
+            let mut item = base(6);
+            item.insert("notAfter".to_owned(), s("tomorrow"));
+            item
+        }),
+        ("correlationId a list", {
+            let mut item = base(7);
+            item.insert("correlationId".to_owned(), AttributeValue::L(vec![]));
+            item
+        }),
+        (
+            "only the key",
+            HashMap::from([("pk".to_owned(), s(key(8).as_str()))]),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (n, (name, item)) in (1..).zip(cases) {
+        ledgers.put_raw(item).await;
+        match ledger.latest(&key(n)).await {
+            Err(error) if error.kind == ErrorKind::Rejected && !error.kind.is_transient() => {}
+            other => failures.push(format!("{name}: latest answered {other:?}")),
+        }
+        // A claim refused by such an item cannot say what superseded it.
+        if n != 8 {
+            match ledger.claim(&key(n), &good, NOW).await {
+                Err(error) if error.kind == ErrorKind::Rejected => {}
+                other => failures.push(format!("{name}: claim answered {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_table_that_does_not_exist_is_a_permanent_error() {
+    let moto = Moto::start();
+    let shared = moto.sdk_config().await;
+    let ledger = DynamoDbLedger::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&shared)
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        ),
+        "no-such-ledger",
+    );
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        None,
+        "m-1",
+        None,
+    );
+    let errors = [
+        ledger.latest(&key(1)).await.map(|_| ()),
+        ledger.claim(&key(1), &grant, NOW).await.map(|_| ()),
+        ledger
+            .record(&key(1), &grant.order, RecordedState::Present, None, NOW)
+            .await
+            .map(|_| ()),
+    ];
+    for (call, result) in ["latest", "claim", "record"].into_iter().zip(errors) {
+        let error = result.expect_err(call);
+        assert_eq!(error.kind, ErrorKind::ResourceNotFound, "{call}: {error:?}");
+        assert_eq!(error.code, "ResourceNotFoundException", "{call}");
+        assert!(!error.kind.is_transient(), "{call}");
+    }
+}
