@@ -10,9 +10,10 @@ end this run with a poll re-enqueued, which is all the check needs (events/poll.
 polls an operation idc-sim never saw, submitted long ago: it is dead-lettered timed-out).
 
 Each response must have an empty batchItemFailures, and each record's next step must be
-stored: with the outcome queue configured, every record leaves exactly one new message on
-the work queue (a re-enqueued step) or the outcome queue (its outcome; a dead-lettered
-request also leaves its dead letter). idc-sim must have seen the function's calls.
+stored: with the outcome queue configured, every record leaves one new message on the
+work queue (a re-enqueued step) or the outcome queue (its outcome; a dead-lettered
+request also leaves its dead letter; a grant with notAfter that succeeded also leaves its
+expiry step on the work queue). idc-sim must have seen the function's calls.
 
 Run by scripts/check-deploy with .venv-deploy's python (it needs boto3, and its bin first
 on PATH for `cargo lambda`); moto's server comes from .venv (scripts/bootstrap).
@@ -350,8 +351,10 @@ def main():
             if response is not None and response.get("batchItemFailures") != []:
                 problems.append(f"batchItemFailures: {response.get('batchItemFailures')!r}")
             # Each record's next step is stored: a re-enqueued step on the work queue, or
-            # an outcome event (a dead-lettered request has its dead letter as well).
-            if delta["work"] + delta["outcomes"] != records or delta["dead-letter"] > delta["outcomes"]:
+            # an outcome event (a dead-lettered request has its dead letter as well; a
+            # grant with notAfter that succeeded has its expiry step as well).
+            stored = delta["work"] + delta["outcomes"]
+            if not records <= stored <= 2 * records or delta["dead-letter"] > delta["outcomes"]:
                 problems.append(f"{records} records but stored {delta}")
             rows.append((event.name, records, response, delta, seconds, problems))
             failures.extend(f"{event.name}: {p}" for p in problems)
