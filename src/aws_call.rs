@@ -53,7 +53,13 @@ impl ErrorKind {
         // The JSON protocol may qualify the code: `com.amazonaws.swbexternalservice#ConflictException`.
         let code = code.map(|c| c.rsplit('#').next().unwrap_or(c));
         match code {
-            Some("ConflictException") => ErrorKind::Conflict,
+            // DynamoDB: another writer's transaction or replication holds the item; the
+            // worker's own write is safe to repeat.
+            Some(
+                "ConflictException"
+                | "TransactionConflictException"
+                | "ReplicatedWriteConflictException",
+            ) => ErrorKind::Conflict,
             Some("ThrottlingException" | "ThrottledException" | "TooManyRequestsException") => {
                 let message = message.unwrap_or_default().to_ascii_lowercase();
                 if message.contains("too many requests processing") {

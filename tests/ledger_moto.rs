@@ -495,11 +495,8 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
 
 /// What the in-memory fake keeps after a second record for the same decision without
 /// an operation id (an expiry revoke that found the access already gone, after the
-/// grant recorded its create's id): no operation id. The DynamoDB adapter's record only
-/// SETs `operationRequestId` when it has one and never REMOVEs it, so the create's id
-/// stays beside `state` `absent`.
+/// grant recorded its create's id): no operation id, in both ledgers.
 #[tokio::test]
-#[ignore = "DynamoDbLedger::record keeps a stale operationRequestId when given none (MemoryLedger clears it); reported, not fixed here"]
 async fn a_record_without_operation_id_leaves_none_as_the_memory_ledger_does() {
     let ledgers = ledgers().await;
     let memory = MemoryLedger::default();

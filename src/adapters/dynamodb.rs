@@ -202,7 +202,13 @@ impl Ledger for DynamoDbLedger {
                     .expression_attribute_values(":operationRequestId", s(id));
                 "SET #state = :state, #stateAt = :now, #operationRequestId = :operationRequestId"
             }
-            None => "SET #state = :state, #stateAt = :now",
+            // The state is this answer's alone: an operation id from an earlier state
+            // (the grant's create, say, under an expiry that found nothing) must go.
+            None => {
+                request =
+                    request.expression_attribute_names("#operationRequestId", "operationRequestId");
+                "SET #state = :state, #stateAt = :now REMOVE #operationRequestId"
+            }
         };
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(RecordAnswer::Recorded),
