@@ -166,6 +166,11 @@ async fn main() -> Result<(), Error> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    if let Some(binary) = std::env::var_os("WORKER_BIN") {
+        // A run of another build (an earlier commit's, say) for comparison.
+        writeln!(report)?;
+        writeln!(report, "Worker binary: `{}` (WORKER_BIN)", binary.display())?;
+    }
     writeln!(report)?;
     writeln!(report, "| figure | value |")?;
     writeln!(report, "|---|---|")?;
