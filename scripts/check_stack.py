@@ -1,15 +1,18 @@
 """Stack check: template.yaml, translated by the SAM translator, is created as a stack in
 moto's CloudFormation on loopback with two sets of parameters, and the resources it
 resolves to are read back and checked: the role's policy (least privilege, no `*`
-action, the guardrail Denies, only GetItem and UpdateItem on the ledger table), the
-queues (encryption, visibility timeout, redrive), the ledger table (key schema, billing
-mode), the event source mapping and the function's environment.
+action, the guardrail Denies, only GetItem and UpdateItem on the ledger table, the X-Ray
+statement only with Tracing=Active), the queues (encryption, visibility timeout, redrive),
+the ledger table (key schema, billing mode), the event source mapping, the function's
+environment, and the dashboard (its body, after !Sub, must be JSON with the panels README
+"Metrics and dashboard" lists, on the stack's namespace and queues).
 
 moto resolves the intrinsic functions independently of AWS; it does not model everything
-(it keeps AWS::NoValue in lists as null, ignores Architectures and LoggingConfig, does not
-apply queue policies, ignores a table's point-in-time recovery and reads its SSESpecification
-under the API's name, not CloudFormation's), so those are read from the template instead. Run by
-scripts/check-deploy with .venv-deploy's python; moto's server comes from .venv.
+(it keeps AWS::NoValue in lists as null, ignores Architectures, LoggingConfig and
+TracingConfig, does not apply queue policies, ignores a table's point-in-time recovery and
+reads its SSESpecification under the API's name, not CloudFormation's, and skips
+AWS::CloudWatch::Alarm resources altogether), so those are read from the template instead.
+Run by scripts/check-deploy with .venv-deploy's python; moto's server comes from .venv.
 """
 
 import ast
@@ -50,7 +53,7 @@ CASES = {
         "ProtectedPermissionSetArns": PS + "aaaaaaaaaaaaaaaa",
         "MaxConcurrency": "2",
     },
-    "listed-permission-sets-management-kms-no-outcomes": {
+    "listed-permission-sets-management-kms-no-outcomes-tracing-namespace": {
         "IdentityCenterInstanceArn": INSTANCE,
         "SenderPrincipalArns": "arn:aws:iam::123456789012:role/approvals",
         "SenderSourceArns": "arn:aws:sns:us-east-1:123456789012:access-requests",
@@ -58,8 +61,21 @@ CASES = {
         "AllowManagementAccountAssignments": "true",
         "IdentityCenterKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "CreateOutcomeQueue": "false",
+        "Tracing": "Active",
+        "MetricsNamespace": "Platform/Access Worker",
+        "TimeToOutcomeAlarmMilliseconds": "600000",
+        "OldestMessageAgeAlarmSeconds": "900",
     },
 }
+
+# The worker's metrics (README "Metrics and dashboard").
+DEFAULT_NAMESPACE = "AssignmentWorker"
+ERROR_CLASSES = ["invalid-request", "forbidden", "expired", "permanent", "failed", "exhausted", "timed-out"]
+OUTCOMES = ["succeeded", "already-satisfied", "superseded", "dead-lettered"]
+CALL_ANSWERS = ["Succeeded", "ThrottledRate", "ThrottledBusy", "Conflicts", "ServerErrors", "Timeouts",
+                "ConnectionErrors", "OtherErrors"]
+WORKER_COUNTERS = ["Retries", "Superseded", "ExpiryRevokes", "Undos"]
+XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 
 failures = []
 
@@ -107,6 +123,139 @@ def template_checks(template):
     check(table.get("DeletionProtectionEnabled") is True, "ledger table without deletion protection")
     check(table.get("SSESpecification") == {"SSEEnabled": True}, "ledger table without SSESpecification SSEEnabled")
 
+    parameters = template["Parameters"]
+    namespace = parameters["MetricsNamespace"]
+    check(namespace.get("Default") == DEFAULT_NAMESPACE, f"MetricsNamespace default {namespace.get('Default')}")
+    pattern = re.compile(namespace["AllowedPattern"])
+    for value, allowed in [(DEFAULT_NAMESPACE, True), ("Platform/Access Worker", True), ("AWS", True),
+                           ("AWSWorker", True), ("aws/worker", True), ("AWS/Worker", False), ("AWS/", False),
+                           ("", False), ("x" * 255, True), ("x" * 256, False), ('a"b', False), ("a\\b", False),
+                           ("tab\tname", False)]:
+        check(bool(pattern.fullmatch(value)) == allowed,
+              f"MetricsNamespace pattern {'refuses' if allowed else 'allows'} {value[:20]!r}")
+    tracing = parameters["Tracing"]
+    check(tracing.get("Default") == "PassThrough" and sorted(tracing.get("AllowedValues", [])) == ["Active", "PassThrough"],
+          f"Tracing parameter {tracing}")
+    check(function.get("Tracing") == {"Ref": "Tracing"}, f"function Tracing {function.get('Tracing')}")
+    check(parameters["TimeToOutcomeAlarmMilliseconds"].get("Default") == 900000,
+          "TimeToOutcomeAlarmMilliseconds default is not 900000")
+
+    # Alarms: moto's CloudFormation skips them, so their properties are read here.
+    resources = template["Resources"]
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    actions = alarms["DeadLetterQueueAlarm"]["AlarmActions"], alarms["DeadLetterQueueAlarm"]["OKActions"]
+    check(actions[0] == actions[1] and actions[0]["Fn::If"][0] == "HasAlarmTopic", f"DeadLetterQueueAlarm actions {actions}")
+    by_class = {}
+    for name, alarm in alarms.items():
+        check((alarm.get("AlarmActions"), alarm.get("OKActions")) == actions, f"alarm {name}: actions differ")
+        if alarm.get("MetricName") == "Requests":
+            dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+            by_class.setdefault(dimensions.get("ErrorClass"), []).append(name)
+            check(alarm.get("Namespace") == {"Ref": "MetricsNamespace"}, f"alarm {name}: namespace {alarm.get('Namespace')}")
+            check(len(alarm["Dimensions"]) == 2 and dimensions.get("Outcome") == "dead-lettered",
+                  f"alarm {name}: dimensions {alarm['Dimensions']}")
+            check((alarm.get("Statistic"), alarm.get("Period"), alarm.get("EvaluationPeriods"), alarm.get("Threshold"),
+                   alarm.get("ComparisonOperator"), alarm.get("TreatMissingData"))
+                  == ("Sum", 300, 1, 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
+                  f"alarm {name}: not Sum over 5 minutes >= 1, missing data not breaching")
+    check(sorted(by_class) == sorted(ERROR_CLASSES) and all(len(v) == 1 for v in by_class.values()),
+          f"dead-letter alarms by class {by_class}")
+    time_alarms = [name for name, alarm in alarms.items() if alarm.get("MetricName") == "TimeToOutcome"]
+    check(len(time_alarms) == 1, f"TimeToOutcome alarms {time_alarms}")
+    for name in time_alarms:
+        alarm = alarms[name]
+        check(alarm.get("Namespace") == {"Ref": "MetricsNamespace"} and "Dimensions" not in alarm
+              and alarm.get("ExtendedStatistic") == "p99" and "Statistic" not in alarm
+              and alarm.get("Threshold") == {"Ref": "TimeToOutcomeAlarmMilliseconds"}
+              and alarm.get("ComparisonOperator") == "GreaterThanThreshold"
+              and alarm.get("TreatMissingData") == "notBreaching",
+              f"alarm {name}: not p99 of TimeToOutcome without dimensions above TimeToOutcomeAlarmMilliseconds")
+
+
+def translated_checks(translated):
+    """What the SAM translator made of the function: the tracing mode follows the parameter."""
+    function = translated["Resources"]["AssignmentWorkerFunction"]["Properties"]
+    check(function.get("TracingConfig") == {"Mode": {"Ref": "Tracing"}},
+          f"translated TracingConfig {function.get('TracingConfig')}")
+
+
+def dashboard_checks(name, params, outputs, cfn, cloudwatch, stack):
+    """The dashboard as moto's CloudFormation resolved it: JSON, with the panels."""
+    resources = cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]
+    dashboards = [r for r in resources if r["ResourceType"] == "AWS::CloudWatch::Dashboard"]
+    check(len(dashboards) == 1, f"{name}: {len(dashboards)} dashboards")
+    if len(dashboards) != 1:
+        return
+    body = cloudwatch.get_dashboard(DashboardName=dashboards[0]["PhysicalResourceId"])["DashboardBody"]
+    check("${" not in body, f"{name}: dashboard body has an unresolved ${{...}}")
+    try:
+        widgets = json.loads(body)["widgets"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        failures.append(f"{name}: dashboard body is not JSON with widgets: {error}")
+        return
+    namespace = params.get("MetricsNamespace", DEFAULT_NAMESPACE)
+    work = outputs["WorkQueueUrl"].rsplit("/", 1)[-1]
+    dead = outputs["DeadLetterQueueUrl"].rsplit("/", 1)[-1]
+
+    def panel(title_start):
+        found = [w["properties"] for w in widgets if w["properties"]["title"].startswith(title_start)]
+        check(len(found) == 1, f"{name}: {len(found)} dashboard panels titled {title_start!r}")
+        return found[0] if found else {"metrics": []}
+
+    def series(properties):
+        """(metric row without its options, options) of each plain metric, and the expressions."""
+        rows = [(tuple(m[:-1]) if isinstance(m[-1], dict) else tuple(m), m[-1] if isinstance(m[-1], dict) else {})
+                for m in properties["metrics"] if isinstance(m[0], str)]
+        expressions = [m[0]["expression"] for m in properties["metrics"] if isinstance(m[0], dict)]
+        return rows, expressions
+
+    def search(schema, metric):
+        return f"SEARCH('{{\"{namespace}\",{schema}}} MetricName=\"{metric}\""
+
+    for w in widgets:
+        check(w["properties"].get("region") == REGION, f"{name}: panel {w['properties'].get('title')} region")
+    check(len({(w["x"], w["y"]) for w in widgets}) == len(widgets), f"{name}: dashboard panels overlap")
+
+    rows, expressions = series(panel("Outcomes by kind"))
+    check({r for r, _ in rows} == {(namespace, "Requests", "Outcome", o) for o in OUTCOMES if o != "dead-lettered"},
+          f"{name}: outcomes panel {rows}")
+    check(any(e.startswith(f"SUM({search('Outcome,ErrorClass', 'Requests')} Outcome=\"dead-lettered\"")
+              for e in expressions), f"{name}: outcomes panel has no dead-lettered total {expressions}")
+    rows, _ = series(panel("Dead letters by ErrorClass"))
+    check(sorted(r for r, _ in rows)
+          == sorted((namespace, "Requests", "Outcome", "dead-lettered", "ErrorClass", c) for c in ERROR_CLASSES),
+          f"{name}: dead letters panel {rows}")
+    time_panel = panel("Time to outcome")
+    rows, _ = series(time_panel)
+    check(sorted((r, o.get("stat")) for r, o in rows)
+          == [((namespace, "TimeToOutcome"), "p50"), ((namespace, "TimeToOutcome"), "p99")],
+          f"{name}: time to outcome panel {rows}")
+    threshold = int(params.get("TimeToOutcomeAlarmMilliseconds", "900000"))
+    check(time_panel.get("annotations", {}).get("horizontal", [{}])[0].get("value") == threshold,
+          f"{name}: time to outcome panel threshold {time_panel.get('annotations')}")
+    rows, _ = series(panel("Retries, superseded"))
+    check(sorted(r for r, _ in rows) == sorted((namespace, m) for m in WORKER_COUNTERS), f"{name}: worker panel {rows}")
+    _, expressions = series(panel("AWS calls by answer"))
+    for answer in CALL_ANSWERS:
+        check(any(e.startswith(f"SUM({search('Api', answer)}'") for e in expressions),
+              f"{name}: calls panel without {answer}")
+    for title, metric in (("AWS calls by API", "Calls"), ("Throttled AWS calls by API", "Throttled")):
+        _, expressions = series(panel(title))
+        check(len(expressions) == 1 and expressions[0].startswith(search("Api", metric) + "'"),
+              f"{name}: {title} panel {expressions}")
+    rows, _ = series(panel("Work queue depth"))
+    check(sorted(r for r, _ in rows) == sorted(("AWS/SQS", m, "QueueName", work) for m in (
+        "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesDelayed")), f"{name}: work queue panel {rows}")
+    age = panel("Work queue: age of oldest message")
+    rows, _ = series(age)
+    check([r for r, _ in rows] == [("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", work)],
+          f"{name}: oldest message panel {rows}")
+    check(age.get("annotations", {}).get("horizontal", [{}])[0].get("value")
+          == int(params.get("OldestMessageAgeAlarmSeconds", "1800")), f"{name}: oldest message panel threshold")
+    rows, _ = series(panel("Dead-letter queue depth"))
+    check([r for r, _ in rows] == [("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", dead)],
+          f"{name}: dead-letter queue panel {rows}")
+
 
 def stack_checks(name, params, outputs, clients):
     iam, sqs, lam, dynamodb = clients
@@ -119,8 +268,18 @@ def stack_checks(name, params, outputs, clients):
     for s in policy:
         for action in as_list(s["Action"]):
             check("*" not in action, f"{name}: wildcard action {action} in {s['Sid']}")
-        if s["Effect"] == "Allow":
+        # X-Ray's two write actions have no resource type: "*" is the only resource they take.
+        if s["Effect"] == "Allow" and s["Sid"] != "WriteXRayTraces":
             check(s["Resource"] != "*" and "*" not in as_list(s["Resource"]), f"{name}: {s['Sid']} on every resource")
+
+    tracing = params.get("Tracing", "PassThrough") == "Active"
+    xray = [s for s in policy if any(a.startswith("xray:") for a in as_list(s["Action"]))]
+    if tracing:
+        check(len(xray) == 1 and xray[0]["Sid"] == "WriteXRayTraces" and xray[0]["Effect"] == "Allow"
+              and sorted(as_list(xray[0]["Action"])) == XRAY_ACTIONS and as_list(xray[0]["Resource"]) == ["*"],
+              f"{name}: X-Ray statements {xray}")
+    else:
+        check(not xray and "WriteXRayTraces" not in by_sid, f"{name}: X-Ray statement without Tracing=Active")
 
     submit = by_sid["SubmitAssignmentChanges"]
     if params.get("PermissionSetArns"):
@@ -210,6 +369,8 @@ def stack_checks(name, params, outputs, clients):
     check(env["PROTECTED_ACCOUNT_IDS"] == params.get("ProtectedAccountIds", ""), f"{name}: PROTECTED_ACCOUNT_IDS")
     check(env["MAX_CONCURRENCY"] == params.get("MaxConcurrency", "4"), f"{name}: MAX_CONCURRENCY")
     check(env.get("LEDGER_TABLE") == outputs["LedgerTableName"], f"{name}: LEDGER_TABLE {env.get('LEDGER_TABLE')}")
+    check(env.get("METRICS_NAMESPACE") == params.get("MetricsNamespace", DEFAULT_NAMESPACE),
+          f"{name}: METRICS_NAMESPACE {env.get('METRICS_NAMESPACE')}")
     for variable in ("MAX_ATTEMPTS", "POLL_DEADLINE_SECONDS", "POLL_INITIAL_DELAY_SECONDS",
                      "POLL_MAX_DELAY_SECONDS", "BACKOFF_BASE_SECONDS", "BUSY_BACKOFF_MIN_SECONDS",
                      "PROTECTED_PERMISSION_SET_ARNS"):
@@ -249,7 +410,6 @@ def main():
 
         source = yaml_parse((ROOT / "template.yaml").read_text())
         template_checks(source)
-        print(f"template: {'ok' if not failures else 'FAILED'}")
         source["Resources"]["AssignmentWorkerFunction"]["Properties"]["CodeUri"] = "s3://code/bootstrap.zip"
 
         class NoManagedPolicies:
@@ -257,7 +417,10 @@ def main():
                 return {}
 
         translated = transform(source, {}, NoManagedPolicies())
+        translated_checks(translated)
+        print(f"template: {'ok' if not failures else 'FAILED'}")
         cfn = boto3.client("cloudformation", **kw)
+        cloudwatch = boto3.client("cloudwatch", **kw)
         clients = (boto3.client("iam", **kw), boto3.client("sqs", **kw), boto3.client("lambda", **kw),
                    boto3.client("dynamodb", **kw))
         for index, (name, params) in enumerate(CASES.items()):
@@ -277,12 +440,13 @@ def main():
             else:
                 outputs = {o["OutputKey"]: o["OutputValue"] for o in status["Outputs"]}
                 stack_checks(name, params, outputs, clients)
+                dashboard_checks(name, params, outputs, cfn, cloudwatch, stack)
             print(f"stack {name}: {'ok' if len(failures) == before else 'FAILED'}")
     finally:
         moto.send_signal(signal.SIGTERM)
         moto.wait(timeout=15)
         shutil.rmtree(workdir, ignore_errors=True)
-    passed = len(CASES) - len({f.split(':')[0] for f in failures if ':' in f})
+    passed = sum(1 for case in CASES if not any(f.startswith(f"{case}: ") for f in failures))
     print(f"{passed} passed, {len(CASES) - passed} failed")
     if failures:
         print("\n".join(failures), file=sys.stderr)
