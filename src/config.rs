@@ -83,6 +83,8 @@ pub struct Config {
     pub outcome_queue: Option<QueueUrl>,
     /// The ledger of decisions (SPEC §11).
     pub ledger_table: TableName,
+    /// The CloudWatch namespace of the worker's metrics (SPEC §12).
+    pub metrics_namespace: String,
     /// AWS operations in flight per invocation.
     pub max_concurrency: usize,
     pub policy: Policy,
@@ -156,6 +158,7 @@ impl Config {
                 })
                 .transpose()?
                 .ok_or_else(|| missing("LEDGER_TABLE"))?,
+            metrics_namespace: env.namespace("METRICS_NAMESPACE")?,
             max_concurrency: env.number("MAX_CONCURRENCY", 4, 1, 15)?,
             policy,
             guardrails: Guardrails {
@@ -206,6 +209,27 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 problem: format!("must be a whole number from {min} to {max}, got `{text}`"),
             }),
         }
+    }
+
+    /// A CloudWatch namespace: 1..255 of the characters CloudWatch allows
+    /// (`0-9 A-Z a-z . - _ / # :` and space), not under `AWS/`.
+    fn namespace(&self, variable: &'static str) -> Result<String, ConfigError> {
+        let Some(text) = self.get(variable) else {
+            return Ok(crate::metrics::DEFAULT_NAMESPACE.to_owned());
+        };
+        let allowed = text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b));
+        if text.len() > 255 || !allowed || text.starts_with("AWS/") {
+            return Err(ConfigError {
+                variable,
+                problem: format!(
+                    "must be 1..255 of `0-9 A-Z a-z . - _ / # :` and space, not starting with \
+                     AWS/, got `{text}`"
+                ),
+            });
+        }
+        Ok(text)
     }
 
     fn queue(&self, variable: &'static str) -> Result<Option<QueueUrl>, ConfigError> {
@@ -277,6 +301,7 @@ mod tests {
         assert_eq!(config.outcome_queue, None);
         assert_eq!(config.guardrails, Guardrails::default());
         assert_eq!(config.ledger_table.as_str(), "assignment-ledger");
+        assert_eq!(config.metrics_namespace, "AssignmentWorker");
         let by_arn = super::TableName::parse(
             "arn:aws:dynamodb:eu-west-1:123456789012:table/assignment-ledger",
         );

@@ -14,6 +14,7 @@ use tracing::{Instrument, Span, field};
 use crate::config::{Config, QueueUrl};
 use crate::identity_center::IdentityCenter;
 use crate::ledger::Ledger;
+use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::queue::{OutgoingMessage, QueueSender, plan_batches};
 use crate::record_step::Plan;
 use crate::request::{InvalidRequest, Message, parse_body};
@@ -26,6 +27,17 @@ pub struct Worker<I, Q, L> {
     pub config: Config,
 }
 
+/// One Lambda invocation: its deadline, the ids every log line about its records
+/// carries, and its metrics.
+#[derive(Debug, Default)]
+pub struct Invocation {
+    /// When the invocation is cut off (`None`: never).
+    pub deadline: Option<SystemTime>,
+    pub request_id: String,
+    pub xray_trace_id: Option<String>,
+    pub metrics: InvocationMetrics,
+}
+
 /// Which queue a message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -35,8 +47,8 @@ pub enum Destination {
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
-    /// Handles one batch. `deadline` is when the invocation is cut off (`None`: never).
-    pub async fn handle(&self, event: SqsEvent, deadline: Option<SystemTime>) -> SqsBatchResponse {
+    /// Handles one batch.
+    pub async fn handle(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let records = event.records;
         let parsed: Vec<Result<Message, InvalidRequest>> = records
             .iter()
@@ -44,7 +56,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             .collect();
         let groups = group_by_assignment(&parsed);
         let plans: Vec<(usize, Plan, Span)> = stream::iter(groups)
-            .map(|group| self.run_group(&records, &parsed, group, deadline))
+            .map(|group| self.run_group(&records, &parsed, group, invocation))
             .buffer_unordered(self.config.max_concurrency)
             .flat_map(stream::iter)
             .collect()
@@ -76,7 +88,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         let sends = outbox
             .into_iter()
             .map(|(destination, (owners, messages))| async move {
-                let failures = self.send_all(destination, &owners, &messages).await;
+                let failures = self
+                    .send_all(destination, &owners, &messages, &invocation.metrics)
+                    .await;
                 (destination, failures)
             });
         for (destination, failures) in futures_util::future::join_all(sends).await {
@@ -90,14 +104,21 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
                 );
             }
         }
-        for (index, outcome, span) in finished {
+        let now = time::OffsetDateTime::now_utc();
+        for (index, terminal, span) in finished {
+            let durable = !failed[index];
             span.in_scope(|| {
                 tracing::info!(
-                    outcome = outcome.as_str(),
-                    durable = !failed[index],
+                    outcome = terminal.outcome,
+                    error_class = terminal.error_class.map(|c| c.as_str()),
+                    durable,
                     "request finished"
                 );
             });
+            // Counted once stored: a record that fails here runs again.
+            if durable {
+                terminal.count(&invocation.metrics, now);
+            }
         }
 
         let mut response = SqsBatchResponse::default();
@@ -124,6 +145,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         destination: Destination,
         owners: &[usize],
         messages: &[OutgoingMessage],
+        metrics: &InvocationMetrics,
     ) -> Vec<(usize, String)> {
         let Some(queue) = self.queue_url(destination) else {
             return owners
@@ -134,16 +156,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         let mut failures = Vec::new();
         for run in plan_batches(messages) {
             let mut results = self.queues.send_batch(queue, &messages[run.clone()]).await;
+            metrics.call(Api::SendMessageBatch, send_answer(&results));
             if run.len() > 1 && results.iter().all(Result::is_err) {
                 // SQS refuses a whole batch for one bad entry (an oversized body, say):
                 // sent alone, the others still go through.
                 results = Vec::with_capacity(run.len());
                 for message in &messages[run.clone()] {
-                    results.extend(
-                        self.queues
-                            .send_batch(queue, std::slice::from_ref(message))
-                            .await,
-                    );
+                    let alone = self
+                        .queues
+                        .send_batch(queue, std::slice::from_ref(message))
+                        .await;
+                    metrics.call(Api::SendMessageBatch, send_answer(&alone));
+                    results.extend(alone);
                 }
             }
             for (offset, index) in owners[run.clone()].iter().enumerate() {
@@ -163,13 +187,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         records: &[SqsMessage],
         parsed: &[Result<Message, InvalidRequest>],
         group: Vec<usize>,
-        deadline: Option<SystemTime>,
+        invocation: &Invocation,
     ) -> Vec<(usize, Plan, Span)> {
         let mut plans = Vec::with_capacity(group.len());
         for index in group {
             let record = &records[index];
             let span = tracing::info_span!(
                 "record",
+                request_id = invocation.request_id.as_str(),
+                xray_trace_id = invocation.xray_trace_id.as_deref(),
                 message_id = record.message_id.as_deref().unwrap_or_default(),
                 correlation_id = field::Empty,
                 action = field::Empty,
@@ -180,7 +206,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
                 attempt = field::Empty,
             );
             let plan = AssertUnwindSafe(
-                self.run_record(record, &parsed[index], deadline)
+                self.run_record(record, &parsed[index], invocation)
                     .instrument(span.clone()),
             )
             .catch_unwind()
@@ -192,6 +218,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             plans.push((index, plan, span));
         }
         plans
+    }
+}
+
+/// A SendMessageBatch call's answer: a success when every entry was stored.
+fn send_answer(results: &[Result<(), crate::queue::SendError>]) -> Answer {
+    if results.iter().all(Result::is_ok) {
+        Answer::Success
+    } else {
+        Answer::OtherError
     }
 }
 
@@ -248,8 +283,22 @@ pub async fn function_handler<I: IdentityCenter, Q: QueueSender, L: Ledger>(
     worker: &Worker<I, Q, L>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let deadline = invocation_deadline(event.context.deadline, SystemTime::now());
-    let response = worker.handle(event.payload, deadline).await;
+    let invocation = Invocation {
+        deadline: invocation_deadline(event.context.deadline, SystemTime::now()),
+        request_id: event.context.request_id.clone(),
+        xray_trace_id: event.context.xray_trace_id.clone(),
+        metrics: InvocationMetrics::default(),
+    };
+    let response = worker.handle(event.payload, &invocation).await;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let written = invocation.metrics.write(
+        &worker.config.metrics_namespace,
+        i64::try_from(now_ms).unwrap_or(i64::MAX),
+        &mut std::io::stdout().lock(),
+    );
+    if let Err(error) = written {
+        tracing::warn!(%error, "could not write the invocation's metrics");
+    }
     if response
         .batch_item_failures
         .iter()

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod ledger;
 pub mod lifecycle;
 pub mod messages;
+pub mod metrics;
 pub mod progress;
 pub mod queue;
 pub mod record_step;

@@ -94,7 +94,7 @@ pub enum Outcome<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeContext<'a> {
     pub correlation_id: Option<&'a CorrelationId>,
-    pub action: Option<&'a str>,
+    pub action: Option<&'static str>,
     pub request: Option<&'a RawValue>,
     pub operation_request_id: Option<&'a str>,
     pub attempts: u32,

@@ -9,13 +9,14 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use time::OffsetDateTime;
 use tracing::Span;
 
-use crate::handler::{Destination, Worker};
+use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter};
 use crate::ledger::{
     AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
+use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::progress::{DecisionStamp, Progress, Purpose, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{Assignment, AssignmentAction, InvalidRequest, Message};
@@ -34,8 +35,30 @@ pub enum Plan {
     /// Durable once these messages are stored (none: nothing to store).
     Store {
         messages: Vec<(Destination, OutgoingMessage)>,
-        terminal: Option<String>,
+        terminal: Option<Terminal>,
     },
+}
+
+/// A terminal outcome a plan reports, for the log and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal {
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub error_class: Option<ErrorClass>,
+    /// The request's first receipt.
+    pub received_at: OffsetDateTime,
+    /// The outcome of a grant's expiry step.
+    pub expiry: bool,
+}
+
+impl Terminal {
+    pub fn count(&self, metrics: &InvocationMetrics, now: OffsetDateTime) {
+        let elapsed_ms = (now - self.received_at).as_seconds_f64() * 1000.0;
+        metrics.outcome(self.action, self.outcome, self.error_class, elapsed_ms);
+        if self.expiry && matches!(self.outcome, "succeeded" | "already-satisfied") {
+            metrics.expiry_revoke();
+        }
+    }
 }
 
 /// Where a step ended: a lifecycle decision about `progress`, or no decision yet.
@@ -56,6 +79,7 @@ struct RecordRun<'a, I, Q, L> {
     key: LedgerKey,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
+    metrics: &'a InvocationMetrics,
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
@@ -63,7 +87,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         &self,
         record: &SqsMessage,
         parsed: &Result<Message, InvalidRequest>,
-        deadline: Option<SystemTime>,
+        invocation: &Invocation,
     ) -> Plan {
         let received_at = OffsetDateTime::now_utc();
         let message = match parsed {
@@ -118,7 +142,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             assignment,
             key: LedgerKey::assignment(assignment),
             decision,
-            deadline,
+            deadline: invocation.deadline,
+            metrics: &invocation.metrics,
         };
         match run.step(progress).await {
             Stepped::Redeliver(reason) => Plan::Redeliver(reason),
@@ -197,7 +222,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         }
         Plan::Store {
             messages,
-            terminal: Some(format!("dead-lettered ({})", dead_letter.class.as_str())),
+            terminal: Some(Terminal {
+                action: context.action.unwrap_or("unknown"),
+                outcome: "dead-lettered",
+                error_class: Some(dead_letter.class),
+                received_at: context.received_at,
+                expiry: context.trigger.is_some(),
+            }),
         }
     }
 }
@@ -294,13 +325,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                     .ledger
                     .claim(&self.key, &self.decision, now)
                     .await;
+                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
                 match lifecycle::after_claim(&progress, &answer, self.policy(), Self::jitter()) {
                     None => Ok(progress),
                     Some(decision) => stop(decision, progress),
                 }
             }
             Purpose::Expiry | Purpose::Undo { .. } => {
-                let latest = match self.worker.ledger.latest(&self.key).await {
+                let latest = self.worker.ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                let latest = match latest {
                     Ok(latest) => latest,
                     Err(error) => {
                         let decision = lifecycle::on_ledger_error(
@@ -375,6 +409,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                     .await
             }
         };
+        let api = match (&progress.stage, progress.operation()) {
+            (Stage::Poll { .. }, AssignmentAction::Create) => {
+                Api::DescribeAccountAssignmentCreationStatus
+            }
+            (Stage::Poll { .. }, AssignmentAction::Delete) => {
+                Api::DescribeAccountAssignmentDeletionStatus
+            }
+            (_, AssignmentAction::Create) => Api::CreateAccountAssignment,
+            (_, AssignmentAction::Delete) => Api::DeleteAccountAssignment,
+        };
+        self.metrics.call(api, Answer::of(&result));
         if let Err(error) = &result {
             tracing::info!(
                 kind = ?error.kind,
@@ -400,7 +445,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
         let now = Self::now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
-                ledger
+                let answer = ledger
                     .record(
                         &self.key,
                         &self.decision.order,
@@ -408,9 +453,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                         operation_request_id.as_deref(),
                         now,
                     )
-                    .await
+                    .await;
+                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                answer
             }
-            Purpose::Undo { .. } => ledger.latest(&self.key).await.map(RecordAnswer::NotLatest),
+            Purpose::Undo { .. } => {
+                let latest = ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                latest.map(RecordAnswer::NotLatest)
+            }
         };
         let answer = match answer {
             Ok(answer) => answer,
@@ -447,6 +498,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 progress: next,
                 delay_seconds,
             } => {
+                if next.attempt > 1 {
+                    self.metrics.retry();
+                }
+                if matches!(next.purpose, Purpose::Undo { .. })
+                    && !matches!(progress.purpose, Purpose::Undo { .. })
+                {
+                    self.metrics.undo();
+                }
                 tracing::info!(
                     next_step = next.step_name(),
                     next_purpose = next.purpose_name(),
@@ -498,10 +557,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                         }
                     }
                 }
-                Plan::Store {
+                self.lateness_of_expiry(Plan::Store {
                     messages,
-                    terminal: Some(completion.as_str().to_owned()),
-                }
+                    terminal: Some(Terminal {
+                        action: context.action.unwrap_or("unknown"),
+                        outcome: completion.as_str(),
+                        error_class: None,
+                        received_at: context.received_at,
+                        expiry: context.trigger.is_some(),
+                    }),
+                })
             }
             Decision::DeadLetter(dead_letter) => {
                 let mut context = outcome_context(self.message, progress, now);
@@ -526,9 +591,24 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                         }
                     }
                 };
-                worker.store_dead_letter(&body, &dead_letter, &context)
+                self.lateness_of_expiry(worker.store_dead_letter(&body, &dead_letter, &context))
             }
         }
+    }
+
+    /// An expiry's time to outcome counts from `notAfter`, not from the grant's first
+    /// receipt hours before: how late the revoke came is what an operator watches.
+    fn lateness_of_expiry(&self, mut plan: Plan) -> Plan {
+        if let Plan::Store {
+            terminal: Some(terminal),
+            ..
+        } = &mut plan
+            && terminal.expiry
+            && let Some(not_after) = self.decision.not_after
+        {
+            terminal.received_at = not_after;
+        }
+        plan
     }
 
     fn progress_message(&self, progress: &Progress, delay_seconds: u32) -> Option<OutgoingMessage> {

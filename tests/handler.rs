@@ -11,7 +11,7 @@ use assignment_worker::adapters::memory::{
     Call, MemoryLedger, RecordingQueues, ScriptedIdentityCenter,
 };
 use assignment_worker::config::Config;
-use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
@@ -385,7 +385,13 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
     let event = fixture("mixed-batch.json");
     let ids = message_ids(&event);
     let response = worker
-        .handle(event, Some(SystemTime::now() + Duration::from_secs(2)))
+        .handle(
+            event,
+            &Invocation {
+                deadline: Some(SystemTime::now() + Duration::from_secs(2)),
+                ..Invocation::default()
+            },
+        )
         .await;
     assert!(worker.identity_center.calls().is_empty());
     // The six records that need an AWS call are left; the four refused without one are stored.

@@ -3,6 +3,7 @@
 //! that feeds the real `assignment-worker` release binary batches the way Lambda does.
 //! Used by the end-to-end scenarios, the local run and the benchmark.
 
+pub mod emf;
 pub mod event_source;
 pub mod moto;
 pub mod proxy;

@@ -331,6 +331,11 @@ impl Stack {
         }
     }
 
+    /// Where the worker processes' logs (and their EMF metrics) are written.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     /// Forgets what was collected (between phases of a scenario).
     pub async fn forget_collected(&self) {
         *self.collected.lock().await = Collected::default();

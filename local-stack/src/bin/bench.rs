@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use idc_sim::Knobs;
 use local_stack::Error;
+use local_stack::emf::EmfSummary;
 use local_stack::requests::{self, assignment, request};
 use local_stack::stack::{Options, Stack};
 use local_stack::tally::{Intent, Tally, wrong_effects};
@@ -230,6 +231,52 @@ async fn main() -> Result<(), Error> {
         counters.max_outstanding_creates_seen
     )?;
     writeln!(report, "| dead-lettered | {} |", tally.dead_lettered)?;
+
+    // The workers' own metrics, as CloudWatch would read them, against this run's counts.
+    let emf = EmfSummary::from_logs(stack.log_dir())?;
+    let quantile = |q| {
+        emf.time_to_outcome_quantile(q)
+            .map_or_else(|| "-".to_owned(), |ms| format!("{:.0} ms", ms))
+    };
+    writeln!(
+        report,
+        "| time to outcome (EMF), p50 / p99 | {} / {} |",
+        quantile(0.5),
+        quantile(0.99)
+    )?;
+    let answers = [
+        "Succeeded",
+        "ThrottledRate",
+        "ThrottledBusy",
+        "Conflicts",
+        "ServerErrors",
+        "Timeouts",
+        "ConnectionErrors",
+        "OtherErrors",
+    ];
+    for (api, metrics) in &emf.calls {
+        let by_answer: Vec<String> = answers
+            .iter()
+            .filter(|answer| metrics.get(**answer).copied().unwrap_or(0) > 0)
+            .map(|answer| format!("{answer} {}", metrics[*answer]))
+            .collect();
+        writeln!(
+            report,
+            "| {api} calls (EMF) | {} ({}) |",
+            metrics.get("Calls").copied().unwrap_or(0),
+            by_answer.join(", ")
+        )?;
+    }
+    let disagreements = emf_disagreements(&emf, &collected, &counters, &stack.proxy.counts());
+    writeln!(
+        report,
+        "| EMF agrees with the run's own counts | {} |",
+        if disagreements.is_empty() {
+            format!("yes ({} documents)", emf.documents)
+        } else {
+            format!("NO: {}", disagreements.join("; "))
+        }
+    )?;
     writeln!(report)?;
     print!("{report}");
 
@@ -250,5 +297,57 @@ async fn main() -> Result<(), Error> {
     if tally.lost > 0 || tally.dead_lettered > 0 || tally.wrong_effects > 0 {
         return Err(format!("benchmark run not clean: {tally}").into());
     }
+    if !disagreements.is_empty() {
+        return Err(
+            format!("the worker's metrics disagree with the run: {disagreements:?}").into(),
+        );
+    }
     Ok(())
+}
+
+/// Where the EMF figures differ from what the simulator, the proxy and the outcome
+/// queue counted.
+fn emf_disagreements(
+    emf: &EmfSummary,
+    collected: &local_stack::stack::Collected,
+    counters: &idc_sim::Counters,
+    proxy: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut check = |what: String, emf: u64, counted: u64| {
+        if emf != counted {
+            found.push(format!("{what}: EMF {emf}, counted {counted}"));
+        }
+    };
+    check(
+        "terminal outcomes".to_owned(),
+        emf.requests.values().sum(),
+        collected.outcomes.len() as u64,
+    );
+    let mut throttled = 0;
+    for (api, calls) in &counters.calls {
+        check(
+            format!("{api} calls"),
+            emf.call_metric(api, "Calls"),
+            *calls,
+        );
+        throttled += emf.call_metric(api, "Throttled");
+    }
+    check(
+        "Identity Center throttles".to_owned(),
+        throttled,
+        counters.throttled_rate + counters.throttled_busy,
+    );
+    for (api, target) in [
+        ("SendMessageBatch", "AmazonSQS.SendMessageBatch"),
+        ("UpdateItem", "DynamoDB_20120810.UpdateItem"),
+        ("GetItem", "DynamoDB_20120810.GetItem"),
+    ] {
+        check(
+            format!("{api} calls"),
+            emf.call_metric(api, "Calls"),
+            proxy.get(target).copied().unwrap_or(0),
+        );
+    }
+    found
 }

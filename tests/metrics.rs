@@ -1,0 +1,302 @@
+//! The EMF documents the handler writes (SPEC §12): every one fits CloudWatch's
+//! `_aws.CloudWatchMetrics` schema, the values match a scripted run, and no dimension
+//! holds an account, principal or correlation id.
+
+use std::collections::{BTreeMap, HashMap};
+
+use assignment_worker::adapters::memory::{MemoryLedger, RecordingQueues, ScriptedIdentityCenter};
+use assignment_worker::config::Config;
+use assignment_worker::handler::{Invocation, Worker};
+use assignment_worker::identity_center::{
+    CallError, CallResult, ErrorKind, OperationStatus, StatusReport,
+};
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::{Value, json};
+
+const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40";
+const PERMISSION_SET: &str =
+    "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+const PRINCIPAL: &str = "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10";
+
+fn config() -> Config {
+    let env: HashMap<&str, &str> = HashMap::from([
+        (
+            "WORK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+        ),
+        (
+            "DEAD_LETTER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+        ),
+        (
+            "OUTCOME_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/outcomes",
+        ),
+        ("LEDGER_TABLE", "ledger"),
+        ("METRICS_NAMESPACE", "Test/Worker"),
+        // One record at a time: the script answers calls in the order records arrive.
+        ("MAX_CONCURRENCY", "1"),
+    ]);
+    Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid")
+}
+
+fn body(action: &str, account: &str, correlation_id: &str) -> String {
+    json!({
+        "action": action,
+        "instanceArn": INSTANCE,
+        "permissionSetArn": PERMISSION_SET,
+        "targetId": account,
+        "principalType": "USER",
+        "principalId": PRINCIPAL,
+        "correlationId": correlation_id,
+    })
+    .to_string()
+}
+
+fn event(bodies: &[String]) -> SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({
+                "messageId": format!("00000000-0000-4000-8000-{i:012}"),
+                "body": body,
+                "attributes": {"SentTimestamp": "1764000000000"},
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn throttled(message: &str) -> CallResult {
+    Err(CallError {
+        kind: if message.contains("processing") {
+            ErrorKind::Busy
+        } else {
+            ErrorKind::RateLimited
+        },
+        code: "ThrottlingException".to_owned(),
+        message: message.to_owned(),
+    })
+}
+
+fn succeeded() -> CallResult {
+    Ok(StatusReport {
+        status: OperationStatus::Succeeded,
+        request_id: Some("11111111-2222-4333-8444-555555555555".to_owned()),
+        failure_reason: None,
+    })
+}
+
+/// Runs one batch and returns the EMF documents written, parsed line by line.
+async fn documents(script: Vec<CallResult>, bodies: &[String]) -> Vec<Value> {
+    let worker = Worker {
+        identity_center: ScriptedIdentityCenter::new(script),
+        queues: RecordingQueues::default(),
+        ledger: MemoryLedger::default(),
+        config: config(),
+    };
+    let invocation = Invocation::default();
+    worker.handle(event(bodies), &invocation).await;
+    let mut out = Vec::new();
+    invocation
+        .metrics
+        .write("Test/Worker", 1_764_000_000_000, &mut out)
+        .expect("written");
+    String::from_utf8(out)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON document"))
+        .collect()
+}
+
+/// Checks a document against the EMF specification; returns its metric values.
+fn check_schema(document: &Value) -> BTreeMap<String, Value> {
+    let root = document.as_object().expect("a JSON object");
+    let aws = root["_aws"].as_object().expect("_aws");
+    assert!(aws["Timestamp"].is_i64(), "{document}");
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics");
+    assert_eq!(directives.len(), 1);
+    let directive = &directives[0];
+    assert_eq!(directive["Namespace"], "Test/Worker");
+    let mut values = BTreeMap::new();
+    for set in directive["Dimensions"].as_array().expect("Dimensions") {
+        let set = set.as_array().expect("a dimension set");
+        assert!(set.len() <= 30);
+        for name in set {
+            let name = name.as_str().expect("a dimension name");
+            assert!(
+                root[name].is_string(),
+                "dimension {name} has a string value: {document}"
+            );
+        }
+    }
+    for metric in directive["Metrics"].as_array().expect("Metrics") {
+        let name = metric["Name"].as_str().expect("Name");
+        let unit = metric["Unit"].as_str().expect("Unit");
+        assert!(["Count", "Milliseconds"].contains(&unit), "{unit}");
+        let value = &root[name];
+        match value {
+            Value::Number(_) => {}
+            Value::Array(items) => {
+                assert!(!items.is_empty() && items.len() <= 100, "{name}");
+                assert!(items.iter().all(Value::is_number), "{name}");
+            }
+            other => panic!("metric {name} has no numeric value: {other}"),
+        }
+        values.insert(name.to_owned(), value.clone());
+    }
+    values
+}
+
+fn dimensions(document: &Value) -> BTreeMap<String, String> {
+    document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        .as_array()
+        .expect("a dimension set")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|name| {
+            (
+                name.to_owned(),
+                document[name].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn find<'a>(documents: &'a [Value], dims: &[(&str, &str)]) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| {
+            let have = dimensions(d);
+            have.len() == dims.len()
+                && dims
+                    .iter()
+                    .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
+        })
+        .unwrap_or_else(|| panic!("no document with {dims:?} in {documents:#?}"))
+}
+
+#[tokio::test]
+async fn three_throttles_give_throttled_three_and_every_document_fits_the_schema() {
+    let bodies = [
+        body("create", "111122223333", "CHG-1"),
+        body("create", "222233334444", "CHG-2"),
+        body("create", "333344445555", "CHG-3"),
+        body("delete", "444455556666", "CHG-4"),
+        "{\"action\": \"create\"}".to_owned(),
+    ];
+    let script = vec![
+        throttled("Rate exceeded"),
+        throttled("Rate exceeded"),
+        throttled("There are too many requests processing. Please try again later."),
+        succeeded(),
+    ];
+    let documents = documents(script, &bodies).await;
+    assert!(!documents.is_empty());
+    for document in &documents {
+        check_schema(document);
+    }
+
+    let create = check_schema(find(&documents, &[("Api", "CreateAccountAssignment")]));
+    assert_eq!(create["Calls"], 3);
+    assert_eq!(create["Throttled"], 3);
+    assert_eq!(create["ThrottledRate"], 2);
+    assert_eq!(create["ThrottledBusy"], 1);
+    assert_eq!(create["Succeeded"], 0);
+    let delete = check_schema(find(&documents, &[("Api", "DeleteAccountAssignment")]));
+    assert_eq!(delete["Calls"], 1);
+    assert_eq!(delete["Succeeded"], 1);
+    // Four claims and the delete's record: the ledger's calls are counted too.
+    let ledger = check_schema(find(&documents, &[("Api", "UpdateItem")]));
+    assert_eq!(ledger["Calls"], 5);
+
+    let done = check_schema(find(
+        &documents,
+        &[("Action", "delete"), ("Outcome", "succeeded")],
+    ));
+    assert_eq!(done["Requests"], 1);
+    assert_eq!(done["TimeToOutcome"].as_array().map(Vec::len), Some(1));
+    let invalid = check_schema(find(
+        &documents,
+        &[
+            ("Action", "unknown"),
+            ("Outcome", "dead-lettered"),
+            ("ErrorClass", "invalid-request"),
+        ],
+    ));
+    assert_eq!(invalid["Requests"], 1);
+    let worker = check_schema(find(&documents, &[]));
+    assert_eq!(worker["Retries"], 3);
+    assert_eq!(worker["Superseded"], 0);
+}
+
+#[tokio::test]
+async fn no_dimension_names_an_account_a_principal_or_a_correlation_id() {
+    let bodies: Vec<String> = (0..10)
+        .map(|i| {
+            body(
+                if i % 2 == 0 { "create" } else { "delete" },
+                &format!("{:012}", 100_000_000_000u64 + i),
+                &format!("CHG-{i}"),
+            )
+        })
+        .collect();
+    let documents = documents(vec![], &bodies).await;
+    let allowed_names = ["Action", "Outcome", "ErrorClass", "Api"];
+    for document in &documents {
+        check_schema(document);
+        for (name, value) in dimensions(document) {
+            assert!(allowed_names.contains(&name.as_str()), "{name}");
+            assert!(!value.chars().any(|c| c.is_ascii_digit()), "{name}={value}");
+            assert!(
+                !value.contains("CHG") && !value.contains(PRINCIPAL),
+                "{name}={value}"
+            );
+        }
+    }
+    let creates = check_schema(find(
+        &documents,
+        &[("Action", "create"), ("Outcome", "succeeded")],
+    ));
+    assert_eq!(creates["Requests"], 5);
+}
+
+#[tokio::test]
+async fn more_than_100_outcomes_are_split_across_documents() {
+    let bodies: Vec<String> = (0..10)
+        .map(|i| {
+            body(
+                "delete",
+                &format!("{:012}", 200_000_000_000u64 + i),
+                &format!("D-{i}"),
+            )
+        })
+        .collect();
+    let worker = Worker {
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        ledger: MemoryLedger::default(),
+        config: config(),
+    };
+    let invocation = Invocation::default();
+    for _ in 0..11 {
+        worker.handle(event(&bodies), &invocation).await;
+    }
+    let documents = invocation.metrics.documents("Test/Worker", 0);
+    let deletes: Vec<&Value> = documents
+        .iter()
+        .filter(|d| d["Action"] == "delete" && d["Outcome"].is_string())
+        .collect();
+    let total: u64 = deletes
+        .iter()
+        .map(|d| d["Requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 110);
+    assert_eq!(deletes.len(), 2);
+    for document in deletes {
+        check_schema(document);
+    }
+}
