@@ -1,6 +1,6 @@
-//! The whole local stack: moto (SQS and the DynamoDB ledger), idc-sim (Identity
-//! Center), the work, dead-letter and outcome queues, the ledger table, and N worker
-//! processes each fed by its own event source loop.
+//! The whole local stack: moto (SQS), a second moto (the DynamoDB ledger), idc-sim
+//! (Identity Center), the work, dead-letter and outcome queues, the ledger table, and N
+//! worker processes each fed by its own event source loop.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -128,12 +128,17 @@ impl Slot {
 
 pub struct Stack {
     _moto: Moto,
+    /// A second moto server for the ledger: one Python process serving both SQS and
+    /// DynamoDB runs at 100% of a core and, not the worker, sets the pace.
+    _moto_ledger: Moto,
     pub simulator: Arc<Simulator>,
     pub simulator_endpoint: String,
     pub sqs: Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub queues: Queues,
     pub proxy: CountingProxy,
+    /// Counts the worker's DynamoDB calls, as `proxy` counts its SQS calls.
+    pub ledger_proxy: CountingProxy,
     pub event_source: Arc<EventSourceMapping>,
     slots: Vec<Arc<Slot>>,
     stop: Arc<AtomicBool>,
@@ -146,11 +151,13 @@ pub struct Stack {
 impl Stack {
     pub async fn start(options: Options) -> Result<Stack, Error> {
         let moto = Moto::start()?;
+        let moto_ledger = Moto::start()?;
         let simulator = Simulator::new(options.knobs.clone(), options.sim_seed);
         simulator.with_model(|model| model.seed(options.seed.clone()));
         let simulator_address = idc_sim::start(Arc::clone(&simulator), 0).await?;
         let simulator_endpoint = format!("http://{simulator_address}");
         let proxy = CountingProxy::start(&moto.endpoint).await?;
+        let ledger_proxy = CountingProxy::start(&moto_ledger.endpoint).await?;
 
         let shared = moto.sdk_config().await;
         let sqs = Client::new(&shared);
@@ -168,7 +175,7 @@ impl Stack {
         .await?;
         let work_arn = queue_arn(&sqs, &work).await?;
         let outcomes = create_queue(&sqs, "assignment-outcomes", &[]).await?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&moto_ledger.sdk_config().await);
         crate::moto::create_ledger_table(&dynamodb, LEDGER_TABLE).await?;
 
         let mut env = vec![
@@ -236,6 +243,7 @@ impl Stack {
         }
         Ok(Stack {
             _moto: moto,
+            _moto_ledger: moto_ledger,
             simulator,
             simulator_endpoint,
             sqs,
@@ -246,6 +254,7 @@ impl Stack {
                 outcomes,
             },
             proxy,
+            ledger_proxy,
             event_source,
             slots,
             stop,

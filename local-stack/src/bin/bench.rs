@@ -128,12 +128,9 @@ async fn main() -> Result<(), Error> {
     };
     tally.wrong_effects = wrong_effects(&intents, &revokes, &collected, &finals);
     let counters = stack.simulator.with_model(|m| m.counters.clone());
-    // The proxy carries the worker's SQS and DynamoDB calls, keyed by X-Amz-Target.
-    let (ledger_calls, worker_sqs): (BTreeMap<String, u64>, BTreeMap<String, u64>) = stack
-        .proxy
-        .counts()
-        .into_iter()
-        .partition(|(target, _)| target.starts_with("DynamoDB_"));
+    // The proxies count the worker's SQS and DynamoDB calls, keyed by X-Amz-Target.
+    let worker_sqs = stack.proxy.counts();
+    let ledger_calls = stack.ledger_proxy.counts();
     let ledger_total: u64 = ledger_calls.values().sum();
     let source = &stack.event_source.counts;
     let source_calls =
@@ -267,7 +264,9 @@ async fn main() -> Result<(), Error> {
             by_answer.join(", ")
         )?;
     }
-    let disagreements = emf_disagreements(&emf, &collected, &counters, &stack.proxy.counts());
+    let mut proxied = worker_sqs.clone();
+    proxied.extend(ledger_calls.clone());
+    let disagreements = emf_disagreements(&emf, &collected, &counters, &proxied);
     writeln!(
         report,
         "| EMF agrees with the run's own counts | {} |",
