@@ -97,6 +97,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             for (index, error) in failures {
                 failed[index] = true;
                 tracing::error!(
+                    request_id = invocation.request_id.as_str(),
+                    xray_trace_id = invocation.xray_trace_id.as_deref(),
                     message_id = records[index].message_id.as_deref().unwrap_or_default(),
                     ?destination,
                     %error,

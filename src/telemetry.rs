@@ -7,13 +7,25 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let level = lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing::subscriber::set_global_default(json_subscriber(filter, std::io::stdout))
+        .unwrap_or_else(|_| eprintln!("a tracing subscriber was already installed"));
+}
+
+/// The worker's log format: one JSON object per line, with the fields of the span the
+/// line was written in (a record's span carries the request, message and correlation
+/// ids).
+pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
-        .init();
+        .with_writer(writer)
+        .finish()
 }
 
 /// Lambda's application log levels in tracing's terms. FATAL has no tracing level and

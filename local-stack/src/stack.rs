@@ -184,11 +184,9 @@ impl Stack {
             ("OUTCOME_QUEUE_URL".to_owned(), outcomes.clone()),
             ("LEDGER_TABLE".to_owned(), LEDGER_TABLE.to_owned()),
             ("AWS_ENDPOINT_URL_SQS".to_owned(), proxy.endpoint.clone()),
-            // Through the same counting proxy: its counts are keyed by X-Amz-Target, so
-            // DynamoDB's calls are told apart from SQS's.
             (
                 "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
-                proxy.endpoint.clone(),
+                ledger_proxy.endpoint.clone(),
             ),
             (
                 "AWS_ENDPOINT_URL_SSO_ADMIN".to_owned(),
@@ -338,6 +336,23 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits until no worker holds a batch (`timeout` at most): an invocation writes
+    /// its metrics after its last send, so they are complete only once it has answered.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        while self
+            .slots
+            .iter()
+            .any(|slot| slot.busy.load(Ordering::SeqCst))
+        {
+            if started.elapsed() > timeout {
+                return Err(format!("workers still busy after {timeout:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Where the worker processes' logs (and their EMF metrics) are written.

@@ -1,0 +1,134 @@
+//! Every log line about a record carries the Lambda request id and the X-Ray trace id
+//! (SPEC §12), besides its message id, in the worker's own log format.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use assignment_worker::adapters::memory::{MemoryLedger, RecordingQueues, ScriptedIdentityCenter};
+use assignment_worker::config::Config;
+use assignment_worker::handler::{Invocation, Worker};
+use assignment_worker::identity_center::{CallError, ErrorKind};
+use assignment_worker::telemetry::json_subscriber;
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+const REQUEST_ID: &str = "8f5e2d1c-0b9a-4876-a543-210fedcba987";
+const TRACE_ID: &str = "Root=1-6749a0b0-1a2b3c4d5e6f7a8b9c0d1e2f;Parent=53995c3f42cd8ad8;Sampled=1";
+
+/// Log output kept in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn body(action: &str, account: &str) -> String {
+    json!({
+        "action": action,
+        "instanceArn": "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40",
+        "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+        "targetId": account,
+        "principalType": "USER",
+        "principalId": "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10",
+        "correlationId": format!("CHG-{account}"),
+    })
+    .to_string()
+}
+
+#[test]
+fn every_line_about_a_record_names_the_invocation_and_its_trace() {
+    let env: HashMap<&str, &str> = HashMap::from([
+        (
+            "WORK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+        ),
+        (
+            "DEAD_LETTER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+        ),
+        (
+            "OUTCOME_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/outcomes",
+        ),
+        ("LEDGER_TABLE", "ledger"),
+    ]);
+    let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
+    let worker = Worker {
+        identity_center: ScriptedIdentityCenter::new([Err(CallError {
+            kind: ErrorKind::RateLimited,
+            code: "ThrottlingException".to_owned(),
+            message: "Rate exceeded".to_owned(),
+        })]),
+        // The outcome of the second record is refused: its "send failed" line too.
+        queues: RecordingQueues::refusing(["CHG-222233334444"]),
+        ledger: MemoryLedger::default(),
+        config,
+    };
+    let bodies = [
+        body("create", "111122223333"),
+        body("delete", "222233334444"),
+        "{}".to_owned(),
+    ];
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| json!({"messageId": format!("m-{i}"), "body": body}))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).expect("event");
+
+    let captured = Captured::default();
+    let subscriber = json_subscriber(EnvFilter::new("info"), captured.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(worker.handle(
+            event,
+            &Invocation {
+                request_id: REQUEST_ID.to_owned(),
+                xray_trace_id: Some(TRACE_ID.to_owned()),
+                ..Invocation::default()
+            },
+        ));
+    });
+
+    let output = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    let mut about_records = 0;
+    for line in output.lines() {
+        let line: Value = serde_json::from_str(line).expect("one JSON object per line");
+        let fields = if line["span"]["message_id"].is_string() {
+            &line["span"]
+        } else if line["fields"]["message_id"].is_string() {
+            &line["fields"]
+        } else {
+            continue;
+        };
+        about_records += 1;
+        assert_eq!(fields["request_id"], REQUEST_ID, "{line}");
+        assert_eq!(fields["xray_trace_id"], TRACE_ID, "{line}");
+    }
+    // Each record's lines (re-enqueue, finish, dead-letter, invalid) and the refused send.
+    assert!(about_records >= 5, "{output}");
+    assert!(output.contains("send failed"), "{output}");
+}
