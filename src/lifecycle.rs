@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus};
-use crate::ledger::{ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer};
+use crate::ledger::{
+    AccessDecision, ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer,
+};
 use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
@@ -187,16 +189,36 @@ pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<De
 pub fn after_claim(
     progress: &Progress,
     answer: &LedgerResult<ClaimAnswer>,
+    now: OffsetDateTime,
     policy: &Policy,
     jitter: f64,
 ) -> Option<Decision> {
     match answer {
         Ok(ClaimAnswer::Claimed) => None,
-        Ok(ClaimAnswer::Superseded(later)) => Some(Decision::Done {
-            completion: Completion::Superseded(later.summary()),
-            operation_request_id: None,
-        }),
+        Ok(ClaimAnswer::Superseded(later)) => Some(superseded(progress, later, now)),
         Err(error) => Some(on_ledger_error(progress, error, policy, jitter)),
+    }
+}
+
+/// A later decision stands. Nothing was done for this request, unless an earlier
+/// attempt may have been carried out (its answer was lost): then the access may be
+/// this request's, and the later decision's state is restored like any undo.
+pub fn superseded(progress: &Progress, later: &AccessDecision, now: OffsetDateTime) -> Decision {
+    if progress.maybe_submitted {
+        return Decision::Continue {
+            progress: progress.for_purpose(
+                Purpose::Undo {
+                    superseded_by: later.summary(),
+                },
+                later.desired(now).action(),
+                Stage::Submit,
+            ),
+            delay_seconds: 0,
+        };
+    }
+    Decision::Done {
+        completion: Completion::Superseded(later.summary()),
+        operation_request_id: None,
     }
 }
 

@@ -21,10 +21,10 @@ use crate::progress::{DecisionStamp, Progress, Purpose, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{Assignment, AssignmentAction, InvalidRequest, Message};
 
-/// No AWS call starts with less than this left before the invocation's deadline: the
-/// ledger and Identity Center calls of one step (each bounded by its client's operation
-/// timeout) plus the sends.
-pub const CALL_RESERVE: Duration = Duration::from_secs(8);
+/// No step starts with less than this left before the invocation's deadline: its
+/// ledger call before the submit (2 s at most), its Identity Center call (5 s), its
+/// ledger call after a confirmed change (2 s), and a second for the sends to begin.
+pub const CALL_RESERVE: Duration = Duration::from_secs(10);
 
 /// The next step of one record, before it is sent.
 #[derive(Debug)]
@@ -326,7 +326,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                     .claim(&self.key, &self.decision, now)
                     .await;
                 self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-                match lifecycle::after_claim(&progress, &answer, self.policy(), Self::jitter()) {
+                match lifecycle::after_claim(&progress, &answer, now, self.policy(), Self::jitter())
+                {
                     None => Ok(progress),
                     Some(decision) => stop(decision, progress),
                 }
@@ -349,11 +350,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 match (&progress.purpose, latest) {
                     // A missing item is "no decision": the expiry still revokes.
                     (Purpose::Expiry, Some(latest)) if latest.order != self.decision.order => {
-                        let done = Decision::Done {
-                            completion: Completion::Superseded(latest.summary()),
-                            operation_request_id: None,
-                        };
-                        stop(done, progress)
+                        let decision = lifecycle::superseded(&progress, &latest, now);
+                        stop(decision, progress)
                     }
                     (Purpose::Undo { superseded_by }, None) => {
                         let done = Decision::Done {

@@ -14,6 +14,10 @@ use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
+use assignment_worker::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
+    RecordedState,
+};
 use assignment_worker::queue::{OutgoingMessage, QueueSender, SendError};
 use assignment_worker::request::Assignment;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -45,6 +49,8 @@ struct Faults {
     crash: u32,
     duplicate: u32,
     ledger: u32,
+    /// How often a call lets another invocation run first.
+    interleave: u32,
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
@@ -55,8 +61,11 @@ fn faults() -> impl Strategy<Value = Faults> {
         0..15u32,
         0..100u32,
         0..25u32,
-        0..25u32,
+        // SQS duplicates rarely; each duplicate of a step forks its chain, so a high
+        // rate grows the work without bound in the model.
+        0..8u32,
         0..20u32,
+        0..100u32,
     )
         .prop_map(
             |(
@@ -68,6 +77,7 @@ fn faults() -> impl Strategy<Value = Faults> {
                 crash,
                 duplicate,
                 ledger,
+                interleave,
             )| {
                 Faults {
                     throttle,
@@ -78,6 +88,7 @@ fn faults() -> impl Strategy<Value = Faults> {
                     crash,
                     duplicate,
                     ledger,
+                    interleave,
                 }
             },
         )
@@ -129,6 +140,14 @@ impl ModelIdentityCenter {
         lock(&self.rng).u32(0..100) < percent
     }
 
+    /// At times lets the other invocation run first: two Lambda invocations interleave
+    /// at every call they make.
+    async fn interleave(&self) {
+        if self.roll(self.faults.interleave) {
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Lets AWS finish some of the operations in flight, as it does on its own.
     fn tick(&self) {
         let mut model = lock(&self.model);
@@ -166,14 +185,16 @@ impl ModelIdentityCenter {
             );
         }
         let mut model = lock(&self.model);
-        if !model.pending.is_empty() && self.roll(self.faults.conflict) {
+        // AWS refuses a write while another on the same account and permission set is
+        // in progress (SPEC §10), and at times just after one (propagation).
+        if !model.pending.is_empty() || self.roll(self.faults.conflict) {
             return Self::error(
                 ErrorKind::Conflict,
                 "ConflictException",
                 "another operation is in progress",
             );
         }
-        if kind == Kind::Delete && !model.present && model.pending.is_empty() {
+        if kind == Kind::Delete && !model.present {
             return Self::error(
                 ErrorKind::ResourceNotFound,
                 "ResourceNotFoundException",
@@ -243,19 +264,77 @@ impl ModelIdentityCenter {
 
 impl IdentityCenter for ModelIdentityCenter {
     async fn create_assignment(&self, _: &Assignment) -> CallResult {
+        self.interleave().await;
         self.submit(Kind::Create)
     }
 
     async fn delete_assignment(&self, _: &Assignment) -> CallResult {
+        self.interleave().await;
         self.submit(Kind::Delete)
     }
 
     async fn describe_creation_status(&self, _: &Assignment, id: &str) -> CallResult {
+        self.interleave().await;
         self.describe(id)
     }
 
     async fn describe_deletion_status(&self, _: &Assignment, id: &str) -> CallResult {
+        self.interleave().await;
         self.describe(id)
+    }
+}
+
+/// The in-memory ledger, letting the other invocation run first at times, as a
+/// network call would.
+struct InterleavedLedger {
+    ledger: MemoryLedger,
+    rng: Mutex<fastrand::Rng>,
+    percent: u32,
+}
+
+impl InterleavedLedger {
+    async fn interleave(&self) {
+        if lock(&self.rng).u32(0..100) < self.percent {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Ledger for InterleavedLedger {
+    async fn claim(
+        &self,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        now: time::OffsetDateTime,
+    ) -> LedgerResult<ClaimAnswer> {
+        self.interleave().await;
+        let answer = self.ledger.claim(key, decision, now).await;
+        self.interleave().await;
+        answer
+    }
+
+    async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        self.interleave().await;
+        let answer = self.ledger.latest(key).await;
+        self.interleave().await;
+        answer
+    }
+
+    async fn record(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        self.interleave().await;
+        let answer = self
+            .ledger
+            .record(key, order, state, operation_request_id, now)
+            .await;
+        self.interleave().await;
+        answer
     }
 }
 
@@ -406,7 +485,11 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64) -> Run {
             faults: faults.clone(),
         },
         queues: ModelQueues::default(),
-        ledger: MemoryLedger::with_faults(ledger_faults),
+        ledger: InterleavedLedger {
+            ledger: MemoryLedger::with_faults(ledger_faults),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x1ed9e5)),
+            percent: faults.interleave,
+        },
         config: config(),
     };
 
@@ -434,32 +517,37 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64) -> Run {
     while !queue.is_empty() {
         steps += 1;
         assert!(
-            steps < 5000,
+            steps < 20_000,
             "the run does not settle: {} in the queue",
             queue.len()
         );
         worker.identity_center.tick();
-        // SQS hands out any messages in any order, a few at a time.
-        let size = 1 + rng.usize(0..queue.len().min(3));
-        let mut batch = Vec::new();
+        // SQS hands out any messages in any order, a few at a time, to one invocation
+        // or to as many as three running at once.
+        let mut batches = vec![Vec::new(), Vec::new(), Vec::new()];
+        let size = 1 + rng.usize(0..queue.len().min(5));
         for _ in 0..size {
             let index = rng.usize(0..queue.len());
-            batch.push(queue.remove(index));
+            batches[rng.usize(0..3)].push(queue.remove(index));
         }
         let crash = rng.u32(0..100) < faults.crash;
         worker.queues.down.store(crash, Ordering::SeqCst);
-        let response = runtime
-            .block_on(function_handler(
-                &worker,
-                LambdaEvent::new(event(&batch), Context::default()),
-            ))
-            .expect("a batch response");
-        let failed: BTreeSet<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
+        let invoke = |batch: &[Queued]| {
+            function_handler(&worker, LambdaEvent::new(event(batch), Context::default()))
+        };
+        let answers = runtime.block_on(async {
+            tokio::join!(
+                invoke(&batches[0]),
+                invoke(&batches[1]),
+                invoke(&batches[2])
+            )
+        });
+        let failed: BTreeSet<String> = [answers.0, answers.1, answers.2]
+            .into_iter()
+            .flat_map(|answer| answer.expect("a batch response").batch_item_failures)
+            .map(|f| f.item_identifier)
             .collect();
-        for message in batch {
+        for message in batches.into_iter().flatten() {
             // A failed record comes back; so, at times, does one that did not fail.
             if failed.contains(&message.message_id) || rng.u32(0..100) < faults.duplicate {
                 queue.push(message);
@@ -548,6 +636,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             crash: 0,
             duplicate: 0,
             ledger: 0,
+            interleave: 50,
         };
         let run = run(&decisions, faults, seed);
         assert!(

@@ -60,13 +60,14 @@ fn continued(decision: Decision) -> (Progress, u32) {
 #[test]
 fn a_claim_goes_on_or_ends_superseded_without_a_call() {
     let policy = Policy::default();
-    let claimed = after_claim(&submit(Create), &Ok(ClaimAnswer::Claimed), &policy, 0.5);
+    let claimed = after_claim(&submit(Create), &Ok(ClaimAnswer::Claimed), T0, &policy, 0.5);
     assert_eq!(claimed, None);
 
     let later = decision(Intent::Revoke, 60, None);
     let superseded = after_claim(
         &submit(Create),
         &Ok(ClaimAnswer::Superseded(later.clone())),
+        T0,
         &policy,
         0.5,
     );
@@ -83,6 +84,44 @@ fn a_claim_goes_on_or_ends_superseded_without_a_call() {
 }
 
 #[test]
+fn a_superseded_request_whose_earlier_attempt_may_have_landed_restores_the_later_decision() {
+    let policy = Policy::default();
+    let later_revoke = decision(Intent::Revoke, 60, None);
+    // The grant's first submit timed out: the assignment may exist.
+    let lost = decide(
+        &submit(Create),
+        &Err(transient(ErrorKind::Timeout, "Timeout")),
+        T0,
+        &policy,
+        0.5,
+    );
+    let (retry, _) = continued(lost);
+    let answer = Ok(ClaimAnswer::Superseded(later_revoke.clone()));
+    let undo = after_claim(&retry, &answer, T0, &policy, 0.5).expect("a decision");
+    let (undo, delay) = continued(undo);
+    assert_eq!(delay, 0);
+    assert_eq!(undo.operation(), Delete);
+    assert_eq!(
+        undo.purpose,
+        Purpose::Undo {
+            superseded_by: later_revoke.summary()
+        }
+    );
+    // And the other way round: a revoke that may have removed a later grant's access.
+    let lost = decide(
+        &submit(Delete),
+        &Err(transient(ErrorKind::Connection, "ConnectionError")),
+        T0,
+        &policy,
+        0.5,
+    );
+    let (retry, _) = continued(lost);
+    let later_grant = Ok(ClaimAnswer::Superseded(decision(Intent::Grant, 60, None)));
+    let redo = after_claim(&retry, &later_grant, T0, &policy, 0.5).expect("a decision");
+    assert_eq!(continued(redo).0.operation(), Create);
+}
+
+#[test]
 fn ledger_throttling_repeats_the_step_and_anything_else_is_permanent() {
     let policy = Policy::default();
     for (kind, code) in [
@@ -94,7 +133,7 @@ fn ledger_throttling_repeats_the_step_and_anything_else_is_permanent() {
         (ErrorKind::Timeout, "Timeout"),
     ] {
         let answer = Err(transient(kind, code));
-        let next = after_claim(&submit(Delete), &answer, &policy, 1.0).expect("a decision");
+        let next = after_claim(&submit(Delete), &answer, T0, &policy, 1.0).expect("a decision");
         let (progress, delay) = continued(next);
         assert_eq!(progress.stage, Stage::Submit);
         assert_eq!(progress.attempt, 2);
