@@ -50,10 +50,10 @@ impl Default for Options {
             worker_env: Vec::new(),
             // Longer than the function timeout, so a batch never reappears while a
             // live invocation still holds it (the template uses 6x).
-            visibility_timeout_seconds: 15,
+            visibility_timeout_seconds: 20,
             max_receive_count: 5,
-            // Above the worker's 8 s call reserve, so it has time to work.
-            function_timeout: Duration::from_secs(12),
+            // Above the worker's 10 s call reserve, so it has time to work.
+            function_timeout: Duration::from_secs(16),
             log_dir: crate::workspace_root().join("target/local-stack"),
         }
     }

@@ -348,8 +348,8 @@ fn emf_disagreements(
         throttled,
         counters.throttled_rate + counters.throttled_busy,
     );
+    // The ledger's client makes one attempt a call; its retries go through the queue.
     for (api, target) in [
-        ("SendMessageBatch", "AmazonSQS.SendMessageBatch"),
         ("UpdateItem", "DynamoDB_20120810.UpdateItem"),
         ("GetItem", "DynamoDB_20120810.GetItem"),
     ] {
@@ -358,6 +358,18 @@ fn emf_disagreements(
             emf.call_metric(api, "Calls"),
             proxy.get(target).copied().unwrap_or(0),
         );
+    }
+    // The SQS client keeps the SDK's own retries: the proxy sees every attempt, the
+    // metrics every call, so there may be more attempts than calls, never fewer.
+    let sends = emf.call_metric("SendMessageBatch", "Calls");
+    let attempts = proxy
+        .get("AmazonSQS.SendMessageBatch")
+        .copied()
+        .unwrap_or(0);
+    if sends > attempts || (sends == 0) != (attempts == 0) {
+        found.push(format!(
+            "SendMessageBatch: EMF {sends} calls, proxy {attempts} attempts"
+        ));
     }
     found
 }
