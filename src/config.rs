@@ -235,6 +235,16 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     fn queue(&self, variable: &'static str) -> Result<Option<QueueUrl>, ConfigError> {
         self.get(variable)
             .map(|text| {
+                if text.trim_end_matches('/').ends_with(".fifo") {
+                    return Err(ConfigError {
+                        variable,
+                        problem: format!(
+                            "`{text}` is a FIFO queue: it refuses the per-message delays of \
+                             retries and polls, and every send would need a message group id; \
+                             use a standard queue"
+                        ),
+                    });
+                }
                 QueueUrl::parse(&text).map_err(|problem| ConfigError {
                     variable,
                     problem: format!("{problem}, got `{text}`"),
@@ -251,9 +261,20 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         let Some(text) = self.get(variable) else {
             return Ok(Vec::new());
         };
-        text.split(',')
+        let items: Vec<&str> = text
+            .split(',')
             .map(str::trim)
             .filter(|item| !item.is_empty())
+            .collect();
+        // Set but naming nothing is a mistake, not "any": a guardrail never fails open.
+        if items.is_empty() {
+            return Err(ConfigError {
+                variable,
+                problem: format!("is set but names nothing (`{text}`); leave it empty to unset it"),
+            });
+        }
+        items
+            .into_iter()
             .map(|item| {
                 parse(item).map_err(|e| ConfigError {
                     variable,
@@ -391,6 +412,60 @@ mod tests {
             );
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    /// A guardrail list that is set but names nothing must not mean "any" (SPEC §6),
+    /// and a FIFO queue refuses the per-message delays every retry and poll needs.
+    #[test]
+    fn settings_that_would_fail_open_or_never_send_stop_the_start() {
+        let fifo = "https://sqs.eu-west-1.amazonaws.com/123456789012/work.fifo";
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_INSTANCE_ARNS", ",")],
+                "ALLOWED_INSTANCE_ARNS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_INSTANCE_ARNS", " , ")],
+                "ALLOWED_INSTANCE_ARNS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("PROTECTED_ACCOUNT_IDS", ",,")],
+                "PROTECTED_ACCOUNT_IDS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("PROTECTED_PERMISSION_SET_ARNS", ",")],
+                "PROTECTED_PERMISSION_SET_ARNS",
+            ),
+            (&[("WORK_QUEUE_URL", fifo), QUEUES[1]], "WORK_QUEUE_URL"),
+            (
+                &[
+                    QUEUES[0],
+                    (
+                        "DEAD_LETTER_QUEUE_URL",
+                        "https://sqs.eu-west-1.amazonaws.com/1/d.fifo",
+                    ),
+                ],
+                "DEAD_LETTER_QUEUE_URL",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    (
+                        "OUTCOME_QUEUE_URL",
+                        "https://sqs.eu-west-1.amazonaws.com/1/o.fifo",
+                    ),
+                ],
+                "OUTCOME_QUEUE_URL",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let error = config(pairs).expect_err(variable);
+            assert_eq!(error.variable, *variable, "{error}");
+        }
+        // An empty value is unset, as CloudFormation passes a blank parameter.
+        let blank = config(&[QUEUES[0], QUEUES[1], ("ALLOWED_INSTANCE_ARNS", "")]).unwrap();
+        assert_eq!(blank.guardrails.allowed_instances, None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tracing::Span;
 
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter};
+use crate::ids::CorrelationId;
 use crate::ledger::{
     AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
 };
@@ -164,8 +165,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             invalid.code,
             invalid.message.clone(),
         );
+        let correlation_id = salvaged_correlation_id(body);
         let context = OutcomeContext {
-            correlation_id: None,
+            correlation_id: correlation_id.as_ref(),
             action: None,
             request: None,
             operation_request_id: None,
@@ -640,6 +642,19 @@ fn outcome_context<'a>(
         expires_at: None,
         trigger: expiry.then_some("expiry"),
     }
+}
+
+/// The correlation id of a body that is not a request, when it is a JSON object whose
+/// `correlationId` (or `CorrelationId`) is itself valid (SPEC §7): the requester can
+/// still match the refusal to its ticket.
+fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let object = value.as_object()?;
+    let id = object
+        .get("correlationId")
+        .or_else(|| object.get("CorrelationId"))?
+        .as_str()?;
+    CorrelationId::parse(id).ok()
 }
 
 /// The decision's stamp at its first delivery: `requestedAt`, else the SQS

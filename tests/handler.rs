@@ -227,6 +227,40 @@ async fn a_malformed_body_is_dead_lettered_as_received_without_any_aws_call() {
     assert_eq!(body_json(&outcomes[0])["errorClass"], "invalid-request");
 }
 
+/// SPEC §7: the requester can match a refused body to its ticket when the body is a
+/// JSON object with a valid correlationId, whatever else is wrong with it.
+#[tokio::test]
+async fn an_invalid_body_keeps_its_correlation_id_when_it_has_a_valid_one() {
+    let worker = worker(vec![], config(&[]));
+    let bodies = [
+        (
+            r#"{"action":"create","princpalId":"x","correlationId":"CHG-9"}"#,
+            Some("CHG-9"),
+        ),
+        (
+            r#"{"CorrelationId":"CHG-10","action":"launch"}"#,
+            Some("CHG-10"),
+        ),
+        (r#"{"action":"create","correlationId":"CHG\u0001"}"#, None),
+        (r#"{"action":"create","correlationId":7}"#, None),
+        (r#"["correlationId","CHG-11"]"#, None),
+    ];
+    for (index, (body, expected)) in bodies.iter().enumerate() {
+        invoke(&worker, record_event(body, &format!("m-{index}"), 1)).await;
+        let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+        let dead = dead.last().expect("a dead letter");
+        assert_eq!(
+            dead.attribute("ErrorClass"),
+            Some("invalid-request"),
+            "{body}"
+        );
+        assert_eq!(dead.attribute("CorrelationId"), *expected, "{body}");
+        let events = outcome_events(&worker);
+        let event = events.last().expect("an outcome event");
+        assert_eq!(event["correlationId"].as_str(), *expected, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn the_mixed_batch_gives_each_record_its_own_outcome() {
     let worker = worker(vec![], config(&[]));
