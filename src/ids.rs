@@ -42,7 +42,20 @@ fn check_length(value: &str, min: usize, max: usize) -> Result<(), IdError> {
     }
 }
 
-const PARTITIONS: [&str; 5] = ["aws", "aws-us-gov", "aws-cn", "aws-iso", "aws-iso-b"];
+/// The API model's partition rule, `aws(-[a-z]{1,5}){0,3}`: `aws-iso-f`, `aws-eusc` and
+/// partitions yet to come pass, as they do in AWS.
+const PARTITION: &str = "aws(-[a-z]{1,5}){0,3}";
+
+fn is_partition(text: &str) -> bool {
+    text.strip_prefix("aws").is_some_and(|rest| {
+        let groups: Vec<&str> = rest.split('-').skip(1).collect();
+        (rest.is_empty() || rest.starts_with('-'))
+            && groups.len() <= 3
+            && groups
+                .iter()
+                .all(|g| (1..=5).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_lowercase()))
+    })
+}
 
 /// Names the part of an ARN that is wrong (prefix, partition or service), so that a
 /// requester is not left to diff a regular expression by eye.
@@ -54,12 +67,11 @@ fn check_arn(value: &str, service: &str, wildcard_partition: bool) -> Result<(),
             "must be an ARN: arn:<partition>:<service>:<region>:<account>:<resource>".to_owned(),
         );
     }
-    let partition_ok = PARTITIONS.contains(&parts[1]) || (wildcard_partition && parts[1] == "*");
+    let partition_ok = is_partition(parts[1]) || (wildcard_partition && parts[1] == "*");
     if !partition_ok {
         return problem(format!(
-            "partition `{}` is not one of {}",
-            parts[1],
-            PARTITIONS.join(", ")
+            "partition `{}` does not match {PARTITION}",
+            parts[1]
         ));
     }
     if parts[2] != service {
@@ -125,7 +137,7 @@ pattern_id!(
     InstanceArn,
     10,
     1224,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
+    r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
     "arn:<partition>:sso:::instance/ssoins- followed by 16 letters, digits, '-' or '.'",
     Some(("sso", false))
 );
@@ -135,7 +147,7 @@ pattern_id!(
     PermissionSetArn,
     10,
     1224,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$",
+    r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$",
     "arn:<partition>:sso:::permissionSet/ssoins-<16 characters>/ps-<16 characters>",
     Some(("sso", false))
 );
@@ -175,7 +187,7 @@ pattern_id!(
     IamPrincipalArn,
     1,
     1000,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b):iam::[0-9]{12}:[!-~]+$",
+    r"^arn:aws(-[a-z]{1,5}){0,3}:iam::[0-9]{12}:[!-~]+$",
     "a full IAM ARN with a 12-digit account id, such as arn:aws:iam::123456789012:role/Name \
      (use principalType IAM_PATTERN for patterns)",
     Some(("iam", false))
@@ -186,7 +198,7 @@ pattern_id!(
     IamPrincipalPattern,
     1,
     1000,
-    r"^arn:(aws|aws-us-gov|aws-cn|aws-iso|aws-iso-b|\*):iam:::[!-~]+$",
+    r"^arn:(aws(-[a-z]{1,5}){0,3}|\*):iam:::[!-~]+$",
     "an IAM ARN pattern with no account id, such as arn:aws:iam:::role/Team* \
      (use principalType IAM for a full ARN)",
     Some(("iam", true))
@@ -258,6 +270,44 @@ mod tests {
         assert!(PortfolioId::parse("port-abcdefghijklm").is_ok());
         assert!(IamPrincipalArn::parse("arn:aws:iam::123456789012:role/Admin").is_ok());
         assert!(IamPrincipalPattern::parse("arn:aws:iam:::role/Team*").is_ok());
+    }
+
+    /// The current API model's partition rule, `aws(-[a-z]{1,5}){0,3}` (SPEC §2): newer
+    /// partitions pass, shapes outside the rule do not.
+    #[test]
+    fn partitions_follow_the_api_models_rule() {
+        for partition in [
+            "aws",
+            "aws-cn",
+            "aws-us-gov",
+            "aws-iso-b",
+            "aws-iso-f",
+            "aws-eusc",
+            "aws-iso-e",
+            "aws-a-bb-ccc",
+        ] {
+            let instance = format!("arn:{partition}:sso:::instance/ssoins-1234567890abcdef");
+            let permission_set = format!(
+                "arn:{partition}:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef"
+            );
+            assert!(InstanceArn::parse(&instance).is_ok(), "{instance}");
+            let permission_set = PermissionSetArn::parse(&permission_set).expect("valid");
+            assert!(permission_set.belongs_to(&InstanceArn::parse(&instance).expect("valid")));
+            let role = format!("arn:{partition}:iam::123456789012:role/Admin");
+            assert!(IamPrincipalArn::parse(&role).is_ok(), "{role}");
+        }
+        for partition in [
+            "awsx",
+            "aws-",
+            "aws-toolong",
+            "aws-a-b-c-d",
+            "aws-ISO",
+            "aws_cn",
+            "gcp",
+        ] {
+            let instance = format!("arn:{partition}:sso:::instance/ssoins-1234567890abcdef");
+            assert!(InstanceArn::parse(&instance).is_err(), "{instance}");
+        }
     }
 
     #[test]

@@ -279,11 +279,11 @@ fn bad_bodies() -> Vec<Bad> {
             "instanceArn",
         ),
         json_row(
-            "instanceArn in an unknown partition",
+            "instanceArn in a partition outside the API model's rule",
             with(
                 create(),
                 "instanceArn",
-                json!("arn:aws-mars:sso:::instance/ssoins-722326ba6a8a6d40"),
+                json!("arn:aws-toolong:sso:::instance/ssoins-722326ba6a8a6d40"),
             ),
             "BadPattern",
             "instanceArn",

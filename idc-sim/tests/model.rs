@@ -577,6 +577,25 @@ fn create_for_an_unknown_principal_fails_when_polled() {
     assert_eq!(status(describe_create(&mut model, &id, 1.0)), "SUCCEEDED");
 }
 
+/// The API model's partition rule `aws(-[a-z]{1,5}){0,3}`: a newer partition's ARNs
+/// are well formed (this instance is simply unknown to the simulator).
+#[test]
+fn newer_partitions_pass_validation() {
+    let mut model = model(knobs(1.0));
+    for partition in ["aws-iso-f", "aws-eusc"] {
+        let mut request = user(ACCOUNT, PS1);
+        request["InstanceArn"] = json!(format!(
+            "arn:{partition}:sso:::instance/ssoins-722326ba6a8a6d40"
+        ));
+        request["PermissionSetArn"] = json!(format!(
+            "arn:{partition}:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b"
+        ));
+        if let Err(e) = model.call(CREATE, &request, 0.0) {
+            assert_ne!(e.code, "ValidationException", "{partition}: {e:?}");
+        }
+    }
+}
+
 fn user_with(principal: &str) -> Value {
     input(ACCOUNT, PS1, "USER", principal)
 }
@@ -606,6 +625,13 @@ fn malformed_inputs_are_validation_errors() {
         (
             "bad instance ARN",
             with("InstanceArn", json!("arn:aws:sso:::instance/nope")),
+        ),
+        (
+            "instance ARN in a partition outside the API model's rule",
+            with(
+                "InstanceArn",
+                json!("arn:aws-toolong:sso:::instance/ssoins-722326ba6a8a6d40"),
+            ),
         ),
         (
             "instance ARN of another service",
