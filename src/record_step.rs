@@ -289,6 +289,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 Ok(fenced) => progress = fenced,
                 Err(stop) => return stop,
             }
+            // An undo's fence may turn a delete into a create: the guardrails judge the
+            // operation actually carried out.
+            let guardrails = &self.worker.config.guardrails;
+            if let Some(dead_letter) = guardrails.refuse(progress.operation(), self.assignment) {
+                return decided(Decision::DeadLetter(dead_letter), progress);
+            }
         }
         if out_of_time(self.deadline) {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");

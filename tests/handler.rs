@@ -873,3 +873,62 @@ impl ParseQueue for str {
         assignment_worker::config::QueueUrl::parse(self).expect("a queue URL")
     }
 }
+
+/// An undo re-targets its operation at the ledger's fence; the guardrails must judge
+/// the operation it ends up carrying out, not the one it started with.
+#[tokio::test]
+async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    let worker = worker(
+        vec![],
+        config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
+    );
+    let revoke = assignment_request(
+        "delete",
+        "OLD-REVOKE",
+        &[("requestedAt", "2026-11-29T10:00:00Z")],
+    );
+    // The undo step of that revoke, written as the worker writes it: it was to delete,
+    // and the later decision it restores is a grant recorded by other means.
+    let envelope = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&revoke).expect("JSON"),
+        "progress": {
+            "step": "submit", "operation": "delete", "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1",
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    });
+    let request = assignment_worker::request::parse_request(&revoke).expect("valid");
+    let (_, assignment) = request.assignment().expect("an assignment");
+    let later_grant = assignment_worker::ledger::AccessDecision {
+        order: assignment_worker::ledger::DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
+            intent: assignment_worker::ledger::Intent::Grant,
+            correlation_id: Some("LATER".to_owned()),
+            first_message_id: "m-2".to_owned(),
+        },
+        not_after: None,
+    };
+    assignment_worker::ledger::Ledger::claim(
+        &worker.ledger,
+        &assignment_worker::ledger::LedgerKey::assignment(assignment),
+        &later_grant,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .expect("claimed");
+
+    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
+    assert!(
+        !worker
+            .identity_center
+            .calls()
+            .iter()
+            .any(|call| matches!(call, Call::Create { .. })),
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+}
