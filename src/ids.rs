@@ -59,7 +59,7 @@ fn is_partition(text: &str) -> bool {
 
 /// Names the part of an ARN that is wrong (prefix, partition or service), so that a
 /// requester is not left to diff a regular expression by eye.
-fn check_arn(value: &str, service: &str, wildcard_partition: bool) -> Result<(), IdError> {
+fn check_arn(value: &str, service: &str) -> Result<(), IdError> {
     let problem = |problem: String| Err(IdError::Arn { problem });
     let parts: Vec<&str> = value.splitn(6, ':').collect();
     if parts.len() < 6 || parts[0] != "arn" {
@@ -67,8 +67,7 @@ fn check_arn(value: &str, service: &str, wildcard_partition: bool) -> Result<(),
             "must be an ARN: arn:<partition>:<service>:<region>:<account>:<resource>".to_owned(),
         );
     }
-    let partition_ok = is_partition(parts[1]) || (wildcard_partition && parts[1] == "*");
-    if !partition_ok {
+    if !is_partition(parts[1]) {
         return problem(format!(
             "partition `{}` does not match {PARTITION}",
             parts[1]
@@ -111,9 +110,9 @@ macro_rules! pattern_id {
                     Regex::new($pattern).expect("static pattern compiles")
                 });
                 check_length(value, $min, $max)?;
-                let arn: Option<(&str, bool)> = $arn;
-                if let Some((service, wildcard_partition)) = arn {
-                    check_arn(value, service, wildcard_partition)?;
+                let arn_service: Option<&str> = $arn;
+                if let Some(service) = arn_service {
+                    check_arn(value, service)?;
                 }
                 check_pattern(value, &RE, $expected, $pattern)?;
                 Ok(Self(value.to_owned()))
@@ -139,7 +138,7 @@ pattern_id!(
     1224,
     r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
     "arn:<partition>:sso:::instance/ssoins- followed by 16 letters, digits, '-' or '.'",
-    Some(("sso", false))
+    Some("sso")
 );
 
 pattern_id!(
@@ -149,7 +148,7 @@ pattern_id!(
     1224,
     r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::permissionSet/(sso)?ins-[a-zA-Z0-9-.]{16}/ps-[a-zA-Z0-9-./]{16}$",
     "arn:<partition>:sso:::permissionSet/ssoins-<16 characters>/ps-<16 characters>",
-    Some(("sso", false))
+    Some("sso")
 );
 
 pattern_id!(
@@ -187,21 +186,23 @@ pattern_id!(
     IamPrincipalArn,
     1,
     1000,
-    r"^arn:aws(-[a-z]{1,5}){0,3}:iam::[0-9]{12}:[!-~]+$",
-    "a full IAM ARN with a 12-digit account id, such as arn:aws:iam::123456789012:role/Name \
-     (use principalType IAM_PATTERN for patterns)",
-    Some(("iam", false))
+    r"^arn:aws(-[a-z]{1,5}){0,3}:iam::[0-9]{12}:(user|group|role)/[!-)+->@-~]+$",
+    "a full IAM ARN with a 12-digit account id and no wildcard, such as \
+     arn:aws:iam::123456789012:role/Name",
+    Some("iam")
 );
 
 pattern_id!(
-    /// An IAM ARN pattern with no account id, wildcards allowed (principal type `IAM_PATTERN`).
+    /// An IAM ARN pattern with no account id (principal type `IAM_PATTERN`): a concrete
+    /// partition and resource type, `*` and `?` only in the path and name after it, so
+    /// a pattern can never reach past the kind of principal it names (SPEC §2).
     IamPrincipalPattern,
     1,
     1000,
-    r"^arn:(aws(-[a-z]{1,5}){0,3}|\*):iam:::[!-~]+$",
-    "an IAM ARN pattern with no account id, such as arn:aws:iam:::role/Team* \
-     (use principalType IAM for a full ARN)",
-    Some(("iam", true))
+    r"^arn:aws(-[a-z]{1,5}){0,3}:iam:::(user|group|role)/[!-~]+$",
+    "an IAM ARN pattern with no account id, a concrete resource type and wildcards only \
+     after it, such as arn:aws:iam:::role/Team*",
+    Some("iam")
 );
 
 impl InstanceArn {
@@ -327,6 +328,34 @@ mod tests {
         assert!(IamPrincipalPattern::parse("arn:aws:iam::123456789012:role/A").is_err());
         assert!(CorrelationId::parse("CHG\n1").is_err());
         assert!(CorrelationId::parse(&"x".repeat(257)).is_err());
+    }
+
+    /// SPEC §2: a pattern names a concrete partition and resource type; wildcards only in
+    /// the path and name after it. A full ARN holds no wildcard at all.
+    #[test]
+    fn iam_principal_shapes() {
+        for (value, pattern_ok, arn_ok) in [
+            ("arn:aws:iam:::role/Team*", true, false),
+            ("arn:aws:iam:::user/eng/alice?", true, false),
+            ("arn:aws:iam:::group/*", true, false),
+            ("arn:aws-cn:iam:::role/path/to/Name", true, false),
+            ("arn:aws:iam:::*/X", false, false),
+            ("arn:aws:iam:::ro*/X", false, false),
+            ("arn:aws:iam:::role*", false, false),
+            ("arn:*:iam:::role/X", false, false),
+            ("arn:aws:iam:::policy/X", false, false),
+            ("arn:aws:iam:::role", false, false),
+            ("arn:aws:iam::123456789012:role/Admin", false, true),
+            ("arn:aws:iam::123456789012:user/path/bob", false, true),
+            ("arn:aws:iam::123456789012:role/Adm*", false, false),
+            ("arn:aws:iam::123456789012:role/Adm?n", false, false),
+            ("arn:aws:iam::*:role/Admin", false, false),
+            ("arn:aws:iam::123456789012:*/Admin", false, false),
+            ("arn:aws:sts::123456789012:assumed-role/A/b", false, false),
+        ] {
+            assert_eq!(IamPrincipalPattern::parse(value).is_ok(), pattern_ok, "{value}");
+            assert_eq!(IamPrincipalArn::parse(value).is_ok(), arn_ok, "{value}");
+        }
     }
 
     #[test]

@@ -578,15 +578,34 @@ pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
             let portfolio = PortfolioId::parse(required(Field::PortfolioId, action)?)
                 .map_err(|e| InvalidRequest::field(Field::PortfolioId, &e))?;
             let arn = required(Field::PrincipalArn, action)?;
+            // An ARN that fits the other type is named as such: a disassociate under the
+            // wrong type answers ResourceNotFound and would look like "already gone".
+            let mismatch = |fits: &str| {
+                InvalidRequest::new(
+                    "PrincipalTypeMismatch",
+                    format!(
+                        "principalArn: `{arn}` is shaped like a principalType {fits} principal; \
+                         send principalType {fits}"
+                    ),
+                )
+            };
             let principal = match required(Field::PrincipalType, action)? {
-                "IAM" => PortfolioPrincipal::Iam(
-                    IamPrincipalArn::parse(arn)
-                        .map_err(|e| InvalidRequest::field(Field::PrincipalArn, &e))?,
-                ),
-                "IAM_PATTERN" => PortfolioPrincipal::IamPattern(
-                    IamPrincipalPattern::parse(arn)
-                        .map_err(|e| InvalidRequest::field(Field::PrincipalArn, &e))?,
-                ),
+                "IAM" => PortfolioPrincipal::Iam(IamPrincipalArn::parse(arn).map_err(|e| {
+                    if IamPrincipalPattern::parse(arn).is_ok() {
+                        mismatch("IAM_PATTERN")
+                    } else {
+                        InvalidRequest::field(Field::PrincipalArn, &e)
+                    }
+                })?),
+                "IAM_PATTERN" => {
+                    PortfolioPrincipal::IamPattern(IamPrincipalPattern::parse(arn).map_err(|e| {
+                        if IamPrincipalArn::parse(arn).is_ok() {
+                            mismatch("IAM")
+                        } else {
+                            InvalidRequest::field(Field::PrincipalArn, &e)
+                        }
+                    })?)
+                }
                 other => {
                     return Err(InvalidRequest::new(
                         "BadValue",

@@ -345,6 +345,26 @@ fn bad_bodies() -> Vec<Bad> {
                 "principalArn",
                 json!("arn:aws:iam:::role/Auditor"),
             ),
+            "PrincipalTypeMismatch",
+            "send principalType IAM_PATTERN",
+        ),
+        json_row(
+            "IAM_PATTERN principalArn that is a full ARN",
+            with(
+                with(associate(), "principalType", json!("IAM_PATTERN")),
+                "principalArn",
+                json!("arn:aws:iam::111122223333:role/Auditor"),
+            ),
+            "PrincipalTypeMismatch",
+            "send principalType IAM",
+        ),
+        json_row(
+            "IAM_PATTERN principalArn with a wildcard partition",
+            with(
+                with(associate(), "principalType", json!("IAM_PATTERN")),
+                "principalArn",
+                json!("arn:*:iam:::role/X"),
+            ),
             "BadPattern",
             "principalArn",
         ),
