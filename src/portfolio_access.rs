@@ -1,0 +1,135 @@
+//! Who keeps access to a portfolio after a principal is removed (SPEC §9): an `IAM`
+//! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
+//! removed pattern leaves the `IAM` principals it covered that are listed on their own.
+//! Pure: the caller passes the portfolio's principals as listed.
+
+use serde::Serialize;
+
+/// How a portfolio principal matches IAM principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum PortfolioPrincipalType {
+    #[serde(rename = "IAM")]
+    Iam,
+    #[serde(rename = "IAM_PATTERN")]
+    IamPattern,
+}
+
+impl PortfolioPrincipalType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortfolioPrincipalType::Iam => "IAM",
+            PortfolioPrincipalType::IamPattern => "IAM_PATTERN",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "IAM" => Some(PortfolioPrincipalType::Iam),
+            "IAM_PATTERN" => Some(PortfolioPrincipalType::IamPattern),
+            _ => None,
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            PortfolioPrincipalType::Iam => PortfolioPrincipalType::IamPattern,
+            PortfolioPrincipalType::IamPattern => PortfolioPrincipalType::Iam,
+        }
+    }
+}
+
+/// One principal of a portfolio, as ListPrincipalsForPortfolio names it (and as the
+/// outcome's `residualAccess` reports it). The ARN is AWS's text, not re-validated:
+/// an association made before AWS checked shapes must still be reported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedPrincipal {
+    pub principal_type: PortfolioPrincipalType,
+    pub principal_arn: String,
+}
+
+/// The principals that keep access after `removed` is gone from a portfolio whose
+/// principals are now `remaining`, in the listed order.
+pub fn residual_access(
+    removed: &ListedPrincipal,
+    remaining: &[ListedPrincipal],
+) -> Vec<ListedPrincipal> {
+    remaining
+        .iter()
+        .filter(|other| *other != removed)
+        .filter(
+            |other| match (removed.principal_type, other.principal_type) {
+                // The removed principal is still let in through this pattern.
+                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::IamPattern) => {
+                    pattern_covers(&other.principal_arn, &removed.principal_arn)
+                }
+                // This principal was covered by the removed pattern and keeps its own entry.
+                (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::Iam) => {
+                    pattern_covers(&removed.principal_arn, &other.principal_arn)
+                }
+                _ => false,
+            },
+        )
+        .cloned()
+        .collect()
+}
+
+/// Whether an `IAM_PATTERN` ARN matches a full IAM ARN by AWS's rules: the same
+/// partition and service, the account id ignored, and the resource (type, path and
+/// name) matched with `*` as any run of characters and `?` as zero or one character.
+pub fn pattern_covers(pattern: &str, arn: &str) -> bool {
+    let (Some(pattern), Some(arn)) = (ArnParts::split(pattern), ArnParts::split(arn)) else {
+        return false;
+    };
+    pattern.partition == arn.partition
+        && pattern.service == arn.service
+        && arn.service == "iam"
+        && glob_matches(pattern.resource.as_bytes(), arn.resource.as_bytes())
+}
+
+struct ArnParts<'a> {
+    partition: &'a str,
+    service: &'a str,
+    resource: &'a str,
+}
+
+impl<'a> ArnParts<'a> {
+    fn split(arn: &'a str) -> Option<Self> {
+        let mut parts = arn.splitn(6, ':');
+        if parts.next()? != "arn" {
+            return None;
+        }
+        let partition = parts.next()?;
+        let service = parts.next()?;
+        let _region = parts.next()?;
+        let _account = parts.next()?;
+        let resource = parts.next()?;
+        Some(Self {
+            partition,
+            service,
+            resource,
+        })
+    }
+}
+
+/// Glob match over bytes (IAM ARNs are ASCII). Written by hand because the glob crates
+/// read `?` as exactly one character, and AWS reads it as zero or one. Dynamic
+/// programming over (pattern, text) prefixes: linear space, no backtracking blow-up on
+/// patterns with many `*`.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    // matched[j]: the pattern prefix seen so far matches text[..j].
+    let mut matched = vec![false; text.len() + 1];
+    matched[0] = true;
+    for &symbol in pattern {
+        let mut next = vec![false; text.len() + 1];
+        for j in 0..=text.len() {
+            next[j] = match symbol {
+                b'*' => matched[j] || (j > 0 && next[j - 1]),
+                b'?' => matched[j] || (j > 0 && matched[j - 1]),
+                literal => j > 0 && matched[j - 1] && text[j - 1] == literal,
+            };
+        }
+        matched = next;
+    }
+    matched[text.len()]
+}

@@ -1,0 +1,198 @@
+//! Pattern matching and residual access (SPEC §9), table-driven.
+
+use assignment_worker::portfolio_access::{
+    ListedPrincipal, PortfolioPrincipalType, pattern_covers, residual_access,
+};
+
+#[test]
+fn patterns_match_by_aws_rules() {
+    let rows: &[(&str, &str, bool)] = &[
+        // No wildcard: the same resource in any account.
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws:iam::111122223333:role/Admin",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws:iam::444455556666:role/Admin",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws:iam::111122223333:role/Admins",
+            false,
+        ),
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws:iam::111122223333:user/Admin",
+            false,
+        ),
+        // `*`: any run, including none and including `/`.
+        (
+            "arn:aws:iam:::role/Team*",
+            "arn:aws:iam::111122223333:role/Team",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/Team*",
+            "arn:aws:iam::111122223333:role/TeamA-dev",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/Team*",
+            "arn:aws:iam::111122223333:role/team-a",
+            false,
+        ),
+        (
+            "arn:aws:iam:::role/*",
+            "arn:aws:iam::111122223333:role/eng/ops/Deployer",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/*/Deployer",
+            "arn:aws:iam::111122223333:role/eng/ops/Deployer",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/*/Deployer",
+            "arn:aws:iam::111122223333:role/Deployer",
+            false,
+        ),
+        (
+            "arn:aws:iam:::role/a*b*c",
+            "arn:aws:iam::111122223333:role/aXXbYYc",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/a*b*c",
+            "arn:aws:iam::111122223333:role/aXXcYYb",
+            false,
+        ),
+        // `?`: zero or one character.
+        (
+            "arn:aws:iam:::user/bob?",
+            "arn:aws:iam::111122223333:user/bob",
+            true,
+        ),
+        (
+            "arn:aws:iam:::user/bob?",
+            "arn:aws:iam::111122223333:user/bob1",
+            true,
+        ),
+        (
+            "arn:aws:iam:::user/bob?",
+            "arn:aws:iam::111122223333:user/bob12",
+            false,
+        ),
+        (
+            "arn:aws:iam:::user/b?b",
+            "arn:aws:iam::111122223333:user/bb",
+            true,
+        ),
+        (
+            "arn:aws:iam:::user/b?b",
+            "arn:aws:iam::111122223333:user/bob",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/*/Name_?",
+            "arn:aws:iam::111122223333:role/p/Name_",
+            true,
+        ),
+        // Paths are part of the resource.
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws:iam::111122223333:role/path/Admin",
+            false,
+        ),
+        (
+            "arn:aws:iam:::role/path/Admin",
+            "arn:aws:iam::111122223333:role/path/Admin",
+            true,
+        ),
+        // Partitions must agree.
+        (
+            "arn:aws:iam:::role/Admin",
+            "arn:aws-cn:iam::111122223333:role/Admin",
+            false,
+        ),
+        (
+            "arn:aws-us-gov:iam:::role/A*",
+            "arn:aws-us-gov:iam::111122223333:role/Ab",
+            true,
+        ),
+        // Not IAM, or not an ARN.
+        (
+            "arn:aws:sts:::assumed-role/*",
+            "arn:aws:sts::111122223333:assumed-role/A/b",
+            false,
+        ),
+        ("role/*", "arn:aws:iam::111122223333:role/A", false),
+        ("arn:aws:iam:::role/*", "not-an-arn", false),
+    ];
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|(pattern, arn, expected)| pattern_covers(pattern, arn) != *expected)
+        .map(|(pattern, arn, expected)| format!("{pattern} vs {arn}: expected {expected}"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+fn iam(arn: &str) -> ListedPrincipal {
+    ListedPrincipal {
+        principal_type: PortfolioPrincipalType::Iam,
+        principal_arn: arn.to_owned(),
+    }
+}
+
+fn pattern(arn: &str) -> ListedPrincipal {
+    ListedPrincipal {
+        principal_type: PortfolioPrincipalType::IamPattern,
+        principal_arn: arn.to_owned(),
+    }
+}
+
+#[test]
+fn a_removed_iam_principal_keeps_access_through_each_matching_pattern() {
+    let removed = iam("arn:aws:iam::111122223333:role/TeamA-dev");
+    let remaining = [
+        pattern("arn:aws:iam:::role/Team*"),
+        pattern("arn:aws:iam:::role/Other*"),
+        pattern("arn:aws:iam:::role/*-dev"),
+        iam("arn:aws:iam::111122223333:role/TeamB"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![
+            pattern("arn:aws:iam:::role/Team*"),
+            pattern("arn:aws:iam:::role/*-dev")
+        ]
+    );
+}
+
+#[test]
+fn a_removed_pattern_leaves_the_iam_principals_it_covered() {
+    let removed = pattern("arn:aws:iam:::role/Team*");
+    let remaining = [
+        iam("arn:aws:iam::111122223333:role/TeamA"),
+        iam("arn:aws:iam::444455556666:role/TeamB"),
+        iam("arn:aws:iam::111122223333:role/Finance"),
+        pattern("arn:aws:iam:::role/Fin*"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![
+            iam("arn:aws:iam::111122223333:role/TeamA"),
+            iam("arn:aws:iam::444455556666:role/TeamB")
+        ]
+    );
+}
+
+#[test]
+fn nothing_left_means_no_residual_access() {
+    let removed = iam("arn:aws:iam::111122223333:role/Leaver");
+    assert!(residual_access(&removed, &[]).is_empty());
+    // The same principal still listed (the list lags) is not residual access of itself.
+    assert!(residual_access(&removed, std::slice::from_ref(&removed)).is_empty());
+}
