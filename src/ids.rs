@@ -353,7 +353,11 @@ mod tests {
             ("arn:aws:iam::123456789012:*/Admin", false, false),
             ("arn:aws:sts::123456789012:assumed-role/A/b", false, false),
         ] {
-            assert_eq!(IamPrincipalPattern::parse(value).is_ok(), pattern_ok, "{value}");
+            assert_eq!(
+                IamPrincipalPattern::parse(value).is_ok(),
+                pattern_ok,
+                "{value}"
+            );
             assert_eq!(IamPrincipalArn::parse(value).is_ok(), arn_ok, "{value}");
         }
     }

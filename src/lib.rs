@@ -23,4 +23,5 @@ pub mod progress;
 pub mod queue;
 pub mod record_step;
 pub mod request;
+pub mod service_catalog;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use crate::ids::{
     AccountId, CorrelationId, IamPrincipalArn, IamPrincipalPattern, IdError, InstanceArn,
     PermissionSetArn, PortfolioId, PrincipalId,
 };
+use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use crate::progress::{Progress, Purpose};
 
 /// Bodies above this are refused before any JSON is read; a real request is under 2 KiB.
@@ -91,11 +92,45 @@ pub enum PortfolioPrincipal {
     IamPattern(IamPrincipalPattern),
 }
 
+impl PortfolioPrincipal {
+    pub fn principal_type(&self) -> PortfolioPrincipalType {
+        match self {
+            PortfolioPrincipal::Iam(_) => PortfolioPrincipalType::Iam,
+            PortfolioPrincipal::IamPattern(_) => PortfolioPrincipalType::IamPattern,
+        }
+    }
+
+    pub fn arn(&self) -> &str {
+        match self {
+            PortfolioPrincipal::Iam(arn) => arn.as_str(),
+            PortfolioPrincipal::IamPattern(pattern) => pattern.as_str(),
+        }
+    }
+
+    /// The principal as ListPrincipalsForPortfolio would name it.
+    pub fn listed(&self) -> ListedPrincipal {
+        ListedPrincipal {
+            principal_type: self.principal_type(),
+            principal_arn: self.arn().to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptLanguage {
     En,
     Jp,
     Zh,
+}
+
+impl AcceptLanguage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcceptLanguage::En => "en",
+            AcceptLanguage::Jp => "jp",
+            AcceptLanguage::Zh => "zh",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -597,15 +632,15 @@ pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
                         InvalidRequest::field(Field::PrincipalArn, &e)
                     }
                 })?),
-                "IAM_PATTERN" => {
-                    PortfolioPrincipal::IamPattern(IamPrincipalPattern::parse(arn).map_err(|e| {
+                "IAM_PATTERN" => PortfolioPrincipal::IamPattern(
+                    IamPrincipalPattern::parse(arn).map_err(|e| {
                         if IamPrincipalArn::parse(arn).is_ok() {
                             mismatch("IAM")
                         } else {
                             InvalidRequest::field(Field::PrincipalArn, &e)
                         }
-                    })?)
-                }
+                    })?,
+                ),
                 other => {
                     return Err(InvalidRequest::new(
                         "BadValue",

@@ -13,8 +13,10 @@ use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
     RecordedState,
 };
+use crate::portfolio_access::ListedPrincipal;
 use crate::queue::{OutgoingMessage, QueueSender, SendError};
-use crate::request::Assignment;
+use crate::request::{Assignment, PortfolioChange};
+use crate::service_catalog::ServiceCatalog;
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,149 @@ impl IdentityCenter for ScriptedIdentityCenter {
         self.answer(Call::DescribeDeletion {
             request_id: request_id.to_owned(),
         })
+    }
+}
+
+/// One call the Service Catalog fake received: the operation and the principal's ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogCall {
+    Associate(String),
+    Disassociate(String),
+    List,
+}
+
+#[derive(Debug, Default)]
+struct CatalogState {
+    /// Portfolio id → its principals; a portfolio not here does not exist.
+    portfolios: HashMap<String, Vec<ListedPrincipal>>,
+    /// What the list showed before the latest change, while it lags.
+    lagging: HashMap<String, Vec<ListedPrincipal>>,
+    /// List calls still answered from `lagging`.
+    stale_lists: u32,
+    errors: VecDeque<Option<CallError>>,
+    calls: Vec<CatalogCall>,
+}
+
+/// Service Catalog portfolios in memory, with AWS's answers: associate is idempotent,
+/// disassociate of a principal not associated under that type is ResourceNotFound, an
+/// unknown portfolio is ResourceNotFound. `with_list_lag(n)` makes the next `n` lists
+/// after each change show the state before it. Scripted errors (`None`: answer for
+/// real) are taken one per call, in order.
+#[derive(Debug, Default)]
+pub struct MemoryServiceCatalog {
+    state: Mutex<CatalogState>,
+    list_lag: u32,
+}
+
+impl MemoryServiceCatalog {
+    pub fn with_portfolio(self, portfolio: &str, principals: Vec<ListedPrincipal>) -> Self {
+        lock(&self.state)
+            .portfolios
+            .insert(portfolio.to_owned(), principals);
+        self
+    }
+
+    pub fn with_list_lag(mut self, lists: u32) -> Self {
+        self.list_lag = lists;
+        self
+    }
+
+    pub fn with_errors(self, errors: impl IntoIterator<Item = Option<CallError>>) -> Self {
+        lock(&self.state).errors.extend(errors);
+        self
+    }
+
+    /// The portfolio's principals as they are (not as the lagging list shows them).
+    pub fn principals(&self, portfolio: &str) -> Option<Vec<ListedPrincipal>> {
+        lock(&self.state).portfolios.get(portfolio).cloned()
+    }
+
+    pub fn calls(&self) -> Vec<CatalogCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    fn not_found(what: String) -> CallError {
+        CallError {
+            kind: ErrorKind::ResourceNotFound,
+            code: "ResourceNotFoundException".to_owned(),
+            message: what,
+        }
+    }
+
+    fn change(
+        &self,
+        change: &PortfolioChange,
+        call: CatalogCall,
+        apply: impl FnOnce(&mut Vec<ListedPrincipal>, ListedPrincipal) -> Result<(), CallError>,
+    ) -> Result<(), CallError> {
+        let mut state = lock(&self.state);
+        state.calls.push(call);
+        if let Some(Some(error)) = state.errors.pop_front() {
+            return Err(error);
+        }
+        let portfolio = change.portfolio.as_str().to_owned();
+        let Some(principals) = state.portfolios.get(&portfolio).cloned() else {
+            return Err(Self::not_found(format!("portfolio {portfolio} not found")));
+        };
+        let mut after = principals.clone();
+        apply(&mut after, change.principal.listed())?;
+        if after != principals {
+            state.portfolios.insert(portfolio.clone(), after);
+            state.lagging.insert(portfolio, principals);
+            state.stale_lists = self.list_lag;
+        }
+        Ok(())
+    }
+}
+
+impl ServiceCatalog for MemoryServiceCatalog {
+    async fn associate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
+        let call = CatalogCall::Associate(change.principal.arn().to_owned());
+        self.change(change, call, |principals, principal| {
+            if !principals.contains(&principal) {
+                principals.push(principal);
+            }
+            Ok(())
+        })
+    }
+
+    async fn disassociate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
+        let call = CatalogCall::Disassociate(change.principal.arn().to_owned());
+        self.change(change, call, |principals, principal| {
+            let before = principals.len();
+            principals.retain(|listed| *listed != principal);
+            if principals.len() == before {
+                return Err(Self::not_found(format!(
+                    "principal {} is not associated with type {}",
+                    principal.principal_arn,
+                    principal.principal_type.as_str()
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    async fn list_principals(
+        &self,
+        change: &PortfolioChange,
+    ) -> Result<Vec<ListedPrincipal>, CallError> {
+        let mut state = lock(&self.state);
+        state.calls.push(CatalogCall::List);
+        if let Some(Some(error)) = state.errors.pop_front() {
+            return Err(error);
+        }
+        let portfolio = change.portfolio.as_str();
+        if state.stale_lists > 0
+            && let Some(lagging) = state.lagging.get(portfolio).cloned()
+        {
+            state.stale_lists -= 1;
+            return Ok(lagging);
+        }
+        state
+            .portfolios
+            .get(portfolio)
+            .cloned()
+            .ok_or_else(|| Self::not_found(format!("portfolio {portfolio} not found")))
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod dynamodb;
 pub mod memory;
+pub mod service_catalog;
 pub mod sqs;
 pub mod sso_admin;
 
