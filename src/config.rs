@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use crate::guardrails::Guardrails;
-use crate::ids::{AccountId, IdError, InstanceArn, PermissionSetArn};
+use crate::ids::{AccountId, IdError, InstanceArn, PermissionSetArn, PortfolioId};
 use crate::lifecycle::{MAX_DELAY_SECONDS, Policy};
 
 /// A variable that is missing or malformed; its `Display` is the one line printed at start.
@@ -140,6 +140,7 @@ impl Config {
             });
         }
         let allowed_instances = env.list("ALLOWED_INSTANCE_ARNS", InstanceArn::parse)?;
+        let allowed_portfolios = env.list("ALLOWED_PORTFOLIO_IDS", PortfolioId::parse)?;
         Ok(Self {
             work_queue: env
                 .queue("WORK_QUEUE_URL")?
@@ -166,6 +167,8 @@ impl Config {
                 protected_accounts: env.list("PROTECTED_ACCOUNT_IDS", AccountId::parse)?,
                 protected_permission_sets: env
                     .list("PROTECTED_PERMISSION_SET_ARNS", PermissionSetArn::parse)?,
+                allowed_portfolios: (!allowed_portfolios.is_empty()).then_some(allowed_portfolios),
+                allow_iam_pattern_principals: env.flag("ALLOW_IAM_PATTERN_PRINCIPALS")?,
             },
         })
     }
@@ -213,6 +216,23 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     /// A CloudWatch namespace: 1..255 of the characters CloudWatch allows
     /// (`0-9 A-Z a-z . - _ / # :` and space), not under `AWS/`.
+    /// `true` or `false` (any case); unset is false. Anything else stops the start: a
+    /// typo in a guardrail must not be read as either answer.
+    fn flag(&self, variable: &'static str) -> Result<bool, ConfigError> {
+        match self
+            .get(variable)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError {
+                variable,
+                problem: format!("must be true or false, got `{other}`"),
+            }),
+        }
+    }
+
     fn namespace(&self, variable: &'static str) -> Result<String, ConfigError> {
         let Some(text) = self.get(variable) else {
             return Ok(crate::metrics::DEFAULT_NAMESPACE.to_owned());
@@ -436,6 +456,26 @@ mod tests {
                 &[QUEUES[0], QUEUES[1], ("PROTECTED_PERMISSION_SET_ARNS", ",")],
                 "PROTECTED_PERMISSION_SET_ARNS",
             ),
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_PORTFOLIO_IDS", " , ")],
+                "ALLOWED_PORTFOLIO_IDS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_PORTFOLIO_IDS", "port-a b")],
+                "ALLOWED_PORTFOLIO_IDS",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    ("ALLOW_IAM_PATTERN_PRINCIPALS", "yes"),
+                ],
+                "ALLOW_IAM_PATTERN_PRINCIPALS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOW_IAM_PATTERN_PRINCIPALS", "1")],
+                "ALLOW_IAM_PATTERN_PRINCIPALS",
+            ),
             (&[("WORK_QUEUE_URL", fifo), QUEUES[1]], "WORK_QUEUE_URL"),
             (
                 &[
@@ -466,6 +506,20 @@ mod tests {
         // An empty value is unset, as CloudFormation passes a blank parameter.
         let blank = config(&[QUEUES[0], QUEUES[1], ("ALLOWED_INSTANCE_ARNS", "")]).unwrap();
         assert_eq!(blank.guardrails.allowed_instances, None);
+        assert_eq!(blank.guardrails.allowed_portfolios, None);
+        assert!(!blank.guardrails.allow_iam_pattern_principals);
+        let patterns = config(&[
+            QUEUES[0],
+            QUEUES[1],
+            ("ALLOW_IAM_PATTERN_PRINCIPALS", "TRUE"),
+            ("ALLOWED_PORTFOLIO_IDS", "port-abc, port-def"),
+        ])
+        .unwrap();
+        assert!(patterns.guardrails.allow_iam_pattern_principals);
+        assert_eq!(
+            patterns.guardrails.allowed_portfolios.map(|v| v.len()),
+            Some(2)
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Refusals made before any AWS call (SPEC §6): which instances, accounts and
-//! permission sets this worker may touch at all.
+//! Refusals made before any AWS call (SPEC §6): which instances, accounts, permission
+//! sets and portfolios this worker may touch at all.
 
-use crate::ids::{AccountId, InstanceArn, PermissionSetArn};
+use crate::ids::{AccountId, InstanceArn, PermissionSetArn, PortfolioId};
 use crate::lifecycle::{DeadLetter, ErrorClass};
-use crate::request::{Assignment, AssignmentAction};
+use crate::portfolio_access::PortfolioPrincipalType;
+use crate::request::{Assignment, AssignmentAction, PortfolioChange, Target};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guardrails {
@@ -13,18 +14,37 @@ pub struct Guardrails {
     pub protected_accounts: Vec<AccountId>,
     /// Permission sets never granted; revoking them stays allowed so access can end.
     pub protected_permission_sets: Vec<PermissionSetArn>,
+    /// `None`: any portfolio. `Some`: only these.
+    pub allowed_portfolios: Option<Vec<PortfolioId>>,
+    /// Whether `IAM_PATTERN` principals may be associated (removing one is always
+    /// allowed): a pattern lets in any principal someone later creates with a matching
+    /// name, in any account the portfolio is shared with.
+    pub allow_iam_pattern_principals: bool,
+}
+
+fn forbidden(code: &str, message: String) -> Option<DeadLetter> {
+    Some(DeadLetter::before_any_call(
+        ErrorClass::Forbidden,
+        code,
+        message,
+    ))
 }
 
 impl Guardrails {
-    /// `Some(dead letter)` when the request must not be carried out.
+    /// `Some(dead letter)` when `action` on `target` must not be carried out.
+    pub fn refuse_target(
+        &self,
+        action: AssignmentAction,
+        target: Target<'_>,
+    ) -> Option<DeadLetter> {
+        match target {
+            Target::Assignment(assignment) => self.refuse(action, assignment),
+            Target::Portfolio(change) => self.refuse_portfolio(action, change),
+        }
+    }
+
+    /// `Some(dead letter)` when the assignment change must not be carried out.
     pub fn refuse(&self, action: AssignmentAction, assignment: &Assignment) -> Option<DeadLetter> {
-        let forbidden = |code: &str, message: String| {
-            Some(DeadLetter::before_any_call(
-                ErrorClass::Forbidden,
-                code,
-                message,
-            ))
-        };
         if let Some(allowed) = &self.allowed_instances
             && !allowed.contains(&assignment.instance)
         {
@@ -52,6 +72,40 @@ impl Guardrails {
                 format!(
                     "permission set {} is in PROTECTED_PERMISSION_SET_ARNS and is never granted",
                     assignment.permission_set
+                ),
+            );
+        }
+        None
+    }
+
+    /// `Some(dead letter)` when the portfolio change must not be carried out.
+    pub fn refuse_portfolio(
+        &self,
+        action: AssignmentAction,
+        change: &PortfolioChange,
+    ) -> Option<DeadLetter> {
+        if let Some(allowed) = &self.allowed_portfolios
+            && !allowed.contains(&change.portfolio)
+        {
+            return forbidden(
+                "PortfolioNotAllowed",
+                format!(
+                    "portfolio {} is not in ALLOWED_PORTFOLIO_IDS",
+                    change.portfolio
+                ),
+            );
+        }
+        if action == AssignmentAction::Create
+            && change.principal.principal_type() == PortfolioPrincipalType::IamPattern
+            && !self.allow_iam_pattern_principals
+        {
+            return forbidden(
+                "IamPatternNotAllowed",
+                format!(
+                    "associating the IAM_PATTERN principal {} needs \
+                     ALLOW_IAM_PATTERN_PRINCIPALS=true: a pattern admits any principal later \
+                     created with a matching name",
+                    change.principal.arn()
                 ),
             );
         }

@@ -17,13 +17,15 @@ use crate::ledger::Ledger;
 use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::queue::{OutgoingMessage, QueueSender, plan_batches};
 use crate::record_step::Plan;
-use crate::request::{InvalidRequest, Message, parse_body};
+use crate::request::{InvalidRequest, Message, Target, parse_body};
+use crate::service_catalog::ServiceCatalog;
 
 /// The worker's dependencies, built once per cold start.
-pub struct Worker<I, Q, L> {
+pub struct Worker<I, Q, L, S> {
     pub identity_center: I,
     pub queues: Q,
     pub ledger: L,
+    pub service_catalog: S,
     pub config: Config,
 }
 
@@ -46,7 +48,7 @@ pub enum Destination {
     Outcome,
 }
 
-impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
+impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
     /// Handles one batch.
     pub async fn handle(&self, event: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
         let records = event.records;
@@ -238,17 +240,16 @@ fn group_by_assignment(parsed: &[Result<Message, InvalidRequest>]) -> Vec<Vec<us
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_key: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for (index, message) in parsed.iter().enumerate() {
-        let key = message
-            .as_ref()
-            .ok()
-            .and_then(|m| m.request.assignment())
-            .map(|(_, a)| {
-                (
-                    a.instance.as_str(),
-                    a.account.as_str(),
-                    a.permission_set.as_str(),
-                )
-            });
+        let key = message.as_ref().ok().map(|m| match m.request.target().1 {
+            Target::Assignment(a) => (
+                a.instance.as_str(),
+                a.account.as_str(),
+                a.permission_set.as_str(),
+            ),
+            // One portfolio's changes one after another: a list confirms each, and
+            // the pattern limit is the portfolio's.
+            Target::Portfolio(change) => ("portfolio", change.portfolio.as_str(), ""),
+        });
         match key.map(|key| (key, by_key.get(&key).copied())) {
             Some((_, Some(group))) => groups[group].push(index),
             Some((key, None)) => {
@@ -281,8 +282,8 @@ pub fn invocation_deadline(deadline_ms: u64, now: SystemTime) -> Option<SystemTi
 }
 
 /// The Lambda entry point.
-pub async fn function_handler<I: IdentityCenter, Q: QueueSender, L: Ledger>(
-    worker: &Worker<I, Q, L>,
+pub async fn function_handler<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog>(
+    worker: &Worker<I, Q, L, S>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let invocation = Invocation {

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::aws_call::CallError;
 use crate::messages::rfc3339;
-use crate::request::{Assignment, AssignmentAction};
+use crate::request::{Assignment, AssignmentAction, PortfolioChange, Target};
 
 /// The item's partition key: one per assignment (instance, account, permission set,
 /// principal type, principal id). ARNs and ids never contain `|`.
@@ -27,6 +27,24 @@ impl LedgerKey {
             assignment.principal_type.as_str(),
             assignment.principal_id
         ))
+    }
+
+    /// One per portfolio principal (portfolio, principal type, principal ARN). The ARN
+    /// comes last, so a `|` in an IAM path cannot make two keys collide.
+    pub fn portfolio(change: &PortfolioChange) -> Self {
+        Self(format!(
+            "portfolio|{}|{}|{}",
+            change.portfolio,
+            change.principal.principal_type().as_str(),
+            change.principal.arn()
+        ))
+    }
+
+    pub fn of(target: Target<'_>) -> Self {
+        match target {
+            Target::Assignment(assignment) => Self::assignment(assignment),
+            Target::Portfolio(change) => Self::portfolio(change),
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod messages;
 pub mod metrics;
+pub mod portfolio;
 pub mod portfolio_access;
 pub mod progress;
 pub mod queue;

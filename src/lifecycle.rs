@@ -395,15 +395,17 @@ fn in_progress(
             policy,
             jitter,
         ),
-        (Stage::Submit | Stage::ExpireWait, Some(operation_request_id)) => next_poll(
-            progress,
-            operation_request_id,
-            0,
-            now,
-            now,
-            policy,
-            LastSeen::InProgress,
-        ),
+        (Stage::Submit | Stage::ExpireWait | Stage::Confirm { .. }, Some(operation_request_id)) => {
+            next_poll(
+                progress,
+                operation_request_id,
+                0,
+                now,
+                now,
+                policy,
+                LastSeen::InProgress,
+            )
+        }
         (
             Stage::Poll {
                 polls,
@@ -535,7 +537,12 @@ fn on_error(
 }
 
 /// Repeats the same step after a backoff, or dead-letters once the budget is spent.
-fn retry(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -> Decision {
+pub(crate) fn retry(
+    progress: &Progress,
+    error: &CallError,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
     if progress.attempt >= policy.max_attempts {
         return Decision::DeadLetter(DeadLetter {
             class: ErrorClass::Exhausted,
@@ -563,7 +570,12 @@ fn retry(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -
 
 /// [`retry`] after an Identity Center call: a submit whose answer may hide a success
 /// marks the request as possibly carried out (SPEC §3, `expired`).
-fn retry_call(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -> Decision {
+pub(crate) fn retry_call(
+    progress: &Progress,
+    error: &CallError,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
     let mut decision = retry(progress, error, policy, jitter);
     if let Decision::Continue { progress: next, .. } = &mut decision {
         next.maybe_submitted |=

@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::ids::CorrelationId;
 use crate::ledger::DecisionSummary;
 use crate::lifecycle::{Completion, DeadLetter};
+use crate::portfolio_access::ListedPrincipal;
 use crate::progress::Progress;
 use crate::queue::OutgoingMessage;
 
@@ -100,6 +101,9 @@ pub struct OutcomeContext<'a> {
     pub expires_at: Option<OffsetDateTime>,
     /// `expiry` on the outcome of a grant's expiry step.
     pub trigger: Option<&'static str>,
+    /// After a portfolio principal's removal: who still has access through the
+    /// portfolio's other principals (SPEC §9); empty when nobody does.
+    pub residual_access: Option<&'a [ListedPrincipal]>,
 }
 
 pub fn outcome_message(
@@ -131,6 +135,8 @@ pub fn outcome_message(
         #[serde(skip_serializing_if = "Option::is_none")]
         superseded_by: Option<&'a DecisionSummary>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        residual_access: Option<&'a [ListedPrincipal]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         error_class: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error_code: Option<&'a str>,
@@ -156,6 +162,7 @@ pub fn outcome_message(
         expires_at: context.expires_at.map(rfc3339),
         trigger: context.trigger,
         superseded_by,
+        residual_access: context.residual_access,
         error_class: dead_letter.map(|d| d.class.as_str()),
         error_code: dead_letter.map(|d| d.code.as_str()),
         error_message: dead_letter.map(|d| truncate(&d.message, MAX_ERROR_MESSAGE_BYTES)),

@@ -26,6 +26,9 @@ pub enum Api {
     DeleteAccountAssignment,
     DescribeAccountAssignmentCreationStatus,
     DescribeAccountAssignmentDeletionStatus,
+    AssociatePrincipalWithPortfolio,
+    DisassociatePrincipalFromPortfolio,
+    ListPrincipalsForPortfolio,
     /// The ledger's claims and state records.
     UpdateItem,
     /// The ledger's strongly consistent reads.
@@ -44,6 +47,9 @@ impl Api {
             Api::DescribeAccountAssignmentDeletionStatus => {
                 "DescribeAccountAssignmentDeletionStatus"
             }
+            Api::AssociatePrincipalWithPortfolio => "AssociatePrincipalWithPortfolio",
+            Api::DisassociatePrincipalFromPortfolio => "DisassociatePrincipalFromPortfolio",
+            Api::ListPrincipalsForPortfolio => "ListPrincipalsForPortfolio",
             Api::UpdateItem => "UpdateItem",
             Api::GetItem => "GetItem",
             Api::SendMessageBatch => "SendMessageBatch",

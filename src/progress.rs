@@ -20,6 +20,22 @@ pub enum Stage {
     },
     /// Wait on the work queue until the grant's `notAfter` (SPEC §11, expiry).
     ExpireWait,
+    /// List a portfolio's principals until the list shows the change made at
+    /// `submitted_at` (SPEC §9): the list lags the calls.
+    Confirm {
+        /// Lists already answered without the change.
+        polls: u32,
+        submitted_at: OffsetDateTime,
+    },
+}
+
+/// What a request changes: an account assignment (Identity Center) or a portfolio's
+/// principals (Service Catalog). The ledger, the order of decisions and expiry are the
+/// same for both; the calls differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Assignment,
+    Portfolio,
 }
 
 /// Why the worker carries out the step: the request's own decision, the expiry of a
@@ -44,6 +60,9 @@ pub struct DecisionStamp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "ProgressWire", into = "ProgressWire")]
 pub struct Progress {
+    resource: Resource,
+    /// Which way the step moves the access: `Create` makes it present (create, or
+    /// associate on a portfolio), `Delete` absent.
     operation: AssignmentAction,
     pub stage: Stage,
     /// The attempt the next call makes on this step, from 1.
@@ -59,7 +78,17 @@ pub struct Progress {
 impl Progress {
     /// A request seen for the first time: its submit is attempt 1.
     pub fn start(operation: AssignmentAction, now: OffsetDateTime, stamp: DecisionStamp) -> Self {
+        Self::start_for(Resource::Assignment, operation, now, stamp)
+    }
+
+    pub fn start_for(
+        resource: Resource,
+        operation: AssignmentAction,
+        now: OffsetDateTime,
+        stamp: DecisionStamp,
+    ) -> Self {
         Self {
+            resource,
             operation,
             stage: Stage::Submit,
             attempt: 1,
@@ -101,11 +130,26 @@ impl Progress {
         self.operation
     }
 
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    /// The operation's name on the wire and in logs.
+    pub fn operation_name(&self) -> &'static str {
+        match (self.resource, self.operation) {
+            (Resource::Assignment, AssignmentAction::Create) => "create",
+            (Resource::Assignment, AssignmentAction::Delete) => "delete",
+            (Resource::Portfolio, AssignmentAction::Create) => "associate",
+            (Resource::Portfolio, AssignmentAction::Delete) => "disassociate",
+        }
+    }
+
     pub fn step_name(&self) -> &'static str {
         match self.stage {
             Stage::Submit => "submit",
             Stage::Poll { .. } => "poll",
             Stage::ExpireWait => "expire-wait",
+            Stage::Confirm { .. } => "confirm",
         }
     }
 
@@ -120,13 +164,13 @@ impl Progress {
     pub fn polls(&self) -> u32 {
         match self.stage {
             Stage::Submit | Stage::ExpireWait => 0,
-            Stage::Poll { polls, .. } => polls,
+            Stage::Poll { polls, .. } | Stage::Confirm { polls, .. } => polls,
         }
     }
 
     pub fn operation_request_id(&self) -> Option<&str> {
         match &self.stage {
-            Stage::Submit | Stage::ExpireWait => None,
+            Stage::Submit | Stage::ExpireWait | Stage::Confirm { .. } => None,
             Stage::Poll {
                 operation_request_id,
                 ..
@@ -141,6 +185,7 @@ enum StepName {
     Submit,
     Poll,
     ExpireWait,
+    Confirm,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -157,6 +202,8 @@ enum PurposeName {
 enum OperationName {
     Create,
     Delete,
+    Associate,
+    Disassociate,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,8 +252,18 @@ impl TryFrom<ProgressWire> for Progress {
             StepName::Submit | StepName::ExpireWait
                 if wire.operation_request_id.is_some() || wire.submitted_at.is_some() =>
             {
-                return Err("operationRequestId and submittedAt belong to step poll only".into());
+                return Err(
+                    "operationRequestId and submittedAt belong to steps poll and confirm only"
+                        .into(),
+                );
             }
+            StepName::Confirm if wire.operation_request_id.is_some() => {
+                return Err("operationRequestId belongs to step poll only".into());
+            }
+            StepName::Confirm => Stage::Confirm {
+                polls: wire.polls,
+                submitted_at: wire.submitted_at.ok_or("step confirm needs submittedAt")?,
+            },
             StepName::Submit => Stage::Submit,
             StepName::ExpireWait => Stage::ExpireWait,
             StepName::Poll => {
@@ -222,10 +279,21 @@ impl TryFrom<ProgressWire> for Progress {
                 }
             }
         };
-        let operation = match wire.operation {
-            OperationName::Create => AssignmentAction::Create,
-            OperationName::Delete => AssignmentAction::Delete,
+        let (resource, operation) = match wire.operation {
+            OperationName::Create => (Resource::Assignment, AssignmentAction::Create),
+            OperationName::Delete => (Resource::Assignment, AssignmentAction::Delete),
+            OperationName::Associate => (Resource::Portfolio, AssignmentAction::Create),
+            OperationName::Disassociate => (Resource::Portfolio, AssignmentAction::Delete),
         };
+        match (resource, &stage) {
+            (Resource::Assignment, Stage::Confirm { .. }) => {
+                return Err("step confirm belongs to portfolio operations only".into());
+            }
+            (Resource::Portfolio, Stage::Poll { .. }) => {
+                return Err("step poll belongs to account-assignment operations only".into());
+            }
+            _ => {}
+        }
         let purpose = match (wire.purpose, wire.superseded_by) {
             (PurposeName::Decision, None) => Purpose::Decision,
             (PurposeName::Expiry, None) => Purpose::Expiry,
@@ -247,6 +315,7 @@ impl TryFrom<ProgressWire> for Progress {
             return Err("firstMessageId must be at most 256 printable characters".into());
         }
         Ok(Progress {
+            resource,
             operation,
             stage,
             attempt: wire.attempt,
@@ -270,6 +339,10 @@ impl From<Progress> for ProgressWire {
         let (step, operation_request_id, polls, submitted_at) = match progress.stage {
             Stage::Submit => (StepName::Submit, None, 0, None),
             Stage::ExpireWait => (StepName::ExpireWait, None, 0, None),
+            Stage::Confirm {
+                polls,
+                submitted_at,
+            } => (StepName::Confirm, None, polls, Some(submitted_at)),
             Stage::Poll {
                 operation_request_id,
                 polls,
@@ -288,9 +361,11 @@ impl From<Progress> for ProgressWire {
         };
         ProgressWire {
             step,
-            operation: match progress.operation {
-                AssignmentAction::Create => OperationName::Create,
-                AssignmentAction::Delete => OperationName::Delete,
+            operation: match (progress.resource, progress.operation) {
+                (Resource::Assignment, AssignmentAction::Create) => OperationName::Create,
+                (Resource::Assignment, AssignmentAction::Delete) => OperationName::Delete,
+                (Resource::Portfolio, AssignmentAction::Create) => OperationName::Associate,
+                (Resource::Portfolio, AssignmentAction::Delete) => OperationName::Disassociate,
             },
             operation_request_id,
             attempt: progress.attempt,

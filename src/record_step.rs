@@ -18,9 +18,14 @@ use crate::ledger::{
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
 use crate::metrics::{Answer, Api, InvocationMetrics};
-use crate::progress::{DecisionStamp, Progress, Purpose, Stage};
+use crate::portfolio::{self, AfterSubmit, Settled};
+use crate::portfolio_access::ListedPrincipal;
+use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
-use crate::request::{Assignment, AssignmentAction, InvalidRequest, Message};
+use crate::request::{
+    Assignment, AssignmentAction, InvalidRequest, Message, PortfolioChange, Target,
+};
+use crate::service_catalog::ServiceCatalog;
 
 /// No step starts with less than this left before the invocation's deadline: its
 /// ledger call before the submit (2 s at most), its Identity Center call (5 s), its
@@ -62,28 +67,40 @@ impl Terminal {
     }
 }
 
-/// Where a step ended: a lifecycle decision about `progress`, or no decision yet.
+/// A lifecycle decision about `progress`, with the principals that keep access after
+/// a portfolio principal's removal (SPEC §9).
+struct Step {
+    decision: Decision,
+    progress: Progress,
+    residual_access: Vec<ListedPrincipal>,
+}
+
+/// Where a step ended: a decision, or no decision yet.
 enum Stepped {
-    Decided(Box<(Decision, Progress)>),
+    Decided(Box<Step>),
     Redeliver(&'static str),
 }
 
 fn decided(decision: Decision, progress: Progress) -> Stepped {
-    Stepped::Decided(Box::new((decision, progress)))
+    Stepped::Decided(Box::new(Step {
+        decision,
+        progress,
+        residual_access: Vec::new(),
+    }))
 }
 
 /// One request's step: what it is about and the ports to carry it out.
-struct RecordRun<'a, I, Q, L> {
-    worker: &'a Worker<I, Q, L>,
+struct RecordRun<'a, I, Q, L, S> {
+    worker: &'a Worker<I, Q, L, S>,
     message: &'a Message,
-    assignment: &'a Assignment,
+    target: Target<'a>,
     key: LedgerKey,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
     metrics: &'a InvocationMetrics,
 }
 
-impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
+impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
     pub(crate) async fn run_record(
         &self,
         record: &SqsMessage,
@@ -97,25 +114,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         };
         record_request_fields(message);
 
-        let Some((action, assignment)) = message.request.assignment() else {
-            let dead_letter = DeadLetter::before_any_call(
-                ErrorClass::Permanent,
-                "UnsupportedAction",
-                format!(
-                    "action `{}` is valid but this version of the worker does not carry out \
-                     Service Catalog portfolio changes; redrive once it does",
-                    message.request.action_name()
-                ),
-            );
-            let progress = Progress::start(
-                AssignmentAction::Create,
-                received_at,
-                first_stamp(record, message, received_at),
-            );
-            return self.dead_letter(message, &progress, &dead_letter, received_at);
-        };
+        let (action, target) = message.request.target();
         let progress = message.progress.clone().unwrap_or_else(|| {
-            Progress::start(
+            Progress::start_for(
+                target.resource(),
                 action,
                 received_at,
                 first_stamp(record, message, received_at),
@@ -140,15 +142,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
         let run = RecordRun {
             worker: self,
             message,
-            assignment,
-            key: LedgerKey::assignment(assignment),
+            target,
+            key: LedgerKey::of(target),
             decision,
             deadline: invocation.deadline,
             metrics: &invocation.metrics,
         };
         match run.step(progress).await {
             Stepped::Redeliver(reason) => Plan::Redeliver(reason),
-            Stepped::Decided(step) => run.commit(step.0, &step.1),
+            Stepped::Decided(step) => run.commit(*step),
         }
     }
 
@@ -178,19 +180,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
             requested_at: Some(sent_at(record).unwrap_or(received_at)),
             expires_at: None,
             trigger: None,
+            residual_access: None,
         };
         self.store_dead_letter(body, &dead_letter, &context)
-    }
-
-    fn dead_letter(
-        &self,
-        message: &Message,
-        progress: &Progress,
-        dead_letter: &DeadLetter,
-        now: OffsetDateTime,
-    ) -> Plan {
-        let context = outcome_context(message, progress, now);
-        self.store_dead_letter(message.request.raw.get(), dead_letter, &context)
     }
 
     fn store_dead_letter(
@@ -235,7 +227,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> Worker<I, Q, L> {
     }
 }
 
-impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
+impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<'_, I, Q, L, S> {
     fn now() -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
@@ -276,7 +268,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 .worker
                 .config
                 .guardrails
-                .refuse(progress.operation(), self.assignment)
+                .refuse_target(progress.operation(), self.target)
                 .or_else(|| lifecycle::check_requested_at(&progress, now))
                 .or_else(|| lifecycle::check_expiry(&progress, self.decision.not_after, now));
             if let Some(dead_letter) = refusal {
@@ -292,7 +284,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
             // An undo's fence may turn a delete into a create: the guardrails judge the
             // operation actually carried out.
             let guardrails = &self.worker.config.guardrails;
-            if let Some(dead_letter) = guardrails.refuse(progress.operation(), self.assignment) {
+            if let Some(dead_letter) = guardrails.refuse_target(progress.operation(), self.target) {
                 return decided(Decision::DeadLetter(dead_letter), progress);
             }
         }
@@ -300,23 +292,128 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");
         }
 
-        let result = self.call_identity_center(&progress).await;
-        let decision = lifecycle::decide(
-            &progress,
-            &result,
-            Self::now(),
-            self.policy(),
-            Self::jitter(),
-        );
-        match decision {
+        let settled = match self.target {
+            Target::Assignment(assignment) => {
+                let result = self.call_identity_center(assignment, &progress).await;
+                lifecycle::decide(
+                    &progress,
+                    &result,
+                    Self::now(),
+                    self.policy(),
+                    Self::jitter(),
+                )
+                .into()
+            }
+            Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
+                Ok(settled) => settled,
+                Err(reason) => return Stepped::Redeliver(reason),
+            },
+        };
+        match settled.decision {
             Decision::Done {
                 completion,
                 operation_request_id,
             } => {
-                self.confirm(progress, completion, operation_request_id)
-                    .await
+                let mut stepped = self
+                    .confirm(progress, completion, operation_request_id)
+                    .await;
+                // Residual access belongs to the request's own removal, not to an undo
+                // the confirmation may have started.
+                if let Stepped::Decided(step) = &mut stepped
+                    && matches!(step.decision, Decision::Done { .. })
+                    && !matches!(step.progress.purpose, Purpose::Undo { .. })
+                {
+                    step.residual_access = settled.residual_access;
+                }
+                stepped
             }
             other => decided(other, progress),
+        }
+    }
+
+    /// One Service Catalog step (SPEC §9): the list before an associate, the change,
+    /// the list that settles an ambiguous ResourceNotFound, or the list that confirms.
+    /// A step makes up to two calls; the second is not started near the deadline
+    /// (`Err`: leave the record for redelivery, which repeats the step).
+    async fn call_service_catalog(
+        &self,
+        change: &PortfolioChange,
+        progress: &Progress,
+    ) -> Result<Settled, &'static str> {
+        const NEAR_DEADLINE: &str = "invocation deadline near; no new AWS call";
+        let catalog = &self.worker.service_catalog;
+        let principal = change.principal.listed();
+        let policy = self.policy();
+        if let Stage::Confirm { .. } = progress.stage {
+            let listed = self.list(change).await;
+            return Ok(portfolio::after_list(
+                progress,
+                &principal,
+                &listed,
+                Self::now(),
+                policy,
+                Self::jitter(),
+            ));
+        }
+        let result = match progress.operation() {
+            AssignmentAction::Create => {
+                let listed = self.list(change).await;
+                if let Some(decision) = portfolio::before_associate(
+                    progress,
+                    &principal,
+                    &listed,
+                    policy,
+                    Self::jitter(),
+                ) {
+                    return Ok(decision.into());
+                }
+                if out_of_time(self.deadline) {
+                    return Err(NEAR_DEADLINE);
+                }
+                let result = catalog.associate_principal(change).await;
+                self.count_catalog(Api::AssociatePrincipalWithPortfolio, &result);
+                result
+            }
+            AssignmentAction::Delete => {
+                let result = catalog.disassociate_principal(change).await;
+                self.count_catalog(Api::DisassociatePrincipalFromPortfolio, &result);
+                result
+            }
+        };
+        match portfolio::after_submit(progress, &result, Self::now(), policy, Self::jitter()) {
+            AfterSubmit::Decided(decision) => Ok(decision.into()),
+            AfterSubmit::SettleByListing => {
+                if out_of_time(self.deadline) {
+                    return Err(NEAR_DEADLINE);
+                }
+                let listed = self.list(change).await;
+                Ok(portfolio::settle_not_found(
+                    progress,
+                    &principal,
+                    &listed,
+                    policy,
+                    Self::jitter(),
+                ))
+            }
+        }
+    }
+
+    async fn list(&self, change: &PortfolioChange) -> portfolio::ListResult {
+        let listed = self.worker.service_catalog.list_principals(change).await;
+        self.count_catalog(Api::ListPrincipalsForPortfolio, &listed);
+        listed
+    }
+
+    fn count_catalog<T>(&self, api: Api, result: &Result<T, crate::aws_call::CallError>) {
+        self.metrics.call(api, Answer::of(result));
+        if let Err(error) = result {
+            tracing::info!(
+                api = api.as_str(),
+                kind = ?error.kind,
+                code = %error.code,
+                error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
+                "call failed"
+            );
         }
     }
 
@@ -382,16 +479,21 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
         }
     }
 
-    async fn call_identity_center(&self, progress: &Progress) -> CallResult {
+    async fn call_identity_center(
+        &self,
+        assignment: &Assignment,
+        progress: &Progress,
+    ) -> CallResult {
         let identity_center = &self.worker.identity_center;
-        let assignment = self.assignment;
         let result = match (&progress.stage, progress.operation()) {
-            (Stage::Submit | Stage::ExpireWait, AssignmentAction::Create) => {
-                identity_center.create_assignment(assignment).await
-            }
-            (Stage::Submit | Stage::ExpireWait, AssignmentAction::Delete) => {
-                identity_center.delete_assignment(assignment).await
-            }
+            (
+                Stage::Submit | Stage::ExpireWait | Stage::Confirm { .. },
+                AssignmentAction::Create,
+            ) => identity_center.create_assignment(assignment).await,
+            (
+                Stage::Submit | Stage::ExpireWait | Stage::Confirm { .. },
+                AssignmentAction::Delete,
+            ) => identity_center.delete_assignment(assignment).await,
             (
                 Stage::Poll {
                     operation_request_id,
@@ -496,7 +598,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
     }
 
     /// The messages that make the decision durable.
-    fn commit(&self, decision: Decision, progress: &Progress) -> Plan {
+    fn commit(&self, step: Step) -> Plan {
+        let Step {
+            decision,
+            progress,
+            residual_access,
+        } = step;
+        let progress = &progress;
         let worker = self.worker;
         let now = Self::now();
         match decision {
@@ -531,10 +639,23 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 completion,
                 operation_request_id,
             } => {
-                let mut context = outcome_context(self.message, progress, now);
+                let mut context = outcome_context(self.message, self.target, progress, now);
                 context.operation_request_id = operation_request_id
                     .as_deref()
                     .or(context.operation_request_id);
+                let removed_from_portfolio = progress.resource() == Resource::Portfolio
+                    && progress.operation() == AssignmentAction::Delete
+                    && !matches!(progress.purpose, Purpose::Undo { .. });
+                if removed_from_portfolio {
+                    if !residual_access.is_empty() {
+                        tracing::warn!(
+                            residual_access = ?residual_access,
+                            "the removed principal's access is not gone: other principals of \
+                             the portfolio still admit it"
+                        );
+                    }
+                    context.residual_access = Some(&residual_access);
+                }
                 let mut messages = Vec::new();
                 let expiry = self.decision.not_after.filter(|_| {
                     progress.purpose == Purpose::Decision && completion == Completion::Succeeded
@@ -575,7 +696,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 })
             }
             Decision::DeadLetter(dead_letter) => {
-                let mut context = outcome_context(self.message, progress, now);
+                let mut context = outcome_context(self.message, self.target, progress, now);
                 context.operation_request_id = dead_letter
                     .operation_request_id
                     .as_deref()
@@ -627,6 +748,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
 /// The outcome event's view of the request at `progress`.
 fn outcome_context<'a>(
     message: &'a Message,
+    target: Target<'_>,
     progress: &'a Progress,
     now: OffsetDateTime,
 ) -> OutcomeContext<'a> {
@@ -634,7 +756,7 @@ fn outcome_context<'a>(
     OutcomeContext {
         correlation_id: message.request.correlation_id.as_ref(),
         action: Some(if expiry {
-            AssignmentAction::Delete.as_str()
+            target.operation_name(AssignmentAction::Delete)
         } else {
             message.request.action_name()
         }),
@@ -647,6 +769,7 @@ fn outcome_context<'a>(
         requested_at: Some(progress.stamp.requested_at),
         expires_at: None,
         trigger: expiry.then_some("expiry"),
+        residual_access: None,
     }
 }
 

@@ -13,7 +13,7 @@ use crate::ids::{
     PermissionSetArn, PortfolioId, PrincipalId,
 };
 use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
-use crate::progress::{Progress, Purpose};
+use crate::progress::{Progress, Purpose, Resource};
 
 /// Bodies above this are refused before any JSON is read; a real request is under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -174,6 +174,46 @@ impl Request {
         match &self.operation {
             Operation::Assignment(action, assignment) => Some((*action, assignment)),
             Operation::Portfolio(..) => None,
+        }
+    }
+
+    /// What the request changes, and which way: `Create` makes the access present
+    /// (create, associate), `Delete` absent (delete, disassociate).
+    pub fn target(&self) -> (AssignmentAction, Target<'_>) {
+        match &self.operation {
+            Operation::Assignment(action, assignment) => (*action, Target::Assignment(assignment)),
+            Operation::Portfolio(action, change) => (
+                match action {
+                    PortfolioAction::Associate => AssignmentAction::Create,
+                    PortfolioAction::Disassociate => AssignmentAction::Delete,
+                },
+                Target::Portfolio(change),
+            ),
+        }
+    }
+}
+
+/// The access a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Assignment(&'a Assignment),
+    Portfolio(&'a PortfolioChange),
+}
+
+impl Target<'_> {
+    pub fn resource(&self) -> Resource {
+        match self {
+            Target::Assignment(_) => Resource::Assignment,
+            Target::Portfolio(_) => Resource::Portfolio,
+        }
+    }
+
+    /// The name of the operation that moves this access in `direction`.
+    pub fn operation_name(&self, direction: AssignmentAction) -> &'static str {
+        match (self, direction) {
+            (Target::Assignment(_), action) => action.as_str(),
+            (Target::Portfolio(_), AssignmentAction::Create) => "associate-portfolio-principal",
+            (Target::Portfolio(_), AssignmentAction::Delete) => "disassociate-portfolio-principal",
         }
     }
 }
@@ -484,19 +524,20 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
         parse_request(envelope.request.get()).map_err(|e| within("progress envelope", e))?;
     // A decision's own steps carry out its action; an expiry revokes a grant; an undo
     // may carry out either.
-    let fits = match (&progress.purpose, request.assignment()) {
-        (Purpose::Decision, Some((action, _))) => action == progress.operation(),
-        (Purpose::Expiry, Some((action, _))) => action == AssignmentAction::Create,
-        (Purpose::Undo { .. }, Some(_)) => true,
-        (_, None) => false,
-    };
+    let (action, target) = request.target();
+    let fits = target.resource() == progress.resource()
+        && match &progress.purpose {
+            Purpose::Decision => action == progress.operation(),
+            Purpose::Expiry => action == AssignmentAction::Create,
+            Purpose::Undo { .. } => true,
+        };
     if !fits {
         return Err(InvalidRequest::new(
             "BadEnvelope",
             format!(
                 "progress envelope: a {} step of `{}` does not belong to a `{}` request",
                 progress.purpose_name(),
-                progress.operation().as_str(),
+                progress.operation_name(),
                 request.action_name()
             ),
         ));

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::adapters::memory::{
     Call, MemoryLedger, RecordingQueues, ScriptedIdentityCenter,
 };
@@ -15,6 +16,7 @@ use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
+use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::OutgoingMessage;
 use assignment_worker::request::Assignment;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -77,7 +79,7 @@ fn error(kind: ErrorKind, code: &str) -> CallResult {
 }
 
 async fn invoke<I: IdentityCenter>(
-    worker: &Worker<I, RecordingQueues, MemoryLedger>,
+    worker: &Worker<I, RecordingQueues, MemoryLedger, MemoryServiceCatalog>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     function_handler(worker, LambdaEvent::new(event, Context::default()))
@@ -85,11 +87,23 @@ async fn invoke<I: IdentityCenter>(
         .expect("the handler answers with a batch response")
 }
 
+/// The portfolio of the fixtures, with the fixtures' principal already on it.
+fn catalog() -> MemoryServiceCatalog {
+    MemoryServiceCatalog::default().with_portfolio(
+        "port-abcdefghijklm",
+        vec![ListedPrincipal {
+            principal_type: PortfolioPrincipalType::Iam,
+            principal_arn: "arn:aws:iam::111122223333:role/Auditor".to_owned(),
+        }],
+    )
+}
+
 fn worker(
     script: Vec<CallResult>,
     config: Config,
-) -> Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger> {
+) -> Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog> {
     Worker {
+        service_catalog: catalog(),
         ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(script),
         queues: RecordingQueues::default(),
@@ -269,7 +283,8 @@ async fn the_mixed_batch_gives_each_record_its_own_outcome() {
     let response = invoke(&worker, event).await;
 
     assert!(failures(&response).is_empty(), "{:?}", failures(&response));
-    // Seven valid assignment requests, one of them expired: six AWS calls.
+    // Seven valid assignment requests, one of them expired: six AWS calls. The
+    // associate finds its principal listed: already-satisfied, with no change made.
     assert_eq!(
         worker.identity_center.calls().len(),
         6,
@@ -293,7 +308,6 @@ async fn the_mixed_batch_gives_each_record_its_own_outcome() {
             ("expired", "NotAfterPassed"),
             ("invalid-request", "NotAnObject"),
             ("invalid-request", "NotJson"),
-            ("permanent", "UnsupportedAction"),
         ]
     );
     let outcomes = worker
@@ -308,6 +322,7 @@ async fn a_refused_send_fails_only_its_own_record() {
     let event = fixture("mixed-batch.json");
     let ids = message_ids(&event);
     let worker = Worker {
+        service_catalog: catalog(),
         ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::refusing(["CHG-2003"]),
@@ -323,6 +338,7 @@ async fn a_refused_dead_letter_fails_its_record() {
     let event = fixture("malformed.json");
     let ids = message_ids(&event);
     let worker = Worker {
+        service_catalog: catalog(),
         ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::refusing(["princpalId"]),
@@ -428,16 +444,21 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
         )
         .await;
     assert!(worker.identity_center.calls().is_empty());
-    // The six records that need an AWS call are left; the four refused without one are stored.
+    assert!(worker.service_catalog.calls().is_empty());
+    // The seven records that need an AWS call are left; the three refused without one are
+    // stored.
     let left = failures(&response);
-    let expected: Vec<String> = [0, 1, 2, 3, 5, 6].iter().map(|i| ids[*i].clone()).collect();
+    let expected: Vec<String> = [0, 1, 2, 3, 5, 6, 7]
+        .iter()
+        .map(|i| ids[*i].clone())
+        .collect();
     assert_eq!(left, expected);
     assert_eq!(
         worker
             .queues
             .sent_to(&worker.config.dead_letter_queue)
             .len(),
-        4
+        3
     );
 }
 
@@ -549,6 +570,7 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
         "100000000007",
     ];
     let worker = Worker {
+        service_catalog: catalog(),
         ledger: MemoryLedger::default(),
         identity_center: ConcurrencyProbe::default(),
         queues: RecordingQueues::default(),
@@ -568,6 +590,7 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
 async fn a_panic_in_one_record_fails_only_that_record() {
     let accounts = ["100000000001", "100000000666", "100000000003"];
     let worker = Worker {
+        service_catalog: catalog(),
         ledger: MemoryLedger::default(),
         identity_center: ConcurrencyProbe {
             panic_on_account: Some("100000000666"),
@@ -624,7 +647,9 @@ fn assignment_request(action: &str, correlation_id: &str, extra: &[(&str, &str)]
     body.to_string()
 }
 
-fn outcome_events<I, L>(worker: &Worker<I, RecordingQueues, L>) -> Vec<Value> {
+fn outcome_events<I, L>(
+    worker: &Worker<I, RecordingQueues, L, MemoryServiceCatalog>,
+) -> Vec<Value> {
     worker
         .queues
         .sent_to(worker.config.outcome_queue.as_ref().expect("outcome queue"))
@@ -715,7 +740,7 @@ async fn a_grant_with_not_after_stores_its_expiry_step_with_the_outcome() {
 /// The expiry step the worker stores for `grant` (whose notAfter is hours away), with
 /// the request's notAfter moved into the past: the step as it is when it comes due.
 async fn due_expiry(
-    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger>,
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog>,
     grant: &str,
 ) -> String {
     invoke(worker, record_event(grant, "m-grant", 1_764_496_800_000)).await;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use assignment_worker::adapters::memory::MemoryLedger;
+use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::config::{Config, QueueUrl};
 use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::identity_center::{
@@ -479,6 +480,7 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64) -> Run {
     let mut rng = fastrand::Rng::with_seed(seed);
     let ledger_faults: Vec<bool> = (0..2000).map(|_| rng.u32(0..100) < faults.ledger).collect();
     let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default(),
         identity_center: ModelIdentityCenter {
             model: Mutex::default(),
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed)),

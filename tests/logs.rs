@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::adapters::memory::{MemoryLedger, RecordingQueues, ScriptedIdentityCenter};
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Invocation, Worker};
@@ -75,6 +76,7 @@ fn every_line_about_a_record_names_the_invocation_and_its_trace() {
     ]);
     let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
     let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default(),
         identity_center: ScriptedIdentityCenter::new([Err(CallError {
             kind: ErrorKind::RateLimited,
             code: "ThrottlingException".to_owned(),

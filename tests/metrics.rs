@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::adapters::memory::{MemoryLedger, RecordingQueues, ScriptedIdentityCenter};
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Invocation, Worker};
@@ -91,6 +92,7 @@ fn succeeded() -> CallResult {
 /// Runs one batch and returns the EMF documents written, parsed line by line.
 async fn documents(script: Vec<CallResult>, bodies: &[String]) -> Vec<Value> {
     let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default(),
         identity_center: ScriptedIdentityCenter::new(script),
         queues: RecordingQueues::default(),
         ledger: MemoryLedger::default(),
@@ -276,6 +278,7 @@ async fn more_than_100_outcomes_are_split_across_documents() {
         })
         .collect();
     let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default(),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::default(),
         ledger: MemoryLedger::default(),

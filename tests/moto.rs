@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashMap;
 
 use assignment_worker::adapters::aws_worker;
+use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::adapters::memory::{MemoryLedger, ScriptedIdentityCenter};
 use assignment_worker::adapters::sqs::SqsQueues;
 use assignment_worker::config::Config;
@@ -100,6 +101,7 @@ async fn re_enqueues_with_delay_seconds_through_real_sqs() {
     let sqs = aws_sdk_sqs::Client::new(&shared);
     let queues = queues(&shared).await;
     let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default(),
         ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new([Ok(StatusReport {
             status: OperationStatus::InProgress,

@@ -571,7 +571,7 @@ fn bad_bodies() -> Vec<Bad> {
                 ),
             ),
             "BadEnvelope",
-            "belong to step poll only",
+            "belong to steps poll and confirm only",
         ),
         json_row(
             "EventBridge detail holds an invalid request",

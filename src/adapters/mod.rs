@@ -32,7 +32,7 @@ pub const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The shared AWS configuration from the standard environment (region, credentials,
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SSO_ADMIN`,
-/// `AWS_ENDPOINT_URL_DYNAMODB`).
+/// `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SERVICE_CATALOG`).
 pub async fn aws_config_from_env() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
@@ -55,7 +55,12 @@ pub fn https_client() -> SharedHttpClient {
 pub fn aws_worker(
     shared: &SdkConfig,
     config: Config,
-) -> Worker<sso_admin::SsoAdminIdentityCenter, sqs::SqsQueues, dynamodb::DynamoDbLedger> {
+) -> Worker<
+    sso_admin::SsoAdminIdentityCenter,
+    sqs::SqsQueues,
+    dynamodb::DynamoDbLedger,
+    service_catalog::ServiceCatalogClient,
+> {
     // Identity Center errors are retried through the queue with the lifecycle's own
     // backoff and budget, never by sleeping inside the invocation.
     let sso_config = aws_sdk_ssoadmin::config::Builder::from(shared)
@@ -74,6 +79,15 @@ pub fn aws_worker(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .operation_attempt_timeout(Duration::from_secs(3))
+                .build(),
+        )
+        .build();
+    let catalog_config = aws_sdk_servicecatalog::config::Builder::from(shared)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_timeout(SSO_OPERATION_TIMEOUT)
                 .build(),
         )
         .build();
@@ -96,6 +110,9 @@ pub fn aws_worker(
             aws_sdk_ssoadmin::Client::from_conf(sso_config),
         ),
         queues: sqs::SqsQueues::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
+        service_catalog: service_catalog::ServiceCatalogClient::new(
+            aws_sdk_servicecatalog::Client::from_conf(catalog_config),
+        ),
         config,
     }
 }

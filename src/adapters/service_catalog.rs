@@ -7,7 +7,7 @@ use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use crate::request::PortfolioChange;
 use crate::service_catalog::{CallError, ErrorKind, ServiceCatalog};
 
-use super::call_error;
+use super::{SSO_OPERATION_TIMEOUT, call_error};
 
 /// A portfolio holds at most a few hundred principals (20 per page); a list that goes
 /// on past this many pages is a service fault, not a portfolio.
@@ -69,8 +69,30 @@ impl ServiceCatalog for ServiceCatalogClient {
             .map_err(call_error)
     }
 
+    /// All pages within one operation timeout: the step's deadline reserve counts the
+    /// list as one call.
     #[tracing::instrument(skip_all, fields(portfolio = %change.portfolio))]
     async fn list_principals(
+        &self,
+        change: &PortfolioChange,
+    ) -> Result<Vec<ListedPrincipal>, CallError> {
+        tokio::time::timeout(SSO_OPERATION_TIMEOUT, self.list_pages(change))
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallError {
+                    kind: ErrorKind::Timeout,
+                    code: "Timeout".to_owned(),
+                    message: format!(
+                        "ListPrincipalsForPortfolio did not read every page within {} s",
+                        SSO_OPERATION_TIMEOUT.as_secs()
+                    ),
+                })
+            })
+    }
+}
+
+impl ServiceCatalogClient {
+    async fn list_pages(
         &self,
         change: &PortfolioChange,
     ) -> Result<Vec<ListedPrincipal>, CallError> {

@@ -1,0 +1,257 @@
+//! The lifecycle of a portfolio-principal change (SPEC §9), pure like
+//! [`crate::lifecycle`]: given what one Service Catalog call answered, decide the next
+//! step. Associate and disassociate answer at once, but the list of the portfolio's
+//! principals lags them, so a change is confirmed by listing, with the same
+//! re-enqueue polling as an Identity Center operation.
+
+use time::OffsetDateTime;
+
+use crate::aws_call::{CallError, ErrorKind};
+use crate::lifecycle::{
+    Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry, retry_call,
+};
+use crate::portfolio_access::{ListedPrincipal, residual_access};
+use crate::progress::{Progress, Stage};
+use crate::request::AssignmentAction;
+
+pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
+
+/// A decision, with the principals that keep access after a disassociate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub decision: Decision,
+    pub residual_access: Vec<ListedPrincipal>,
+}
+
+impl From<Decision> for Settled {
+    fn from(decision: Decision) -> Self {
+        Self {
+            decision,
+            residual_access: Vec::new(),
+        }
+    }
+}
+
+/// What follows an associate or disassociate call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterSubmit {
+    Decided(Decision),
+    /// A disassociate answered ResourceNotFound, which is ambiguous (not associated,
+    /// associated under the other type, or no such portfolio): list to decide.
+    SettleByListing,
+}
+
+fn done(completion: Completion) -> Decision {
+    Decision::Done {
+        completion,
+        operation_request_id: None,
+    }
+}
+
+fn permanent(progress: &Progress, code: &str, message: String) -> Decision {
+    Decision::DeadLetter(DeadLetter {
+        class: ErrorClass::Permanent,
+        code: code.to_owned(),
+        message,
+        attempts: progress.attempt,
+        operation_request_id: None,
+    })
+}
+
+/// The list read before an associate: a principal already listed is
+/// `already-satisfied` with no call (`None`: go on with the associate).
+pub fn before_associate(
+    progress: &Progress,
+    principal: &ListedPrincipal,
+    listed: &ListResult,
+    policy: &Policy,
+    jitter: f64,
+) -> Option<Decision> {
+    match listed {
+        Ok(principals) if principals.contains(principal) => {
+            Some(done(Completion::AlreadySatisfied))
+        }
+        Ok(_) => None,
+        Err(error) => Some(refused(progress, error, policy, jitter)),
+    }
+}
+
+/// After the associate or disassociate call.
+pub fn after_submit(
+    progress: &Progress,
+    result: &Result<(), CallError>,
+    now: OffsetDateTime,
+    policy: &Policy,
+    jitter: f64,
+) -> AfterSubmit {
+    match result {
+        Ok(()) => AfterSubmit::Decided(Decision::Continue {
+            progress: progress.at(
+                progress.operation(),
+                Stage::Confirm {
+                    polls: 0,
+                    submitted_at: now,
+                },
+                1,
+            ),
+            delay_seconds: poll_delay_seconds(0, policy),
+        }),
+        Err(error)
+            if error.kind == ErrorKind::ResourceNotFound
+                && progress.operation() == AssignmentAction::Delete =>
+        {
+            AfterSubmit::SettleByListing
+        }
+        Err(error) => AfterSubmit::Decided(refused(progress, error, policy, jitter)),
+    }
+}
+
+/// Transient errors repeat the step (a submit that may have reached AWS is marked so,
+/// for `notAfter`); InvalidParameters, LimitExceeded (the 10-pattern limit),
+/// ResourceNotFound on associate, and the rest are permanent.
+fn refused(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64) -> Decision {
+    if error.kind.is_transient() {
+        return retry_call(progress, error, policy, jitter);
+    }
+    let message = if error.kind == ErrorKind::ResourceNotFound {
+        format!(
+            "the portfolio does not exist or is not visible: {}",
+            error.message
+        )
+    } else {
+        error.message.clone()
+    };
+    permanent(progress, &error.code, message)
+}
+
+/// A disassociate answered ResourceNotFound; the list says why. Never done while the
+/// principal still has access (SPEC §9).
+pub fn settle_not_found(
+    progress: &Progress,
+    principal: &ListedPrincipal,
+    listed: &ListResult,
+    policy: &Policy,
+    jitter: f64,
+) -> Settled {
+    let principals = match listed {
+        Ok(principals) => principals,
+        Err(error) => return refused(progress, error, policy, jitter).into(),
+    };
+    if principals.contains(principal) {
+        // AWS says it is not associated, the list still shows it: the list lags a
+        // disassociate made moments ago. Ask again rather than guess.
+        let lag = CallError {
+            kind: ErrorKind::Conflict,
+            code: "ListLag".to_owned(),
+            message: format!(
+                "DisassociatePrincipalFromPortfolio answered ResourceNotFound while the list \
+                 still shows {} as {}",
+                principal.principal_arn,
+                principal.principal_type.as_str()
+            ),
+        };
+        return retry(progress, &lag, policy, jitter).into();
+    }
+    let other_type = principal.principal_type.other();
+    let under_other_type = principals
+        .iter()
+        .any(|p| p.principal_arn == principal.principal_arn && p.principal_type == other_type);
+    if under_other_type {
+        return permanent(
+            progress,
+            "PrincipalTypeMismatch",
+            format!(
+                "{} is associated with the portfolio as principalType {}, not {}; send the \
+                 request again with principalType {}",
+                principal.principal_arn,
+                other_type.as_str(),
+                principal.principal_type.as_str(),
+                other_type.as_str()
+            ),
+        )
+        .into();
+    }
+    Settled {
+        decision: done(Completion::AlreadySatisfied),
+        residual_access: residual_access(principal, principals),
+    }
+}
+
+/// At a confirm step: done once the list shows the change, else list again until the
+/// poll deadline (then `timed-out`).
+pub fn after_list(
+    progress: &Progress,
+    principal: &ListedPrincipal,
+    listed: &ListResult,
+    now: OffsetDateTime,
+    policy: &Policy,
+    jitter: f64,
+) -> Settled {
+    let Stage::Confirm {
+        polls,
+        submitted_at,
+    } = progress.stage
+    else {
+        return permanent(
+            progress,
+            "BadEnvelope",
+            "a list answer belongs to a confirm step".to_owned(),
+        )
+        .into();
+    };
+    let removing = progress.operation() == AssignmentAction::Delete;
+    let principals = match listed {
+        Ok(principals) => principals,
+        // The portfolio is gone, and every association with it.
+        Err(error) if error.kind == ErrorKind::ResourceNotFound && removing => {
+            return done(Completion::Succeeded).into();
+        }
+        Err(error) if error.kind.is_transient() => {
+            return retry(progress, error, policy, jitter).into();
+        }
+        Err(error) => return refused(progress, error, policy, jitter).into(),
+    };
+    if principals.contains(principal) != removing {
+        return Settled {
+            decision: done(Completion::Succeeded),
+            residual_access: if removing {
+                residual_access(principal, principals)
+            } else {
+                Vec::new()
+            },
+        };
+    }
+    let polls = polls + 1;
+    let elapsed = (now - submitted_at).whole_seconds().max(0);
+    let remaining = i64::from(policy.poll_deadline_seconds) - elapsed;
+    if remaining <= 0 {
+        return Decision::DeadLetter(DeadLetter {
+            class: ErrorClass::TimedOut,
+            code: "NotConfirmed".to_owned(),
+            message: format!(
+                "ListPrincipalsForPortfolio still {} {} {elapsed} s after the {} (deadline {} \
+                 s, {polls} lists)",
+                if removing { "lists" } else { "does not list" },
+                principal.principal_arn,
+                progress.operation_name(),
+                policy.poll_deadline_seconds
+            ),
+            attempts: polls,
+            operation_request_id: None,
+        })
+        .into();
+    }
+    let delay = poll_delay_seconds(polls, policy).min(u32::try_from(remaining).unwrap_or(u32::MAX));
+    Decision::Continue {
+        progress: progress.at(
+            progress.operation(),
+            Stage::Confirm {
+                polls,
+                submitted_at,
+            },
+            1,
+        ),
+        delay_seconds: delay,
+    }
+    .into()
+}
