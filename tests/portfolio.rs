@@ -1,0 +1,481 @@
+//! Portfolio-principal requests through the handler (SPEC §9), with the in-memory
+//! Service Catalog: every re-enqueued step is delivered again until the request ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use assignment_worker::adapters::memory::{
+    CatalogCall, MemoryLedger, MemoryServiceCatalog, RecordingQueues, ScriptedIdentityCenter,
+};
+use assignment_worker::aws_call::{CallError, ErrorKind};
+use assignment_worker::config::Config;
+use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
+use assignment_worker::queue::OutgoingMessage;
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+type TestWorker =
+    Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog>;
+
+const PORTFOLIO: &str = "port-abcdefghijklm";
+const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
+const PATTERN: &str = "arn:aws:iam:::role/Team*";
+
+fn iam(arn: &str) -> ListedPrincipal {
+    ListedPrincipal {
+        principal_type: PortfolioPrincipalType::Iam,
+        principal_arn: arn.to_owned(),
+    }
+}
+
+fn pattern(arn: &str) -> ListedPrincipal {
+    ListedPrincipal {
+        principal_type: PortfolioPrincipalType::IamPattern,
+        principal_arn: arn.to_owned(),
+    }
+}
+
+fn worker(catalog: MemoryServiceCatalog, extra: &[(&str, &str)]) -> TestWorker {
+    let mut env: HashMap<&str, &str> = HashMap::from([
+        (
+            "WORK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/work",
+        ),
+        (
+            "DEAD_LETTER_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/dlq",
+        ),
+        (
+            "OUTCOME_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/outcomes",
+        ),
+        ("LEDGER_TABLE", "assignment-ledger"),
+    ]);
+    env.extend(extra.iter().copied());
+    let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
+        .expect("test configuration is valid");
+    Worker {
+        identity_center: ScriptedIdentityCenter::default(),
+        queues: RecordingQueues::default(),
+        ledger: MemoryLedger::default(),
+        service_catalog: catalog,
+        config,
+    }
+}
+
+fn request(action: &str, principal_type: &str, arn: &str, extra: Value) -> String {
+    let mut body = json!({
+        "action": action,
+        "portfolioId": PORTFOLIO,
+        "principalType": principal_type,
+        "principalArn": arn,
+        "correlationId": format!("CHG-{action}"),
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    body.to_string()
+}
+
+fn record(body: &str, message_id: &str) -> SqsEvent {
+    let sent_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    serde_json::from_value(json!({"Records": [{
+        "messageId": message_id,
+        "receiptHandle": format!("rh-{message_id}"),
+        "body": body,
+        "attributes": {"SentTimestamp": sent_ms.to_string(), "ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+    }]}))
+    .expect("an SQS event")
+}
+
+fn json_of(message: &OutgoingMessage) -> Value {
+    serde_json::from_str(&message.body).expect("JSON body")
+}
+
+/// Delivers `body`, then every step the worker re-enqueues, until none is left; an
+/// expiry step is delivered once its grant's `notAfter` has passed.
+async fn drive(worker: &TestWorker, body: &str) {
+    static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
+    let mut delivered = worker.queues.sent_to(&worker.config.work_queue).len();
+    let mut next = vec![body.to_owned()];
+    for _ in 0..100 {
+        let Some(body) = next.pop() else { return };
+        let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if envelope["progress"]["step"] == "expire-wait"
+            && let Some(not_after) = envelope["request"]["notAfter"].as_str()
+        {
+            let not_after = OffsetDateTime::parse(not_after, &Rfc3339).expect("notAfter");
+            let wait = not_after - OffsetDateTime::now_utc();
+            if wait.is_positive() {
+                tokio::time::sleep(wait.unsigned_abs()).await;
+            }
+        }
+        let response = function_handler(
+            worker,
+            LambdaEvent::new(
+                record(
+                    &body,
+                    &format!("m-{}", DELIVERIES.fetch_add(1, Ordering::Relaxed)),
+                ),
+                Context::default(),
+            ),
+        )
+        .await
+        .expect("a batch response");
+        assert!(response.batch_item_failures.is_empty(), "{body}");
+        let work = worker.queues.sent_to(&worker.config.work_queue);
+        next.extend(work[delivered..].iter().map(|m| m.body.clone()));
+        delivered = work.len();
+    }
+    panic!("the request did not end within 100 steps");
+}
+
+fn outcomes(worker: &TestWorker) -> Vec<Value> {
+    let queue = worker.config.outcome_queue.as_ref().expect("outcome queue");
+    worker.queues.sent_to(queue).iter().map(json_of).collect()
+}
+
+fn only_outcome(worker: &TestWorker) -> Value {
+    let mut all = outcomes(worker);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
+#[tokio::test]
+async fn an_associate_is_confirmed_only_once_the_list_shows_it() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(2);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("associate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert_eq!(outcome["action"], "associate-portfolio-principal");
+    assert_eq!(outcome["polls"], 2, "two lists lagged behind the associate");
+    assert_eq!(
+        worker.service_catalog.calls(),
+        [
+            CatalogCall::List,
+            CatalogCall::Associate(ROLE.to_owned()),
+            CatalogCall::List,
+            CatalogCall::List,
+            CatalogCall::List
+        ]
+    );
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+    let confirm = worker.queues.sent_to(&worker.config.work_queue);
+    let progress = &json_of(&confirm[0])["progress"];
+    assert_eq!(progress["step"], "confirm");
+    assert_eq!(progress["operation"], "associate");
+    assert!(progress.get("operationRequestId").is_none());
+}
+
+#[tokio::test]
+async fn an_associate_of_a_listed_principal_is_already_satisfied_without_a_call() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("associate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    assert_eq!(only_outcome(&worker)["outcome"], "already-satisfied");
+    assert_eq!(worker.service_catalog.calls(), [CatalogCall::List]);
+}
+
+#[tokio::test]
+async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE), pattern(PATTERN)])
+        .with_list_lag(1);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert_eq!(
+        outcome["residualAccess"],
+        json!([{"principalType": "IAM_PATTERN", "principalArn": PATTERN}])
+    );
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![pattern(PATTERN)])
+    );
+}
+
+#[tokio::test]
+async fn removing_a_pattern_reports_the_roles_it_covered_that_stay() {
+    let other = "arn:aws:iam::444455556666:role/Finance";
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE), pattern(PATTERN), iam(other)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM_PATTERN",
+            PATTERN,
+            json!({}),
+        ),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert_eq!(
+        outcome["residualAccess"],
+        json!([{"principalType": "IAM", "principalArn": ROLE}])
+    );
+}
+
+#[tokio::test]
+async fn a_principal_not_associated_is_already_satisfied() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "already-satisfied");
+    assert_eq!(outcome["residualAccess"], json!([]));
+    assert_eq!(
+        worker.service_catalog.calls(),
+        [
+            CatalogCall::Disassociate(ROLE.to_owned()),
+            CatalogCall::List
+        ]
+    );
+}
+
+/// The trap of the seed page: an association under the other type answers
+/// ResourceNotFound, which must not pass for "already gone".
+#[tokio::test]
+async fn an_association_under_the_other_type_is_a_principal_type_mismatch() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![pattern(ROLE)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
+    assert_eq!(
+        dead[0].attribute("ErrorCode"),
+        Some("PrincipalTypeMismatch")
+    );
+    assert!(
+        dead[0]
+            .attribute("ErrorMessage")
+            .is_some_and(|m| m.contains("principalType IAM_PATTERN")),
+        "{:?}",
+        dead[0].attribute("ErrorMessage")
+    );
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![pattern(ROLE)])
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_portfolio_is_permanent() {
+    let worker = worker(MemoryServiceCatalog::default(), &[]);
+    for action in [
+        "associate-portfolio-principal",
+        "disassociate-portfolio-principal",
+    ] {
+        drive(&worker, &request(action, "IAM", ROLE, json!({}))).await;
+    }
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let codes: Vec<_> = dead
+        .iter()
+        .map(|m| (m.attribute("ErrorClass"), m.attribute("ErrorCode")))
+        .collect();
+    assert_eq!(
+        codes,
+        [(Some("permanent"), Some("ResourceNotFoundException")); 2]
+    );
+}
+
+#[tokio::test]
+async fn patterns_need_the_allow_flag_to_be_associated_but_not_to_be_removed() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![pattern(PATTERN)]);
+    let worker = worker(catalog, &[]);
+    let associate = request(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        "arn:aws:iam:::role/Other*",
+        json!({}),
+    );
+    drive(&worker, &associate).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("IamPatternNotAllowed"));
+    assert!(worker.service_catalog.calls().is_empty());
+
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM_PATTERN",
+            PATTERN,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+
+    let allowed = self::worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
+        &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")],
+    );
+    drive(&allowed, &associate).await;
+    assert_eq!(only_outcome(&allowed)["outcome"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_portfolio_outside_the_allowed_list_is_forbidden() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[("ALLOWED_PORTFOLIO_IDS", "port-other")]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("PortfolioNotAllowed"));
+    assert!(worker.service_catalog.calls().is_empty());
+}
+
+fn service_error(kind: ErrorKind, code: &str) -> Option<CallError> {
+    Some(CallError {
+        kind,
+        code: code.to_owned(),
+        message: format!("{code} from the test"),
+    })
+}
+
+#[tokio::test]
+async fn the_pattern_limit_is_permanent_and_throttling_is_retried() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([
+            None,
+            service_error(ErrorKind::Rejected, "LimitExceededException"),
+        ]);
+    let worker = worker(catalog, &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")]);
+    drive(
+        &worker,
+        &request(
+            "associate-portfolio-principal",
+            "IAM_PATTERN",
+            PATTERN,
+            json!({}),
+        ),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
+    assert_eq!(
+        dead[0].attribute("ErrorCode"),
+        Some("LimitExceededException")
+    );
+
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_errors([
+            service_error(ErrorKind::RateLimited, "ThrottlingException"),
+            service_error(ErrorKind::RateLimited, "ThrottlingException"),
+        ]);
+    let worker = self::worker(catalog, &[("BACKOFF_BASE_SECONDS", "1")]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    let retries = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(json_of(&retries[0])["progress"]["step"], "submit");
+    assert_eq!(json_of(&retries[1])["progress"]["attempt"], 3);
+}
+
+/// SPEC §11 for a portfolio principal: a later revoke delivered first wins over the
+/// older grant delivered after it.
+#[tokio::test]
+async fn the_latest_decision_wins_for_a_portfolio_principal() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    let revoke = request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
+    );
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    drive(&worker, &revoke).await;
+    drive(&worker, &grant).await;
+    let outcomes: Vec<Value> = outcomes(&worker)
+        .into_iter()
+        .map(|o| json!([o["action"], o["outcome"]]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            json!(["disassociate-portfolio-principal", "succeeded"]),
+            json!(["associate-portfolio-principal", "superseded"])
+        ]
+    );
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+#[tokio::test]
+async fn an_associate_with_not_after_is_removed_by_its_expiry() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let not_after = not_after.format(&Rfc3339).expect("a time");
+    drive(
+        &worker,
+        &request(
+            "associate-portfolio-principal",
+            "IAM",
+            ROLE,
+            json!({"notAfter": not_after}),
+        ),
+    )
+    .await;
+    let outcomes = outcomes(&worker);
+    assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
+    assert_eq!(outcomes[0]["outcome"], "succeeded");
+    assert_eq!(outcomes[0]["expiresAt"], not_after.as_str());
+    assert_eq!(outcomes[1]["trigger"], "expiry");
+    assert_eq!(outcomes[1]["action"], "disassociate-portfolio-principal");
+    assert_eq!(outcomes[1]["outcome"], "succeeded");
+    assert_eq!(outcomes[1]["residualAccess"], json!([]));
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
