@@ -479,3 +479,48 @@ async fn an_associate_with_not_after_is_removed_by_its_expiry() {
     assert_eq!(outcomes[1]["residualAccess"], json!([]));
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
+
+fn fixture(name: &str) -> SqsEvent {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The samples in events/ make their change and wait for the list to confirm it.
+#[tokio::test]
+async fn the_portfolio_samples_make_their_change_and_wait_for_the_list() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE), pattern(PATTERN)])
+        .with_list_lag(5);
+    let worker = worker(catalog, &[]);
+    for name in ["associate.json", "disassociate.json"] {
+        let response =
+            function_handler(&worker, LambdaEvent::new(fixture(name), Context::default()))
+                .await
+                .expect("a batch response");
+        assert!(response.batch_item_failures.is_empty(), "{name}");
+    }
+    let steps: Vec<Value> = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(|m| {
+            let progress = &json_of(m)["progress"];
+            json!([progress["step"], progress["operation"]])
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            json!(["confirm", "associate"]),
+            json!(["confirm", "disassociate"])
+        ]
+    );
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![
+            pattern(PATTERN),
+            iam("arn:aws:iam::111122223333:role/Auditor")
+        ])
+    );
+}
