@@ -4,9 +4,13 @@
 //! on the same account and permission set, statuses not yet visible right after
 //! submit, and failures only visible by polling. Faults can be injected, time scaled,
 //! and runs repeated from a seed.
+//!
+//! The same port serves the Service Catalog portfolio-principal calls (see [`catalog`]).
 
+pub mod catalog;
 pub mod model;
 pub mod server;
 
-pub use model::{Assignment, Counters, DeleteMissing, Knobs, Model, Seed};
+pub use catalog::{PortfolioPrincipal, PortfolioPrincipalType, PortfolioSeed};
+pub use model::{Assignment, Counters, DeleteMissing, Knobs, Model, Seed, SeedDocument};
 pub use server::{Simulator, start};

@@ -1,9 +1,10 @@
 //! `idc-sim [--port N] [--seed N] [--knobs FILE.json] [--seed-file FILE.json]`
 //!
 //! Serves the simulated Identity Center on 127.0.0.1 and prints
-//! `idc-sim listening on http://127.0.0.1:PORT` once it accepts connections.
+//! `idc-sim listening on http://127.0.0.1:PORT` once it accepts connections. The seed
+//! file is a `SeedDocument` (Identity Center state and Service Catalog portfolios).
 
-use idc_sim::{Knobs, Seed, Simulator, start};
+use idc_sim::{Knobs, SeedDocument, Simulator, start};
 
 fn usage(problem: &str) -> ! {
     eprintln!(
@@ -22,7 +23,7 @@ async fn main() {
     let mut port = 0u16;
     let mut seed = 1u64;
     let mut knobs = Knobs::default();
-    let mut initial = Seed::default();
+    let mut initial = SeedDocument::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -45,7 +46,7 @@ async fn main() {
         }
     }
     let simulator = Simulator::new(knobs, seed);
-    simulator.with_model(|model| model.seed(initial));
+    simulator.with_model(|model| model.seed_document(initial));
     match start(simulator, port).await {
         Ok(address) => println!("idc-sim listening on http://{address}"),
         Err(e) => usage(&format!("cannot listen on 127.0.0.1:{port}: {e}")),

@@ -9,6 +9,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::catalog::{Catalog, PortfolioPrincipal, PortfolioSeed};
+
 /// An error in the API's own JSON shape (`__type` and `Message`), with its HTTP status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -18,7 +20,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -34,8 +36,14 @@ impl ApiError {
         Self::new(400, "ResourceNotFoundException", message)
     }
 
+    /// The body in Identity Center's shape.
     pub fn body(&self) -> Value {
         json!({"__type": self.code, "Message": self.message})
+    }
+
+    /// The body in Service Catalog's shape (a namespaced `__type`).
+    pub fn catalog_body(&self) -> Value {
+        crate::catalog::error_body(self)
     }
 }
 
@@ -78,6 +86,16 @@ pub struct Knobs {
     /// Fraction of API calls whose connection is dropped without an answer (half of
     /// them before the call takes effect, half after).
     pub fault_drop: f64,
+    /// Service Catalog: a principal associated or disassociated shows in
+    /// ListPrincipalsForPortfolio only this long (simulated seconds) after the call.
+    /// AWS publishes no figure; the default is a guess of a few seconds.
+    pub list_lag_seconds: f64,
+    /// Service Catalog's own rate (a token bucket separate from Identity Center's,
+    /// simulated time). AWS publishes no figure; the default mirrors Identity Center's.
+    pub catalog_rate_per_second: f64,
+    pub catalog_rate_burst: f64,
+    /// Service Catalog: IAM_PATTERN principals a portfolio may have (AWS: 10).
+    pub catalog_max_pattern_principals: usize,
 }
 
 impl Default for Knobs {
@@ -96,6 +114,10 @@ impl Default for Knobs {
             fault_http_500: 0.0,
             fault_failed: 0.0,
             fault_drop: 0.0,
+            list_lag_seconds: 2.0,
+            catalog_rate_per_second: 20.0,
+            catalog_rate_burst: 20.0,
+            catalog_max_pattern_principals: 10,
         }
     }
 }
@@ -167,6 +189,34 @@ pub struct Seed {
     pub assignments: Vec<Assignment>,
 }
 
+/// Everything a seed file or `POST /_sim/seed` may hold: the members of [`Seed`] and
+/// `portfolios` (Service Catalog, see [`PortfolioSeed`]). JSON:
+/// `{"instances": [...], "permissionSets": [...], "principals": [...],
+/// "assignments": [...], "portfolios": [{"portfolioId": "port-abc", "principals":
+/// [{"principalArn": "...", "principalType": "IAM" | "IAM_PATTERN"}]}]}`, every member
+/// optional, unknown members refused.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedDocument {
+    #[serde(flatten)]
+    pub seed: Seed,
+    pub portfolios: Vec<PortfolioSeed>,
+}
+
+// By hand: `Seed` refuses unknown members, which serde's flatten cannot combine with.
+impl<'de> Deserialize<'de> for SeedDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut members = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let portfolios = match members.remove("portfolios") {
+            Some(portfolios) => serde_json::from_value(portfolios).map_err(D::Error::custom)?,
+            None => Vec::new(),
+        };
+        let seed = serde_json::from_value(Value::Object(members)).map_err(D::Error::custom)?;
+        Ok(Self { seed, portfolios })
+    }
+}
+
 /// Counters for the admin endpoint and the benchmark.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,6 +231,42 @@ pub struct Counters {
     pub dropped: u64,
     pub injected_failures: u64,
     pub max_outstanding_creates_seen: usize,
+    /// Service Catalog refusals, by kind (its calls are in `calls` too).
+    pub catalog_throttled: u64,
+    pub catalog_invalid_parameters: u64,
+    pub catalog_not_found: u64,
+    pub catalog_limit_exceeded: u64,
+}
+
+/// A token bucket on simulated time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    at: f64,
+}
+
+impl TokenBucket {
+    pub(crate) fn full(burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            at: 0.0,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, now: f64, rate: f64, burst: f64) -> bool {
+        let elapsed = (now - self.at).max(0.0);
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        // A call can arrive with an earlier clock reading than the last (the server reads
+        // the clock before taking the model's lock): never rewind, or that span refills twice.
+        self.at = self.at.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The simulator's state.
@@ -195,9 +281,9 @@ pub struct Model {
     deletions: HashMap<String, Operation>,
     /// When the last write on each assignment completed (propagation conflicts).
     last_completed: HashMap<Assignment, f64>,
-    tokens: f64,
-    tokens_at: f64,
+    bucket: TokenBucket,
     next_id: u64,
+    catalog: Catalog,
     pub counters: Counters,
 }
 
@@ -213,6 +299,7 @@ pub enum Fault {
 impl Model {
     pub fn new(knobs: Knobs, seed: u64) -> Self {
         let burst = knobs.rate_burst;
+        let knobs_catalog_burst = knobs.catalog_rate_burst;
         Self {
             knobs,
             rng: fastrand::Rng::with_seed(seed),
@@ -223,9 +310,9 @@ impl Model {
             creations: HashMap::new(),
             deletions: HashMap::new(),
             last_completed: HashMap::new(),
-            tokens: burst,
-            tokens_at: 0.0,
+            bucket: TokenBucket::full(burst),
             next_id: 0,
+            catalog: Catalog::new(knobs_catalog_burst),
             counters: Counters::default(),
         }
     }
@@ -235,6 +322,60 @@ impl Model {
         self.permission_sets.extend(seed.permission_sets);
         self.principals.extend(seed.principals);
         self.assignments.extend(seed.assignments);
+    }
+
+    /// Seeds Service Catalog portfolios and their principals (listed at once).
+    pub fn seed_portfolios(&mut self, portfolios: Vec<PortfolioSeed>) {
+        self.catalog.seed(portfolios);
+    }
+
+    /// Seeds both services.
+    pub fn seed_document(&mut self, document: SeedDocument) {
+        self.seed(document.seed);
+        self.seed_portfolios(document.portfolios);
+    }
+
+    /// A portfolio's principals as they are (not as the lagging list shows them), in
+    /// list order; None for a portfolio that does not exist.
+    pub fn portfolio_principals(&self, portfolio_id: &str) -> Option<Vec<PortfolioPrincipal>> {
+        self.catalog.principals(portfolio_id)
+    }
+
+    /// Every portfolio's principals as they are.
+    pub fn portfolios(&self) -> BTreeMap<String, Vec<PortfolioPrincipal>> {
+        self.catalog.all_principals()
+    }
+
+    /// Handles one Service Catalog call (`operation` from `X-Amz-Target`), charged to
+    /// the Service Catalog rate.
+    pub fn catalog_call(
+        &mut self,
+        operation: &str,
+        input: &Value,
+        now: f64,
+    ) -> Result<Value, ApiError> {
+        *self.counters.calls.entry(operation.to_owned()).or_default() += 1;
+        let result = if self.catalog.bucket.take(
+            now,
+            self.knobs.catalog_rate_per_second,
+            self.knobs.catalog_rate_burst,
+        ) {
+            self.catalog
+                .dispatch(operation, input, now, &self.knobs, &mut self.rng)
+        } else {
+            Err(ApiError::new(400, "ThrottlingException", "Rate exceeded"))
+        };
+        if let Err(error) = &result {
+            let counter = match error.code {
+                "ThrottlingException" => &mut self.counters.catalog_throttled,
+                "InvalidParametersException" => &mut self.counters.catalog_invalid_parameters,
+                "ResourceNotFoundException" => &mut self.counters.catalog_not_found,
+                "LimitExceededException" => &mut self.counters.catalog_limit_exceeded,
+                _ => return result,
+            };
+            *counter += 1;
+        }
+        result
     }
 
     /// The assignments that exist at `now`.
@@ -405,14 +546,10 @@ impl Model {
     }
 
     fn take_token(&mut self, now: f64) -> Result<(), ApiError> {
-        let elapsed = (now - self.tokens_at).max(0.0);
-        self.tokens =
-            (self.tokens + elapsed * self.knobs.rate_per_second).min(self.knobs.rate_burst);
-        // A call can arrive with an earlier clock reading than the last (the server reads
-        // the clock before taking the model's lock): never rewind, or that span refills twice.
-        self.tokens_at = self.tokens_at.max(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self
+            .bucket
+            .take(now, self.knobs.rate_per_second, self.knobs.rate_burst)
+        {
             Ok(())
         } else {
             Err(ApiError::new(400, "ThrottlingException", "Rate exceeded"))

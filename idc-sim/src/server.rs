@@ -1,5 +1,19 @@
 //! The simulator over HTTP: the SSO Admin JSON protocol (awsJson1_1, `X-Amz-Target:
-//! SWBExternalService.<Operation>`) on `POST /`, and an admin API under `/_sim/`.
+//! SWBExternalService.<Operation>`) and the Service Catalog one (awsJson1_1,
+//! `X-Amz-Target: AWS242ServiceCatalogService.<Operation>`) on `POST /`, and an admin
+//! API under `/_sim/`:
+//!
+//! - `POST /_sim/seed`: a [`SeedDocument`] (instances, permission sets, principals,
+//!   assignments, portfolios with their principals); answers `{"ok": true}`.
+//! - `POST /_sim/knobs`: a partial [`crate::Knobs`] in camelCase; answers the knobs now in force.
+//! - `GET /_sim/state`: `{"simSeconds", "outstandingCreates", "assignments", "counters",
+//!   "knobs", "portfolios": {"<portfolioId>": [{"principalArn", "principalType"}]}}`,
+//!   the portfolios' true principals (not the lagging list).
+//! - `POST /_sim/advance`: `{"seconds": N}` moves simulated time forward by N (N >= 0);
+//!   answers `{"simSeconds"}`.
+//! - `GET /_sim/portfolios/<portfolioId>`: `{"portfolioId", "principals":
+//!   [{"principalArn", "principalType"}]}`, the true principals in list order; 404
+//!   `{"error"}` for a portfolio that does not exist.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,9 +29,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::model::{Fault, Knobs, Model, Seed};
+use crate::model::{ApiError, Fault, Knobs, Model, SeedDocument};
 
 const TARGET_PREFIX: &str = "SWBExternalService.";
+const CATALOG_TARGET_PREFIX: &str = "AWS242ServiceCatalogService.";
+const PORTFOLIOS_ROUTE: &str = "/_sim/portfolios/";
 const HTML_500: &str = "<html><body><h1>500 Internal Server Error</h1></body></html>";
 
 /// The shared simulator: the model and its clock.
@@ -37,6 +53,46 @@ struct Clock {
 impl Clock {
     fn now(&self) -> f64 {
         self.sim_base + self.real_base.elapsed().as_secs_f64() * self.scale
+    }
+}
+
+/// Which API a call is addressed to, from its `X-Amz-Target` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    SsoAdmin,
+    ServiceCatalog,
+}
+
+impl Service {
+    /// The service and the operation named by an `X-Amz-Target` header.
+    fn of_target(target: &str) -> Option<(Self, &str)> {
+        if let Some(operation) = target.strip_prefix(TARGET_PREFIX) {
+            Some((Self::SsoAdmin, operation))
+        } else {
+            target
+                .strip_prefix(CATALOG_TARGET_PREFIX)
+                .map(|operation| (Self::ServiceCatalog, operation))
+        }
+    }
+
+    fn call(
+        self,
+        model: &mut Model,
+        operation: &str,
+        input: &Value,
+        now: f64,
+    ) -> Result<Value, ApiError> {
+        match self {
+            Self::SsoAdmin => model.call(operation, input, now),
+            Self::ServiceCatalog => model.catalog_call(operation, input, now),
+        }
+    }
+
+    fn error_body(self, error: &ApiError) -> Value {
+        match self {
+            Self::SsoAdmin => error.body(),
+            Self::ServiceCatalog => error.catalog_body(),
+        }
     }
 }
 
@@ -90,6 +146,14 @@ impl Simulator {
         lock(&self.model).knobs = knobs;
     }
 
+    /// Moves simulated time forward by `seconds` at once (tests that must see time pass
+    /// without waiting for it, e.g. with the clock frozen by `time_scale` 0).
+    pub fn advance(&self, seconds: f64) -> f64 {
+        let mut clock = lock(&self.clock);
+        clock.sim_base += seconds.max(0.0);
+        clock.now()
+    }
+
     /// Serves on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         loop {
@@ -125,10 +189,7 @@ impl Simulator {
         if path.starts_with("/_sim/") {
             return Ok(self.admin(&method, &path, &body));
         }
-        let Some(operation) = target
-            .as_deref()
-            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        else {
+        let Some((service, operation)) = target.as_deref().and_then(Service::of_target) else {
             return Ok(json_response(
                 StatusCode::BAD_REQUEST,
                 &json!({"__type": "UnknownOperationException", "Message": "missing or unknown X-Amz-Target"}),
@@ -147,16 +208,16 @@ impl Simulator {
             }
             Fault::DropBefore => return Err(Dropped),
             Fault::DropAfter => {
-                let _ = model.call(operation, &input, now);
+                let _ = service.call(&mut model, operation, &input, now);
                 return Err(Dropped);
             }
             Fault::None => {}
         }
-        Ok(match model.call(operation, &input, now) {
+        Ok(match service.call(&mut model, operation, &input, now) {
             Ok(answer) => json_response(StatusCode::OK, &answer),
             Err(error) => {
                 let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
-                let mut response = json_response(status, &error.body());
+                let mut response = json_response(status, &service.error_body(&error));
                 if let Ok(value) = error.code.parse() {
                     response.headers_mut().insert("x-amzn-errortype", value);
                 }
@@ -169,9 +230,9 @@ impl Simulator {
         let bad =
             |message: String| json_response(StatusCode::BAD_REQUEST, &json!({"error": message}));
         match (method, path) {
-            (&Method::POST, "/_sim/seed") => match serde_json::from_slice::<Seed>(body) {
+            (&Method::POST, "/_sim/seed") => match serde_json::from_slice::<SeedDocument>(body) {
                 Ok(seed) => {
-                    lock(&self.model).seed(seed);
+                    lock(&self.model).seed_document(seed);
                     json_response(StatusCode::OK, &json!({"ok": true}))
                 }
                 Err(e) => bad(format!("seed: {e}")),
@@ -196,6 +257,21 @@ impl Simulator {
                     Err(e) => bad(format!("knobs: {e}")),
                 }
             }
+            (&Method::POST, "/_sim/advance") => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Advance {
+                    seconds: f64,
+                }
+                match serde_json::from_slice::<Advance>(body) {
+                    Ok(Advance { seconds }) if seconds >= 0.0 && seconds.is_finite() => {
+                        let now = self.advance(seconds);
+                        json_response(StatusCode::OK, &json!({"simSeconds": now}))
+                    }
+                    Ok(_) => bad("advance: seconds must be a finite number >= 0".to_owned()),
+                    Err(e) => bad(format!("advance: {e}")),
+                }
+            }
             (&Method::GET, "/_sim/state") => {
                 let now = self.now();
                 let mut model = lock(&self.model);
@@ -208,8 +284,22 @@ impl Simulator {
                         "assignments": assignments,
                         "counters": model.counters,
                         "knobs": model.knobs,
+                        "portfolios": model.portfolios(),
                     }),
                 )
+            }
+            (&Method::GET, _) if path.starts_with(PORTFOLIOS_ROUTE) => {
+                let id = &path[PORTFOLIOS_ROUTE.len()..];
+                match lock(&self.model).portfolio_principals(id) {
+                    Some(principals) => json_response(
+                        StatusCode::OK,
+                        &json!({"portfolioId": id, "principals": principals}),
+                    ),
+                    None => json_response(
+                        StatusCode::NOT_FOUND,
+                        &json!({"error": format!("no portfolio {id}")}),
+                    ),
+                }
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
