@@ -1,0 +1,204 @@
+//! The portfolio lifecycle (SPEC §9) under arbitrary Service Catalog answers: it never
+//! reports a change the list does not show, never reads "not found" as done while the
+//! principal is listed, and every confirm chain ends by the poll deadline.
+
+use assignment_worker::aws_call::{CallError, ErrorKind};
+use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy};
+use assignment_worker::portfolio::{
+    AfterSubmit, ListResult, after_list, after_submit, before_associate, settle_not_found,
+};
+use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
+use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
+use assignment_worker::request::AssignmentAction::{self, Create, Delete};
+use proptest::prelude::*;
+use time::{Duration, OffsetDateTime, macros::datetime};
+
+const T0: OffsetDateTime = datetime!(2026-11-30 10:00:00 UTC);
+const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA";
+
+fn principal(kind: PortfolioPrincipalType, arn: &str) -> ListedPrincipal {
+    ListedPrincipal {
+        principal_type: kind,
+        principal_arn: arn.to_owned(),
+    }
+}
+
+fn start(direction: AssignmentAction) -> Progress {
+    Progress::start_for(
+        Resource::Portfolio,
+        direction,
+        T0,
+        DecisionStamp {
+            requested_at: T0,
+            first_message_id: "m-1".to_owned(),
+        },
+    )
+}
+
+fn confirming(direction: AssignmentAction) -> Progress {
+    match after_submit(&start(direction), &Ok(()), T0, &Policy::default(), 0.5) {
+        AfterSubmit::Decided(Decision::Continue { progress, .. }) => progress,
+        other => panic!("a change the service took must be confirmed, got {other:?}"),
+    }
+}
+
+fn kinds() -> impl Strategy<Value = PortfolioPrincipalType> {
+    prop_oneof![
+        Just(PortfolioPrincipalType::Iam),
+        Just(PortfolioPrincipalType::IamPattern)
+    ]
+}
+
+/// A portfolio's list: a few principals, the request's own ARN among them or not,
+/// under either type.
+fn lists() -> impl Strategy<Value = Vec<ListedPrincipal>> {
+    let arns = prop_oneof![
+        Just(ROLE.to_owned()),
+        Just("arn:aws:iam:::role/Team*".to_owned()),
+        Just("arn:aws:iam::444455556666:role/Other".to_owned()),
+    ];
+    prop::collection::vec((kinds(), arns), 0..4)
+        .prop_map(|items| items.into_iter().map(|(k, a)| principal(k, &a)).collect())
+}
+
+fn errors() -> impl Strategy<Value = CallError> {
+    prop_oneof![
+        Just((ErrorKind::RateLimited, "ThrottlingException")),
+        Just((ErrorKind::ServerError, "InternalFailure")),
+        Just((ErrorKind::Timeout, "Timeout")),
+        Just((ErrorKind::ResourceNotFound, "ResourceNotFoundException")),
+        Just((ErrorKind::Rejected, "InvalidParametersException")),
+    ]
+    .prop_map(|(kind, code)| CallError {
+        kind,
+        code: code.to_owned(),
+        message: "from the test".to_owned(),
+    })
+}
+
+fn list_results() -> impl Strategy<Value = ListResult> {
+    prop_oneof![4 => lists().prop_map(Ok), 1 => errors().prop_map(Err)]
+}
+
+fn directions() -> impl Strategy<Value = AssignmentAction> {
+    prop_oneof![Just(Create), Just(Delete)]
+}
+
+proptest! {
+    /// `succeeded` only when the list shows the change; never any other end but a
+    /// dead letter, and the residual access is reported only for a removal.
+    #[test]
+    fn a_confirm_step_succeeds_only_on_what_the_list_shows(
+        direction in directions(),
+        kind in kinds(),
+        listed in list_results(),
+        elapsed in 0i64..2000,
+    ) {
+        let me = principal(kind, ROLE);
+        let progress = confirming(direction);
+        let settled = after_list(&progress, &me, &listed, T0 + Duration::seconds(elapsed), &Policy::default(), 0.5);
+        match &settled.decision {
+            Decision::Done { completion, .. } => {
+                prop_assert_eq!(completion, &Completion::Succeeded);
+                match &listed {
+                    Ok(principals) => prop_assert_eq!(principals.contains(&me), direction == Create),
+                    // Only a removal may end on a portfolio that is gone.
+                    Err(error) => prop_assert!(error.kind == ErrorKind::ResourceNotFound && direction == Delete),
+                }
+                if direction == Create {
+                    prop_assert!(settled.residual_access.is_empty());
+                }
+            }
+            Decision::Continue { progress: next, delay_seconds } => {
+                prop_assert!(*delay_seconds <= MAX_DELAY_SECONDS);
+                let confirming = matches!(next.stage, Stage::Confirm { .. });
+                prop_assert!(confirming, "a confirm step continues as a confirm step");
+            }
+            Decision::DeadLetter(dead) => {
+                if let Ok(principals) = &listed {
+                    // Gave up waiting: the list really did not show the change.
+                    prop_assert_eq!(dead.class, ErrorClass::TimedOut);
+                    prop_assert_ne!(principals.contains(&me), direction == Create);
+                }
+            }
+        }
+    }
+
+    /// A disassociate's ResourceNotFound is `already-satisfied` only when the ARN is
+    /// not listed under any type.
+    #[test]
+    fn not_found_is_done_only_when_the_arn_is_not_listed_at_all(
+        kind in kinds(),
+        listed in list_results(),
+    ) {
+        let me = principal(kind, ROLE);
+        let settled = settle_not_found(&start(Delete), &me, &listed, &Policy::default(), 0.5);
+        if let Decision::Done { completion, .. } = &settled.decision {
+            prop_assert_eq!(completion, &Completion::AlreadySatisfied);
+            let principals = listed.as_ref().expect("done only on a list");
+            prop_assert!(principals.iter().all(|p| p.principal_arn != ROLE));
+        }
+        if let Ok(principals) = &listed
+            && principals.iter().any(|p| p.principal_arn == ROLE && p.principal_type != kind)
+            && !principals.contains(&me)
+        {
+            let Decision::DeadLetter(dead) = &settled.decision else {
+                panic!("listed under the other type must be a mismatch, got {settled:?}");
+            };
+            prop_assert_eq!(dead.code.as_str(), "PrincipalTypeMismatch");
+        }
+    }
+
+    /// An associate is skipped only when the principal is listed under its own type.
+    #[test]
+    fn an_associate_is_skipped_only_for_a_listed_principal(
+        kind in kinds(),
+        listed in list_results(),
+    ) {
+        let me = principal(kind, ROLE);
+        if let Some(Decision::Done { completion, .. }) =
+            before_associate(&start(Create), &me, &listed, &Policy::default(), 0.5)
+        {
+            prop_assert_eq!(completion, Completion::AlreadySatisfied);
+            prop_assert!(listed.as_ref().is_ok_and(|p| p.contains(&me)));
+        }
+    }
+
+    /// However long the list lags, the chain of confirm steps ends by the deadline:
+    /// the waits add up to no more than it.
+    #[test]
+    fn a_lagging_list_times_out_at_the_deadline(
+        direction in directions(),
+        deadline in 1u32..3000,
+        initial in 1u32..10,
+        max in 10u32..120,
+    ) {
+        let policy = Policy {
+            poll_deadline_seconds: deadline,
+            poll_initial_delay_seconds: initial,
+            poll_max_delay_seconds: max,
+            ..Policy::default()
+        };
+        let me = principal(PortfolioPrincipalType::Iam, ROLE);
+        // The list never shows the change.
+        let stale: ListResult = Ok(if direction == Create { vec![] } else { vec![me.clone()] });
+        let mut progress = confirming(direction);
+        let mut now = T0;
+        for _ in 0..10_000 {
+            match after_list(&progress, &me, &stale, now, &policy, 0.5).decision {
+                Decision::Continue { progress: next, delay_seconds } => {
+                    prop_assert!(delay_seconds > 0);
+                    now += Duration::seconds(i64::from(delay_seconds));
+                    progress = next;
+                }
+                Decision::DeadLetter(dead) => {
+                    prop_assert_eq!(dead.class, ErrorClass::TimedOut);
+                    prop_assert!(now - T0 <= Duration::seconds(i64::from(deadline)));
+                    return Ok(());
+                }
+                other => panic!("a stale list cannot end a change: {other:?}"),
+            }
+        }
+        prop_assert!(false, "the confirm chain never ended");
+    }
+}
