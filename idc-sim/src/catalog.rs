@@ -21,7 +21,7 @@
 //! are listed at once and are not checked against the Associate rules, so a seed can
 //! hold what AWS once accepted (an ARN associated under the type it does not fit).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -29,15 +29,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::{ApiError, Knobs, TokenBucket};
+use crate::paging::PageTokens;
 
 /// The namespace of the service's error shapes, as its `__type` carries it.
 const ERROR_NAMESPACE: &str = "com.amazonaws.servicecatalog";
 
 /// Largest and default ListPrincipalsForPortfolio page (the model's PageSize range is 0..20).
 const MAX_PAGE_SIZE: usize = 20;
-
-/// Page tokens kept for later pages; beyond this the oldest expire, as AWS tokens do.
-const MAX_PAGE_TOKENS: usize = 10_000;
 
 /// How a portfolio principal is matched (`PrincipalType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -152,9 +150,7 @@ struct PageCursor {
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     portfolios: BTreeMap<String, Portfolio>,
-    page_tokens: HashMap<String, PageCursor>,
-    page_token_order: VecDeque<String>,
-    next_page_token: u64,
+    page_tokens: PageTokens<PageCursor>,
     pub(crate) bucket: TokenBucket,
 }
 
@@ -326,31 +322,13 @@ impl Catalog {
         if remaining.next().is_some()
             && let Some(last) = page.last()
         {
-            let token = self.page_token(portfolio_id, last.clone(), rng);
-            answer["NextPageToken"] = json!(token);
+            let cursor = PageCursor {
+                portfolio_id,
+                last: last.clone(),
+            };
+            answer["NextPageToken"] = json!(self.page_tokens.issue(cursor, rng));
         }
         Ok(answer)
-    }
-
-    /// An opaque token for the page after `last`: a counter for uniqueness and random
-    /// bits so that a made-up token is refused.
-    fn page_token(
-        &mut self,
-        portfolio_id: String,
-        last: PortfolioPrincipal,
-        rng: &mut fastrand::Rng,
-    ) -> String {
-        self.next_page_token += 1;
-        let token = format!("{:08x}{:016x}", self.next_page_token, rng.u64(..));
-        self.page_tokens
-            .insert(token.clone(), PageCursor { portfolio_id, last });
-        self.page_token_order.push_back(token.clone());
-        while self.page_token_order.len() > MAX_PAGE_TOKENS {
-            if let Some(old) = self.page_token_order.pop_front() {
-                self.page_tokens.remove(&old);
-            }
-        }
-        token
     }
 }
 
@@ -359,6 +337,8 @@ impl Catalog {
 pub(crate) fn error_body(error: &ApiError) -> Value {
     if error.code == "ThrottlingException" {
         json!({"__type": "com.amazon.coral.availability#ThrottlingException", "message": error.message})
+    } else if error.code == "InternalFailure" {
+        json!({"__type": "com.amazon.coral.service#InternalFailure", "message": error.message})
     } else {
         json!({"__type": format!("{ERROR_NAMESPACE}#{}", error.code), "Message": error.message})
     }

@@ -5,10 +5,16 @@
 //! submit, and failures only visible by polling. Faults can be injected, time scaled,
 //! and runs repeated from a seed.
 //!
+//! Requests are checked against the constraints of the AWS API models (botocore's
+//! `service-2.json`; `tests/wire_model.rs` walks them), List operations page with
+//! MaxResults/NextToken, and dates are epoch seconds on the real calendar
+//! ([`Model::epoch_at_start`] plus simulated time).
+//!
 //! The same port serves the Service Catalog portfolio-principal calls (see [`catalog`]).
 
 pub mod catalog;
 pub mod model;
+mod paging;
 pub mod server;
 
 pub use catalog::{PortfolioPrincipal, PortfolioPrincipalType, PortfolioSeed};

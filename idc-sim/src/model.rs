@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, PortfolioPrincipal, PortfolioSeed};
+use crate::paging::PageTokens;
 
 /// An error in the API's own JSON shape (`__type` and `Message`), with its HTTP status.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +97,13 @@ pub struct Knobs {
     pub catalog_rate_burst: f64,
     /// Service Catalog: IAM_PATTERN principals a portfolio may have (AWS: 10).
     pub catalog_max_pattern_principals: usize,
+    /// Fraction of API calls answered with a JSON 500 (Identity Center's
+    /// `InternalServerException`; Service Catalog's `InternalFailure`), drawn after
+    /// `fault_http_500` and `fault_drop`.
+    pub fault_internal_error: f64,
+    /// Page size of the Identity Center List operations when the call gives no
+    /// MaxResults (1..100). AWS does not document its default; the largest is used.
+    pub default_max_results: usize,
 }
 
 impl Default for Knobs {
@@ -118,6 +126,8 @@ impl Default for Knobs {
             catalog_rate_per_second: 20.0,
             catalog_rate_burst: 20.0,
             catalog_max_pattern_principals: 10,
+            fault_internal_error: 0.0,
+            default_max_results: 100,
         }
     }
 }
@@ -236,6 +246,8 @@ pub struct Counters {
     pub catalog_invalid_parameters: u64,
     pub catalog_not_found: u64,
     pub catalog_limit_exceeded: u64,
+    /// JSON 500s drawn by `fault_internal_error`.
+    pub internal_errors: u64,
 }
 
 /// A token bucket on simulated time.
@@ -272,6 +284,9 @@ impl TokenBucket {
 /// The simulator's state.
 pub struct Model {
     pub knobs: Knobs,
+    /// Epoch seconds at simulated time zero: dates in answers (`CreatedDate`) are this
+    /// plus simulated time. [`Model::new`] sets it to the wall clock.
+    pub epoch_at_start: f64,
     rng: fastrand::Rng,
     instances: BTreeSet<String>,
     permission_sets: BTreeSet<String>,
@@ -284,6 +299,7 @@ pub struct Model {
     bucket: TokenBucket,
     next_id: u64,
     catalog: Catalog,
+    page_tokens: PageTokens<ListCursor>,
     pub counters: Counters,
 }
 
@@ -294,6 +310,8 @@ pub enum Fault {
     Http500,
     DropBefore,
     DropAfter,
+    /// A JSON 500 in the service's own error shape.
+    InternalError,
 }
 
 impl Model {
@@ -302,6 +320,7 @@ impl Model {
         let knobs_catalog_burst = knobs.catalog_rate_burst;
         Self {
             knobs,
+            epoch_at_start: wall_clock(),
             rng: fastrand::Rng::with_seed(seed),
             instances: BTreeSet::new(),
             permission_sets: BTreeSet::new(),
@@ -313,6 +332,7 @@ impl Model {
             bucket: TokenBucket::full(burst),
             next_id: 0,
             catalog: Catalog::new(knobs_catalog_burst),
+            page_tokens: PageTokens::default(),
             counters: Counters::default(),
         }
     }
@@ -401,12 +421,15 @@ impl Model {
             Fault::DropBefore
         } else if draw < knobs.fault_http_500 + knobs.fault_drop {
             Fault::DropAfter
+        } else if draw < knobs.fault_http_500 + knobs.fault_drop + knobs.fault_internal_error {
+            Fault::InternalError
         } else {
             Fault::None
         };
         match fault {
             Fault::Http500 => self.counters.http_500 += 1,
             Fault::DropBefore | Fault::DropAfter => self.counters.dropped += 1,
+            Fault::InternalError => self.counters.internal_errors += 1,
             Fault::None => {}
         }
         fault
@@ -457,22 +480,9 @@ impl Model {
             "ListAccountAssignmentDeletionStatus" => {
                 self.list_statuses(OperationKind::Delete, input)
             }
-            "ListInstances" => Ok(json!({"Instances": self.instances.iter().map(|arn| json!({
-                "InstanceArn": arn,
-                "IdentityStoreId": format!("d-{}", &arn[arn.len().saturating_sub(10)..]),
-                "Status": "ACTIVE",
-            })).collect::<Vec<_>>()})),
+            "ListInstances" => self.list_instances(input),
             "CreatePermissionSet" => self.create_permission_set(input, now),
-            "ListPermissionSets" => {
-                let instance = self.instance(input)?;
-                let prefix = format!("{}/", instance.replace(":instance/", ":permissionSet/"));
-                let sets: Vec<&String> = self
-                    .permission_sets
-                    .iter()
-                    .filter(|ps| ps.starts_with(&prefix))
-                    .collect();
-                Ok(json!({"PermissionSets": sets}))
-            }
+            "ListPermissionSets" => self.list_permission_sets(input),
             other => Err(ApiError::new(
                 400,
                 "UnknownOperationException",
@@ -556,36 +566,40 @@ impl Model {
         }
     }
 
-    fn instance(&self, input: &Value) -> Result<String, ApiError> {
-        let instance = string(input, "InstanceArn")?;
-        check(&instance, "instanceArn", &INSTANCE_ARN)?;
-        if !self.instances.contains(&instance) {
-            return Err(ApiError::not_found(format!(
-                "Instance {instance} does not exist"
-            )));
-        }
-        Ok(instance)
+    /// A date in answers: simulated time `at` on the real calendar, to the millisecond.
+    fn date(&self, at: f64) -> f64 {
+        ((self.epoch_at_start + at) * 1000.0).round() / 1000.0
     }
 
+    fn known_instance(&self, instance: &str) -> Result<(), ApiError> {
+        if self.instances.contains(instance) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "Instance {instance} does not exist"
+            )))
+        }
+    }
+
+    /// Validates every member of a Create/Delete request, then looks up the instance
+    /// and permission set (AWS validates the whole request first).
     fn assignment(&self, input: &Value) -> Result<Assignment, ApiError> {
-        let instance_arn = self.instance(input)?;
+        let instance_arn = instance_arn(input)?;
         let account_id = string(input, "TargetId")?;
         check(&account_id, "targetId", &ACCOUNT_ID)?;
-        if string(input, "TargetType")? != "AWS_ACCOUNT" {
-            return Err(ApiError::validation(
-                "Value at 'targetType' failed to satisfy constraint: Member must satisfy enum value set: [AWS_ACCOUNT]",
-            ));
-        }
+        check_enum(
+            &string(input, "TargetType")?,
+            "targetType",
+            &["AWS_ACCOUNT"],
+        )?;
         let permission_set_arn = string(input, "PermissionSetArn")?;
         check(&permission_set_arn, "permissionSetArn", &PERMISSION_SET_ARN)?;
         let principal_type = string(input, "PrincipalType")?;
-        if principal_type != "USER" && principal_type != "GROUP" {
-            return Err(ApiError::validation(
-                "Value at 'principalType' failed to satisfy constraint: Member must satisfy enum value set: [USER, GROUP]",
-            ));
-        }
+        check_enum(&principal_type, "principalType", &["USER", "GROUP"])?;
         let principal_id = string(input, "PrincipalId")?;
+        check_length(&principal_id, "principalId", 1, 47)?;
         check(&principal_id, "principalId", &PRINCIPAL_ID)?;
+        self.known_instance(&instance_arn)?;
         if !self.permission_sets.contains(&permission_set_arn) {
             return Err(ApiError::not_found(format!(
                 "PermissionSet {permission_set_arn} does not exist"
@@ -669,7 +683,7 @@ impl Model {
         if op.injected_failure {
             self.counters.injected_failures += 1;
         }
-        let answer = status_json(&id, &op);
+        let answer = status_json(&id, &op, self.date(op.submitted_at));
         match kind {
             OperationKind::Create => {
                 self.creations.insert(id, op);
@@ -693,9 +707,11 @@ impl Model {
         id_field: &str,
         now: f64,
     ) -> Result<Value, ApiError> {
-        self.instance(input)?;
+        let instance = instance_arn(input)?;
         let id = string(input, id_field)?;
-        check(&id, id_field, &REQUEST_ID)?;
+        check_length(&id, &wire_name(id_field), 36, 36)?;
+        check(&id, &wire_name(id_field), &REQUEST_ID)?;
+        self.known_instance(&instance)?;
         let table = match kind {
             OperationKind::Create => &self.creations,
             OperationKind::Delete => &self.deletions,
@@ -708,14 +724,88 @@ impl Model {
             OperationKind::Create => "AccountAssignmentCreationStatus",
             OperationKind::Delete => "AccountAssignmentDeletionStatus",
         };
-        Ok(json!({ key: status_json(&id, op) }))
+        Ok(json!({ key: status_json(&id, op, self.date(op.submitted_at)) }))
     }
 
-    fn list_assignments(&self, input: &Value) -> Result<Value, ApiError> {
-        let instance = self.instance(input)?;
+    /// MaxResults and NextToken of a List call, validated.
+    fn page_request(&self, input: &Value) -> Result<PageRequest, ApiError> {
+        let max_results = match optional_integer(input, "MaxResults")? {
+            None => self.knobs.default_max_results.clamp(1, MAX_RESULTS),
+            Some(n) => match usize::try_from(n) {
+                Ok(n) if (1..=MAX_RESULTS).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::validation(format!(
+                        "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: \
+                         Member must have value between 1 and {MAX_RESULTS}"
+                    )));
+                }
+            },
+        };
+        let token = optional_string(input, "NextToken")?;
+        if let Some(token) = &token {
+            check_length(token, "nextToken", 0, 2048)?;
+            check(token, "nextToken", &NEXT_TOKEN)?;
+        }
+        Ok(PageRequest { max_results, token })
+    }
+
+    /// One page of `items` (sort key, item) for the listing named by `scope` (the
+    /// operation and the parameters that choose its items: a token works only there).
+    fn page(
+        &mut self,
+        scope: String,
+        mut items: Vec<(String, Value)>,
+        request: PageRequest,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        let after = match &request.token {
+            None => None,
+            Some(token) => match self.page_tokens.get(token) {
+                Some(cursor) if cursor.scope == scope => Some(cursor.last.clone()),
+                _ => {
+                    return Err(ApiError::validation(
+                        "The NextToken is not valid for this request",
+                    ));
+                }
+            },
+        };
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rest = items
+            .into_iter()
+            .filter(|(key, _)| after.as_ref().is_none_or(|last| key > last));
+        let page: Vec<(String, Value)> = rest.by_ref().take(request.max_results).collect();
+        let more = rest.next().is_some();
+        let next = match page.last() {
+            Some((last, _)) if more => {
+                let cursor = ListCursor {
+                    scope,
+                    last: last.clone(),
+                };
+                Some(self.page_tokens.issue(cursor, &mut self.rng))
+            }
+            _ => None,
+        };
+        Ok((page.into_iter().map(|(_, item)| item).collect(), next))
+    }
+
+    /// `{key: items}` and, when more follow, `NextToken`.
+    fn paged_answer(key: &str, (items, next): (Vec<Value>, Option<String>)) -> Value {
+        let mut answer = json!({ key: items });
+        if let Some(next) = next {
+            answer["NextToken"] = json!(next);
+        }
+        answer
+    }
+
+    fn list_assignments(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let instance = instance_arn(input)?;
         let account = string(input, "AccountId")?;
+        check_length(&account, "accountId", 12, 12)?;
+        check(&account, "accountId", &ACCOUNT_ID)?;
         let permission_set = string(input, "PermissionSetArn")?;
-        let found: Vec<Value> = self
+        check(&permission_set, "permissionSetArn", &PERMISSION_SET_ARN)?;
+        let request = self.page_request(input)?;
+        self.known_instance(&instance)?;
+        let found: Vec<(String, Value)> = self
             .assignments
             .iter()
             .filter(|a| {
@@ -724,41 +814,127 @@ impl Model {
                     && a.permission_set_arn == permission_set
             })
             .map(|a| {
-                json!({"AccountId": a.account_id, "PermissionSetArn": a.permission_set_arn,
-                       "PrincipalType": a.principal_type, "PrincipalId": a.principal_id})
+                (
+                    format!("{}/{}", a.principal_type, a.principal_id),
+                    json!({"AccountId": a.account_id, "PermissionSetArn": a.permission_set_arn,
+                           "PrincipalType": a.principal_type, "PrincipalId": a.principal_id}),
+                )
             })
             .collect();
-        Ok(json!({"AccountAssignments": found}))
+        let scope = format!("ListAccountAssignments {instance} {account} {permission_set}");
+        let page = self.page(scope, found, request)?;
+        Ok(Self::paged_answer("AccountAssignments", page))
     }
 
-    fn list_statuses(&self, kind: OperationKind, input: &Value) -> Result<Value, ApiError> {
-        self.instance(input)?;
-        let (table, key) = match kind {
-            OperationKind::Create => (&self.creations, "AccountAssignmentsCreationStatus"),
-            OperationKind::Delete => (&self.deletions, "AccountAssignmentsDeletionStatus"),
+    fn list_statuses(&mut self, kind: OperationKind, input: &Value) -> Result<Value, ApiError> {
+        let instance = instance_arn(input)?;
+        let wanted = match input.get("Filter") {
+            None | Some(Value::Null) => None,
+            Some(filter @ Value::Object(_)) => {
+                let status = optional_string(filter, "Status")?;
+                if let Some(status) = &status {
+                    check_enum(
+                        status,
+                        "filter.status",
+                        &["IN_PROGRESS", "FAILED", "SUCCEEDED"],
+                    )?;
+                }
+                status
+            }
+            Some(_) => return Err(serialization("Filter", "an object")),
         };
-        let mut items: Vec<(&String, &Operation)> = table.iter().collect();
-        // Ties broken by request id (it begins with the submission counter), not by hash order.
-        items.sort_by(|a, b| {
-            a.1.submitted_at
-                .total_cmp(&b.1.submitted_at)
-                .then_with(|| a.0.cmp(b.0))
-        });
-        let listed: Vec<Value> = items
-            .into_iter()
-            .map(|(id, op)| json!({"Status": op.status.as_str(), "RequestId": id, "CreatedDate": op.submitted_at}))
+        let request = self.page_request(input)?;
+        self.known_instance(&instance)?;
+        let (table, key, operation) = match kind {
+            OperationKind::Create => (
+                &self.creations,
+                "AccountAssignmentsCreationStatus",
+                "ListAccountAssignmentCreationStatus",
+            ),
+            OperationKind::Delete => (
+                &self.deletions,
+                "AccountAssignmentsDeletionStatus",
+                "ListAccountAssignmentDeletionStatus",
+            ),
+        };
+        // Submission order; ties broken by request id (it begins with the submission
+        // counter), not by hash order.
+        let listed: Vec<(String, Value)> = table
+            .iter()
+            .filter(|(_, op)| wanted.as_deref().is_none_or(|w| op.status.as_str() == w))
+            .map(|(id, op)| {
+                (
+                    format!("{:024.6}/{id}", op.submitted_at.max(0.0)),
+                    json!({"Status": op.status.as_str(), "RequestId": id,
+                           "CreatedDate": self.date(op.submitted_at)}),
+                )
+            })
             .collect();
-        Ok(json!({ key: listed }))
+        let scope = format!("{operation} {instance} {wanted:?}");
+        let page = self.page(scope, listed, request)?;
+        Ok(Self::paged_answer(key, page))
+    }
+
+    fn list_instances(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let region_scope = optional_string(input, "RegionScope")?;
+        if let Some(scope) = &region_scope {
+            check_enum(scope, "regionScope", &["CURRENT_REGION", "ALL_REGIONS"])?;
+        }
+        let request = self.page_request(input)?;
+        let listed: Vec<(String, Value)> = self
+            .instances
+            .iter()
+            .map(|arn| {
+                (
+                    arn.clone(),
+                    json!({
+                        "InstanceArn": arn,
+                        "IdentityStoreId": identity_store_id(arn),
+                        "Status": "ACTIVE",
+                    }),
+                )
+            })
+            .collect();
+        let page = self.page(format!("ListInstances {region_scope:?}"), listed, request)?;
+        Ok(Self::paged_answer("Instances", page))
+    }
+
+    fn list_permission_sets(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let instance = instance_arn(input)?;
+        let request = self.page_request(input)?;
+        self.known_instance(&instance)?;
+        let prefix = format!("{}/", instance.replace(":instance/", ":permissionSet/"));
+        let sets: Vec<(String, Value)> = self
+            .permission_sets
+            .iter()
+            .filter(|ps| ps.starts_with(&prefix))
+            .map(|ps| (ps.clone(), json!(ps)))
+            .collect();
+        let page = self.page(format!("ListPermissionSets {instance}"), sets, request)?;
+        Ok(Self::paged_answer("PermissionSets", page))
     }
 
     fn create_permission_set(&mut self, input: &Value, now: f64) -> Result<Value, ApiError> {
-        let instance = self.instance(input)?;
+        let instance = instance_arn(input)?;
         let name = string(input, "Name")?;
-        if name.is_empty() || name.len() > 32 {
-            return Err(ApiError::validation(
-                "Value at 'name' failed to satisfy constraint: Member must have length between 1 and 32",
-            ));
+        check_length(&name, "name", 1, 32)?;
+        check(&name, "name", &PERMISSION_SET_NAME)?;
+        let description = optional_string(input, "Description")?;
+        if let Some(description) = &description {
+            check_length(description, "description", 1, 700)?;
+            check(description, "description", &DESCRIPTION)?;
         }
+        let session_duration = optional_string(input, "SessionDuration")?;
+        if let Some(duration) = &session_duration {
+            check_session_duration(duration)?;
+        }
+        let relay_state = optional_string(input, "RelayState")?;
+        if let Some(relay_state) = &relay_state {
+            check_length(relay_state, "relayState", 1, 240)?;
+            check(relay_state, "relayState", &RELAY_STATE)?;
+        }
+        check_tags(input)?;
+        self.known_instance(&instance)?;
         let suffix: String = (0..16)
             .map(|_| self.rng.alphanumeric().to_ascii_lowercase())
             .collect();
@@ -767,11 +943,37 @@ impl Model {
             instance.replace(":instance/", ":permissionSet/")
         );
         self.permission_sets.insert(arn.clone());
-        Ok(json!({"PermissionSet": {"Name": name, "PermissionSetArn": arn, "CreatedDate": now}}))
+        let mut set = json!({"Name": name, "PermissionSetArn": arn, "CreatedDate": self.date(now)});
+        for (key, value) in [
+            ("Description", description),
+            ("SessionDuration", session_duration),
+            ("RelayState", relay_state),
+        ] {
+            if let Some(value) = value {
+                set[key] = json!(value);
+            }
+        }
+        Ok(json!({ "PermissionSet": set }))
     }
 }
 
-fn status_json(id: &str, op: &Operation) -> Value {
+/// Largest MaxResults of the Identity Center List operations.
+const MAX_RESULTS: usize = 100;
+
+/// MaxResults and NextToken of one List call.
+struct PageRequest {
+    max_results: usize,
+    token: Option<String>,
+}
+
+/// Where the next page of an Identity Center listing starts.
+#[derive(Debug, Clone)]
+struct ListCursor {
+    scope: String,
+    last: String,
+}
+
+fn status_json(id: &str, op: &Operation, created: f64) -> Value {
     let mut status = json!({
         "Status": op.status.as_str(),
         "RequestId": id,
@@ -780,12 +982,31 @@ fn status_json(id: &str, op: &Operation) -> Value {
         "PermissionSetArn": op.assignment.permission_set_arn,
         "PrincipalType": op.assignment.principal_type,
         "PrincipalId": op.assignment.principal_id,
-        "CreatedDate": op.submitted_at,
+        "CreatedDate": created,
     });
     if let Some(reason) = &op.failure_reason {
         status["FailureReason"] = json!(reason);
     }
     status
+}
+
+/// `d-` and the instance id's last ten characters, kept within the model's Id pattern
+/// (`[a-zA-Z0-9-]*`; an instance id may also hold '.').
+fn identity_store_id(instance_arn: &str) -> String {
+    let tail: String = instance_arn
+        .chars()
+        .rev()
+        .take(10)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '0' })
+        .collect();
+    format!("d-{}", tail.chars().rev().collect::<String>())
+}
+
+/// Epoch seconds now, to the millisecond, as AWS dates are.
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
 }
 
 /// A UUID-shaped request id: a counter for uniqueness, random bits for realism.
@@ -813,6 +1034,118 @@ fn string(input: &Value, field: &str) -> Result<String, ApiError> {
             "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
         ))),
     }
+}
+
+/// An optional string member; JSON null counts as absent.
+fn optional_string(input: &Value, field: &str) -> Result<Option<String>, ApiError> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(serialization(field, "a string")),
+    }
+}
+
+fn optional_integer(input: &Value, field: &str) -> Result<Option<i64>, ApiError> {
+    match input.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| serialization(field, "an integer")),
+        Some(_) => Err(serialization(field, "an integer")),
+    }
+}
+
+fn serialization(field: &str, what: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "SerializationException",
+        format!("{field} must be {what}"),
+    )
+}
+
+/// The member name as AWS's validation messages spell it (`maxResults`).
+fn wire_name(field: &str) -> String {
+    let mut chars = field.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_lowercase().to_string() + chars.as_str()
+    })
+}
+
+fn instance_arn(input: &Value) -> Result<String, ApiError> {
+    let instance = string(input, "InstanceArn")?;
+    check_length(&instance, "instanceArn", 10, 1224)?;
+    check(&instance, "instanceArn", &INSTANCE_ARN)?;
+    Ok(instance)
+}
+
+/// The model counts characters, not bytes.
+fn check_length(value: &str, field: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let length = value.chars().count();
+    if (min..=max).contains(&length) {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: \
+         Member must have length between {min} and {max}"
+    )))
+}
+
+fn check_enum(value: &str, field: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: \
+         Member must satisfy enum value set: [{}]",
+        allowed.join(", ")
+    )))
+}
+
+/// The model's pattern `(-?)P(?=\d|T\d)...`: the regex crate has no look-ahead, so the
+/// "a digit follows P, or T and a digit" part is checked by hand.
+fn check_session_duration(value: &str) -> Result<(), ApiError> {
+    check_length(value, "sessionDuration", 1, 100)?;
+    let starts_with_digit = |s: &str| s.starts_with(|c: char| c.is_ascii_digit());
+    let after_p = value.strip_prefix('-').unwrap_or(value).strip_prefix('P');
+    let look_ahead = after_p.is_some_and(|rest| {
+        starts_with_digit(rest) || rest.strip_prefix('T').is_some_and(starts_with_digit)
+    });
+    if look_ahead {
+        check(value, "sessionDuration", &SESSION_DURATION)
+    } else {
+        Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{value}' at 'sessionDuration' failed to satisfy constraint: \
+             Member must be an ISO-8601 duration such as PT2H"
+        )))
+    }
+}
+
+fn check_tags(input: &Value) -> Result<(), ApiError> {
+    let tags = match input.get("Tags") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(tags)) => tags,
+        Some(_) => return Err(serialization("Tags", "a list")),
+    };
+    if tags.len() > 75 {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: \
+             Member must have length less than or equal to 75 (got {})",
+            tags.len()
+        )));
+    }
+    for tag in tags {
+        if !tag.is_object() {
+            return Err(serialization("Tags", "a list of objects"));
+        }
+        let key = string(tag, "Key")?;
+        check_length(&key, "tags.member.key", 1, 128)?;
+        check(&key, "tags.member.key", &TAG)?;
+        let value = string(tag, "Value")?;
+        check_length(&value, "tags.member.value", 0, 256)?;
+        check(&value, "tags.member.value", &TAG)?;
+    }
+    Ok(())
 }
 
 fn check(value: &str, field: &str, pattern: &Regex) -> Result<(), ApiError> {
@@ -849,4 +1182,21 @@ pattern!(
     PRINCIPAL_ID,
     r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
 );
-pattern!(REQUEST_ID, r"^[-a-fA-F0-9]{36}$");
+// The model's UUId: lowercase only, so an uppercase id is a validation error.
+pattern!(
+    REQUEST_ID,
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+);
+pattern!(NEXT_TOKEN, r"^[-a-zA-Z0-9+=/_]*$");
+// The model's [\w+=,.@-]+ with Java's ASCII \w.
+pattern!(PERMISSION_SET_NAME, r"^[a-zA-Z0-9_+=,.@-]+$");
+pattern!(DESCRIPTION, r"^[\x09\x0A\x0D\x20-\x7E\xA1-\xFF]*$");
+pattern!(
+    SESSION_DURATION,
+    r"^-?P(?:[0-9]+Y)?(?:[0-9]+M)?(?:[0-9]+[DW])?(?:T(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+(?:\.[0-9]+)?S)?)?$"
+);
+pattern!(
+    RELAY_STATE,
+    r#"^[a-zA-Z0-9&$@#\\/%?=~\-_'"|!:,.;*+\[\] (){}]+$"#
+);
+pattern!(TAG, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$");

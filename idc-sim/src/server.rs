@@ -6,7 +6,7 @@
 //! - `POST /_sim/seed`: a [`SeedDocument`] (instances, permission sets, principals,
 //!   assignments, portfolios with their principals); answers `{"ok": true}`.
 //! - `POST /_sim/knobs`: a partial [`crate::Knobs`] in camelCase; answers the knobs now in force.
-//! - `GET /_sim/state`: `{"simSeconds", "outstandingCreates", "assignments", "counters",
+//! - `GET /_sim/state`: `{"simSeconds", "epochAtStart", "outstandingCreates", "assignments", "counters",
 //!   "knobs", "portfolios": {"<portfolioId>": [{"principalArn", "principalType"}]}}`,
 //!   the portfolios' true principals (not the lagging list).
 //! - `POST /_sim/advance`: `{"seconds": N}` moves simulated time forward by N (N >= 0);
@@ -93,6 +93,29 @@ impl Service {
             Self::SsoAdmin => error.body(),
             Self::ServiceCatalog => error.catalog_body(),
         }
+    }
+
+    /// The JSON 500 of `fault_internal_error`: the error Identity Center's model lists,
+    /// or, for Service Catalog (whose model lists none), AWS's common InternalFailure.
+    fn internal_error(self) -> ApiError {
+        let code = match self {
+            Self::SsoAdmin => "InternalServerException",
+            Self::ServiceCatalog => "InternalFailure",
+        };
+        ApiError::new(
+            500,
+            code,
+            "The request processing has failed because of an unknown error (injected fault)",
+        )
+    }
+
+    fn error_response(self, error: &ApiError) -> Response<Full<Bytes>> {
+        let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = json_response(status, &self.error_body(error));
+        if let Ok(value) = error.code.parse() {
+            response.headers_mut().insert("x-amzn-errortype", value);
+        }
+        response
     }
 }
 
@@ -211,18 +234,14 @@ impl Simulator {
                 let _ = service.call(&mut model, operation, &input, now);
                 return Err(Dropped);
             }
+            Fault::InternalError => {
+                return Ok(service.error_response(&service.internal_error()));
+            }
             Fault::None => {}
         }
         Ok(match service.call(&mut model, operation, &input, now) {
             Ok(answer) => json_response(StatusCode::OK, &answer),
-            Err(error) => {
-                let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
-                let mut response = json_response(status, &service.error_body(&error));
-                if let Ok(value) = error.code.parse() {
-                    response.headers_mut().insert("x-amzn-errortype", value);
-                }
-                response
-            }
+            Err(error) => service.error_response(&error),
         })
     }
 
@@ -280,6 +299,7 @@ impl Simulator {
                     StatusCode::OK,
                     &json!({
                         "simSeconds": now,
+                        "epochAtStart": model.epoch_at_start,
                         "outstandingCreates": model.outstanding_creates(),
                         "assignments": assignments,
                         "counters": model.counters,

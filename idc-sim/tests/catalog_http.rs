@@ -585,3 +585,19 @@ async fn admin_api_seeds_portfolios_and_reports_their_principals() {
     }
     assert_eq!(simulator.now(), 2.5);
 }
+
+#[tokio::test]
+async fn fault_internal_error_answers_a_json_internal_failure() {
+    let (simulator, address) = serve(Knobs {
+        fault_internal_error: 1.0,
+        ..frozen()
+    })
+    .await;
+    let e = associate(&client(address), PORTFOLIO, ROLE, PrincipalType::Iam)
+        .await
+        .expect_err("500");
+    assert_eq!(e.code(), Some("InternalFailure"), "{e:?}");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(500));
+    assert_eq!(truth(address, PORTFOLIO).await, json!([]));
+    assert_eq!(simulator.with_model(|m| m.counters.internal_errors), 1);
+}

@@ -709,3 +709,133 @@ async fn changing_the_time_scale_keeps_the_clock_continuous() {
     );
     assert!(simulator.now() >= 1.0);
 }
+
+#[tokio::test]
+async fn fault_internal_error_answers_a_json_internal_server_exception() {
+    let (_simulator, address) = serve(Knobs {
+        fault_internal_error: 1.0,
+        ..frozen()
+    })
+    .await;
+    let client = client(address);
+    let e = create(&client, ACCOUNT, PS1).send().await.expect_err("500");
+    let service = e.as_service_error().expect("a modelled service error");
+    assert!(service.is_internal_server_exception(), "{e:?}");
+    assert_eq!(service.code(), Some("InternalServerException"));
+    assert!(service.message().is_some_and(|m| !m.is_empty()));
+    let raw = e.raw_response().expect("raw response");
+    assert_eq!(raw.status().as_u16(), 500);
+    assert_eq!(
+        raw.headers().get("content-type"),
+        Some("application/x-amz-json-1.1")
+    );
+    // The call never reached the model.
+    let state = state(address).await;
+    assert_eq!(state["counters"]["internalErrors"], 1);
+    assert_eq!(state["counters"]["http500"], 0);
+    assert_eq!(state["counters"]["calls"], json!({}));
+}
+
+#[tokio::test]
+async fn list_operations_page_and_filter_through_the_sdk() {
+    let (simulator, address) = serve(Knobs {
+        provisioning_min_seconds: 1.0,
+        provisioning_max_seconds: 1.0,
+        not_visible_seconds: 0.0,
+        ..frozen()
+    })
+    .await;
+    let principals: Vec<String> = (0..45)
+        .map(|n| format!("9067a1b2c3-{n:08x}-1e0b-4b4b-9c3b-1b6c5a3e7f10"))
+        .collect();
+    simulator.with_model(|model| {
+        model.seed(Seed {
+            principals: principals.clone(),
+            assignments: principals
+                .iter()
+                .map(|p| Assignment {
+                    instance_arn: INSTANCE.to_owned(),
+                    account_id: OTHER_ACCOUNT.to_owned(),
+                    permission_set_arn: PS2.to_owned(),
+                    principal_type: "USER".to_owned(),
+                    principal_id: p.clone(),
+                })
+                .collect(),
+            ..Seed::default()
+        })
+    });
+    let client = client(address);
+
+    let pages: Vec<_> = client
+        .list_account_assignments()
+        .instance_arn(INSTANCE)
+        .account_id(OTHER_ACCOUNT)
+        .permission_set_arn(PS2)
+        .max_results(10)
+        .into_paginator()
+        .send()
+        .collect()
+        .await;
+    assert_eq!(pages.len(), 5);
+    let mut listed: Vec<String> = pages
+        .into_iter()
+        .map(|page| page.expect("page"))
+        .flat_map(|page| {
+            page.account_assignments()
+                .iter()
+                .filter_map(|a| a.principal_id().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    listed.sort();
+    let mut expected = principals.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Two creates; the first completes once time moves past its provisioning.
+    create(&client, ACCOUNT, PS1).send().await.expect("create");
+    simulator.advance(1.0);
+    create(&client, OTHER_ACCOUNT, PS1)
+        .send()
+        .await
+        .expect("create");
+    for (status, count) in [
+        (StatusValues::Succeeded, 1),
+        (StatusValues::InProgress, 1),
+        (StatusValues::Failed, 0),
+    ] {
+        let listed = client
+            .list_account_assignment_creation_status()
+            .instance_arn(INSTANCE)
+            .filter(
+                aws_sdk_ssoadmin::types::OperationStatusFilter::builder()
+                    .status(status.clone())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("list statuses");
+        let statuses = listed.account_assignments_creation_status();
+        assert_eq!(statuses.len(), count, "{status:?}");
+        assert!(statuses.iter().all(|s| s.status() == Some(&status)));
+        // CreatedDate is a date on today's calendar, not the simulator's uptime.
+        for s in statuses {
+            let created = s.created_date().expect("CreatedDate").secs();
+            assert!(created > 1_700_000_000, "CreatedDate {created}");
+        }
+    }
+
+    // An uppercase request id is malformed, not unknown.
+    let e = client
+        .describe_account_assignment_creation_status()
+        .instance_arn(INSTANCE)
+        .account_assignment_creation_request_id("ABCDEF00-0000-4000-8000-000000000000")
+        .send()
+        .await
+        .expect_err("validation");
+    assert!(
+        e.as_service_error()
+            .is_some_and(|s| s.is_validation_exception()),
+        "{e:?}"
+    );
+}

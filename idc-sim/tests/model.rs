@@ -42,8 +42,12 @@ fn seed() -> Seed {
     }
 }
 
+/// Where simulated time zero sits on the calendar, fixed so that answers repeat exactly.
+const EPOCH_AT_START: f64 = 1_717_405_200.0;
+
 fn model_with(knobs: Knobs, rng_seed: u64) -> Model {
     let mut model = Model::new(knobs, rng_seed);
+    model.epoch_at_start = EPOCH_AT_START;
     model.seed(seed());
     model
 }
@@ -976,12 +980,12 @@ fn list_operation_statuses_answer_in_the_api_shape() {
     let answer = ok(model.call("ListAccountAssignmentCreationStatus", &request, 1.5));
     assert_eq!(
         answer,
-        json!({"AccountAssignmentsCreationStatus": [{"Status": "IN_PROGRESS", "RequestId": created, "CreatedDate": 0.0}]})
+        json!({"AccountAssignmentsCreationStatus": [{"Status": "IN_PROGRESS", "RequestId": created, "CreatedDate": EPOCH_AT_START}]})
     );
     let answer = ok(model.call("ListAccountAssignmentDeletionStatus", &request, 1.5));
     assert_eq!(
         answer,
-        json!({"AccountAssignmentsDeletionStatus": [{"Status": "IN_PROGRESS", "RequestId": deleted, "CreatedDate": 1.0}]})
+        json!({"AccountAssignmentsDeletionStatus": [{"Status": "IN_PROGRESS", "RequestId": deleted, "CreatedDate": EPOCH_AT_START + 1.0}]})
     );
     let answer = ok(model.call("ListAccountAssignmentCreationStatus", &request, 3.0));
     assert_eq!(
