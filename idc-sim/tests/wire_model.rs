@@ -6,7 +6,8 @@
 //! JSON types, enums, lengths, patterns, numeric ranges, timestamps as epoch seconds),
 //! and each single violation of an input constraint (a required member left out, a value
 //! outside an enum, too short, too long, off the pattern, out of range) must answer a
-//! 400 whose error is one the model lists for that operation.
+//! 400 with the service's validation error (ValidationException, InvalidParametersException),
+//! which the model lists for that operation.
 
 mod common;
 
@@ -110,6 +111,15 @@ fn error_code(answer: &common::Answer) -> Option<String> {
     Some(code.rsplit('#').next().unwrap_or(code).to_owned())
 }
 
+/// A body as failure messages quote it: its start.
+fn excerpt(body: &str) -> String {
+    const LIMIT: usize = 300;
+    match body.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("{}...", &body[..at]),
+        None => body.to_owned(),
+    }
+}
+
 /// One service's model and the checks made against it.
 struct Walker {
     service: &'static str,
@@ -122,6 +132,7 @@ struct Walker {
     served: BTreeSet<String>,
     /// Per operation, the input members its samples set and those they left out.
     coverage: BTreeMap<String, Coverage>,
+    validation_error: &'static str,
 }
 
 #[derive(Default)]
@@ -137,7 +148,9 @@ struct Violation {
 }
 
 impl Walker {
-    fn new(service: &'static str, address: SocketAddr) -> Self {
+    /// `validation_error`: the error of the service's model that answers a request
+    /// breaking an input constraint (it must be listed for every walked operation).
+    fn new(service: &'static str, validation_error: &'static str, address: SocketAddr) -> Self {
         let (path, model) = botocore_model(service);
         let target_prefix = model["metadata"]["targetPrefix"]
             .as_str()
@@ -153,6 +166,7 @@ impl Walker {
             failures: Vec::new(),
             served: BTreeSet::new(),
             coverage: BTreeMap::new(),
+            validation_error,
         }
     }
 
@@ -186,6 +200,10 @@ impl Walker {
             .filter_map(|e| e["shape"].as_str().map(str::to_owned))
             .collect();
         let target = format!("{}.{operation}", self.target_prefix);
+        let validation_error = self.validation_error;
+        self.check(errors.contains(validation_error), || {
+            format!("{operation}: the model does not list {validation_error} among {errors:?}")
+        });
 
         let answer = api(self.address, &target, &sample.to_string()).await;
         self.check(answer.status == 200, || {
@@ -211,11 +229,12 @@ impl Walker {
             let answer = api(self.address, &target, &input.to_string()).await;
             let code = error_code(&answer);
             self.check(
-                answer.status == 400 && code.as_ref().is_some_and(|c| errors.contains(c)),
+                answer.status == 400 && code.as_deref() == Some(validation_error),
                 || {
                     format!(
-                        "{operation}: {what}: answered {} {} (want 400 with one of {errors:?})",
-                        answer.status, answer.body
+                        "{operation}: {what}: answered {} {} (want 400 {validation_error})",
+                        answer.status,
+                        excerpt(&answer.body)
                     )
                 },
             );
@@ -462,13 +481,11 @@ impl Walker {
                     });
                 }
                 if let Some(pattern) = shape["pattern"].as_str() {
-                    match self.off_pattern(pattern, &shape) {
-                        Ok(Some(off)) => found.push(Violation {
+                    match self.off_pattern(pattern, &shape, text) {
+                        Ok(offs) => found.extend(offs.into_iter().map(|off| Violation {
                             what: format!("{at} {off:?} off the pattern {pattern}"),
                             input: json!(off),
-                        }),
-                        // The pattern admits every value the lengths allow: nothing to break.
-                        Ok(None) => {}
+                        })),
                         Err(e) => {
                             let failure = format!("{}: {at}: {e}", self.service);
                             self.check(false, || failure);
@@ -496,22 +513,36 @@ impl Walker {
         found
     }
 
-    /// A value within the shape's lengths that the pattern refuses, if there is one.
-    fn off_pattern(&self, pattern: &str, shape: &Value) -> Result<Option<String>, String> {
+    /// Values within the shape's lengths that the pattern refuses: the valid sample
+    /// in the other letter case (a case-sensitive pattern), and a run of a character
+    /// the pattern does not allow. None when the pattern admits everything.
+    fn off_pattern(
+        &self,
+        pattern: &str,
+        shape: &Value,
+        sample: &str,
+    ) -> Result<Vec<String>, String> {
         let min = shape["min"].as_u64().unwrap_or(0).max(1) as usize;
         let max = shape["max"].as_u64().map_or(usize::MAX, |m| m as usize);
+        let mut offs = Vec::new();
         if min > max {
-            return Ok(None);
+            return Ok(offs);
+        }
+        for flipped in [sample.to_uppercase(), sample.to_lowercase()] {
+            if flipped != sample && !offs.contains(&flipped) && !matches(pattern, &flipped)? {
+                offs.push(flipped);
+            }
         }
         for candidate in [
             "!", " ", "\u{1}", "#", "~", "\u{e9}", "\u{7f}", "a", "0", "A",
         ] {
             let value = candidate.repeat(min);
             if !matches(pattern, &value)? {
-                return Ok(Some(value));
+                offs.push(value);
+                break;
             }
         }
-        Ok(None)
+        Ok(offs)
     }
 
     /// True when a shape has constraints the walker would check (depth-limited).
@@ -612,7 +643,7 @@ async fn service_catalog_answers_fit_botocore_and_its_constraints_are_enforced()
                 .collect(),
         }])
     });
-    let mut walker = Walker::new("servicecatalog", address);
+    let mut walker = Walker::new("servicecatalog", "InvalidParametersException", address);
 
     walker
         .operation(
@@ -652,6 +683,164 @@ async fn service_catalog_answers_fit_botocore_and_its_constraints_are_enforced()
         "AssociatePrincipalWithPortfolio",
         "DisassociatePrincipalFromPortfolio",
         "ListPrincipalsForPortfolio",
+    ]
+    .map(str::to_owned)
+    .into();
+    let walked = format!(
+        "walked {:?}, the simulator serves {served:?}",
+        walker.served
+    );
+    walker.check(walker.served == served, || walked);
+    walker.finish();
+}
+
+const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40";
+const OTHER_INSTANCE: &str = "arn:aws:sso:::instance/ssoins-1111222233334444";
+const PS1: &str = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+const PS2: &str = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-8b7a6f5e4d3c2b1a";
+const USER: &str = "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10";
+const OTHER_USER: &str = "9067a1b2c3-0a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d";
+
+fn assignment(account: &str, permission_set: &str, principal: &str) -> idc_sim::Assignment {
+    idc_sim::Assignment {
+        instance_arn: INSTANCE.to_owned(),
+        account_id: account.to_owned(),
+        permission_set_arn: permission_set.to_owned(),
+        principal_type: "USER".to_owned(),
+        principal_id: principal.to_owned(),
+    }
+}
+
+fn assignment_request(account: &str, permission_set: &str) -> Value {
+    json!({"InstanceArn": INSTANCE, "TargetId": account, "TargetType": "AWS_ACCOUNT",
+           "PermissionSetArn": permission_set, "PrincipalType": "USER", "PrincipalId": USER})
+}
+
+/// Walks two pages of a List operation: the first (MaxResults 1) gives the token the
+/// second's sample uses.
+async fn two_pages(walker: &mut Walker, operation: &str, request: Value) {
+    let mut first = request.clone();
+    first["MaxResults"] = json!(1);
+    let answer = walker.operation(operation, first).await;
+    let token = answer["NextToken"].as_str().map(str::to_owned);
+    let missing = format!("{operation}: a first page of 1 has no NextToken: {answer}");
+    walker.check(token.is_some(), || missing);
+    let mut second = request;
+    second["MaxResults"] = json!(100);
+    second["NextToken"] = json!(token);
+    walker.operation(operation, second).await;
+}
+
+#[tokio::test]
+async fn sso_admin_answers_fit_botocore_and_its_constraints_are_enforced() {
+    let (simulator, address) = serve(Knobs {
+        not_visible_seconds: 0.0,
+        ..calm()
+    })
+    .await;
+    simulator.with_model(|model| {
+        model.seed(idc_sim::Seed {
+            instances: vec![INSTANCE.to_owned(), OTHER_INSTANCE.to_owned()],
+            permission_sets: vec![PS1.to_owned(), PS2.to_owned()],
+            principals: vec![USER.to_owned(), OTHER_USER.to_owned()],
+            assignments: vec![
+                assignment("444455556666", PS2, USER),
+                assignment("444455556666", PS2, OTHER_USER),
+                assignment("777788889999", PS2, USER),
+            ],
+        })
+    });
+    let mut walker = Walker::new("sso-admin", "ValidationException", address);
+
+    two_pages(
+        &mut walker,
+        "ListInstances",
+        json!({"RegionScope": "CURRENT_REGION"}),
+    )
+    .await;
+    walker
+        .operation(
+            "CreatePermissionSet",
+            json!({"InstanceArn": INSTANCE, "Name": "Read.Only+Ops@team", "Description": "Read-only access, for auditors",
+                   "SessionDuration": "PT2H", "RelayState": "https://console.aws.amazon.com/s3/",
+                   "Tags": [{"Key": "team", "Value": "ops"}]}),
+        )
+        .await;
+    two_pages(
+        &mut walker,
+        "ListPermissionSets",
+        json!({"InstanceArn": INSTANCE}),
+    )
+    .await;
+
+    let created = walker
+        .operation(
+            "CreateAccountAssignment",
+            assignment_request("111122223333", PS1),
+        )
+        .await;
+    walker
+        .operation(
+            "CreateAccountAssignment",
+            assignment_request("222233334444", PS1),
+        )
+        .await;
+    let deleted = walker
+        .operation(
+            "DeleteAccountAssignment",
+            assignment_request("777788889999", PS2),
+        )
+        .await;
+    walker
+        .operation(
+            "DeleteAccountAssignment",
+            assignment_request("888899990000", PS2),
+        )
+        .await;
+    let creation_id = created["AccountAssignmentCreationStatus"]["RequestId"].clone();
+    let deletion_id = deleted["AccountAssignmentDeletionStatus"]["RequestId"].clone();
+    walker
+        .operation(
+            "DescribeAccountAssignmentCreationStatus",
+            json!({"InstanceArn": INSTANCE, "AccountAssignmentCreationRequestId": creation_id}),
+        )
+        .await;
+    walker
+        .operation(
+            "DescribeAccountAssignmentDeletionStatus",
+            json!({"InstanceArn": INSTANCE, "AccountAssignmentDeletionRequestId": deletion_id}),
+        )
+        .await;
+    two_pages(
+        &mut walker,
+        "ListAccountAssignmentCreationStatus",
+        json!({"InstanceArn": INSTANCE, "Filter": {"Status": "IN_PROGRESS"}}),
+    )
+    .await;
+    two_pages(
+        &mut walker,
+        "ListAccountAssignmentDeletionStatus",
+        json!({"InstanceArn": INSTANCE, "Filter": {"Status": "IN_PROGRESS"}}),
+    )
+    .await;
+    two_pages(
+        &mut walker,
+        "ListAccountAssignments",
+        json!({"InstanceArn": INSTANCE, "AccountId": "444455556666", "PermissionSetArn": PS2}),
+    )
+    .await;
+
+    let served: BTreeSet<String> = [
+        "CreateAccountAssignment",
+        "DeleteAccountAssignment",
+        "DescribeAccountAssignmentCreationStatus",
+        "DescribeAccountAssignmentDeletionStatus",
+        "ListAccountAssignments",
+        "ListAccountAssignmentCreationStatus",
+        "ListAccountAssignmentDeletionStatus",
+        "ListInstances",
+        "CreatePermissionSet",
+        "ListPermissionSets",
     ]
     .map(str::to_owned)
     .into();
