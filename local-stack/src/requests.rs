@@ -1,6 +1,6 @@
 //! Request bodies and simulator seeds for scenarios, the local run and the benchmark.
 
-use idc_sim::{Assignment, Seed};
+use idc_sim::{Assignment, PortfolioPrincipal, Seed};
 use serde_json::json;
 
 pub const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40";
@@ -74,6 +74,37 @@ pub fn decision(
     }
     if let Some(not_after) = not_after {
         body["notAfter"] = json!(not_after);
+    }
+    body.to_string()
+}
+
+/// A Service Catalog portfolio id the scenarios seed.
+pub fn portfolio(n: usize) -> String {
+    format!("port-{n:013x}")
+}
+
+/// An IAM role of the scenarios' account, principal type `IAM`.
+pub fn role(name: &str) -> String {
+    format!("arn:aws:iam::111122223333:role/{name}")
+}
+
+/// A portfolio-principal request: associate (`add`) or disassociate.
+pub fn portfolio_decision(
+    add: bool,
+    portfolio: &str,
+    principal: &PortfolioPrincipal,
+    correlation_id: &str,
+    requested_at: Option<&str>,
+) -> String {
+    let mut body = json!({
+        "action": if add { "associate-portfolio-principal" } else { "disassociate-portfolio-principal" },
+        "portfolioId": portfolio,
+        "principalType": principal.principal_type,
+        "principalArn": principal.principal_arn,
+        "correlationId": correlation_id,
+    });
+    if let Some(requested_at) = requested_at {
+        body["requestedAt"] = json!(requested_at);
     }
     body.to_string()
 }

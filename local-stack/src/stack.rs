@@ -12,7 +12,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
 };
-use idc_sim::{Knobs, Seed, Simulator};
+use idc_sim::{Knobs, PortfolioSeed, Seed, Simulator};
 use serde_json::Value;
 
 use crate::Error;
@@ -30,6 +30,8 @@ pub struct Options {
     pub knobs: Knobs,
     pub sim_seed: u64,
     pub seed: Seed,
+    /// Service Catalog portfolios and their principals (listed at once).
+    pub portfolios: Vec<PortfolioSeed>,
     /// Extra environment for the worker (SPEC §6 settings); queue URLs and endpoints
     /// are set by the stack.
     pub worker_env: Vec<(String, String)>,
@@ -47,6 +49,7 @@ impl Default for Options {
             knobs: Knobs::default(),
             sim_seed: 1,
             seed: Seed::default(),
+            portfolios: Vec::new(),
             worker_env: Vec::new(),
             // Longer than the function timeout, so a batch never reappears while a
             // live invocation still holds it (the template uses 6x).
@@ -153,7 +156,10 @@ impl Stack {
         let moto = Moto::start()?;
         let moto_ledger = Moto::start()?;
         let simulator = Simulator::new(options.knobs.clone(), options.sim_seed);
-        simulator.with_model(|model| model.seed(options.seed.clone()));
+        simulator.with_model(|model| {
+            model.seed(options.seed.clone());
+            model.seed_portfolios(options.portfolios.clone());
+        });
         let simulator_address = idc_sim::start(Arc::clone(&simulator), 0).await?;
         let simulator_endpoint = format!("http://{simulator_address}");
         let proxy = CountingProxy::start(&moto.endpoint).await?;
@@ -190,6 +196,10 @@ impl Stack {
             ),
             (
                 "AWS_ENDPOINT_URL_SSO_ADMIN".to_owned(),
+                simulator_endpoint.clone(),
+            ),
+            (
+                "AWS_ENDPOINT_URL_SERVICE_CATALOG".to_owned(),
                 simulator_endpoint.clone(),
             ),
             ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
