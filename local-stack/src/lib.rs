@@ -1,6 +1,7 @@
-//! A local stand-in for the AWS pieces around the worker, on loopback only: moto's SQS,
-//! the idc-sim Identity Center, a Lambda Runtime API, and an SQS event source mapping
-//! that feeds the real `assignment-worker` release binary batches the way Lambda does.
+//! A local stand-in for the AWS pieces around the worker, on loopback only: moto's SQS
+//! and DynamoDB, idc-sim's Identity Center and Service Catalog, a Lambda Runtime API,
+//! and an SQS event source mapping that feeds the real `assignment-worker` binary
+//! batches the way Lambda does.
 //! Used by the end-to-end scenarios, the local run and the benchmark.
 
 pub mod emf;

@@ -15,7 +15,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The release binary; `WORKER_BIN` overrides.
+/// The release binary; `WORKER_BIN` overrides (scripts/test points it at the debug
+/// build).
 pub fn binary() -> PathBuf {
     std::env::var_os("WORKER_BIN").map_or_else(
         || crate::workspace_root().join("target/release/assignment-worker"),
@@ -39,7 +40,8 @@ impl WorkerProcess {
         let binary = binary();
         if !binary.exists() {
             return Err(format!(
-                "{} not found: build it with `cargo build --release --bin assignment-worker`",
+                "{} not found: build it with `cargo build --release --bin assignment-worker`, \
+                 or set WORKER_BIN",
                 binary.display()
             )
             .into());

@@ -1,4 +1,4 @@
-//! End to end: the real release binary, run as Lambda runs it, against moto's SQS and
+//! End to end: the real worker binary, run as Lambda runs it, against moto's SQS and
 //! the simulated Identity Center. Each scenario starts its own stack; they run one at a
 //! time so that two cores are enough.
 
