@@ -296,11 +296,20 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger> RecordRun<'_, I, Q, L> {
                 return decided(Decision::DeadLetter(dead_letter), progress);
             }
         }
+        if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
+        {
+            return decided(Decision::DeadLetter(dead_letter), progress);
+        }
         if out_of_time(self.deadline) {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");
         }
 
         let result = self.call_identity_center(&progress).await;
+        if let Some(dead_letter) =
+            lifecycle::check_operation_subject(&progress, &result, self.assignment)
+        {
+            return decided(Decision::DeadLetter(dead_letter), progress);
+        }
         let decision = lifecycle::decide(
             &progress,
             &result,
