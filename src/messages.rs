@@ -27,7 +27,7 @@ pub fn progress_message(
         progress: &'a Progress,
     }
     Ok(OutgoingMessage {
-        body: serde_json::to_string(&Envelope { request, progress })?,
+        body: sqs_json(serde_json::to_string(&Envelope { request, progress })?),
         delay_seconds,
         attributes: Vec::new(),
     })
@@ -40,30 +40,75 @@ pub fn dead_letter_message(
     dead_letter: &DeadLetter,
     correlation_id: Option<&CorrelationId>,
 ) -> OutgoingMessage {
+    // Replaced before the cut, so the cut sees the bytes that are sent.
+    let message = sqs_text(&dead_letter.message);
     let mut attributes = vec![
         ("ErrorClass", dead_letter.class.as_str().to_owned()),
-        ("ErrorCode", non_empty(&dead_letter.code, "Unknown")),
+        (
+            "ErrorCode",
+            non_empty(&sqs_text(&dead_letter.code), "Unknown"),
+        ),
         (
             "ErrorMessage",
-            non_empty(
-                truncate(&dead_letter.message, MAX_ERROR_MESSAGE_BYTES),
-                "(no message)",
-            ),
+            non_empty(truncate(&message, MAX_ERROR_MESSAGE_BYTES), "(no message)"),
         ),
         ("Attempts", dead_letter.attempts.to_string()),
     ];
     if let Some(id) = &dead_letter.operation_request_id {
-        attributes.push(("OperationRequestId", id.clone()));
+        attributes.push(("OperationRequestId", sqs_text(id)));
     }
     if let Some(id) = correlation_id {
-        attributes.push(("CorrelationId", id.as_str().to_owned()));
+        attributes.push(("CorrelationId", sqs_text(id.as_str())));
     }
     OutgoingMessage {
         // SQS refuses an empty body; an empty request is still dead-lettered, visibly.
-        body: non_empty(body, "(empty body)"),
+        // A body SQS delivered holds only characters it accepts, but a request unwrapped
+        // from an SNS `Message` string may not.
+        body: sqs_json(non_empty(body, "(empty body)")),
         delay_seconds: 0,
         attributes,
     }
+}
+
+/// Whether SQS accepts `c` in a message body or attribute value: #x9, #xA, #xD,
+/// #x20 to #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF.
+pub fn sqs_accepts(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// `text` with every character SQS refuses replaced by U+FFFD (SPEC §7): for attribute
+/// values, which are plain text.
+pub fn sqs_text(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if sqs_accepts(c) {
+                c
+            } else {
+                char::REPLACEMENT_CHARACTER
+            }
+        })
+        .collect()
+}
+
+/// JSON `text` with every character SQS refuses written as a `\uXXXX` escape: the same
+/// JSON value, now storable. serde_json escapes control characters but writes U+FFFE
+/// and U+FFFF raw, and a request decoded from an SNS `Message` string may hold them raw.
+/// In JSON such characters can only stand inside strings, where the escape means the
+/// same; every character SQS refuses is in the Basic Multilingual Plane, so one
+/// escape each does.
+pub fn sqs_json(text: String) -> String {
+    if text.chars().all(sqs_accepts) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if sqs_accepts(c) {
+            escaped.push(c);
+        } else {
+            escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    escaped
 }
 
 /// SQS refuses empty attribute values and bodies.
@@ -162,10 +207,10 @@ pub fn outcome_message(
     };
     let mut attributes = vec![("Outcome", name.to_owned())];
     if let Some(id) = context.correlation_id {
-        attributes.push(("CorrelationId", id.as_str().to_owned()));
+        attributes.push(("CorrelationId", sqs_text(id.as_str())));
     }
     Ok(OutgoingMessage {
-        body: serde_json::to_string(&event)?,
+        body: sqs_json(serde_json::to_string(&event)?),
         delay_seconds: 0,
         attributes,
     })
@@ -180,6 +225,61 @@ pub fn rfc3339(time: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_characters_sqs_accepts_pass() {
+        for c in [
+            '\t',
+            '\n',
+            '\r',
+            ' ',
+            '\u{d7ff}',
+            '\u{e000}',
+            '\u{fffd}',
+            '\u{10000}',
+            '\u{10ffff}',
+        ] {
+            assert!(sqs_accepts(c), "{c:?}");
+        }
+        for c in [
+            '\0', '\u{1}', '\u{8}', '\u{b}', '\u{1f}', '\u{fffe}', '\u{ffff}',
+        ] {
+            assert!(!sqs_accepts(c), "{c:?}");
+        }
+        assert_eq!(sqs_text("a\u{1}b\u{fffe}c\td"), "a\u{fffd}b\u{fffd}c\td");
+    }
+
+    #[test]
+    fn json_keeps_its_value_with_refused_characters_escaped() {
+        let value = serde_json::json!({"id": "x\u{fffe}y\u{ffff}\u{1}", "n": "é😀"});
+        let raw = serde_json::to_string(&value).expect("JSON");
+        assert!(raw.contains('\u{fffe}'), "serde_json writes U+FFFE raw");
+        let sendable = sqs_json(raw);
+        assert!(sendable.chars().all(sqs_accepts), "{sendable}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&sendable).expect("JSON"),
+            value
+        );
+        assert_eq!(sqs_json("{\"a\":\"b\"}".to_owned()), "{\"a\":\"b\"}");
+    }
+
+    #[test]
+    fn a_dead_letter_of_hostile_text_is_sendable_and_within_its_limit() {
+        let dead_letter = DeadLetter::before_any_call(
+            crate::lifecycle::ErrorClass::InvalidRequest,
+            "Unknown\u{fffe}Code",
+            "\u{1}".repeat(2000),
+        );
+        let id = CorrelationId::parse("CHG-\u{fffe}").expect("printable");
+        let message = dead_letter_message("{\"a\":\"\u{ffff}\"}", &dead_letter, Some(&id));
+        assert!(message.body.chars().all(sqs_accepts));
+        for (name, value) in &message.attributes {
+            assert!(value.chars().all(sqs_accepts), "{name}: {value:?}");
+        }
+        let error_message = message.attribute("ErrorMessage").unwrap_or_default();
+        assert!(error_message.len() <= MAX_ERROR_MESSAGE_BYTES);
+        assert_eq!(message.attribute("CorrelationId"), Some("CHG-\u{fffd}"));
+    }
 
     #[test]
     fn truncation_keeps_whole_characters() {
