@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use time::OffsetDateTime;
 use tracing::Span;
 
+use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SQS_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter};
 use crate::ids::CorrelationId;
@@ -22,10 +23,17 @@ use crate::progress::{DecisionStamp, Progress, Purpose, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{Assignment, AssignmentAction, InvalidRequest, Message};
 
-/// No step starts with less than this left before the invocation's deadline: its
-/// ledger call before the submit (2 s at most), its Identity Center call (5 s), its
-/// ledger call after a confirmed change (2 s), and a second for the sends to begin.
-pub const CALL_RESERVE: Duration = Duration::from_secs(10);
+/// No Identity Center call starts with less than this left before the invocation's
+/// deadline: the call itself, the ledger call after a confirmed change, and the sends
+/// that store the step: a batch call per queue, and when SQS refuses a whole batch, its
+/// entries alone (the handler sends each wave at once), each at most
+/// [`SQS_OPERATION_TIMEOUT`]; and a second to answer Lambda.
+pub const CALL_RESERVE: Duration = Duration::from_secs(
+    SSO_OPERATION_TIMEOUT.as_secs()
+        + LEDGER_OPERATION_TIMEOUT.as_secs()
+        + 2 * SQS_OPERATION_TIMEOUT.as_secs()
+        + 1,
+);
 
 /// The next step of one record, before it is sent.
 #[derive(Debug)]
