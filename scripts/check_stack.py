@@ -114,6 +114,26 @@ def template_checks(template):
     policy = template["Resources"]["WorkQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in policy if isinstance(s, dict) and s.get("Effect") == "Deny"]
     check(len(deny) == 1 and deny[0]["Action"] == "sqs:SendMessage", "work queue has no sender Deny")
+    # Dead letters and outcome events are the worker's word: nobody else may send them
+    # (the redrive principals, SenderPrincipalArns, may put dead letters back).
+    for queue, exempt in (("DeadLetterQueue", {"WorkerRole", "SenderPrincipalArns"}), ("OutcomeQueue", {"WorkerRole"})):
+        policies = [r for r in template["Resources"].values()
+                    if r.get("Type") == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": queue}]]
+        check(len(policies) == 1, f"{queue} has {len(policies)} queue policies")
+        if len(policies) != 1:
+            continue
+        check(policies[0].get("Condition") == template["Resources"][queue].get("Condition"),
+              f"{queue} policy's condition differs from the queue's")
+        document = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+        check(all(s.get("Effect") == "Deny" for s in document), f"{queue} policy allows something")
+        deny = [s for s in document if s.get("Effect") == "Deny" and s.get("Action") == "sqs:SendMessage"
+                and s.get("Principal") == "*" and s.get("Resource") == {"Fn::GetAtt": [queue, "Arn"]}]
+        check(len(deny) == 1 and list(deny[0].get("Condition", {})) == ["ArnNotLike"],
+              f"{queue} has no Deny of sqs:SendMessage to every other principal")
+        if len(deny) == 1:
+            principals = json.dumps(deny[0]["Condition"].get("ArnNotLike", {}).get("aws:PrincipalArn"))
+            named = {name for name in ("WorkerRole", "SenderPrincipalArns") if name in principals}
+            check(named == exempt, f"{queue} Deny exempts {sorted(named)}, not {sorted(exempt)}")
     ledger = template["Resources"]["LedgerTable"]
     check(ledger.get("DeletionPolicy") == "Retain" and ledger.get("UpdateReplacePolicy") == "Retain",
           "ledger table is not retained on stack deletion and replacement")

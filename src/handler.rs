@@ -15,10 +15,13 @@ use crate::config::{Config, QueueUrl};
 use crate::identity_center::IdentityCenter;
 use crate::ledger::Ledger;
 use crate::metrics::{Answer, Api, InvocationMetrics};
-use crate::queue::{OutgoingMessage, QueueSender, plan_batches};
+use crate::queue::{OutgoingMessage, QueueSender, SendError, plan_batches};
 use crate::record_step::Plan;
 use crate::request::{InvalidRequest, Message, Target, parse_body};
 use crate::service_catalog::ServiceCatalog;
+
+/// Time kept after the last send for the handler to answer Lambda.
+const ANSWER_MARGIN: Duration = Duration::from_millis(200);
 
 /// The worker's dependencies, built once per cold start.
 pub struct Worker<I, Q, L, S> {
@@ -91,7 +94,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             .into_iter()
             .map(|(destination, (owners, messages))| async move {
                 let failures = self
-                    .send_all(destination, &owners, &messages, &invocation.metrics)
+                    .send_all(destination, &owners, &messages, invocation)
                     .await;
                 (destination, failures)
             });
@@ -143,13 +146,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
     }
 
     /// Sends `messages` (`owners[i]` is the record of message `i`) in as few batch calls
-    /// as the limits allow; returns the records whose messages were not stored.
+    /// as the limits allow, all at once; returns the records whose messages were not
+    /// stored.
     async fn send_all(
         &self,
         destination: Destination,
         owners: &[usize],
         messages: &[OutgoingMessage],
-        metrics: &InvocationMetrics,
+        invocation: &Invocation,
     ) -> Vec<(usize, String)> {
         let Some(queue) = self.queue_url(destination) else {
             return owners
@@ -157,24 +161,27 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 .map(|index| (*index, format!("no queue configured for {destination:?}")))
                 .collect();
         };
-        let mut failures = Vec::new();
-        for run in plan_batches(messages) {
-            let mut results = self.queues.send_batch(queue, &messages[run.clone()]).await;
-            metrics.call(Api::SendMessageBatch, send_answer(&results));
-            if run.len() > 1 && results.iter().all(Result::is_err) {
+        let runs = plan_batches(messages).into_iter().map(|run| async move {
+            let batch = &messages[run.clone()];
+            let mut results = self.send_batch(queue, batch, invocation).await;
+            if batch.len() > 1 && results.iter().all(Result::is_err) {
                 // SQS refuses a whole batch for one bad entry (an oversized body, say):
-                // sent alone, the others still go through.
-                results = Vec::with_capacity(run.len());
-                for message in &messages[run.clone()] {
-                    let alone = self
-                        .queues
-                        .send_batch(queue, std::slice::from_ref(message))
-                        .await;
-                    metrics.call(Api::SendMessageBatch, send_answer(&alone));
-                    results.extend(alone);
-                }
+                // sent alone, the others still go through. All at once, so that the
+                // fallback costs one send's time, whatever the batch's size.
+                let alone = batch.iter().map(|message| {
+                    self.send_batch(queue, std::slice::from_ref(message), invocation)
+                });
+                results = futures_util::future::join_all(alone)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
             }
-            for (offset, index) in owners[run.clone()].iter().enumerate() {
+            (run, results)
+        });
+        let mut failures = Vec::new();
+        for (run, results) in futures_util::future::join_all(runs).await {
+            for (offset, index) in owners[run].iter().enumerate() {
                 match results.get(offset) {
                     Some(Ok(())) => {}
                     Some(Err(error)) => failures.push((*index, error.to_string())),
@@ -183,6 +190,48 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             }
         }
         failures
+    }
+
+    /// One SendMessageBatch call, cut off before the invocation's deadline: an answer
+    /// that comes too late is no answer, and the records stay listed for redelivery.
+    async fn send_batch(
+        &self,
+        queue: &QueueUrl,
+        messages: &[OutgoingMessage],
+        invocation: &Invocation,
+    ) -> Vec<Result<(), SendError>> {
+        let refused = |message: &str| {
+            vec![
+                Err(SendError {
+                    code: "DeadlineNear".to_owned(),
+                    message: message.to_owned(),
+                });
+                messages.len()
+            ]
+        };
+        let budget = match invocation.deadline {
+            None => None,
+            Some(deadline) => match deadline
+                .duration_since(SystemTime::now())
+                .ok()
+                .and_then(|left| left.checked_sub(ANSWER_MARGIN))
+            {
+                Some(budget) if !budget.is_zero() => Some(budget),
+                _ => return refused("the invocation's deadline is near; not sent"),
+            },
+        };
+        let send = self.queues.send_batch(queue, messages);
+        let results = match budget {
+            None => send.await,
+            Some(budget) => match tokio::time::timeout(budget, send).await {
+                Ok(results) => results,
+                Err(_) => refused("no answer before the invocation's deadline"),
+            },
+        };
+        invocation
+            .metrics
+            .call(Api::SendMessageBatch, send_answer(&results));
+        results
     }
 
     /// Runs a group of records one after another (they touch the same assignment).
@@ -226,7 +275,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
 }
 
 /// A SendMessageBatch call's answer: a success when every entry was stored.
-fn send_answer(results: &[Result<(), crate::queue::SendError>]) -> Answer {
+fn send_answer(results: &[Result<(), SendError>]) -> Answer {
     if results.iter().all(Result::is_ok) {
         Answer::Success
     } else {

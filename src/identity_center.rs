@@ -19,6 +19,33 @@ pub struct StatusReport {
     pub status: OperationStatus,
     pub request_id: Option<String>,
     pub failure_reason: Option<String>,
+    /// The assignment the operation changes, as AWS reported it.
+    pub subject: OperationSubject,
+}
+
+/// The assignment an operation changes, as the AccountAssignmentOperationStatus shape
+/// reports it. Every field is optional in the API model; a poll's answer is only
+/// believed when all of them name the request's assignment (SPEC §4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationSubject {
+    pub target_id: Option<String>,
+    pub target_type: Option<String>,
+    pub permission_set_arn: Option<String>,
+    pub principal_type: Option<String>,
+    pub principal_id: Option<String>,
+}
+
+impl OperationSubject {
+    /// What AWS would report for an operation on `assignment`.
+    pub fn of(assignment: &Assignment) -> Self {
+        Self {
+            target_id: Some(assignment.account.as_str().to_owned()),
+            target_type: Some("AWS_ACCOUNT".to_owned()),
+            permission_set_arn: Some(assignment.permission_set.as_str().to_owned()),
+            principal_type: Some(assignment.principal_type.as_str().to_owned()),
+            principal_id: Some(assignment.principal_id.as_str().to_owned()),
+        }
+    }
 }
 
 pub type CallResult = Result<StatusReport, CallError>;

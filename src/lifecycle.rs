@@ -5,12 +5,12 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus};
+use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus, OperationSubject};
 use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer,
 };
 use crate::progress::{Progress, Purpose, Stage};
-use crate::request::AssignmentAction;
+use crate::request::{Assignment, AssignmentAction};
 
 /// SQS refuses a DelaySeconds above this.
 pub const MAX_DELAY_SECONDS: u32 = 900;
@@ -182,6 +182,155 @@ pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<De
             )
         },
     )
+}
+
+/// How far the clocks of two worker instances may disagree. A poll envelope's
+/// `submittedAt` was written by the worker's clock at the submit, before the envelope
+/// was sent, so on any instance it lies in the past, give or take this. Lambda hosts
+/// keep NTP time (skews of milliseconds); a minute leaves room for a local run on a
+/// drifting clock, and lets a forged envelope outlive the poll deadline by at most a
+/// minute.
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// The most polls a genuine poll envelope can count: the poll schedule of
+/// [`next_poll`] replayed at its fastest. Every poll comes when its delay ends (SQS
+/// holds a message for at least its DelaySeconds; retries only add time) and reads a
+/// clock [`MAX_CLOCK_SKEW`] behind the submitting one, which makes the deadline look
+/// further away; the chain ends at the first poll that reads the deadline as passed.
+pub fn max_polls(policy: &Policy) -> u32 {
+    let skew = MAX_CLOCK_SKEW.whole_seconds();
+    let deadline = i64::from(policy.poll_deadline_seconds);
+    let mut since_submit = 0i64;
+    let mut polls = 0u32;
+    let mut delay = i64::from(poll_delay_seconds(0, policy)).min(deadline);
+    loop {
+        // Every delay is at least 1 s (configuration, and `remaining` below), so this
+        // ends within deadline + skew rounds.
+        since_submit += delay.max(1);
+        let remaining = deadline - (since_submit - skew).max(0);
+        if remaining <= 0 {
+            return polls;
+        }
+        polls = polls.saturating_add(1);
+        delay = i64::from(poll_delay_seconds(polls, policy)).min(remaining);
+    }
+}
+
+/// Refuses a poll envelope the worker cannot have written (SPEC §4): a `submittedAt`
+/// ahead of the clock would keep its poll chain alive past any deadline, and a poll
+/// count no chain can reach within the poll deadline is made up. Checked before the
+/// poll's call; the class claims no effect.
+pub fn check_envelope(
+    progress: &Progress,
+    now: OffsetDateTime,
+    policy: &Policy,
+) -> Option<DeadLetter> {
+    // A portfolio's confirm step polls the list on the same schedule.
+    let (Stage::Poll {
+        polls,
+        submitted_at,
+        ..
+    }
+    | Stage::Confirm {
+        polls,
+        submitted_at,
+    }) = &progress.stage
+    else {
+        return None;
+    };
+    let refuse = |code: &str, message: String| {
+        Some(DeadLetter {
+            class: ErrorClass::InvalidRequest,
+            code: code.to_owned(),
+            message: format!("progress envelope: {message}; the worker did not write it"),
+            attempts: progress.attempt,
+            operation_request_id: progress.operation_request_id().map(str::to_owned),
+        })
+    };
+    if *submitted_at > now + MAX_CLOCK_SKEW {
+        return refuse(
+            "SubmittedAtInFuture",
+            format!(
+                "submittedAt {} is ahead of the worker's clock ({})",
+                crate::messages::rfc3339(*submitted_at),
+                crate::messages::rfc3339(now)
+            ),
+        );
+    }
+    let most = max_polls(policy);
+    if *polls > most {
+        return refuse(
+            "PollCountImpossible",
+            format!(
+                "polls {polls} is more than the {most} a {} s poll deadline allows",
+                policy.poll_deadline_seconds
+            ),
+        );
+    }
+    None
+}
+
+/// Refuses a poll's answer about another assignment than the request's (SPEC §4): the
+/// operation request id comes from the message, and anyone who may send to the work
+/// queue could have named another request's operation. Only an answer that names the
+/// request's target, permission set and principal, every one of them, is believed.
+/// A submit's answer is about the call just made and is not checked.
+pub fn check_operation_subject(
+    progress: &Progress,
+    result: &CallResult,
+    assignment: &Assignment,
+) -> Option<DeadLetter> {
+    let (
+        Stage::Poll {
+            operation_request_id,
+            ..
+        },
+        Ok(report),
+    ) = (&progress.stage, result)
+    else {
+        return None;
+    };
+    let expected = OperationSubject::of(assignment);
+    let fields = [
+        ("TargetId", &report.subject.target_id, &expected.target_id),
+        (
+            "TargetType",
+            &report.subject.target_type,
+            &expected.target_type,
+        ),
+        (
+            "PermissionSetArn",
+            &report.subject.permission_set_arn,
+            &expected.permission_set_arn,
+        ),
+        (
+            "PrincipalType",
+            &report.subject.principal_type,
+            &expected.principal_type,
+        ),
+        (
+            "PrincipalId",
+            &report.subject.principal_id,
+            &expected.principal_id,
+        ),
+    ];
+    let (name, reported, wanted) = fields
+        .into_iter()
+        .find(|(_, reported, wanted)| reported != wanted)?;
+    Some(DeadLetter {
+        class: ErrorClass::Permanent,
+        code: "OperationMismatch".to_owned(),
+        message: format!(
+            "operation {operation_request_id} is not this request's: its {name} is {}, the \
+             request's is `{}`",
+            reported
+                .as_deref()
+                .map_or_else(|| "missing".to_owned(), |value| format!("`{value}`")),
+            wanted.as_deref().unwrap_or_default()
+        ),
+        attempts: progress.attempt,
+        operation_request_id: Some(operation_request_id.clone()),
+    })
 }
 
 /// What the claim before a decision's submit means for it (SPEC §11, rules 1 and 2):

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use time::format_description::well_known::Rfc3339;
+
+use crate::ids::CorrelationId;
 use crate::ledger::DecisionSummary;
 use crate::request::AssignmentAction;
 
@@ -293,6 +296,21 @@ impl TryFrom<ProgressWire> for Progress {
                 return Err("step poll belongs to account-assignment operations only".into());
             }
             _ => {}
+        }
+        // The worker writes a later decision's summary from a validated request; one it
+        // did not write must not grow the envelope past its computed bound.
+        if let Some(summary) = &wire.superseded_by {
+            let id_ok = summary
+                .correlation_id
+                .as_deref()
+                .is_none_or(|id| CorrelationId::parse(id).is_ok());
+            let time_ok = summary.requested_at.len() <= 35
+                && OffsetDateTime::parse(&summary.requested_at, &Rfc3339).is_ok();
+            if !id_ok || !time_ok {
+                return Err(
+                    "supersededBy needs a valid correlationId and an RFC 3339 requestedAt".into(),
+                );
+            }
         }
         let purpose = match (wire.purpose, wire.superseded_by) {
             (PurposeName::Decision, None) => Purpose::Decision,

@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use time::OffsetDateTime;
 use tracing::Span;
 
+use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SQS_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter};
 use crate::ids::CorrelationId;
@@ -27,10 +28,17 @@ use crate::request::{
 };
 use crate::service_catalog::ServiceCatalog;
 
-/// No step starts with less than this left before the invocation's deadline: its
-/// ledger call before the submit (2 s at most), its Identity Center call (5 s), its
-/// ledger call after a confirmed change (2 s), and a second for the sends to begin.
-pub const CALL_RESERVE: Duration = Duration::from_secs(10);
+/// No Identity Center call starts with less than this left before the invocation's
+/// deadline: the call itself, the ledger call after a confirmed change, and the sends
+/// that store the step: a batch call per queue, and when SQS refuses a whole batch, its
+/// entries alone (the handler sends each wave at once), each at most
+/// [`SQS_OPERATION_TIMEOUT`]; and a second to answer Lambda.
+pub const CALL_RESERVE: Duration = Duration::from_secs(
+    SSO_OPERATION_TIMEOUT.as_secs()
+        + LEDGER_OPERATION_TIMEOUT.as_secs()
+        + 2 * SQS_OPERATION_TIMEOUT.as_secs()
+        + 1,
+);
 
 /// The next step of one record, before it is sent.
 #[derive(Debug)]
@@ -288,6 +296,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 return decided(Decision::DeadLetter(dead_letter), progress);
             }
         }
+        if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
+        {
+            return decided(Decision::DeadLetter(dead_letter), progress);
+        }
         if out_of_time(self.deadline) {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");
         }
@@ -295,14 +307,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let settled = match self.target {
             Target::Assignment(assignment) => {
                 let result = self.call_identity_center(assignment, &progress).await;
-                lifecycle::decide(
-                    &progress,
-                    &result,
-                    Self::now(),
-                    self.policy(),
-                    Self::jitter(),
-                )
-                .into()
+                match lifecycle::check_operation_subject(&progress, &result, assignment) {
+                    Some(dead_letter) => Decision::DeadLetter(dead_letter).into(),
+                    None => lifecycle::decide(
+                        &progress,
+                        &result,
+                        Self::now(),
+                        self.policy(),
+                        Self::jitter(),
+                    )
+                    .into(),
+                }
             }
             Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
                 Ok(settled) => settled,

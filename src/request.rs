@@ -16,7 +16,14 @@ use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use crate::progress::{Progress, Purpose, Resource};
 
 /// Bodies above this are refused before any JSON is read; a real request is under 2 KiB.
+/// The worker's own progress envelopes are bodies too.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Requests above this are refused, so that everything the worker writes about one fits
+/// within [`MAX_BODY_BYTES`]: its progress envelope, read back as a body, and the dead
+/// letter of an expiry or undo (that envelope and the dead letter's attributes).
+pub const MAX_REQUEST_BYTES: usize = MAX_BODY_BYTES
+    - crate::messages::MAX_ENVELOPE_OVERHEAD
+    - crate::messages::MAX_DEAD_LETTER_ATTRIBUTE_BYTES;
 
 /// Why a body is not a request. `code` goes to the dead-letter `ErrorCode` attribute.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -550,6 +557,16 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
 
 /// Parses and validates the request object itself (no envelope).
 pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
+    if text.len() > MAX_REQUEST_BYTES {
+        return Err(InvalidRequest::new(
+            "RequestTooLarge",
+            format!(
+                "request is {} bytes; the limit is {MAX_REQUEST_BYTES}, leaving room for \
+                 the worker's progress envelope",
+                text.len()
+            ),
+        ));
+    }
     let object = JsonObject::parse(text, "request")?;
     let mut fields: Vec<(Field, String)> = Vec::with_capacity(object.0.len());
     for (key, value) in &object.0 {

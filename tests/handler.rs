@@ -67,6 +67,7 @@ fn status(status: OperationStatus, reason: Option<&str>) -> CallResult {
         status,
         request_id: Some(REQUEST_ID.to_owned()),
         failure_reason: reason.map(str::to_owned),
+        subject: Default::default(),
     })
 }
 

@@ -13,7 +13,8 @@ use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::config::{Config, QueueUrl};
 use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::identity_center::{
-    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
+    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, OperationSubject,
+    StatusReport,
 };
 use assignment_worker::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
@@ -218,6 +219,7 @@ impl ModelIdentityCenter {
                 status: OperationStatus::InProgress,
                 request_id: Some(id),
                 failure_reason: None,
+                subject: Default::default(),
             });
         }
         model.land(&id, kind);
@@ -234,6 +236,7 @@ impl ModelIdentityCenter {
             status,
             request_id: Some(id.to_owned()),
             failure_reason,
+            subject: Default::default(),
         })
     }
 
@@ -274,15 +277,23 @@ impl IdentityCenter for ModelIdentityCenter {
         self.submit(Kind::Delete)
     }
 
-    async fn describe_creation_status(&self, _: &Assignment, id: &str) -> CallResult {
+    async fn describe_creation_status(&self, assignment: &Assignment, id: &str) -> CallResult {
         self.interleave().await;
-        self.describe(id)
+        about(assignment, self.describe(id))
     }
 
-    async fn describe_deletion_status(&self, _: &Assignment, id: &str) -> CallResult {
+    async fn describe_deletion_status(&self, assignment: &Assignment, id: &str) -> CallResult {
         self.interleave().await;
-        self.describe(id)
+        about(assignment, self.describe(id))
     }
+}
+
+/// An answer naming the assignment polled, as AWS's does.
+fn about(assignment: &Assignment, answer: CallResult) -> CallResult {
+    answer.map(|report| StatusReport {
+        subject: OperationSubject::of(assignment),
+        ..report
+    })
 }
 
 /// The in-memory ledger, letting the other invocation run first at times, as a

@@ -347,6 +347,7 @@ fn a_success_reported_by_describe_still_goes_through_the_ledger() {
         status: OperationStatus::Succeeded,
         request_id: Some("r-1".to_owned()),
         failure_reason: None,
+        subject: Default::default(),
     };
     let done = decide(&submit(Create), &Ok(report), T0, &Policy::default(), 0.5);
     assert!(matches!(

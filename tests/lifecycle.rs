@@ -21,6 +21,7 @@ fn status(status: OperationStatus, reason: Option<&str>) -> CallResult {
         status,
         request_id: Some(REQUEST_ID.to_owned()),
         failure_reason: reason.map(str::to_owned),
+        subject: Default::default(),
     })
 }
 
@@ -445,7 +446,7 @@ fn call_result() -> impl Strategy<Value = CallResult> {
         1 => Just(status(OperationStatus::Succeeded, None)),
         1 => Just(status(OperationStatus::Failed, Some("EntitlementItem doesn't exist"))),
         1 => Just(status(OperationStatus::Failed, Some("quota"))),
-        1 => Just(Ok(StatusReport { status: OperationStatus::InProgress, request_id: None, failure_reason: None })),
+        1 => Just(Ok(StatusReport { status: OperationStatus::InProgress, request_id: None, failure_reason: None, subject: Default::default() })),
         4 => kinds.prop_map(|kind| error(kind, "Code", "message")),
     ]
 }

@@ -86,6 +86,7 @@ fn succeeded() -> CallResult {
         status: OperationStatus::Succeeded,
         request_id: Some("11111111-2222-4333-8444-555555555555".to_owned()),
         failure_reason: None,
+        subject: Default::default(),
     })
 }
 

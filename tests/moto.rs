@@ -107,6 +107,7 @@ async fn re_enqueues_with_delay_seconds_through_real_sqs() {
             status: OperationStatus::InProgress,
             request_id: Some("0f1e2d3c-4b5a-4968-8776-655443322110".to_owned()),
             failure_reason: None,
+            subject: Default::default(),
         })]),
         queues: SqsQueues::new(aws_sdk_sqs::Client::new(&shared)),
         // A long first poll delay, so the message is still delayed when counted.

@@ -524,3 +524,26 @@ async fn the_portfolio_samples_make_their_change_and_wait_for_the_list() {
         ])
     );
 }
+
+/// SPEC §4: a confirm envelope from the future would list forever; it ends at once.
+#[tokio::test]
+async fn a_confirm_envelope_submitted_in_the_future_ends_without_a_call() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let future = (OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&Rfc3339)
+        .expect("a time");
+    let body = json!({
+        "request": serde_json::from_str::<Value>(&request(
+            "associate-portfolio-principal", "IAM", ROLE, json!({})
+        )).expect("JSON"),
+        "progress": {"step": "confirm", "operation": "associate", "attempt": 1, "polls": 0,
+                     "firstReceivedAt": future, "submittedAt": future},
+    })
+    .to_string();
+    drive(&worker, &body).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("SubmittedAtInFuture"));
+    assert!(worker.service_catalog.calls().is_empty());
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use assignment_worker::adapters::sso_admin::SsoAdminIdentityCenter;
 use assignment_worker::identity_center::{
-    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
+    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, OperationSubject,
+    StatusReport,
 };
 use assignment_worker::request::{Assignment, parse_request};
 use aws_sdk_ssoadmin::config::retry::RetryConfig;
@@ -508,6 +509,17 @@ async fn an_html_500_is_a_server_error_named_by_its_status() {
     assert!(!error.message.is_empty());
 }
 
+/// The assignment every full answer in these tests names.
+fn full_subject() -> OperationSubject {
+    OperationSubject {
+        target_id: Some(ACCOUNT.to_owned()),
+        target_type: Some("AWS_ACCOUNT".to_owned()),
+        permission_set_arn: Some(PERMISSION_SET_ARN.to_owned()),
+        principal_type: Some("USER".to_owned()),
+        principal_id: Some(PRINCIPAL_ID.to_owned()),
+    }
+}
+
 #[tokio::test]
 async fn create_in_progress() {
     let (identity_center, log) = answering(Answer::json(
@@ -521,6 +533,7 @@ async fn create_in_progress() {
             status: OperationStatus::InProgress,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: None,
+            subject: full_subject(),
         })
     );
     assert_eq!(check_sent(Op::Create, &log), Vec::<String>::new());
@@ -551,6 +564,7 @@ async fn describe_creation_failed_carries_the_reason() {
             status: OperationStatus::Failed,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: Some(reason.to_owned()),
+            subject: full_subject(),
         })
     );
     assert_eq!(check_sent(Op::DescribeCreation, &log), Vec::<String>::new());
@@ -569,6 +583,7 @@ async fn delete_succeeded() {
             status: OperationStatus::Succeeded,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: None,
+            subject: full_subject(),
         })
     );
     assert_eq!(check_sent(Op::Delete, &log), Vec::<String>::new());
@@ -595,6 +610,10 @@ async fn every_status_value_from_every_operation() {
                     status: expected,
                     request_id: Some(OPERATION_ID.to_owned()),
                     failure_reason: None,
+                    subject: OperationSubject {
+                        target_id: Some(ACCOUNT.to_owned()),
+                        ..OperationSubject::default()
+                    },
                 }),
                 "{op:?} {wire}"
             );

@@ -1,9 +1,10 @@
 //! A pass-through HTTP proxy that counts the SQS API calls made through it, by
 //! `X-Amz-Target` (`AmazonSQS.SendMessageBatch`, ...): how the benchmark counts the
-//! worker's own SQS calls.
+//! worker's own SQS calls. It can also hold answers back: a slow SQS, for tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,7 +20,20 @@ use tokio::net::TcpListener;
 pub struct CountingProxy {
     pub endpoint: String,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    delays: Arc<Mutex<Delays>>,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// How long the proxy holds answers back, after upstream has answered (so the call
+/// took effect, and the caller may not learn it in time).
+#[derive(Debug, Default)]
+struct Delays {
+    /// Only calls whose `X-Amz-Target` starts with this wait.
+    target_prefix: String,
+    /// For the next calls, one each, in order.
+    next: VecDeque<Duration>,
+    /// For every call after those.
+    otherwise: Duration,
 }
 
 impl CountingProxy {
@@ -27,25 +41,46 @@ impl CountingProxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
+        let delays = Arc::new(Mutex::new(Delays::default()));
         let upstream: Uri = upstream.parse().map_err(std::io::Error::other)?;
         let client: Client<HttpConnector, Incoming> =
             Client::builder(TokioExecutor::new()).build_http();
         let shared = Arc::clone(&counts);
+        let shared_delays = Arc::clone(&delays);
         let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (client, counts, upstream) =
-                    (client.clone(), Arc::clone(&shared), upstream.clone());
+                let (client, counts, delays, upstream) = (
+                    client.clone(),
+                    Arc::clone(&shared),
+                    Arc::clone(&shared_delays),
+                    upstream.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (client, counts, upstream) =
-                            (client.clone(), Arc::clone(&counts), upstream.clone());
+                        let (client, counts, delays, upstream) = (
+                            client.clone(),
+                            Arc::clone(&counts),
+                            Arc::clone(&delays),
+                            upstream.clone(),
+                        );
                         async move {
-                            Ok::<_, std::convert::Infallible>(
-                                forward(&client, &counts, &upstream, request).await,
-                            )
+                            let target = target(&request);
+                            let answer = forward(&client, &counts, &upstream, request).await;
+                            let delay = {
+                                let mut delays =
+                                    delays.lock().unwrap_or_else(PoisonError::into_inner);
+                                if target.starts_with(&delays.target_prefix) {
+                                    let otherwise = delays.otherwise;
+                                    delays.next.pop_front().unwrap_or(otherwise)
+                                } else {
+                                    Duration::ZERO
+                                }
+                            };
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(answer)
                         }
                     });
                     let _ = http1::Builder::new()
@@ -57,8 +92,25 @@ impl CountingProxy {
         Ok(CountingProxy {
             endpoint,
             counts,
+            delays,
             server,
         })
+    }
+
+    /// Holds the answers to the next calls whose `X-Amz-Target` starts with
+    /// `target_prefix` (`AmazonSQS.`, say) back by `next`, one each, and every later
+    /// answer to such calls by `otherwise`. The calls reach upstream at once: only their
+    /// answers wait.
+    pub fn delay_answers(
+        &self,
+        target_prefix: &str,
+        next: impl IntoIterator<Item = Duration>,
+        otherwise: Duration,
+    ) {
+        let mut delays = self.delays.lock().unwrap_or_else(PoisonError::into_inner);
+        delays.target_prefix = target_prefix.to_owned();
+        delays.next = next.into_iter().collect();
+        delays.otherwise = otherwise;
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
@@ -75,18 +127,22 @@ impl Drop for CountingProxy {
     }
 }
 
+fn target(request: &Request<Incoming>) -> String {
+    request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
 async fn forward(
     client: &Client<HttpConnector, Incoming>,
     counts: &Mutex<BTreeMap<String, u64>>,
     upstream: &Uri,
     mut request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let target = request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown")
-        .to_owned();
+    let target = target(&request);
     *counts
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -55,8 +55,9 @@ impl Default for Options {
             // live invocation still holds it (the template uses 6x).
             visibility_timeout_seconds: 20,
             max_receive_count: 5,
-            // Above the worker's 10 s call reserve, so it has time to work.
-            function_timeout: Duration::from_secs(16),
+            // Above the worker's 12 s call reserve (record_step::CALL_RESERVE), so it
+            // has time to work, and below the visibility timeout.
+            function_timeout: Duration::from_secs(18),
             log_dir: crate::workspace_root().join("target/local-stack"),
         }
     }

@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
 use crate::config::QueueUrl;
-use crate::identity_center::{CallResult, IdentityCenter, OperationStatus, StatusReport};
+use crate::identity_center::{
+    CallResult, IdentityCenter, OperationStatus, OperationSubject, StatusReport,
+};
 use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
     RecordedState,
@@ -43,7 +45,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Answers each call with the next scripted result; once the script runs out, every
-/// call succeeds at once.
+/// call succeeds at once. An answer names the assignment asked about, as AWS's does,
+/// unless the script names another (a scripted subject is kept as it is).
 #[derive(Debug, Default)]
 pub struct ScriptedIdentityCenter {
     script: Mutex<VecDeque<CallResult>>,
@@ -62,43 +65,62 @@ impl ScriptedIdentityCenter {
         lock(&self.calls).clone()
     }
 
-    fn answer(&self, call: Call) -> CallResult {
+    fn answer(&self, call: Call, assignment: &Assignment) -> CallResult {
         lock(&self.calls).push(call);
-        lock(&self.script).pop_front().unwrap_or_else(|| {
+        let mut answer = lock(&self.script).pop_front().unwrap_or_else(|| {
             Ok(StatusReport {
                 status: OperationStatus::Succeeded,
                 request_id: Some("00000000-0000-4000-8000-000000000000".to_owned()),
                 failure_reason: None,
+                subject: OperationSubject::default(),
             })
-        })
+        });
+        if let Ok(report) = &mut answer
+            && report.subject == OperationSubject::default()
+        {
+            report.subject = OperationSubject::of(assignment);
+        }
+        answer
     }
 }
 
 impl IdentityCenter for ScriptedIdentityCenter {
     async fn create_assignment(&self, assignment: &Assignment) -> CallResult {
-        self.answer(Call::Create {
+        let call = Call::Create {
             account: assignment.account.to_string(),
             permission_set: assignment.permission_set.to_string(),
-        })
+        };
+        self.answer(call, assignment)
     }
 
     async fn delete_assignment(&self, assignment: &Assignment) -> CallResult {
-        self.answer(Call::Delete {
+        let call = Call::Delete {
             account: assignment.account.to_string(),
             permission_set: assignment.permission_set.to_string(),
-        })
+        };
+        self.answer(call, assignment)
     }
 
-    async fn describe_creation_status(&self, _: &Assignment, request_id: &str) -> CallResult {
-        self.answer(Call::DescribeCreation {
+    async fn describe_creation_status(
+        &self,
+        assignment: &Assignment,
+        request_id: &str,
+    ) -> CallResult {
+        let call = Call::DescribeCreation {
             request_id: request_id.to_owned(),
-        })
+        };
+        self.answer(call, assignment)
     }
 
-    async fn describe_deletion_status(&self, _: &Assignment, request_id: &str) -> CallResult {
-        self.answer(Call::DescribeDeletion {
+    async fn describe_deletion_status(
+        &self,
+        assignment: &Assignment,
+        request_id: &str,
+    ) -> CallResult {
+        let call = Call::DescribeDeletion {
             request_id: request_id.to_owned(),
-        })
+        };
+        self.answer(call, assignment)
     }
 }
 

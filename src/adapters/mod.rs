@@ -29,6 +29,15 @@ pub const SSO_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a ledger call may take. A step makes at most one ledger call before its
 /// Identity Center call and one after, so the reserve covers the slowest step.
 pub const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest one SQS send attempt may take, its connection included: SQS answers in
+/// milliseconds, and a send that hangs is better retried at once.
+pub const SQS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Attempts per SQS send: one quick retry, since a send that fails for good makes its
+/// record reappear only after the visibility timeout.
+pub const SQS_MAX_ATTEMPTS: u32 = 2;
+/// Longest one SQS send may take, its retry and the backoff before it included.
+pub const SQS_OPERATION_TIMEOUT: Duration =
+    Duration::from_secs(SQS_ATTEMPT_TIMEOUT.as_secs() * SQS_MAX_ATTEMPTS as u64);
 
 /// The shared AWS configuration from the standard environment (region, credentials,
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SSO_ADMIN`,
@@ -72,16 +81,6 @@ pub fn aws_worker(
                 .build(),
         )
         .build();
-    // SQS sends keep the SDK's standard retries: a send that fails for good makes the
-    // record reappear after the visibility timeout, which is slow; a quick retry is not.
-    let sqs_config = aws_sdk_sqs::config::Builder::from(shared)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .build(),
-        )
-        .build();
     let catalog_config = aws_sdk_servicecatalog::config::Builder::from(shared)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -109,12 +108,31 @@ pub fn aws_worker(
         identity_center: sso_admin::SsoAdminIdentityCenter::new(
             aws_sdk_ssoadmin::Client::from_conf(sso_config),
         ),
-        queues: sqs::SqsQueues::new(aws_sdk_sqs::Client::from_conf(sqs_config)),
+        queues: sqs::SqsQueues::new(sqs_client(shared)),
         service_catalog: service_catalog::ServiceCatalogClient::new(
             aws_sdk_servicecatalog::Client::from_conf(catalog_config),
         ),
         config,
     }
+}
+
+/// The SQS client the worker sends with: every send bounded by
+/// [`SQS_OPERATION_TIMEOUT`], so [`crate::record_step::CALL_RESERVE`] can cover them.
+/// Sends keep the SDK's standard retries, bounded to [`SQS_MAX_ATTEMPTS`]: a send that
+/// fails for good makes the record reappear after the visibility timeout, which is
+/// slow; a quick retry is not.
+pub fn sqs_client(shared: &SdkConfig) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::config::Builder::from(shared)
+        .retry_config(RetryConfig::standard().with_max_attempts(SQS_MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(SQS_ATTEMPT_TIMEOUT)
+                .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
+                .operation_timeout(SQS_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
 }
 
 /// Maps any SDK error (every AWS SDK shares these types) onto the kinds the lifecycle

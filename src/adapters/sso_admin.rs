@@ -6,7 +6,8 @@ use aws_sdk_ssoadmin::types::{
 };
 
 use crate::identity_center::{
-    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
+    CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, OperationSubject,
+    StatusReport,
 };
 use crate::request::{self, Assignment};
 
@@ -53,6 +54,13 @@ fn report(status: Option<&AccountAssignmentOperationStatus>) -> CallResult {
         status: value,
         request_id: status.request_id().map(str::to_owned),
         failure_reason: status.failure_reason().map(str::to_owned),
+        subject: OperationSubject {
+            target_id: status.target_id().map(str::to_owned),
+            target_type: status.target_type().map(|t| t.as_str().to_owned()),
+            permission_set_arn: status.permission_set_arn().map(str::to_owned),
+            principal_type: status.principal_type().map(|p| p.as_str().to_owned()),
+            principal_id: status.principal_id().map(str::to_owned),
+        },
     })
 }
 
