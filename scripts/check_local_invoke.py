@@ -1,11 +1,11 @@
 """Local invoke check: `cargo lambda watch` serves the Lambda runtime and invoke APIs on
 loopback and runs the function (debug build) itself; `cargo lambda invoke --data-file`
 sends it every file in events/. The function's environment points SQS and DynamoDB (the
-ledger table, created here) at moto's server and Identity Center at idc-sim, this
-workspace's simulator, both on 127.0.0.1.
+ledger table, created here) at moto's server and Identity Center and Service Catalog at
+idc-sim, this workspace's simulator, both on 127.0.0.1.
 
-idc-sim is seeded with the instance, permission sets and principals that events/ refers
-to, at its default knobs: operations stay IN_PROGRESS for a few seconds, so most records
+idc-sim is seeded with the instance, permission sets, principals and portfolio that
+events/ refers to, at its default knobs (the portfolio list lags 2 s behind a change): operations stay IN_PROGRESS for a few seconds, so most records
 end this run with a poll re-enqueued, which is all the check needs (events/poll.json
 polls an operation idc-sim never saw, submitted long ago: it is dead-lettered timed-out).
 
@@ -54,6 +54,16 @@ SEED = {
         "9067a1b2c3-7d1e2f3a-4b5c-4d6e-8f70-0a1b2c3d4e5f",  # a group
     ],
     "assignments": [],
+    # events/associate.json, disassociate.json and mixed-batch.json change this portfolio.
+    "portfolios": [
+        {
+            "portfolioId": "port-abcdefghijklm",
+            "principals": [
+                {"principalArn": "arn:aws:iam::111122223333:role/TeamA-dev", "principalType": "IAM"},
+                {"principalArn": "arn:aws:iam:::role/Team*", "principalType": "IAM_PATTERN"},
+            ],
+        }
+    ],
 }
 
 LOCAL_ENV = {
@@ -249,7 +259,7 @@ def main():
             workdir / "idc-sim.log",
         )
         sim_url = f"http://127.0.0.1:{sim_port}"
-        log(f"moto (SQS, DynamoDB) on {moto_url}, idc-sim (Identity Center) on {sim_url}")
+        log(f"moto (SQS, DynamoDB) on {moto_url}, idc-sim (Identity Center, Service Catalog) on {sim_url}")
 
         sqs = boto3.client(
             "sqs",
@@ -286,6 +296,7 @@ def main():
                 "AWS_ENDPOINT_URL_SQS": moto_url,
                 "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
                 "AWS_ENDPOINT_URL_SSO_ADMIN": sim_url,
+                "AWS_ENDPOINT_URL_SERVICE_CATALOG": sim_url,
                 "WORK_QUEUE_URL": queues["work"],
                 "DEAD_LETTER_QUEUE_URL": queues["dead-letter"],
                 "OUTCOME_QUEUE_URL": queues["outcomes"],
@@ -371,8 +382,10 @@ def main():
         with urllib.request.urlopen(f"{sim_url}/_sim/state", timeout=10) as answer:
             calls = json.load(answer)["counters"]["calls"]
         print(f"idc-sim saw {sum(calls.values())} calls: {json.dumps(calls, sort_keys=True)}")
-        if not calls.get("CreateAccountAssignment"):
-            failures.append("idc-sim saw no CreateAccountAssignment call")
+        for operation in ("CreateAccountAssignment", "AssociatePrincipalWithPortfolio",
+                          "DisassociatePrincipalFromPortfolio", "ListPrincipalsForPortfolio"):
+            if not calls.get(operation):
+                failures.append(f"idc-sim saw no {operation} call")
 
         functions = function_processes(watch)
         if len(functions) == 1 and peak_rss_kib(functions[0]):

@@ -63,6 +63,8 @@ CASES = {
         "CreateOutcomeQueue": "false",
         "Tracing": "Active",
         "MetricsNamespace": "Platform/Access Worker",
+        "PortfolioIds": "port-abcdefghijklm,port-0123456789abc",
+        "AllowIamPatternPrincipals": "true",
         "TimeToOutcomeAlarmMilliseconds": "600000",
         "OldestMessageAgeAlarmSeconds": "900",
     },
@@ -334,6 +336,26 @@ def stack_checks(name, params, outputs, clients):
     check(("DecryptIdentityCenterData" in by_sid) == bool(params.get("IdentityCenterKmsKeyArn")),
           f"{name}: kms statement")
 
+    # Service Catalog: the three portfolio-principal actions on the listed portfolios only.
+    portfolios = [p for p in params.get("PortfolioIds", "").split(",") if p]
+    catalog = [s for s in policy if any(a.startswith("servicecatalog:") for a in as_list(s["Action"]))]
+    if portfolios:
+        check(len(catalog) == 1 and catalog[0]["Effect"] == "Allow"
+              and sorted(as_list(catalog[0]["Action"])) == [
+                  "servicecatalog:AssociatePrincipalWithPortfolio",
+                  "servicecatalog:DisassociatePrincipalFromPortfolio",
+                  "servicecatalog:ListPrincipalsForPortfolio"]
+              and sorted(as_list(catalog[0]["Resource"])) == sorted(
+                  f"arn:*:catalog:*:*:portfolio/{p}" for p in portfolios),
+              f"{name}: Service Catalog statements {catalog}")
+    else:
+        check(not catalog, f"{name}: Service Catalog statements without PortfolioIds: {catalog}")
+    # Portfolio principals need no IAM reads (only the management-account statements,
+    # for Identity Center's own roles, read IAM).
+    iam_reads = [a for s in policy if not s["Sid"].startswith("ManagementAccount")
+                 for a in as_list(s["Action"]) if a.startswith("iam:")]
+    check(not iam_reads, f"{name}: IAM reads {iam_reads}")
+
     # The ledger: one table keyed by the string pk, on demand; the role may read and
     # conditionally write its items and nothing else of DynamoDB.
     table = dynamodb.describe_table(TableName=outputs["LedgerTableName"])["Table"]
@@ -387,6 +409,9 @@ def stack_checks(name, params, outputs, clients):
     check(env["OUTCOME_QUEUE_URL"] == (outputs.get("OutcomeQueueUrl") or ""), f"{name}: OUTCOME_QUEUE_URL")
     check(env["ALLOWED_INSTANCE_ARNS"] == INSTANCE, f"{name}: ALLOWED_INSTANCE_ARNS")
     check(env["PROTECTED_ACCOUNT_IDS"] == params.get("ProtectedAccountIds", ""), f"{name}: PROTECTED_ACCOUNT_IDS")
+    check(env.get("ALLOWED_PORTFOLIO_IDS") == params.get("PortfolioIds", ""), f"{name}: ALLOWED_PORTFOLIO_IDS")
+    check(env.get("ALLOW_IAM_PATTERN_PRINCIPALS") == params.get("AllowIamPatternPrincipals", "false"),
+          f"{name}: ALLOW_IAM_PATTERN_PRINCIPALS")
     check(env["MAX_CONCURRENCY"] == params.get("MaxConcurrency", "4"), f"{name}: MAX_CONCURRENCY")
     check(env.get("LEDGER_TABLE") == outputs["LedgerTableName"], f"{name}: LEDGER_TABLE {env.get('LEDGER_TABLE')}")
     check(env.get("METRICS_NAMESPACE") == params.get("MetricsNamespace", DEFAULT_NAMESPACE),
