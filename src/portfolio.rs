@@ -7,6 +7,7 @@
 use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
+use crate::ledger::{AccessDecision, DecisionOrder, Presence};
 use crate::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry, retry_call,
 };
@@ -211,7 +212,7 @@ pub fn after_list(
         }
         Err(error) => return refused(progress, error, policy, jitter).into(),
     };
-    if principals.contains(principal) != removing {
+    if shows_change(progress, principal, principals) {
         return Settled {
             decision: done(Completion::Succeeded),
             residual_access: if removing {
@@ -254,4 +255,30 @@ pub fn after_list(
         delay_seconds: delay,
     }
     .into()
+}
+
+/// Whether the list shows the change `progress` makes: the principal listed after an
+/// associate, gone after a disassociate.
+pub fn shows_change(
+    progress: &Progress,
+    principal: &ListedPrincipal,
+    principals: &[ListedPrincipal],
+) -> bool {
+    principals.contains(principal) == (progress.operation() == AssignmentAction::Create)
+}
+
+/// A confirm step whose list does not show the change: the wait ends once a later
+/// decision asks for the opposite. The list shows the principal's state, not this
+/// request's operation, and that state is now the later decision's to reach; waiting on
+/// would last until the poll deadline. `None`: keep confirming.
+pub fn overtaken(
+    progress: &Progress,
+    own: &DecisionOrder,
+    latest: Option<&AccessDecision>,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    let latest = latest?;
+    let wanted = Presence::after(progress.operation());
+    (latest.order != *own && latest.desired(now) != wanted)
+        .then(|| done(Completion::Superseded(latest.summary())))
 }

@@ -325,6 +325,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             },
         };
         match settled.decision {
+            // Overtaken by a later decision: nothing of this request's to record.
+            done @ Decision::Done {
+                completion: Completion::Superseded(_),
+                ..
+            } => decided(done, progress),
             Decision::Done {
                 completion,
                 operation_request_id,
@@ -361,6 +366,25 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let policy = self.policy();
         if let Stage::Confirm { .. } = progress.stage {
             let listed = self.list(change).await;
+            let not_shown = listed
+                .as_ref()
+                .is_ok_and(|listed| !portfolio::shows_change(progress, &principal, listed));
+            if not_shown {
+                // A later decision may have changed the principal since: ask the ledger
+                // (an error here only means one more list).
+                let latest = self.worker.ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                if let Ok(latest) = latest
+                    && let Some(decision) = portfolio::overtaken(
+                        progress,
+                        &self.decision.order,
+                        latest.as_ref(),
+                        Self::now(),
+                    )
+                {
+                    return Ok(decision.into());
+                }
+            }
             return Ok(portfolio::after_list(
                 progress,
                 &principal,

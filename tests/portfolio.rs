@@ -547,3 +547,57 @@ async fn a_confirm_envelope_submitted_in_the_future_ends_without_a_call() {
     assert_eq!(dead[0].attribute("ErrorCode"), Some("SubmittedAtInFuture"));
     assert!(worker.service_catalog.calls().is_empty());
 }
+
+/// The list shows a principal's state, not an operation: once a later decision removed
+/// the principal, a grant still confirming its associate would wait to the poll
+/// deadline. It ends superseded instead (found by the chaos run).
+#[tokio::test]
+async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(1);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    // The grant's first step only: associated, its confirm step waiting on the queue.
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    assert_eq!(
+        serde_json::from_str::<Value>(&confirm).expect("JSON")["progress"]["step"],
+        "confirm"
+    );
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM",
+            ROLE,
+            json!({"requestedAt": "2026-11-30T10:00:05Z"}),
+        ),
+    )
+    .await;
+    drive(&worker, &confirm).await;
+    let outcomes: Vec<Value> = outcomes(&worker)
+        .into_iter()
+        .map(|o| json!([o["action"], o["outcome"]]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            json!(["disassociate-portfolio-principal", "succeeded"]),
+            json!(["associate-portfolio-principal", "superseded"])
+        ]
+    );
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}

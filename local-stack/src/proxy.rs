@@ -38,6 +38,20 @@ struct Delays {
 
 impl CountingProxy {
     pub async fn start(upstream: &str) -> std::io::Result<CountingProxy> {
+        Self::start_with(upstream, None).await
+    }
+
+    /// Forwards one call at a time. DynamoDB writes an item atomically; moto's server
+    /// does not (a concurrent read can see an item its creator has not finished), so
+    /// the ledger's moto is reached through this, as DynamoDB would answer.
+    pub async fn start_one_at_a_time(upstream: &str) -> std::io::Result<CountingProxy> {
+        Self::start_with(upstream, Some(Arc::new(tokio::sync::Semaphore::new(1)))).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        serial: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> std::io::Result<CountingProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
@@ -52,23 +66,30 @@ impl CountingProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (client, counts, delays, upstream) = (
+                let (client, counts, delays, upstream, serial) = (
                     client.clone(),
                     Arc::clone(&shared),
                     Arc::clone(&shared_delays),
                     upstream.clone(),
+                    serial.clone(),
                 );
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (client, counts, delays, upstream) = (
+                        let (client, counts, delays, upstream, serial) = (
                             client.clone(),
                             Arc::clone(&counts),
                             Arc::clone(&delays),
                             upstream.clone(),
+                            serial.clone(),
                         );
                         async move {
                             let target = target(&request);
+                            let permit = match &serial {
+                                Some(serial) => serial.acquire().await.ok(),
+                                None => None,
+                            };
                             let answer = forward(&client, &counts, &upstream, request).await;
+                            drop(permit);
                             let delay = {
                                 let mut delays =
                                     delays.lock().unwrap_or_else(PoisonError::into_inner);

@@ -164,7 +164,7 @@ impl Stack {
         let simulator_address = idc_sim::start(Arc::clone(&simulator), 0).await?;
         let simulator_endpoint = format!("http://{simulator_address}");
         let proxy = CountingProxy::start(&moto.endpoint).await?;
-        let ledger_proxy = CountingProxy::start(&moto_ledger.endpoint).await?;
+        let ledger_proxy = CountingProxy::start_one_at_a_time(&moto_ledger.endpoint).await?;
 
         let shared = moto.sdk_config().await;
         let sqs = Client::new(&shared);

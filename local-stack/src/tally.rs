@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
-use idc_sim::Assignment;
+use idc_sim::{Assignment, PortfolioPrincipal};
 use serde_json::Value;
 
 use crate::stack::Collected;
@@ -62,9 +62,11 @@ pub struct Tally {
     pub duplicates: usize,
     /// Assignments present that should not be, or absent that should be.
     pub wrong_effects: usize,
-    /// Assignments with several decisions whose final state is not what the latest
-    /// decision asked for.
+    /// Assignments (and portfolio principals) with several decisions whose final state
+    /// is not what the latest decision asked for.
     pub wrong_end_states: usize,
+    /// Of `requests`, those about Service Catalog portfolio principals.
+    pub portfolio_requests: usize,
 }
 
 impl Tally {
@@ -101,8 +103,9 @@ impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests: {}, succeeded: {}, already-satisfied: {}, superseded: {}, dead-lettered: {}, lost: {}, wrong-effects: {}, wrong-end-states: {}",
+            "requests: {} ({} on portfolio principals), succeeded: {}, already-satisfied: {}, superseded: {}, dead-lettered: {}, lost: {}, wrong-effects: {}, wrong-end-states: {}",
             self.requests,
+            self.portfolio_requests,
             self.succeeded,
             self.already_satisfied,
             self.superseded,
@@ -195,5 +198,45 @@ pub fn wrong_end_states(
                 .is_some_and(|(outcomes, _)| outcomes.contains("dead-lettered"))
         })
         .filter(|(assignment, decision)| finals.contains(assignment) != decision.intent.create)
+        .count()
+}
+
+/// One of several decisions about the same portfolio principal, stamped with
+/// `requestedAt`.
+#[derive(Debug, Clone)]
+pub struct PortfolioDecision {
+    pub correlation_id: String,
+    pub portfolio: String,
+    pub principal: PortfolioPrincipal,
+    pub add: bool,
+    /// RFC 3339, all in the same form, so that text order is time order.
+    pub requested_at: String,
+}
+
+/// [`wrong_end_states`] for portfolio principals: `finals` holds every (portfolio,
+/// principal) the simulator has at the end.
+pub fn wrong_portfolio_end_states(
+    decisions: &[PortfolioDecision],
+    collected: &Collected,
+    finals: &BTreeSet<(String, PortfolioPrincipal)>,
+) -> usize {
+    let by_id = outcomes_by_id(collected);
+    let rank = |d: &PortfolioDecision| (d.requested_at.clone(), !d.add, d.correlation_id.clone());
+    let mut latest: BTreeMap<(String, PortfolioPrincipal), &PortfolioDecision> = BTreeMap::new();
+    for decision in decisions {
+        let key = (decision.portfolio.clone(), decision.principal.clone());
+        let slot = latest.entry(key).or_insert(decision);
+        if rank(decision) > rank(slot) {
+            *slot = decision;
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(_, decision)| {
+            !by_id
+                .get(&decision.correlation_id)
+                .is_some_and(|(outcomes, _)| outcomes.contains("dead-lettered"))
+        })
+        .filter(|(key, decision)| finals.contains(key) != decision.add)
         .count()
 }

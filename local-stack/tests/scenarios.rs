@@ -5,10 +5,13 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use idc_sim::{Assignment, Knobs};
+use idc_sim::{Assignment, Knobs, PortfolioPrincipal, PortfolioPrincipalType, PortfolioSeed};
 use local_stack::requests::{self, assignment, request, request_with};
 use local_stack::stack::{Collected, Options, Stack, fast_worker_env};
-use local_stack::tally::{Intent, Stamped, Tally, outcomes_by_id, wrong_effects, wrong_end_states};
+use local_stack::tally::{
+    Intent, PortfolioDecision, Stamped, Tally, outcomes_by_id, wrong_effects, wrong_end_states,
+    wrong_portfolio_end_states,
+};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -295,6 +298,9 @@ async fn a_grant_then_a_revoke_of_the_same_assignment_leave_no_assignment() {
 const SINGLE_REQUESTS: usize = 420;
 const SHARED_REQUESTS: usize = 80;
 const SHARED_ASSIGNMENTS: usize = 16;
+const PORTFOLIO_REQUESTS: usize = 40;
+/// Roles per portfolio index: 40 decisions on 4 portfolios x 5 roles, 2 per principal.
+const PORTFOLIO_PRINCIPALS: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_500_mixed_requests_with_every_fault_on() {
@@ -311,6 +317,12 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let seeded: Vec<Assignment> = (0..125).map(|i| assignment(3000 + i, i % 4, i)).collect();
     options.seed.assignments = seeded.clone();
     options.sim_seed = 7;
+    options.portfolios = (0..4)
+        .map(|n| PortfolioSeed {
+            portfolio_id: requests::portfolio(n),
+            principals: Vec::new(),
+        })
+        .collect();
     let stack = Stack::start(options).await.expect("stack");
 
     let mut bodies = Vec::new();
@@ -391,6 +403,33 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
         .map(|i| i.correlation_id.clone())
         .chain(shared.iter().map(|s| s.intent.correlation_id.clone()))
         .collect();
+    // Grants and revokes of portfolio principals, decided at random times, on 4
+    // portfolios whose list lags the changes.
+    let mut portfolio_decisions = Vec::new();
+    for i in 0..PORTFOLIO_REQUESTS {
+        let decision = PortfolioDecision {
+            correlation_id: format!("PORTFOLIO-{i:04}"),
+            portfolio: requests::portfolio(i % 4),
+            principal: PortfolioPrincipal::new(
+                requests::role(&format!("Chaos{}", i % PORTFOLIO_PRINCIPALS)),
+                PortfolioPrincipalType::Iam,
+            ),
+            add: rng.bool(),
+            requested_at: format!("2026-01-05T09:{:02}:{:02}Z", rng.u8(0..2), rng.u8(0..6)),
+        };
+        bodies.push(requests::portfolio_decision(
+            decision.add,
+            &decision.portfolio,
+            &decision.principal,
+            &decision.correlation_id,
+            Some(&decision.requested_at),
+        ));
+        portfolio_decisions.push(decision);
+    }
+    let ids: Vec<String> = ids
+        .into_iter()
+        .chain(portfolio_decisions.iter().map(|d| d.correlation_id.clone()))
+        .collect();
     // Any delivery order.
     rng.shuffle(&mut bodies);
 
@@ -413,13 +452,25 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
         .cloned()
         .collect();
     tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &single_finals);
-    tally.wrong_end_states = wrong_end_states(&shared, &collected, &finals);
+    let portfolio_finals: std::collections::BTreeSet<(String, PortfolioPrincipal)> = stack
+        .simulator
+        .with_model(|model| model.portfolios())
+        .into_iter()
+        .flat_map(|(id, principals)| principals.into_iter().map(move |p| (id.clone(), p)))
+        .collect();
+    tally.wrong_end_states = wrong_end_states(&shared, &collected, &finals)
+        + wrong_portfolio_end_states(&portfolio_decisions, &collected, &portfolio_finals);
+    tally.portfolio_requests = portfolio_decisions.len();
     // Straight to stderr, past the test harness's capture: the run's summary line.
     let _ = writeln!(std::io::stderr(), "{tally}");
-    for (id, (outcomes, records)) in outcomes_by_id(&collected) {
+    let by_id = outcomes_by_id(&collected);
+    for (id, (outcomes, records)) in &by_id {
         if outcomes.len() > 1 {
             println!("chaos: {id} has {records} records with outcomes {outcomes:?}");
         }
+    }
+    for id in ids.iter().filter(|id| !by_id.contains_key(*id)) {
+        println!("chaos: {id} has no terminal record");
     }
     println!(
         "chaos: {} single-decision requests kept (one per assignment) and {SHARED_REQUESTS} on {SHARED_ASSIGNMENTS} shared assignments, duplicates {}, restarts {}, simulator {:?}",
