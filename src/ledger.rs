@@ -118,6 +118,15 @@ pub enum RecordedState {
 }
 
 impl RecordedState {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(RecordedState::Pending),
+            "present" => Some(RecordedState::Present),
+            "absent" => Some(RecordedState::Absent),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordedState::Pending => "pending",
@@ -271,6 +280,19 @@ pub trait Ledger: Send + Sync {
         &self,
         key: &LedgerKey,
     ) -> impl Future<Output = LedgerResult<Option<AccessDecision>>> + Send;
+
+    /// The latest decision for `key` with the state recorded beside it. The default
+    /// knows no state (pending), for ledgers that do not keep one.
+    fn latest_with_state(
+        &self,
+        key: &LedgerKey,
+    ) -> impl Future<Output = LedgerResult<Option<(AccessDecision, RecordedState)>>> + Send {
+        async move {
+            self.latest(key)
+                .await
+                .map(|latest| latest.map(|decision| (decision, RecordedState::Pending)))
+        }
+    }
 
     /// Records `state` only while the latest decision is the one ordered `order`.
     fn record(

@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus, OperationSubject};
 use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer,
+    RecordedState,
 };
 use crate::progress::{Progress, Purpose, Stage};
 use crate::request::{Assignment, AssignmentAction};
@@ -105,6 +106,18 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// Whether AWS's answer (or its absence) caused it, rather than a refusal made
+    /// before any call.
+    pub fn after_a_call(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Failed
+                | ErrorClass::Permanent
+                | ErrorClass::Exhausted
+                | ErrorClass::TimedOut
+        )
+    }
+
     /// A refusal made before any AWS call (invalid, forbidden, expired).
     pub fn before_any_call(
         class: ErrorClass,
@@ -369,6 +382,27 @@ pub fn superseded(progress: &Progress, later: &AccessDecision, now: OffsetDateTi
         completion: Completion::Superseded(later.summary()),
         operation_request_id: None,
     }
+}
+
+/// A decision about to be dead-lettered after an AWS call, which the ledger records as
+/// carried out: another delivery of the same request (SQS delivers at least once)
+/// already confirmed the access is as the decision asked, so this delivery's failure
+/// changes nothing and the request is `already-satisfied`, not a false alarm in the DLQ.
+pub fn settled_elsewhere(
+    progress: &Progress,
+    dead_letter: &DeadLetter,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+) -> Option<Decision> {
+    let (latest, state) = recorded?;
+    let carried_out = latest.order == own.order
+        && *state == RecordedState::from(Presence::after(progress.operation()));
+    (progress.purpose == Purpose::Decision && dead_letter.after_a_call() && carried_out).then_some(
+        Decision::Done {
+            completion: Completion::AlreadySatisfied,
+            operation_request_id: None,
+        },
+    )
 }
 
 /// A ledger call that failed: transient errors repeat the step after a backoff with the

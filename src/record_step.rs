@@ -347,7 +347,32 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 stepped
             }
+            Decision::DeadLetter(dead_letter)
+                if progress.purpose == Purpose::Decision && dead_letter.after_a_call() =>
+            {
+                self.unless_carried_out(dead_letter, progress).await
+            }
             other => decided(other, progress),
+        }
+    }
+
+    /// A dead letter is not sent for a decision another delivery already carried out
+    /// ([`lifecycle::settled_elsewhere`]). A failed read leaves the dead letter as it is.
+    async fn unless_carried_out(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&recorded));
+        let settled = recorded.ok().and_then(|recorded| {
+            lifecycle::settled_elsewhere(&progress, &dead_letter, &self.decision, recorded.as_ref())
+        });
+        match settled {
+            Some(done) => {
+                tracing::info!(
+                    error_code = %dead_letter.code,
+                    "another delivery of this request already carried it out; not dead-lettered"
+                );
+                decided(done, progress)
+            }
+            None => decided(Decision::DeadLetter(dead_letter), progress),
         }
     }
 

@@ -958,3 +958,47 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
 }
+
+/// SQS delivers at least once: when a second delivery of a request has carried it out,
+/// the first delivery's chain must not dead-letter it when its own poll fails (found by
+/// the chaos run).
+#[tokio::test]
+async fn a_failure_in_a_chain_whose_request_another_delivery_carried_out_is_not_dead_lettered() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::InProgress, None),
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Failed, Some("Internal failure")),
+        ],
+        config(&[]),
+    );
+    let body = assignment_request("create", "CHG-DUP", &[]);
+    // The first delivery submits and re-enqueues a poll; the same message, delivered
+    // again, is carried out at once.
+    for _ in 0..2 {
+        let response = invoke(&worker, record_event(&body, "m-dup", 1_764_000_000_000)).await;
+        assert!(failures(&response).is_empty());
+    }
+    let poll = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    assert_eq!(body_json_text(&poll)["progress"]["step"], "poll");
+    let response = invoke(&worker, record_event(&poll, "m-poll", 1_764_000_001_000)).await;
+    assert!(failures(&response).is_empty());
+
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let outcomes: Vec<String> = outcome_events(&worker)
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "already-satisfied"]);
+}
+
+fn body_json_text(body: &str) -> Value {
+    serde_json::from_str(body).expect("JSON body")
+}

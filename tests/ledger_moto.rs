@@ -378,6 +378,11 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
             .expect("record"),
         RecordAnswer::Recorded
     );
+    // Read back with the state beside the decision.
+    assert_eq!(
+        ledger.latest_with_state(&key(1)).await.expect("read"),
+        Some((grant.clone(), RecordedState::Present))
+    );
     let item = ledgers.raw(&key(1)).await.expect("the item");
     assert_eq!(text(&item, "state"), Some("present"));
     assert_eq!(text(&item, "stateAt"), Some("2026-11-30T12:00:07Z"));

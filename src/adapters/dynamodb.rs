@@ -159,8 +159,18 @@ impl Ledger for DynamoDbLedger {
         }
     }
 
-    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        Ok(self
+            .latest_with_state(key)
+            .await?
+            .map(|(decision, _)| decision))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn latest_with_state(
+        &self,
+        key: &LedgerKey,
+    ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
         let answer = self
             .client
             .get_item()
@@ -170,7 +180,15 @@ impl Ledger for DynamoDbLedger {
             .send()
             .await
             .map_err(call_error)?;
-        answer.item().map(decision_of).transpose()
+        let Some(item) = answer.item() else {
+            return Ok(None);
+        };
+        let state = item
+            .get("state")
+            .and_then(|value| value.as_s().ok())
+            .and_then(|text| RecordedState::parse(text))
+            .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
+        Ok(Some((decision_of(item)?, state)))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]

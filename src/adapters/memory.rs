@@ -419,6 +419,16 @@ impl Ledger for MemoryLedger {
         Ok(lock(&self.items).get(key).map(|item| item.decision.clone()))
     }
 
+    async fn latest_with_state(
+        &self,
+        key: &LedgerKey,
+    ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
+        self.fault()?;
+        Ok(lock(&self.items)
+            .get(key)
+            .map(|item| (item.decision.clone(), item.state)))
+    }
+
     async fn record(
         &self,
         key: &LedgerKey,
