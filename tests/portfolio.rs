@@ -141,6 +141,23 @@ fn outcomes(worker: &TestWorker) -> Vec<Value> {
     worker.queues.sent_to(queue).iter().map(json_of).collect()
 }
 
+/// The removal decided later ended succeeded, the earlier grant superseded, and the
+/// principal is gone.
+fn assert_later_removal_won(worker: &TestWorker) {
+    let outcomes: Vec<Value> = outcomes(worker)
+        .into_iter()
+        .map(|o| json!([o["action"], o["outcome"]]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            json!(["disassociate-portfolio-principal", "succeeded"]),
+            json!(["associate-portfolio-principal", "superseded"])
+        ]
+    );
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 fn only_outcome(worker: &TestWorker) -> Value {
     let mut all = outcomes(worker);
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -439,18 +456,7 @@ async fn the_latest_decision_wins_for_a_portfolio_principal() {
     );
     drive(&worker, &revoke).await;
     drive(&worker, &grant).await;
-    let outcomes: Vec<Value> = outcomes(&worker)
-        .into_iter()
-        .map(|o| json!([o["action"], o["outcome"]]))
-        .collect();
-    assert_eq!(
-        outcomes,
-        [
-            json!(["disassociate-portfolio-principal", "succeeded"]),
-            json!(["associate-portfolio-principal", "superseded"])
-        ]
-    );
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    assert_later_removal_won(&worker);
 }
 
 #[tokio::test]
@@ -588,16 +594,5 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
     )
     .await;
     drive(&worker, &confirm).await;
-    let outcomes: Vec<Value> = outcomes(&worker)
-        .into_iter()
-        .map(|o| json!([o["action"], o["outcome"]]))
-        .collect();
-    assert_eq!(
-        outcomes,
-        [
-            json!(["disassociate-portfolio-principal", "succeeded"]),
-            json!(["associate-portfolio-principal", "superseded"])
-        ]
-    );
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    assert_later_removal_won(&worker);
 }
