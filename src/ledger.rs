@@ -267,7 +267,8 @@ pub type LedgerResult<T> = Result<T, CallError>;
 /// The ledger as the worker uses it. Every call is strongly consistent.
 pub trait Ledger: Send + Sync {
     /// Makes `decision` the latest for `key` unless a later one is recorded; a decision
-    /// equal to the recorded one claims again harmlessly. Sets the state to pending.
+    /// equal to the recorded one claims again and keeps the state it reached; a new one
+    /// sets the state to pending.
     fn claim(
         &self,
         key: &LedgerKey,

@@ -1002,3 +1002,32 @@ async fn a_failure_in_a_chain_whose_request_another_delivery_carried_out_is_not_
 fn body_json_text(body: &str) -> Value {
     serde_json::from_str(body).expect("JSON body")
 }
+
+/// The same, when the second delivery starts after the first carried the request out:
+/// claiming the same decision again must not forget that it was carried out.
+#[tokio::test]
+async fn a_failure_on_a_later_second_delivery_of_a_carried_out_request_is_not_dead_lettered() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Failed, Some("Internal failure")),
+        ],
+        config(&[]),
+    );
+    let body = assignment_request("create", "CHG-DUP2", &[]);
+    for _ in 0..2 {
+        let response = invoke(&worker, record_event(&body, "m-dup2", 1_764_000_000_000)).await;
+        assert!(failures(&response).is_empty());
+    }
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let outcomes: Vec<String> = outcome_events(&worker)
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "already-satisfied"]);
+}

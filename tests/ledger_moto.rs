@@ -227,7 +227,30 @@ async fn the_same_decision_claims_again() {
             ClaimAnswer::Claimed
         );
     }
-    assert_eq!(ledger.latest(&key(1)).await.expect("latest"), Some(grant));
+    assert_eq!(
+        ledger.latest(&key(1)).await.expect("latest"),
+        Some(grant.clone())
+    );
+    // A claim of the decision already carried out keeps its state: another delivery of
+    // the same request must still learn that it was done.
+    ledger
+        .record(
+            &key(1),
+            &grant.order,
+            RecordedState::Present,
+            Some("op-1"),
+            NOW,
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    assert_eq!(
+        ledger.latest_with_state(&key(1)).await.expect("read"),
+        Some((grant, RecordedState::Present))
+    );
 }
 
 /// Decisions for one assignment, each later than the one before it (SPEC §11): by

@@ -116,7 +116,10 @@ impl Ledger for DynamoDbLedger {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key.as_str()))
-            .condition_expression("attribute_not_exists(pk) OR #order <= :order")
+            // Strictly later: the same decision claimed again (another delivery of the
+            // same request) must not reset the state it reached; the refusal below
+            // reads it as claimed.
+            .condition_expression("attribute_not_exists(pk) OR #order < :order")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#order", "orderKey")
             .expression_attribute_names("#requestedAt", "requestedAt")
@@ -151,7 +154,14 @@ impl Ledger for DynamoDbLedger {
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(ClaimAnswer::Claimed),
             Err(error) => match refused_item(error)? {
-                Some(item) => Ok(ClaimAnswer::Superseded(decision_of(&item)?)),
+                Some(item) => {
+                    let recorded = decision_of(&item)?;
+                    if recorded.order == decision.order {
+                        Ok(ClaimAnswer::Claimed)
+                    } else {
+                        Ok(ClaimAnswer::Superseded(recorded))
+                    }
+                }
                 None => Err(unreadable(
                     "the claim was refused but DynamoDB sent back no item".to_owned(),
                 )),

@@ -400,6 +400,8 @@ impl Ledger for MemoryLedger {
             Some(item) if item.decision.order > decision.order => {
                 Ok(ClaimAnswer::Superseded(item.decision.clone()))
             }
+            // The same decision again keeps the state it reached.
+            Some(item) if item.decision.order == decision.order => Ok(ClaimAnswer::Claimed),
             _ => {
                 items.insert(
                     key.clone(),
