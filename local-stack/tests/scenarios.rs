@@ -317,6 +317,8 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let seeded: Vec<Assignment> = (0..125).map(|i| assignment(3000 + i, i % 4, i)).collect();
     options.seed.assignments = seeded.clone();
     options.sim_seed = 7;
+    // Kept apart from the other scenarios' logs, which would replace them.
+    options.log_dir = local_stack::workspace_root().join("target/local-stack/chaos");
     options.portfolios = (0..4)
         .map(|n| PortfolioSeed {
             portfolio_id: requests::portfolio(n),
