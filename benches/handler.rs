@@ -155,6 +155,8 @@ fn batch_of_10_paced(bencher: divan::Bencher) {
         provisioning: Duration::from_millis(1),
         processes: 1,
         max_wait: Duration::from_secs(2),
+        call_burst: 1.0,
+        create_burst: 1.0,
     };
     run(bencher, move |fake| {
         PacedIdentityCenter::new(fake, &settings)

@@ -113,6 +113,12 @@ impl Pacing {
             provisioning: Duration::from_millis(self.provisioning_milliseconds.into()),
             processes: self.function_concurrency,
             max_wait: MAX_PACING_WAIT,
+            // Together at most half the service's own burst (20), so that the processes
+            // coming back from idle spells at once do not meet the limit.
+            call_burst: (10 / self.function_concurrency.max(1)).max(1).into(),
+            // Two: a create whose turn passed while the process waited for SQS is not
+            // lost; more would start several creates at once.
+            create_burst: 2.0,
         }
     }
 }

@@ -15,7 +15,9 @@
 //!   nearly always in use.
 //! - Polls and deletes never wait for create slots, only for the rate.
 //!
-//! A call either goes after a short wait (the caller sleeps), or is deferred: the step
+//! A call either goes after a short wait (the caller sleeps; a create waits at most
+//! about one create interval, so that a batch of creates does not hold the process
+//! back from the polls and deletes behind it), or is deferred: the step
 //! goes back to the queue with a delay and no call is made. Deferred creates are spread
 //! over the time this process's create rate needs to admit them, so they come back
 //! about as fast as they can go.
@@ -39,6 +41,11 @@ pub struct PacerSettings {
     pub processes: u32,
     /// The longest a call is held in the process; beyond it the step is deferred.
     pub max_wait: Duration,
+    /// Calls a process may make at once after being idle (waiting for SQS, say): a
+    /// turn not taken is kept, up to this many.
+    pub call_burst: f64,
+    /// The same for creates.
+    pub create_burst: f64,
 }
 
 /// Share of the rate the processes use together: the rest absorbs the jitter between
@@ -59,6 +66,11 @@ const CREATE_INCREASE: f64 = 1.005;
 const CREATE_RATE_RANGE: (f64, f64) = (0.05, 2.0);
 /// The call rate never falls below this fraction of the share.
 const CALL_RATE_FLOOR: f64 = 0.05;
+/// A create waits in the process for at most this many create intervals. The
+/// invocation ends only when its last record does, so a batch of several creates
+/// waiting their turns would hold the process back from the polls and deletes queued
+/// behind it: the creates beyond the next turn or so are deferred instead.
+const CREATE_WAIT_INTERVALS: f64 = 1.5;
 
 /// An Identity Center call, as the pacer tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,27 +105,32 @@ pub enum Feedback {
     Other,
 }
 
-/// One call every `1 / rate` seconds, on the caller's clock, with no burst (the generic
-/// cell rate algorithm): `next_free` is when the next call may go. A call taken before
+/// One call every `1 / rate` seconds on the caller's clock, and up to `burst` at once
+/// after an idle spell (the generic cell rate algorithm): `next_free` is when the next
+/// call may go once the kept turns are used. A call taken before
 /// then is a reservation, and the calls after it wait longer. A new rate applies from
 /// the next call on.
 #[derive(Debug, Clone)]
 struct Schedule {
     rate: f64,
+    /// Turns kept while idle (at least 1).
+    burst: f64,
     next_free: Instant,
 }
 
 impl Schedule {
-    fn new(rate: f64, now: Instant) -> Self {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
         Self {
             rate,
+            burst: burst.max(1.0),
             next_free: now,
         }
     }
 
     /// Seconds until the next call may go.
     fn wait(&self, now: Instant) -> f64 {
-        self.next_free.saturating_duration_since(now).as_secs_f64()
+        let kept = ((self.burst - 1.0) / self.rate).min(f64::from(MAX_DELAY_SECONDS));
+        (self.next_free.saturating_duration_since(now).as_secs_f64() - kept).max(0.0)
     }
 
     /// Takes the first free turn at `at` or later.
@@ -148,9 +165,9 @@ impl Pacer {
         let create_rate = (slots / provisioning).max(f64::EPSILON);
         Self {
             max_wait: settings.max_wait,
-            calls: Schedule::new(call_rate, now),
+            calls: Schedule::new(call_rate, settings.call_burst, now),
             call_rate_max: call_rate,
-            creates: Schedule::new(create_rate, now),
+            creates: Schedule::new(create_rate, settings.create_burst, now),
             create_rate_range: (
                 create_rate * CREATE_RATE_RANGE.0,
                 create_rate * CREATE_RATE_RANGE.1,
@@ -179,7 +196,11 @@ impl Pacer {
             PacedCall::Delete | PacedCall::Poll => 0.0,
         };
         let wait = rate_wait.max(create_wait);
-        if wait <= budget.min(self.max_wait).as_secs_f64() {
+        let mut longest = budget.min(self.max_wait).as_secs_f64();
+        if call == PacedCall::Create {
+            longest = longest.min(CREATE_WAIT_INTERVALS / self.creates.rate);
+        }
+        if wait <= longest {
             let wait = Duration::from_secs_f64(wait);
             // A create takes its turn of the rate now, not when its slot comes: the
             // polls behind it are not held back until then.

@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use assignment_worker::config::Pacing;
 use assignment_worker::pacer::{Admission, Feedback, PacedCall, Pacer, PacerSettings};
 use proptest::prelude::*;
 
+/// Settings without bursts, so that the arithmetic below stays simple.
 fn settings(processes: u32) -> PacerSettings {
     PacerSettings {
         rate_per_second: 20.0,
@@ -13,7 +15,19 @@ fn settings(processes: u32) -> PacerSettings {
         provisioning: Duration::from_millis(3500),
         processes,
         max_wait: Duration::from_secs(2),
+        call_burst: 1.0,
+        create_burst: 1.0,
     }
+}
+
+/// The settings the worker runs with by default (config::Pacing).
+fn production(processes: u32) -> PacerSettings {
+    Pacing {
+        function_concurrency: processes,
+        rate_per_second: 20,
+        provisioning_milliseconds: 3500,
+    }
+    .settings()
 }
 
 const BUDGET: Duration = Duration::from_secs(10);
@@ -135,12 +149,12 @@ fn the_pacer_never_waits_longer_than_its_own_limit() {
     let start = Instant::now();
     let mut pacer = Pacer::new(&settings(3), start);
     // Eleven creates at once: the last would wait 7 s, beyond max_wait (2 s) though
-    // within the caller's budget.
+    // within the caller's budget; a create waits at most 1.5 create intervals (1.05 s).
     let answers: Vec<Admission> = (0..11)
         .map(|_| pacer.admit(PacedCall::Create, start, BUDGET))
         .collect();
     assert!(answers.iter().all(|a| match a {
-        Admission::Go(wait) => *wait <= Duration::from_secs(2),
+        Admission::Go(wait) => *wait <= secs(1.05),
         Admission::Defer { .. } => true,
     }));
     assert_eq!(
@@ -148,9 +162,59 @@ fn the_pacer_never_waits_longer_than_its_own_limit() {
             .iter()
             .filter(|a| matches!(a, Admission::Go(_)))
             .count(),
-        3,
+        2,
         "{answers:?}"
     );
+}
+
+#[test]
+fn polls_wait_up_to_the_pacers_limit() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    // 6.33 calls a second: 13 fit in 2 s (the first at once), the rest are deferred.
+    let went = (0..20)
+        .filter(|_| {
+            matches!(
+                pacer.admit(PacedCall::Poll, start, BUDGET),
+                Admission::Go(_)
+            )
+        })
+        .count();
+    assert_eq!(went, 13);
+}
+
+#[test]
+fn turns_not_taken_are_kept_up_to_the_burst() {
+    let start = Instant::now();
+    let settings = production(3);
+    assert_eq!((settings.call_burst, settings.create_burst), (3.0, 2.0));
+    let mut pacer = Pacer::new(&settings, start);
+    // After an idle spell: three calls at once, the fourth a turn later.
+    let later = start + secs(10.0);
+    for _ in 0..3 {
+        assert_eq!(
+            pacer.admit(PacedCall::Poll, later, BUDGET),
+            Admission::Go(Duration::ZERO)
+        );
+    }
+    let Admission::Go(wait) = pacer.admit(PacedCall::Poll, later, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!((secs(0.15)..secs(0.17)).contains(&wait), "{wait:?}");
+    // Two creates at once, the third a create interval (0.7 s) after the first.
+    let again = later + secs(10.0);
+    for _ in 0..2 {
+        assert!(matches!(
+            pacer.admit(PacedCall::Create, again, BUDGET),
+            Admission::Go(wait) if wait < secs(0.5)
+        ));
+    }
+    let Admission::Go(wait) = pacer.admit(PacedCall::Create, again, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!((secs(0.69)..secs(0.71)).contains(&wait), "{wait:?}");
+    // Ten processes keep one turn each: ten at once, half the service's burst.
+    assert_eq!(production(10).call_burst, 1.0);
 }
 
 #[test]
@@ -283,7 +347,7 @@ fn run_model(processes: u32, service_rate: f64, span: f64, seed: u64) -> (u32, u
         rate: service_rate,
     };
     let mut pacers: Vec<Pacer> = (0..processes)
-        .map(|_| Pacer::new(&settings(processes), start))
+        .map(|_| Pacer::new(&production(processes), start))
         .collect();
     const CYCLE: [PacedCall; 4] = [
         PacedCall::Create,

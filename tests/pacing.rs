@@ -47,6 +47,8 @@ fn worker() -> PacedWorker {
         provisioning: Duration::from_secs(3600),
         processes: 100,
         max_wait: Duration::ZERO,
+        call_burst: 1.0,
+        create_burst: 1.0,
     };
     Worker {
         identity_center: PacedIdentityCenter::new(ScriptedIdentityCenter::default(), &settings),
