@@ -1,10 +1,12 @@
 //! Configuration from the environment (SPEC §6), read and checked once at cold start.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::guardrails::Guardrails;
 use crate::ids::{AccountId, IdError, InstanceArn, PermissionSetArn, PortfolioId};
 use crate::lifecycle::{MAX_DELAY_SECONDS, Policy};
+use crate::pacer::PacerSettings;
 
 /// A variable that is missing or malformed; its `Display` is the one line printed at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +91,45 @@ pub struct Config {
     pub max_concurrency: usize,
     pub policy: Policy,
     pub guardrails: Guardrails,
+    pub pacing: Pacing,
 }
+
+/// What each process knows to pace its Identity Center calls (SPEC §10, [`crate::pacer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Function processes running at once: the event source's MaximumConcurrency.
+    pub function_concurrency: u32,
+    /// Identity Center calls per second all processes may make together.
+    pub rate_per_second: u32,
+    /// The mean time a create is expected to stay outstanding.
+    pub provisioning_milliseconds: u32,
+}
+
+impl Pacing {
+    pub fn settings(&self) -> PacerSettings {
+        PacerSettings {
+            rate_per_second: f64::from(self.rate_per_second),
+            max_outstanding_creates: MAX_OUTSTANDING_CREATES,
+            provisioning: Duration::from_millis(self.provisioning_milliseconds.into()),
+            processes: self.function_concurrency,
+            max_wait: MAX_PACING_WAIT,
+            // Together at most half the service's own burst (20), so that the processes
+            // coming back from idle spells at once do not meet the limit.
+            call_burst: (10 / self.function_concurrency.max(1)).max(1).into(),
+            // Two: a create whose turn passed while the process waited for SQS is not
+            // lost; more would start several creates at once.
+            create_burst: 2.0,
+        }
+    }
+}
+
+/// CreateAccountAssignment operations outstanding at once, per account (SPEC §10; AWS
+/// does not raise it).
+pub const MAX_OUTSTANDING_CREATES: f64 = 15.0;
+/// The longest a call waits in the process for the pacer; a longer wait defers the
+/// step through the queue. Short against the function's timeout, and taken only from
+/// the time left above [`crate::record_step::CALL_RESERVE`].
+pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
 impl Config {
     /// Reads the configuration through `lookup` (the process environment in `main`).
@@ -169,6 +209,16 @@ impl Config {
                     .list("PROTECTED_PERMISSION_SET_ARNS", PermissionSetArn::parse)?,
                 allowed_portfolios: (!allowed_portfolios.is_empty()).then_some(allowed_portfolios),
                 allow_iam_pattern_principals: env.flag("ALLOW_IAM_PATTERN_PRINCIPALS")?,
+            },
+            pacing: Pacing {
+                function_concurrency: env.number("FUNCTION_CONCURRENCY", 3, 1, 1000)?,
+                rate_per_second: env.number("IDENTITY_CENTER_RATE_PER_SECOND", 20, 1, 1000)?,
+                provisioning_milliseconds: env.number(
+                    "PROVISIONING_MILLISECONDS",
+                    3500,
+                    10,
+                    900_000,
+                )?,
             },
         })
     }

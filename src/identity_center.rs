@@ -1,8 +1,10 @@
 //! The Identity Center port: the four calls the lifecycle needs, and what they answer.
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use crate::aws_call::{CallError, ErrorKind};
+pub use crate::pacer::PacedCall;
 use crate::request::Assignment;
 
 /// Status of an asynchronous account-assignment operation.
@@ -50,8 +52,23 @@ impl OperationSubject {
 
 pub type CallResult = Result<StatusReport, CallError>;
 
+/// Whether a call may be made now (SPEC §10's limits, [`crate::pacer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Make it now (any wait is over).
+    Now,
+    /// Make no call: store the step again with this delay.
+    Defer { delay_seconds: u32 },
+}
+
 /// The Identity Center admin API as the worker uses it.
 pub trait IdentityCenter: Send + Sync {
+    /// Asked before every call: waits, at most `budget`, until `call` may be made, or
+    /// says to defer it. Unpaced ports make every call at once.
+    fn pace(&self, call: PacedCall, budget: Duration) -> impl Future<Output = Pace> + Send {
+        let _ = (call, budget);
+        std::future::ready(Pace::Now)
+    }
     fn create_assignment(&self, assignment: &Assignment)
     -> impl Future<Output = CallResult> + Send;
     fn delete_assignment(&self, assignment: &Assignment)

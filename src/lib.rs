@@ -4,7 +4,8 @@
 //! Layout: parsing ([`request`], [`ids`]), the lifecycle ([`lifecycle`],
 //! [`guardrails`]) and the order of decisions ([`ledger`]) are pure; AWS sits behind
 //! three ports ([`identity_center`], [`queue`], [`ledger::Ledger`]) with one real adapter
-//! each and in-memory fakes ([`adapters`]); [`record_step`] makes one record's calls and
+//! each and in-memory fakes ([`adapters`]); [`pacer`] keeps the process within its share
+//! of Identity Center's limits; [`record_step`] makes one record's calls and
 //! plans its messages, and [`handler`] runs a batch of records and stores the messages.
 
 pub mod adapters;
@@ -18,6 +19,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod messages;
 pub mod metrics;
+pub mod pacer;
 pub mod portfolio;
 pub mod portfolio_access;
 pub mod progress;

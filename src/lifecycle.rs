@@ -719,6 +719,16 @@ fn on_error(
     })
 }
 
+/// The pacer held the step back before its call (SPEC §10): the same step again after
+/// `delay_seconds`, with the same attempt. No call was made, so nothing may have taken
+/// effect and no budget is spent.
+pub fn deferred(progress: &Progress, delay_seconds: u32) -> Decision {
+    Decision::Continue {
+        progress: progress.clone(),
+        delay_seconds: delay_seconds.min(MAX_DELAY_SECONDS),
+    }
+}
+
 /// Repeats the same step after a backoff, or dead-letters once the budget is spent.
 pub(crate) fn retry(
     progress: &Progress,

@@ -134,6 +134,8 @@ struct Counts {
     /// Time from first receipt to outcome, in milliseconds, per outcome.
     outcomes: BTreeMap<OutcomeKey, Vec<f64>>,
     calls: BTreeMap<Api, BTreeMap<Answer, u64>>,
+    /// Steps the pacer deferred before their call (no call made).
+    deferrals: BTreeMap<Api, u64>,
     retries: u64,
     superseded: u64,
     expiry_revokes: u64,
@@ -157,6 +159,11 @@ impl InvocationMetrics {
             .or_default()
             .entry(answer)
             .or_default() += 1;
+    }
+
+    /// The pacer deferred a step before its `api` call: no call was made.
+    pub fn deferred(&self, api: Api) {
+        *self.counts().deferrals.entry(api).or_default() += 1;
     }
 
     /// A request reached a terminal outcome (durably stored): `action` and `outcome`
@@ -227,13 +234,23 @@ impl InvocationMetrics {
                 ));
             }
         }
-        for (api, answers) in &counts.calls {
+        let no_answers = BTreeMap::new();
+        let apis: std::collections::BTreeSet<&Api> =
+            counts.calls.keys().chain(counts.deferrals.keys()).collect();
+        for api in apis {
+            let answers = counts.calls.get(api).unwrap_or(&no_answers);
             let total: u64 = answers.values().sum();
             let throttled = answers.get(&Answer::ThrottledRate).unwrap_or(&0)
                 + answers.get(&Answer::ThrottledBusy).unwrap_or(&0);
             let mut metrics = vec![
                 ("Calls", "Count", json!(total)),
                 ("Throttled", "Count", json!(throttled)),
+                // Not calls: steps stored again before their call (SPEC §10).
+                (
+                    "Deferred",
+                    "Count",
+                    json!(counts.deferrals.get(api).unwrap_or(&0)),
+                ),
             ];
             metrics.extend(Answer::ALL.iter().map(|answer| {
                 (

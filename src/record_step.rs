@@ -11,7 +11,7 @@ use tracing::Span;
 
 use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SQS_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
 use crate::handler::{Destination, Invocation, Worker};
-use crate::identity_center::{CallResult, IdentityCenter};
+use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
     AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
@@ -285,6 +285,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if out_of_time(self.deadline) {
                 return Stepped::Redeliver("invocation deadline near; no new AWS call");
             }
+            // Paced before the ledger's claim, so that a deferred submit costs no claim.
+            // (An undo's fence may turn a paced delete into a create: rare, and the
+            // outstanding limit answers it as for any create.)
+            if let Some(deferred) = self.pace(&progress).await {
+                return deferred;
+            }
             match self.fence(progress).await {
                 Ok(fenced) => progress = fenced,
                 Err(stop) => return stop,
@@ -299,6 +305,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
         {
             return decided(Decision::DeadLetter(dead_letter), progress);
+        }
+        if progress.stage != Stage::Submit
+            && let Some(deferred) = self.pace(&progress).await
+        {
+            return deferred;
         }
         if out_of_time(self.deadline) {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");
@@ -543,6 +554,36 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
+    /// Asks the Identity Center port whether an assignment's call may go now (it may
+    /// wait for it, within the time the deadline leaves): `Some` when the step is
+    /// deferred, stored again with the pacer's delay and no call made.
+    async fn pace(&self, progress: &Progress) -> Option<Stepped> {
+        let Target::Assignment(_) = self.target else {
+            return None;
+        };
+        let call = match (&progress.stage, progress.operation()) {
+            (Stage::Poll { .. }, _) => PacedCall::Poll,
+            (_, AssignmentAction::Create) => PacedCall::Create,
+            (_, AssignmentAction::Delete) => PacedCall::Delete,
+        };
+        let budget = self.deadline.map_or(Duration::MAX, |deadline| {
+            deadline
+                .duration_since(SystemTime::now())
+                .map_or(Duration::ZERO, |left| left.saturating_sub(CALL_RESERVE))
+        });
+        match self.worker.identity_center.pace(call, budget).await {
+            Pace::Now => None,
+            Pace::Defer { delay_seconds } => {
+                self.metrics.deferred(identity_center_api(progress));
+                tracing::info!(delay_seconds, "deferred by the pacer; no call made");
+                Some(decided(
+                    lifecycle::deferred(progress, delay_seconds),
+                    progress.clone(),
+                ))
+            }
+        }
+    }
+
     async fn call_identity_center(
         &self,
         assignment: &Assignment,
@@ -581,17 +622,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .await
             }
         };
-        let api = match (&progress.stage, progress.operation()) {
-            (Stage::Poll { .. }, AssignmentAction::Create) => {
-                Api::DescribeAccountAssignmentCreationStatus
-            }
-            (Stage::Poll { .. }, AssignmentAction::Delete) => {
-                Api::DescribeAccountAssignmentDeletionStatus
-            }
-            (_, AssignmentAction::Create) => Api::CreateAccountAssignment,
-            (_, AssignmentAction::Delete) => Api::DeleteAccountAssignment,
-        };
-        self.metrics.call(api, Answer::of(&result));
+        self.metrics
+            .call(identity_center_api(progress), Answer::of(&result));
         if let Err(error) = &result {
             tracing::info!(
                 kind = ?error.kind,
@@ -806,6 +838,20 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         messages::progress_message(&self.message.request.raw, progress, delay_seconds)
             .inspect_err(|error| tracing::error!(%error, "could not encode the progress envelope"))
             .ok()
+    }
+}
+
+/// The Identity Center API an assignment's step at `progress` calls.
+fn identity_center_api(progress: &Progress) -> Api {
+    match (&progress.stage, progress.operation()) {
+        (Stage::Poll { .. }, AssignmentAction::Create) => {
+            Api::DescribeAccountAssignmentCreationStatus
+        }
+        (Stage::Poll { .. }, AssignmentAction::Delete) => {
+            Api::DescribeAccountAssignmentDeletionStatus
+        }
+        (_, AssignmentAction::Create) => Api::CreateAccountAssignment,
+        (_, AssignmentAction::Delete) => Api::DeleteAccountAssignment,
     }
 }
 

@@ -77,6 +77,33 @@ pub fn fast_worker_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// The worker's pacing settings as a deployment would give them (README
+/// "Pacing"), in real time: the processes that share the quotas (the event source's
+/// maximum concurrency), Identity Center's documented rate and the simulator's mean
+/// provisioning time. The simulator's own rate may be lower (as when another tool
+/// takes part of it): the worker is not told.
+pub fn pacing_env(knobs: &Knobs, workers: usize) -> Vec<(String, String)> {
+    let documented_rate = Knobs::default().rate_per_second;
+    let mean_provisioning = (knobs.provisioning_min_seconds + knobs.provisioning_max_seconds) / 2.0;
+    vec![
+        (
+            "FUNCTION_CONCURRENCY".to_owned(),
+            workers.max(1).to_string(),
+        ),
+        (
+            "IDENTITY_CENTER_RATE_PER_SECOND".to_owned(),
+            ((documented_rate * knobs.time_scale).round().max(1.0) as u64).to_string(),
+        ),
+        (
+            "PROVISIONING_MILLISECONDS".to_owned(),
+            ((mean_provisioning * 1000.0 / knobs.time_scale)
+                .round()
+                .max(10.0) as u64)
+                .to_string(),
+        ),
+    ]
+}
+
 pub struct Queues {
     pub work: String,
     pub dead_letter: String,
@@ -217,6 +244,7 @@ impl Stack {
                 std::env::var("WORKER_LOG").unwrap_or_else(|_| "info".to_owned()),
             ),
         ];
+        env.extend(pacing_env(&options.knobs, options.workers));
         env.extend(options.worker_env.iter().cloned());
         let env = Arc::new(env);
 

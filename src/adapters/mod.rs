@@ -2,6 +2,7 @@
 
 pub mod dynamodb;
 pub mod memory;
+pub mod paced;
 pub mod service_catalog;
 pub mod sqs;
 pub mod sso_admin;
@@ -65,7 +66,7 @@ pub fn aws_worker(
     shared: &SdkConfig,
     config: Config,
 ) -> Worker<
-    sso_admin::SsoAdminIdentityCenter,
+    paced::PacedIdentityCenter<sso_admin::SsoAdminIdentityCenter>,
     sqs::SqsQueues,
     dynamodb::DynamoDbLedger,
     service_catalog::ServiceCatalogClient,
@@ -105,8 +106,10 @@ pub fn aws_worker(
             aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
             config.ledger_table.as_str(),
         ),
-        identity_center: sso_admin::SsoAdminIdentityCenter::new(
-            aws_sdk_ssoadmin::Client::from_conf(sso_config),
+        // One pacer for the process's life: it outlives every invocation.
+        identity_center: paced::PacedIdentityCenter::new(
+            sso_admin::SsoAdminIdentityCenter::new(aws_sdk_ssoadmin::Client::from_conf(sso_config)),
+            &config.pacing.settings(),
         ),
         queues: sqs::SqsQueues::new(sqs_client(shared)),
         service_catalog: service_catalog::ServiceCatalogClient::new(

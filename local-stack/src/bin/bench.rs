@@ -2,8 +2,10 @@
 //! Identity Center at its default quotas and provisioning time, time-scaled, with the
 //! worker at its production defaults. Appends the figures to BENCHMARKS.md.
 //!
-//! `bench [--scale X] [--workers N] [--requests N] [--set KEY=VALUE]...`
+//! `bench [--scale X] [--workers N] [--requests N] [--sim-rate R] [--set KEY=VALUE]...`
 //! `--set` overrides a worker setting (e.g. `--set POLL_INITIAL_DELAY_SECONDS=2`).
+//! `--sim-rate` sets the simulator's Identity Center rate (calls per simulated second,
+//! default 20) without telling the worker: another tool taking the rest of it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +32,7 @@ struct Args {
     scale: f64,
     workers: usize,
     requests: usize,
+    sim_rate: Option<f64>,
     settings: Vec<(String, String)>,
 }
 
@@ -38,6 +41,7 @@ fn args() -> Result<Args, Error> {
         scale: 3.0,
         workers: 3,
         requests: 1200,
+        sim_rate: None,
         settings: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -47,6 +51,7 @@ fn args() -> Result<Args, Error> {
             "--scale" => args.scale = value.parse()?,
             "--workers" => args.workers = value.parse()?,
             "--requests" => args.requests = value.parse()?,
+            "--sim-rate" => args.sim_rate = Some(value.parse()?),
             "--set" => {
                 let (key, value) = value.split_once('=').ok_or("--set takes KEY=VALUE")?;
                 args.settings.push((key.to_owned(), value.to_owned()));
@@ -80,10 +85,17 @@ async fn main() -> Result<(), Error> {
         .collect();
     let mut seed = requests::seed(8, half.max(args.requests - half));
     seed.assignments = revokes.clone();
+    let defaults = Knobs::default();
     let knobs = Knobs {
         time_scale: args.scale,
-        ..Knobs::default()
+        rate_per_second: args.sim_rate.unwrap_or(defaults.rate_per_second),
+        ..defaults
     };
+    // The stack gives the worker its pacing settings (stack::pacing_env); shown in the
+    // report with the rest.
+    let mut settings_shown = local_stack::stack::pacing_env(&knobs, args.workers);
+    settings_shown.retain(|(key, _)| !worker_env.iter().any(|(k, _)| k == key));
+    settings_shown.extend(worker_env.iter().cloned());
     let stack = Stack::start(Options {
         workers: args.workers,
         knobs: knobs.clone(),
@@ -114,11 +126,13 @@ async fn main() -> Result<(), Error> {
     let bodies: Vec<String> = order.iter().map(|&i| bodies[i].clone()).collect();
     let ids: Vec<String> = intents.iter().map(|i| i.correlation_id.clone()).collect();
 
+    let load_before = load_average();
     let started_sim = stack.simulator.now();
     let started = Instant::now();
     stack.send(&bodies).await?;
     let collected = stack.collect(&ids, Duration::from_secs(3600)).await?;
     let wall = started.elapsed();
+    let load_after = load_average();
     let simulated = stack.simulator.now() - started_sim;
 
     let mut tally = Tally::of(&ids, &collected);
@@ -149,16 +163,19 @@ async fn main() -> Result<(), Error> {
     let mut report = String::new();
     writeln!(
         report,
-        "### {} requests, {} worker processes, time scale {}",
+        "### {} requests, {} worker processes, time scale {}{}",
         ids.len(),
         args.workers,
-        args.scale
+        args.scale,
+        args.sim_rate.map_or_else(String::new, |rate| format!(
+            ", Identity Center rate {rate}/s (another tool takes the rest)"
+        ))
     )?;
     writeln!(report)?;
     writeln!(
         report,
         "Worker settings (real seconds): {}",
-        worker_env
+        settings_shown
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -172,6 +189,11 @@ async fn main() -> Result<(), Error> {
     writeln!(report)?;
     writeln!(report, "| figure | value |")?;
     writeln!(report, "|---|---|")?;
+    writeln!(
+        report,
+        "| machine | {}; load average (1 min) before / after the run: {load_before} / {load_after} |",
+        machine()
+    )?;
     writeln!(report, "| outcomes | {tally} |")?;
     writeln!(
         report,
@@ -180,7 +202,8 @@ async fn main() -> Result<(), Error> {
     )?;
     writeln!(
         report,
-        "| minimum the quotas allow | {minimum:.0} s (15 outstanding grants: {outstanding_bound:.0} s; 20 calls/s: {rate_bound:.0} s) |"
+        "| minimum the quotas allow | {minimum:.0} s (15 outstanding grants: {outstanding_bound:.0} s; {} calls/s: {rate_bound:.0} s) |",
+        knobs.rate_per_second
     )?;
     writeln!(
         report,
@@ -218,8 +241,11 @@ async fn main() -> Result<(), Error> {
     )?;
     writeln!(
         report,
-        "| throttled: rate / outstanding | {} / {} |",
-        counters.throttled_rate, counters.throttled_busy
+        "| throttled: rate / outstanding | {} / {} ({:.1}% of Identity Center calls) |",
+        counters.throttled_rate,
+        counters.throttled_busy,
+        100.0 * (counters.throttled_rate + counters.throttled_busy) as f64
+            / sso_calls.max(1) as f64
     )?;
     writeln!(report, "| conflicts | {} |", counters.conflicts)?;
     writeln!(
@@ -260,9 +286,14 @@ async fn main() -> Result<(), Error> {
             .filter(|answer| metrics.get(**answer).copied().unwrap_or(0) > 0)
             .map(|answer| format!("{answer} {}", metrics[*answer]))
             .collect();
+        // Steps the pacer stored again before their call: not calls.
+        let deferred = match metrics.get("Deferred").copied().unwrap_or(0) {
+            0 => String::new(),
+            n => format!("; {n} steps deferred by the pacer"),
+        };
         writeln!(
             report,
-            "| {api} calls (EMF) | {} ({}) |",
+            "| {api} calls (EMF) | {} ({}){deferred} |",
             metrics.get("Calls").copied().unwrap_or(0),
             by_answer.join(", ")
         )?;
@@ -313,6 +344,29 @@ async fn main() -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// The 1-minute load average (`/proc/loadavg`): the machine may be shared.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// Cores and CPU model, from `/proc/cpuinfo`.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cores} cores, {model}")
 }
 
 /// Where the EMF figures differ from what the simulator, the proxy and the outcome

@@ -1,0 +1,268 @@
+//! Pacing of Identity Center calls (SPEC §10): each function process keeps its share
+//! of the account's two limits instead of running into them and backing off.
+//!
+//! - The shared rate (20 calls/s): one call per interval per process at its share, cut
+//!   multiplicatively on a `Rate exceeded` answer and raised additively on accepted
+//!   calls (AIMD), never above the share.
+//! - The 15 outstanding creates: a process cannot see how many are outstanding (it
+//!   learns that an operation finished only from a poll, seconds after the slot freed,
+//!   and most polls of its creates are made by other processes), so the limit is
+//!   turned into a rate by Little's law: 15 slots held for the mean provisioning time
+//!   each admit 15 / mean creates a second. Each process paces its creates at its share
+//!   of that rate, lowered by a few percent on every "too many requests processing"
+//!   answer and raised by a fraction of a percent on every accepted create: it settles
+//!   where about one create attempt in eight finds the slots full, which keeps them
+//!   nearly always in use.
+//! - Polls and deletes never wait for create slots, only for the rate.
+//!
+//! A call either goes after a short wait (the caller sleeps; a create waits at most
+//! about one create interval, so that a batch of creates does not hold the process
+//! back from the polls and deletes behind it), or is deferred: the step
+//! goes back to the queue with a delay and no call is made. Deferred creates are spread
+//! over the time this process's create rate needs to admit them, so they come back
+//! about as fast as they can go.
+//!
+//! Pure: the clock is passed in, and nothing here sleeps.
+
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::MAX_DELAY_SECONDS;
+
+/// What a process knows about the quotas it shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacerSettings {
+    /// Identity Center calls per second for all of the worker's processes together.
+    pub rate_per_second: f64,
+    /// CreateAccountAssignment operations that may be outstanding at once (AWS: 15).
+    pub max_outstanding_creates: f64,
+    /// The expected mean time a create stays outstanding.
+    pub provisioning: Duration,
+    /// Function processes running at once (the event source's MaximumConcurrency).
+    pub processes: u32,
+    /// The longest a call is held in the process; beyond it the step is deferred.
+    pub max_wait: Duration,
+    /// Calls a process may make at once after being idle (waiting for SQS, say): a
+    /// turn not taken is kept, up to this many.
+    pub call_burst: f64,
+    /// The same for creates.
+    pub create_burst: f64,
+}
+
+/// Share of the rate the processes use together: the rest absorbs the jitter between
+/// a process's clock and the service's, so that the processes at their shares do not
+/// meet the limit.
+const RATE_HEADROOM: f64 = 0.95;
+/// The rate after a `Rate exceeded` answer, as a fraction of the rate before.
+const RATE_DECREASE: f64 = 0.7;
+/// Accepted calls it takes to regain the whole share after a cut to zero: slow, so
+/// that with another tool taking part of the rate the cuts stay rare.
+const RATE_RECOVERY_CALLS: f64 = 500.0;
+/// The create rate after a "too many requests processing" answer, as a fraction.
+const CREATE_DECREASE: f64 = 0.96;
+/// The create rate after an accepted create, as a multiple. With the decrease above
+/// the rate settles where about u / (u + d) = 11% of attempts find the slots full.
+const CREATE_INCREASE: f64 = 1.005;
+/// The create rate stays within these multiples of the nominal share.
+const CREATE_RATE_RANGE: (f64, f64) = (0.05, 2.0);
+/// The call rate never falls below this fraction of the share.
+const CALL_RATE_FLOOR: f64 = 0.05;
+/// A create waits in the process for at most this many create intervals. The
+/// invocation ends only when its last record does, so a batch of several creates
+/// waiting their turns would hold the process back from the polls and deletes queued
+/// behind it: the creates beyond the next turn or so are deferred instead.
+const CREATE_WAIT_INTERVALS: f64 = 1.5;
+
+/// An Identity Center call, as the pacer tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacedCall {
+    /// CreateAccountAssignment: takes the rate and an outstanding slot.
+    Create,
+    /// DeleteAccountAssignment: takes the rate only (deletes have no outstanding limit).
+    Delete,
+    /// Describe*Status: takes the rate only.
+    Poll,
+}
+
+/// What the pacer allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Make the call after this wait; the pacer has counted it.
+    Go(Duration),
+    /// Make no call now: store the step again with this delay (whole seconds, 1..=900).
+    Defer { delay_seconds: u32 },
+}
+
+/// How a paced call was answered, as far as pacing cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    /// The service took the call (whatever it answered about the assignment).
+    Accepted,
+    /// `Rate exceeded`.
+    RateLimited,
+    /// "Too many requests processing": the outstanding creates are all in use.
+    Busy,
+    /// Anything else (a timeout, a 5xx, a conflict): says nothing about the limits.
+    Other,
+}
+
+/// One call every `1 / rate` seconds on the caller's clock, and up to `burst` at once
+/// after an idle spell (the generic cell rate algorithm): `next_free` is when the next
+/// call may go once the kept turns are used. A call taken before
+/// then is a reservation, and the calls after it wait longer. A new rate applies from
+/// the next call on.
+#[derive(Debug, Clone)]
+struct Schedule {
+    rate: f64,
+    /// Turns kept while idle (at least 1).
+    burst: f64,
+    next_free: Instant,
+}
+
+impl Schedule {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1.0),
+            next_free: now,
+        }
+    }
+
+    /// Seconds until the next call may go.
+    fn wait(&self, now: Instant) -> f64 {
+        let kept = ((self.burst - 1.0) / self.rate).min(f64::from(MAX_DELAY_SECONDS));
+        (self.next_free.saturating_duration_since(now).as_secs_f64() - kept).max(0.0)
+    }
+
+    /// Takes the first free turn at `at` or later.
+    fn take(&mut self, at: Instant) {
+        let interval = (1.0 / self.rate).min(f64::from(MAX_DELAY_SECONDS));
+        self.next_free = self.next_free.max(at) + Duration::from_secs_f64(interval);
+    }
+}
+
+/// The pacing state of one process; it lives as long as the process, across
+/// invocations.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    max_wait: Duration,
+    calls: Schedule,
+    call_rate_max: f64,
+    creates: Schedule,
+    create_rate_range: (f64, f64),
+    /// When the last deferred create was told to come back: the next one comes back
+    /// one create interval later.
+    creates_deferred_until: Option<Instant>,
+    /// The same for deferred polls and deletes, at the call rate.
+    calls_deferred_until: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(settings: &PacerSettings, now: Instant) -> Self {
+        let processes = f64::from(settings.processes.max(1));
+        let call_rate = (settings.rate_per_second * RATE_HEADROOM / processes).max(f64::EPSILON);
+        let slots = settings.max_outstanding_creates / processes;
+        let provisioning = settings.provisioning.as_secs_f64().max(0.001);
+        let create_rate = (slots / provisioning).max(f64::EPSILON);
+        Self {
+            max_wait: settings.max_wait,
+            calls: Schedule::new(call_rate, settings.call_burst, now),
+            call_rate_max: call_rate,
+            creates: Schedule::new(create_rate, settings.create_burst, now),
+            create_rate_range: (
+                create_rate * CREATE_RATE_RANGE.0,
+                create_rate * CREATE_RATE_RANGE.1,
+            ),
+            creates_deferred_until: None,
+            calls_deferred_until: None,
+        }
+    }
+
+    /// The current call rate (calls per second).
+    pub fn call_rate(&self) -> f64 {
+        self.calls.rate
+    }
+
+    /// The current create rate (creates per second).
+    pub fn create_rate(&self) -> f64 {
+        self.creates.rate
+    }
+
+    /// Whether `call` may go, and when. `budget` is the longest the caller can wait
+    /// (its deadline); the pacer waits no longer than its own `max_wait` either.
+    pub fn admit(&mut self, call: PacedCall, now: Instant, budget: Duration) -> Admission {
+        let rate_wait = self.calls.wait(now);
+        let create_wait = match call {
+            PacedCall::Create => self.creates.wait(now),
+            PacedCall::Delete | PacedCall::Poll => 0.0,
+        };
+        let wait = rate_wait.max(create_wait);
+        let mut longest = budget.min(self.max_wait).as_secs_f64();
+        if call == PacedCall::Create {
+            longest = longest.min(CREATE_WAIT_INTERVALS / self.creates.rate);
+        }
+        if wait <= longest {
+            let wait = Duration::from_secs_f64(wait);
+            // A create takes its turn of the rate now, not when its slot comes: the
+            // polls behind it are not held back until then.
+            self.calls.take(now);
+            if call == PacedCall::Create {
+                self.creates.take(now + wait);
+            }
+            return Admission::Go(wait);
+        }
+        // Deferred steps come back one interval apart from the first free slot on, so
+        // that they do not all return at once and defer each other again.
+        let (until, interval) = if call == PacedCall::Create && create_wait >= rate_wait {
+            (&mut self.creates_deferred_until, 1.0 / self.creates.rate)
+        } else {
+            (&mut self.calls_deferred_until, 1.0 / self.calls.rate)
+        };
+        // Capped: a step is never deferred longer than SQS allows anyway.
+        let first_free = now + Duration::from_secs_f64(wait.min(f64::from(MAX_DELAY_SECONDS)));
+        let latest = now + Duration::from_secs(MAX_DELAY_SECONDS.into());
+        let back_at = until
+            .filter(|at| *at > first_free)
+            .unwrap_or(first_free)
+            .min(latest);
+        *until =
+            Some(back_at + Duration::from_secs_f64(interval.min(f64::from(MAX_DELAY_SECONDS))));
+        Admission::Defer {
+            delay_seconds: whole_seconds_up(back_at - now),
+        }
+    }
+
+    /// Learns from the answer to a call it admitted.
+    pub fn answered(&mut self, call: PacedCall, feedback: Feedback) {
+        let calls = self.calls.rate;
+        match feedback {
+            // A busy answer still took a token of the rate.
+            Feedback::Accepted | Feedback::Busy => {
+                let raised =
+                    (calls + self.call_rate_max / RATE_RECOVERY_CALLS).min(self.call_rate_max);
+                self.calls.rate = raised;
+            }
+            Feedback::RateLimited => {
+                let floor = self.call_rate_max * CALL_RATE_FLOOR;
+                self.calls.rate = (calls * RATE_DECREASE).max(floor);
+            }
+            Feedback::Other => {}
+        }
+        if call != PacedCall::Create {
+            return;
+        }
+        let factor = match feedback {
+            Feedback::Accepted => CREATE_INCREASE,
+            Feedback::Busy => CREATE_DECREASE,
+            Feedback::RateLimited | Feedback::Other => return,
+        };
+        let (low, high) = self.create_rate_range;
+        self.creates.rate = (self.creates.rate * factor).clamp(low, high);
+    }
+}
+
+/// A delay for SQS: whole seconds, rounded up so the step never comes back before its
+/// slot, at least 1 (0 would come back at once), at most 900.
+fn whole_seconds_up(delay: Duration) -> u32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    u32::try_from(seconds.clamp(1, u64::from(MAX_DELAY_SECONDS))).unwrap_or(MAX_DELAY_SECONDS)
+}

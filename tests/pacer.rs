@@ -1,0 +1,495 @@
+//! The pacer (src/pacer.rs) on a clock the test moves: the rate share, the create share,
+//! deferrals, AIMD, and three processes against a model of the service's two limits.
+
+use std::time::{Duration, Instant};
+
+use assignment_worker::config::Pacing;
+use assignment_worker::pacer::{Admission, Feedback, PacedCall, Pacer, PacerSettings};
+use proptest::prelude::*;
+
+/// Settings without bursts, so that the arithmetic below stays simple.
+fn settings(processes: u32) -> PacerSettings {
+    PacerSettings {
+        rate_per_second: 20.0,
+        max_outstanding_creates: 15.0,
+        provisioning: Duration::from_millis(3500),
+        processes,
+        max_wait: Duration::from_secs(2),
+        call_burst: 1.0,
+        create_burst: 1.0,
+    }
+}
+
+/// The settings the worker runs with by default (config::Pacing).
+fn production(processes: u32) -> PacerSettings {
+    Pacing {
+        function_concurrency: processes,
+        rate_per_second: 20,
+        provisioning_milliseconds: 3500,
+    }
+    .settings()
+}
+
+const BUDGET: Duration = Duration::from_secs(10);
+
+fn secs(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
+}
+
+/// Asks for `call` again as soon as the last one went, for `span`; the times the calls
+/// went, from the start.
+fn saturate(pacer: &mut Pacer, call: PacedCall, start: Instant, span: Duration) -> Vec<f64> {
+    let mut now = start;
+    let mut went = Vec::new();
+    while now < start + span {
+        match pacer.admit(call, now, BUDGET) {
+            Admission::Go(wait) => {
+                now += wait;
+                went.push((now - start).as_secs_f64());
+                pacer.answered(call, Feedback::Accepted);
+            }
+            Admission::Defer { delay_seconds } => now += Duration::from_secs(delay_seconds.into()),
+        }
+    }
+    went
+}
+
+/// The most calls in any window of `width` seconds.
+fn most_in_window(times: &[f64], width: f64) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (0..sorted.len())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|t| **t < sorted[i] + width)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_process_keeps_to_its_share_of_the_rate() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let went = saturate(&mut pacer, PacedCall::Poll, start, secs(60.0));
+    // 95% of 20/s, a third each, plus the burst of 1.
+    let share = 20.0 * 0.95 / 3.0;
+    assert!(
+        went.len() as f64 <= share * 60.0 + 1.0 + 1.0,
+        "{}",
+        went.len()
+    );
+    assert!(went.len() as f64 >= share * 60.0 * 0.98, "{}", went.len());
+    assert!(most_in_window(&went, 1.0) as f64 <= share + 1.0 + 1e-9);
+}
+
+#[test]
+fn creates_keep_to_the_share_of_the_outstanding_slots() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    // Without answers: no adjustment, the nominal rate of 5 slots / 3.5 s.
+    let mut now = start;
+    let mut went = 0;
+    while now < start + secs(35.0) {
+        match pacer.admit(PacedCall::Create, now, BUDGET) {
+            Admission::Go(wait) => {
+                now += wait;
+                went += 1;
+            }
+            Admission::Defer { .. } => unreachable!("the budget covers every wait"),
+        }
+    }
+    // 50 in 35 s, plus the first one at once.
+    assert!((50..=52).contains(&went), "{went}");
+}
+
+#[test]
+fn polls_are_not_held_back_by_creates() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    assert_eq!(
+        pacer.admit(PacedCall::Create, start, BUDGET),
+        Admission::Go(Duration::ZERO)
+    );
+    // The next create waits for its slot, 0.7 s away ...
+    let Admission::Go(create_wait) = pacer.admit(PacedCall::Create, start, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!(create_wait > secs(0.6), "{create_wait:?}");
+    // ... and a poll at the same instant only for the rate: the two creates took two
+    // calls' worth, so its turn is the third at 6.33 a second, 0.32 s away.
+    let Admission::Go(poll_wait) = pacer.admit(PacedCall::Poll, start, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!(poll_wait < secs(0.33), "{poll_wait:?}");
+}
+
+#[test]
+fn a_wait_longer_than_allowed_defers_without_taking_a_token() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let short = Duration::from_millis(100);
+    assert!(matches!(
+        pacer.admit(PacedCall::Create, start, short),
+        Admission::Go(_)
+    ));
+    let deferred = pacer.admit(PacedCall::Create, start, short);
+    assert_eq!(deferred, Admission::Defer { delay_seconds: 1 });
+    // Nothing was taken: the slot 0.7 s away is still the next one.
+    let Admission::Go(wait) = pacer.admit(PacedCall::Create, start, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!((secs(0.69)..=secs(0.71)).contains(&wait), "{wait:?}");
+}
+
+#[test]
+fn the_pacer_never_waits_longer_than_its_own_limit() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    // Eleven creates at once: the last would wait 7 s, beyond max_wait (2 s) though
+    // within the caller's budget; a create waits at most 1.5 create intervals (1.05 s).
+    let answers: Vec<Admission> = (0..11)
+        .map(|_| pacer.admit(PacedCall::Create, start, BUDGET))
+        .collect();
+    assert!(answers.iter().all(|a| match a {
+        Admission::Go(wait) => *wait <= secs(1.05),
+        Admission::Defer { .. } => true,
+    }));
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| matches!(a, Admission::Go(_)))
+            .count(),
+        2,
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn polls_wait_up_to_the_pacers_limit() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    // 6.33 calls a second: 13 fit in 2 s (the first at once), the rest are deferred.
+    let went = (0..20)
+        .filter(|_| {
+            matches!(
+                pacer.admit(PacedCall::Poll, start, BUDGET),
+                Admission::Go(_)
+            )
+        })
+        .count();
+    assert_eq!(went, 13);
+}
+
+#[test]
+fn turns_not_taken_are_kept_up_to_the_burst() {
+    let start = Instant::now();
+    let settings = production(3);
+    assert_eq!((settings.call_burst, settings.create_burst), (3.0, 2.0));
+    let mut pacer = Pacer::new(&settings, start);
+    // After an idle spell: three calls at once, the fourth a turn later.
+    let later = start + secs(10.0);
+    for _ in 0..3 {
+        assert_eq!(
+            pacer.admit(PacedCall::Poll, later, BUDGET),
+            Admission::Go(Duration::ZERO)
+        );
+    }
+    let Admission::Go(wait) = pacer.admit(PacedCall::Poll, later, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!((secs(0.15)..secs(0.17)).contains(&wait), "{wait:?}");
+    // Two creates at once, the third a create interval (0.7 s) after the first.
+    let again = later + secs(10.0);
+    for _ in 0..2 {
+        assert!(matches!(
+            pacer.admit(PacedCall::Create, again, BUDGET),
+            Admission::Go(wait) if wait < secs(0.5)
+        ));
+    }
+    let Admission::Go(wait) = pacer.admit(PacedCall::Create, again, BUDGET) else {
+        panic!("deferred");
+    };
+    assert!((secs(0.69)..secs(0.71)).contains(&wait), "{wait:?}");
+    // Ten processes keep one turn each: ten at once, half the service's burst.
+    assert_eq!(production(10).call_burst, 1.0);
+}
+
+#[test]
+fn deferred_creates_come_back_spread_at_the_create_rate() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let none = Duration::ZERO;
+    assert!(matches!(
+        pacer.admit(PacedCall::Create, start, none),
+        Admission::Go(_)
+    ));
+    let delays: Vec<u32> = (0..20)
+        .map(|_| match pacer.admit(PacedCall::Create, start, none) {
+            Admission::Defer { delay_seconds } => delay_seconds,
+            Admission::Go(_) => panic!("a create went without its slot"),
+        })
+        .collect();
+    // The i-th comes back when the i-th next slot is free: 0.7 s apart, rounded up.
+    for (i, delay) in delays.iter().enumerate() {
+        let slot = (i + 1) as f64 * 3.5 / 5.0;
+        assert!(
+            f64::from(*delay) >= slot && f64::from(*delay) < slot + 1.0,
+            "{i}: {delay} for a slot at {slot}"
+        );
+    }
+    // Deferring the same create again later does not push it behind the others twice:
+    // the schedule moves on with time.
+    let later = start + secs(30.0);
+    match pacer.admit(PacedCall::Create, later, none) {
+        Admission::Go(_) => {}
+        Admission::Defer { delay_seconds } => assert!(delay_seconds <= 1),
+    }
+}
+
+#[test]
+fn a_rate_limit_cuts_the_rate_and_accepted_calls_restore_it_slowly() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let share = pacer.call_rate();
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited);
+    assert!((pacer.call_rate() - share * 0.7).abs() < 1e-9);
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited);
+    assert!((pacer.call_rate() - share * 0.49).abs() < 1e-9);
+    // 0.51 of the share back takes 0.51 x 500 accepted calls.
+    for _ in 0..250 {
+        pacer.answered(PacedCall::Poll, Feedback::Accepted);
+    }
+    assert!(pacer.call_rate() < share);
+    for _ in 0..10 {
+        pacer.answered(PacedCall::Delete, Feedback::Accepted);
+    }
+    assert_eq!(pacer.call_rate(), share);
+    for _ in 0..100 {
+        pacer.answered(PacedCall::Poll, Feedback::RateLimited);
+    }
+    assert!((pacer.call_rate() - share * 0.05).abs() < 1e-9);
+}
+
+#[test]
+fn busy_answers_slow_creates_and_accepted_creates_speed_them_up() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let nominal = pacer.create_rate();
+    pacer.answered(PacedCall::Create, Feedback::Busy);
+    assert!(pacer.create_rate() < nominal);
+    // A busy answer is not a rate limit: the call rate stays.
+    assert_eq!(pacer.call_rate(), 20.0 * 0.95 / 3.0);
+    for _ in 0..1000 {
+        pacer.answered(PacedCall::Create, Feedback::Accepted);
+    }
+    assert!((pacer.create_rate() - 2.0 * nominal).abs() < 1e-9);
+    for _ in 0..1000 {
+        pacer.answered(PacedCall::Create, Feedback::Busy);
+    }
+    assert!((pacer.create_rate() - 0.05 * nominal).abs() < 1e-9);
+    // Polls and other errors leave the create rate alone.
+    pacer.answered(PacedCall::Poll, Feedback::Accepted);
+    pacer.answered(PacedCall::Create, Feedback::Other);
+    assert!((pacer.create_rate() - 0.05 * nominal).abs() < 1e-9);
+}
+
+#[test]
+fn ten_processes_share_as_much_as_three() {
+    let start = Instant::now();
+    let three = Pacer::new(&settings(3), start);
+    let ten = Pacer::new(&settings(10), start);
+    assert!((three.call_rate() * 3.0 - ten.call_rate() * 10.0).abs() < 1e-9);
+    assert!((three.create_rate() * 3.0 - ten.create_rate() * 10.0).abs() < 1e-9);
+}
+
+/// A model of the service: a 20/s token bucket and 15 outstanding creates, each
+/// provisioned in 1 to 6 s (the simulator's defaults), on the test's clock.
+struct Service {
+    tokens: f64,
+    at: f64,
+    outstanding: Vec<f64>,
+    rng: fastrand::Rng,
+    rate: f64,
+}
+
+impl Service {
+    fn call(&mut self, call: PacedCall, at: f64) -> Feedback {
+        self.tokens = (self.tokens + (at - self.at).max(0.0) * self.rate).min(20.0);
+        self.at = self.at.max(at);
+        if self.tokens < 1.0 {
+            return Feedback::RateLimited;
+        }
+        self.tokens -= 1.0;
+        if call == PacedCall::Create {
+            self.outstanding.retain(|done| *done > at);
+            if self.outstanding.len() >= 15 {
+                return Feedback::Busy;
+            }
+            self.outstanding.push(at + 1.0 + 5.0 * self.rng.f64());
+        }
+        Feedback::Accepted
+    }
+}
+
+/// `processes` pacers, each with an endless supply of grants and revokes (a create, a
+/// poll, a delete, a poll, over and over, as in the benchmark), against the model for
+/// `span` seconds: (creates accepted, rate limits, busy answers, calls).
+fn run_model(processes: u32, service_rate: f64, span: f64, seed: u64) -> (u32, u32, u32, u32) {
+    let start = Instant::now();
+    let mut service = Service {
+        tokens: 20.0,
+        at: 0.0,
+        outstanding: Vec::new(),
+        rng: fastrand::Rng::with_seed(seed),
+        rate: service_rate,
+    };
+    let mut pacers: Vec<Pacer> = (0..processes)
+        .map(|_| Pacer::new(&production(processes), start))
+        .collect();
+    const CYCLE: [PacedCall; 4] = [
+        PacedCall::Create,
+        PacedCall::Poll,
+        PacedCall::Delete,
+        PacedCall::Poll,
+    ];
+    // When each process acts next, its place in the cycle, and whether that is the
+    // call it was admitted for (the service sees calls in time order).
+    let mut next: Vec<(f64, usize, bool)> = (0..processes)
+        .map(|p| (f64::from(p) * 0.01, 0, false))
+        .collect();
+    let (mut created, mut limited, mut busy, mut calls) = (0, 0, 0, 0);
+    loop {
+        let (p, (at, place, admitted)) = next
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
+            .expect("processes");
+        if at > span {
+            return (created, limited, busy, calls);
+        }
+        let call = CYCLE[place];
+        let following = (place + 1) % CYCLE.len();
+        if admitted {
+            // A few milliseconds to the service and back.
+            let feedback = service.call(call, at + 0.005);
+            calls += 1;
+            match feedback {
+                Feedback::RateLimited => limited += 1,
+                Feedback::Busy => busy += 1,
+                Feedback::Accepted if call == PacedCall::Create => created += 1,
+                _ => {}
+            }
+            pacers[p].answered(call, feedback);
+            next[p] = (at + 0.01, following, false);
+            continue;
+        }
+        match pacers[p].admit(call, start + secs(at), Duration::from_secs(2)) {
+            Admission::Go(wait) => next[p] = (at + wait.as_secs_f64(), place, true),
+            // The step comes back later; meanwhile the process takes the next one.
+            Admission::Defer { .. } => next[p] = (at + 0.05, following, false),
+        }
+    }
+}
+
+#[test]
+fn three_processes_keep_the_slots_full_without_rate_limits() {
+    for seed in 1..=3 {
+        let (created, limited, busy, calls) = run_model(3, 20.0, 300.0, seed);
+        // The slots allow 15 / 3.5 s = 4.29 creates a second: 1,286 in 300 s.
+        assert!(created >= 1050, "seed {seed}: {created} creates");
+        assert_eq!(limited, 0, "seed {seed}");
+        assert!(
+            f64::from(busy) < 0.05 * f64::from(calls),
+            "seed {seed}: {busy} of {calls}"
+        );
+    }
+}
+
+#[test]
+fn ten_processes_do_no_worse_than_three() {
+    let (three, _, three_busy, three_calls) = run_model(3, 20.0, 300.0, 7);
+    let (ten, limited, ten_busy, ten_calls) = run_model(10, 20.0, 300.0, 7);
+    assert_eq!(limited, 0);
+    assert!(
+        f64::from(ten) >= 0.95 * f64::from(three),
+        "{ten} against {three}"
+    );
+    assert!(
+        f64::from(ten_busy) / f64::from(ten_calls)
+            <= 1.5 * f64::from(three_busy) / f64::from(three_calls) + 0.01,
+        "{ten_busy}/{ten_calls} against {three_busy}/{three_calls}"
+    );
+}
+
+#[test]
+fn with_half_the_rate_taken_the_processes_back_off() {
+    let (_, limited, _, calls) = run_model(3, 10.0, 300.0, 11);
+    assert!(
+        f64::from(limited) < 0.05 * f64::from(calls),
+        "{limited} of {calls}"
+    );
+    // They used most of what was left.
+    assert!(f64::from(calls) > 0.8 * 10.0 * 300.0, "{calls}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever the answers and the timing: a call goes only within the budget and the
+    /// pacer's own limit; a deferral is a valid SQS delay; the calls that went keep to
+    /// the share in every window; and the creates to their highest rate.
+    #[test]
+    fn admissions_keep_their_bounds(
+        steps in proptest::collection::vec(
+            (0u64..3_000, 0u8..3, 0u8..4, 0u64..4_000),
+            1..300,
+        ),
+        processes in 1u32..12,
+    ) {
+        let settings = settings(processes);
+        let start = Instant::now();
+        let mut pacer = Pacer::new(&settings, start);
+        let share = 20.0 * 0.95 / f64::from(processes);
+        let create_max = 2.0 * 15.0 / f64::from(processes) / 3.5;
+        let mut now = start;
+        let mut went = Vec::new();
+        let mut creates = Vec::new();
+        let mut others = Vec::new();
+        for (gap_ms, kind, answer, budget_ms) in steps {
+            now += Duration::from_millis(gap_ms);
+            let call = [PacedCall::Create, PacedCall::Delete, PacedCall::Poll][usize::from(kind)];
+            let budget = Duration::from_millis(budget_ms);
+            match pacer.admit(call, now, budget) {
+                Admission::Go(wait) => {
+                    prop_assert!(wait <= budget && wait <= settings.max_wait);
+                    let at = (now + wait - start).as_secs_f64();
+                    went.push(at);
+                    if call == PacedCall::Create {
+                        creates.push(at);
+                    } else {
+                        others.push(at);
+                    }
+                    let feedback = [Feedback::Accepted, Feedback::RateLimited, Feedback::Busy, Feedback::Other][usize::from(answer)];
+                    let feedback = if feedback == Feedback::Busy && call != PacedCall::Create { Feedback::Accepted } else { feedback };
+                    pacer.answered(call, feedback);
+                }
+                Admission::Defer { delay_seconds } => {
+                    prop_assert!((1..=900).contains(&delay_seconds));
+                }
+            }
+            prop_assert!(pacer.call_rate() <= share + 1e-9 && pacer.call_rate() >= share * 0.05 - 1e-9);
+            prop_assert!(pacer.create_rate() <= create_max + 1e-9);
+        }
+        for width in [0.5, 1.0, 5.0] {
+            // A create takes its turn of the rate when admitted and may go later, when
+            // its slot comes: it may then come close to the next call.
+            prop_assert!(most_in_window(&went, width) as f64 <= share * width + 2.0 + 1e-6);
+            prop_assert!(most_in_window(&others, width) as f64 <= share * width + 1.0 + 1e-6);
+            prop_assert!(most_in_window(&creates, width) as f64 <= create_max * width + 1.0 + 1e-6);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The handler with a paced Identity Center port (adapters::paced over the scripted
+//! fake): a step the pacer holds back is stored again with its delay, makes no call,
+//! spends no attempt and is counted as deferred, not as a call.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use assignment_worker::adapters::memory::{
+    Call, MemoryLedger, MemoryServiceCatalog, RecordingQueues, ScriptedIdentityCenter,
+};
+use assignment_worker::adapters::paced::PacedIdentityCenter;
+use assignment_worker::config::Config;
+use assignment_worker::handler::{Invocation, Worker};
+use assignment_worker::pacer::PacerSettings;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{Value, json};
+
+const WORK: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/assignment-work";
+const DLQ: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/assignment-dlq";
+const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40";
+const PERMISSION_SET: &str =
+    "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+const PRINCIPAL: &str = "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10";
+
+type PacedWorker = Worker<
+    PacedIdentityCenter<ScriptedIdentityCenter>,
+    RecordingQueues,
+    MemoryLedger,
+    MemoryServiceCatalog,
+>;
+
+/// A worker whose pacer lets one call go (a create, or anything else) and nothing after
+/// it for minutes: the test's timing cannot matter. Records run one at
+/// a time, in order.
+fn worker() -> PacedWorker {
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("WORK_QUEUE_URL", WORK),
+        ("DEAD_LETTER_QUEUE_URL", DLQ),
+        ("LEDGER_TABLE", "assignment-ledger"),
+        ("MAX_CONCURRENCY", "1"),
+    ]);
+    let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned()))
+        .expect("test configuration is valid");
+    let settings = PacerSettings {
+        rate_per_second: 1.0,
+        max_outstanding_creates: 15.0,
+        provisioning: Duration::from_secs(3600),
+        processes: 100,
+        max_wait: Duration::ZERO,
+        call_burst: 1.0,
+        create_burst: 1.0,
+    };
+    Worker {
+        identity_center: PacedIdentityCenter::new(ScriptedIdentityCenter::default(), &settings),
+        queues: RecordingQueues::default(),
+        ledger: MemoryLedger::default(),
+        service_catalog: MemoryServiceCatalog::default(),
+        config,
+    }
+}
+
+fn request(action: &str, account: &str, id: &str) -> Value {
+    json!({"action": action, "instanceArn": INSTANCE, "permissionSetArn": PERMISSION_SET,
+           "targetId": account, "principalType": "USER", "principalId": PRINCIPAL,
+           "correlationId": id})
+}
+
+fn event(bodies: &[Value]) -> SqsEvent {
+    {
+        let mut event = SqsEvent::default();
+        event.records = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut message = SqsMessage::default();
+                message.message_id = Some(format!("00000000-0000-4000-8000-{i:012}"));
+                message.body = Some(body.to_string());
+                message.attributes =
+                    HashMap::from([("SentTimestamp".to_owned(), "1763785200000".to_owned())]);
+                message
+            })
+            .collect();
+        event
+    }
+}
+
+fn work_by_correlation_id(worker: &PacedWorker) -> HashMap<String, (Value, Option<u32>)> {
+    worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(|message| {
+            let body: Value = serde_json::from_str(&message.body).expect("JSON");
+            let id = body["request"]["correlationId"]
+                .as_str()
+                .expect("correlation id")
+                .to_owned();
+            (id, (body, Some(message.delay_seconds)))
+        })
+        .collect()
+}
+
+fn api_document<'a>(documents: &'a [Value], api: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["Api"] == api)
+        .unwrap_or_else(|| panic!("no {api} document in {documents:?}"))
+}
+
+#[tokio::test]
+async fn creates_beyond_the_pace_are_stored_again_without_a_call() {
+    let worker = worker();
+    let bodies: Vec<Value> = (0..4)
+        .map(|i| request("create", &format!("11112222333{i}"), &format!("GRANT-{i}")))
+        .collect();
+    let invocation = Invocation::default();
+    let response = worker.handle(event(&bodies), &invocation).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let calls = worker.identity_center.inner().calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(matches!(&calls[0], Call::Create { account, .. } if account == "111122223330"));
+    let work = work_by_correlation_id(&worker);
+    for i in 1..4 {
+        let (envelope, delay) = &work[&format!("GRANT-{i}")];
+        let progress = &envelope["progress"];
+        assert_eq!(progress["step"], "submit", "{envelope}");
+        assert_eq!(progress["operation"], "create");
+        // No attempt spent and nothing that may have reached AWS.
+        assert_eq!(progress["attempt"], 1);
+        assert!(
+            progress.get("maybeSubmitted").is_none_or(|v| v == false),
+            "{envelope}"
+        );
+        assert!(delay.is_some_and(|d| (1..=900).contains(&d)), "{delay:?}");
+    }
+    // The deferred creates made no ledger claim either: only the one that went did.
+    assert_eq!(worker.ledger.calls(), 2, "a claim and a state record");
+
+    let documents = invocation.metrics.documents("Test", 0);
+    let create = api_document(&documents, "CreateAccountAssignment");
+    assert_eq!(create["Calls"], 1);
+    assert_eq!(create["Deferred"], 3);
+}
+
+#[tokio::test]
+async fn a_poll_waits_for_the_rate_not_for_a_create_slot() {
+    let worker = worker();
+    let poll = |id: &str| {
+        json!({"request": request("create", "222233334444", id),
+               "progress": {"step": "poll", "operation": "create",
+                            "operationRequestId": "7c1e3f0a-9b2d-4e5f-8a6b-0c1d2e3f4a5b",
+                            "attempt": 2, "polls": 1,
+                            "firstReceivedAt": "2026-11-22T04:00:00Z",
+                            "submittedAt": "2026-11-22T04:00:01Z"}})
+    };
+    // The first create takes the one create slot and the rate's turn; the second
+    // create waits for a create slot (an hour away: deferred by the longest delay);
+    // the poll waits only for the rate's next turn (105 s away at 0.0095 calls/s).
+    let bodies = [
+        request("create", "111122223330", "GRANT-0"),
+        request("create", "111122223331", "GRANT-1"),
+        poll("POLL-0"),
+    ];
+    let invocation = Invocation::default();
+    let response = worker.handle(event(&bodies), &invocation).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let calls = worker.identity_center.inner().calls();
+    assert!(matches!(&calls[..], [Call::Create { .. }]), "{calls:?}");
+    let work = work_by_correlation_id(&worker);
+    let (deferred_grant, grant_delay) = &work["GRANT-1"];
+    assert_eq!(deferred_grant["progress"]["step"], "submit");
+    assert_eq!(*grant_delay, Some(900));
+    let (deferred_poll, poll_delay) = &work["POLL-0"];
+    assert_eq!(deferred_poll["progress"]["step"], "poll");
+    assert_eq!(deferred_poll["progress"]["polls"], 1, "no poll was made");
+    assert_eq!(
+        deferred_poll["progress"]["attempt"], 2,
+        "no attempt was spent"
+    );
+    assert!(
+        poll_delay.is_some_and(|d| (105..=107).contains(&d)),
+        "{poll_delay:?}"
+    );
+    let documents = invocation.metrics.documents("Test", 0);
+    let polls = api_document(&documents, "DescribeAccountAssignmentCreationStatus");
+    assert_eq!(polls["Calls"], 0);
+    assert_eq!(polls["Deferred"], 1);
+}
