@@ -52,6 +52,7 @@ CASES = {
         "ProtectedAccountIds": "111111111111,222222222222",
         "ProtectedPermissionSetArns": PS + "aaaaaaaaaaaaaaaa",
         "MaxConcurrency": "2",
+        "IdentityCenterRatePerSecond": "10",
     },
     "listed-permission-sets-management-kms-no-outcomes-tracing-namespace": {
         "IdentityCenterInstanceArn": INSTANCE,
@@ -413,6 +414,8 @@ def stack_checks(name, params, outputs, clients):
     check(env.get("ALLOW_IAM_PATTERN_PRINCIPALS") == params.get("AllowIamPatternPrincipals", "false"),
           f"{name}: ALLOW_IAM_PATTERN_PRINCIPALS")
     check(env["MAX_CONCURRENCY"] == params.get("MaxConcurrency", "4"), f"{name}: MAX_CONCURRENCY")
+    check(env.get("IDENTITY_CENTER_RATE_PER_SECOND") == params.get("IdentityCenterRatePerSecond", "20"),
+          f"{name}: IDENTITY_CENTER_RATE_PER_SECOND {env.get('IDENTITY_CENTER_RATE_PER_SECOND')}")
     check(env.get("LEDGER_TABLE") == outputs["LedgerTableName"], f"{name}: LEDGER_TABLE {env.get('LEDGER_TABLE')}")
     check(env.get("METRICS_NAMESPACE") == params.get("MetricsNamespace", DEFAULT_NAMESPACE),
           f"{name}: METRICS_NAMESPACE {env.get('METRICS_NAMESPACE')}")
@@ -430,6 +433,10 @@ def stack_checks(name, params, outputs, clients):
         check(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"], f"{name}: ReportBatchItemFailures")
         check(m["ScalingConfig"]["MaximumConcurrency"] * int(env["MAX_CONCURRENCY"]) < 15,
               f"{name}: {m['ScalingConfig']} x MAX_CONCURRENCY {env['MAX_CONCURRENCY']}")
+        # The pacer's share is only right when it divides by the processes that really run.
+        check(env.get("FUNCTION_CONCURRENCY") == str(m["ScalingConfig"]["MaximumConcurrency"]),
+              f"{name}: FUNCTION_CONCURRENCY {env.get('FUNCTION_CONCURRENCY')} is not the event source's "
+              f"{m['ScalingConfig']}")
 
 
 def main():
