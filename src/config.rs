@@ -92,6 +92,21 @@ pub struct Config {
     pub policy: Policy,
     pub guardrails: Guardrails,
     pub pacing: Pacing,
+    /// Longest one SQS send attempt may take, its connection included. SQS answers in
+    /// milliseconds, and a send that hangs is better retried at once; a local stack whose
+    /// SQS is a loaded moto process needs longer.
+    pub sqs_attempt_timeout: Duration,
+}
+
+/// Attempts per SQS send: one quick retry, since a send that fails for good makes its
+/// record reappear only after the visibility timeout.
+pub const SQS_MAX_ATTEMPTS: u32 = 2;
+
+impl Config {
+    /// Longest one SQS send may take, its retry and the backoff before it included.
+    pub fn sqs_operation_timeout(&self) -> Duration {
+        self.sqs_attempt_timeout * SQS_MAX_ATTEMPTS
+    }
 }
 
 /// What each process knows to pace its Identity Center calls (SPEC §10, [`crate::pacer`]).
@@ -128,7 +143,7 @@ impl Pacing {
 pub const MAX_OUTSTANDING_CREATES: f64 = 15.0;
 /// The longest a call waits in the process for the pacer; a longer wait defers the
 /// step through the queue. Short against the function's timeout, and taken only from
-/// the time left above [`crate::record_step::CALL_RESERVE`].
+/// the time left above [`crate::record_step::call_reserve`].
 pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
 impl Config {
@@ -220,6 +235,12 @@ impl Config {
                     900_000,
                 )?,
             },
+            sqs_attempt_timeout: Duration::from_millis(env.number(
+                "SQS_ATTEMPT_TIMEOUT_MILLISECONDS",
+                1000,
+                100,
+                5000,
+            )?),
         })
     }
 }
@@ -399,6 +420,29 @@ mod tests {
         assert!(by_arn.is_ok(), "{by_arn:?}");
     }
 
+    /// The reserve before the deadline grows with the SQS bounds, so that a step started
+    /// just above it can still store its messages (README "How a batch is handled").
+    #[test]
+    fn the_call_reserve_covers_the_sqs_bounds() {
+        let default = config(&QUEUES).unwrap();
+        assert_eq!(default.sqs_operation_timeout(), Duration::from_secs(2));
+        assert_eq!(
+            crate::record_step::call_reserve(&default),
+            Duration::from_secs(12)
+        );
+        let slow = config(&[
+            QUEUES[0],
+            QUEUES[1],
+            ("SQS_ATTEMPT_TIMEOUT_MILLISECONDS", "2500"),
+        ])
+        .unwrap();
+        assert_eq!(slow.sqs_operation_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            crate::record_step::call_reserve(&slow),
+            Duration::from_secs(18)
+        );
+    }
+
     #[test]
     fn each_bad_variable_is_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
@@ -438,6 +482,14 @@ mod tests {
             (
                 &[QUEUES[0], QUEUES[1], ("MAX_ATTEMPTS", "ten")],
                 "MAX_ATTEMPTS",
+            ),
+            (
+                &[
+                    QUEUES[0],
+                    QUEUES[1],
+                    ("SQS_ATTEMPT_TIMEOUT_MILLISECONDS", "50"),
+                ],
+                "SQS_ATTEMPT_TIMEOUT_MILLISECONDS",
             ),
             (
                 &[QUEUES[0], QUEUES[1], ("POLL_MAX_DELAY_SECONDS", "901")],

@@ -9,7 +9,8 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use time::OffsetDateTime;
 use tracing::Span;
 
-use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SQS_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
+use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
+use crate::config::Config;
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
@@ -32,13 +33,14 @@ use crate::service_catalog::ServiceCatalog;
 /// deadline: the call itself, the ledger call after a confirmed change, and the sends
 /// that store the step: a batch call per queue, and when SQS refuses a whole batch, its
 /// entries alone (the handler sends each wave at once), each at most
-/// [`SQS_OPERATION_TIMEOUT`]; and a second to answer Lambda.
-pub const CALL_RESERVE: Duration = Duration::from_secs(
-    SSO_OPERATION_TIMEOUT.as_secs()
-        + LEDGER_OPERATION_TIMEOUT.as_secs()
-        + 2 * SQS_OPERATION_TIMEOUT.as_secs()
-        + 1,
-);
+/// [`Config::sqs_operation_timeout`]; and a second to answer Lambda. 12 s with the
+/// default SQS bounds.
+pub fn call_reserve(config: &Config) -> Duration {
+    SSO_OPERATION_TIMEOUT
+        + LEDGER_OPERATION_TIMEOUT
+        + 2 * config.sqs_operation_timeout()
+        + Duration::from_secs(1)
+}
 
 /// The next step of one record, before it is sent.
 #[derive(Debug)]
@@ -282,7 +284,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if let Some(dead_letter) = refusal {
                 return decided(Decision::DeadLetter(dead_letter), progress);
             }
-            if out_of_time(self.deadline) {
+            if self.out_of_time() {
                 return Stepped::Redeliver("invocation deadline near; no new AWS call");
             }
             // Paced before the ledger's claim, so that a deferred submit costs no claim.
@@ -311,7 +313,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         {
             return deferred;
         }
-        if out_of_time(self.deadline) {
+        if self.out_of_time() {
             return Stepped::Redeliver("invocation deadline near; no new AWS call");
         }
 
@@ -442,7 +444,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 ) {
                     return Ok(decision.into());
                 }
-                if out_of_time(self.deadline) {
+                if self.out_of_time() {
                     return Err(NEAR_DEADLINE);
                 }
                 let result = catalog.associate_principal(change).await;
@@ -458,7 +460,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         match portfolio::after_submit(progress, &result, Self::now(), policy, Self::jitter()) {
             AfterSubmit::Decided(decision) => Ok(decision.into()),
             AfterSubmit::SettleByListing => {
-                if out_of_time(self.deadline) {
+                if self.out_of_time() {
                     return Err(NEAR_DEADLINE);
                 }
                 let listed = self.list(change).await;
@@ -557,6 +559,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// Asks the Identity Center port whether an assignment's call may go now (it may
     /// wait for it, within the time the deadline leaves): `Some` when the step is
     /// deferred, stored again with the pacer's delay and no call made.
+    /// Too close to the invocation's deadline to start an AWS call (see
+    /// [`call_reserve`]).
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|deadline| {
+            deadline
+                .duration_since(SystemTime::now())
+                .map_or(true, |left| left < call_reserve(&self.worker.config))
+        })
+    }
+
     async fn pace(&self, progress: &Progress) -> Option<Stepped> {
         let Target::Assignment(_) = self.target else {
             return None;
@@ -569,7 +581,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let budget = self.deadline.map_or(Duration::MAX, |deadline| {
             deadline
                 .duration_since(SystemTime::now())
-                .map_or(Duration::ZERO, |left| left.saturating_sub(CALL_RESERVE))
+                .map_or(Duration::ZERO, |left| {
+                    left.saturating_sub(call_reserve(&self.worker.config))
+                })
         });
         match self.worker.identity_center.pace(call, budget).await {
             Pace::Now => None,
@@ -929,12 +943,4 @@ fn record_request_fields(message: &Message) {
         span.record("account", assignment.account.as_str());
         span.record("permission_set", assignment.permission_set.as_str());
     }
-}
-
-fn out_of_time(deadline: Option<SystemTime>) -> bool {
-    deadline.is_some_and(|deadline| {
-        deadline
-            .duration_since(SystemTime::now())
-            .map_or(true, |left| left < CALL_RESERVE)
-    })
 }

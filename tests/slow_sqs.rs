@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use assignment_worker::adapters::aws_worker;
 use assignment_worker::config::Config;
 use assignment_worker::handler::Invocation;
-use assignment_worker::record_step::CALL_RESERVE;
+use assignment_worker::record_step::call_reserve;
 use aws_lambda_events::event::sqs::SqsEvent;
 use local_stack::moto::Moto;
 use local_stack::proxy::CountingProxy;
@@ -105,12 +105,13 @@ async fn run_with_slow_sqs(first: Vec<Duration>, otherwise: Duration) -> usize {
         ("PROTECTED_ACCOUNT_IDS", "999999999999"),
     ]);
     let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
+    let reserve = call_reserve(&config);
     let worker = aws_worker(&sdk_config(&proxy.endpoint).await, config);
     proxy.delay_answers("AmazonSQS.", first, otherwise);
 
     let (event, expected) = batch();
     // Every record may start its step: the deadline leaves the reserve and a second.
-    let deadline = SystemTime::now() + CALL_RESERVE + Duration::from_secs(1);
+    let deadline = SystemTime::now() + reserve + Duration::from_secs(1);
     let invocation = Invocation {
         deadline: Some(deadline),
         ..Invocation::default()

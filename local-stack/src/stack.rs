@@ -53,11 +53,12 @@ impl Default for Options {
             worker_env: Vec::new(),
             // Longer than the function timeout, so a batch never reappears while a
             // live invocation still holds it (the template uses 6x).
-            visibility_timeout_seconds: 20,
+            visibility_timeout_seconds: 30,
             max_receive_count: 5,
-            // Above the worker's 12 s call reserve (record_step::CALL_RESERVE), so it
-            // has time to work, and below the visibility timeout.
-            function_timeout: Duration::from_secs(18),
+            // Above the worker's call reserve (record_step::call_reserve: 16 s with
+            // the SQS bounds of `moto_sqs_env`), so it has time to work, and below the
+            // visibility timeout.
+            function_timeout: Duration::from_secs(24),
             log_dir: crate::workspace_root().join("target/local-stack"),
         }
     }
@@ -75,6 +76,17 @@ pub fn fast_worker_env() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect()
+}
+
+/// SQS bounds for moto's SQS. The default attempt timeout (1 s) suits SQS, which
+/// answers in milliseconds; moto's single Python process, shared with every other
+/// process of a loaded machine, can take longer while it stores the message. The
+/// worker would then count a stored send as failed and its record would run twice.
+pub fn moto_sqs_env() -> Vec<(String, String)> {
+    vec![(
+        "SQS_ATTEMPT_TIMEOUT_MILLISECONDS".to_owned(),
+        "2000".to_owned(),
+    )]
 }
 
 /// The worker's pacing settings as a deployment would give them (README
@@ -245,6 +257,7 @@ impl Stack {
             ),
         ];
         env.extend(pacing_env(&options.knobs, options.workers));
+        env.extend(moto_sqs_env());
         env.extend(options.worker_env.iter().cloned());
         let env = Arc::new(env);
 

@@ -21,24 +21,15 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::aws_call::{CallError, ErrorKind};
 
-use crate::config::Config;
+use crate::config::{Config, SQS_MAX_ATTEMPTS};
 use crate::handler::Worker;
 
-/// Longest an Identity Center call may take; [`crate::record_step::CALL_RESERVE`]
+/// Longest an Identity Center call may take; [`crate::record_step::call_reserve`]
 /// leaves room for it before the invocation's deadline.
 pub const SSO_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a ledger call may take. A step makes at most one ledger call before its
 /// Identity Center call and one after, so the reserve covers the slowest step.
 pub const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest one SQS send attempt may take, its connection included: SQS answers in
-/// milliseconds, and a send that hangs is better retried at once.
-pub const SQS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Attempts per SQS send: one quick retry, since a send that fails for good makes its
-/// record reappear only after the visibility timeout.
-pub const SQS_MAX_ATTEMPTS: u32 = 2;
-/// Longest one SQS send may take, its retry and the backoff before it included.
-pub const SQS_OPERATION_TIMEOUT: Duration =
-    Duration::from_secs(SQS_ATTEMPT_TIMEOUT.as_secs() * SQS_MAX_ATTEMPTS as u64);
 
 /// The shared AWS configuration from the standard environment (region, credentials,
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_SSO_ADMIN`,
@@ -111,7 +102,7 @@ pub fn aws_worker(
             sso_admin::SsoAdminIdentityCenter::new(aws_sdk_ssoadmin::Client::from_conf(sso_config)),
             &config.pacing.settings(),
         ),
-        queues: sqs::SqsQueues::new(sqs_client(shared)),
+        queues: sqs::SqsQueues::new(sqs_client(shared, &config)),
         service_catalog: service_catalog::ServiceCatalogClient::new(
             aws_sdk_servicecatalog::Client::from_conf(catalog_config),
         ),
@@ -120,22 +111,23 @@ pub fn aws_worker(
 }
 
 /// The SQS client the worker sends with: every send bounded by
-/// [`SQS_OPERATION_TIMEOUT`], so [`crate::record_step::CALL_RESERVE`] can cover them.
+/// [`Config::sqs_operation_timeout`], so [`crate::record_step::call_reserve`] can cover
+/// them.
 /// Sends keep the SDK's standard retries, bounded to [`SQS_MAX_ATTEMPTS`]: a send that
 /// fails for good makes the record reappear after the visibility timeout, which is
 /// slow; a quick retry is not.
-pub fn sqs_client(shared: &SdkConfig) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::config::Builder::from(shared)
+pub fn sqs_client(shared: &SdkConfig, config: &Config) -> aws_sdk_sqs::Client {
+    let sqs_config = aws_sdk_sqs::config::Builder::from(shared)
         .retry_config(RetryConfig::standard().with_max_attempts(SQS_MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(SQS_ATTEMPT_TIMEOUT)
-                .operation_attempt_timeout(SQS_ATTEMPT_TIMEOUT)
-                .operation_timeout(SQS_OPERATION_TIMEOUT)
+                .connect_timeout(config.sqs_attempt_timeout)
+                .operation_attempt_timeout(config.sqs_attempt_timeout)
+                .operation_timeout(config.sqs_operation_timeout())
                 .build(),
         )
         .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    aws_sdk_sqs::Client::from_conf(sqs_config)
 }
 
 /// Maps any SDK error (every AWS SDK shares these types) onto the kinds the lifecycle
