@@ -91,9 +91,10 @@ async fn main() -> Result<(), Error> {
         rate_per_second: args.sim_rate.unwrap_or(defaults.rate_per_second),
         ..defaults
     };
-    // The stack gives the worker its pacing settings (stack::pacing_env); shown in the
-    // report with the rest.
+    // The stack gives the worker its pacing settings (stack::pacing_env) and SQS bounds
+    // (stack::moto_sqs_env); shown in the report with the rest.
     let mut settings_shown = local_stack::stack::pacing_env(&knobs, args.workers);
+    settings_shown.extend(local_stack::stack::moto_sqs_env());
     settings_shown.retain(|(key, _)| !worker_env.iter().any(|(k, _)| k == key));
     settings_shown.extend(worker_env.iter().cloned());
     let stack = Stack::start(Options {
