@@ -8,12 +8,24 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// moto_server from the project's .venv (scripts/bootstrap); `MOTO_SERVER` overrides.
-pub fn binary() -> PathBuf {
-    std::env::var_os("MOTO_SERVER").map_or_else(
-        || crate::workspace_root().join(".venv/bin/moto_server"),
-        PathBuf::from,
-    )
+/// The command that starts moto: `MOTO_SERVER` when set (a moto_server executable), else
+/// local-stack/moto_server.py on the project's .venv (scripts/bootstrap), which is moto's
+/// server with two linear costs of its SQS made constant (see that file).
+pub fn command() -> (PathBuf, Vec<String>) {
+    match std::env::var_os("MOTO_SERVER") {
+        Some(binary) => (PathBuf::from(binary), Vec::new()),
+        None => {
+            let root = crate::workspace_root();
+            (
+                root.join(".venv/bin/python"),
+                vec![
+                    root.join("local-stack/moto_server.py")
+                        .display()
+                        .to_string(),
+                ],
+            )
+        }
+    }
 }
 
 pub struct Moto {
@@ -25,7 +37,7 @@ impl Moto {
     /// Starts moto with `-p 0` and reads the port from its banner, so that parallel
     /// runs never share a server.
     pub fn start() -> Result<Moto, Error> {
-        let binary = binary();
+        let (binary, script) = command();
         if !binary.exists() {
             return Err(format!(
                 "{} not found: run scripts/bootstrap (or scripts/test)",
@@ -34,6 +46,7 @@ impl Moto {
             .into());
         }
         let mut child = Command::new(&binary)
+            .args(script)
             .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
