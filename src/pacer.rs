@@ -2,8 +2,8 @@
 //! of the account's two limits instead of running into them and backing off.
 //!
 //! - The shared rate (20 calls/s): one call per interval per process at its share, cut
-//!   multiplicatively on a `Rate exceeded` answer and raised additively on accepted
-//!   calls (AIMD), never above the share.
+//!   multiplicatively on a `Rate exceeded` answer (once a second at most) and raised
+//!   additively with time (AIMD), never above the share.
 //! - The 15 outstanding creates: a process cannot see how many are outstanding (it
 //!   learns that an operation finished only from a poll, seconds after the slot freed,
 //!   and most polls of its creates are made by other processes), so the limit is
@@ -54,9 +54,16 @@ pub struct PacerSettings {
 const RATE_HEADROOM: f64 = 0.95;
 /// The rate after a `Rate exceeded` answer, as a fraction of the rate before.
 const RATE_DECREASE: f64 = 0.7;
-/// Accepted calls it takes to regain the whole share after a cut to zero: slow, so
-/// that with another tool taking part of the rate the cuts stay rare.
-const RATE_RECOVERY_CALLS: f64 = 500.0;
+/// Seconds it takes to regain the whole share after a cut to zero: the rate comes
+/// back with time, not with accepted calls, since a process whose steps all wait on
+/// the queue makes no calls to learn from. With another tool taking half the rate, a
+/// process regains a cut's 30% in about ten seconds: cuts stay rare, and the rate
+/// left is used. (Regained per accepted call instead, a benchmark with half the rate
+/// taken ran at 40% of what was left: see BENCHMARKS.md.)
+const RATE_RECOVERY_SECONDS: f64 = 60.0;
+/// After a cut, further `Rate exceeded` answers within this time cut no more: they
+/// answer calls made before the cut, at the old rate, and say nothing new.
+const RATE_CUT_SPACING: Duration = Duration::from_secs(1);
 /// The create rate after a "too many requests processing" answer, as a fraction.
 const CREATE_DECREASE: f64 = 0.96;
 /// The create rate after an accepted create, as a multiple. With the decrease above
@@ -152,8 +159,10 @@ pub struct Pacer {
     /// When the last deferred create was told to come back: the next one comes back
     /// one create interval later.
     creates_deferred_until: Option<Instant>,
-    /// The same for deferred polls and deletes, at the call rate.
+    /// The same for deferred polls and deletes, at the share of the rate.
     calls_deferred_until: Option<Instant>,
+    /// The last cut of the call rate: when, and the rate it left.
+    rate_cut: Option<(Instant, f64)>,
 }
 
 impl Pacer {
@@ -174,6 +183,7 @@ impl Pacer {
             ),
             creates_deferred_until: None,
             calls_deferred_until: None,
+            rate_cut: None,
         }
     }
 
@@ -190,6 +200,7 @@ impl Pacer {
     /// Whether `call` may go, and when. `budget` is the longest the caller can wait
     /// (its deadline); the pacer waits no longer than its own `max_wait` either.
     pub fn admit(&mut self, call: PacedCall, now: Instant, budget: Duration) -> Admission {
+        self.calls.rate = self.call_rate_at(now);
         let rate_wait = self.calls.wait(now);
         let create_wait = match call {
             PacedCall::Create => self.creates.wait(now),
@@ -212,10 +223,12 @@ impl Pacer {
         }
         // Deferred steps come back one interval apart from the first free slot on, so
         // that they do not all return at once and defer each other again.
+        // Polls and deletes are spread at the share, not at a cut rate: the rate comes
+        // back within seconds, and steps spread at a cut rate would wait minutes.
         let (until, interval) = if call == PacedCall::Create && create_wait >= rate_wait {
             (&mut self.creates_deferred_until, 1.0 / self.creates.rate)
         } else {
-            (&mut self.calls_deferred_until, 1.0 / self.calls.rate)
+            (&mut self.calls_deferred_until, 1.0 / self.call_rate_max)
         };
         // Capped: a step is never deferred longer than SQS allows anyway.
         let first_free = now + Duration::from_secs_f64(wait.min(f64::from(MAX_DELAY_SECONDS)));
@@ -231,21 +244,30 @@ impl Pacer {
         }
     }
 
-    /// Learns from the answer to a call it admitted.
-    pub fn answered(&mut self, call: PacedCall, feedback: Feedback) {
-        let calls = self.calls.rate;
-        match feedback {
-            // A busy answer still took a token of the rate.
-            Feedback::Accepted | Feedback::Busy => {
-                let raised =
-                    (calls + self.call_rate_max / RATE_RECOVERY_CALLS).min(self.call_rate_max);
-                self.calls.rate = raised;
+    /// The call rate at `now`: the share, or after a cut, the rate the cut left plus
+    /// what has come back since.
+    pub fn call_rate_at(&self, now: Instant) -> f64 {
+        match self.rate_cut {
+            None => self.call_rate_max,
+            Some((at, left)) => {
+                let since = now.saturating_duration_since(at).as_secs_f64();
+                (left + self.call_rate_max * since / RATE_RECOVERY_SECONDS).min(self.call_rate_max)
             }
-            Feedback::RateLimited => {
+        }
+    }
+
+    /// Learns from the answer to a call it admitted, received at `now`.
+    pub fn answered(&mut self, call: PacedCall, feedback: Feedback, now: Instant) {
+        if feedback == Feedback::RateLimited {
+            let recently_cut = self
+                .rate_cut
+                .is_some_and(|(at, _)| now.saturating_duration_since(at) < RATE_CUT_SPACING);
+            if !recently_cut {
                 let floor = self.call_rate_max * CALL_RATE_FLOOR;
-                self.calls.rate = (calls * RATE_DECREASE).max(floor);
+                let left = (self.call_rate_at(now) * RATE_DECREASE).max(floor);
+                self.rate_cut = Some((now, left));
+                self.calls.rate = left;
             }
-            Feedback::Other => {}
         }
         if call != PacedCall::Create {
             return;

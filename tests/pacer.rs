@@ -46,7 +46,7 @@ fn saturate(pacer: &mut Pacer, call: PacedCall, start: Instant, span: Duration) 
             Admission::Go(wait) => {
                 now += wait;
                 went.push((now - start).as_secs_f64());
-                pacer.answered(call, Feedback::Accepted);
+                pacer.answered(call, Feedback::Accepted, now);
             }
             Admission::Defer { delay_seconds } => now += Duration::from_secs(delay_seconds.into()),
         }
@@ -250,27 +250,70 @@ fn deferred_creates_come_back_spread_at_the_create_rate() {
 }
 
 #[test]
-fn a_rate_limit_cuts_the_rate_and_accepted_calls_restore_it_slowly() {
+fn a_rate_limit_cuts_the_rate_once_a_second_and_time_restores_it() {
+    let start = Instant::now();
+    let at = |seconds: f64| start + secs(seconds);
+    let mut pacer = Pacer::new(&settings(3), start);
+    let share = pacer.call_rate();
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited, at(0.0));
+    assert!((pacer.call_rate_at(at(0.0)) - share * 0.7).abs() < 1e-9);
+    // The answers to calls made before the cut, within a second of it, cut no more.
+    pacer.answered(PacedCall::Delete, Feedback::RateLimited, at(0.3));
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited, at(0.9));
+    assert!((pacer.call_rate_at(at(0.9)) - share * (0.7 + 0.9 / 60.0)).abs() < 1e-9);
+    // A second later it cuts again, from what had come back by then.
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited, at(1.0));
+    let left = share * (0.7 + 1.0 / 60.0) * 0.7;
+    assert!((pacer.call_rate_at(at(1.0)) - left).abs() < 1e-9);
+    // The share comes back with time alone, a 60th a second, whatever the calls.
+    let back = 1.0 + (share - left) / share * 60.0;
+    assert!(pacer.call_rate_at(at(back - 0.5)) < share);
+    assert!((pacer.call_rate_at(at(back)) - share).abs() < 1e-9);
+    assert_eq!(pacer.call_rate_at(at(back + 100.0)), share);
+    // Admitting a call applies the rate of the moment.
+    assert!(matches!(
+        pacer.admit(PacedCall::Poll, at(back + 100.0), BUDGET),
+        Admission::Go(_)
+    ));
+    assert_eq!(pacer.call_rate(), share);
+    // Throttled every second, it falls to its floor.
+    for i in 0..100 {
+        let now = at(200.0 + f64::from(i));
+        pacer.answered(PacedCall::Poll, Feedback::RateLimited, now);
+    }
+    assert!((pacer.call_rate_at(at(299.0)) - share * 0.05).abs() < 1e-9);
+}
+
+/// Steps deferred for the rate after a cut come back spread at the share, not at the
+/// cut rate: the rate comes back within seconds, and a cut rate would send a
+/// process's deferred steps minutes ahead.
+#[test]
+fn deferred_steps_are_spread_at_the_share_after_a_cut() {
     let start = Instant::now();
     let mut pacer = Pacer::new(&settings(3), start);
     let share = pacer.call_rate();
-    pacer.answered(PacedCall::Poll, Feedback::RateLimited);
-    assert!((pacer.call_rate() - share * 0.7).abs() < 1e-9);
-    pacer.answered(PacedCall::Poll, Feedback::RateLimited);
-    assert!((pacer.call_rate() - share * 0.49).abs() < 1e-9);
-    // 0.51 of the share back takes 0.51 x 500 accepted calls.
-    for _ in 0..250 {
-        pacer.answered(PacedCall::Poll, Feedback::Accepted);
+    for i in 0..10 {
+        pacer.answered(
+            PacedCall::Poll,
+            Feedback::RateLimited,
+            start + secs(f64::from(i)),
+        );
     }
-    assert!(pacer.call_rate() < share);
-    for _ in 0..10 {
-        pacer.answered(PacedCall::Delete, Feedback::Accepted);
+    let now = start + secs(10.0);
+    let mut latest = 0;
+    for _ in 0..200 {
+        if let Admission::Defer { delay_seconds } =
+            pacer.admit(PacedCall::Poll, now, Duration::ZERO)
+        {
+            latest = latest.max(delay_seconds);
+        }
     }
-    assert_eq!(pacer.call_rate(), share);
-    for _ in 0..100 {
-        pacer.answered(PacedCall::Poll, Feedback::RateLimited);
-    }
-    assert!((pacer.call_rate() - share * 0.05).abs() < 1e-9);
+    // 200 steps at the share (6.33 a second) span 32 s; at the cut rate they would
+    // span more than ten minutes.
+    assert!(
+        f64::from(latest) <= 200.0 / share + 2.0 + 2.0 / (0.05 * share),
+        "{latest}"
+    );
 }
 
 #[test]
@@ -278,21 +321,21 @@ fn busy_answers_slow_creates_and_accepted_creates_speed_them_up() {
     let start = Instant::now();
     let mut pacer = Pacer::new(&settings(3), start);
     let nominal = pacer.create_rate();
-    pacer.answered(PacedCall::Create, Feedback::Busy);
+    pacer.answered(PacedCall::Create, Feedback::Busy, start);
     assert!(pacer.create_rate() < nominal);
     // A busy answer is not a rate limit: the call rate stays.
     assert_eq!(pacer.call_rate(), 20.0 * 0.95 / 3.0);
     for _ in 0..1000 {
-        pacer.answered(PacedCall::Create, Feedback::Accepted);
+        pacer.answered(PacedCall::Create, Feedback::Accepted, start);
     }
     assert!((pacer.create_rate() - 2.0 * nominal).abs() < 1e-9);
     for _ in 0..1000 {
-        pacer.answered(PacedCall::Create, Feedback::Busy);
+        pacer.answered(PacedCall::Create, Feedback::Busy, start);
     }
     assert!((pacer.create_rate() - 0.05 * nominal).abs() < 1e-9);
     // Polls and other errors leave the create rate alone.
-    pacer.answered(PacedCall::Poll, Feedback::Accepted);
-    pacer.answered(PacedCall::Create, Feedback::Other);
+    pacer.answered(PacedCall::Poll, Feedback::Accepted, start);
+    pacer.answered(PacedCall::Create, Feedback::Other, start);
     assert!((pacer.create_rate() - 0.05 * nominal).abs() < 1e-9);
 }
 
@@ -383,7 +426,7 @@ fn run_model(processes: u32, service_rate: f64, span: f64, seed: u64) -> (u32, u
                 Feedback::Accepted if call == PacedCall::Create => created += 1,
                 _ => {}
             }
-            pacers[p].answered(call, feedback);
+            pacers[p].answered(call, feedback, start + secs(at + 0.005));
             next[p] = (at + 0.01, following, false);
             continue;
         }
@@ -475,7 +518,7 @@ proptest! {
                     }
                     let feedback = [Feedback::Accepted, Feedback::RateLimited, Feedback::Busy, Feedback::Other][usize::from(answer)];
                     let feedback = if feedback == Feedback::Busy && call != PacedCall::Create { Feedback::Accepted } else { feedback };
-                    pacer.answered(call, feedback);
+                    pacer.answered(call, feedback, now + wait);
                 }
                 Admission::Defer { delay_seconds } => {
                     prop_assert!((1..=900).contains(&delay_seconds));

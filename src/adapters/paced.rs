@@ -50,7 +50,8 @@ impl<I> PacedIdentityCenter<I> {
                 | ErrorKind::Rejected => Feedback::Other,
             },
         };
-        self.pacer().answered(call, feedback);
+        self.pacer()
+            .answered(call, feedback, Instant::now().into_std());
     }
 }
 
