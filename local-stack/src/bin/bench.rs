@@ -97,11 +97,18 @@ async fn main() -> Result<(), Error> {
     settings_shown.extend(local_stack::stack::moto_sqs_env());
     settings_shown.retain(|(key, _)| !worker_env.iter().any(|(k, _)| k == key));
     settings_shown.extend(worker_env.iter().cloned());
+    // The EMF figures are read from every worker log in this directory: a run with
+    // fewer processes than the last must not read the last run's logs too.
+    let log_dir = local_stack::workspace_root().join("target/local-stack/bench");
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir)?;
+    }
     let stack = Stack::start(Options {
         workers: args.workers,
         knobs: knobs.clone(),
         seed,
         worker_env: worker_env.clone(),
+        log_dir,
         ..Options::default()
     })
     .await?;
