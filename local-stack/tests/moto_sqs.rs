@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, SendMessageBatchRequestEntry};
 use local_stack::moto::Moto;
 
 const SENDERS: usize = 4;
@@ -50,24 +50,9 @@ async fn no_acknowledged_message_is_lost_while_others_are_deleted() {
             // Deletes backlog messages only, so that every new one must stay stored;
             // the new ones it receives count as stored.
             while taken < 400 {
-                let answer = sqs
-                    .receive_message()
-                    .queue_url(&queue)
-                    .max_number_of_messages(10)
-                    .visibility_timeout(600)
-                    .send()
-                    .await
-                    .expect("receive");
-                seen.extend(
-                    answer
-                        .messages()
-                        .iter()
-                        .filter_map(|m| m.body())
-                        .filter(|b| b.starts_with("new-"))
-                        .map(str::to_owned),
-                );
-                let entries: Vec<_> = answer
-                    .messages()
+                let messages = receive(&sqs, &queue).await;
+                seen.extend(new_bodies(&messages));
+                let entries: Vec<_> = messages
                     .iter()
                     .filter(|m| m.body().is_some_and(|b| b.starts_with("backlog-")))
                     .enumerate()
@@ -107,25 +92,11 @@ async fn no_acknowledged_message_is_lost_while_others_are_deleted() {
 
     // Every new message is still there, or was received above.
     loop {
-        let answer = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await
-            .expect("receive");
-        if answer.messages().is_empty() {
+        let messages = receive(&sqs, &queue).await;
+        if messages.is_empty() {
             break;
         }
-        stored.extend(
-            answer
-                .messages()
-                .iter()
-                .filter_map(|m| m.body())
-                .filter(|b| b.starts_with("new-"))
-                .map(str::to_owned),
-        );
+        stored.extend(new_bodies(&messages));
     }
     let lost: Vec<_> = sent.difference(&stored).collect();
     assert!(
@@ -135,6 +106,29 @@ async fn no_acknowledged_message_is_lost_while_others_are_deleted() {
         sent.len(),
         lost.iter().take(3).collect::<Vec<_>>()
     );
+}
+
+/// Receives up to 10 messages, hidden from other receives for the rest of the test.
+async fn receive(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<Message> {
+    sqs.receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .visibility_timeout(600)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+/// The bodies of the messages the senders stored.
+fn new_bodies(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.body())
+        .filter(|b| b.starts_with("new-"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Sends a batch of 10 and returns the bodies SQS acknowledged.
