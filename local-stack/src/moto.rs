@@ -10,7 +10,8 @@ use crate::Error;
 
 /// The command that starts moto: `MOTO_SERVER` when set (a moto_server executable), else
 /// local-stack/moto_server.py on the project's .venv (scripts/bootstrap), which is moto's
-/// server with two linear costs of its SQS made constant (see that file).
+/// server with a race in its SQS closed and two linear costs made constant (see that
+/// file).
 pub fn command() -> (PathBuf, Vec<String>) {
     match std::env::var_os("MOTO_SERVER") {
         Some(binary) => (PathBuf::from(binary), Vec::new()),
