@@ -116,6 +116,24 @@ fn decision(
     }
 }
 
+/// Records the grant of `key(1)` as carried out by operation "op-1".
+async fn record_present(
+    ledger: &impl Ledger,
+    grant: &AccessDecision,
+    at: OffsetDateTime,
+) -> RecordAnswer {
+    ledger
+        .record(
+            &key(1),
+            &grant.order,
+            RecordedState::Present,
+            Some("op-1"),
+            at,
+        )
+        .await
+        .expect("record")
+}
+
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Some(value.as_str()),
@@ -233,16 +251,7 @@ async fn the_same_decision_claims_again() {
     );
     // A claim of the decision already carried out keeps its state: another delivery of
     // the same request must still learn that it was done.
-    ledger
-        .record(
-            &key(1),
-            &grant.order,
-            RecordedState::Present,
-            Some("op-1"),
-            NOW,
-        )
-        .await
-        .expect("record");
+    record_present(ledger, &grant, NOW).await;
     assert_eq!(
         ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
         ClaimAnswer::Claimed
@@ -372,16 +381,7 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
 
     // Nothing recorded: nothing to record against, and no item is made.
     assert_eq!(
-        ledger
-            .record(
-                &key(1),
-                &grant.order,
-                RecordedState::Present,
-                Some("op-1"),
-                NOW
-            )
-            .await
-            .expect("record"),
+        record_present(ledger, &grant, NOW).await,
         RecordAnswer::NotLatest(None)
     );
     assert_eq!(ledgers.raw(&key(1)).await, None);
@@ -389,16 +389,7 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
     ledger.claim(&key(1), &grant, NOW).await.expect("claim");
     let later = NOW + Duration::seconds(7);
     assert_eq!(
-        ledger
-            .record(
-                &key(1),
-                &grant.order,
-                RecordedState::Present,
-                Some("op-1"),
-                later
-            )
-            .await
-            .expect("record"),
+        record_present(ledger, &grant, later).await,
         RecordAnswer::Recorded
     );
     // Read back with the state beside the decision.
@@ -477,16 +468,7 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
         Some(datetime!(2026-11-30 18:00:00 UTC)),
     );
     ledger.claim(&key(1), &grant, NOW).await.expect("claim");
-    ledger
-        .record(
-            &key(1),
-            &grant.order,
-            RecordedState::Present,
-            Some("op-1"),
-            NOW,
-        )
-        .await
-        .expect("record");
+    record_present(ledger, &grant, NOW).await;
     let item = ledgers.raw(&key(1)).await.expect("the item");
     assert_eq!(text(&item, "notAfter"), Some("2026-11-30T18:00:00Z"));
     assert_eq!(text(&item, "correlationId"), Some("c-1"));
