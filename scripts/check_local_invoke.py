@@ -1,6 +1,7 @@
-"""Local invoke check: `cargo lambda watch` serves the Lambda runtime and invoke APIs on
-loopback and runs the function (debug build) itself; `cargo lambda invoke --data-file`
-sends it every file in events/. The function's environment points SQS and DynamoDB (the
+"""Local invoke check: `cargo lambda watch --only-lambda-apis` serves the Lambda runtime
+and invoke APIs on loopback, the function (the debug build the tests run) is started here
+against its runtime API, and `cargo lambda invoke --data-file` sends it every file in
+events/. The function's environment points SQS and DynamoDB (the
 ledger table, created here) at moto's server and Identity Center and Service Catalog at
 idc-sim, this workspace's simulator, both on 127.0.0.1.
 
@@ -173,19 +174,6 @@ def descendants(pid):
     return found
 
 
-def function_processes(watch):
-    """The function processes `cargo lambda watch` started (it starts each in a session
-    of its own, so they are found by parentage, not by process group)."""
-    pids = []
-    for pid, _ in descendants(watch.pid):
-        try:
-            if os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "assignment-worker":
-                pids.append(pid)
-        except OSError:
-            pass
-    return pids
-
-
 def peak_rss_kib(pid):
     """VmHWM (peak resident memory) of a running process."""
     try:
@@ -218,8 +206,15 @@ def stop(proc):
                 pass
 
 
-def cargo_build(env, *args):
-    subprocess.run(["cargo", "build", "--locked", "--quiet", *args], cwd=ROOT, env=env, check=True)
+def build_test_binaries(env):
+    """Builds what `cargo test --workspace` builds, idc-sim and the worker among it. After
+    scripts/test this finds everything fresh: a `cargo build` of either binary would
+    resolve their dependencies' features without the dev-dependencies, and rebuild the
+    SDK crates (3 of this check's 4 minutes in CI)."""
+    subprocess.run(
+        ["cargo", "test", "--locked", "--quiet", "--workspace", "--no-run"],
+        cwd=ROOT, env=env, check=True,
+    )
 
 
 def main():
@@ -227,7 +222,7 @@ def main():
     if not events:
         raise SystemExit("no events/*.json")
     workdir = Path(tempfile.mkdtemp(prefix="check-local-invoke."))
-    moto = sim = watch = None
+    moto = sim = watch = function = None
     passed_all = False
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
@@ -236,12 +231,9 @@ def main():
         env.update(LOCAL_ENV)
 
         # Built first, so that a slow build (or a target directory locked by another
-        # build) does not count against an invoke. One command each: one for both would
-        # unify their dependencies' features, and the worker would not be the one that
-        # `cargo lambda watch` builds (this one it finds fresh).
-        log("building idc-sim and the function (debug)")
-        cargo_build(env, "-p", "idc-sim", "--bin", "idc-sim")
-        cargo_build(env, "--bin", "assignment-worker")
+        # build) does not count against an invoke.
+        log("building idc-sim and the function (debug, as the tests build them)")
+        build_test_binaries(env)
 
         moto, moto_port = start_server(
             "moto_server",
@@ -289,7 +281,7 @@ def main():
             BillingMode="PAY_PER_REQUEST",
         )
 
-        # The function inherits this environment from `cargo lambda watch`.
+        # The function's environment.
         env.update(
             {
                 "AWS_ENDPOINT_URL": moto_url,  # any other service: loopback too
@@ -307,15 +299,15 @@ def main():
         )
 
         # The Lambda control plane on one loopback port: the runtime API for the function
-        # and the invoke API for `cargo lambda invoke`. It starts the function at the
-        # first invoke and keeps it for the next ones, with a deadline header of 600000
-        # (a duration, where Lambda sends a Unix time) that the handler ignores as
-        # already past. --ignore-changes: no rebuild if a file changes meanwhile.
+        # and the invoke API for `cargo lambda invoke`. With --only-lambda-apis it builds
+        # and starts nothing; the function, started below as Lambda starts it, polls it
+        # for the invocations (with a deadline header of 600000, a duration where Lambda
+        # sends a Unix time, which the handler ignores as already past).
         port = free_port()
         watch_log = workdir / "watch.log"
         watch = subprocess.Popen(
             [
-                "cargo", "lambda", "watch", "--ignore-changes", "--bin", "assignment-worker",
+                "cargo", "lambda", "watch", "--only-lambda-apis",
                 "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
                 "--timeout", str(FUNCTION_TIMEOUT_SECONDS),
             ],
@@ -328,10 +320,31 @@ def main():
         )
         wait_for_port(port, watch, 120, watch_log)
         log(f"cargo lambda watch on 127.0.0.1:{port}")
+        # The variables `cargo lambda watch --only-lambda-apis` asks the function to have
+        # (it prints them); "_" is the function `cargo lambda invoke` names by default.
+        function_log = workdir / "function.log"
+        function = subprocess.Popen(
+            [str(TARGET / "debug" / "assignment-worker")],
+            cwd=ROOT,
+            env={
+                **env,
+                "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt",
+                "AWS_LAMBDA_FUNCTION_NAME": "_",
+                "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",  # template.yaml: MemorySize,
+            },
+            stdin=subprocess.DEVNULL,
+            stdout=open(function_log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         failures = []
         rows = []
         for event in events:
+            if function.poll() is not None:
+                failures.append(f"the function exited ({function.returncode}) before {event.name}")
+                break
             records = len(json.loads(event.read_text())["Records"])
             before = {name: queue_count(sqs, url) for name, url in queues.items()}
             started = time.monotonic()
@@ -387,21 +400,22 @@ def main():
             if not calls.get(operation):
                 failures.append(f"idc-sim saw no {operation} call")
 
-        functions = function_processes(watch)
-        if len(functions) == 1 and peak_rss_kib(functions[0]):
-            print(f"function process peak RSS (VmHWM, x86_64 debug build): {peak_rss_kib(functions[0])} KiB")
-        else:
-            log(f"peak RSS not measured: {len(functions)} function processes under cargo lambda watch")
+        if function.poll() is not None:
+            failures.append(f"the function exited ({function.returncode}) before the last invoke was checked")
+        elif peak_rss_kib(function.pid):
+            print(f"function process peak RSS (VmHWM, x86_64 debug build): {peak_rss_kib(function.pid)} KiB")
 
         passed = sum(1 for *_, problems in rows if not problems)
         print(f"{passed} of {len(rows)} event files passed")
         if failures:
             print("\n".join(failures), file=sys.stderr)
-            print("--- cargo lambda watch and function log (tail) ---\n" + tail(watch_log), file=sys.stderr)
+            print("--- cargo lambda watch log (tail) ---\n" + tail(watch_log), file=sys.stderr)
+            print("--- function log (tail) ---\n" + tail(function_log), file=sys.stderr)
             return 1
         passed_all = True
         return 0
     finally:
+        stop(function)
         stop(watch)
         stop(sim)
         stop(moto)
