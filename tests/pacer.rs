@@ -167,6 +167,48 @@ fn the_pacer_never_waits_longer_than_its_own_limit() {
     );
 }
 
+/// A batch of 10 polls and deletes after an idle spell, taken as the handler takes
+/// them: 4 lanes, each asking for its next record as soon as its call is answered. The
+/// records the pacer deferred.
+fn deferred_of_a_batch(settings: &PacerSettings) -> usize {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(settings, start);
+    let mut lanes = [start; 4];
+    let mut deferred = 0;
+    for record in 0..10 {
+        let lane = (0..lanes.len())
+            .min_by_key(|&lane| lanes[lane])
+            .expect("lanes");
+        let at = lanes[lane];
+        let call = [PacedCall::Poll, PacedCall::Delete][record % 2];
+        match pacer.admit(call, at, BUDGET) {
+            Admission::Go(wait) => {
+                lanes[lane] = at + wait + secs(0.02);
+                pacer.answered(call, Feedback::Accepted, lanes[lane]);
+            }
+            Admission::Defer { .. } => {
+                deferred += 1;
+                lanes[lane] = at + secs(0.001);
+            }
+        }
+    }
+    deferred
+}
+
+#[test]
+fn a_process_serves_a_whole_batch_at_its_share_rather_than_defer_it() {
+    // A deferred step waits at least SQS's 1 s and comes back when this process's
+    // share has a turn for it anyway; meanwhile it costs three SQS calls. Waiting in the
+    // process costs nothing the share did not already.
+    for processes in [1, 3, 7, 10, 14] {
+        assert_eq!(
+            deferred_of_a_batch(&production(processes)),
+            0,
+            "{processes} processes"
+        );
+    }
+}
+
 #[test]
 fn polls_wait_up_to_the_pacers_limit() {
     let start = Instant::now();
@@ -215,6 +257,34 @@ fn turns_not_taken_are_kept_up_to_the_burst() {
     assert!((secs(0.69)..secs(0.71)).contains(&wait), "{wait:?}");
     // Ten processes keep one turn each: ten at once, half the service's burst.
     assert_eq!(production(10).call_burst, 1.0);
+}
+
+/// In a 1,200-request run each process kept deferring the creates of the batches it
+/// received, and the line of its deferred creates grew to 83 s ahead: the run started
+/// 61 creates in its last 40 s against about 36 in every 10 s before, while the creates
+/// parked in the lines came back a few at a time.
+#[test]
+fn deferred_creates_come_back_within_fifteen_seconds_however_many_wait() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let delays: Vec<u32> = (0..200)
+        .filter_map(
+            |_| match pacer.admit(PacedCall::Create, start, Duration::ZERO) {
+                Admission::Defer { delay_seconds } => Some(delay_seconds),
+                Admission::Go(_) => None,
+            },
+        )
+        .collect();
+    assert_eq!(delays.len(), 199);
+    let latest = delays.iter().max().copied().unwrap_or_default();
+    assert!(latest <= 16, "{latest}");
+    // Still spread over those seconds, not bunched into a few of them.
+    let mut per_second = [0usize; 17];
+    for delay in &delays {
+        per_second[*delay as usize] += 1;
+    }
+    let most = per_second.iter().max().copied().unwrap_or_default();
+    assert!(most <= 199 / 15 + 3, "{per_second:?}");
 }
 
 #[test]
@@ -314,6 +384,26 @@ fn deferred_steps_are_spread_at_the_share_after_a_cut() {
         f64::from(latest) <= 200.0 / share + 2.0 + 2.0 / (0.05 * share),
         "{latest}"
     );
+}
+
+/// With half the rate taken, creates waited for the rate behind the polls and deletes
+/// for minutes, each accepted create raised the create rate, to twice the share, and
+/// once the polls and deletes were done the creates met full slots 59 times in 30 s
+/// (each busy create then waits at least 15 s).
+#[test]
+fn creates_slower_than_their_rate_do_not_raise_it() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let nominal = pacer.create_rate();
+    // One create a second against a create rate of 1.43 a second.
+    for second in 0..100 {
+        let now = start + secs(f64::from(second));
+        let Admission::Go(wait) = pacer.admit(PacedCall::Create, now, BUDGET) else {
+            panic!("deferred at {second} s");
+        };
+        pacer.answered(PacedCall::Create, Feedback::Accepted, now + wait);
+    }
+    assert_eq!(pacer.create_rate(), nominal);
 }
 
 #[test]
