@@ -331,7 +331,7 @@ def main():
                 "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt",
                 "AWS_LAMBDA_FUNCTION_NAME": "_",
                 "AWS_LAMBDA_FUNCTION_VERSION": "1",
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",  # template.yaml: MemorySize,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",  # template.yaml: MemorySize
             },
             stdin=subprocess.DEVNULL,
             stdout=open(function_log, "w"),
