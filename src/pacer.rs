@@ -11,12 +11,11 @@
 //!   each admit 15 / mean creates a second. Each process paces its creates at its share
 //!   of that rate, lowered by a few percent on every "too many requests processing"
 //!   answer and raised by a fraction of a percent on every accepted create that came
-//!   at least as fast as the rate allows: it settles
-//!   where about one create attempt in nine finds the slots full. A shared count of
-//!   outstanding creates would do worse: it learns that a slot is free only from the
-//!   poll that sees the operation end, with the default poll schedule (3 s, then 6 s
-//!   more) on average 3 s after it ended, so each slot would count as held 6.6 s
-//!   rather than 3.5.
+//!   at least as fast as the rate allows: it settles where about one create attempt
+//!   in nine finds the slots full. A shared count of outstanding creates would do
+//!   worse: it learns that a slot is free only from the poll that sees the operation
+//!   end, with the default poll schedule (3 s, then 6 s more) on average 3 s after it
+//!   ended, so each slot would count as held 6.6 s rather than 3.5.
 //! - Polls and deletes never wait for create slots, only for the rate.
 //!
 //! A call either goes after a short wait (the caller sleeps; a create waits at most
