@@ -20,6 +20,8 @@ pub const MAX_DELAY_SECONDS: u32 = 900;
 pub const NOT_YET_VISIBLE_POLLS: u32 = 3;
 /// A delete whose entitlement is already gone fails with this in its reason.
 const ENTITLEMENT_MISSING: &str = "entitlementitem doesn't exist";
+/// The code of a poll answer about another assignment than the request's.
+const OPERATION_MISMATCH: &str = "OperationMismatch";
 
 /// Timing and budgets, from configuration (SPEC §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,7 +334,7 @@ pub fn check_operation_subject(
         .find(|(_, reported, wanted)| reported != wanted)?;
     Some(DeadLetter {
         class: ErrorClass::Permanent,
-        code: "OperationMismatch".to_owned(),
+        code: OPERATION_MISMATCH.to_owned(),
         message: format!(
             "operation {operation_request_id} is not this request's: its {name} is {}, the \
              request's is `{}`",
@@ -539,6 +541,8 @@ pub fn decide(
                             completion: Completion::AlreadySatisfied,
                             operation_request_id: request_id,
                         }
+                    } else if progress.maybe_submitted && !progress.resubmitted_after_failure {
+                        resubmit_after_failure(progress)
                     } else {
                         Decision::DeadLetter(DeadLetter {
                             class: ErrorClass::Failed,
@@ -556,6 +560,56 @@ pub fn decide(
         }
         Err(error) => on_error(progress, error, now, policy, jitter),
     }
+}
+
+/// This operation FAILED, but an earlier submit of the same change may have taken
+/// effect unanswered (its delivery stopped before storing the poll, or its answer was
+/// lost). Dead-lettering would report a failure for a change that may stand, and a
+/// grant's expiry would never be scheduled. Submitting once more asks Identity Center
+/// itself: a create of an existing assignment succeeds, a delete of a missing one fails
+/// as `EntitlementItem doesn't exist`, and an earlier operation still running answers
+/// `ConflictException` until it ends. The resubmit's own `FAILED` is final.
+fn resubmit_after_failure(progress: &Progress) -> Decision {
+    let mut next = progress.at(progress.operation(), Stage::Submit, 1);
+    next.resubmitted_after_failure = true;
+    Decision::Continue {
+        progress: next,
+        delay_seconds: 0,
+    }
+}
+
+/// A record SQS delivers again (`ApproximateReceiveCount` above 1): the earlier delivery
+/// may have made this step's call and stopped before storing what followed (a worker
+/// stopped mid-batch, a send that failed). At a submit that means the change may have
+/// taken effect unanswered, as after a lost answer.
+pub fn redelivered(mut progress: Progress, receive_count: u32) -> Progress {
+    if receive_count > 1 && matches!(progress.stage, Stage::Submit | Stage::ExpireWait) {
+        progress.maybe_submitted = true;
+    }
+    progress
+}
+
+/// Whether the change of a step that is being dead-lettered may be in place, or may
+/// still come: an earlier submit may have taken effect unanswered, the operation was
+/// still running at the poll deadline, or its status could not be read after it was
+/// submitted. Attempts exhausted at a submit count too: the last attempt's answer may
+/// have been lost, and an expiry that finds nothing to revoke costs one call.
+pub fn may_have_taken_effect(progress: &Progress, dead_letter: &DeadLetter) -> bool {
+    if !dead_letter.after_a_call() {
+        return false;
+    }
+    progress.maybe_submitted
+        || match dead_letter.class {
+            ErrorClass::TimedOut | ErrorClass::Exhausted => true,
+            // A poll refused as another request's says nothing about this one.
+            ErrorClass::Permanent => {
+                progress.stage != Stage::Submit && dead_letter.code != OPERATION_MISMATCH
+            }
+            ErrorClass::Failed
+            | ErrorClass::InvalidRequest
+            | ErrorClass::Forbidden
+            | ErrorClass::Expired => false,
+        }
 }
 
 fn in_progress(

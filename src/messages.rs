@@ -60,6 +60,7 @@ const MAX_PROGRESS_BYTES: usize = 1
     + string_member("requestedAt", MAX_RFC3339_BYTES)
     + string_member("firstMessageId", 2 * 256)
     + raw_member("maybeSubmitted", "true".len())
+    + raw_member("resubmittedAfterFailure", "true".len())
     + raw_member("supersededBy", MAX_SUMMARY_BYTES);
 
 /// The most a progress envelope adds to its request: `{"request":`, `,"progress":`,
@@ -367,6 +368,7 @@ mod tests {
             "submittedAt": "9999-12-31T23:59:59.999999999+23:59",
             "purpose": "undo", "requestedAt": "9999-12-31T23:59:59.999999999+23:59",
             "firstMessageId": id, "maybeSubmitted": true,
+            "resubmittedAfterFailure": true,
             "supersededBy": {"correlationId": "\u{fffe}".repeat(256),
                              "requestedAt": "9999-12-31T23:59:59.999999999+23:59"},
         }))

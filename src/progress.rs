@@ -76,6 +76,9 @@ pub struct Progress {
     /// An earlier submit of this operation may have reached AWS (its answer was lost),
     /// so the grant may exist although nothing confirmed it.
     pub maybe_submitted: bool,
+    /// This submit repeats one whose operation FAILED while an earlier submit may have
+    /// taken effect: its own FAILED is final.
+    pub resubmitted_after_failure: bool,
 }
 
 impl Progress {
@@ -99,6 +102,7 @@ impl Progress {
             purpose: Purpose::Decision,
             stamp,
             maybe_submitted: false,
+            resubmitted_after_failure: false,
         }
     }
 
@@ -125,6 +129,7 @@ impl Progress {
             attempt: 1,
             purpose,
             maybe_submitted: false,
+            resubmitted_after_failure: false,
             ..self.clone()
         }
     }
@@ -240,6 +245,8 @@ struct ProgressWire {
     first_message_id: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     maybe_submitted: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resubmitted_after_failure: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     superseded_by: Option<DecisionSummary>,
 }
@@ -344,6 +351,7 @@ impl TryFrom<ProgressWire> for Progress {
                 first_message_id: wire.first_message_id,
             },
             maybe_submitted: wire.maybe_submitted,
+            resubmitted_after_failure: wire.resubmitted_after_failure,
         })
     }
 }
@@ -394,6 +402,7 @@ impl From<Progress> for ProgressWire {
             requested_at: Some(progress.stamp.requested_at),
             first_message_id: progress.stamp.first_message_id,
             maybe_submitted: progress.maybe_submitted,
+            resubmitted_after_failure: progress.resubmitted_after_failure,
             superseded_by,
         }
     }

@@ -133,6 +133,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 first_stamp(record, message, received_at),
             )
         });
+        let progress = lifecycle::redelivered(progress, receive_count(record));
         let decision = AccessDecision {
             order: DecisionOrder {
                 requested_at: progress.stamp.requested_at,
@@ -730,6 +731,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 {
                     self.metrics.undo();
                 }
+                if next.resubmitted_after_failure && !progress.resubmitted_after_failure {
+                    tracing::warn!(
+                        "the operation FAILED, but an earlier submit of the change may have \
+                         taken effect unanswered: submitting it once more"
+                    );
+                }
                 tracing::info!(
                     next_step = next.step_name(),
                     next_purpose = next.purpose_name(),
@@ -773,16 +780,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if let Some(not_after) = expiry {
                     context.expires_at = Some(not_after);
                     // Stored with the outcome, before the record is acknowledged.
-                    let Decision::Continue {
-                        progress: wait,
-                        delay_seconds,
-                    } = lifecycle::start_expiry(progress, not_after, now)
-                    else {
-                        return Plan::Redeliver("expiry step not planned");
-                    };
-                    match self.progress_message(&wait, delay_seconds) {
-                        Some(message) => messages.push((Destination::Work, message)),
-                        None => return Plan::Redeliver("progress envelope not encodable"),
+                    match self.expiry_step(progress, not_after, now) {
+                        Ok(step) => messages.push(step),
+                        Err(plan) => return plan,
                     }
                 }
                 if worker.config.outcome_queue.is_some() {
@@ -828,9 +828,59 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         }
                     }
                 };
-                self.lateness_of_expiry(worker.store_dead_letter(&body, &dead_letter, &context))
+                let mut plan = worker.store_dead_letter(&body, &dead_letter, &context);
+                if let Some(not_after) = self.expiry_after_dead_letter(progress, &dead_letter)
+                    && let Plan::Store { messages, .. } = &mut plan
+                {
+                    tracing::warn!(
+                        not_after = %messages::rfc3339(not_after),
+                        "the grant may have been carried out all the same; its expiry stays \
+                         scheduled"
+                    );
+                    match self.expiry_step(progress, not_after, now) {
+                        Ok(step) => messages.push(step),
+                        Err(plan) => return plan,
+                    }
+                }
+                self.lateness_of_expiry(plan)
             }
         }
+    }
+
+    /// The message that waits on the work queue for the grant's `notAfter`.
+    fn expiry_step(
+        &self,
+        progress: &Progress,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(Destination, OutgoingMessage), Plan> {
+        let Decision::Continue {
+            progress: wait,
+            delay_seconds,
+        } = lifecycle::start_expiry(progress, not_after, now)
+        else {
+            return Err(Plan::Redeliver("expiry step not planned"));
+        };
+        self.progress_message(&wait, delay_seconds)
+            .map(|message| (Destination::Work, message))
+            .ok_or(Plan::Redeliver("progress envelope not encodable"))
+    }
+
+    /// The `notAfter` of a grant dead-lettered after a call that may have carried it out
+    /// all the same: its expiry is scheduled as for a success, so that access which
+    /// stands or comes later still ends at `notAfter`. The grant was claimed in the
+    /// ledger, so after `notAfter` its decision asks for no access either way, and the
+    /// expiry's own check of the ledger leaves a later decision alone.
+    fn expiry_after_dead_letter(
+        &self,
+        progress: &Progress,
+        dead_letter: &DeadLetter,
+    ) -> Option<OffsetDateTime> {
+        self.decision.not_after.filter(|_| {
+            progress.purpose == Purpose::Decision
+                && progress.operation() == AssignmentAction::Create
+                && lifecycle::may_have_taken_effect(progress, dead_letter)
+        })
     }
 
     /// An expiry's time to outcome counts from `notAfter`, not from the grant's first
@@ -925,6 +975,16 @@ fn first_stamp(
             .unwrap_or(received_at),
         first_message_id: record.message_id.clone().unwrap_or_default(),
     }
+}
+
+/// How many times SQS has delivered the record; 1 when it does not say (hand-made
+/// events).
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The record's SentTimestamp (epoch milliseconds).

@@ -1028,3 +1028,254 @@ async fn a_failure_on_a_later_second_delivery_of_a_carried_out_request_is_not_de
     }
     assert_done_twice_without_a_dead_letter(&worker);
 }
+
+/// [`record_event`] for a record SQS has delivered `receive_count` times.
+fn redelivered_event(body: &str, message_id: &str, receive_count: u32) -> SqsEvent {
+    let mut event = record_event(body, message_id, 1_764_000_000_000);
+    event.records[0].attributes.insert(
+        "ApproximateReceiveCount".to_owned(),
+        receive_count.to_string(),
+    );
+    event
+}
+
+/// The steps the worker stored on the work queue, by name.
+fn work_steps(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog>,
+) -> Vec<String> {
+    worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(|m| {
+            body_json(m)["progress"]["step"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The worker was stopped after its first delivery submitted the grant and before the
+/// poll was stored; SQS delivered the request again, and the second create FAILED
+/// although the first had taken effect (the chaos run's CHAOS-0177, as a grant).
+/// Dead-lettering would leave the access in place with no expiry: the access must end
+/// at notAfter, and the outcome must say the grant stands.
+#[tokio::test]
+async fn a_grant_redelivered_after_a_lost_submit_whose_second_operation_fails_keeps_its_expiry() {
+    let worker = worker(
+        vec![
+            // First delivery: submitted; its poll is never stored.
+            status(OperationStatus::InProgress, None),
+            // Second delivery: this operation fails.
+            status(OperationStatus::Failed, Some("Internal failure")),
+        ],
+        config(&[]),
+    );
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let not_after = assignment_worker::messages::rfc3339(not_after);
+    let body = assignment_request("create", "TEMP-LOST", &[("notAfter", &not_after)]);
+    invoke(&worker, redelivered_event(&body, "m-lost", 1)).await;
+    let response = invoke(&worker, redelivered_event(&body, "m-lost", 2)).await;
+    assert!(failures(&response).is_empty());
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty(),
+        "the first create may stand: not a failure yet"
+    );
+    // The next step submits again; a create of an existing assignment succeeds.
+    let resubmit = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("a step after the failure")
+        .body
+        .clone();
+    assert_eq!(body_json_text(&resubmit)["progress"]["step"], "submit");
+    invoke(
+        &worker,
+        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
+    )
+    .await;
+
+    assert_eq!(work_steps(&worker), ["poll", "submit", "expire-wait"]);
+    let events = outcome_events(&worker);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "succeeded");
+    assert_eq!(events[0]["expiresAt"], not_after.as_str());
+}
+
+/// The same for a revoke: the first delete took effect, the second FAILED; the
+/// request is carried out, not dead-lettered (the chaos run's CHAOS-0177).
+#[tokio::test]
+async fn a_revoke_redelivered_after_a_lost_submit_whose_second_operation_fails_is_carried_out() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::InProgress, None),
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(
+                OperationStatus::Failed,
+                Some("EntitlementItem doesn't exist"),
+            ),
+        ],
+        config(&[]),
+    );
+    let body = assignment_request("delete", "REVOKE-LOST", &[]);
+    invoke(&worker, redelivered_event(&body, "m-lost", 1)).await;
+    invoke(&worker, redelivered_event(&body, "m-lost", 2)).await;
+    let resubmit = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("a step after the failure")
+        .body
+        .clone();
+    invoke(
+        &worker,
+        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
+    )
+    .await;
+
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let events = outcome_events(&worker);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "already-satisfied");
+}
+
+/// A resubmit whose operation FAILED too is a failure like any other: one resubmit,
+/// not a loop.
+#[tokio::test]
+async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
+    let reason = "the USER assignee was not found in directory";
+    let worker = worker(
+        vec![
+            status(OperationStatus::Failed, Some(reason)),
+            status(OperationStatus::Failed, Some(reason)),
+        ],
+        config(&[]),
+    );
+    let body = assignment_request("create", "GRANT-GONE", &[]);
+    invoke(&worker, redelivered_event(&body, "m-gone", 2)).await;
+    let resubmit = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("a resubmit")
+        .body
+        .clone();
+    invoke(
+        &worker,
+        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
+    )
+    .await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("failed"));
+    assert_eq!(dead[0].attribute("ErrorMessage"), Some(reason));
+    assert_eq!(worker.identity_center.calls().len(), 2);
+}
+
+/// A first delivery's FAILED is final (SPEC §3): no earlier submit can have taken effect.
+#[tokio::test]
+async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit() {
+    let worker = worker(
+        vec![status(OperationStatus::Failed, Some("Internal failure"))],
+        config(&[]),
+    );
+    let body = assignment_request("create", "GRANT-FAIL", &[]);
+    invoke(&worker, redelivered_event(&body, "m-fail", 1)).await;
+    assert_eq!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .len(),
+        1
+    );
+    assert!(work_steps(&worker).is_empty());
+}
+
+/// A grant whose notAfter passed while its record waited for redelivery: the first
+/// delivery may have submitted it, so it is carried on and revoked at once rather than
+/// refused as `expired` with the access possibly in place (SPEC §3).
+#[tokio::test]
+async fn a_redelivered_grant_past_not_after_is_carried_on_and_revoked() {
+    let worker = worker(vec![], config(&[]));
+    let body = assignment_request(
+        "create",
+        "TEMP-LATE",
+        &[("notAfter", "2026-11-29T12:00:00Z")],
+    );
+    invoke(&worker, redelivered_event(&body, "m-late", 2)).await;
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work_steps(&worker), ["expire-wait"]);
+    assert_eq!(work[0].delay_seconds, 0);
+}
+
+/// A grant with notAfter whose operation outlived the poll deadline may still take
+/// effect: the dead letter says so, and the expiry stays scheduled so that the access,
+/// if it comes, ends at notAfter.
+#[tokio::test]
+async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = assignment_worker::messages::rfc3339(now + time::Duration::hours(2));
+    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(16));
+    let request: Value = body_json_text(&assignment_request(
+        "create",
+        "TEMP-SLOW",
+        &[("notAfter", &not_after)],
+    ));
+    let poll = serde_json::json!({
+        "request": request,
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": 12, "firstReceivedAt": submitted_at,
+                     "submittedAt": submitted_at},
+    });
+    invoke(
+        &worker,
+        record_event(&poll.to_string(), "m-slow", 1_764_000_000_000),
+    )
+    .await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("timed-out"));
+    assert_eq!(work_steps(&worker), ["expire-wait"]);
+}
+
+/// A grant whose operation FAILED on its first delivery changed nothing: no expiry.
+#[tokio::test]
+async fn a_failed_grant_with_not_after_schedules_no_expiry() {
+    let worker = worker(
+        vec![status(OperationStatus::Failed, Some("Internal failure"))],
+        config(&[]),
+    );
+    let body = assignment_request(
+        "create",
+        "TEMP-FAIL",
+        &[("notAfter", "2099-01-01T00:00:00Z")],
+    );
+    invoke(&worker, redelivered_event(&body, "m-fail", 1)).await;
+    assert_eq!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .len(),
+        1
+    );
+    assert!(work_steps(&worker).is_empty());
+}

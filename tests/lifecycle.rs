@@ -5,8 +5,8 @@ use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, OperationStatus, StatusReport,
 };
 use assignment_worker::lifecycle::{
-    Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
-    backoff_seconds, check_expiry, decide, poll_delay_seconds,
+    Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
+    backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds, redelivered,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -271,6 +271,112 @@ fn failed_with_any_other_reason_is_dead_lettered_with_the_reason() {
     }
 }
 
+/// A submit delivered again (or a poll of its operation) may follow an earlier submit
+/// that took effect unanswered: its FAILED is asked of Identity Center once more by
+/// submitting again, and that submit's own FAILED is final.
+#[test]
+fn failed_after_a_possibly_carried_out_submit_is_submitted_once_more() {
+    let failed = status(OperationStatus::Failed, Some("Internal failure"));
+    let again = redelivered(submit(Create), 2);
+    assert!(again.maybe_submitted);
+    let mut poll = polling(Create, 2);
+    poll.maybe_submitted = true;
+    for progress in [again, poll] {
+        let decision = decide_now(&progress, &failed);
+        let Decision::Continue {
+            progress: next,
+            delay_seconds,
+        } = decision
+        else {
+            panic!("expected a resubmit, got {decision:?}");
+        };
+        assert_eq!(next.stage, Stage::Submit);
+        assert_eq!((next.attempt, delay_seconds), (1, 0));
+        assert!(next.maybe_submitted && next.resubmitted_after_failure);
+        assert_eq!(
+            dead_letter_class(&decide_now(&next, &failed)),
+            Some(ErrorClass::Failed)
+        );
+        // The resubmit's poll still knows it.
+        let Decision::Continue { progress: poll, .. } =
+            decide_now(&next, &status(OperationStatus::InProgress, None))
+        else {
+            panic!("IN_PROGRESS leads to a poll");
+        };
+        assert_eq!(
+            dead_letter_class(&decide_now(&poll, &failed)),
+            Some(ErrorClass::Failed)
+        );
+    }
+}
+
+#[test]
+fn only_a_redelivered_submit_or_expiry_may_have_been_submitted() {
+    assert!(!redelivered(submit(Create), 1).maybe_submitted);
+    assert!(redelivered(submit(Delete), 3).maybe_submitted);
+    // A poll knows its operation: a second delivery of it submits nothing.
+    assert!(!redelivered(polling(Create, 1), 2).maybe_submitted);
+}
+
+#[test]
+fn a_change_may_stand_after_a_lost_submit_a_timeout_or_an_unreadable_status() {
+    let dead = |class, code: &str| DeadLetter {
+        class,
+        code: code.to_owned(),
+        message: String::new(),
+        attempts: 1,
+        operation_request_id: None,
+    };
+    let mut lost = submit(Create);
+    lost.maybe_submitted = true;
+    let cases = [
+        (submit(Create), dead(ErrorClass::Failed, "FAILED"), false),
+        (lost.clone(), dead(ErrorClass::Failed, "FAILED"), true),
+        (
+            lost,
+            dead(ErrorClass::Forbidden, "AccountNotAllowed"),
+            false,
+        ),
+        (
+            polling(Create, 9),
+            dead(ErrorClass::TimedOut, "IN_PROGRESS"),
+            true,
+        ),
+        (
+            submit(Create),
+            dead(ErrorClass::Exhausted, "ThrottlingException"),
+            true,
+        ),
+        (
+            submit(Create),
+            dead(ErrorClass::Permanent, "ValidationException"),
+            false,
+        ),
+        (
+            polling(Create, 3),
+            dead(ErrorClass::Permanent, "ResourceNotFoundException"),
+            true,
+        ),
+        (
+            polling(Create, 0),
+            dead(ErrorClass::Permanent, "OperationMismatch"),
+            false,
+        ),
+        (
+            submit(Create),
+            dead(ErrorClass::Expired, "NotAfterPassed"),
+            false,
+        ),
+    ];
+    for (progress, dead_letter, expected) in cases {
+        assert_eq!(
+            may_have_taken_effect(&progress, &dead_letter),
+            expected,
+            "{dead_letter:?} at {progress:?}"
+        );
+    }
+}
+
 const TRANSIENT: [(ErrorKind, &str, &str); 6] = [
     (
         ErrorKind::Conflict,
@@ -479,7 +585,15 @@ fn run(
     script: &[(CallResult, f64, u8)],
     tail: &CallResult,
 ) -> Run {
-    let mut progress = Progress::start(action, T0, stamp());
+    run_from(Progress::start(action, T0, stamp()), policy, script, tail)
+}
+
+fn run_from(
+    mut progress: Progress,
+    policy: &Policy,
+    script: &[(CallResult, f64, u8)],
+    tail: &CallResult,
+) -> Run {
     let mut now = T0;
     let mut decisions = Vec::new();
     let mut submitted_at = None;
@@ -521,11 +635,13 @@ proptest! {
     fn every_job_ends_exactly_once_within_its_budgets(
         policy in policy(),
         delete in any::<bool>(),
+        receive_count in 1u32..3,
         script in prop::collection::vec((call_result(), 0.0f64..1.0, 0u8..3), 0..80),
         tail in call_result(),
     ) {
         let action = if delete { Delete } else { Create };
-        let decisions = run(action, &policy, &script, &tail).decisions;
+        let start = redelivered(Progress::start(action, T0, stamp()), receive_count);
+        let decisions = run_from(start, &policy, &script, &tail).decisions;
         let (last, before) = decisions.split_last().expect("at least one decision");
         prop_assert!(!matches!(last, Decision::Continue { .. }), "ends in a terminal state");
         prop_assert!(before.iter().all(|d| matches!(d, Decision::Continue { .. })), "exactly one terminal state");
@@ -543,7 +659,17 @@ proptest! {
         // deadline + not-yet-visible + 1 polls, each after at most max_attempts - 1
         // transient failures, plus the submit's own budget.
         let polls_bound = u64::from(policy.poll_deadline_seconds) + u64::from(NOT_YET_VISIBLE_POLLS) + 1;
-        let bound = u64::from(policy.max_attempts) * (polls_bound + 1);
+        // A delivery that may follow a lost submit resubmits once after a FAILED.
+        let chains = if receive_count > 1 { 2 } else { 1 };
+        let bound = chains * u64::from(policy.max_attempts) * (polls_bound + 1);
+        let resubmits = decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Continue { progress, .. } if progress.resubmitted_after_failure && progress.stage == Stage::Submit && progress.attempt == 1))
+            .count();
+        prop_assert!(resubmits <= 1, "{resubmits} resubmits after a failure");
+        if receive_count > 1 && last_failed_before_resubmit(&decisions) {
+            prop_assert!(false, "a FAILED after a possibly lost submit was dead-lettered unasked");
+        }
         prop_assert!(decisions.len() as u64 <= bound, "{} calls > bound {bound}", decisions.len());
     }
 
@@ -573,6 +699,14 @@ proptest! {
         prop_assert_eq!(run.decisions.len() as u32, policy.max_attempts);
         prop_assert_eq!(run.decisions.last().and_then(dead_letter_class), Some(ErrorClass::Exhausted));
     }
+}
+
+/// Whether the chain dead-lettered a FAILED without having resubmitted first.
+fn last_failed_before_resubmit(decisions: &[Decision]) -> bool {
+    let resubmitted = decisions.iter().any(
+        |d| matches!(d, Decision::Continue { progress, .. } if progress.resubmitted_after_failure),
+    );
+    decisions.last().and_then(dead_letter_class) == Some(ErrorClass::Failed) && !resubmitted
 }
 
 #[test]
