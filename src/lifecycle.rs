@@ -578,15 +578,17 @@ fn resubmit_after_failure(progress: &Progress) -> Decision {
     }
 }
 
-/// A record SQS delivers again (`ApproximateReceiveCount` above 1): the earlier delivery
-/// may have made this step's call and stopped before storing what followed (a worker
-/// stopped mid-batch, a send that failed). At a submit that means the change may have
-/// taken effect unanswered, as after a lost answer.
-pub fn redelivered(mut progress: Progress, receive_count: u32) -> Progress {
-    if receive_count > 1 && matches!(progress.stage, Stage::Submit | Stage::ExpireWait) {
-        progress.maybe_submitted = true;
-    }
-    progress
+/// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat
+/// one that the earlier delivery made before it stopped short of storing what followed
+/// (a worker stopped mid-batch, a send that failed): then the change may have taken
+/// effect unanswered, as after a lost answer. A decision's earlier delivery can have
+/// submitted only after claiming it (`claimed`: the ledger's latest decision is this
+/// one); a delivery refused before its claim (as `expired`, by a guardrail) made no
+/// call, and its redelivery must be refused alike.
+pub fn redelivered_submit(progress: &Progress, receive_count: u32, claimed: bool) -> bool {
+    receive_count > 1
+        && progress.stage == Stage::Submit
+        && (progress.purpose != Purpose::Decision || claimed)
 }
 
 /// Whether the change of a step that is being dead-lettered may be in place, or may

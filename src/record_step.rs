@@ -108,6 +108,8 @@ struct RecordRun<'a, I, Q, L, S> {
     decision: AccessDecision,
     deadline: Option<SystemTime>,
     metrics: &'a InvocationMetrics,
+    /// How many times SQS has delivered the record.
+    receive_count: u32,
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
@@ -133,7 +135,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 first_stamp(record, message, received_at),
             )
         });
-        let progress = lifecycle::redelivered(progress, receive_count(record));
         let decision = AccessDecision {
             order: DecisionOrder {
                 requested_at: progress.stamp.requested_at,
@@ -158,6 +159,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             decision,
             deadline: invocation.deadline,
             metrics: &invocation.metrics,
+            receive_count: receive_count(record),
         };
         match run.step(progress).await {
             Stepped::Redeliver(reason) => Plan::Redeliver(reason),
@@ -274,6 +276,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
 
         if progress.stage == Stage::Submit {
+            progress = self.after_redelivery(progress).await;
             let now = Self::now();
             let refusal = self
                 .worker
@@ -368,6 +371,35 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             other => decided(other, progress),
         }
+    }
+
+    /// A submit SQS delivers again may repeat one the earlier delivery made
+    /// ([`lifecycle::redelivered_submit`]); for a decision, the ledger says whether that
+    /// delivery got as far as its claim. A failed read counts as claimed: refusing a
+    /// grant that may exist as `expired` would leave it without its expiry.
+    async fn after_redelivery(&self, mut progress: Progress) -> Progress {
+        if progress.maybe_submitted || self.receive_count <= 1 {
+            return progress;
+        }
+        let claimed = match progress.purpose {
+            Purpose::Decision => {
+                let latest = self.worker.ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                latest.map_or(true, |latest| {
+                    latest.is_some_and(|latest| latest.order == self.decision.order)
+                })
+            }
+            Purpose::Expiry | Purpose::Undo { .. } => true,
+        };
+        progress.maybe_submitted =
+            lifecycle::redelivered_submit(&progress, self.receive_count, claimed);
+        if progress.maybe_submitted {
+            tracing::info!(
+                receive_count = self.receive_count,
+                "delivered again: an earlier delivery may have submitted this step"
+            );
+        }
+        progress
     }
 
     /// A dead letter is not sent for a decision another delivery already carried out

@@ -1156,12 +1156,14 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
     let reason = "the USER assignee was not found in directory";
     let worker = worker(
         vec![
+            status(OperationStatus::InProgress, None),
             status(OperationStatus::Failed, Some(reason)),
             status(OperationStatus::Failed, Some(reason)),
         ],
         config(&[]),
     );
     let body = assignment_request("create", "GRANT-GONE", &[]);
+    invoke(&worker, redelivered_event(&body, "m-gone", 1)).await;
     invoke(&worker, redelivered_event(&body, "m-gone", 2)).await;
     let resubmit = worker
         .queues
@@ -1180,7 +1182,7 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attribute("ErrorClass"), Some("failed"));
     assert_eq!(dead[0].attribute("ErrorMessage"), Some(reason));
-    assert_eq!(worker.identity_center.calls().len(), 2);
+    assert_eq!(worker.identity_center.calls().len(), 3);
 }
 
 /// A first delivery's FAILED is final (SPEC §3): no earlier submit can have taken effect.
@@ -1202,18 +1204,21 @@ async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit() {
     assert!(work_steps(&worker).is_empty());
 }
 
-/// A grant whose notAfter passed while its record waited for redelivery: the first
-/// delivery may have submitted it, so it is carried on and revoked at once rather than
-/// refused as `expired` with the access possibly in place (SPEC §3).
+/// A grant whose notAfter passed while its record waited for redelivery, after the
+/// first delivery claimed and submitted it: it may exist, so it is carried on and
+/// revoked at once rather than refused as `expired` with the access possibly in place
+/// (SPEC §3).
 #[tokio::test]
 async fn a_redelivered_grant_past_not_after_is_carried_on_and_revoked() {
-    let worker = worker(vec![], config(&[]));
-    let body = assignment_request(
-        "create",
-        "TEMP-LATE",
-        &[("notAfter", "2026-11-29T12:00:00Z")],
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
     );
-    invoke(&worker, redelivered_event(&body, "m-late", 2)).await;
+    let body = assignment_request("create", "TEMP-LATE", &[("notAfter", &ahead)]);
+    invoke(&worker, redelivered_event(&body, "m-late", 1)).await;
+    // Its poll was never stored; the record comes back after notAfter.
+    let late = body.replace(&ahead, "2026-11-29T12:00:00Z");
+    invoke(&worker, redelivered_event(&late, "m-late", 2)).await;
     assert!(
         worker
             .queues
@@ -1221,8 +1226,31 @@ async fn a_redelivered_grant_past_not_after_is_carried_on_and_revoked() {
             .is_empty()
     );
     let work = worker.queues.sent_to(&worker.config.work_queue);
-    assert_eq!(work_steps(&worker), ["expire-wait"]);
-    assert_eq!(work[0].delay_seconds, 0);
+    assert_eq!(work_steps(&worker), ["poll", "expire-wait"]);
+    assert_eq!(work[1].delay_seconds, 0);
+}
+
+/// A grant refused as `expired` whose record SQS delivers again (the worker stopped
+/// before the record was acknowledged) never reached a submit: it is refused again,
+/// not carried out (found by the chaos run: CHAOS-0255 ended both dead-lettered and
+/// succeeded).
+#[tokio::test]
+async fn a_redelivered_grant_that_was_refused_as_expired_is_refused_again() {
+    let worker = worker(vec![], config(&[]));
+    let body = assignment_request(
+        "create",
+        "TEMP-REFUSED",
+        &[("notAfter", "2026-11-29T12:00:00Z")],
+    );
+    invoke(&worker, redelivered_event(&body, "m-refused", 1)).await;
+    invoke(&worker, redelivered_event(&body, "m-refused", 2)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|d| d.attribute("ErrorClass") == Some("expired"))
+    );
+    assert!(worker.identity_center.calls().is_empty());
 }
 
 /// A grant with notAfter whose operation outlived the poll deadline may still take
@@ -1278,4 +1306,28 @@ async fn a_failed_grant_with_not_after_schedules_no_expiry() {
         1
     );
     assert!(work_steps(&worker).is_empty());
+}
+
+/// When the ledger cannot say whether the earlier delivery claimed the grant, the
+/// grant is taken as possibly submitted: carried on and revoked at once, not refused
+/// as `expired` with the access possibly in place.
+#[tokio::test]
+async fn a_redelivered_late_grant_whose_claim_cannot_be_read_is_carried_on_and_revoked() {
+    let worker = Worker {
+        ledger: MemoryLedger::with_faults([true]),
+        ..worker(vec![], config(&[]))
+    };
+    let body = assignment_request(
+        "create",
+        "TEMP-UNREAD",
+        &[("notAfter", "2026-11-29T12:00:00Z")],
+    );
+    invoke(&worker, redelivered_event(&body, "m-unread", 2)).await;
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    assert_eq!(work_steps(&worker), ["expire-wait"]);
 }

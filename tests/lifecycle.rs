@@ -6,7 +6,8 @@ use assignment_worker::identity_center::{
 };
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
-    backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds, redelivered,
+    backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds,
+    redelivered_submit,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -277,7 +278,8 @@ fn failed_with_any_other_reason_is_dead_lettered_with_the_reason() {
 #[test]
 fn failed_after_a_possibly_carried_out_submit_is_submitted_once_more() {
     let failed = status(OperationStatus::Failed, Some("Internal failure"));
-    let again = redelivered(submit(Create), 2);
+    let mut again = submit(Create);
+    again.maybe_submitted = redelivered_submit(&again, 2, true);
     assert!(again.maybe_submitted);
     let mut poll = polling(Create, 2);
     poll.maybe_submitted = true;
@@ -311,11 +313,13 @@ fn failed_after_a_possibly_carried_out_submit_is_submitted_once_more() {
 }
 
 #[test]
-fn only_a_redelivered_submit_or_expiry_may_have_been_submitted() {
-    assert!(!redelivered(submit(Create), 1).maybe_submitted);
-    assert!(redelivered(submit(Delete), 3).maybe_submitted);
+fn only_a_redelivered_submit_past_its_claim_may_have_been_submitted() {
+    assert!(!redelivered_submit(&submit(Create), 1, true));
+    assert!(redelivered_submit(&submit(Delete), 3, true));
+    // Refused before its claim, the earlier delivery made no call.
+    assert!(!redelivered_submit(&submit(Create), 2, false));
     // A poll knows its operation: a second delivery of it submits nothing.
-    assert!(!redelivered(polling(Create, 1), 2).maybe_submitted);
+    assert!(!redelivered_submit(&polling(Create, 1), 2, true));
 }
 
 #[test]
@@ -640,7 +644,8 @@ proptest! {
         tail in call_result(),
     ) {
         let action = if delete { Delete } else { Create };
-        let start = redelivered(Progress::start(action, T0, stamp()), receive_count);
+        let mut start = Progress::start(action, T0, stamp());
+        start.maybe_submitted = redelivered_submit(&start, receive_count, true);
         let decisions = run_from(start, &policy, &script, &tail).decisions;
         let (last, before) = decisions.split_last().expect("at least one decision");
         prop_assert!(!matches!(last, Decision::Continue { .. }), "ends in a terminal state");

@@ -404,6 +404,34 @@ impl Model {
         self.assignments.iter().cloned().collect()
     }
 
+    /// The operations submitted on `assignment`, oldest first, one line each: for a
+    /// run's diagnostics when an assignment ends in an unexpected state.
+    pub fn operations_on(&self, assignment: &Assignment) -> Vec<String> {
+        let mut operations: Vec<(&String, &Operation)> = self
+            .creations
+            .iter()
+            .chain(&self.deletions)
+            .filter(|(_, op)| &op.assignment == assignment)
+            .collect();
+        operations.sort_by(|a, b| a.1.submitted_at.total_cmp(&b.1.submitted_at));
+        operations
+            .into_iter()
+            .map(|(id, op)| {
+                format!(
+                    "{:?} {id} submitted at {:.1} s, ends at {:.1} s: {}{}",
+                    op.kind,
+                    op.submitted_at,
+                    op.completes_at,
+                    op.status.as_str(),
+                    op.failure_reason
+                        .as_deref()
+                        .map(|reason| format!(" ({reason})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
     pub fn outstanding_creates(&self) -> usize {
         self.creations
             .values()

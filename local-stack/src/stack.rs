@@ -144,6 +144,13 @@ impl DeadLetterRecord {
                 .map(str::to_owned)
         })
     }
+
+    /// Whether it is a grant's expiry step (its body is the worker's progress envelope of
+    /// that step), not the grant's own dead letter.
+    pub fn is_expiry(&self) -> bool {
+        serde_json::from_str::<Value>(&self.body)
+            .is_ok_and(|body| body["progress"]["purpose"] == "expiry")
+    }
 }
 
 /// Every terminal record read so far.

@@ -31,7 +31,7 @@ pub fn outcomes_by_id(collected: &Collected) -> BTreeMap<String, (BTreeSet<Strin
             entry.1 += 1;
         }
     }
-    for record in &collected.dead_letters {
+    for record in collected.dead_letters.iter().filter(|r| !r.is_expiry()) {
         if let Some(id) = record.correlation_id() {
             // A worker dead letter comes with a dead-lettered outcome event: one record.
             let entry = by_id.entry(id).or_default();
@@ -134,6 +134,16 @@ pub fn wrong_effects(
     collected: &Collected,
     finals: &[Assignment],
 ) -> usize {
+    wrong_effect_list(intents, seeded, collected, finals).len()
+}
+
+/// The assignments [`wrong_effects`] counts.
+pub fn wrong_effect_list(
+    intents: &[Intent],
+    seeded: &[Assignment],
+    collected: &Collected,
+    finals: &[Assignment],
+) -> Vec<Assignment> {
     let by_id = outcomes_by_id(collected);
     let finals: BTreeSet<&Assignment> = finals.iter().collect();
     let mut expected: BTreeSet<&Assignment> = seeded.iter().collect();
@@ -152,7 +162,10 @@ pub fn wrong_effects(
             _ => {}
         }
     }
-    expected.symmetric_difference(&finals).count()
+    expected
+        .symmetric_difference(&finals)
+        .map(|assignment| (*assignment).clone())
+        .collect()
 }
 
 /// One of several decisions about the same assignment, stamped with `requestedAt`.

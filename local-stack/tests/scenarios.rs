@@ -9,8 +9,8 @@ use idc_sim::{Assignment, Knobs, PortfolioPrincipal, PortfolioPrincipalType, Por
 use local_stack::requests::{self, assignment, request, request_with};
 use local_stack::stack::{Collected, Options, Stack, fast_worker_env};
 use local_stack::tally::{
-    Intent, PortfolioDecision, Stamped, Tally, outcomes_by_id, wrong_effects, wrong_end_states,
-    wrong_portfolio_end_states,
+    Intent, PortfolioDecision, Stamped, Tally, outcomes_by_id, wrong_effect_list, wrong_effects,
+    wrong_end_states, wrong_portfolio_end_states,
 };
 use serde_json::Value;
 
@@ -330,19 +330,25 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let mut bodies = Vec::new();
     let mut intents = Vec::new();
     let mut rng = fastrand::Rng::with_seed(7);
+    // Temporary grants end within the run, while workers are killed and calls fail.
+    let temporary_end = rfc3339_in(TEMPORARY_SECONDS);
+    let temporary_ends_at =
+        std::time::Instant::now() + Duration::from_secs(TEMPORARY_SECONDS.unsigned_abs() + 1);
     for i in 0..SINGLE_REQUESTS {
         let id = format!("CHAOS-{i:04}");
         let (create, target, not_after) = match i % 10 {
             // Grants of new assignments; one in ten of them for a principal the
-            // directory does not know, one for the denied account, one expired.
+            // directory does not know, one for the denied account, one expired, one in
+            // twenty temporary.
+            2 if i % 20 == 2 => (
+                true,
+                assignment(1000 + i, i % 4, i),
+                Some(temporary_end.as_str()),
+            ),
             0..=3 => (true, assignment(1000 + i, i % 4, i), None),
             4 => (true, assignment(1000 + i, i % 4, 5000 + i), None),
             5 if i % 20 == 5 => (true, assignment(998, i % 4, i), None),
-            5 => (
-                true,
-                assignment(1000 + i, i % 4, i),
-                Some("2020-01-01T00:00:00Z"),
-            ),
+            5 => (true, assignment(1000 + i, i % 4, i), Some(EXPIRED_END)),
             // Revokes: of seeded assignments, and of assignments that never existed.
             6..=7 => (
                 false,
@@ -371,7 +377,8 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
         .filter(|(_, keep)| *keep)
         .map(|(pair, _)| pair)
         .unzip();
-    let expired: Vec<bool> = bodies.iter().map(|b| b.contains("notAfter")).collect();
+    let expired: Vec<bool> = bodies.iter().map(|b| b.contains(EXPIRED_END)).collect();
+    let temporary: Vec<bool> = bodies.iter().map(|b| b.contains(&temporary_end)).collect();
 
     // Grants and revokes of the same assignments, decided at random times (ties
     // included), for SPEC §11's ordering to sort out.
@@ -448,12 +455,42 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
     let mut tally = Tally::of(&ids, &collected);
     let finals = final_assignments(&stack);
     // The shared assignments are judged by their latest decision, the rest one by one.
+    // Temporary grants are judged after their end, below.
+    let temporary_intents: Vec<&Intent> = intents
+        .iter()
+        .zip(&temporary)
+        .filter(|(_, temporary)| **temporary)
+        .map(|(intent, _)| intent)
+        .collect();
     let single_finals: Vec<Assignment> = finals
         .iter()
         .filter(|a| !shared.iter().any(|s| &s.intent.assignment == *a))
+        .filter(|a| !temporary_intents.iter().any(|t| &t.assignment == *a))
         .cloned()
         .collect();
-    tally.wrong_effects = wrong_effects(&intents, &seeded, &collected, &single_finals);
+    let lasting: Vec<Intent> = intents
+        .iter()
+        .zip(&temporary)
+        .filter(|(_, temporary)| !**temporary)
+        .map(|(intent, _)| intent.clone())
+        .collect();
+    let wrong = wrong_effect_list(&lasting, &seeded, &collected, &single_finals);
+    for assignment in &wrong {
+        let requests: Vec<&str> = lasting
+            .iter()
+            .filter(|intent| &intent.assignment == assignment)
+            .map(|intent| intent.correlation_id.as_str())
+            .collect();
+        let present = single_finals.contains(assignment);
+        let operations = stack
+            .simulator
+            .with_model(|model| model.operations_on(assignment));
+        println!(
+            "chaos: wrong effect on {assignment:?} (present: {present}; requests {requests:?}; \
+             operations {operations:#?})"
+        );
+    }
+    tally.wrong_effects = wrong.len();
     let portfolio_finals: std::collections::BTreeSet<(String, PortfolioPrincipal)> = stack
         .simulator
         .with_model(|model| model.portfolios())
@@ -504,7 +541,64 @@ async fn chaos_500_mixed_requests_with_every_fault_on() {
             );
         }
     }
+    // Grants with notAfter end by themselves, whatever was killed or failed on the way:
+    // once their end has passed, none of them is left, unless its expiry's own revoke
+    // was dead-lettered (and so reported).
+    tokio::time::sleep_until(temporary_ends_at.into()).await;
+    // Most of them carried out before their end, or the check below proves little.
+    let granted = temporary_intents
+        .iter()
+        .filter(|grant| {
+            by_id
+                .get(&grant.correlation_id)
+                .is_some_and(|(outcomes, _)| outcomes.contains("succeeded"))
+        })
+        .count();
+    println!(
+        "chaos: {granted} of {} temporary grants carried out",
+        temporary_intents.len()
+    );
+    assert!(granted >= 15, "{granted} of {}", temporary_intents.len());
+    let left = until_gone(&stack, &temporary_intents, &ids).await;
+    assert!(
+        left.is_empty(),
+        "temporary grants still present after their notAfter: {left:?}"
+    );
     stack.shutdown().await;
+}
+
+/// When a chaos run's temporary grants end, in seconds after their requests are made.
+const TEMPORARY_SECONDS: i64 = 40;
+/// The `notAfter` of the chaos run's grants that expired before they were sent.
+const EXPIRED_END: &str = "2020-01-01T00:00:00Z";
+
+/// Waits (at most [`WAIT`]) until none of the grants' assignments is present, except
+/// those whose expiry was dead-lettered; returns the grants still present.
+async fn until_gone(stack: &Stack, grants: &[&Intent], ids: &[String]) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let collected = stack.collect(ids, Duration::ZERO).await.expect("collect");
+        let failed_expiries: Vec<String> = collected
+            .dead_letters
+            .iter()
+            .filter(|record| record.is_expiry())
+            .filter_map(|record| record.correlation_id())
+            .collect();
+        let finals = final_assignments(stack);
+        let left: Vec<String> = grants
+            .iter()
+            .filter(|grant| finals.contains(&grant.assignment))
+            .filter(|grant| !failed_expiries.contains(&grant.correlation_id))
+            .map(|grant| grant.correlation_id.clone())
+            .collect();
+        if left.is_empty() || started.elapsed() > WAIT {
+            if !failed_expiries.is_empty() {
+                println!("chaos: expiries dead-lettered for {failed_expiries:?}");
+            }
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 // SPEC §11: the latest decision wins, and grants with notAfter end by themselves.
