@@ -1056,6 +1056,25 @@ fn work_steps(
         .collect()
 }
 
+/// The first delivery of `body` submits and its poll is never stored (the worker was
+/// stopped); SQS delivers the record again, and then the step the worker stored after
+/// that delivery (a resubmit, in the tests that use it).
+async fn lost_submit_then_resubmit(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog>,
+    body: &str,
+) {
+    invoke(worker, redelivered_event(body, "m-lost", 1)).await;
+    invoke(worker, redelivered_event(body, "m-lost", 2)).await;
+    let next = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("a step after the second delivery")
+        .body
+        .clone();
+    invoke(worker, record_event(&next, "m-next", 1_764_000_060_000)).await;
+}
+
 /// The worker was stopped after its first delivery submitted the grant and before the
 /// poll was stored; SQS delivered the request again, and the second create FAILED
 /// although the first had taken effect (the chaos run's CHAOS-0177, as a grant).
@@ -1075,31 +1094,15 @@ async fn a_grant_redelivered_after_a_lost_submit_whose_second_operation_fails_ke
     let not_after = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
     let not_after = assignment_worker::messages::rfc3339(not_after);
     let body = assignment_request("create", "TEMP-LOST", &[("notAfter", &not_after)]);
-    invoke(&worker, redelivered_event(&body, "m-lost", 1)).await;
-    let response = invoke(&worker, redelivered_event(&body, "m-lost", 2)).await;
-    assert!(failures(&response).is_empty());
+    lost_submit_then_resubmit(&worker, &body).await;
+
     assert!(
         worker
             .queues
             .sent_to(&worker.config.dead_letter_queue)
             .is_empty(),
-        "the first create may stand: not a failure yet"
+        "the first create stands: not a failure"
     );
-    // The next step submits again; a create of an existing assignment succeeds.
-    let resubmit = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("a step after the failure")
-        .body
-        .clone();
-    assert_eq!(body_json_text(&resubmit)["progress"]["step"], "submit");
-    invoke(
-        &worker,
-        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
-    )
-    .await;
-
     assert_eq!(work_steps(&worker), ["poll", "submit", "expire-wait"]);
     let events = outcome_events(&worker);
     assert_eq!(events.len(), 1, "{events:?}");
@@ -1123,20 +1126,7 @@ async fn a_revoke_redelivered_after_a_lost_submit_whose_second_operation_fails_i
         config(&[]),
     );
     let body = assignment_request("delete", "REVOKE-LOST", &[]);
-    invoke(&worker, redelivered_event(&body, "m-lost", 1)).await;
-    invoke(&worker, redelivered_event(&body, "m-lost", 2)).await;
-    let resubmit = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("a step after the failure")
-        .body
-        .clone();
-    invoke(
-        &worker,
-        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
-    )
-    .await;
+    lost_submit_then_resubmit(&worker, &body).await;
 
     assert!(
         worker
@@ -1163,20 +1153,7 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
         config(&[]),
     );
     let body = assignment_request("create", "GRANT-GONE", &[]);
-    invoke(&worker, redelivered_event(&body, "m-gone", 1)).await;
-    invoke(&worker, redelivered_event(&body, "m-gone", 2)).await;
-    let resubmit = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("a resubmit")
-        .body
-        .clone();
-    invoke(
-        &worker,
-        record_event(&resubmit, "m-resubmit", 1_764_000_060_000),
-    )
-    .await;
+    lost_submit_then_resubmit(&worker, &body).await;
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1);
