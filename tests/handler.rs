@@ -1162,23 +1162,28 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
     assert_eq!(worker.identity_center.calls().len(), 3);
 }
 
-/// A first delivery's FAILED is final (SPEC §3): no earlier submit can have taken effect.
+/// A first delivery's FAILED is final (SPEC §3): no earlier submit can have taken
+/// effect, so there is no resubmit, and a grant with notAfter that changed nothing
+/// schedules no expiry.
 #[tokio::test]
-async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit() {
-    let worker = worker(
-        vec![status(OperationStatus::Failed, Some("Internal failure"))],
-        config(&[]),
-    );
-    let body = assignment_request("create", "GRANT-FAIL", &[]);
-    invoke(&worker, redelivered_event(&body, "m-fail", 1)).await;
-    assert_eq!(
-        worker
-            .queues
-            .sent_to(&worker.config.dead_letter_queue)
-            .len(),
-        1
-    );
-    assert!(work_steps(&worker).is_empty());
+async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit_or_an_expiry() {
+    let not_after = [("notAfter", "2099-01-01T00:00:00Z")];
+    for extra in [&[][..], &not_after[..]] {
+        let worker = worker(
+            vec![status(OperationStatus::Failed, Some("Internal failure"))],
+            config(&[]),
+        );
+        let body = assignment_request("create", "GRANT-FAIL", extra);
+        invoke(&worker, redelivered_event(&body, "m-fail", 1)).await;
+        assert_eq!(
+            worker
+                .queues
+                .sent_to(&worker.config.dead_letter_queue)
+                .len(),
+            1
+        );
+        assert!(work_steps(&worker).is_empty());
+    }
 }
 
 /// A grant whose notAfter passed while its record waited for redelivery, after the
@@ -1260,29 +1265,6 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attribute("ErrorClass"), Some("timed-out"));
     assert_eq!(work_steps(&worker), ["expire-wait"]);
-}
-
-/// A grant whose operation FAILED on its first delivery changed nothing: no expiry.
-#[tokio::test]
-async fn a_failed_grant_with_not_after_schedules_no_expiry() {
-    let worker = worker(
-        vec![status(OperationStatus::Failed, Some("Internal failure"))],
-        config(&[]),
-    );
-    let body = assignment_request(
-        "create",
-        "TEMP-FAIL",
-        &[("notAfter", "2099-01-01T00:00:00Z")],
-    );
-    invoke(&worker, redelivered_event(&body, "m-fail", 1)).await;
-    assert_eq!(
-        worker
-            .queues
-            .sent_to(&worker.config.dead_letter_queue)
-            .len(),
-        1
-    );
-    assert!(work_steps(&worker).is_empty());
 }
 
 /// When the ledger cannot say whether the earlier delivery claimed the grant, the
