@@ -159,6 +159,6 @@ fn batch_of_10_paced(bencher: divan::Bencher) {
         create_burst: 1.0,
     };
     run(bencher, move |fake| {
-        PacedIdentityCenter::new(fake, &settings)
+        PacedIdentityCenter::new(fake, &settings, 0.0)
     });
 }

@@ -438,6 +438,27 @@ fn ten_processes_share_as_much_as_three() {
     assert!((three.create_rate() * 3.0 - ten.create_rate() * 10.0).abs() < 1e-9);
 }
 
+#[test]
+fn processes_started_together_spread_their_first_creates() {
+    // Ten processes started at once, as when a burst of messages wakes an idle
+    // function, each with creates waiting: with two kept turns each they started 20
+    // creates in their first instant, against 15 slots.
+    let start = Instant::now();
+    let settings = production(10);
+    let mut first_second = 0;
+    for process in 0..10u32 {
+        let phase = f64::from(process) / 10.0;
+        let mut pacer = Pacer::new(&settings, start).with_create_phase(phase, start);
+        while let Admission::Go(wait) = pacer.admit(PacedCall::Create, start, BUDGET) {
+            if wait < secs(1.0) {
+                first_second += 1;
+            }
+        }
+    }
+    // One create interval is 10 / (15 / 3.5 s) = 2.33 s: 1 s of it holds 5 phases.
+    assert_eq!(first_second, 5);
+}
+
 /// A model of the service: a 20/s token bucket and 15 outstanding creates, each
 /// provisioned in 1 to 6 s (the simulator's defaults), on the test's clock.
 struct Service {
@@ -479,8 +500,12 @@ fn run_model(processes: u32, service_rate: f64, span: f64, seed: u64) -> (u32, u
         rng: fastrand::Rng::with_seed(seed),
         rate: service_rate,
     };
+    // Each with a phase of its own, as in production (`PacedIdentityCenter`).
     let mut pacers: Vec<Pacer> = (0..processes)
-        .map(|_| Pacer::new(&production(processes), start))
+        .map(|p| {
+            Pacer::new(&production(processes), start)
+                .with_create_phase(f64::from(p) / f64::from(processes), start)
+        })
         .collect();
     const CYCLE: [PacedCall; 4] = [
         PacedCall::Create,
@@ -572,9 +597,10 @@ fn with_half_the_rate_taken_the_processes_back_off() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Whatever the answers and the timing: a call goes only within the budget and the
-    /// pacer's own limit; a deferral is a valid SQS delay; the calls that went keep to
-    /// the share in every window; and the creates to their highest rate.
+    /// Whatever the answers, the timing and the create phase: a call goes only within
+    /// the budget and the pacer's own limit; a deferral is a valid SQS delay; the calls
+    /// that went keep to the share in every window; and the creates to their highest
+    /// rate.
     #[test]
     fn admissions_keep_their_bounds(
         steps in proptest::collection::vec(
@@ -582,10 +608,15 @@ proptest! {
             1..300,
         ),
         processes in 1u32..12,
+        phase in proptest::option::of(0.0f64..=1.0),
     ) {
         let settings = settings(processes);
         let start = Instant::now();
-        let mut pacer = Pacer::new(&settings, start);
+        let pacer = Pacer::new(&settings, start);
+        let mut pacer = match phase {
+            Some(phase) => pacer.with_create_phase(phase, start),
+            None => pacer,
+        };
         let share = 20.0 * 0.95 / f64::from(processes);
         let create_max = 2.0 * 15.0 / f64::from(processes) / 3.5;
         let mut now = start;

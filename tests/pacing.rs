@@ -51,7 +51,11 @@ fn worker() -> PacedWorker {
         create_burst: 1.0,
     };
     Worker {
-        identity_center: PacedIdentityCenter::new(ScriptedIdentityCenter::default(), &settings),
+        identity_center: PacedIdentityCenter::new(
+            ScriptedIdentityCenter::default(),
+            &settings,
+            0.0,
+        ),
         queues: RecordingQueues::default(),
         ledger: MemoryLedger::default(),
         service_catalog: MemoryServiceCatalog::default(),

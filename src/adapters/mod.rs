@@ -101,6 +101,7 @@ pub fn aws_worker(
         identity_center: paced::PacedIdentityCenter::new(
             sso_admin::SsoAdminIdentityCenter::new(aws_sdk_ssoadmin::Client::from_conf(sso_config)),
             &config.pacing.settings(),
+            fastrand::f64(),
         ),
         queues: sqs::SqsQueues::new(sqs_client(shared, &config)),
         service_catalog: service_catalog::ServiceCatalogClient::new(

@@ -16,10 +16,14 @@ pub struct PacedIdentityCenter<I> {
 }
 
 impl<I> PacedIdentityCenter<I> {
-    pub fn new(inner: I, settings: &PacerSettings) -> Self {
+    /// `create_phase` (0 to 1) is where in its first create interval the process makes
+    /// its first create ([`Pacer::with_create_phase`]): a random one for each process,
+    /// so that processes started together do not create together.
+    pub fn new(inner: I, settings: &PacerSettings, create_phase: f64) -> Self {
+        let now = Instant::now().into_std();
         Self {
             inner,
-            pacer: Mutex::new(Pacer::new(settings, Instant::now().into_std())),
+            pacer: Mutex::new(Pacer::new(settings, now).with_create_phase(create_phase, now)),
         }
     }
 
