@@ -843,6 +843,16 @@ pub fn poll_delay_seconds(polls_done: u32, policy: &Policy) -> u32 {
     u32::try_from(capped).unwrap_or(MAX_DELAY_SECONDS)
 }
 
+/// A random draw from the caller as a fraction in [0, 1]; one that is not a number
+/// counts as 0.
+pub(crate) fn unit_fraction(value: f64) -> f64 {
+    if value.is_finite() {
+        value.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// Exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS
 /// Architecture Blog): a uniform draw from [floor, window], where the window doubles per
 /// failed attempt from the base and is capped at SQS's 900 s. `failed_attempt` counts
@@ -858,12 +868,7 @@ pub fn backoff_seconds(failed_attempt: u32, busy: bool, policy: &Policy, jitter:
     };
     let exponent = i32::try_from(failed_attempt.saturating_sub(1).min(30)).unwrap_or(30);
     let window = (base * 2f64.powi(exponent)).min(cap);
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let delay = floor + jitter * (window - floor).max(0.0);
+    let delay = floor + unit_fraction(jitter) * (window - floor).max(0.0);
     // Bounded to [0, 900] above, so the conversion cannot truncate.
     delay.round().clamp(0.0, cap) as u32
 }

@@ -29,7 +29,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::MAX_DELAY_SECONDS;
+use crate::lifecycle::{MAX_DELAY_SECONDS, unit_fraction};
 
 /// What a process knows about the quotas it shares.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,22 +155,31 @@ impl Schedule {
         }
     }
 
-    /// Seconds until the next call may go.
-    fn wait(&self, now: Instant) -> f64 {
-        let kept = ((self.burst - 1.0) / self.rate).min(f64::from(MAX_DELAY_SECONDS));
-        (self.next_free.saturating_duration_since(now).as_secs_f64() - kept).max(0.0)
+    /// Seconds between two turns.
+    fn interval(&self) -> f64 {
+        (1.0 / self.rate).min(f64::from(MAX_DELAY_SECONDS))
     }
 
-    /// Makes `at` the first turn, with no turn kept before it.
-    fn first_turn_at(&mut self, at: Instant) {
-        let kept = ((self.burst - 1.0) / self.rate).min(f64::from(MAX_DELAY_SECONDS));
-        self.next_free = at + Duration::from_secs_f64(kept);
+    /// Seconds of turns kept: `next_free` lies this far past the first kept turn.
+    fn kept(&self) -> f64 {
+        ((self.burst - 1.0) / self.rate).min(f64::from(MAX_DELAY_SECONDS))
+    }
+
+    /// Seconds until the next call may go.
+    fn wait(&self, now: Instant) -> f64 {
+        (self.next_free.saturating_duration_since(now).as_secs_f64() - self.kept()).max(0.0)
+    }
+
+    /// Makes the first turn `phase` (0 to 1) of an interval after `now`, with no turn
+    /// kept before it.
+    fn first_turn_at_phase(&mut self, phase: f64, now: Instant) {
+        let first = now + Duration::from_secs_f64(phase * self.interval());
+        self.next_free = first + Duration::from_secs_f64(self.kept());
     }
 
     /// Takes the first free turn at `at` or later.
     fn take(&mut self, at: Instant) {
-        let interval = (1.0 / self.rate).min(f64::from(MAX_DELAY_SECONDS));
-        self.next_free = self.next_free.max(at) + Duration::from_secs_f64(interval);
+        self.next_free = self.next_free.max(at) + Duration::from_secs_f64(self.interval());
     }
 }
 
@@ -227,14 +236,7 @@ impl Pacer {
     /// creates at once: 20 with 10 processes against 15 slots, and the busy answers
     /// cut every process's create rate in its first seconds.
     pub fn with_create_phase(mut self, phase: f64, now: Instant) -> Self {
-        let phase = if phase.is_finite() {
-            phase.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let interval = (1.0 / self.creates.rate).min(f64::from(MAX_DELAY_SECONDS));
-        self.creates
-            .first_turn_at(now + Duration::from_secs_f64(phase * interval));
+        self.creates.first_turn_at_phase(unit_fraction(phase), now);
         self
     }
 
