@@ -856,18 +856,24 @@ pub(crate) fn unit_fraction(value: f64) -> f64 {
 /// Exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS
 /// Architecture Blog): a uniform draw from [floor, window], where the window doubles per
 /// failed attempt from the base and is capped at SQS's 900 s. `failed_attempt` counts
-/// from 1. When the outstanding-operations limit is hit (`busy`), both the window and
-/// the floor start at `busy_backoff_min_seconds`.
+/// from 1. When the outstanding-operations limit is hit (`busy`), the delay is at least
+/// `busy_backoff_min_seconds` (SPEC §3: the floor). The window is not raised with it:
+/// the outstanding creates finish within seconds, and the pacer defers a retry that
+/// comes back before a slot is free, so a second or third busy answer waits the floor
+/// again. A window grown from the floor (15, 30, 60 s) made the few grants that were
+/// answered busy twice or three times the last to finish. A limit that stays in use
+/// longer still meets a growing backoff: with the defaults the window passes the floor
+/// at the fourth attempt.
 pub fn backoff_seconds(failed_attempt: u32, busy: bool, policy: &Policy, jitter: f64) -> u32 {
     let cap = f64::from(MAX_DELAY_SECONDS);
-    let (base, floor) = if busy {
-        let min = f64::from(policy.busy_backoff_min_seconds).min(cap);
-        (f64::from(policy.backoff_base_seconds).max(min), min)
+    let floor = if busy {
+        f64::from(policy.busy_backoff_min_seconds).min(cap)
     } else {
-        (f64::from(policy.backoff_base_seconds), 0.0)
+        0.0
     };
+    let base = f64::from(policy.backoff_base_seconds);
     let exponent = i32::try_from(failed_attempt.saturating_sub(1).min(30)).unwrap_or(30);
-    let window = (base * 2f64.powi(exponent)).min(cap);
+    let window = (base * 2f64.powi(exponent)).min(cap).max(floor);
     let delay = floor + unit_fraction(jitter) * (window - floor).max(0.0);
     // Bounded to [0, 900] above, so the conversion cannot truncate.
     delay.round().clamp(0.0, cap) as u32

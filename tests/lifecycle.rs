@@ -517,8 +517,15 @@ fn poll_schedule_and_backoff_follow_the_spec() {
     assert_eq!(backoff_seconds(1, false, &policy, 1.0), 2);
     assert_eq!(backoff_seconds(4, false, &policy, 1.0), 16);
     assert_eq!(backoff_seconds(30, false, &policy, 1.0), 900);
+    // Busy: the same window with a floor. The outstanding creates free up within
+    // seconds, so the first busy answers wait the floor, not a window grown from it.
     assert_eq!(backoff_seconds(1, true, &policy, 0.0), 15);
-    assert_eq!(backoff_seconds(2, true, &policy, 1.0), 30);
+    assert_eq!(backoff_seconds(2, true, &policy, 1.0), 15);
+    assert_eq!(backoff_seconds(3, true, &policy, 1.0), 15);
+    assert_eq!(backoff_seconds(4, true, &policy, 1.0), 16);
+    assert_eq!(backoff_seconds(5, true, &policy, 0.0), 15);
+    assert_eq!(backoff_seconds(5, true, &policy, 1.0), 32);
+    assert_eq!(backoff_seconds(30, true, &policy, 1.0), 900);
     assert_eq!(backoff_seconds(3, false, &policy, f64::NAN), 0);
 }
 
