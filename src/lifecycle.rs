@@ -858,9 +858,9 @@ pub(crate) fn unit_fraction(value: f64) -> f64 {
 /// failed attempt from the base and is capped at SQS's 900 s. `failed_attempt` counts
 /// from 1. When the outstanding-operations limit is hit (`busy`), the delay is at least
 /// `busy_backoff_min_seconds` (SPEC §3: the floor). The window is not raised with it:
-/// the outstanding creates finish within seconds, and the pacer defers a retry that
-/// comes back before a slot is free, so a second or third busy answer waits the floor
-/// again. A window grown from the floor (15, 30, 60 s) made the few grants that were
+/// the outstanding creates finish within seconds, and a retry that comes back before
+/// its process's next create turn is deferred by the pacer without spending an
+/// attempt, so a second or third busy answer waits the floor again. A window grown from the floor (15, 30, 60 s) made the few grants that were
 /// answered busy twice or three times the last to finish. A limit that stays in use
 /// longer still meets a growing backoff: with the defaults the window passes the floor
 /// at the fourth attempt.
