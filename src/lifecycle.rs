@@ -860,10 +860,11 @@ pub(crate) fn unit_fraction(value: f64) -> f64 {
 /// `busy_backoff_min_seconds` (SPEC §3: the floor). The window is not raised with it:
 /// the outstanding creates finish within seconds, and a retry that comes back before
 /// its process's next create turn is deferred by the pacer without spending an
-/// attempt, so a second or third busy answer waits the floor again. A window grown from the floor (15, 30, 60 s) made the few grants that were
-/// answered busy twice or three times the last to finish. A limit that stays in use
-/// longer still meets a growing backoff: with the defaults the window passes the floor
-/// at the fourth attempt.
+/// attempt, so a second or third busy answer waits the floor again. A window grown
+/// from the floor (15, 30, 60 s) made the few grants that were answered busy twice or
+/// three times the last to finish. A limit that stays in use longer still meets a
+/// growing backoff: with the defaults the window passes the floor at the fourth
+/// attempt.
 pub fn backoff_seconds(failed_attempt: u32, busy: bool, policy: &Policy, jitter: f64) -> u32 {
     let cap = f64::from(MAX_DELAY_SECONDS);
     let floor = if busy {
@@ -874,7 +875,7 @@ pub fn backoff_seconds(failed_attempt: u32, busy: bool, policy: &Policy, jitter:
     let base = f64::from(policy.backoff_base_seconds);
     let exponent = i32::try_from(failed_attempt.saturating_sub(1).min(30)).unwrap_or(30);
     let window = (base * 2f64.powi(exponent)).min(cap).max(floor);
-    let delay = floor + unit_fraction(jitter) * (window - floor).max(0.0);
+    let delay = floor + unit_fraction(jitter) * (window - floor);
     // Bounded to [0, 900] above, so the conversion cannot truncate.
     delay.round().clamp(0.0, cap) as u32
 }
