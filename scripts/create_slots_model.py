@@ -32,18 +32,27 @@ def offer_gap(rng, rate, jitter):
     return (1 + jitter * (2 * rng.random() - 1)) / rate
 
 
+def start(ends, now, rng):
+    """Offers a create at `now` to the slots whose operations end at `ends`: its
+    provisioning time if a slot was free, None if it was answered busy."""
+    while ends and ends[0] <= now:
+        heapq.heappop(ends)
+    if len(ends) >= SLOTS:
+        return None
+    provisioning = rng.uniform(1.0, 6.0)
+    heapq.heappush(ends, now + provisioning)
+    return provisioning
+
+
 def run(rate, seconds=20_000.0, jitter=0.5, seed=1):
     rng = random.Random(seed)
     ends, now, started, busy = [], 0.0, 0, 0
     while now < seconds:
         now += offer_gap(rng, rate, jitter)
-        while ends and ends[0] <= now:
-            heapq.heappop(ends)
-        if len(ends) < SLOTS:
-            heapq.heappush(ends, now + rng.uniform(1.0, 6.0))
-            started += 1
-        else:
+        if start(ends, now, rng) is None:
             busy += 1
+        else:
+            started += 1
     return started / seconds, busy / (started + busy)
 
 
@@ -66,19 +75,16 @@ def makespan(rate, busy_backoff=15.0, polled=True, jitter=0.5, seed=1):
         while coming_back and coming_back[0] <= now:
             heapq.heappop(coming_back)
             ready += 1
-        while ends and ends[0] <= now:
-            heapq.heappop(ends)
         if ready == 0:
             continue
         ready -= 1
-        if len(ends) < SLOTS:
-            provisioning = rng.uniform(1.0, 6.0)
-            heapq.heappush(ends, now + provisioning)
-            accepted += 1
-            last = max(last, now + seen_done(provisioning, polled))
-        else:
+        provisioning = start(ends, now, rng)
+        if provisioning is None:
             busy += 1
             heapq.heappush(coming_back, now + busy_backoff)
+        else:
+            accepted += 1
+            last = max(last, now + seen_done(provisioning, polled))
     return last, busy
 
 
