@@ -15,6 +15,13 @@ last grant's end over 40 seeds, and the busy answers, per offered rate; then the
 with a 1 s busy backoff and with a poll that sees the end at once, to show what those
 two cost.
 
+The third asks what seeing more than its own answers would buy a pacer: it offers
+creates while the expected number outstanding is below a bound, knowing either every
+create's submit time and its 3 s poll's answer (as a count shared by all processes
+could, for free), or the in-progress creates themselves, from a
+ListAccountAssignmentCreationStatus call every so often (each one an Identity Center
+call; 2,570 calls make a 1,200-request run's 2.14 calls per request).
+
     python3 scripts/create_slots_model.py
 """
 
@@ -88,6 +95,51 @@ def makespan(rate, busy_backoff=15.0, polled=True, jitter=0.5, seed=1):
     return last, busy
 
 
+def outstanding_after(age, known_at):
+    """The chance that a create is still outstanding at `age` s, given that it was at
+    `known_at` s (provisioning uniform in 1 to 6 s)."""
+    low = max(1.0, known_at)
+    if age <= low:
+        return 1.0
+    return max(0.0, (6.0 - age) / (6.0 - low))
+
+
+def makespan_knowing(bound, list_every=None, busy_backoff=15.0, tick=0.05, seed=1):
+    """The 600 grants, offered whenever the expected outstanding count is below `bound`:
+    from every submit and its 3 s poll (`list_every` None), or from a list of the
+    in-progress creates every `list_every` s. (end, busy answers, lists)."""
+    rng = random.Random(seed)
+    ready, coming_back, ends = GRANTS, [], []
+    now, accepted, busy, last, lists, next_list = 0.0, 0, 0, 0.0, 0, 0.0
+    known = []  # (submitted at, ends at, age at which it was last known outstanding)
+    while accepted < GRANTS:
+        now += tick
+        while coming_back and coming_back[0] <= now:
+            heapq.heappop(coming_back)
+            ready += 1
+        if list_every is None:
+            # The poll 3 s after the submit tells whether it has ended.
+            known = [(at, end, 3.0 if now - at >= 3.0 else 0.0) for at, end, _ in known
+                     if not (now - at >= 3.0 and end <= at + 3.0)]
+        elif now >= next_list:
+            lists += 1
+            next_list = now + list_every
+            known = [(at, end, now - at) for at, end, _ in known if end > now]
+        expected = sum(outstanding_after(now - at, seen) for at, _, seen in known)
+        while ready and expected < bound:
+            ready -= 1
+            provisioning = start(ends, now, rng)
+            if provisioning is None:
+                busy += 1
+                heapq.heappush(coming_back, now + busy_backoff)
+                break
+            accepted += 1
+            expected += 1
+            known.append((now, now + provisioning, 0.0))
+            last = max(last, now + seen_done(provisioning, True))
+    return last, busy, lists
+
+
 def mean_makespan(rate, **options):
     runs = [makespan(rate, seed=seed, **options) for seed in range(SEEDS)]
     return statistics.mean(r[0] for r in runs), statistics.mean(r[1] for r in runs)
@@ -111,3 +163,15 @@ if __name__ == "__main__":
         both, _ = mean_makespan(rate, busy_backoff=1.0, polled=False)
         print(f"| {rate:.1f} | {end:.0f} s | {busy:.0f} | {busy / (GRANTS + busy):.0%} |"
               f" {short:.0f} s | {unpolled:.0f} s | {both:.0f} s |")
+    print()
+    print("| the pacer knows | offers while fewer expected outstanding than |"
+          " 600 grants end at | busy answers | list calls |")
+    print("|---|---|---|---|---|")
+    for list_every, bounds in ((None, (11, 12, 13)), (0.5, (12, 13)), (1.0, (12, 13)),
+                               (2.0, (12, 13))):
+        knows = ("every submit and its 3 s poll" if list_every is None
+                 else f"the in-progress creates, listed every {list_every} s")
+        for bound in bounds:
+            runs = [makespan_knowing(bound, list_every, seed=seed) for seed in range(SEEDS)]
+            end, busy, lists = (statistics.mean(r[i] for r in runs) for i in range(3))
+            print(f"| {knows} | {bound} | {end:.0f} s | {busy:.0f} | {lists:.0f} |")
