@@ -363,7 +363,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         variable: &'static str,
         parse: impl Fn(&str) -> Result<T, IdError>,
     ) -> Result<Vec<T>, ConfigError> {
-        let Some(text) = self.get(variable) else {
+        // Only an empty value is unset (SPEC §6): blanks are set and name nothing.
+        let Some(text) = (self.0)(variable).filter(|v| !v.is_empty()) else {
             return Ok(Vec::new());
         };
         let items: Vec<&str> = text
@@ -566,6 +567,19 @@ mod tests {
             ),
             (
                 &[QUEUES[0], QUEUES[1], ("PROTECTED_ACCOUNT_IDS", ",,")],
+                "PROTECTED_ACCOUNT_IDS",
+            ),
+            // Blanks are not empty: set, they name nothing.
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_INSTANCE_ARNS", " ")],
+                "ALLOWED_INSTANCE_ARNS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("ALLOWED_PORTFOLIO_IDS", "\t")],
+                "ALLOWED_PORTFOLIO_IDS",
+            ),
+            (
+                &[QUEUES[0], QUEUES[1], ("PROTECTED_ACCOUNT_IDS", "  ")],
                 "PROTECTED_ACCOUNT_IDS",
             ),
             (
