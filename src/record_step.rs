@@ -806,9 +806,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     context.residual_access = Some(&residual_access);
                 }
                 let mut messages = Vec::new();
-                let expiry = self.decision.not_after.filter(|_| {
-                    progress.purpose == Purpose::Decision && completion == Completion::Succeeded
-                });
+                // A grant found already in place expires too: the latest decision grants
+                // only until `notAfter`, whatever put the access there (an earlier grant,
+                // or this one's own submit whose answer was lost).
+                let granted = progress.operation() == AssignmentAction::Create
+                    && matches!(
+                        completion,
+                        Completion::Succeeded | Completion::AlreadySatisfied
+                    );
+                let expiry = self
+                    .decision
+                    .not_after
+                    .filter(|_| progress.purpose == Purpose::Decision && granted);
                 if let Some(not_after) = expiry {
                     context.expires_at = Some(not_after);
                     // Stored with the outcome, before the record is acknowledged.

@@ -486,6 +486,34 @@ async fn an_associate_with_not_after_is_removed_by_its_expiry() {
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
+#[tokio::test]
+async fn an_associate_with_not_after_of_a_listed_principal_still_expires() {
+    // The latest decision grants until `notAfter`, whatever granted the principal
+    // before: without its expiry the principal would keep the portfolio for good.
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let not_after = not_after.format(&Rfc3339).expect("a time");
+    drive(
+        &worker,
+        &request(
+            "associate-portfolio-principal",
+            "IAM",
+            ROLE,
+            json!({"notAfter": not_after}),
+        ),
+    )
+    .await;
+    let outcomes = outcomes(&worker);
+    assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
+    assert_eq!(outcomes[0]["outcome"], "already-satisfied");
+    assert_eq!(outcomes[0]["expiresAt"], not_after.as_str());
+    assert_eq!(outcomes[1]["trigger"], "expiry");
+    assert_eq!(outcomes[1]["action"], "disassociate-portfolio-principal");
+    assert_eq!(outcomes[1]["outcome"], "succeeded");
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 fn fixture(name: &str) -> SqsEvent {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
