@@ -226,6 +226,20 @@ impl AccessDecision {
         }
     }
 
+    /// Whether `self` is `other` delivered under another first message: a redrive of a
+    /// dead letter (the request alone, sent again), or an upstream sending one decision
+    /// twice. SQS gives each delivery its own random message id, which would place the
+    /// same decision before or after itself at random. Two decisions alike in all but
+    /// the message id ask for the same thing, so it does not matter which one they are.
+    pub fn is_another_delivery_of(&self, other: &AccessDecision) -> bool {
+        let (mine, theirs) = (&self.order, &other.order);
+        mine.requested_at == theirs.requested_at
+            && mine.intent == theirs.intent
+            && mine.correlation_id == theirs.correlation_id
+            && self.not_after == other.not_after
+            && mine.first_message_id != theirs.first_message_id
+    }
+
     /// The `supersededBy` of an outcome event.
     pub fn summary(&self) -> DecisionSummary {
         DecisionSummary {

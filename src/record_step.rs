@@ -15,7 +15,7 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -89,6 +89,10 @@ struct Step {
 enum Stepped {
     Decided(Box<Step>),
     Redeliver(&'static str),
+    /// The ledger holds this decision under another first delivery (a redrive): the
+    /// step starts again as that delivery's, so that the ledger's checks see it as the
+    /// same decision. The message id of that delivery.
+    Restamp(String),
 }
 
 fn decided(decision: Decision, progress: Progress) -> Stepped {
@@ -127,7 +131,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         record_request_fields(message);
 
         let (action, target) = message.request.target();
-        let progress = message.progress.clone().unwrap_or_else(|| {
+        let mut progress = message.progress.clone().unwrap_or_else(|| {
             Progress::start_for(
                 target.resource(),
                 action,
@@ -135,35 +139,46 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 first_stamp(record, message, received_at),
             )
         });
-        let decision = AccessDecision {
-            order: DecisionOrder {
-                requested_at: progress.stamp.requested_at,
-                intent: Intent::of(action),
-                correlation_id: message
+        let mut restamped = false;
+        loop {
+            let decision = AccessDecision {
+                order: DecisionOrder {
+                    requested_at: progress.stamp.requested_at,
+                    intent: Intent::of(action),
+                    correlation_id: message
+                        .request
+                        .correlation_id
+                        .as_ref()
+                        .map(|id| id.as_str().to_owned()),
+                    first_message_id: progress.stamp.first_message_id.clone(),
+                },
+                not_after: message
                     .request
-                    .correlation_id
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned()),
-                first_message_id: progress.stamp.first_message_id.clone(),
-            },
-            not_after: message
-                .request
-                .not_after
-                .filter(|_| action == AssignmentAction::Create),
-        };
-        let run = RecordRun {
-            worker: self,
-            message,
-            target,
-            key: LedgerKey::of(target),
-            decision,
-            deadline: invocation.deadline,
-            metrics: &invocation.metrics,
-            receive_count: receive_count(record),
-        };
-        match run.step(progress).await {
-            Stepped::Redeliver(reason) => Plan::Redeliver(reason),
-            Stepped::Decided(step) => run.commit(*step),
+                    .not_after
+                    .filter(|_| action == AssignmentAction::Create),
+            };
+            let run = RecordRun {
+                worker: self,
+                message,
+                target,
+                key: LedgerKey::of(target),
+                decision,
+                deadline: invocation.deadline,
+                metrics: &invocation.metrics,
+                receive_count: receive_count(record),
+            };
+            return match run.step(progress.clone()).await {
+                Stepped::Redeliver(reason) => Plan::Redeliver(reason),
+                Stepped::Decided(step) => run.commit(*step),
+                // Once: the second claim matches the recorded decision exactly.
+                Stepped::Restamp(first_message_id) if !restamped => {
+                    tracing::info!("the ledger holds this decision from an earlier delivery");
+                    progress.stamp.first_message_id = first_message_id;
+                    restamped = true;
+                    continue;
+                }
+                Stepped::Restamp(_) => Plan::Redeliver("the ledger's claim did not settle"),
+            };
         }
     }
 
@@ -541,6 +556,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .claim(&self.key, &self.decision, now)
                     .await;
                 self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                if let Ok(ClaimAnswer::Superseded(recorded)) = &answer
+                    && recorded.is_another_delivery_of(&self.decision)
+                {
+                    return Err(Stepped::Restamp(recorded.order.first_message_id.clone()));
+                }
                 match lifecycle::after_claim(&progress, &answer, now, self.policy(), Self::jitter())
                 {
                     None => Ok(progress),

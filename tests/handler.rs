@@ -1290,3 +1290,39 @@ async fn a_redelivered_late_grant_whose_claim_cannot_be_read_is_carried_on_and_r
     );
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
+
+#[tokio::test]
+async fn a_redriven_revoke_is_carried_out_whatever_its_new_message_id() {
+    // A dead letter is sent back as the request alone, so its redrive arrives under a
+    // new message id, and message ids are random: here below the first delivery's.
+    // The ledger holds the first delivery's claim; the redrive is the same decision,
+    // not an earlier one, and must make its delete.
+    let worker = worker(
+        vec![
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-1",
+        &[("requestedAt", "2026-11-29T10:00:00Z")],
+    );
+    invoke(&worker, record_event(&revoke, "m-b", 1)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the first delivery is dead-lettered");
+    let redrive = invoke(&worker, record_event(&dead[0].body, "m-a", 2)).await;
+
+    assert!(failures(&redrive).is_empty());
+    let deletes = worker
+        .identity_center
+        .calls()
+        .iter()
+        .filter(|call| matches!(call, Call::Delete { .. }))
+        .count();
+    assert_eq!(deletes, 2, "{:?}", worker.identity_center.calls());
+    let events = outcome_events(&worker);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[1]["outcome"], "succeeded", "{events:#?}");
+}
