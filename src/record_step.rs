@@ -390,8 +390,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// A submit SQS delivers again may repeat one the earlier delivery made
     /// ([`lifecycle::redelivered_submit`]); for a decision, the ledger says whether that
-    /// delivery got as far as its claim. A failed read counts as claimed: refusing a
-    /// grant that may exist as `expired` would leave it without its expiry.
+    /// delivery got as far as its claim: not if it records an earlier decision or none,
+    /// perhaps if it records a later one (which may have come after the claim). A failed
+    /// read counts as claimed: refusing a grant that may exist as `expired` would leave
+    /// it without its expiry, and a grant dropped as superseded would leave it in place.
     async fn after_redelivery(&self, mut progress: Progress) -> Progress {
         if progress.maybe_submitted || self.receive_count <= 1 {
             return progress;
@@ -401,7 +403,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 latest.map_or(true, |latest| {
-                    latest.is_some_and(|latest| latest.order == self.decision.order)
+                    latest.is_some_and(|latest| {
+                        latest.order >= self.decision.order
+                            || latest.is_another_delivery_of(&self.decision)
+                    })
                 })
             }
             Purpose::Expiry | Purpose::Undo { .. } => true,

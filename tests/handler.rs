@@ -1326,3 +1326,61 @@ async fn a_redriven_revoke_is_carried_out_whatever_its_new_message_id() {
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[1]["outcome"], "succeeded", "{events:#?}");
 }
+
+/// The grant's first delivery submitted its create and was stopped before its poll was
+/// stored; a later revoke ran meanwhile and found nothing to remove. When SQS delivers
+/// the grant again, the ledger names the revoke, not the grant: the grant's first
+/// delivery may still have made its claim, and its create, before the revoke's. The
+/// create may stand, so the revoke's state must be restored, not the grant dropped.
+#[tokio::test]
+async fn a_grant_redelivered_after_a_later_revoke_undoes_the_create_it_may_have_made() {
+    let worker = worker(
+        vec![
+            // The grant's first delivery: submitted.
+            status(OperationStatus::InProgress, None),
+            // The revoke: nothing there yet.
+            error(ErrorKind::ResourceNotFound, "ResourceNotFoundException"),
+            // The undo's delete.
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "GRANT-G",
+        &[("requestedAt", "2026-11-29T10:00:01Z")],
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-R",
+        &[("requestedAt", "2026-11-29T10:00:02Z")],
+    );
+    invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
+    invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, redelivered_event(&grant, "m-grant", 2)).await;
+    // Then the steps the worker stored after that delivery.
+    let stored = worker.queues.sent_to(&worker.config.work_queue);
+    for (n, next) in stored[before..].iter().enumerate() {
+        invoke(&worker, record_event(&next.body, &format!("m-next-{n}"), 2)).await;
+    }
+
+    let deletes = worker
+        .identity_center
+        .calls()
+        .iter()
+        .filter(|call| matches!(call, Call::Delete { .. }))
+        .count();
+    assert_eq!(
+        deletes,
+        2,
+        "the revoke's and the undo's: {:?}",
+        worker.identity_center.calls()
+    );
+    let events = outcome_events(&worker);
+    let grant_event = events
+        .iter()
+        .find(|e| e["correlationId"] == "GRANT-G")
+        .expect("the grant's outcome");
+    assert_eq!(grant_event["outcome"], "superseded");
+}
