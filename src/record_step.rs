@@ -275,7 +275,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         span.record("purpose", progress.purpose_name());
         span.record("attempt", progress.attempt);
 
-        if progress.stage == Stage::ExpireWait {
+        // At every stage of an expiry, not only its wait: the worker writes expiry steps
+        // only for grants with notAfter, and anyone who may send to the queue can write one.
+        if progress.purpose == Purpose::Expiry || progress.stage == Stage::ExpireWait {
             let Some(not_after) = self.decision.not_after else {
                 let dead_letter = DeadLetter::before_any_call(
                     ErrorClass::InvalidRequest,
@@ -284,10 +286,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 );
                 return decided(Decision::DeadLetter(dead_letter), progress);
             };
-            if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, Self::now()) {
-                return decided(wait, progress);
+            if progress.stage == Stage::ExpireWait {
+                if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, Self::now()) {
+                    return decided(wait, progress);
+                }
+                progress = progress.at(AssignmentAction::Delete, Stage::Submit, 1);
             }
-            progress = progress.at(AssignmentAction::Delete, Stage::Submit, 1);
         }
 
         if progress.stage == Stage::Submit {

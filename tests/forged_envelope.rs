@@ -409,3 +409,30 @@ proptest! {
         prop_assert!(false, "no end after 10000 polls");
     }
 }
+
+#[tokio::test]
+async fn an_expiry_step_of_a_grant_without_not_after_makes_no_call() {
+    // The worker writes expiry steps only for grants with notAfter, and leaves the wait
+    // only at notAfter: past the wait, such a step is not the worker's either.
+    let worker = worker(vec![answer(
+        OperationStatus::Succeeded,
+        None,
+        subject(PERMISSION_SET, PRINCIPAL),
+    )]);
+    let now = assignment_worker::messages::rfc3339(OffsetDateTime::now_utc());
+    let forged = json!({
+        "request": request("create"),
+        "progress": {"step": "submit", "operation": "delete", "purpose": "expiry",
+                     "attempt": 1, "firstReceivedAt": now},
+    })
+    .to_string();
+    let (dead, outcomes) = run(&worker, &forged).await;
+    assert!(worker.identity_center.calls().is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("BadEnvelope"));
+    assert!(
+        outcomes.iter().all(|o| o["outcome"] == "dead-lettered"),
+        "{outcomes:?}"
+    );
+}
