@@ -162,9 +162,14 @@ impl DecisionOrder {
     /// character a correlation id or message id may hold (they are printable), so a
     /// shorter id sorts before a longer one that starts the same way.
     pub fn key(&self) -> String {
+        format!("{}{}", self.key_before_message_id(), self.first_message_id)
+    }
+
+    /// The key up to the first message id: what every delivery of one decision shares.
+    pub fn key_before_message_id(&self) -> String {
         let utc = self.requested_at.to_offset(time::UtcOffset::UTC);
         format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z\u{1}{}\u{1}{}\u{1}{}",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z\u{1}{}\u{1}{}\u{1}",
             utc.year(),
             u8::from(utc.month()),
             utc.day(),
@@ -177,7 +182,6 @@ impl DecisionOrder {
                 Intent::Revoke => '1',
             },
             self.correlation_id.as_deref().unwrap_or_default(),
-            self.first_message_id
         )
     }
 }

@@ -1384,3 +1384,40 @@ async fn a_grant_redelivered_after_a_later_revoke_undoes_the_create_it_may_have_
         .expect("the grant's outcome");
     assert_eq!(grant_event["outcome"], "superseded");
 }
+
+/// The same grant sent twice: the second delivery's message id sorts above the first's,
+/// and its create is refused. It must not take the decision over from the first
+/// delivery in the ledger: the first delivery's expiry would then find "a later
+/// decision" and leave the access it granted in place for good.
+#[tokio::test]
+async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expiry_in_force() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "TEMP-TWICE",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    let expiry = due_expiry(&worker, &grant).await;
+    invoke(&worker, record_event(&grant, "m-zzz", 1_764_496_800_001)).await;
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+
+    let calls = worker.identity_center.calls();
+    assert!(
+        calls.iter().any(|call| matches!(call, Call::Delete { .. })),
+        "the expiry's delete: {calls:?}"
+    );
+}

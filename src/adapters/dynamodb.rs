@@ -118,8 +118,18 @@ impl Ledger for DynamoDbLedger {
             .key("pk", s(key.as_str()))
             // Strictly later: the same decision claimed again (another delivery of the
             // same request) must not reset the state it reached; the refusal below
-            // reads it as claimed.
-            .condition_expression("attribute_not_exists(pk) OR #order < :order")
+            // reads it as claimed. Nor does a delivery under another first message id
+            // claim over the recorded one, in either order
+            // (`AccessDecision::is_another_delivery_of`): the caller takes its id.
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR (#order < :order AND NOT \
+                 (begins_with(#order, :decision_prefix) AND {}))",
+                match decision.not_after {
+                    Some(_) => "#notAfter = :notAfter",
+                    None => "attribute_not_exists(#notAfter)",
+                }
+            ))
+            .expression_attribute_values(":decision_prefix", s(order.key_before_message_id()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#order", "orderKey")
             .expression_attribute_names("#requestedAt", "requestedAt")

@@ -397,7 +397,12 @@ impl Ledger for MemoryLedger {
         self.fault()?;
         let mut items = lock(&self.items);
         match items.get(key) {
-            Some(item) if item.decision.order > decision.order => {
+            // Another delivery of the recorded decision does not claim over it either
+            // way: the first to claim keeps it, so its steps still find it recorded.
+            Some(item)
+                if item.decision.order > decision.order
+                    || item.decision.is_another_delivery_of(decision) =>
+            {
                 Ok(ClaimAnswer::Superseded(item.decision.clone()))
             }
             // The same decision again keeps the state it reached.
