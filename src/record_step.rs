@@ -394,10 +394,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// A submit SQS delivers again may repeat one the earlier delivery made
     /// ([`lifecycle::redelivered_submit`]); for a decision, the ledger says whether that
-    /// delivery got as far as its claim: not if it records an earlier decision or none,
-    /// perhaps if it records a later one (which may have come after the claim). A failed
-    /// read counts as claimed: refusing a grant that may exist as `expired` would leave
-    /// it without its expiry, and a grant dropped as superseded would leave it in place.
+    /// delivery got as far as its claim: yes if it records this decision, no if an
+    /// earlier one or none, perhaps if a later one (which may have come after the
+    /// claim). A later decision counts only when it asks for no access: then a grant
+    /// this request may have made is undone. One that asks for access is left to its own
+    /// request, whose success schedules its expiry; an undo here would create the
+    /// access with none. A failed read counts as claimed: refusing a grant that may exist
+    /// as `expired` would leave it without its expiry.
     async fn after_redelivery(&self, mut progress: Progress) -> Progress {
         if progress.maybe_submitted || self.receive_count <= 1 {
             return progress;
@@ -406,10 +409,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             Purpose::Decision => {
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
+                let now = Self::now();
                 latest.map_or(true, |latest| {
                     latest.is_some_and(|latest| {
-                        latest.order >= self.decision.order
+                        latest.order == self.decision.order
                             || latest.is_another_delivery_of(&self.decision)
+                            || (latest.order > self.decision.order
+                                && latest.desired(now) == Presence::Absent)
                     })
                 })
             }

@@ -1421,3 +1421,52 @@ async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expir
         "the expiry's delete: {calls:?}"
     );
 }
+
+/// A later grant with notAfter claimed and failed; then an earlier revoke is delivered a
+/// second time (its first delivery stopped before its claim). The revoke is simply
+/// superseded: restoring the grant's access for it would create the access with no
+/// expiry, since only the grant's own success schedules one.
+#[tokio::test]
+async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_creates_nothing() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "GRANT-LATER",
+        &[
+            ("requestedAt", "2026-11-29T10:00:02Z"),
+            ("notAfter", "2099-01-01T00:00:00Z"),
+        ],
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-EARLIER",
+        &[("requestedAt", "2026-11-29T10:00:01Z")],
+    );
+    invoke(&worker, record_event(&grant, "m-grant", 1)).await;
+    invoke(&worker, redelivered_event(&revoke, "m-revoke", 2)).await;
+
+    let creates = worker
+        .identity_center
+        .calls()
+        .iter()
+        .filter(|call| matches!(call, Call::Create { .. }))
+        .count();
+    assert_eq!(
+        creates,
+        1,
+        "the grant's own: {:?}",
+        worker.identity_center.calls()
+    );
+    let events = outcome_events(&worker);
+    let revoke_event = events
+        .iter()
+        .find(|e| e["correlationId"] == "REVOKE-EARLIER")
+        .expect("the revoke's outcome");
+    assert_eq!(revoke_event["outcome"], "superseded");
+}
