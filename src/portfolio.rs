@@ -12,7 +12,7 @@ use crate::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry, retry_call,
 };
 use crate::portfolio_access::{ListedPrincipal, residual_access};
-use crate::progress::{Progress, Stage};
+use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
 pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
@@ -270,7 +270,8 @@ pub fn shows_change(
 /// A confirm step whose list does not show the change: the wait ends once a later
 /// decision asks for the opposite. The list shows the principal's state, not this
 /// request's operation, and that state is now the later decision's to reach; waiting on
-/// would last until the poll deadline. `None`: keep confirming.
+/// would last until the poll deadline. A later removal is made again (an undo), since
+/// this change may have landed after it. `None`: keep confirming.
 pub fn overtaken(
     progress: &Progress,
     own: &DecisionOrder,
@@ -279,6 +280,25 @@ pub fn overtaken(
 ) -> Option<Decision> {
     let latest = latest?;
     let wanted = Presence::after(progress.operation());
-    (latest.order != *own && latest.desired(now) != wanted)
-        .then(|| done(Completion::Superseded(latest.summary())))
+    let desired = latest.desired(now);
+    if latest.order == *own || desired == wanted {
+        return None;
+    }
+    Some(match desired {
+        // This request's change was made, and may have landed after the later removal
+        // ran and found nothing: the list cannot tell. The removal is carried out again.
+        Presence::Absent => Decision::Continue {
+            progress: progress.for_purpose(
+                Purpose::Undo {
+                    superseded_by: latest.summary(),
+                },
+                desired.action(),
+                Stage::Submit,
+            ),
+            delay_seconds: 0,
+        },
+        // A later grant is left to its own request: an undo on its behalf would give
+        // the access without the grant's expiry.
+        Presence::Present => done(Completion::Superseded(latest.summary())),
+    })
 }

@@ -624,3 +624,65 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
     drive(&worker, &confirm).await;
     assert_later_removal_won(&worker);
 }
+
+/// The associate landed after a later removal had run and found nothing (a slow
+/// associate), and the list still lags behind it: the confirm sees the principal absent
+/// and the removal as the latest decision. The principal is there all the same, so the
+/// removal's state must be restored, not the grant merely reported superseded.
+#[tokio::test]
+async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_principal() {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(2);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    // The removal, decided later, claimed and found nothing before the associate landed.
+    let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
+    let key = LedgerKey::of(parsed.target().1);
+    let removal = DecisionOrder {
+        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
+        intent: Intent::Revoke,
+        correlation_id: Some("CHG-removal".to_owned()),
+        first_message_id: "r-1".to_owned(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let decision = AccessDecision {
+        order: removal.clone(),
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(&key, &decision, now)
+        .await
+        .expect("claim");
+    worker
+        .ledger
+        .record(&key, &removal, RecordedState::Absent, None, now)
+        .await
+        .expect("record");
+
+    drive(&worker, &confirm).await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    let outcomes = outcomes(&worker);
+    assert_eq!(
+        outcomes.last().expect("an outcome")["outcome"],
+        "superseded"
+    );
+}
