@@ -369,16 +369,7 @@ pub fn after_claim(
 /// this request's, and the later decision's state is restored like any undo.
 pub fn superseded(progress: &Progress, later: &AccessDecision, now: OffsetDateTime) -> Decision {
     if progress.maybe_submitted {
-        return Decision::Continue {
-            progress: progress.for_purpose(
-                Purpose::Undo {
-                    superseded_by: later.summary(),
-                },
-                later.desired(now).action(),
-                Stage::Submit,
-            ),
-            delay_seconds: 0,
-        };
+        return undo(progress, later, now);
     }
     Decision::Done {
         completion: Completion::Superseded(later.summary()),
@@ -449,21 +440,26 @@ pub fn after_change(
     match answer {
         RecordAnswer::Recorded | RecordAnswer::NotLatest(None) => done(completion),
         RecordAnswer::NotLatest(Some(latest)) => {
-            let desired = latest.desired(now);
-            if desired == effect {
+            if latest.desired(now) == effect {
                 return done(completion);
             }
-            Decision::Continue {
-                progress: progress.for_purpose(
-                    Purpose::Undo {
-                        superseded_by: latest.summary(),
-                    },
-                    desired.action(),
-                    Stage::Submit,
-                ),
-                delay_seconds: 0,
-            }
+            undo(progress, latest, now)
         }
+    }
+}
+
+/// The chain that restores what the later decision `latest` asks for now, in place of
+/// this request's change; its outcome is `superseded`.
+pub fn undo(progress: &Progress, latest: &AccessDecision, now: OffsetDateTime) -> Decision {
+    Decision::Continue {
+        progress: progress.for_purpose(
+            Purpose::Undo {
+                superseded_by: latest.summary(),
+            },
+            latest.desired(now).action(),
+            Stage::Submit,
+        ),
+        delay_seconds: 0,
     }
 }
 

@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use crate::aws_call::{CallError, ErrorKind};
 use crate::ledger::{AccessDecision, DecisionOrder, Presence};
 use crate::lifecycle::{
-    Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry, retry_call,
+    self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
+    retry_call,
 };
 use crate::portfolio_access::{ListedPrincipal, residual_access};
-use crate::progress::{Progress, Purpose, Stage};
+use crate::progress::{Progress, Stage};
 use crate::request::AssignmentAction;
 
 pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
@@ -287,16 +288,7 @@ pub fn overtaken(
     Some(match desired {
         // This request's change was made, and may have landed after the later removal
         // ran and found nothing: the list cannot tell. The removal is carried out again.
-        Presence::Absent => Decision::Continue {
-            progress: progress.for_purpose(
-                Purpose::Undo {
-                    superseded_by: latest.summary(),
-                },
-                desired.action(),
-                Stage::Submit,
-            ),
-            delay_seconds: 0,
-        },
+        Presence::Absent => lifecycle::undo(progress, latest, now),
         // A later grant is left to its own request: an undo on its behalf would give
         // the access without the grant's expiry.
         Presence::Present => done(Completion::Superseded(latest.summary())),

@@ -459,9 +459,10 @@ async fn the_latest_decision_wins_for_a_portfolio_principal() {
     assert_later_removal_won(&worker);
 }
 
-#[tokio::test]
-async fn an_associate_with_not_after_is_removed_by_its_expiry() {
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+/// An associate of ROLE with `notAfter` 2 s away, driven to its end through its expiry,
+/// on a portfolio that starts with `principals`: its two outcomes, the expiry's checked.
+async fn associate_until_expiry(principals: Vec<ListedPrincipal>) -> Vec<Value> {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, principals);
     let worker = worker(catalog, &[]);
     let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let not_after = not_after.format(&Rfc3339).expect("a time");
@@ -477,41 +478,27 @@ async fn an_associate_with_not_after_is_removed_by_its_expiry() {
     .await;
     let outcomes = outcomes(&worker);
     assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
-    assert_eq!(outcomes[0]["outcome"], "succeeded");
     assert_eq!(outcomes[0]["expiresAt"], not_after.as_str());
     assert_eq!(outcomes[1]["trigger"], "expiry");
     assert_eq!(outcomes[1]["action"], "disassociate-portfolio-principal");
     assert_eq!(outcomes[1]["outcome"], "succeeded");
-    assert_eq!(outcomes[1]["residualAccess"], json!([]));
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    outcomes
+}
+
+#[tokio::test]
+async fn an_associate_with_not_after_is_removed_by_its_expiry() {
+    let outcomes = associate_until_expiry(vec![]).await;
+    assert_eq!(outcomes[0]["outcome"], "succeeded");
+    assert_eq!(outcomes[1]["residualAccess"], json!([]));
 }
 
 #[tokio::test]
 async fn an_associate_with_not_after_of_a_listed_principal_still_expires() {
     // The latest decision grants until `notAfter`, whatever granted the principal
     // before: without its expiry the principal would keep the portfolio for good.
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
-    let worker = worker(catalog, &[]);
-    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
-    let not_after = not_after.format(&Rfc3339).expect("a time");
-    drive(
-        &worker,
-        &request(
-            "associate-portfolio-principal",
-            "IAM",
-            ROLE,
-            json!({"notAfter": not_after}),
-        ),
-    )
-    .await;
-    let outcomes = outcomes(&worker);
-    assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
+    let outcomes = associate_until_expiry(vec![iam(ROLE)]).await;
     assert_eq!(outcomes[0]["outcome"], "already-satisfied");
-    assert_eq!(outcomes[0]["expiresAt"], not_after.as_str());
-    assert_eq!(outcomes[1]["trigger"], "expiry");
-    assert_eq!(outcomes[1]["action"], "disassociate-portfolio-principal");
-    assert_eq!(outcomes[1]["outcome"], "succeeded");
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 fn fixture(name: &str) -> SqsEvent {
@@ -582,14 +569,13 @@ async fn a_confirm_envelope_submitted_in_the_future_ends_without_a_call() {
     assert!(worker.service_catalog.calls().is_empty());
 }
 
-/// The list shows a principal's state, not an operation: once a later decision removed
-/// the principal, a grant still confirming its associate would wait to the poll
-/// deadline. It ends superseded instead (found by the chaos run).
-#[tokio::test]
-async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
+/// A grant of ROLE (requestedAt 10:00:00) on an empty portfolio whose list lags `lag`
+/// lists behind, run for its first step only: associated, its confirm step waiting on
+/// the queue. The worker, the grant and the confirm step.
+async fn associated_awaiting_confirm(lag: u32) -> (TestWorker, String, String) {
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![])
-        .with_list_lag(1);
+        .with_list_lag(lag);
     let worker = worker(catalog, &[]);
     let grant = request(
         "associate-portfolio-principal",
@@ -597,7 +583,6 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
         ROLE,
         json!({"requestedAt": "2026-11-30T10:00:00Z"}),
     );
-    // The grant's first step only: associated, its confirm step waiting on the queue.
     function_handler(
         &worker,
         LambdaEvent::new(record(&grant, "g-1"), Context::default()),
@@ -611,6 +596,15 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
         serde_json::from_str::<Value>(&confirm).expect("JSON")["progress"]["step"],
         "confirm"
     );
+    (worker, grant, confirm)
+}
+
+/// The list shows a principal's state, not an operation: once a later decision removed
+/// the principal, a grant still confirming its associate would wait to the poll
+/// deadline. It ends superseded instead (found by the chaos run).
+#[tokio::test]
+async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
+    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
     drive(
         &worker,
         &request(
@@ -634,25 +628,7 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
     use assignment_worker::ledger::{
         AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
     };
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_list_lag(2);
-    let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
-    function_handler(
-        &worker,
-        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
-    )
-    .await
-    .expect("a batch response");
-    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone();
+    let (worker, grant, confirm) = associated_awaiting_confirm(2).await;
     // The removal, decided later, claimed and found nothing before the associate landed.
     let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
     let key = LedgerKey::of(parsed.target().1);
