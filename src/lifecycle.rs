@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::identity_center::{CallError, CallResult, ErrorKind, OperationStatus, OperationSubject};
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, DecisionSummary, LedgerResult, Presence, RecordAnswer,
+    AccessDecision, ClaimAnswer, DecisionSummary, Intent, LedgerResult, Presence, RecordAnswer,
     RecordedState,
 };
 use crate::progress::{Progress, Purpose, Stage};
@@ -493,6 +493,31 @@ pub fn expiry_wait(
         progress: progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1),
         delay_seconds: delay,
     })
+}
+
+/// At an expiry whose grant is no longer the latest decision (`state`: what the ledger
+/// records of it): `None` to revoke all the same. A later revoke, a later grant with no
+/// end, or one carried out (it has an expiry of its own) stands: `superseded`. A later
+/// grant with a `notAfter` that is not recorded as carried out (dead-lettered, or still
+/// under way) extends the access to its end only, and has no expiry of its own unless
+/// it succeeds: the expiry waits for that end and looks again, instead of leaving this
+/// grant's access for good. Past that end the later grant asks for no access, and the
+/// expiry revokes. An expiry whose delete may already have been made restores the later
+/// decision's state at once, as any superseded request does.
+pub fn expiry_overtaken(
+    progress: &Progress,
+    latest: &AccessDecision,
+    state: RecordedState,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    match (latest.order.intent, latest.not_after) {
+        (Intent::Grant, Some(end))
+            if state != RecordedState::Present && !progress.maybe_submitted =>
+        {
+            expiry_wait(progress, end, now)
+        }
+        _ => Some(superseded(progress, latest, now)),
+    }
 }
 
 /// Whole seconds from `now` to `until`, rounded up so that a delay never lands before

@@ -583,7 +583,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
             }
             Purpose::Expiry | Purpose::Undo { .. } => {
-                let latest = self.worker.ledger.latest(&self.key).await;
+                let latest = self.worker.ledger.latest_with_state(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
                     Ok(latest) => latest,
@@ -599,9 +599,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 };
                 match (&progress.purpose, latest) {
                     // A missing item is "no decision": the expiry still revokes.
-                    (Purpose::Expiry, Some(latest)) if latest.order != self.decision.order => {
-                        let decision = lifecycle::superseded(&progress, &latest, now);
-                        stop(decision, progress)
+                    (Purpose::Expiry, Some((latest, state)))
+                        if latest.order != self.decision.order =>
+                    {
+                        match lifecycle::expiry_overtaken(&progress, &latest, state, now) {
+                            Some(decision) => stop(decision, progress),
+                            None => Ok(progress),
+                        }
                     }
                     (Purpose::Undo { superseded_by }, None) => {
                         let done = Decision::Done {
@@ -610,7 +614,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         };
                         stop(done, progress)
                     }
-                    (Purpose::Undo { .. }, Some(latest)) => {
+                    (Purpose::Undo { .. }, Some((latest, _))) => {
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
                         next.purpose = Purpose::Undo {

@@ -1468,3 +1468,76 @@ async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_creates_nothin
         "superseded"
     );
 }
+
+/// A later grant that would extend the access to a later end is dead-lettered before
+/// any call could take effect, so it has no expiry of its own. At the first grant's
+/// end the expiry waits for the later end rather than give up, and then revokes.
+#[tokio::test]
+async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let first = assignment_request(
+        "create",
+        "TEMP-FIRST",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T09:00:00Z"),
+        ],
+    );
+    let expiry = due_expiry(&worker, &first).await;
+    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let later = assignment_request(
+        "create",
+        "TEMP-LATER",
+        &[
+            ("notAfter", &assignment_worker::messages::rfc3339(later_end)),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    invoke(&worker, record_event(&later, "m-later", 1_764_496_800_001)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the later grant is dead-lettered");
+
+    // At the first grant's end: the later grant still asks for the access.
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    let deletes = || calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
+    assert_eq!(deletes(), 0, "{:?}", worker.identity_center.calls());
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), stored + 1, "the expiry waits on");
+    let wait = work.last().expect("the wait");
+    assert_eq!(body_json(wait)["progress"]["step"], "expire-wait");
+    assert!(
+        (1..=3).contains(&wait.delay_seconds),
+        "{}",
+        wait.delay_seconds
+    );
+
+    // At the later end: revoked.
+    let remaining = later_end - time::OffsetDateTime::now_utc();
+    if remaining.is_positive() {
+        tokio::time::sleep(remaining.unsigned_abs()).await;
+    }
+    invoke(
+        &worker,
+        record_event(&wait.body, "m-expiry-2", 1_764_496_900_001),
+    )
+    .await;
+    assert_eq!(deletes(), 1, "{:?}", worker.identity_center.calls());
+    let expired = outcome_events(&worker)
+        .into_iter()
+        .filter(|e| e["correlationId"] == "TEMP-FIRST" && e["trigger"] == "expiry")
+        .map(|e| e["outcome"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(expired, ["succeeded"]);
+}

@@ -4,11 +4,12 @@
 
 use assignment_worker::identity_center::{CallError, ErrorKind, OperationStatus, StatusReport};
 use assignment_worker::ledger::{
-    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Presence, RecordAnswer,
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Presence, RecordAnswer, RecordedState,
 };
 use assignment_worker::lifecycle::{
     Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change, after_claim,
-    check_expiry, check_requested_at, decide, expiry_wait, on_ledger_error, start_expiry,
+    check_expiry, check_requested_at, decide, expiry_overtaken, expiry_wait, on_ledger_error,
+    start_expiry,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -303,6 +304,53 @@ fn a_later_grant_with_a_later_end_keeps_the_access_at_the_first_end() {
     let later = decision(Intent::Grant, 60, Some(T0 + Duration::hours(2)));
     assert_eq!(later.desired(first_end), Presence::Present);
     assert_eq!(later.desired(T0 + Duration::hours(2)), Presence::Absent);
+}
+
+#[test]
+fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
+    let first_end = T0 + Duration::hours(1);
+    let later_end = T0 + Duration::hours(2);
+    let (expiry, _) = continued(start_expiry(&submit(Create), first_end, T0));
+    let superseded = |decision: Option<Decision>| {
+        matches!(
+            decision,
+            Some(Decision::Done {
+                completion: Completion::Superseded(_),
+                ..
+            })
+        )
+    };
+    let later_grant = decision(Intent::Grant, 60, Some(later_end));
+    // Dead-lettered or under way: wait for its end, then revoke.
+    for state in [RecordedState::Pending, RecordedState::Absent] {
+        let (waiting, delay) =
+            continued(expiry_overtaken(&expiry, &later_grant, state, first_end).expect("a wait"));
+        assert_eq!(waiting.stage, Stage::ExpireWait);
+        assert_eq!(delay, MAX_DELAY_SECONDS);
+        assert_eq!(
+            expiry_overtaken(&expiry, &later_grant, state, later_end),
+            None
+        );
+    }
+    // Carried out: its own expiry ends it.
+    assert!(superseded(expiry_overtaken(
+        &expiry,
+        &later_grant,
+        RecordedState::Present,
+        first_end
+    )));
+    // A later revoke, or a later grant without an end, stands.
+    for later in [
+        decision(Intent::Revoke, 60, None),
+        decision(Intent::Grant, 60, None),
+    ] {
+        assert!(superseded(expiry_overtaken(
+            &expiry,
+            &later,
+            RecordedState::Pending,
+            first_end
+        )));
+    }
 }
 
 #[test]
