@@ -502,8 +502,10 @@ pub fn expiry_wait(
 /// under way) extends the access to its end only, and has no expiry of its own unless
 /// it succeeds: the expiry waits for that end and looks again, instead of leaving this
 /// grant's access for good. Past that end the later grant asks for no access, and the
-/// expiry revokes. An expiry whose delete may already have been made restores the later
-/// decision's state at once, as any superseded request does.
+/// expiry revokes. So even for an expiry whose delete may already have been made (a wait
+/// step delivered twice counts as one): an undo toward such a grant would create its
+/// access with no expiry at all. Otherwise an expiry whose delete may have been made
+/// restores the later decision's state, as any superseded request does.
 pub fn expiry_overtaken(
     progress: &Progress,
     latest: &AccessDecision,
@@ -511,9 +513,7 @@ pub fn expiry_overtaken(
     now: OffsetDateTime,
 ) -> Option<Decision> {
     match (latest.order.intent, latest.not_after) {
-        (Intent::Grant, Some(end))
-            if state != RecordedState::Present && !progress.maybe_submitted =>
-        {
+        (Intent::Grant, Some(end)) if state != RecordedState::Present => {
             expiry_wait(progress, end, now)
         }
         _ => Some(superseded(progress, latest, now)),

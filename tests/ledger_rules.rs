@@ -332,6 +332,14 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
             None
         );
     }
+    // The same for an expiry whose delete may have been made (a wait step delivered
+    // twice): an undo toward the later grant would create its access with no expiry.
+    let mut again = expiry.clone();
+    again.maybe_submitted = true;
+    let (waiting, _) = continued(
+        expiry_overtaken(&again, &later_grant, RecordedState::Pending, first_end).expect("a wait"),
+    );
+    assert_eq!(waiting.stage, Stage::ExpireWait);
     // Carried out: its own expiry ends it.
     assert!(superseded(expiry_overtaken(
         &expiry,
