@@ -1388,20 +1388,26 @@ async fn a_grant_redelivered_after_a_later_revoke_undoes_the_create_it_may_have_
     assert_eq!(outcome_of(&worker, "GRANT-G")["outcome"], "superseded");
 }
 
-/// The same grant sent twice: the second delivery's message id sorts above the first's,
-/// and its create is refused. It must not take the decision over from the first
-/// delivery in the ledger: the first delivery's expiry would then find "a later
-/// decision" and leave the access it granted in place for good.
-#[tokio::test]
-async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expiry_in_force() {
-    let worker = worker(
+/// A worker whose Identity Center makes a create, refuses the next create
+/// (AccessDenied), then makes a delete.
+fn grant_refused_then_revoke() -> TestWorker {
+    worker(
         vec![
             status(OperationStatus::Succeeded, None),
             error(ErrorKind::AccessDenied, "AccessDeniedException"),
             status(OperationStatus::Succeeded, None),
         ],
         config(&[]),
-    );
+    )
+}
+
+/// The same grant sent twice: the second delivery's message id sorts above the first's,
+/// and its create is refused. It must not take the decision over from the first
+/// delivery in the ledger: the first delivery's expiry would then find "a later
+/// decision" and leave the access it granted in place for good.
+#[tokio::test]
+async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expiry_in_force() {
+    let worker = grant_refused_then_revoke();
     let grant = assignment_request(
         "create",
         "TEMP-TWICE",
@@ -1474,14 +1480,7 @@ async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_creates_nothin
 /// end the expiry waits for the later end rather than give up, and then revokes.
 #[tokio::test]
 async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
-    let worker = worker(
-        vec![
-            status(OperationStatus::Succeeded, None),
-            error(ErrorKind::AccessDenied, "AccessDeniedException"),
-            status(OperationStatus::Succeeded, None),
-        ],
-        config(&[]),
-    );
+    let worker = grant_refused_then_revoke();
     let first = assignment_request(
         "create",
         "TEMP-FIRST",
