@@ -430,8 +430,16 @@ pub fn after_change(
 ) -> Decision {
     let effect = Presence::after(progress.operation());
     let completion = match &progress.purpose {
-        Purpose::Undo { superseded_by } => Completion::Superseded(superseded_by.clone()),
-        Purpose::Decision | Purpose::Expiry => completion,
+        Purpose::Undo {
+            superseded_by,
+            outcome_sent: false,
+        } => Completion::Superseded(superseded_by.clone()),
+        // Not an outcome: what the call found, for the expiry's count.
+        Purpose::Undo {
+            outcome_sent: true, ..
+        }
+        | Purpose::Decision
+        | Purpose::Expiry => completion,
     };
     let done = |completion| Decision::Done {
         completion,
@@ -449,12 +457,14 @@ pub fn after_change(
 }
 
 /// The chain that restores what the later decision `latest` asks for now, in place of
-/// this request's change; its outcome is `superseded`.
+/// this request's change; its outcome is `superseded` (none when the outcome is already
+/// out: a restored-expiry chain stays one).
 pub fn undo(progress: &Progress, latest: &AccessDecision, now: OffsetDateTime) -> Decision {
     Decision::Continue {
         progress: progress.for_purpose(
             Purpose::Undo {
                 superseded_by: latest.summary(),
+                outcome_sent: progress.purpose.is_restored_expiry(),
             },
             latest.desired(now).action(),
             Stage::Submit,
@@ -512,11 +522,75 @@ pub fn expiry_overtaken(
     state: RecordedState,
     now: OffsetDateTime,
 ) -> Option<Decision> {
+    match end_without_expiry(latest, state) {
+        Some(end) => expiry_wait(progress, end, now),
+        None => Some(superseded(progress, latest, now)),
+    }
+}
+
+/// The `notAfter` of a grant that may have no expiry of its own: one the ledger does not
+/// record as carried out (dead-lettered, or still under way). Only a grant's own success
+/// schedules its expiry, so access given on its behalf must be ended by whoever gave it.
+fn end_without_expiry(latest: &AccessDecision, state: RecordedState) -> Option<OffsetDateTime> {
     match (latest.order.intent, latest.not_after) {
-        (Intent::Grant, Some(end)) if state != RecordedState::Present => {
-            expiry_wait(progress, end, now)
-        }
-        _ => Some(superseded(progress, latest, now)),
+        (Intent::Grant, Some(end)) if state != RecordedState::Present => Some(end),
+        _ => None,
+    }
+}
+
+/// The first step of a restored-expiry chain, after an undo that made the access present
+/// reported its outcome: the chain reads the ledger at once and ends the access at the
+/// `notAfter` of the grant it was restored for, if nothing else will
+/// ([`restored_expiry`]).
+pub fn start_restored_expiry(progress: &Progress, superseded_by: DecisionSummary) -> Decision {
+    Decision::Continue {
+        progress: progress.for_purpose(
+            Purpose::Undo {
+                superseded_by,
+                outcome_sent: true,
+            },
+            AssignmentAction::Delete,
+            Stage::ExpireWait,
+        ),
+        delay_seconds: 0,
+    }
+}
+
+/// At a restored-expiry wait (`latest`: the ledger's decision and state): `None` to
+/// revoke now. While the latest decision is a grant with a `notAfter` to come and no
+/// expiry of its own, the chain waits for that end (hops of at most 900 s, a read at
+/// each). A grant without end, or one recorded as carried out (its own expiry ends it),
+/// owns the access: the chain ends. Once the latest decision asks for no access (the
+/// grant's end passed, or a revoke came) the chain revokes; its fence and confirmation
+/// then follow the latest decision as any undo does.
+pub fn restored_expiry(
+    progress: &Progress,
+    latest: Option<&(AccessDecision, RecordedState)>,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    // Not an outcome (the chain's was sent): `superseded` tells the metrics no revoke
+    // was made.
+    let ended = |latest: Option<&AccessDecision>| {
+        let summary = latest
+            .map(AccessDecision::summary)
+            .or_else(|| progress.purpose.superseded_by().cloned());
+        Some(Decision::Done {
+            completion: summary.map_or(Completion::AlreadySatisfied, Completion::Superseded),
+            operation_request_id: None,
+        })
+    };
+    // A missing item is "no decision": nothing to carry out.
+    let Some((latest, state)) = latest else {
+        return ended(None);
+    };
+    if let Some(end) = end_without_expiry(latest, *state)
+        && let Some(wait) = expiry_wait(progress, end, now)
+    {
+        return Some(wait);
+    }
+    match latest.desired(now) {
+        Presence::Absent => None,
+        Presence::Present => ended(Some(latest)),
     }
 }
 

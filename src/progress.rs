@@ -47,7 +47,35 @@ pub enum Resource {
 pub enum Purpose {
     Decision,
     Expiry,
-    Undo { superseded_by: DecisionSummary },
+    Undo {
+        superseded_by: DecisionSummary,
+        /// The request's outcome is out (purpose `restored-expiry` on the wire): the
+        /// undo restored the access of a later grant with `notAfter` that may have no
+        /// expiry of its own, and the chain goes on only to end that access there.
+        outcome_sent: bool,
+    },
+}
+
+impl Purpose {
+    /// The later decision an undo's outcome names.
+    pub fn superseded_by(&self) -> Option<&DecisionSummary> {
+        match self {
+            Purpose::Undo { superseded_by, .. } => Some(superseded_by),
+            Purpose::Decision | Purpose::Expiry => None,
+        }
+    }
+
+    /// The chain that ends, at a later grant's `notAfter`, the access an undo restored
+    /// for it.
+    pub fn is_restored_expiry(&self) -> bool {
+        matches!(
+            self,
+            Purpose::Undo {
+                outcome_sent: true,
+                ..
+            }
+        )
+    }
 }
 
 /// The decision's place in the order of SPEC §11, fixed at its first delivery.
@@ -165,7 +193,13 @@ impl Progress {
         match self.purpose {
             Purpose::Decision => "decision",
             Purpose::Expiry => "expiry",
-            Purpose::Undo { .. } => "undo",
+            Purpose::Undo {
+                outcome_sent: false,
+                ..
+            } => "undo",
+            Purpose::Undo {
+                outcome_sent: true, ..
+            } => "restored-expiry",
         }
     }
 
@@ -203,6 +237,8 @@ enum PurposeName {
     Decision,
     Expiry,
     Undo,
+    #[serde(rename = "restored-expiry")]
+    RestoredExpiry,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -322,16 +358,42 @@ impl TryFrom<ProgressWire> for Progress {
         let purpose = match (wire.purpose, wire.superseded_by) {
             (PurposeName::Decision, None) => Purpose::Decision,
             (PurposeName::Expiry, None) => Purpose::Expiry,
-            (PurposeName::Undo, Some(superseded_by)) => Purpose::Undo { superseded_by },
-            (PurposeName::Undo, None) => return Err("purpose undo needs supersededBy".into()),
-            (_, Some(_)) => return Err("supersededBy belongs to purpose undo only".into()),
+            (PurposeName::Undo, Some(superseded_by)) => Purpose::Undo {
+                superseded_by,
+                outcome_sent: false,
+            },
+            (PurposeName::RestoredExpiry, Some(superseded_by)) => Purpose::Undo {
+                superseded_by,
+                outcome_sent: true,
+            },
+            (PurposeName::Undo | PurposeName::RestoredExpiry, None) => {
+                return Err("purposes undo and restored-expiry need supersededBy".into());
+            }
+            (_, Some(_)) => {
+                return Err(
+                    "supersededBy belongs to purposes undo and restored-expiry only".into(),
+                );
+            }
         };
         match (&purpose, &stage, operation) {
             (Purpose::Expiry, _, AssignmentAction::Create) => {
                 return Err("an expiry step only deletes".into());
             }
-            (Purpose::Decision | Purpose::Undo { .. }, Stage::ExpireWait, _) => {
-                return Err("step expire-wait belongs to purpose expiry only".into());
+            (
+                Purpose::Decision
+                | Purpose::Undo {
+                    outcome_sent: false,
+                    ..
+                },
+                Stage::ExpireWait,
+                _,
+            ) => {
+                return Err(
+                    "step expire-wait belongs to purposes expiry and restored-expiry".into(),
+                );
+            }
+            (Purpose::Undo { .. }, Stage::ExpireWait, AssignmentAction::Create) => {
+                return Err("a restored-expiry wait ends access: its operation is delete".into());
             }
             _ => {}
         }
@@ -383,7 +445,17 @@ impl From<Progress> for ProgressWire {
         let (purpose, superseded_by) = match progress.purpose {
             Purpose::Decision => (PurposeName::Decision, None),
             Purpose::Expiry => (PurposeName::Expiry, None),
-            Purpose::Undo { superseded_by } => (PurposeName::Undo, Some(superseded_by)),
+            Purpose::Undo {
+                superseded_by,
+                outcome_sent,
+            } => {
+                let name = if outcome_sent {
+                    PurposeName::RestoredExpiry
+                } else {
+                    PurposeName::Undo
+                };
+                (name, Some(superseded_by))
+            }
         };
         ProgressWire {
             step,

@@ -65,12 +65,17 @@ pub struct Terminal {
     pub received_at: OffsetDateTime,
     /// The outcome of a grant's expiry step.
     pub expiry: bool,
+    /// A request's outcome; not for the end of a restored-expiry chain, whose request
+    /// reported its outcome before.
+    pub request_outcome: bool,
 }
 
 impl Terminal {
     pub fn count(&self, metrics: &InvocationMetrics, now: OffsetDateTime) {
-        let elapsed_ms = (now - self.received_at).as_seconds_f64() * 1000.0;
-        metrics.outcome(self.action, self.outcome, self.error_class, elapsed_ms);
+        if self.request_outcome {
+            let elapsed_ms = (now - self.received_at).as_seconds_f64() * 1000.0;
+            metrics.outcome(self.action, self.outcome, self.error_class, elapsed_ms);
+        }
         if self.expiry && matches!(self.outcome, "succeeded" | "already-satisfied") {
             metrics.expiry_revoke();
         }
@@ -250,6 +255,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 error_class: Some(dead_letter.class),
                 received_at: context.received_at,
                 expiry: context.trigger.is_some(),
+                request_outcome: true,
             }),
         }
     }
@@ -275,6 +281,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         span.record("purpose", progress.purpose_name());
         span.record("attempt", progress.attempt);
 
+        if progress.stage == Stage::ExpireWait && progress.purpose.is_restored_expiry() {
+            match self.restored_expiry_due(progress).await {
+                Ok(due) => progress = due,
+                Err(stop) => return stop,
+            }
+        }
         // At every stage of an expiry, not only its wait: the worker writes expiry steps
         // only for grants with notAfter, and anyone who may send to the queue can write one.
         if progress.purpose == Purpose::Expiry || progress.stage == Stage::ExpireWait {
@@ -557,6 +569,26 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
+    /// A restored-expiry wait come due: the ledger says whether to wait on, end the
+    /// chain, or revoke now (`Ok`: the submit of the revoke).
+    async fn restored_expiry_due(&self, progress: Progress) -> Result<Progress, Stepped> {
+        let latest = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&latest));
+        let decision = match latest {
+            Ok(latest) => lifecycle::restored_expiry(&progress, latest.as_ref(), Self::now()),
+            Err(error) => Some(lifecycle::on_ledger_error(
+                &progress,
+                &error,
+                self.policy(),
+                Self::jitter(),
+            )),
+        };
+        match decision {
+            Some(decision) => Err(decided(decision, progress)),
+            None => Ok(progress.at(AssignmentAction::Delete, Stage::Submit, 1)),
+        }
+    }
+
     /// The re-check before a submit (SPEC §11, rules 1, 2 and 5): the decision's own
     /// submit claims; an expiry goes on only while its grant is the latest decision; an
     /// undo carries out what the latest decision asks for now.
@@ -607,18 +639,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                             None => Ok(progress),
                         }
                     }
-                    (Purpose::Undo { superseded_by }, None) => {
+                    (Purpose::Undo { superseded_by, .. }, None) => {
                         let done = Decision::Done {
                             completion: Completion::Superseded(superseded_by.clone()),
                             operation_request_id: None,
                         };
                         stop(done, progress)
                     }
-                    (Purpose::Undo { .. }, Some((latest, _))) => {
+                    (Purpose::Undo { outcome_sent, .. }, Some((latest, _))) => {
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
                         next.purpose = Purpose::Undo {
                             superseded_by: latest.summary(),
+                            outcome_sent: *outcome_sent,
                         };
                         Ok(next)
                     }
@@ -823,6 +856,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     None => Plan::Redeliver("progress envelope not encodable"),
                 }
             }
+            Decision::Done { completion, .. } if progress.purpose.is_restored_expiry() => {
+                self.end_of_restored_access(progress, &completion, now)
+            }
             Decision::Done {
                 completion,
                 operation_request_id,
@@ -865,6 +901,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         Err(plan) => return plan,
                     }
                 }
+                if let Some(step) = self.restored_expiry_step(progress) {
+                    match step {
+                        Ok(step) => messages.push(step),
+                        Err(plan) => return plan,
+                    }
+                }
                 if worker.config.outcome_queue.is_some() {
                     match messages::outcome_message(&context, Outcome::Completed(&completion)) {
                         Ok(event) => messages.push((Destination::Outcome, event)),
@@ -882,6 +924,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         error_class: None,
                         received_at: context.received_at,
                         expiry: context.trigger.is_some(),
+                        request_outcome: true,
                     }),
                 })
             }
@@ -896,11 +939,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let body = match &progress.purpose {
                     Purpose::Decision => self.message.request.raw.get().to_owned(),
                     Purpose::Expiry | Purpose::Undo { .. } => {
-                        let restart = match progress.purpose {
-                            Purpose::Expiry => {
-                                progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
-                            }
-                            _ => progress.at(progress.operation(), Stage::Submit, 1),
+                        let restart = if progress.purpose == Purpose::Expiry
+                            || progress.purpose.is_restored_expiry()
+                        {
+                            progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
+                        } else {
+                            progress.at(progress.operation(), Stage::Submit, 1)
                         };
                         match self.progress_message(&restart, 0) {
                             Some(message) => message.body,
@@ -925,6 +969,73 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 self.lateness_of_expiry(plan)
             }
         }
+    }
+
+    /// The end of a restored-expiry chain: no outcome event (the request sent its own
+    /// when the undo ended); a revoke counts as an expiry's. Access made present again
+    /// (a later decision asked for it meanwhile) is watched again.
+    fn end_of_restored_access(
+        &self,
+        progress: &Progress,
+        completion: &Completion,
+        now: OffsetDateTime,
+    ) -> Plan {
+        let revoked = progress.operation() == AssignmentAction::Delete
+            && matches!(
+                completion,
+                Completion::Succeeded | Completion::AlreadySatisfied
+            );
+        if revoked {
+            tracing::info!(
+                "access an undo restored for a later grant ended at that grant's notAfter"
+            );
+        }
+        let mut messages = Vec::new();
+        if let Some(step) = self.restored_expiry_step(progress) {
+            match step {
+                Ok(step) => messages.push(step),
+                Err(plan) => return plan,
+            }
+        }
+        Plan::Store {
+            messages,
+            terminal: Some(Terminal {
+                action: self.target.operation_name(progress.operation()),
+                outcome: completion.as_str(),
+                error_class: None,
+                received_at: now,
+                expiry: revoked,
+                request_outcome: false,
+            }),
+        }
+    }
+
+    /// After an undo that made the access present: the chain that ends it at the
+    /// `notAfter` of the later grant it was restored for, when that grant has no expiry of
+    /// its own (it was dead-lettered before its create, or has not succeeded yet). Only
+    /// that grant's success schedules one, and the undo's create would otherwise stand
+    /// for good. The chain reads the ledger first, so it costs one read when the grant has
+    /// no end or an expiry of its own.
+    fn restored_expiry_step(
+        &self,
+        progress: &Progress,
+    ) -> Option<Result<(Destination, OutgoingMessage), Plan>> {
+        let superseded_by = progress.purpose.superseded_by()?;
+        if progress.operation() != AssignmentAction::Create {
+            return None;
+        }
+        let Decision::Continue {
+            progress: watch,
+            delay_seconds,
+        } = lifecycle::start_restored_expiry(progress, superseded_by.clone())
+        else {
+            return Some(Err(Plan::Redeliver("restored-expiry step not planned")));
+        };
+        Some(
+            self.progress_message(&watch, delay_seconds)
+                .map(|message| (Destination::Work, message))
+                .ok_or(Plan::Redeliver("progress envelope not encodable")),
+        )
     }
 
     /// The message that waits on the work queue for the grant's `notAfter`.
@@ -1007,10 +1118,11 @@ fn outcome_context<'a>(
     now: OffsetDateTime,
 ) -> OutcomeContext<'a> {
     let expiry = progress.purpose == Purpose::Expiry;
+    let restored_expiry = progress.purpose.is_restored_expiry();
     OutcomeContext {
         correlation_id: message.request.correlation_id.as_ref(),
-        action: Some(if expiry {
-            target.operation_name(AssignmentAction::Delete)
+        action: Some(if expiry || restored_expiry {
+            target.operation_name(progress.operation())
         } else {
             message.request.action_name()
         }),
@@ -1022,7 +1134,7 @@ fn outcome_context<'a>(
         finished_at: now,
         requested_at: Some(progress.stamp.requested_at),
         expires_at: None,
-        trigger: expiry.then_some("expiry"),
+        trigger: (expiry || restored_expiry).then_some("expiry"),
         residual_access: None,
     }
 }

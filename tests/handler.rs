@@ -1541,3 +1541,93 @@ async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
         .collect::<Vec<_>>();
     assert_eq!(expired, ["succeeded"]);
 }
+
+/// Replays, in order, every step stored on the work queue from index `from` on, and
+/// then the steps those store, until none is left. A wait for a `notAfter` is delivered
+/// after its delay, as SQS would; polls and retries at once.
+async fn replay_work_from(worker: &TestWorker, mut from: usize) {
+    loop {
+        let work = worker.queues.sent_to(&worker.config.work_queue);
+        let Some(next) = work.get(from) else {
+            return;
+        };
+        if body_json(next)["progress"]["step"] == "expire-wait" {
+            let delay = std::time::Duration::from_secs(u64::from(next.delay_seconds));
+            tokio::time::sleep(delay).await;
+        }
+        invoke(
+            worker,
+            record_event(&next.body, &format!("m-step-{from}"), 1_764_497_000_000),
+        )
+        .await;
+        from += 1;
+    }
+}
+
+/// An earlier revoke's delete lands after a later grant with notAfter claimed; the
+/// grant's create is refused, so it has no expiry of its own. The revoke's confirmation
+/// finds the grant as the latest decision and restores its access (an undo). That
+/// access must still end at the grant's notAfter: nothing else would remove it.
+#[tokio::test]
+async fn access_an_undo_restores_for_a_later_grant_that_failed_ends_at_its_not_after() {
+    let worker = worker(
+        vec![
+            // The revoke's delete: submitted.
+            status(OperationStatus::InProgress, None),
+            // The later grant's create: refused.
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            // The revoke's poll: deleted.
+            status(OperationStatus::Succeeded, None),
+            // The undo's create, and the delete at the grant's end.
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-FIRST",
+        &[("requestedAt", "2026-11-29T09:00:00Z")],
+    );
+    // Far enough for the undo to come well before it.
+    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let grant = assignment_request(
+        "create",
+        "TEMP-LATER",
+        &[
+            ("notAfter", &assignment_worker::messages::rfc3339(later_end)),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_000),
+    )
+    .await;
+    let poll = worker.queues.sent_to(&worker.config.work_queue).len() - 1;
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_001)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the later grant is dead-lettered");
+
+    replay_work_from(&worker, poll).await;
+
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
+    let calls = worker.identity_center.calls();
+    assert_eq!(creates, 2, "the grant's own and the undo's: {calls:?}");
+    assert_eq!(
+        deletes, 2,
+        "the revoke's and the one at notAfter: {calls:?}"
+    );
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+    assert!(time::OffsetDateTime::now_utc() >= later_end);
+    let revoke_events = outcome_events(&worker)
+        .into_iter()
+        .filter(|e| e["correlationId"] == "REVOKE-FIRST")
+        .map(|e| e["outcome"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(revoke_events, ["superseded"], "one outcome for the revoke");
+}

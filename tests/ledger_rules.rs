@@ -9,7 +9,7 @@ use assignment_worker::ledger::{
 use assignment_worker::lifecycle::{
     Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change, after_claim,
     check_expiry, check_requested_at, decide, expiry_overtaken, expiry_wait, on_ledger_error,
-    start_expiry,
+    restored_expiry, start_expiry, start_restored_expiry,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -105,7 +105,8 @@ fn a_superseded_request_whose_earlier_attempt_may_have_landed_restores_the_later
     assert_eq!(
         undo.purpose,
         Purpose::Undo {
-            superseded_by: later_revoke.summary()
+            superseded_by: later_revoke.summary(),
+            outcome_sent: false,
         }
     );
     // And the other way round: a revoke that may have removed a later grant's access.
@@ -182,7 +183,8 @@ fn a_confirmed_change_stands_unless_a_later_decision_wants_the_opposite() {
     assert_eq!(
         progress.purpose,
         Purpose::Undo {
-            superseded_by: later_revoke.summary()
+            superseded_by: later_revoke.summary(),
+            outcome_sent: false,
         }
     );
     // A later grant whose end has passed asks for no access either.
@@ -361,6 +363,114 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
     }
 }
 
+/// Access an undo restored for a later grant ends at that grant's `notAfter` unless the
+/// grant has an expiry of its own (recorded as carried out) or no end.
+#[test]
+fn a_restored_expiry_revokes_only_once_no_other_chain_will() {
+    let end = T0 + Duration::hours(1);
+    let undo_of_revoke = after_change(
+        &submit(Delete),
+        Completion::Succeeded,
+        &RecordAnswer::NotLatest(Some(decision(Intent::Grant, 60, Some(end)))),
+        T0,
+    );
+    let (undo, _) = continued(undo_of_revoke);
+    assert_eq!(undo.operation(), Create);
+    let summary = decision(Intent::Grant, 60, Some(end)).summary();
+    let (watch, delay) = continued(start_restored_expiry(&undo, summary));
+    assert_eq!(
+        (watch.stage.clone(), watch.operation(), delay),
+        (Stage::ExpireWait, Delete, 0)
+    );
+    assert!(watch.purpose.is_restored_expiry());
+    let ended = |decision: Option<Decision>| {
+        matches!(
+            decision,
+            Some(Decision::Done {
+                completion: Completion::Superseded(_),
+                ..
+            })
+        )
+    };
+
+    let timed = decision(Intent::Grant, 60, Some(end));
+    for state in [RecordedState::Pending, RecordedState::Absent] {
+        // Before the end: wait for it, in hops.
+        let (waiting, delay) =
+            continued(restored_expiry(&watch, Some(&(timed.clone(), state)), T0).expect("a wait"));
+        assert_eq!(waiting.stage, Stage::ExpireWait);
+        assert!(waiting.purpose.is_restored_expiry());
+        assert_eq!(delay, MAX_DELAY_SECONDS);
+        let (last, delay) = continued(
+            restored_expiry(
+                &watch,
+                Some(&(timed.clone(), state)),
+                end - Duration::seconds(10),
+            )
+            .expect("a wait"),
+        );
+        assert_eq!((last.stage, delay), (Stage::ExpireWait, 10));
+        // At the end: revoke.
+        assert_eq!(
+            restored_expiry(&watch, Some(&(timed.clone(), state)), end),
+            None
+        );
+    }
+    // Carried out: the grant's own expiry ends it; at its end the chain revokes too, as
+    // the grant asks for no access then (the delete finds nothing if the expiry came first).
+    assert!(ended(restored_expiry(
+        &watch,
+        Some(&(timed.clone(), RecordedState::Present)),
+        T0
+    )));
+    assert_eq!(
+        restored_expiry(&watch, Some(&(timed, RecordedState::Present)), end),
+        None
+    );
+    // A later grant without an end owns the access; a revoke asks for none; no decision,
+    // nothing to carry out.
+    let open = decision(Intent::Grant, 90, None);
+    assert!(ended(restored_expiry(
+        &watch,
+        Some(&(open, RecordedState::Pending)),
+        T0
+    )));
+    let revoke = decision(Intent::Revoke, 90, None);
+    assert_eq!(
+        restored_expiry(&watch, Some(&(revoke, RecordedState::Pending)), T0),
+        None
+    );
+    assert!(ended(restored_expiry(&watch, None, T0)));
+
+    // A later decision asking for the access again meanwhile: the chain restores it and
+    // stays a restored-expiry chain (its request's outcome is out).
+    let mut submitted = watch.clone();
+    submitted.stage = Stage::Submit;
+    let again = after_change(
+        &submitted,
+        Completion::Succeeded,
+        &RecordAnswer::NotLatest(Some(decision(Intent::Grant, 120, Some(end)))),
+        T0,
+    );
+    let (again, _) = continued(again);
+    assert_eq!(again.operation(), Create);
+    assert!(again.purpose.is_restored_expiry());
+    // Its own revoke confirmed: the call's completion, not `superseded`.
+    let done = after_change(
+        &submitted,
+        Completion::Succeeded,
+        &RecordAnswer::NotLatest(Some(decision(Intent::Revoke, 120, None))),
+        T0,
+    );
+    assert!(matches!(
+        done,
+        Decision::Done {
+            completion: Completion::Succeeded,
+            ..
+        }
+    ));
+}
+
 #[test]
 fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     let grant = submit(Create);
@@ -372,7 +482,11 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
         T0,
     );
     let (undo, _) = continued(undo);
-    for progress in [&grant, &expiry, &undo] {
+    let (restored, _) = continued(start_restored_expiry(
+        &undo,
+        decision(Intent::Grant, 6, None).summary(),
+    ));
+    for progress in [&grant, &expiry, &undo, &restored] {
         let json = serde_json::to_value(progress).unwrap();
         let back: Progress = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(&back, progress, "{json}");
@@ -384,12 +498,19 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     assert_eq!(json["firstMessageId"], "m-1");
     let json = serde_json::to_value(&undo).unwrap();
     assert_eq!(json["supersededBy"]["correlationId"], "CHG-5");
+    let json = serde_json::to_value(&restored).unwrap();
+    assert_eq!(json["purpose"], "restored-expiry");
+    assert_eq!(json["step"], "expire-wait");
+    assert_eq!(json["supersededBy"]["correlationId"], "CHG-6");
 
     // Steps the worker never writes fail closed.
     for bad in [
         r#"{"step":"expire-wait","operation":"create","purpose":"expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
         r#"{"step":"expire-wait","operation":"delete","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
         r#"{"step":"submit","operation":"delete","purpose":"undo","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
+        r#"{"step":"expire-wait","operation":"delete","purpose":"undo","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"2026-11-30T09:00:00Z"}}"#,
+        r#"{"step":"expire-wait","operation":"create","purpose":"restored-expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"2026-11-30T09:00:00Z"}}"#,
+        r#"{"step":"expire-wait","operation":"delete","purpose":"restored-expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
         r#"{"step":"submit","operation":"delete","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"x"}}"#,
     ] {
         assert!(serde_json::from_str::<Progress>(bad).is_err(), "{bad}");
