@@ -678,8 +678,8 @@ fn resubmit_after_failure(progress: &Progress) -> Decision {
 /// (a worker stopped mid-batch, a send that failed): then the change may have taken
 /// effect unanswered, as after a lost answer. A decision's earlier delivery can have
 /// submitted only after claiming it (`claimed`: the ledger's latest decision is this
-/// one); a delivery refused before its claim (as `expired`, by a guardrail) made no
-/// call, and its redelivery must be refused alike.
+/// one); a delivery refused by a guardrail before its claim, or refused as `expired`
+/// (its claim recorded absent), made no call, and its redelivery must be refused alike.
 pub fn redelivered_submit(progress: &Progress, receive_count: u32, claimed: bool) -> bool {
     receive_count > 1
         && progress.stage == Stage::Submit

@@ -56,7 +56,7 @@ const MAX_PROGRESS_BYTES: usize = 1
     + raw_member("polls", "4294967295".len())
     + string_member("firstReceivedAt", MAX_RFC3339_BYTES)
     + string_member("submittedAt", MAX_RFC3339_BYTES)
-    + string_member("purpose", "decision".len())
+    + string_member("purpose", "restored-expiry".len())
     + string_member("requestedAt", MAX_RFC3339_BYTES)
     + string_member("firstMessageId", 2 * 256)
     + raw_member("maybeSubmitted", "true".len())
@@ -366,7 +366,8 @@ mod tests {
             "attempt": u32::MAX, "polls": u32::MAX,
             "firstReceivedAt": "9999-12-31T23:59:59.999999999+23:59",
             "submittedAt": "9999-12-31T23:59:59.999999999+23:59",
-            "purpose": "undo", "requestedAt": "9999-12-31T23:59:59.999999999+23:59",
+            "purpose": "restored-expiry",
+            "requestedAt": "9999-12-31T23:59:59.999999999+23:59",
             "firstMessageId": id, "maybeSubmitted": true,
             "resubmittedAfterFailure": true,
             "supersededBy": {"correlationId": "\u{fffe}".repeat(256),
@@ -380,7 +381,7 @@ mod tests {
             overhead <= MAX_ENVELOPE_OVERHEAD,
             "{overhead} > {MAX_ENVELOPE_OVERHEAD}"
         );
-        // Only "expire-wait" and "decision" are longer than what a poll of an undo holds.
+        // Only "expire-wait" is longer than what a poll of a restored-expiry chain holds.
         assert!(
             MAX_ENVELOPE_OVERHEAD - overhead < 16,
             "{overhead} vs {MAX_ENVELOPE_OVERHEAD}"

@@ -16,6 +16,7 @@ use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
+    RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -314,13 +315,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 .config
                 .guardrails
                 .refuse_target(progress.operation(), self.target)
-                .or_else(|| lifecycle::check_requested_at(&progress, now))
-                .or_else(|| lifecycle::check_expiry(&progress, self.decision.not_after, now));
+                .or_else(|| lifecycle::check_requested_at(&progress, now));
             if let Some(dead_letter) = refusal {
                 return decided(Decision::DeadLetter(dead_letter), progress);
             }
             if self.out_of_time() {
                 return Stepped::Redeliver("invocation deadline near; no new AWS call");
+            }
+            if let Some(expired) = lifecycle::check_expiry(&progress, self.decision.not_after, now)
+            {
+                return self.expired(progress, expired).await;
             }
             // Paced before the ledger's claim, so that a deferred submit costs no claim.
             // (An undo's fence may turn a paced delete into a create: rare, and the
@@ -419,13 +423,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         let claimed = match progress.purpose {
             Purpose::Decision => {
-                let latest = self.worker.ledger.latest(&self.key).await;
+                let latest = self.worker.ledger.latest_with_state(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let now = Self::now();
                 latest.map_or(true, |latest| {
-                    latest.is_some_and(|latest| {
-                        latest.order == self.decision.order
-                            || latest.is_another_delivery_of(&self.decision)
+                    latest.is_some_and(|(latest, state)| {
+                        let own = latest.order == self.decision.order
+                            || latest.is_another_delivery_of(&self.decision);
+                        // A grant of its own recorded absent was refused as `expired`
+                        // (or has expired since): no delivery is carrying it out.
+                        let settled_absent = self.decision.order.intent == Intent::Grant
+                            && state == RecordedState::Absent;
+                        (own && !settled_absent)
                             || (latest.order > self.decision.order
                                 && latest.desired(now) == Presence::Absent)
                     })
@@ -566,6 +575,42 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
                 "call failed"
             );
+        }
+    }
+
+    /// A grant whose `notAfter` passed before it was submitted is not carried out, but it
+    /// is a decision all the same, and the latest one asks for no access: had it come in
+    /// time, its expiry would have revoked at `notAfter` whatever gave the access (an
+    /// earlier grant). So it claims like any decision (a later one recorded: it is only
+    /// `superseded`), and once claimed it is dead-lettered `expired` with its expiry step
+    /// at once ([`Self::expiry_after_dead_letter`]). The claim is recorded `absent`: the
+    /// decision is settled and made no call, so a redelivery of the record is refused
+    /// alike instead of carried on as a grant its first delivery may have submitted
+    /// ([`Self::after_redelivery`]).
+    async fn expired(&self, progress: Progress, dead_letter: DeadLetter) -> Stepped {
+        let claimed = match self.fence(progress).await {
+            Ok(claimed) => claimed,
+            Err(stop) => return stop,
+        };
+        let answer = self
+            .worker
+            .ledger
+            .record(
+                &self.key,
+                &self.decision.order,
+                RecordedState::Absent,
+                None,
+                Self::now(),
+            )
+            .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+        match answer {
+            Ok(_) => decided(Decision::DeadLetter(dead_letter), claimed),
+            Err(error) => {
+                let decision =
+                    lifecycle::on_ledger_error(&claimed, &error, self.policy(), Self::jitter());
+                decided(decision, claimed)
+            }
         }
     }
 
@@ -953,17 +998,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     }
                 };
                 let mut plan = worker.store_dead_letter(&body, &dead_letter, &context);
-                if let Some(not_after) = self.expiry_after_dead_letter(progress, &dead_letter)
-                    && let Plan::Store { messages, .. } = &mut plan
-                {
-                    tracing::warn!(
-                        not_after = %messages::rfc3339(not_after),
-                        "the grant may have been carried out all the same; its expiry stays \
-                         scheduled"
-                    );
-                    match self.expiry_step(progress, not_after, now) {
-                        Ok(step) => messages.push(step),
-                        Err(plan) => return plan,
+                if let Plan::Store { messages, .. } = &mut plan {
+                    match self.after_dead_letter(progress, &dead_letter, now) {
+                        Some(Ok(step)) => messages.push(step),
+                        Some(Err(plan)) => return plan,
+                        None => {}
                     }
                 }
                 self.lateness_of_expiry(plan)
@@ -1057,11 +1096,45 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             .ok_or(Plan::Redeliver("progress envelope not encodable"))
     }
 
-    /// The `notAfter` of a grant dead-lettered after a call that may have carried it out
-    /// all the same: its expiry is scheduled as for a success, so that access which
-    /// stands or comes later still ends at `notAfter`. The grant was claimed in the
-    /// ledger, so after `notAfter` its decision asks for no access either way, and the
-    /// expiry's own check of the ledger leaves a later decision alone.
+    /// The step that goes on after a dead letter, if any: the grant's expiry
+    /// ([`Self::expiry_after_dead_letter`]), or the restored-expiry chain of an undo whose
+    /// create may have landed all the same (a poll deadline, attempts spent): the access
+    /// it may have restored for a later grant must still end at that grant's `notAfter`.
+    fn after_dead_letter(
+        &self,
+        progress: &Progress,
+        dead_letter: &DeadLetter,
+        now: OffsetDateTime,
+    ) -> Option<Result<(Destination, OutgoingMessage), Plan>> {
+        if let Some(not_after) = self.expiry_after_dead_letter(progress, dead_letter) {
+            if lifecycle::may_have_taken_effect(progress, dead_letter) {
+                tracing::warn!(
+                    not_after = %messages::rfc3339(not_after),
+                    "the grant may have been carried out all the same; its expiry stays \
+                     scheduled"
+                );
+            } else {
+                tracing::info!(
+                    not_after = %messages::rfc3339(not_after),
+                    "the grant was not carried out, but it is the latest decision: its expiry \
+                     ends any access at notAfter"
+                );
+            }
+            return Some(self.expiry_step(progress, not_after, now));
+        }
+        if lifecycle::may_have_taken_effect(progress, dead_letter) {
+            return self.restored_expiry_step(progress);
+        }
+        None
+    }
+
+    /// The `notAfter` of a grant dead-lettered after its claim: after a call (that may
+    /// have carried it out all the same, or was refused), or as `expired`. Its expiry is
+    /// scheduled as for a success. The grant is the ledger's latest decision, and it asks
+    /// for access only until `notAfter` (for `expired`, for none): access that stands
+    /// (an earlier grant's) or comes later (a create that landed unanswered) must end
+    /// there, as it would have had the grant succeeded. The expiry's own check of the
+    /// ledger leaves a later decision alone.
     fn expiry_after_dead_letter(
         &self,
         progress: &Progress,
@@ -1070,7 +1143,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.decision.not_after.filter(|_| {
             progress.purpose == Purpose::Decision
                 && progress.operation() == AssignmentAction::Create
-                && lifecycle::may_have_taken_effect(progress, dead_letter)
+                && (dead_letter.after_a_call() || dead_letter.class == ErrorClass::Expired)
         })
     }
 

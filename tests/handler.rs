@@ -446,10 +446,11 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
         .await;
     assert!(worker.identity_center.calls().is_empty());
     assert!(worker.service_catalog.calls().is_empty());
-    // The seven records that need an AWS call are left; the three refused without one are
-    // stored.
+    // The eight records that need an AWS call, or a ledger write (the grant whose
+    // notAfter has passed claims before it is refused), are left; the two refused without
+    // either are stored.
     let left = failures(&response);
-    let expected: Vec<String> = [0, 1, 2, 3, 5, 6, 7]
+    let expected: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7]
         .iter()
         .map(|i| ids[*i].clone())
         .collect();
@@ -459,7 +460,7 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
             .queues
             .sent_to(&worker.config.dead_letter_queue)
             .len(),
-        3
+        2
     );
 }
 
@@ -1181,12 +1182,12 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
 }
 
 /// A first delivery's FAILED is final (SPEC §3): no earlier submit can have taken
-/// effect, so there is no resubmit, and a grant with notAfter that changed nothing
-/// schedules no expiry.
+/// effect, so there is no resubmit. A grant with notAfter still keeps its expiry: it is
+/// the latest decision, and access that stands from an earlier grant ends there.
 #[tokio::test]
-async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit_or_an_expiry() {
+async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit() {
     let not_after = [("notAfter", "2099-01-01T00:00:00Z")];
-    for extra in [&[][..], &not_after[..]] {
+    for (extra, steps) in [(&[][..], &[][..]), (&not_after[..], &["expire-wait"][..])] {
         let worker = worker(
             vec![status(OperationStatus::Failed, Some("Internal failure"))],
             config(&[]),
@@ -1200,7 +1201,7 @@ async fn a_failure_on_the_first_delivery_is_dead_lettered_without_a_resubmit_or_
                 .len(),
             1
         );
-        assert!(work_steps(&worker).is_empty());
+        assert_eq!(work_steps(&worker), steps);
     }
 }
 
@@ -1545,13 +1546,23 @@ async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
 /// Replays, in order, every step stored on the work queue from index `from` on, and
 /// then the steps those store, until none is left. A wait for a `notAfter` is delivered
 /// after its delay, as SQS would; polls and retries at once.
-async fn replay_work_from(worker: &TestWorker, mut from: usize) {
+async fn replay_work_from(worker: &TestWorker, from: usize) {
+    replay_work_without(worker, from, None).await;
+}
+
+/// [`replay_work_from`], leaving out the steps of purpose `dropped`.
+async fn replay_work_without(worker: &TestWorker, mut from: usize, dropped: Option<&str>) {
     loop {
         let work = worker.queues.sent_to(&worker.config.work_queue);
         let Some(next) = work.get(from) else {
             return;
         };
-        if body_json(next)["progress"]["step"] == "expire-wait" {
+        let step = body_json(next);
+        if dropped.is_some_and(|purpose| step["progress"]["purpose"] == purpose) {
+            from += 1;
+            continue;
+        }
+        if step["progress"]["step"] == "expire-wait" {
             let delay = std::time::Duration::from_secs(u64::from(next.delay_seconds));
             tokio::time::sleep(delay).await;
         }
@@ -1564,10 +1575,68 @@ async fn replay_work_from(worker: &TestWorker, mut from: usize) {
     }
 }
 
+/// The revoke, the later grant (its create refused) and the undo of the revoke as in
+/// the test above, with the undo's create answered by nothing but timeouts: it is
+/// dead-lettered with its attempts spent, and may have landed all the same. The access
+/// it may have restored must still end at the grant's notAfter.
+#[tokio::test]
+async fn an_undo_dead_lettered_after_its_create_may_have_landed_still_ends_the_access() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::InProgress, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            status(OperationStatus::Succeeded, None),
+            // The undo's create: no answer, its one attempt spent.
+            error(ErrorKind::Timeout, "Timeout"),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[("MAX_ATTEMPTS", "1")]),
+    );
+    let later_end = undone_revoke_behind_a_refused_grant(&worker).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let classes: Vec<_> = dead.iter().map(|d| d.attribute("ErrorClass")).collect();
+    assert_eq!(classes, [Some("permanent"), Some("exhausted")]);
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+    assert!(time::OffsetDateTime::now_utc() >= later_end);
+}
+
+/// A revoke (earlier) whose delete is confirmed after a later grant with a notAfter 3 s
+/// ahead claimed and had its create refused; then every step stored from the revoke's
+/// poll on, waits included, but for the grant's own expiry (scheduled with its dead
+/// letter): the undo's chain must end the access by itself, as it must for a grant that
+/// has none (a dead letter that schedules none, its step purged from the queue). The
+/// later grant's end.
+async fn undone_revoke_behind_a_refused_grant(worker: &TestWorker) -> time::OffsetDateTime {
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-FIRST",
+        &[("requestedAt", "2026-11-29T09:00:00Z")],
+    );
+    // Far enough for the undo to come well before it.
+    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let grant = assignment_request(
+        "create",
+        "TEMP-LATER",
+        &[
+            ("notAfter", &assignment_worker::messages::rfc3339(later_end)),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    invoke(worker, record_event(&revoke, "m-revoke", 1_764_496_800_000)).await;
+    let poll = worker.queues.sent_to(&worker.config.work_queue).len() - 1;
+    invoke(worker, record_event(&grant, "m-grant", 1_764_496_800_001)).await;
+    replay_work_without(worker, poll, Some("expiry")).await;
+    later_end
+}
+
 /// An earlier revoke's delete lands after a later grant with notAfter claimed; the
-/// grant's create is refused, so it has no expiry of its own. The revoke's confirmation
-/// finds the grant as the latest decision and restores its access (an undo). That
-/// access must still end at the grant's notAfter: nothing else would remove it.
+/// grant's create is refused. The revoke's confirmation finds the grant as the latest
+/// decision and restores its access (an undo). That access must end at the grant's
+/// notAfter, by the undo's own chain when nothing else would remove it.
 #[tokio::test]
 async fn access_an_undo_restores_for_a_later_grant_that_failed_ends_at_its_not_after() {
     let worker = worker(
@@ -1584,32 +1653,9 @@ async fn access_an_undo_restores_for_a_later_grant_that_failed_ends_at_its_not_a
         ],
         config(&[]),
     );
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-FIRST",
-        &[("requestedAt", "2026-11-29T09:00:00Z")],
-    );
-    // Far enough for the undo to come well before it.
-    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
-    let grant = assignment_request(
-        "create",
-        "TEMP-LATER",
-        &[
-            ("notAfter", &assignment_worker::messages::rfc3339(later_end)),
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-        ],
-    );
-    invoke(
-        &worker,
-        record_event(&revoke, "m-revoke", 1_764_496_800_000),
-    )
-    .await;
-    let poll = worker.queues.sent_to(&worker.config.work_queue).len() - 1;
-    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_001)).await;
+    let later_end = undone_revoke_behind_a_refused_grant(&worker).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "the later grant is dead-lettered");
-
-    replay_work_from(&worker, poll).await;
 
     let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
     let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
@@ -1630,4 +1676,158 @@ async fn access_an_undo_restores_for_a_later_grant_that_failed_ends_at_its_not_a
         .map(|e| e["outcome"].clone())
         .collect::<Vec<_>>();
     assert_eq!(revoke_events, ["superseded"], "one outcome for the revoke");
+}
+
+/// A grant that comes after its own `notAfter` is not carried out (`expired`), but it is
+/// still the latest decision, and it asks for no access: access an earlier grant gave
+/// must end, as it would have at `notAfter` had the grant come in time (its expiry
+/// revokes whatever gave the access).
+#[tokio::test]
+async fn a_grant_expired_on_arrival_still_ends_an_earlier_grants_access() {
+    let worker = worker(
+        vec![
+            // The earlier grant's create, and the revoke that ends it.
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let standing = assignment_request(
+        "create",
+        "GRANT-STANDING",
+        &[("requestedAt", "2026-11-29T09:00:00Z")],
+    );
+    let late = assignment_request(
+        "create",
+        "TEMP-LATE",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T11:00:00Z"),
+        ],
+    );
+    invoke(
+        &worker,
+        record_event(&standing, "m-standing", 1_764_496_800_000),
+    )
+    .await;
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, record_event(&late, "m-late", 1_764_496_800_001)).await;
+    replay_work_from(&worker, stored).await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the late grant is not carried out");
+    let class = dead[0]
+        .attributes
+        .iter()
+        .find(|(name, _)| *name == "ErrorClass")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(class, Some("expired"));
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+    let expiry = outcome_events(&worker)
+        .into_iter()
+        .filter(|e| e["correlationId"] == "TEMP-LATE" && e["trigger"] == "expiry")
+        .map(|e| e["outcome"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(expiry, ["succeeded"]);
+}
+
+/// A grant that would come after a later revoke and after its own `notAfter` is simply
+/// superseded: the revoke stands, and nothing is dead-lettered.
+#[tokio::test]
+async fn a_grant_expired_on_arrival_behind_a_later_decision_is_superseded() {
+    let worker = worker(
+        vec![error(
+            ErrorKind::ResourceNotFound,
+            "ResourceNotFoundException",
+        )],
+        config(&[]),
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-LATER",
+        &[("requestedAt", "2026-11-29T10:00:00Z")],
+    );
+    let late = assignment_request(
+        "create",
+        "TEMP-EARLIER",
+        &[
+            ("requestedAt", "2026-11-29T09:00:00Z"),
+            ("notAfter", "2026-11-29T11:00:00Z"),
+        ],
+    );
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_000),
+    )
+    .await;
+    invoke(&worker, record_event(&late, "m-late", 1_764_496_800_001)).await;
+
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    assert_eq!(outcome_of(&worker, "TEMP-EARLIER")["outcome"], "superseded");
+    assert_eq!(worker.identity_center.calls().len(), 1, "the revoke's only");
+}
+
+/// A grant with notAfter claims and is refused: it is the latest decision, and it asks
+/// for access only until notAfter. Access an earlier grant gave stands meanwhile, and
+/// must end there, as it would have had the grant succeeded (its expiry revokes whatever
+/// gave the access).
+#[tokio::test]
+async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_there() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let standing = assignment_request(
+        "create",
+        "GRANT-STANDING",
+        &[("requestedAt", "2026-11-29T09:00:00Z")],
+    );
+    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let refused = assignment_request(
+        "create",
+        "TEMP-REFUSED",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", &assignment_worker::messages::rfc3339(end)),
+        ],
+    );
+    invoke(
+        &worker,
+        record_event(&standing, "m-standing", 1_764_496_800_000),
+    )
+    .await;
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&refused, "m-refused", 1_764_496_800_001),
+    )
+    .await;
+    assert_eq!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .len(),
+        1
+    );
+    replay_work_from(&worker, stored).await;
+
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+    assert!(time::OffsetDateTime::now_utc() >= end);
 }
