@@ -605,6 +605,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             .await;
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         match answer {
+            Ok(RecordAnswer::NotLatest(Some(later))) => {
+                let superseded = lifecycle::superseded(&claimed, &later, Self::now());
+                decided(superseded, claimed)
+            }
             Ok(_) => decided(Decision::DeadLetter(dead_letter), claimed),
             Err(error) => {
                 let decision =
@@ -1148,7 +1152,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// An expiry's time to outcome counts from `notAfter`, not from the grant's first
-    /// receipt hours before: how late the revoke came is what an operator watches.
+    /// receipt hours before: how late the revoke came is what an operator watches. A
+    /// grant that arrived after its `notAfter` counts from its arrival: the worker could
+    /// not revoke before it.
     fn lateness_of_expiry(&self, mut plan: Plan) -> Plan {
         if let Plan::Store {
             terminal: Some(terminal),
@@ -1157,7 +1163,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             && terminal.expiry
             && let Some(not_after) = self.decision.not_after
         {
-            terminal.received_at = not_after;
+            terminal.received_at = terminal.received_at.max(not_after);
         }
         plan
     }

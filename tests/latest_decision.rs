@@ -348,6 +348,16 @@ impl Ledger for InterleavedLedger {
         answer
     }
 
+    async fn latest_with_state(
+        &self,
+        key: &LedgerKey,
+    ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
+        self.interleave().await;
+        let answer = self.ledger.latest_with_state(key).await;
+        self.interleave().await;
+        answer
+    }
+
     async fn record(
         &self,
         key: &LedgerKey,

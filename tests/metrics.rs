@@ -90,15 +90,26 @@ fn succeeded() -> CallResult {
     })
 }
 
-/// Runs one batch and returns the EMF documents written, parsed line by line.
-async fn documents(script: Vec<CallResult>, bodies: &[String]) -> Vec<Value> {
-    let worker = Worker {
+type TestWorker =
+    Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, MemoryServiceCatalog>;
+
+fn worker(script: Vec<CallResult>) -> TestWorker {
+    Worker {
         service_catalog: MemoryServiceCatalog::default(),
         identity_center: ScriptedIdentityCenter::new(script),
         queues: RecordingQueues::default(),
         ledger: MemoryLedger::default(),
         config: config(),
-    };
+    }
+}
+
+/// Runs one batch and returns the EMF documents written, parsed line by line.
+async fn documents(script: Vec<CallResult>, bodies: &[String]) -> Vec<Value> {
+    documents_of(&worker(script), bodies).await
+}
+
+/// The EMF documents of one invocation of `worker` over `bodies`.
+async fn documents_of(worker: &TestWorker, bodies: &[String]) -> Vec<Value> {
     let invocation = Invocation::default();
     worker.handle(event(bodies), &invocation).await;
     let mut out = Vec::new();
@@ -303,4 +314,32 @@ async fn more_than_100_outcomes_are_split_across_documents() {
     for document in deletes {
         check_schema(document);
     }
+}
+
+/// A grant that arrives years after its notAfter is refused as `expired`, and its expiry
+/// runs at once: that expiry is not years late. Its time to outcome counts from the
+/// grant's arrival, or the time-to-outcome alarm would fire for the sender's delay.
+#[tokio::test]
+async fn the_expiry_of_a_grant_that_arrived_after_its_not_after_counts_from_its_arrival() {
+    let worker = worker(vec![succeeded()]);
+    let mut grant: Value =
+        serde_json::from_str(&body("create", "111122223333", "CHG-LATE")).expect("JSON");
+    grant["notAfter"] = json!("2020-01-01T00:00:00Z");
+    documents_of(&worker, &[grant.to_string()]).await;
+    let expiry = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the expiry step")
+        .body
+        .clone();
+
+    let documents = documents_of(&worker, &[expiry]).await;
+    let done = check_schema(find(
+        &documents,
+        &[("Action", "delete"), ("Outcome", "succeeded")],
+    ));
+    let lateness_ms = done["TimeToOutcome"][0].as_f64().expect("a time");
+    // From notAfter it would be years; from the arrival, the two invocations above.
+    assert!(lateness_ms < 3_600_000.0, "{lateness_ms} ms");
 }
