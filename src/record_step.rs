@@ -412,11 +412,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// ([`lifecycle::redelivered_submit`]); for a decision, the ledger says whether that
     /// delivery got as far as its claim: yes if it records this decision, no if an
     /// earlier one or none, perhaps if a later one (which may have come after the
-    /// claim). A later decision counts only when it asks for no access: then a grant
-    /// this request may have made is undone. One that asks for access is left to its own
-    /// request, whose success schedules its expiry; an undo here would create the
-    /// access with none. A failed read counts as claimed: refusing a grant that may exist
-    /// as `expired` would leave it without its expiry.
+    /// claim). Then the change this request may have made is undone toward the later
+    /// decision: a grant's create removed again, or a revoke's delete (which may have
+    /// landed after a later grant's create, and whose undo the earlier delivery may have
+    /// planned and lost) made good by creating the later grant's access, which a
+    /// restored-expiry step ends at that grant's `notAfter`. A failed read counts as
+    /// claimed: refusing a grant that may exist as `expired` would leave it without its
+    /// expiry.
     async fn after_redelivery(&self, mut progress: Progress) -> Progress {
         if progress.maybe_submitted || self.receive_count <= 1 {
             return progress;
@@ -425,7 +427,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             Purpose::Decision => {
                 let latest = self.worker.ledger.latest_with_state(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
-                let now = Self::now();
                 latest.map_or(true, |latest| {
                     latest.is_some_and(|(latest, state)| {
                         let own = latest.order == self.decision.order
@@ -434,9 +435,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         // (or has expired since): no delivery is carrying it out.
                         let settled_absent = self.decision.order.intent == Intent::Grant
                             && state == RecordedState::Absent;
-                        (own && !settled_absent)
-                            || (latest.order > self.decision.order
-                                && latest.desired(now) == Presence::Absent)
+                        (own && !settled_absent) || latest.order > self.decision.order
                     })
                 })
             }

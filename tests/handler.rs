@@ -1435,11 +1435,13 @@ async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expir
 }
 
 /// A later grant with notAfter claimed and failed; then an earlier revoke is delivered a
-/// second time (its first delivery stopped before its claim). The revoke is simply
-/// superseded: restoring the grant's access for it would create the access with no
-/// expiry, since only the grant's own success schedules one.
+/// second time. Its first delivery may have claimed and deleted before the grant came
+/// (and stopped before storing what followed), so the later grant's state is restored:
+/// the latest decision asks for the access. A restored-expiry step then waits to end it
+/// at the grant's notAfter, since the failed grant's own success will never schedule an
+/// expiry.
 #[tokio::test]
-async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_creates_nothing() {
+async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_restores_it_until_its_end() {
     let worker = worker(
         vec![
             status(OperationStatus::Failed, Some("Internal failure")),
@@ -1461,19 +1463,31 @@ async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_creates_nothin
         &[("requestedAt", "2026-11-29T10:00:01Z")],
     );
     invoke(&worker, record_event(&grant, "m-grant", 1)).await;
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
     invoke(&worker, redelivered_event(&revoke, "m-revoke", 2)).await;
+    // The undo, then the restored-expiry step's first read; its wait is not replayed.
+    for n in 0..2 {
+        let work = worker.queues.sent_to(&worker.config.work_queue);
+        let next = work.get(stored + n).expect("a step").body.clone();
+        invoke(&worker, record_event(&next, &format!("m-next-{n}"), 2)).await;
+    }
 
     let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
     assert_eq!(
         creates,
-        1,
-        "the grant's own: {:?}",
+        2,
+        "the grant's own and the undo's: {:?}",
         worker.identity_center.calls()
     );
     assert_eq!(
         outcome_of(&worker, "REVOKE-EARLIER")["outcome"],
         "superseded"
     );
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let wait = body_json(work.last().expect("the wait"));
+    assert_eq!(wait["progress"]["purpose"], "restored-expiry");
+    assert_eq!(wait["progress"]["step"], "expire-wait");
+    assert_eq!(work.last().map(|m| m.delay_seconds), Some(900));
 }
 
 /// A later grant that would extend the access to a later end is dead-lettered before
