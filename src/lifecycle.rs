@@ -506,22 +506,25 @@ pub fn expiry_wait(
 }
 
 /// At an expiry whose grant is no longer the latest decision (`state`: what the ledger
-/// records of it): `None` to revoke all the same. A later revoke, a later grant with no
-/// end, or one carried out (it has an expiry of its own) stands: `superseded`. A later
-/// grant with a `notAfter` that is not recorded as carried out (dead-lettered, or still
-/// under way) extends the access to its end only, and has no expiry of its own unless
-/// it succeeds: the expiry waits for that end and looks again, instead of leaving this
+/// records of it): `None` to revoke all the same. An expiry whose delete may already have
+/// been made (a wait step delivered twice counts as one) restores the later decision's
+/// state, as any superseded request does: its delete may have landed after a later
+/// grant's create (a restored-expiry step then ends that access at the grant's end).
+/// Otherwise a later revoke, a later grant with no end, or one carried out (it has an
+/// expiry of its own) stands: `superseded`. A later grant with a `notAfter` that is not
+/// recorded as carried out (dead-lettered, or still under way) extends the access to its
+/// end only: the expiry waits for that end and looks again, instead of leaving this
 /// grant's access for good. Past that end the later grant asks for no access, and the
-/// expiry revokes. So even for an expiry whose delete may already have been made (a wait
-/// step delivered twice counts as one): an undo toward such a grant would create its
-/// access with no expiry at all. Otherwise an expiry whose delete may have been made
-/// restores the later decision's state, as any superseded request does.
+/// expiry revokes.
 pub fn expiry_overtaken(
     progress: &Progress,
     latest: &AccessDecision,
     state: RecordedState,
     now: OffsetDateTime,
 ) -> Option<Decision> {
+    if progress.maybe_submitted {
+        return Some(superseded(progress, latest, now));
+    }
     match end_without_expiry(latest, state) {
         Some(end) => expiry_wait(progress, end, now),
         None => Some(superseded(progress, latest, now)),

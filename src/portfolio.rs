@@ -13,7 +13,7 @@ use crate::lifecycle::{
     retry_call,
 };
 use crate::portfolio_access::{ListedPrincipal, residual_access};
-use crate::progress::{Progress, Stage};
+use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
 pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
@@ -58,6 +58,15 @@ fn permanent(progress: &Progress, code: &str, message: String) -> Decision {
         attempts: progress.attempt,
         operation_request_id: None,
     })
+}
+
+/// Whether an associate is preceded by a list that spares the call when the principal is
+/// already there (SPEC §9). Not for an undo: the list lags, and an undo restores a
+/// principal exactly when a removal may have landed that the list does not show yet (a
+/// later grant that trusted that list made no call). Associating a listed principal
+/// again succeeds and changes nothing.
+pub fn lists_before_associate(progress: &Progress) -> bool {
+    !matches!(progress.purpose, Purpose::Undo { .. })
 }
 
 /// The list read before an associate: a principal already listed is
@@ -271,8 +280,12 @@ pub fn shows_change(
 /// A confirm step whose list does not show the change: the wait ends once a later
 /// decision asks for the opposite. The list shows the principal's state, not this
 /// request's operation, and that state is now the later decision's to reach; waiting on
-/// would last until the poll deadline. A later removal is made again (an undo), since
-/// this change may have landed after it. `None`: keep confirming.
+/// would last until the poll deadline. The later decision's state is made again (an
+/// undo), since this change may have landed after it ran: a removal that found nothing
+/// before a slow associate landed, or a grant that read a lagging list, found the
+/// principal there and made no call before this removal's disassociate showed. An undo
+/// that restores a grant's principal is followed by a restored-expiry step, which ends
+/// it at that grant's `notAfter` when nothing else will. `None`: keep confirming.
 pub fn overtaken(
     progress: &Progress,
     own: &DecisionOrder,
@@ -285,12 +298,5 @@ pub fn overtaken(
     if latest.order == *own || desired == wanted {
         return None;
     }
-    Some(match desired {
-        // This request's change was made, and may have landed after the later removal
-        // ran and found nothing: the list cannot tell. The removal is carried out again.
-        Presence::Absent => lifecycle::undo(progress, latest, now),
-        // A later grant is left to its own request: an undo on its behalf would give
-        // the access without the grant's expiry.
-        Presence::Present => done(Completion::Superseded(latest.summary())),
-    })
+    Some(lifecycle::undo(progress, latest, now))
 }

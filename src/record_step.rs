@@ -517,18 +517,20 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         let result = match progress.operation() {
             AssignmentAction::Create => {
-                let listed = self.list(change).await;
-                if let Some(decision) = portfolio::before_associate(
-                    progress,
-                    &principal,
-                    &listed,
-                    policy,
-                    Self::jitter(),
-                ) {
-                    return Ok(decision.into());
-                }
-                if self.out_of_time() {
-                    return Err(NEAR_DEADLINE);
+                if portfolio::lists_before_associate(progress) {
+                    let listed = self.list(change).await;
+                    if let Some(decision) = portfolio::before_associate(
+                        progress,
+                        &principal,
+                        &listed,
+                        policy,
+                        Self::jitter(),
+                    ) {
+                        return Ok(decision.into());
+                    }
+                    if self.out_of_time() {
+                        return Err(NEAR_DEADLINE);
+                    }
                 }
                 let result = catalog.associate_principal(change).await;
                 self.count_catalog(Api::AssociatePrincipalWithPortfolio, &result);

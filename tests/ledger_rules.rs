@@ -334,14 +334,16 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
             None
         );
     }
-    // The same for an expiry whose delete may have been made (a wait step delivered
-    // twice): an undo toward the later grant would create its access with no expiry.
+    // An expiry whose delete may have been made (a wait step delivered twice) restores
+    // the later grant's access instead: its delete may have landed after the grant's
+    // create. (A restored-expiry step then ends that access at the grant's end.)
     let mut again = expiry.clone();
     again.maybe_submitted = true;
-    let (waiting, _) = continued(
-        expiry_overtaken(&again, &later_grant, RecordedState::Pending, first_end).expect("a wait"),
+    let (undo, _) = continued(
+        expiry_overtaken(&again, &later_grant, RecordedState::Pending, first_end).expect("an undo"),
     );
-    assert_eq!(waiting.stage, Stage::ExpireWait);
+    assert_eq!(undo.operation(), Create);
+    assert!(matches!(undo.purpose, Purpose::Undo { .. }));
     // Carried out: its own expiry ends it.
     assert!(superseded(expiry_overtaken(
         &expiry,

@@ -662,3 +662,46 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
         "superseded"
     );
 }
+
+/// A removal's disassociate landed, but its confirm sees a lagging list that still
+/// shows the principal; a later grant read the same lagging list, found the principal
+/// there and ended `already-satisfied` with no call. Once the list catches up the
+/// principal is gone, though the latest decision grants it: the removal's confirm,
+/// overtaken by the grant, restores the principal (an undo toward the grant).
+#[tokio::test]
+async fn a_removal_overtaken_by_a_grant_that_read_a_lagging_list_restores_the_principal() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_list_lag(3);
+    let worker = worker(catalog, &[]);
+    let removal = request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T09:00:00Z"}),
+    );
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    for (body, id) in [(&removal, "r-1"), (&grant, "g-1")] {
+        function_handler(
+            &worker,
+            LambdaEvent::new(record(body, id), Context::default()),
+        )
+        .await
+        .expect("a batch response");
+    }
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+
+    drive(&worker, &confirm).await;
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+}
