@@ -295,8 +295,16 @@ pub fn overtaken(
     let latest = latest?;
     let wanted = Presence::after(progress.operation());
     let desired = latest.desired(now);
-    if latest.order == *own || desired == wanted {
+    if desired == wanted {
         return None;
+    }
+    if latest.order == *own {
+        // The grant's own notAfter passed while its associate was confirming (a grant
+        // carried on past it): its expiry removes the principal, so the list may never
+        // show it. The associate was made; the expiry scheduled with the outcome revokes.
+        let own_end_passed = progress.purpose == Purpose::Decision
+            && progress.operation() == AssignmentAction::Create;
+        return own_end_passed.then(|| done(Completion::Succeeded));
     }
     Some(lifecycle::undo(progress, latest, now))
 }
