@@ -10,7 +10,7 @@ use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, Intent, LedgerResult, Presence, RecordAnswer,
     RecordedState,
 };
-use crate::progress::{Progress, Purpose, Stage};
+use crate::progress::{Progress, Purpose, Stage, UndoReport};
 use crate::request::{Assignment, AssignmentAction};
 
 /// SQS refuses a DelaySeconds above this.
@@ -432,11 +432,12 @@ pub fn after_change(
     let completion = match &progress.purpose {
         Purpose::Undo {
             superseded_by,
-            outcome_sent: false,
+            reports: UndoReport::Request | UndoReport::Expiry,
         } => Completion::Superseded(superseded_by.clone()),
         // Not an outcome: what the call found, for the expiry's count.
         Purpose::Undo {
-            outcome_sent: true, ..
+            reports: UndoReport::Nothing,
+            ..
         }
         | Purpose::Decision
         | Purpose::Expiry => completion,
@@ -464,7 +465,11 @@ pub fn undo(progress: &Progress, latest: &AccessDecision, now: OffsetDateTime) -
         progress: progress.for_purpose(
             Purpose::Undo {
                 superseded_by: latest.summary(),
-                outcome_sent: progress.purpose.is_restored_expiry(),
+                reports: match &progress.purpose {
+                    Purpose::Decision => UndoReport::Request,
+                    Purpose::Expiry => UndoReport::Expiry,
+                    Purpose::Undo { reports, .. } => *reports,
+                },
             },
             latest.desired(now).action(),
             Stage::Submit,
@@ -550,7 +555,7 @@ pub fn start_restored_expiry(progress: &Progress, superseded_by: DecisionSummary
         progress: progress.for_purpose(
             Purpose::Undo {
                 superseded_by,
-                outcome_sent: true,
+                reports: UndoReport::Nothing,
             },
             AssignmentAction::Delete,
             Stage::ExpireWait,

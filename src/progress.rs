@@ -49,11 +49,23 @@ pub enum Purpose {
     Expiry,
     Undo {
         superseded_by: DecisionSummary,
-        /// The request's outcome is out (purpose `restored-expiry` on the wire): the
-        /// undo restored the access of a later grant with `notAfter` that may have no
-        /// expiry of its own, and the chain goes on only to end that access there.
-        outcome_sent: bool,
+        /// The outcome the chain sends when it ends.
+        reports: UndoReport,
     },
+}
+
+/// What an undo chain reports when it ends, by what it undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoReport {
+    /// The request's own change (purpose `undo`): the request's outcome, `superseded`.
+    Request,
+    /// A grant's expiry's revoke (purpose `expiry-undo`): the expiry's outcome,
+    /// `superseded` with `trigger` `expiry`.
+    Expiry,
+    /// Nothing (purpose `restored-expiry`): the request's outcome is out; the undo
+    /// restored the access of a later grant with `notAfter` that may have no expiry of
+    /// its own, and the chain goes on only to end that access there.
+    Nothing,
 }
 
 impl Purpose {
@@ -68,13 +80,19 @@ impl Purpose {
     /// The chain that ends, at a later grant's `notAfter`, the access an undo restored
     /// for it.
     pub fn is_restored_expiry(&self) -> bool {
-        matches!(
-            self,
-            Purpose::Undo {
-                outcome_sent: true,
-                ..
-            }
-        )
+        self.undo_report() == Some(UndoReport::Nothing)
+    }
+
+    /// Whether the step reports, when it ends, as a grant's expiry (`trigger` `expiry`).
+    pub fn reports_as_expiry(&self) -> bool {
+        *self == Purpose::Expiry || self.undo_report() == Some(UndoReport::Expiry)
+    }
+
+    fn undo_report(&self) -> Option<UndoReport> {
+        match self {
+            Purpose::Undo { reports, .. } => Some(*reports),
+            Purpose::Decision | Purpose::Expiry => None,
+        }
     }
 }
 
@@ -193,13 +211,11 @@ impl Progress {
         match self.purpose {
             Purpose::Decision => "decision",
             Purpose::Expiry => "expiry",
-            Purpose::Undo {
-                outcome_sent: false,
-                ..
-            } => "undo",
-            Purpose::Undo {
-                outcome_sent: true, ..
-            } => "restored-expiry",
+            Purpose::Undo { reports, .. } => match reports {
+                UndoReport::Request => "undo",
+                UndoReport::Expiry => "expiry-undo",
+                UndoReport::Nothing => "restored-expiry",
+            },
         }
     }
 
@@ -237,6 +253,8 @@ enum PurposeName {
     Decision,
     Expiry,
     Undo,
+    #[serde(rename = "expiry-undo")]
+    ExpiryUndo,
     #[serde(rename = "restored-expiry")]
     RestoredExpiry,
 }
@@ -360,18 +378,25 @@ impl TryFrom<ProgressWire> for Progress {
             (PurposeName::Expiry, None) => Purpose::Expiry,
             (PurposeName::Undo, Some(superseded_by)) => Purpose::Undo {
                 superseded_by,
-                outcome_sent: false,
+                reports: UndoReport::Request,
+            },
+            (PurposeName::ExpiryUndo, Some(superseded_by)) => Purpose::Undo {
+                superseded_by,
+                reports: UndoReport::Expiry,
             },
             (PurposeName::RestoredExpiry, Some(superseded_by)) => Purpose::Undo {
                 superseded_by,
-                outcome_sent: true,
+                reports: UndoReport::Nothing,
             },
-            (PurposeName::Undo | PurposeName::RestoredExpiry, None) => {
-                return Err("purposes undo and restored-expiry need supersededBy".into());
+            (PurposeName::Undo | PurposeName::ExpiryUndo | PurposeName::RestoredExpiry, None) => {
+                return Err(
+                    "purposes undo, expiry-undo and restored-expiry need supersededBy".into(),
+                );
             }
             (_, Some(_)) => {
                 return Err(
-                    "supersededBy belongs to purposes undo and restored-expiry only".into(),
+                    "supersededBy belongs to purposes undo, expiry-undo and restored-expiry only"
+                        .into(),
                 );
             }
         };
@@ -379,15 +404,9 @@ impl TryFrom<ProgressWire> for Progress {
             (Purpose::Expiry, _, AssignmentAction::Create) => {
                 return Err("an expiry step only deletes".into());
             }
-            (
-                Purpose::Decision
-                | Purpose::Undo {
-                    outcome_sent: false,
-                    ..
-                },
-                Stage::ExpireWait,
-                _,
-            ) => {
+            (purpose, Stage::ExpireWait, _)
+                if *purpose != Purpose::Expiry && !purpose.is_restored_expiry() =>
+            {
                 return Err(
                     "step expire-wait belongs to purposes expiry and restored-expiry".into(),
                 );
@@ -447,12 +466,12 @@ impl From<Progress> for ProgressWire {
             Purpose::Expiry => (PurposeName::Expiry, None),
             Purpose::Undo {
                 superseded_by,
-                outcome_sent,
+                reports,
             } => {
-                let name = if outcome_sent {
-                    PurposeName::RestoredExpiry
-                } else {
-                    PurposeName::Undo
+                let name = match reports {
+                    UndoReport::Request => PurposeName::Undo,
+                    UndoReport::Expiry => PurposeName::ExpiryUndo,
+                    UndoReport::Nothing => PurposeName::RestoredExpiry,
                 };
                 (name, Some(superseded_by))
             }

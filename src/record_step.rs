@@ -696,12 +696,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         };
                         stop(done, progress)
                     }
-                    (Purpose::Undo { outcome_sent, .. }, Some((latest, _))) => {
+                    (Purpose::Undo { reports, .. }, Some((latest, _))) => {
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
                         next.purpose = Purpose::Undo {
                             superseded_by: latest.summary(),
-                            outcome_sent: *outcome_sent,
+                            reports: *reports,
                         };
                         Ok(next)
                     }
@@ -1197,11 +1197,15 @@ fn outcome_context<'a>(
     progress: &'a Progress,
     now: OffsetDateTime,
 ) -> OutcomeContext<'a> {
-    let expiry = progress.purpose == Purpose::Expiry;
+    // An expiry (or its undo) reports the grant's revoke; a restored-expiry chain, the
+    // operation it makes.
+    let expiry = progress.purpose.reports_as_expiry();
     let restored_expiry = progress.purpose.is_restored_expiry();
     OutcomeContext {
         correlation_id: message.request.correlation_id.as_ref(),
-        action: Some(if expiry || restored_expiry {
+        action: Some(if expiry {
+            target.operation_name(AssignmentAction::Delete)
+        } else if restored_expiry {
             target.operation_name(progress.operation())
         } else {
             message.request.action_name()

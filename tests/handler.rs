@@ -1845,3 +1845,52 @@ async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_ther
     );
     assert!(time::OffsetDateTime::now_utc() >= end);
 }
+
+/// An expiry whose wait step SQS delivered twice may have made its delete; a later
+/// revoke came meanwhile, so the expiry restores the revoke's state (an undo). The
+/// outcome it ends with is still the expiry's: `trigger` `expiry`, `action` `delete`,
+/// `superseded`, not one that reads as the grant's own.
+#[tokio::test]
+async fn an_expiry_that_ends_in_an_undo_still_reports_as_the_expiry() {
+    let worker = worker(
+        vec![
+            // The grant's create, the later revoke's delete, the undo's delete.
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::ResourceNotFound, "ResourceNotFoundException"),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "TEMP-UNDONE",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T09:00:00Z"),
+        ],
+    );
+    let expiry = due_expiry(&worker, &grant).await;
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-LATER",
+        &[("requestedAt", "2026-11-29T10:00:00Z")],
+    );
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_001),
+    )
+    .await;
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, redelivered_event(&expiry, "m-expiry", 2)).await;
+    replay_work_from(&worker, stored).await;
+
+    let events: Vec<Value> = outcome_events(&worker)
+        .into_iter()
+        .filter(|e| e["correlationId"] == "TEMP-UNDONE")
+        .collect();
+    assert_eq!(events.len(), 2, "the grant's and its expiry's: {events:#?}");
+    let last = &events[1];
+    assert_eq!(last["outcome"], "superseded");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["action"], "delete");
+}

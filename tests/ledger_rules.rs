@@ -11,7 +11,7 @@ use assignment_worker::lifecycle::{
     check_expiry, check_requested_at, decide, expiry_overtaken, expiry_wait, on_ledger_error,
     restored_expiry, start_expiry, start_restored_expiry,
 };
-use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage, UndoReport};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use time::{Duration, OffsetDateTime, macros::datetime};
 
@@ -106,7 +106,7 @@ fn a_superseded_request_whose_earlier_attempt_may_have_landed_restores_the_later
         undo.purpose,
         Purpose::Undo {
             superseded_by: later_revoke.summary(),
-            outcome_sent: false,
+            reports: UndoReport::Request,
         }
     );
     // And the other way round: a revoke that may have removed a later grant's access.
@@ -184,7 +184,7 @@ fn a_confirmed_change_stands_unless_a_later_decision_wants_the_opposite() {
         progress.purpose,
         Purpose::Undo {
             superseded_by: later_revoke.summary(),
-            outcome_sent: false,
+            reports: UndoReport::Request,
         }
     );
     // A later grant whose end has passed asks for no access either.
@@ -488,7 +488,12 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
         &undo,
         decision(Intent::Grant, 6, None).summary(),
     ));
-    for progress in [&grant, &expiry, &undo, &restored] {
+    let (expiry_undo, _) = continued(assignment_worker::lifecycle::undo(
+        &expiry,
+        &decision(Intent::Revoke, 7, None),
+        T0,
+    ));
+    for progress in [&grant, &expiry, &undo, &restored, &expiry_undo] {
         let json = serde_json::to_value(progress).unwrap();
         let back: Progress = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(&back, progress, "{json}");
@@ -500,6 +505,9 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     assert_eq!(json["firstMessageId"], "m-1");
     let json = serde_json::to_value(&undo).unwrap();
     assert_eq!(json["supersededBy"]["correlationId"], "CHG-5");
+    let json = serde_json::to_value(&expiry_undo).unwrap();
+    assert_eq!(json["purpose"], "expiry-undo");
+    assert!(expiry_undo.purpose.reports_as_expiry());
     let json = serde_json::to_value(&restored).unwrap();
     assert_eq!(json["purpose"], "restored-expiry");
     assert_eq!(json["step"], "expire-wait");
