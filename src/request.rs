@@ -13,7 +13,7 @@ use crate::ids::{
     PermissionSetArn, PortfolioId, PrincipalId,
 };
 use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
-use crate::progress::{Progress, Purpose, Resource};
+use crate::progress::{Progress, Purpose, Resource, UndoReport};
 
 /// Bodies above this are refused before any JSON is read; a real request is under 2 KiB.
 /// The worker's own progress envelopes are bodies too.
@@ -530,12 +530,18 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     let request =
         parse_request(envelope.request.get()).map_err(|e| within("progress envelope", e))?;
     // A decision's own steps carry out its action; an expiry revokes a grant; an undo
-    // may carry out either.
+    // may carry out either, but one that reports as an expiry belongs to a grant with
+    // notAfter, as the expiry it started from.
     let (action, target) = request.target();
+    let grant_with_end = action == AssignmentAction::Create && request.not_after.is_some();
     let fits = target.resource() == progress.resource()
         && match &progress.purpose {
             Purpose::Decision => action == progress.operation(),
             Purpose::Expiry => action == AssignmentAction::Create,
+            Purpose::Undo {
+                reports: UndoReport::Expiry,
+                ..
+            } => grant_with_end,
             Purpose::Undo { .. } => true,
         };
     if !fits {

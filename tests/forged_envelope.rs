@@ -436,3 +436,24 @@ async fn an_expiry_step_of_a_grant_without_not_after_makes_no_call() {
         "{outcomes:?}"
     );
 }
+
+#[tokio::test]
+async fn an_expiry_undo_step_belongs_to_a_grant_with_not_after() {
+    // The worker starts an expiry-undo only from a grant's expiry: on a revoke, or on a
+    // grant without notAfter, it would report an expiry that never was.
+    let worker = worker(vec![]);
+    let now = assignment_worker::messages::rfc3339(OffsetDateTime::now_utc());
+    for action in ["delete", "create"] {
+        let forged = json!({
+            "request": request(action),
+            "progress": {"step": "submit", "operation": "delete", "purpose": "expiry-undo",
+                         "attempt": 1, "firstReceivedAt": now,
+                         "supersededBy": {"requestedAt": now}},
+        })
+        .to_string();
+        let (dead, _) = run(&worker, &forged).await;
+        let last = dead.last().expect("a dead letter");
+        assert_eq!(last.attribute("ErrorCode"), Some("BadEnvelope"), "{action}");
+    }
+    assert!(worker.identity_center.calls().is_empty());
+}

@@ -143,13 +143,20 @@ impl Model {
     }
 }
 
-struct ModelIdentityCenter {
-    model: Mutex<Model>,
+/// The faults of a run, drawn from a seeded generator.
+struct Chance {
     rng: Mutex<fastrand::Rng>,
     faults: Faults,
 }
 
-impl ModelIdentityCenter {
+impl Chance {
+    fn new(seed: u64, faults: &Faults) -> Self {
+        Self {
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            faults: faults.clone(),
+        }
+    }
+
     fn roll(&self, percent: u32) -> bool {
         lock(&self.rng).u32(0..100) < percent
     }
@@ -160,6 +167,17 @@ impl ModelIdentityCenter {
         if self.roll(self.faults.interleave) {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+struct ModelIdentityCenter {
+    model: Mutex<Model>,
+    chance: Chance,
+}
+
+impl ModelIdentityCenter {
+    fn roll(&self, percent: u32) -> bool {
+        self.chance.roll(percent)
     }
 
     /// Lets AWS finish some of the operations in flight, as it does on its own.
@@ -191,14 +209,14 @@ impl ModelIdentityCenter {
     }
 
     fn submit(&self, kind: Kind) -> CallResult {
-        if self.roll(self.faults.throttle) {
+        if self.roll(self.chance.faults.throttle) {
             return Self::error(
                 ErrorKind::RateLimited,
                 "ThrottlingException",
                 "Rate exceeded",
             );
         }
-        if kind == Kind::Create && self.roll(self.faults.refuse) {
+        if kind == Kind::Create && self.roll(self.chance.faults.refuse) {
             return Self::error(
                 ErrorKind::AccessDenied,
                 "AccessDeniedException",
@@ -208,7 +226,7 @@ impl ModelIdentityCenter {
         let mut model = lock(&self.model);
         // AWS refuses a write while another on the same account and permission set is
         // in progress (SPEC §10), and at times just after one (propagation).
-        if !model.pending.is_empty() || self.roll(self.faults.conflict) {
+        if !model.pending.is_empty() || self.roll(self.chance.faults.conflict) {
             return Self::error(
                 ErrorKind::Conflict,
                 "ConflictException",
@@ -224,15 +242,15 @@ impl ModelIdentityCenter {
         }
         model.next_id += 1;
         let id = format!("00000000-0000-4000-8000-{:012}", model.next_id);
-        if self.roll(self.faults.lost_answer) {
+        if self.roll(self.chance.faults.lost_answer) {
             // AWS carried it out; the answer never arrived.
             model.land(&id, kind);
             return Self::error(ErrorKind::Timeout, "Timeout", "operation timed out");
         }
-        if self.roll(self.faults.server_error) {
+        if self.roll(self.chance.faults.server_error) {
             return Self::error(ErrorKind::ServerError, "InternalServerException", "oops");
         }
-        if self.roll(self.faults.asynchronous) {
+        if self.roll(self.chance.faults.asynchronous) {
             model.pending.push((id.clone(), kind));
             return Ok(StatusReport {
                 status: OperationStatus::InProgress,
@@ -260,7 +278,7 @@ impl ModelIdentityCenter {
     }
 
     fn describe(&self, id: &str) -> CallResult {
-        if self.roll(self.faults.throttle) {
+        if self.roll(self.chance.faults.throttle) {
             return Self::error(
                 ErrorKind::RateLimited,
                 "ThrottlingException",
@@ -287,22 +305,22 @@ impl ModelIdentityCenter {
 
 impl IdentityCenter for ModelIdentityCenter {
     async fn create_assignment(&self, _: &Assignment) -> CallResult {
-        self.interleave().await;
+        self.chance.interleave().await;
         self.submit(Kind::Create)
     }
 
     async fn delete_assignment(&self, _: &Assignment) -> CallResult {
-        self.interleave().await;
+        self.chance.interleave().await;
         self.submit(Kind::Delete)
     }
 
     async fn describe_creation_status(&self, assignment: &Assignment, id: &str) -> CallResult {
-        self.interleave().await;
+        self.chance.interleave().await;
         about(assignment, self.describe(id))
     }
 
     async fn describe_deletion_status(&self, assignment: &Assignment, id: &str) -> CallResult {
-        self.interleave().await;
+        self.chance.interleave().await;
         about(assignment, self.describe(id))
     }
 }
@@ -327,19 +345,12 @@ struct CatalogModel {
 
 struct ModelCatalog {
     model: Mutex<CatalogModel>,
-    rng: Mutex<fastrand::Rng>,
-    faults: Faults,
+    chance: Chance,
 }
 
 impl ModelCatalog {
     fn roll(&self, percent: u32) -> bool {
-        lock(&self.rng).u32(0..100) < percent
-    }
-
-    async fn interleave(&self) {
-        if self.roll(self.faults.interleave) {
-            tokio::task::yield_now().await;
-        }
+        self.chance.roll(percent)
     }
 
     /// Lets the list catch up at times, as it does on its own; `asynchronous` sets how
@@ -347,7 +358,7 @@ impl ModelCatalog {
     /// their delays, and a list that lagged for dozens of polls would outlast the poll
     /// count the deadline allows.)
     fn tick(&self) {
-        let catch_up = !self.roll(self.faults.asynchronous.min(50));
+        let catch_up = !self.roll(self.chance.faults.asynchronous.min(50));
         let mut model = lock(&self.model);
         if catch_up {
             model.listed = model.present;
@@ -368,16 +379,16 @@ impl ModelCatalog {
     }
 
     fn change(&self, kind: Kind) -> Result<(), CallError> {
-        if self.roll(self.faults.throttle) {
+        if self.roll(self.chance.faults.throttle) {
             return Self::error(ErrorKind::RateLimited, "ThrottlingException");
         }
-        if kind == Kind::Create && self.roll(self.faults.refuse) {
+        if kind == Kind::Create && self.roll(self.chance.faults.refuse) {
             return Self::error(ErrorKind::Rejected, "InvalidParametersException");
         }
-        if self.roll(self.faults.server_error) {
+        if self.roll(self.chance.faults.server_error) {
             return Self::error(ErrorKind::ServerError, "InternalServerException");
         }
-        let lost = self.roll(self.faults.lost_answer);
+        let lost = self.roll(self.chance.faults.lost_answer);
         let mut model = lock(&self.model);
         if kind == Kind::Delete && !model.present {
             return Self::error(ErrorKind::ResourceNotFound, "ResourceNotFoundException");
@@ -393,12 +404,12 @@ impl ModelCatalog {
 
 impl ServiceCatalog for ModelCatalog {
     async fn associate_principal(&self, _: &PortfolioChange) -> Result<(), CallError> {
-        self.interleave().await;
+        self.chance.interleave().await;
         self.change(Kind::Create)
     }
 
     async fn disassociate_principal(&self, _: &PortfolioChange) -> Result<(), CallError> {
-        self.interleave().await;
+        self.chance.interleave().await;
         self.change(Kind::Delete)
     }
 
@@ -406,8 +417,8 @@ impl ServiceCatalog for ModelCatalog {
         &self,
         _: &PortfolioChange,
     ) -> Result<Vec<ListedPrincipal>, CallError> {
-        self.interleave().await;
-        if self.roll(self.faults.throttle) {
+        self.chance.interleave().await;
+        if self.roll(self.chance.faults.throttle) {
             return Err(CallError {
                 kind: ErrorKind::RateLimited,
                 code: "ThrottlingException".to_owned(),
@@ -430,16 +441,7 @@ impl ServiceCatalog for ModelCatalog {
 /// network call would.
 struct InterleavedLedger {
     ledger: MemoryLedger,
-    rng: Mutex<fastrand::Rng>,
-    percent: u32,
-}
-
-impl InterleavedLedger {
-    async fn interleave(&self) {
-        if lock(&self.rng).u32(0..100) < self.percent {
-            tokio::task::yield_now().await;
-        }
-    }
+    chance: Chance,
 }
 
 impl Ledger for InterleavedLedger {
@@ -449,16 +451,16 @@ impl Ledger for InterleavedLedger {
         decision: &AccessDecision,
         now: time::OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
-        self.interleave().await;
+        self.chance.interleave().await;
         let answer = self.ledger.claim(key, decision, now).await;
-        self.interleave().await;
+        self.chance.interleave().await;
         answer
     }
 
     async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
-        self.interleave().await;
+        self.chance.interleave().await;
         let answer = self.ledger.latest(key).await;
-        self.interleave().await;
+        self.chance.interleave().await;
         answer
     }
 
@@ -466,9 +468,9 @@ impl Ledger for InterleavedLedger {
         &self,
         key: &LedgerKey,
     ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
-        self.interleave().await;
+        self.chance.interleave().await;
         let answer = self.ledger.latest_with_state(key).await;
-        self.interleave().await;
+        self.chance.interleave().await;
         answer
     }
 
@@ -480,12 +482,12 @@ impl Ledger for InterleavedLedger {
         operation_request_id: Option<&str>,
         now: time::OffsetDateTime,
     ) -> LedgerResult<RecordAnswer> {
-        self.interleave().await;
+        self.chance.interleave().await;
         let answer = self
             .ledger
             .record(key, order, state, operation_request_id, now)
             .await;
-        self.interleave().await;
+        self.chance.interleave().await;
         answer
     }
 }
@@ -621,7 +623,7 @@ fn body(index: usize, decision: &Decision, portfolio: bool) -> String {
 
 /// The latest decision in the order of SPEC §11 over what the test sent: requestedAt (or
 /// SentTimestamp), a revoke before a grant, the correlation id, the first message id.
-fn latest<'a>(decisions: &'a [Decision], first: &[Queued]) -> &'a Decision {
+fn latest(decisions: &[Decision], first: &[Queued]) -> usize {
     let key = |i: usize| {
         let at_ms = decisions[i]
             .requested_at
@@ -633,10 +635,9 @@ fn latest<'a>(decisions: &'a [Decision], first: &[Queued]) -> &'a Decision {
             first[i].message_id.clone(),
         )
     };
-    let winner = (0..decisions.len())
+    (0..decisions.len())
         .max_by_key(|&i| key(i))
-        .expect("at least one decision");
-    &decisions[winner]
+        .expect("at least one decision")
 }
 
 fn event(batch: &[Queued]) -> SqsEvent {
@@ -692,19 +693,16 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
     let worker = Worker {
         service_catalog: ModelCatalog {
             model: Mutex::default(),
-            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0xca7a)),
-            faults: faults.clone(),
+            chance: Chance::new(seed ^ 0xca7a, &faults),
         },
         identity_center: ModelIdentityCenter {
             model: Mutex::default(),
-            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed)),
-            faults: faults.clone(),
+            chance: Chance::new(seed ^ 0x5eed, &faults),
         },
         queues: ModelQueues::default(),
         ledger: InterleavedLedger {
             ledger: MemoryLedger::with_faults(ledger_faults),
-            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x1ed9e5)),
-            percent: faults.interleave,
+            chance: Chance::new(seed ^ 0x1ed9e5, &faults),
         },
         config: config(),
     };
@@ -828,9 +826,10 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
     } else {
         lock(&worker.identity_center.model).present
     };
+    let winner = latest(decisions, &first);
     Run {
         present,
-        latest: latest(decisions, &first).clone(),
+        latest: decisions[winner].clone(),
         outcomes,
         dead_letters,
         waiting,
