@@ -458,8 +458,9 @@ pub fn after_change(
 }
 
 /// The chain that restores what the later decision `latest` asks for now, in place of
-/// this request's change; its outcome is `superseded` (none when the outcome is already
-/// out: a restored-expiry chain stays one).
+/// this request's change; its outcome is `superseded`: the request's, or the expiry's for
+/// an expiry's undo (none when the outcome is already out: a restored-expiry chain stays
+/// one).
 pub fn undo(progress: &Progress, latest: &AccessDecision, now: OffsetDateTime) -> Decision {
     Decision::Continue {
         progress: progress.for_purpose(
@@ -537,8 +538,9 @@ pub fn expiry_overtaken(
 }
 
 /// The `notAfter` of a grant that may have no expiry of its own: one the ledger does not
-/// record as carried out (dead-lettered, or still under way). Only a grant's own success
-/// schedules its expiry, so access given on its behalf must be ended by whoever gave it.
+/// record as carried out (dead-lettered, or still under way). Only a grant's own chain
+/// schedules its expiry (at its outcome or dead letter), and it may not have got that far,
+/// so access given on its behalf must be ended by whoever gave it.
 fn end_without_expiry(latest: &AccessDecision, state: RecordedState) -> Option<OffsetDateTime> {
     match (latest.order.intent, latest.not_after) {
         (Intent::Grant, Some(end)) if state != RecordedState::Present => Some(end),

@@ -1055,11 +1055,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// After an undo that made the access present: the chain that ends it at the
-    /// `notAfter` of the later grant it was restored for, when that grant has no expiry of
-    /// its own (it was dead-lettered before its create, or has not succeeded yet). Only
-    /// that grant's success schedules one, and the undo's create would otherwise stand
-    /// for good. The chain reads the ledger first, so it costs one read when the grant has
-    /// no end or an expiry of its own.
+    /// `notAfter` of the later grant it was restored for, when that grant may have no
+    /// expiry of its own (it is not recorded as carried out: still under way, or its
+    /// expiry step was lost). The undo's create would otherwise stand for good. The chain
+    /// reads the ledger first, so it costs one read when the grant has no end or an
+    /// expiry of its own.
     fn restored_expiry_step(
         &self,
         progress: &Progress,
