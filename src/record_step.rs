@@ -1068,18 +1068,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         if progress.operation() != AssignmentAction::Create {
             return None;
         }
-        let Decision::Continue {
-            progress: watch,
-            delay_seconds,
-        } = lifecycle::start_restored_expiry(progress, superseded_by.clone())
-        else {
-            return Some(Err(Plan::Redeliver("restored-expiry step not planned")));
-        };
-        Some(
-            self.progress_message(&watch, delay_seconds)
-                .map(|message| (Destination::Work, message))
-                .ok_or(Plan::Redeliver("progress envelope not encodable")),
-        )
+        let watch = lifecycle::start_restored_expiry(progress, superseded_by.clone());
+        Some(self.work_step(watch))
     }
 
     /// The message that waits on the work queue for the grant's `notAfter`.
@@ -1089,14 +1079,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         not_after: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(Destination, OutgoingMessage), Plan> {
+        self.work_step(lifecycle::start_expiry(progress, not_after, now))
+    }
+
+    /// A step stored on the work queue beside an outcome or a dead letter.
+    fn work_step(&self, next: Decision) -> Result<(Destination, OutgoingMessage), Plan> {
         let Decision::Continue {
-            progress: wait,
+            progress,
             delay_seconds,
-        } = lifecycle::start_expiry(progress, not_after, now)
+        } = next
         else {
-            return Err(Plan::Redeliver("expiry step not planned"));
+            return Err(Plan::Redeliver("next step not planned"));
         };
-        self.progress_message(&wait, delay_seconds)
+        self.progress_message(&progress, delay_seconds)
             .map(|message| (Destination::Work, message))
             .ok_or(Plan::Redeliver("progress envelope not encodable"))
     }
