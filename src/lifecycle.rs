@@ -683,6 +683,17 @@ fn resubmit_after_failure(progress: &Progress) -> Decision {
     }
 }
 
+/// Whether SQS took a grant's record only after its `notAfter` (by more than the clock
+/// skew allowed): every delivery of it then found the grant expired before its submit
+/// and made no call, whatever the ledger holds (the mark that says so may not have been
+/// written before the worker stopped).
+pub fn sent_after_not_after(
+    sent_at: Option<OffsetDateTime>,
+    not_after: Option<OffsetDateTime>,
+) -> bool {
+    matches!((sent_at, not_after), (Some(sent), Some(end)) if sent > end + MAX_CLOCK_SKEW)
+}
+
 /// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat
 /// one that the earlier delivery made before it stopped short of storing what followed
 /// (a worker stopped mid-batch, a send that failed): then the change may have taken

@@ -120,6 +120,8 @@ struct RecordRun<'a, I, Q, L, S> {
     metrics: &'a InvocationMetrics,
     /// How many times SQS has delivered the record.
     receive_count: u32,
+    /// When SQS took the record (its SentTimestamp).
+    sent_at: Option<OffsetDateTime>,
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
@@ -172,6 +174,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 deadline: invocation.deadline,
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
+                sent_at: sent_at(record),
             };
             return match run.step(progress.clone()).await {
                 Stepped::Redeliver(reason) => Plan::Redeliver(reason),
@@ -424,6 +427,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return progress;
         }
         let claimed = match progress.purpose {
+            // No delivery of a grant's record sent after its notAfter made a call.
+            Purpose::Decision
+                if lifecycle::sent_after_not_after(self.sent_at, self.decision.not_after) =>
+            {
+                false
+            }
             Purpose::Decision => {
                 let latest = self.worker.ledger.latest_with_state(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));

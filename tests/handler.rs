@@ -1894,3 +1894,44 @@ async fn an_expiry_that_ends_in_an_undo_still_reports_as_the_expiry() {
     assert_eq!(last["trigger"], "expiry");
     assert_eq!(last["action"], "delete");
 }
+
+/// A grant sent after its notAfter claims and is refused as `expired`; the worker stops
+/// between the claim and the write that marks it `absent` (here the write fails), and SQS
+/// delivers the record again. No delivery of a record sent after notAfter can have
+/// submitted the grant, so it is refused again rather than carried on as one that may
+/// have been submitted (the chaos run's CHAOS-0315: created, then revoked by its expiry).
+#[tokio::test]
+async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        // The claim, then the absent mark fails.
+        ledger: MemoryLedger::with_faults([false, true]),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let late = assignment_request(
+        "create",
+        "TEMP-SENT-LATE",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T11:00:00Z"),
+        ],
+    );
+    // Sent a day after its notAfter (2026-11-30T11:00:00Z).
+    let sent_ms = 1_796_036_400_000;
+    invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
+    let mut again = record_event(&late, "m-late", sent_ms);
+    again.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
+    invoke(&worker, again).await;
+
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(
+        dead.last().and_then(|d| d.attribute("ErrorClass")),
+        Some("expired")
+    );
+}
