@@ -168,9 +168,13 @@ async fn throttling_storm_of_200_creates() {
     tally.wrong_effects = wrong_effects(&intents, &[], &collected, &final_assignments(&stack));
     assert_clean(&tally);
     assert_eq!(tally.succeeded, 200, "{tally:?}");
+    // The storm reached Identity Center's limit: the 15 outstanding creates filled, or a
+    // call went over and was throttled. A worker that paces itself well may never be
+    // throttled at all.
     let counters = stack.simulator.with_model(|m| m.counters.clone());
     assert!(
-        counters.throttled_busy + counters.throttled_rate > 0,
+        counters.max_outstanding_creates_seen == 15
+            || counters.throttled_busy + counters.throttled_rate > 0,
         "{counters:?}"
     );
     assert!(counters.max_outstanding_creates_seen <= 15);
