@@ -286,11 +286,14 @@ pub type LedgerResult<T> = Result<T, CallError>;
 pub trait Ledger: Send + Sync {
     /// Makes `decision` the latest for `key` unless a later one is recorded; a decision
     /// equal to the recorded one claims again and keeps the state it reached; a new one
-    /// sets the state to pending.
+    /// starts in `state` (pending, or absent for a grant refused as `expired`: claim
+    /// and state in one write, so no worker stopping between two writes leaves a
+    /// pending claim that a redelivery reads as a create it may have made).
     fn claim(
         &self,
         key: &LedgerKey,
         decision: &AccessDecision,
+        state: RecordedState,
         now: OffsetDateTime,
     ) -> impl Future<Output = LedgerResult<ClaimAnswer>> + Send;
 

@@ -335,7 +335,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if let Some(deferred) = self.pace(&progress).await {
                 return deferred;
             }
-            match self.fence(progress).await {
+            match self.fence(progress, RecordedState::Pending).await {
                 Ok(fenced) => progress = fenced,
                 Err(stop) => return stop,
             }
@@ -593,38 +593,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// time, its expiry would have revoked at `notAfter` whatever gave the access (an
     /// earlier grant). So it claims like any decision (a later one recorded: it is only
     /// `superseded`), and once claimed it is dead-lettered `expired` with its expiry step
-    /// at once ([`Self::expiry_after_dead_letter`]). The claim is recorded `absent`: the
-    /// decision is settled and made no call, so a redelivery of the record is refused
-    /// alike instead of carried on as a grant its first delivery may have submitted
-    /// ([`Self::after_redelivery`]).
+    /// at once ([`Self::expiry_after_dead_letter`]). The claim starts `absent`, in the
+    /// same write: the decision is settled and made no call, so a redelivery of the
+    /// record is refused alike instead of carried on as a grant its first delivery may
+    /// have submitted ([`Self::after_redelivery`]).
     async fn expired(&self, progress: Progress, dead_letter: DeadLetter) -> Stepped {
-        let claimed = match self.fence(progress).await {
-            Ok(claimed) => claimed,
-            Err(stop) => return stop,
-        };
-        let answer = self
-            .worker
-            .ledger
-            .record(
-                &self.key,
-                &self.decision.order,
-                RecordedState::Absent,
-                None,
-                Self::now(),
-            )
-            .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-        match answer {
-            Ok(RecordAnswer::NotLatest(Some(later))) => {
-                let superseded = lifecycle::superseded(&claimed, &later, Self::now());
-                decided(superseded, claimed)
-            }
-            Ok(_) => decided(Decision::DeadLetter(dead_letter), claimed),
-            Err(error) => {
-                let decision =
-                    lifecycle::on_ledger_error(&claimed, &error, self.policy(), Self::jitter());
-                decided(decision, claimed)
-            }
+        match self.fence(progress, RecordedState::Absent).await {
+            Ok(claimed) => decided(Decision::DeadLetter(dead_letter), claimed),
+            Err(stop) => stop,
         }
     }
 
@@ -651,7 +627,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// The re-check before a submit (SPEC §11, rules 1, 2 and 5): the decision's own
     /// submit claims; an expiry goes on only while its grant is the latest decision; an
     /// undo carries out what the latest decision asks for now.
-    async fn fence(&self, progress: Progress) -> Result<Progress, Stepped> {
+    async fn fence(
+        &self,
+        progress: Progress,
+        claim_as: RecordedState,
+    ) -> Result<Progress, Stepped> {
         let now = Self::now();
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
@@ -659,7 +639,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let answer = self
                     .worker
                     .ledger
-                    .claim(&self.key, &self.decision, now)
+                    .claim(&self.key, &self.decision, claim_as, now)
                     .await;
                 self.metrics.call(Api::UpdateItem, Answer::of(&answer));
                 if let Ok(ClaimAnswer::Superseded(recorded)) = &answer

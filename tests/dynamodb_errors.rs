@@ -192,7 +192,10 @@ impl Op {
     async fn call(self, ledger: &DynamoDbLedger) -> Result<Reply, CallError> {
         let key = key();
         match self {
-            Op::Claim => ledger.claim(&key, &grant(), NOW).await.map(Reply::Claim),
+            Op::Claim => ledger
+                .claim(&key, &grant(), RecordedState::Pending, NOW)
+                .await
+                .map(Reply::Claim),
             Op::Latest => ledger.latest(&key).await.map(Reply::Latest),
             Op::Record => ledger
                 .record(

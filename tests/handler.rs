@@ -959,6 +959,7 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
         &worker.ledger,
         &assignment_worker::ledger::LedgerKey::assignment(assignment),
         &later_grant,
+        assignment_worker::ledger::RecordedState::Pending,
         time::OffsetDateTime::now_utc(),
     )
     .await
@@ -1921,6 +1922,53 @@ async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() 
     // Sent a day after its notAfter (2026-11-30T11:00:00Z).
     let sent_ms = 1_796_036_400_000;
     invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
+    let mut again = record_event(&late, "m-late", sent_ms);
+    again.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
+    invoke(&worker, again).await;
+
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(
+        dead.last().and_then(|d| d.attribute("ErrorClass")),
+        Some("expired")
+    );
+}
+
+/// A grant's record sent before its `notAfter` but first delivered after it is refused
+/// as `expired`; the worker may stop right after its claim (here the next ledger write
+/// fails), and the redelivery must not read that claim as a create it may have made.
+#[tokio::test]
+async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_write() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: MemoryLedger::with_faults([false, true]),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let late = assignment_request(
+        "create",
+        "TEMP-DELIVERED-LATE",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T11:00:00Z"),
+        ],
+    );
+    // Sent half an hour before its notAfter.
+    let sent_ms = 1_795_948_200_000;
+    invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
+    let request = assignment_worker::request::parse_request(&late).expect("valid");
+    let (_, assignment) = request.assignment().expect("an assignment");
+    let key = assignment_worker::ledger::LedgerKey::assignment(assignment);
+    assert_eq!(
+        worker.ledger.item(&key).map(|item| item.state),
+        Some(assignment_worker::ledger::RecordedState::Absent)
+    );
+
+    worker.ledger.set_faults([]);
     let mut again = record_event(&late, "m-late", sent_ms);
     again.records[0]
         .attributes

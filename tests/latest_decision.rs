@@ -449,10 +449,11 @@ impl Ledger for InterleavedLedger {
         &self,
         key: &LedgerKey,
         decision: &AccessDecision,
+        state: RecordedState,
         now: time::OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
         self.chance.interleave().await;
-        let answer = self.ledger.claim(key, decision, now).await;
+        let answer = self.ledger.claim(key, decision, state, now).await;
         self.chance.interleave().await;
         answer
     }

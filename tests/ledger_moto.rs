@@ -162,7 +162,10 @@ async fn a_first_claim_is_read_back_exactly() {
         Some(datetime!(2026-12-01 07:00:00.5 -03:00)),
     );
     assert_eq!(
-        ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+        ledger
+            .claim(&key(1), &grant, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
         ClaimAnswer::Claimed
     );
     let latest = ledger
@@ -216,7 +219,10 @@ async fn a_first_claim_is_read_back_exactly() {
         None,
     );
     assert_eq!(
-        ledger.claim(&key(2), &revoke, NOW).await.expect("claim"),
+        ledger
+            .claim(&key(2), &revoke, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
         ClaimAnswer::Claimed
     );
     assert_eq!(ledger.latest(&key(2)).await.expect("latest"), Some(revoke));
@@ -241,7 +247,10 @@ async fn the_same_decision_claims_again() {
     );
     for _ in 0..3 {
         assert_eq!(
-            ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+            ledger
+                .claim(&key(1), &grant, RecordedState::Pending, NOW)
+                .await
+                .expect("claim"),
             ClaimAnswer::Claimed
         );
     }
@@ -253,13 +262,61 @@ async fn the_same_decision_claims_again() {
     // the same request must still learn that it was done.
     record_present(ledger, &grant, NOW).await;
     assert_eq!(
-        ledger.claim(&key(1), &grant, NOW).await.expect("claim"),
+        ledger
+            .claim(&key(1), &grant, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
         ClaimAnswer::Claimed
     );
     assert_eq!(
         ledger.latest_with_state(&key(1)).await.expect("read"),
         Some((grant, RecordedState::Present))
     );
+}
+
+/// A grant refused as `expired` is claimed `absent` in the claim's own write; claimed
+/// again as pending (another delivery that came in time), it keeps `absent`. The memory
+/// ledger agrees.
+#[tokio::test]
+async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
+    let ledgers = ledgers().await;
+    let memory = MemoryLedger::default();
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 11:00:00 UTC)),
+    );
+    for state in [RecordedState::Absent, RecordedState::Pending] {
+        assert_eq!(
+            ledgers
+                .ledger
+                .claim(&key(1), &grant, state, NOW)
+                .await
+                .expect("claim"),
+            ClaimAnswer::Claimed
+        );
+        memory
+            .claim(&key(1), &grant, state, NOW)
+            .await
+            .expect("claim");
+        let expected = Some((grant.clone(), RecordedState::Absent));
+        assert_eq!(
+            ledgers
+                .ledger
+                .latest_with_state(&key(1))
+                .await
+                .expect("read"),
+            expected
+        );
+        assert_eq!(
+            memory.latest_with_state(&key(1)).await.expect("read"),
+            expected
+        );
+    }
+    let item = ledgers.raw(&key(1)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("absent"));
 }
 
 /// Decisions for one assignment, each later than the one before it (SPEC §11): by
@@ -321,8 +378,14 @@ async fn a_later_decision_claims_over_an_earlier_one_never_the_reverse() {
             // claim keeps it, and the caller takes its id.
             n += 1;
             let forward = key(n);
-            let first = ledger.claim(&forward, earlier, NOW).await.expect("claim");
-            let second = ledger.claim(&forward, later, NOW).await.expect("claim");
+            let first = ledger
+                .claim(&forward, earlier, RecordedState::Pending, NOW)
+                .await
+                .expect("claim");
+            let second = ledger
+                .claim(&forward, later, RecordedState::Pending, NOW)
+                .await
+                .expect("claim");
             let stored = ledger.latest(&forward).await.expect("latest");
             let expected = if later.is_another_delivery_of(earlier) {
                 (ClaimAnswer::Superseded(earlier.clone()), earlier)
@@ -343,8 +406,14 @@ async fn a_later_decision_claims_over_an_earlier_one_never_the_reverse() {
             // The later first: the earlier one is superseded by it, and changes nothing.
             n += 1;
             let backward = key(n);
-            let first = ledger.claim(&backward, later, NOW).await.expect("claim");
-            let second = ledger.claim(&backward, earlier, NOW).await.expect("claim");
+            let first = ledger
+                .claim(&backward, later, RecordedState::Pending, NOW)
+                .await
+                .expect("claim");
+            let second = ledger
+                .claim(&backward, earlier, RecordedState::Pending, NOW)
+                .await
+                .expect("claim");
             let stored = ledger.latest(&backward).await.expect("latest");
             if (&first, &second, &stored)
                 != (
@@ -399,7 +468,10 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
     );
     assert_eq!(ledgers.raw(&key(1)).await, None);
 
-    ledger.claim(&key(1), &grant, NOW).await.expect("claim");
+    ledger
+        .claim(&key(1), &grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
     let later = NOW + Duration::seconds(7);
     assert_eq!(
         record_present(ledger, &grant, later).await,
@@ -425,7 +497,10 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
     );
 
     // A later decision takes the item: the grant's state is no longer recorded.
-    ledger.claim(&key(1), &revoke, later).await.expect("claim");
+    ledger
+        .claim(&key(1), &revoke, RecordedState::Pending, later)
+        .await
+        .expect("claim");
     let item = ledgers.raw(&key(1)).await.expect("the item");
     assert_eq!(text(&item, "state"), Some("pending"));
     assert_eq!(
@@ -480,7 +555,10 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
         "m-1",
         Some(datetime!(2026-11-30 18:00:00 UTC)),
     );
-    ledger.claim(&key(1), &grant, NOW).await.expect("claim");
+    ledger
+        .claim(&key(1), &grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
     record_present(ledger, &grant, NOW).await;
     let item = ledgers.raw(&key(1)).await.expect("the item");
     assert_eq!(text(&item, "notAfter"), Some("2026-11-30T18:00:00Z"));
@@ -494,7 +572,10 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
         None,
     );
     assert_eq!(
-        ledger.claim(&key(1), &revoke, NOW).await.expect("claim"),
+        ledger
+            .claim(&key(1), &revoke, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
         ClaimAnswer::Claimed
     );
     let item = ledgers.raw(&key(1)).await.expect("the item");
@@ -532,10 +613,13 @@ async fn a_record_without_operation_id_leaves_none_as_the_memory_ledger_does() {
     );
     ledgers
         .ledger
-        .claim(&key(1), &grant, NOW)
+        .claim(&key(1), &grant, RecordedState::Pending, NOW)
         .await
         .expect("claim");
-    memory.claim(&key(1), &grant, NOW).await.expect("claim");
+    memory
+        .claim(&key(1), &grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
     for (state, operation) in [
         (RecordedState::Present, Some("op-create")),
         (RecordedState::Absent, None),
@@ -642,7 +726,10 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
         }
         // A claim refused by such an item cannot say what superseded it.
         if n != 8 {
-            match ledger.claim(&key(n), &good, NOW).await {
+            match ledger
+                .claim(&key(n), &good, RecordedState::Pending, NOW)
+                .await
+            {
                 Err(error) if error.kind == ErrorKind::Rejected => {}
                 other => failures.push(format!("{name}: claim answered {other:?}")),
             }
@@ -672,7 +759,10 @@ async fn a_table_that_does_not_exist_is_a_permanent_error() {
     );
     let errors = [
         ledger.latest(&key(1)).await.map(|_| ()),
-        ledger.claim(&key(1), &grant, NOW).await.map(|_| ()),
+        ledger
+            .claim(&key(1), &grant, RecordedState::Pending, NOW)
+            .await
+            .map(|_| ()),
         ledger
             .record(&key(1), &grant.order, RecordedState::Present, None, NOW)
             .await

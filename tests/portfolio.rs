@@ -645,7 +645,7 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
     };
     worker
         .ledger
-        .claim(&key, &decision, now)
+        .claim(&key, &decision, RecordedState::Pending, now)
         .await
         .expect("claim");
     worker

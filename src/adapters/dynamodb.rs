@@ -99,6 +99,7 @@ impl Ledger for DynamoDbLedger {
         &self,
         key: &LedgerKey,
         decision: &AccessDecision,
+        state: RecordedState,
         now: OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
         let order = &decision.order;
@@ -144,7 +145,7 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":requestedAt", s(rfc3339(order.requested_at)))
             .expression_attribute_values(":decision", s(order.intent.as_str()))
             .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
-            .expression_attribute_values(":state", s(RecordedState::Pending.as_str()))
+            .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
         match &order.correlation_id {
             Some(id) => {

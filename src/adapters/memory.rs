@@ -365,6 +365,11 @@ impl MemoryLedger {
         }
     }
 
+    /// Scripts the faults of the calls from now on, in place of what is left.
+    pub fn set_faults(&self, faults: impl IntoIterator<Item = bool>) {
+        *lock(&self.faults) = faults.into_iter().collect();
+    }
+
     pub fn item(&self, key: &LedgerKey) -> Option<LedgerItem> {
         lock(&self.items).get(key).cloned()
     }
@@ -392,6 +397,7 @@ impl Ledger for MemoryLedger {
         &self,
         key: &LedgerKey,
         decision: &AccessDecision,
+        state: RecordedState,
         _now: OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
         self.fault()?;
@@ -412,7 +418,7 @@ impl Ledger for MemoryLedger {
                     key.clone(),
                     LedgerItem {
                         decision: decision.clone(),
-                        state: RecordedState::Pending,
+                        state,
                         operation_request_id: None,
                     },
                 );
