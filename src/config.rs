@@ -269,12 +269,13 @@ fn missing(variable: &'static str) -> ConfigError {
 struct Env<'a, F>(&'a F);
 
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
-    /// The variable's value; an empty value counts as unset, as CloudFormation
-    /// parameters left blank arrive that way.
+    /// The variable's value, trimmed; only an empty value counts as unset, as
+    /// CloudFormation parameters left blank arrive that way. A value of blanks is set:
+    /// it trims to nothing, which every reader refuses (SPEC §6: malformed).
     fn get(&self, variable: &str) -> Option<String> {
         (self.0)(variable)
-            .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+            .map(|v| v.trim().to_owned())
     }
 
     fn number<T>(
@@ -325,7 +326,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         let allowed = text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b));
-        if text.len() > 255 || !allowed || text.starts_with("AWS/") {
+        if text.is_empty() || text.len() > 255 || !allowed || text.starts_with("AWS/") {
             return Err(ConfigError {
                 variable,
                 problem: format!(
@@ -548,6 +549,46 @@ mod tests {
                     .starts_with(&format!("configuration: {variable}: "))
             );
             assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    /// Only an empty value is unset (as CloudFormation passes a blank parameter); a value
+    /// of blanks is set and malformed, so it stops the start naming the variable (SPEC
+    /// §6) instead of quietly taking the default.
+    #[test]
+    fn a_value_of_blanks_is_malformed_and_only_an_empty_one_is_unset() {
+        let optional = [
+            "OUTCOME_QUEUE_URL",
+            "METRICS_NAMESPACE",
+            "MAX_CONCURRENCY",
+            "MAX_ATTEMPTS",
+            "POLL_DEADLINE_SECONDS",
+            "POLL_INITIAL_DELAY_SECONDS",
+            "POLL_MAX_DELAY_SECONDS",
+            "BACKOFF_BASE_SECONDS",
+            "BUSY_BACKOFF_MIN_SECONDS",
+            "ALLOW_IAM_PATTERN_PRINCIPALS",
+            "FUNCTION_CONCURRENCY",
+            "IDENTITY_CENTER_RATE_PER_SECOND",
+            "PROVISIONING_MILLISECONDS",
+            "SQS_ATTEMPT_TIMEOUT_MILLISECONDS",
+        ];
+        for variable in optional {
+            let unset = config(&[QUEUES[0], QUEUES[1], (variable, "")]);
+            assert!(unset.is_ok(), "{variable}: {unset:?}");
+            let error = config(&[QUEUES[0], QUEUES[1], (variable, " \t")]).unwrap_err();
+            assert_eq!(error.variable, variable, "{error}");
+        }
+        for (variable, position) in [
+            ("WORK_QUEUE_URL", 0),
+            ("DEAD_LETTER_QUEUE_URL", 1),
+            ("LEDGER_TABLE", 2),
+        ] {
+            let mut pairs = vec![QUEUES[0], QUEUES[1], ("LEDGER_TABLE", "assignment-ledger")];
+            pairs[position].1 = "  ";
+            let error = config(&pairs).unwrap_err();
+            assert_eq!(error.variable, variable, "{error}");
+            assert!(!error.problem.contains("not set"), "{error}");
         }
     }
 
