@@ -1896,52 +1896,10 @@ async fn an_expiry_that_ends_in_an_undo_still_reports_as_the_expiry() {
     assert_eq!(last["action"], "delete");
 }
 
-/// A grant sent after its notAfter claims and is refused as `expired`; the worker stops
-/// between the claim and the write that marks it `absent` (here the write fails), and SQS
-/// delivers the record again. No delivery of a record sent after notAfter can have
-/// submitted the grant, so it is refused again rather than carried on as one that may
-/// have been submitted (the chaos run's CHAOS-0315: created, then revoked by its expiry).
-#[tokio::test]
-async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() {
-    let worker = Worker {
-        service_catalog: catalog(),
-        // The claim, then the absent mark fails.
-        ledger: MemoryLedger::with_faults([false, true]),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
-    };
-    let late = assignment_request(
-        "create",
-        "TEMP-SENT-LATE",
-        &[
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-            ("notAfter", "2026-11-29T11:00:00Z"),
-        ],
-    );
-    // Sent a day after its notAfter (2026-11-30T11:00:00Z).
-    let sent_ms = 1_796_036_400_000;
-    invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
-    let mut again = record_event(&late, "m-late", sent_ms);
-    again.records[0]
-        .attributes
-        .insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
-    invoke(&worker, again).await;
-
-    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
-    assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(
-        dead.last().and_then(|d| d.attribute("ErrorClass")),
-        Some("expired")
-    );
-}
-
-/// A grant's record sent before its `notAfter` but first delivered after it is refused
-/// as `expired`; the worker may stop right after its claim (here the next ledger write
-/// fails), and the redelivery must not read that claim as a create it may have made.
-#[tokio::test]
-async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_write() {
+/// A late grant (`notAfter` 2026-11-29T11:00:00Z) whose record was sent at `sent_ms`:
+/// its first delivery is refused as `expired`, and the worker stops right after the
+/// claim (here the next ledger write fails); then SQS delivers the record again.
+async fn late_grant_delivered_again_after_a_stop(correlation_id: &str, sent_ms: u64) -> TestWorker {
     let worker = Worker {
         service_catalog: catalog(),
         ledger: MemoryLedger::with_faults([false, true]),
@@ -1951,35 +1909,56 @@ async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_wr
     };
     let late = assignment_request(
         "create",
-        "TEMP-DELIVERED-LATE",
+        correlation_id,
         &[
             ("requestedAt", "2026-11-29T10:00:00Z"),
             ("notAfter", "2026-11-29T11:00:00Z"),
         ],
     );
-    // Sent half an hour before its notAfter.
-    let sent_ms = 1_795_948_200_000;
     invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
-    let request = assignment_worker::request::parse_request(&late).expect("valid");
-    let (_, assignment) = request.assignment().expect("an assignment");
-    let key = assignment_worker::ledger::LedgerKey::assignment(assignment);
-    assert_eq!(
-        worker.ledger.item(&key).map(|item| item.state),
-        Some(assignment_worker::ledger::RecordedState::Absent)
-    );
-
     worker.ledger.set_faults([]);
     let mut again = record_event(&late, "m-late", sent_ms);
     again.records[0]
         .attributes
         .insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
     invoke(&worker, again).await;
+    worker
+}
 
-    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+fn assert_refused_as_expired_without_a_create(worker: &TestWorker) {
+    let creates = calls_where(worker, |call| matches!(call, Call::Create { .. }));
     assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(!dead.is_empty());
+    assert!(
+        dead.iter()
+            .all(|d| d.attribute("ErrorClass") == Some("expired")),
+        "{dead:?}"
+    );
+}
+
+/// No delivery of a record sent after its notAfter can have submitted the grant, so a
+/// redelivery is refused again rather than carried on as one that may have been
+/// submitted (the chaos run's CHAOS-0315: created, then revoked by its expiry).
+#[tokio::test]
+async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() {
+    // Sent a day after its notAfter (2026-11-30T11:00:00Z).
+    let worker = late_grant_delivered_again_after_a_stop("TEMP-SENT-LATE", 1_796_036_400_000).await;
+    assert_refused_as_expired_without_a_create(&worker);
+}
+
+/// A record sent in time but first delivered after its notAfter: the claim itself
+/// records `absent`, so no stop after it leaves a pending claim that the redelivery
+/// reads as a create its first delivery may have made.
+#[tokio::test]
+async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_write() {
+    // Sent half an hour before its notAfter.
+    let worker =
+        late_grant_delivered_again_after_a_stop("TEMP-DELIVERED-LATE", 1_795_948_200_000).await;
+    assert_refused_as_expired_without_a_create(&worker);
+    let items = worker.ledger.items();
     assert_eq!(
-        dead.last().and_then(|d| d.attribute("ErrorClass")),
-        Some("expired")
+        items.iter().map(|item| item.state).collect::<Vec<_>>(),
+        [assignment_worker::ledger::RecordedState::Absent]
     );
 }

@@ -370,6 +370,10 @@ impl MemoryLedger {
         *lock(&self.faults) = faults.into_iter().collect();
     }
 
+    pub fn items(&self) -> Vec<LedgerItem> {
+        lock(&self.items).values().cloned().collect()
+    }
+
     pub fn item(&self, key: &LedgerKey) -> Option<LedgerItem> {
         lock(&self.items).get(key).cloned()
     }
