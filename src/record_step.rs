@@ -122,6 +122,9 @@ struct RecordRun<'a, I, Q, L, S> {
     receive_count: u32,
     /// When SQS took the record (its SentTimestamp).
     sent_at: Option<OffsetDateTime>,
+    /// The step runs again under the recorded message id ([`Stepped::Restamp`]): the
+    /// first run took its pacer turn before the claim, and it still has one call to make.
+    paced: bool,
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
@@ -175,6 +178,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
                 sent_at: sent_at(record),
+                paced: restamped,
             };
             return match run.step(progress.clone()).await {
                 Stepped::Redeliver(reason) => Plan::Redeliver(reason),
@@ -717,6 +721,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let Target::Assignment(_) = self.target else {
             return None;
         };
+        if self.paced {
+            return None;
+        }
         let call = match (&progress.stage, progress.operation()) {
             (Stage::Poll { .. }, _) => PacedCall::Poll,
             (_, AssignmentAction::Create) => PacedCall::Create,

@@ -192,3 +192,51 @@ async fn a_poll_waits_for_the_rate_not_for_a_create_slot() {
     assert_eq!(polls["Calls"], 0);
     assert_eq!(polls["Deferred"], 1);
 }
+
+/// A redrive of a recorded decision arrives under a new message id (here below the
+/// first delivery's): its claim finds the decision under the first id, and the step runs
+/// again under that id. It was paced once, for its one call; running again must not
+/// take a second turn (with this pacer: be deferred after all).
+#[tokio::test]
+async fn a_step_run_again_under_the_recorded_message_id_is_paced_once() {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let worker = worker();
+    let mut revoke = request("delete", "111122223333", "REVOKE-1");
+    revoke["requestedAt"] = json!("2026-11-29T10:00:00Z");
+    let parsed = assignment_worker::request::parse_request(&revoke.to_string()).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let first_delivery = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+            intent: Intent::Revoke,
+            correlation_id: Some("REVOKE-1".to_owned()),
+            first_message_id: "ffffffff-0000-4000-8000-000000000000".to_owned(),
+        },
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(
+            &LedgerKey::assignment(assignment),
+            &first_delivery,
+            RecordedState::Pending,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
+
+    let invocation = Invocation::default();
+    let response = worker.handle(event(&[revoke]), &invocation).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let calls = worker.identity_center.inner().calls();
+    assert!(
+        matches!(calls.as_slice(), [Call::Delete { .. }]),
+        "{calls:?}"
+    );
+    let documents = invocation.metrics.documents("Test", 0);
+    let delete = api_document(&documents, "DeleteAccountAssignment");
+    assert_eq!(delete["Deferred"], 0, "{delete}");
+}
