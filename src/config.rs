@@ -300,8 +300,6 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    /// A CloudWatch namespace: 1..255 of the characters CloudWatch allows
-    /// (`0-9 A-Z a-z . - _ / # :` and space), not under `AWS/`.
     /// `true` or `false` (any case); unset is false. Anything else stops the start: a
     /// typo in a guardrail must not be read as either answer.
     fn flag(&self, variable: &'static str) -> Result<bool, ConfigError> {
@@ -319,6 +317,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
+    /// A CloudWatch namespace: 1..255 of the characters CloudWatch allows
+    /// (`0-9 A-Z a-z . - _ / # :` and space), not under `AWS/`.
     fn namespace(&self, variable: &'static str) -> Result<String, ConfigError> {
         let Some(text) = self.get(variable) else {
             return Ok(crate::metrics::DEFAULT_NAMESPACE.to_owned());

@@ -284,11 +284,13 @@ pub type LedgerResult<T> = Result<T, CallError>;
 
 /// The ledger as the worker uses it. Every call is strongly consistent.
 pub trait Ledger: Send + Sync {
-    /// Makes `decision` the latest for `key` unless a later one is recorded; a decision
-    /// equal to the recorded one claims again and keeps the state it reached; a new one
-    /// starts in `state` (pending, or absent for a grant refused as `expired`: claim
-    /// and state in one write, so no worker stopping between two writes leaves a
-    /// pending claim that a redelivery reads as a create it may have made).
+    /// Makes `decision` the latest for `key` unless a later one is recorded. A new one
+    /// starts in `state`; a decision equal to the recorded one claims again and keeps
+    /// the state it reached, or, while that is pending, takes `state`. (`state` is
+    /// pending, or absent for a grant refused as `expired`: claim and state in one
+    /// write, so no worker stopping between two writes, nor an earlier attempt's
+    /// claim, leaves a pending claim that a redelivery reads as a create it may have
+    /// made.)
     fn claim(
         &self,
         key: &LedgerKey,

@@ -685,8 +685,8 @@ fn resubmit_after_failure(progress: &Progress) -> Decision {
 
 /// Whether SQS took a grant's record only after its `notAfter` (by more than the clock
 /// skew allowed): every delivery of it then found the grant expired before its submit
-/// and made no call, whatever the ledger holds (the mark that says so may not have been
-/// written before the worker stopped).
+/// and made no call, whatever the ledger holds (a `pending` claim of its own may be an
+/// earlier attempt's, left by a worker that stopped).
 pub fn sent_after_not_after(
     sent_at: Option<OffsetDateTime>,
     not_after: Option<OffsetDateTime>,

@@ -196,12 +196,12 @@ impl InvocationMetrics {
         self.counts().retries += 1;
     }
 
-    /// An expiry step removed a grant's access (or found it gone).
+    /// An expiry or restored-expiry step removed the access (or found it gone).
     pub fn expiry_revoke(&self) {
         self.counts().expiry_revokes += 1;
     }
 
-    /// A confirmed change is being undone for a later decision.
+    /// A change that was made, or may have been, is being undone for a later decision.
     pub fn undo(&self) {
         self.counts().undos += 1;
     }

@@ -597,10 +597,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// time, its expiry would have revoked at `notAfter` whatever gave the access (an
     /// earlier grant). So it claims like any decision (a later one recorded: it is only
     /// `superseded`), and once claimed it is dead-lettered `expired` with its expiry step
-    /// at once ([`Self::expiry_after_dead_letter`]). The claim starts `absent`, in the
-    /// same write: the decision is settled and made no call, so a redelivery of the
-    /// record is refused alike instead of carried on as a grant its first delivery may
-    /// have submitted ([`Self::after_redelivery`]).
+    /// at once ([`Self::expiry_after_dead_letter`]). The claim records `absent` in the
+    /// same write (or settles a `pending` claim an earlier attempt made, which was
+    /// answered and so made nothing): the decision is settled and made no call, so a
+    /// redelivery of the record is refused alike instead of carried on as a grant its
+    /// first delivery may have submitted ([`Self::after_redelivery`]).
     async fn expired(&self, progress: Progress, dead_letter: DeadLetter) -> Stepped {
         match self.fence(progress, RecordedState::Absent).await {
             Ok(claimed) => decided(Decision::DeadLetter(dead_letter), claimed),
@@ -629,8 +630,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// The re-check before a submit (SPEC §11, rules 1, 2 and 5): the decision's own
-    /// submit claims; an expiry goes on only while its grant is the latest decision; an
-    /// undo carries out what the latest decision asks for now.
+    /// submit claims (starting in `claim_as`; an `expired` grant claims with no submit
+    /// after); an expiry goes on only while its grant is the latest decision; an undo
+    /// carries out what the latest decision asks for now.
     async fn fence(
         &self,
         progress: Progress,

@@ -1896,33 +1896,58 @@ async fn an_expiry_that_ends_in_an_undo_still_reports_as_the_expiry() {
     assert_eq!(last["action"], "delete");
 }
 
-/// A late grant (`notAfter` 2026-11-29T11:00:00Z) whose record was sent at `sent_ms`:
-/// its first delivery is refused as `expired`, and the worker stops right after the
-/// claim (here the next ledger write fails); then SQS delivers the record again.
-async fn late_grant_delivered_again_after_a_stop(correlation_id: &str, sent_ms: u64) -> TestWorker {
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: MemoryLedger::with_faults([false, true]),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
-    };
-    let late = assignment_request(
+/// The late grant of these tests: requested 2026-11-29T10:00:00Z, `notAfter` 11:00.
+fn late_grant(correlation_id: &str) -> String {
+    assignment_request(
         "create",
         correlation_id,
         &[
             ("requestedAt", "2026-11-29T10:00:00Z"),
             ("notAfter", "2026-11-29T11:00:00Z"),
         ],
-    );
-    invoke(&worker, record_event(&late, "m-late", sent_ms)).await;
-    worker.ledger.set_faults([]);
-    let mut again = record_event(&late, "m-late", sent_ms);
-    again.records[0]
+    )
+}
+
+/// Records in the ledger the `pending` claim an earlier attempt of `late_grant` made
+/// (under its first message id) and the worker left there; returns the ledger key.
+async fn pending_claim_of_an_earlier_attempt(
+    worker: &TestWorker,
+    correlation_id: &str,
+    first_message_id: &str,
+) -> assignment_worker::ledger::LedgerKey {
+    use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey};
+    let body = late_grant(correlation_id);
+    let parsed = assignment_worker::request::parse_request(&body).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let decision = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+            intent: Intent::Grant,
+            correlation_id: Some(correlation_id.to_owned()),
+            first_message_id: first_message_id.to_owned(),
+        },
+        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
+    };
+    worker
+        .ledger
+        .claim(
+            &key,
+            &decision,
+            assignment_worker::ledger::RecordedState::Pending,
+            time::macros::datetime!(2026-11-29 10:00:01 UTC),
+        )
+        .await
+        .expect("claimed");
+    key
+}
+
+fn delivered_again(body: &str, message_id: &str, sent_ms: u64) -> SqsEvent {
+    let mut event = record_event(body, message_id, sent_ms);
+    event.records[0]
         .attributes
         .insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
-    invoke(&worker, again).await;
-    worker
+    event
 }
 
 fn assert_refused_as_expired_without_a_create(worker: &TestWorker) {
@@ -1939,26 +1964,72 @@ fn assert_refused_as_expired_without_a_create(worker: &TestWorker) {
 
 /// No delivery of a record sent after its notAfter can have submitted the grant, so a
 /// redelivery is refused again rather than carried on as one that may have been
-/// submitted (the chaos run's CHAOS-0315: created, then revoked by its expiry).
+/// submitted, whatever claim of its own the ledger holds (the chaos run's CHAOS-0315:
+/// created, then revoked by its expiry). Here the ledger holds a `pending` one.
 #[tokio::test]
 async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() {
+    let worker = worker(vec![], config(&[]));
+    pending_claim_of_an_earlier_attempt(&worker, "TEMP-SENT-LATE", "m-late").await;
     // Sent a day after its notAfter (2026-11-30T11:00:00Z).
-    let worker = late_grant_delivered_again_after_a_stop("TEMP-SENT-LATE", 1_796_036_400_000).await;
+    let body = late_grant("TEMP-SENT-LATE");
+    invoke(&worker, delivered_again(&body, "m-late", 1_796_036_400_000)).await;
     assert_refused_as_expired_without_a_create(&worker);
 }
 
-/// A record sent in time but first delivered after its notAfter: the claim itself
-/// records `absent`, so no stop after it leaves a pending claim that the redelivery
-/// reads as a create its first delivery may have made.
+/// A record sent in time but first delivered after its notAfter is refused as
+/// `expired`, and its claim records `absent` in the same write: the ledger's next write
+/// fails here, as a separate mark after the claim would have, and the redelivery still
+/// finds the claim settled rather than reading a `pending` one as a create its first
+/// delivery may have made.
 #[tokio::test]
 async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_write() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: MemoryLedger::with_faults([false, true]),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let body = late_grant("TEMP-DELIVERED-LATE");
     // Sent half an hour before its notAfter.
-    let worker =
-        late_grant_delivered_again_after_a_stop("TEMP-DELIVERED-LATE", 1_795_948_200_000).await;
+    let sent_ms = 1_795_948_200_000;
+    invoke(&worker, record_event(&body, "m-late", sent_ms)).await;
+    worker.ledger.set_faults([]);
+    invoke(&worker, delivered_again(&body, "m-late", sent_ms)).await;
+
     assert_refused_as_expired_without_a_create(&worker);
     let items = worker.ledger.items();
     assert_eq!(
         items.iter().map(|item| item.state).collect::<Vec<_>>(),
         [assignment_worker::ledger::RecordedState::Absent]
+    );
+}
+
+/// A grant's first attempt claimed it (`pending`) and was throttled before notAfter; its
+/// retry comes due after notAfter and is refused as `expired`. Claiming again must still
+/// settle the claim `absent`: SQS may deliver the retry again, and a `pending` claim of
+/// its own reads as a create an earlier delivery may have made (a create after notAfter).
+#[tokio::test]
+async fn a_retry_refused_as_expired_settles_the_claim_its_first_attempt_made() {
+    let worker = worker(vec![], config(&[]));
+    let key = pending_claim_of_an_earlier_attempt(&worker, "TEMP-RETRIED", "m-1").await;
+    let retry = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&late_grant("TEMP-RETRIED")).expect("JSON"),
+        "progress": {
+            "step": "submit", "operation": "create", "attempt": 2,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1"
+        }
+    })
+    .to_string();
+    // The retry was sent after the throttle, before notAfter.
+    let sent_ms = 1_795_946_405_000;
+    invoke(&worker, record_event(&retry, "m-retry", sent_ms)).await;
+    invoke(&worker, delivered_again(&retry, "m-retry", sent_ms)).await;
+
+    assert_refused_as_expired_without_a_create(&worker);
+    assert_eq!(
+        worker.ledger.item(&key).map(|item| item.state),
+        Some(assignment_worker::ledger::RecordedState::Absent)
     );
 }

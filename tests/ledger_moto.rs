@@ -275,8 +275,9 @@ async fn the_same_decision_claims_again() {
 }
 
 /// A grant refused as `expired` is claimed `absent` in the claim's own write; claimed
-/// again as pending (another delivery that came in time), it keeps `absent`. The memory
-/// ledger agrees.
+/// again as pending (another delivery that came in time), it keeps `absent`; a pending
+/// claim (an earlier attempt's) claimed again as `absent` takes it, and a state the
+/// decision reached (`present`) stays. The memory ledger agrees.
 #[tokio::test]
 async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     let ledgers = ledgers().await;
@@ -317,6 +318,46 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     }
     let item = ledgers.raw(&key(1)).await.expect("the item");
     assert_eq!(text(&item, "state"), Some("absent"));
+
+    for (n, reached, expected) in [
+        (2, None, RecordedState::Absent),
+        (3, Some(RecordedState::Present), RecordedState::Present),
+    ] {
+        claim_then_read(&ledgers.ledger, &key(n), &grant, reached, expected).await;
+        claim_then_read(&memory, &key(n), &grant, reached, expected).await;
+    }
+}
+
+/// Claims `pending`, records `reached` if any, claims again as `absent`, and checks
+/// the state read back.
+async fn claim_then_read<L: Ledger>(
+    ledger: &L,
+    key: &LedgerKey,
+    grant: &AccessDecision,
+    reached: Option<RecordedState>,
+    expected: RecordedState,
+) {
+    ledger
+        .claim(key, grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
+    if let Some(state) = reached {
+        ledger
+            .record(key, &grant.order, state, None, NOW)
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        ledger
+            .claim(key, grant, RecordedState::Absent, NOW)
+            .await
+            .expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    assert_eq!(
+        ledger.latest_with_state(key).await.expect("read"),
+        Some((grant.clone(), expected))
+    );
 }
 
 /// Decisions for one assignment, each later than the one before it (SPEC §11): by

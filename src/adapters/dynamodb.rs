@@ -121,13 +121,21 @@ impl Ledger for DynamoDbLedger {
             // same request) must not reset the state it reached; the refusal below
             // reads it as claimed. Nor does a delivery under another first message id
             // claim over the recorded one, in either order
-            // (`AccessDecision::is_another_delivery_of`): the caller takes its id.
+            // (`AccessDecision::is_another_delivery_of`): the caller takes its id. A
+            // pending claim of the same decision takes a settled state the caller asks
+            // for.
             .condition_expression(format!(
                 "attribute_not_exists(pk) OR (#order < :order AND NOT \
-                 (begins_with(#order, :decision_prefix) AND {}))",
+                 (begins_with(#order, :decision_prefix) AND {})){}",
                 match decision.not_after {
                     Some(_) => "#notAfter = :notAfter",
                     None => "attribute_not_exists(#notAfter)",
+                },
+                match state {
+                    RecordedState::Pending => "",
+                    RecordedState::Present | RecordedState::Absent => {
+                        " OR (#order = :order AND #state = :pending)"
+                    }
                 }
             ))
             .expression_attribute_values(":decision_prefix", s(order.key_before_message_id()))
@@ -147,6 +155,10 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
+        if state != RecordedState::Pending {
+            request =
+                request.expression_attribute_values(":pending", s(RecordedState::Pending.as_str()));
+        }
         match &order.correlation_id {
             Some(id) => {
                 set.push("#correlationId = :correlationId");

@@ -406,7 +406,7 @@ impl Ledger for MemoryLedger {
     ) -> LedgerResult<ClaimAnswer> {
         self.fault()?;
         let mut items = lock(&self.items);
-        match items.get(key) {
+        match items.get_mut(key) {
             // Another delivery of the recorded decision does not claim over it either
             // way: the first to claim keeps it, so its steps still find it recorded.
             Some(item)
@@ -415,8 +415,14 @@ impl Ledger for MemoryLedger {
             {
                 Ok(ClaimAnswer::Superseded(item.decision.clone()))
             }
-            // The same decision again keeps the state it reached.
-            Some(item) if item.decision.order == decision.order => Ok(ClaimAnswer::Claimed),
+            // The same decision again keeps the state it reached; a pending one takes
+            // the claim's.
+            Some(item) if item.decision.order == decision.order => {
+                if item.state == RecordedState::Pending {
+                    item.state = state;
+                }
+                Ok(ClaimAnswer::Claimed)
+            }
             _ => {
                 items.insert(
                     key.clone(),
