@@ -516,12 +516,14 @@ pub fn expiry_wait(
 /// been made (a wait step delivered twice counts as one) restores the later decision's
 /// state, as any superseded request does: its delete may have landed after a later
 /// grant's create (a restored-expiry step then ends that access at the grant's end).
-/// Otherwise a later revoke, a later grant with no end, or one carried out (it has an
-/// expiry of its own) stands: `superseded`. A later grant with a `notAfter` that is not
-/// recorded as carried out (dead-lettered, or still under way) extends the access to its
-/// end only: the expiry waits for that end and looks again, instead of leaving this
-/// grant's access for good. Past that end the later grant asks for no access, and the
-/// expiry revokes.
+/// Otherwise a later revoke recorded carried out, a later grant with no end, or one
+/// carried out (it has an expiry of its own) stands: `superseded`. A later revoke not
+/// recorded carried out (dead-lettered, or still under way) may never remove the access:
+/// the expiry revokes all the same, which is what that revoke asks. A later grant with a
+/// `notAfter` that is not recorded as carried out extends the access to its end only:
+/// the expiry waits for that end and looks again, instead of leaving this grant's
+/// access for good. Past that end the later grant asks for no access, and the expiry
+/// revokes.
 pub fn expiry_overtaken(
     progress: &Progress,
     latest: &AccessDecision,
@@ -530,6 +532,9 @@ pub fn expiry_overtaken(
 ) -> Option<Decision> {
     if progress.maybe_submitted {
         return Some(superseded(progress, latest, now));
+    }
+    if latest.order.intent == Intent::Revoke && state != RecordedState::Absent {
+        return None;
     }
     match end_without_expiry(latest, state) {
         Some(end) => expiry_wait(progress, end, now),

@@ -870,6 +870,63 @@ async fn an_expiry_after_a_later_decision_changes_nothing() {
     assert_eq!(last["supersededBy"]["correlationId"], "TEMP-5");
 }
 
+/// A later revoke that was dead-lettered never removed the access: the grant's expiry
+/// still revokes at notAfter (a delete agrees with that revoke), rather than ending
+/// `superseded` and leaving the access until someone redrives the revoke.
+#[tokio::test]
+async fn an_expiry_behind_a_later_revoke_that_was_dead_lettered_still_revokes() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::AccessDenied, "AccessDeniedException"),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "TEMP-R",
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+        ],
+    );
+    let expiry = due_expiry(&worker, &grant).await;
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-R",
+        &[("requestedAt", "2026-11-29T10:00:01Z")],
+    );
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_100),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the revoke is dead-lettered");
+
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [
+                Call::Create { .. },
+                Call::Delete { .. },
+                Call::Delete { .. }
+            ]
+        ),
+        "{calls:?}"
+    );
+    let events = outcome_events(&worker);
+    let last = events.last().expect("the expiry's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["outcome"], "succeeded");
+}
+
 #[tokio::test]
 async fn a_failed_expiry_is_dead_lettered_as_its_own_step_not_as_the_grant() {
     let worker = worker(

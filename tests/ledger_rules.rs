@@ -351,18 +351,23 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
         RecordedState::Present,
         first_end
     )));
-    // A later revoke, or a later grant without an end, stands.
-    for later in [
-        decision(Intent::Revoke, 60, None),
-        decision(Intent::Grant, 60, None),
+    // A later grant without an end stands, and so does a later revoke recorded carried
+    // out.
+    let later_revoke = decision(Intent::Revoke, 60, None);
+    for (later, state) in [
+        (&later_revoke, RecordedState::Absent),
+        (&decision(Intent::Grant, 60, None), RecordedState::Pending),
     ] {
         assert!(superseded(expiry_overtaken(
-            &expiry,
-            &later,
-            RecordedState::Pending,
-            first_end
+            &expiry, later, state, first_end
         )));
     }
+    // A later revoke not recorded carried out (dead-lettered, or under way) may not have
+    // removed the access: the expiry revokes all the same, as that revoke asks.
+    assert_eq!(
+        expiry_overtaken(&expiry, &later_revoke, RecordedState::Pending, first_end),
+        None
+    );
 }
 
 /// Access an undo restored for a later grant ends at that grant's `notAfter` unless the
