@@ -398,6 +398,26 @@ pub fn settled_elsewhere(
     )
 }
 
+/// A decision or expiry about to be dead-lettered after a change that may have taken
+/// effect ([`may_have_taken_effect`]), while the ledger holds a later decision: that
+/// change may have landed after the later decision's own (SPEC §11, rule 3's window,
+/// here on a chain that ran out of attempts or polls), so the later decision's state is
+/// restored instead, as for a superseded request whose submit may have landed
+/// ([`undo`]), and the outcome is `superseded` at the undo's end.
+pub fn behind_later_decision(
+    progress: &Progress,
+    dead_letter: &DeadLetter,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    let (latest, _) = recorded?;
+    let later = latest.order > own.order && !latest.is_another_delivery_of(own);
+    let own_chain = matches!(progress.purpose, Purpose::Decision | Purpose::Expiry);
+    (own_chain && later && may_have_taken_effect(progress, dead_letter))
+        .then(|| undo(progress, latest, now))
+}
+
 /// A ledger call that failed: transient errors repeat the step after a backoff with the
 /// same budget as Identity Center's; anything else is permanent.
 pub fn on_ledger_error(

@@ -407,9 +407,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 stepped
             }
             Decision::DeadLetter(dead_letter)
-                if progress.purpose == Purpose::Decision && dead_letter.after_a_call() =>
+                if matches!(progress.purpose, Purpose::Decision | Purpose::Expiry)
+                    && dead_letter.after_a_call() =>
             {
-                self.unless_carried_out(dead_letter, progress).await
+                self.unless_settled(dead_letter, progress).await
             }
             other => decided(other, progress),
         }
@@ -466,20 +467,34 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// A dead letter is not sent for a decision another delivery already carried out
-    /// ([`lifecycle::settled_elsewhere`]). A failed read leaves the dead letter as it is.
-    async fn unless_carried_out(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+    /// ([`lifecycle::settled_elsewhere`]), nor for a change that may have landed behind
+    /// a later decision, whose state is restored instead
+    /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter as it
+    /// is.
+    async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
-        let settled = recorded.ok().and_then(|recorded| {
-            lifecycle::settled_elsewhere(&progress, &dead_letter, &self.decision, recorded.as_ref())
-        });
-        match settled {
-            Some(done) => {
-                tracing::info!(
+        let Ok(recorded) = recorded else {
+            return decided(Decision::DeadLetter(dead_letter), progress);
+        };
+        let recorded = recorded.as_ref();
+        let own = &self.decision;
+        if let Some(done) = lifecycle::settled_elsewhere(&progress, &dead_letter, own, recorded) {
+            tracing::info!(
+                error_code = %dead_letter.code,
+                "another delivery of this request already carried it out; not dead-lettered"
+            );
+            return decided(done, progress);
+        }
+        let now = Self::now();
+        match lifecycle::behind_later_decision(&progress, &dead_letter, own, recorded, now) {
+            Some(undo) => {
+                tracing::warn!(
                     error_code = %dead_letter.code,
-                    "another delivery of this request already carried it out; not dead-lettered"
+                    "the change may have landed after a later decision's: restoring that \
+                     decision's state instead of dead-lettering"
                 );
-                decided(done, progress)
+                decided(undo, progress)
             }
             None => decided(Decision::DeadLetter(dead_letter), progress),
         }

@@ -1344,6 +1344,82 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
+/// A grant whose create outlived the poll deadline, while a later revoke was carried out:
+/// the create may land after the revoke's delete, so rather than a dead letter the
+/// revoke's state is restored (SPEC §11 rule 3's undo) and the grant ends `superseded`.
+#[tokio::test]
+async fn a_grant_timed_out_behind_a_later_revoke_restores_the_revoke_instead() {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let now = time::OffsetDateTime::now_utc();
+    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(16));
+    let grant = assignment_request(
+        "create",
+        "SLOW-GRANT",
+        &[("requestedAt", "2026-11-29T10:00:00Z")],
+    );
+    let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let later_revoke = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
+            intent: Intent::Revoke,
+            correlation_id: Some("LATER-REVOKE".to_owned()),
+            first_message_id: "m-revoke".to_owned(),
+        },
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(&key, &later_revoke, RecordedState::Pending, now)
+        .await
+        .expect("claimed");
+    worker
+        .ledger
+        .record(&key, &later_revoke.order, RecordedState::Absent, None, now)
+        .await
+        .expect("recorded");
+    let poll = serde_json::json!({
+        "request": body_json_text(&grant),
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": 12, "firstReceivedAt": submitted_at,
+                     "submittedAt": submitted_at, "requestedAt": "2026-11-29T10:00:00Z",
+                     "firstMessageId": "m-grant"},
+    });
+    invoke(
+        &worker,
+        record_event(&poll.to_string(), "m-slow", 1_764_000_000_000),
+    )
+    .await;
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let undo = body_json(work.last().expect("the undo"));
+    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
+    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
+
+    invoke(
+        &worker,
+        record_event(&undo.to_string(), "m-undo", 1_764_000_000_100),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().last(),
+        Some(Call::Delete { .. })
+    ));
+    let events = outcome_events(&worker);
+    let last = events.last().expect("the grant's outcome");
+    assert_eq!(last["correlationId"], "SLOW-GRANT");
+    assert_eq!(last["outcome"], "superseded");
+}
+
 /// When the ledger cannot say whether the earlier delivery claimed the grant, the
 /// grant is taken as possibly submitted: carried on and revoked at once, not refused
 /// as `expired` with the access possibly in place.
