@@ -133,6 +133,8 @@ struct OutcomeKey {
 struct Counts {
     /// Time from first receipt to outcome, in milliseconds, per outcome.
     outcomes: BTreeMap<OutcomeKey, Vec<f64>>,
+    /// Outcomes whose time is not known, per outcome.
+    untimed_outcomes: BTreeMap<OutcomeKey, u64>,
     calls: BTreeMap<Api, BTreeMap<Answer, u64>>,
     /// Steps the pacer deferred before their call (no call made).
     deferrals: BTreeMap<Api, u64>,
@@ -173,7 +175,7 @@ impl InvocationMetrics {
         action: &'static str,
         outcome: &'static str,
         error_class: Option<ErrorClass>,
-        elapsed_ms: f64,
+        elapsed_ms: Option<f64>,
     ) {
         let key = OutcomeKey {
             action,
@@ -181,11 +183,14 @@ impl InvocationMetrics {
             error_class: error_class.map(ErrorClass::as_str),
         };
         let mut counts = self.counts();
-        counts
-            .outcomes
-            .entry(key)
-            .or_default()
-            .push(elapsed_ms.max(0.0));
+        match elapsed_ms {
+            Some(elapsed_ms) => counts
+                .outcomes
+                .entry(key)
+                .or_default()
+                .push(elapsed_ms.max(0.0)),
+            None => *counts.untimed_outcomes.entry(key).or_default() += 1,
+        }
         if outcome == "superseded" {
             counts.superseded += 1;
         }
@@ -210,7 +215,12 @@ impl InvocationMetrics {
     pub fn documents(&self, namespace: &str, timestamp_ms: i64) -> Vec<Value> {
         let counts = self.counts();
         let mut documents = Vec::new();
-        for (key, times) in &counts.outcomes {
+        let keys: std::collections::BTreeSet<&OutcomeKey> = counts
+            .outcomes
+            .keys()
+            .chain(counts.untimed_outcomes.keys())
+            .collect();
+        for key in keys {
             let mut dimensions = vec![("Action", key.action), ("Outcome", key.outcome)];
             // Also without Action, and with none at all: alarms and dashboards read one
             // dimension set, so "dead letters of class X" and "p99 over everything"
@@ -221,6 +231,7 @@ impl InvocationMetrics {
                 sets[0].push("ErrorClass");
                 sets[1].push("ErrorClass");
             }
+            let times = counts.outcomes.get(key).map_or(&[][..], Vec::as_slice);
             for chunk in times.chunks(MAX_VALUES) {
                 documents.push(document(
                     namespace,
@@ -231,6 +242,15 @@ impl InvocationMetrics {
                         ("Requests", "Count", json!(chunk.len())),
                         ("TimeToOutcome", "Milliseconds", json!(chunk)),
                     ],
+                ));
+            }
+            if let Some(untimed) = counts.untimed_outcomes.get(key) {
+                documents.push(document(
+                    namespace,
+                    timestamp_ms,
+                    &dimensions,
+                    &sets,
+                    &[("Requests", "Count", json!(untimed))],
                 ));
             }
         }

@@ -62,8 +62,10 @@ pub struct Terminal {
     pub action: &'static str,
     pub outcome: &'static str,
     pub error_class: Option<ErrorClass>,
-    /// The request's first receipt.
-    pub received_at: OffsetDateTime,
+    /// Where its time to outcome counts from (the request's first receipt, an expiry's
+    /// `notAfter`); none when it is not known: a restored-expiry's revoke came due at a
+    /// later grant's end, which its step does not carry.
+    pub received_at: Option<OffsetDateTime>,
     /// The outcome of a grant's expiry step.
     pub expiry: bool,
     /// A request's outcome; not for the end of a restored-expiry chain, whose request
@@ -74,7 +76,9 @@ pub struct Terminal {
 impl Terminal {
     pub fn count(&self, metrics: &InvocationMetrics, now: OffsetDateTime) {
         if self.request_outcome {
-            let elapsed_ms = (now - self.received_at).as_seconds_f64() * 1000.0;
+            let elapsed_ms = self
+                .received_at
+                .map(|received_at| (now - received_at).as_seconds_f64() * 1000.0);
             metrics.outcome(self.action, self.outcome, self.error_class, elapsed_ms);
         }
         if self.expiry && matches!(self.outcome, "succeeded" | "already-satisfied") {
@@ -261,7 +265,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 action: context.action.unwrap_or("unknown"),
                 outcome: "dead-lettered",
                 error_class: Some(dead_letter.class),
-                received_at: context.received_at,
+                received_at: Some(context.received_at),
                 expiry: context.trigger.is_some(),
                 request_outcome: true,
             }),
@@ -920,7 +924,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
             }
             Decision::Done { completion, .. } if progress.purpose.is_restored_expiry() => {
-                self.end_of_restored_access(progress, &completion, now)
+                self.end_of_restored_access(progress, &completion)
             }
             Decision::Done {
                 completion,
@@ -985,7 +989,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         action: context.action.unwrap_or("unknown"),
                         outcome: completion.as_str(),
                         error_class: None,
-                        received_at: context.received_at,
+                        received_at: Some(context.received_at),
                         expiry: context.trigger.is_some(),
                         request_outcome: true,
                     }),
@@ -1016,6 +1020,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     }
                 };
                 let mut plan = worker.store_dead_letter(&body, &dead_letter, &context);
+                if let Plan::Store {
+                    terminal: Some(terminal),
+                    ..
+                } = &mut plan
+                    && progress.purpose.is_restored_expiry()
+                {
+                    terminal.received_at = None;
+                }
                 if let Plan::Store { messages, .. } = &mut plan {
                     match self.after_dead_letter(progress, &dead_letter, now) {
                         Some(Ok(step)) => messages.push(step),
@@ -1031,12 +1043,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// The end of a restored-expiry chain: no outcome event (the request sent its own
     /// when the undo ended); a revoke counts as an expiry's. Access made present again
     /// (a later decision asked for it meanwhile) is watched again.
-    fn end_of_restored_access(
-        &self,
-        progress: &Progress,
-        completion: &Completion,
-        now: OffsetDateTime,
-    ) -> Plan {
+    fn end_of_restored_access(&self, progress: &Progress, completion: &Completion) -> Plan {
         let revoked = progress.operation() == AssignmentAction::Delete
             && matches!(
                 completion,
@@ -1060,7 +1067,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 action: self.target.operation_name(progress.operation()),
                 outcome: completion.as_str(),
                 error_class: None,
-                received_at: now,
+                received_at: None,
                 expiry: revoked,
                 request_outcome: false,
             }),
@@ -1172,7 +1179,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             && terminal.expiry
             && let Some(not_after) = self.decision.not_after
         {
-            terminal.received_at = terminal.received_at.max(not_after);
+            terminal.received_at = terminal.received_at.map(|at| at.max(not_after));
         }
         plan
     }

@@ -343,3 +343,70 @@ async fn the_expiry_of_a_grant_that_arrived_after_its_not_after_counts_from_its_
     // From notAfter it would be years; from the arrival, the two invocations above.
     assert!(lateness_ms < 3_600_000.0, "{lateness_ms} ms");
 }
+
+/// A restored-expiry step that is dead-lettered counts as a dead letter of its class
+/// (the class alarms read it), but with no time to outcome: the undone request's first
+/// receipt was days before, and the later grant's end the revoke came due at is not in
+/// the step.
+#[tokio::test]
+async fn a_dead_lettered_restored_expiry_counts_with_no_time_to_outcome() {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let worker = worker(vec![Err(CallError {
+        kind: ErrorKind::AccessDenied,
+        code: "AccessDeniedException".to_owned(),
+        message: "not allowed".to_owned(),
+    })]);
+    let mut revoke: Value =
+        serde_json::from_str(&body("delete", "111122223333", "REVOKE-EARLIER")).expect("JSON");
+    revoke["requestedAt"] = json!("2026-11-29T10:00:01Z");
+    let parsed = assignment_worker::request::parse_request(&revoke.to_string()).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    // The later grant the undo restored the access for; its notAfter has passed.
+    let later_grant = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:02 UTC),
+            intent: Intent::Grant,
+            correlation_id: Some("GRANT-LATER".to_owned()),
+            first_message_id: "m-grant".to_owned(),
+        },
+        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
+    };
+    worker
+        .ledger
+        .claim(
+            &LedgerKey::assignment(assignment),
+            &later_grant,
+            RecordedState::Pending,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
+    let step = json!({
+        "request": revoke,
+        "progress": {
+            "step": "expire-wait", "operation": "delete", "purpose": "restored-expiry",
+            "attempt": 1, "firstReceivedAt": "2026-11-29T10:00:01Z",
+            "requestedAt": "2026-11-29T10:00:01Z", "firstMessageId": "m-revoke",
+            "supersededBy": {"correlationId": "GRANT-LATER", "requestedAt": "2026-11-29T10:00:02Z"}
+        }
+    });
+
+    let documents = documents_of(&worker, &[step.to_string()]).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the restored-expiry's revoke was refused");
+    let dead_lettered = check_schema(find(
+        &documents,
+        &[
+            ("Action", "delete"),
+            ("Outcome", "dead-lettered"),
+            ("ErrorClass", "permanent"),
+        ],
+    ));
+    assert_eq!(dead_lettered["Requests"], json!(1));
+    assert!(
+        documents.iter().all(|d| d.get("TimeToOutcome").is_none()),
+        "{documents:#?}"
+    );
+}
