@@ -410,9 +410,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 stepped
             }
+            // (An expiry's dead letter is checked only when its delete may have landed:
+            // another delivery's success does not settle it.)
             Decision::DeadLetter(dead_letter)
-                if matches!(progress.purpose, Purpose::Decision | Purpose::Expiry)
-                    && dead_letter.after_a_call() =>
+                if dead_letter.after_a_call()
+                    && (progress.purpose == Purpose::Decision
+                        || progress.purpose == Purpose::Expiry
+                            && lifecycle::may_have_taken_effect(&progress, &dead_letter)) =>
             {
                 self.unless_settled(dead_letter, progress).await
             }

@@ -1344,17 +1344,21 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
-/// A grant whose create outlived the poll deadline, while a later revoke was carried out:
-/// the create may land after the revoke's delete, so rather than a dead letter the
-/// revoke's state is restored (SPEC §11 rule 3's undo) and the grant ends `superseded`.
+/// A grant whose polls ran out of attempts (throttled), while a later revoke was carried
+/// out: its create may have landed after the revoke's delete, so rather than a dead
+/// letter the revoke's state is restored (SPEC §11 rule 3's undo) and the grant ends
+/// `superseded`.
 #[tokio::test]
-async fn a_grant_timed_out_behind_a_later_revoke_restores_the_revoke_instead() {
+async fn a_grant_exhausted_behind_a_later_revoke_restores_the_revoke_instead() {
     use assignment_worker::ledger::{
         AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
     };
-    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let worker = worker(
+        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
+        config(&[]),
+    );
     let now = time::OffsetDateTime::now_utc();
-    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(16));
+    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(2));
     let grant = assignment_request(
         "create",
         "SLOW-GRANT",
@@ -1385,7 +1389,7 @@ async fn a_grant_timed_out_behind_a_later_revoke_restores_the_revoke_instead() {
     let poll = serde_json::json!({
         "request": body_json_text(&grant),
         "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
-                     "attempt": 1, "polls": 12, "firstReceivedAt": submitted_at,
+                     "attempt": 10, "polls": 1, "firstReceivedAt": submitted_at,
                      "submittedAt": submitted_at, "requestedAt": "2026-11-29T10:00:00Z",
                      "firstMessageId": "m-grant"},
     });

@@ -7,9 +7,9 @@ use assignment_worker::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Intent, Presence, RecordAnswer, RecordedState,
 };
 use assignment_worker::lifecycle::{
-    Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change, after_claim,
-    check_expiry, check_requested_at, decide, expiry_overtaken, expiry_wait, on_ledger_error,
-    restored_expiry, start_expiry, start_restored_expiry,
+    Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change,
+    after_claim, behind_later_decision, check_expiry, check_requested_at, decide, expiry_overtaken,
+    expiry_wait, on_ledger_error, restored_expiry, start_expiry, start_restored_expiry,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage, UndoReport};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -549,4 +549,59 @@ fn a_success_reported_by_describe_still_goes_through_the_ledger() {
             ..
         }
     ));
+}
+
+/// A chain about to be dead-lettered while its change may be in place undoes toward a
+/// later decision only when that decision wants the opposite (a late landing of the same
+/// change agrees with it), and never for `timed-out`: that operation is still running,
+/// an undo now could run before it lands, and its dead letter (with the operation's id)
+/// is what asks the operator to look.
+#[test]
+fn a_dead_letter_behind_a_later_decision_undoes_only_toward_the_opposite() {
+    let own = decision(Intent::Grant, 0, None);
+    let dead = |class| DeadLetter {
+        class,
+        code: "ThrottlingException".to_owned(),
+        message: String::new(),
+        attempts: 10,
+        operation_request_id: None,
+    };
+    let grant = submit(Create);
+    let later_revoke = (decision(Intent::Revoke, 60, None), RecordedState::Absent);
+    let later_grant = (decision(Intent::Grant, 60, None), RecordedState::Present);
+    let exhausted = dead(ErrorClass::Exhausted);
+
+    let (undo, delay) = continued(
+        behind_later_decision(&grant, &exhausted, &own, Some(&later_revoke), T0).expect("an undo"),
+    );
+    assert_eq!((undo.operation(), delay), (Delete, 0));
+    assert!(matches!(undo.purpose, Purpose::Undo { .. }));
+    // The later grant wants what the create may have made.
+    assert_eq!(
+        behind_later_decision(&grant, &exhausted, &own, Some(&later_grant), T0),
+        None
+    );
+    // Still running at the poll deadline: dead-lettered with its id.
+    let mut polled = grant.clone();
+    polled.stage = Stage::Poll {
+        operation_request_id: "op-1".to_owned(),
+        polls: 12,
+        submitted_at: T0,
+    };
+    assert_eq!(
+        behind_later_decision(
+            &polled,
+            &dead(ErrorClass::TimedOut),
+            &own,
+            Some(&later_revoke),
+            T0
+        ),
+        None
+    );
+    // No later decision: the dead letter stands.
+    let own_recorded = (own.clone(), RecordedState::Pending);
+    assert_eq!(
+        behind_later_decision(&grant, &exhausted, &own, Some(&own_recorded), T0),
+        None
+    );
 }
