@@ -3,6 +3,7 @@
 //! (ledger, then Identity Center, then ledger) and turns the resulting decision into the
 //! messages the handler stores (SPEC §5).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -126,9 +127,11 @@ struct RecordRun<'a, I, Q, L, S> {
     receive_count: u32,
     /// When SQS took the record (its SentTimestamp).
     sent_at: Option<OffsetDateTime>,
-    /// The step runs again under the recorded message id ([`Stepped::Restamp`]): the
-    /// first run took its pacer turn before the claim, and it still has one call to make.
-    paced: bool,
+    /// A pacer turn taken for this record and not yet used: set by [`Self::pace`], and
+    /// carried into the run again under the recorded message id
+    /// ([`Stepped::Restamp`]), which still has the one call to make. (Atomic only so
+    /// that the run may be shared across its awaits.)
+    paced: AtomicBool,
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, Q, L, S> {
@@ -155,6 +158,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             )
         });
         let mut restamped = false;
+        let mut paced = false;
         loop {
             let decision = AccessDecision {
                 order: DecisionOrder {
@@ -182,7 +186,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
                 sent_at: sent_at(record),
-                paced: restamped,
+                paced: AtomicBool::new(paced),
             };
             return match run.step(progress.clone()).await {
                 Stepped::Redeliver(reason) => Plan::Redeliver(reason),
@@ -192,6 +196,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                     tracing::info!("the ledger holds this decision from an earlier delivery");
                     progress.stamp.first_message_id = first_message_id;
                     restamped = true;
+                    paced = run.paced.load(Ordering::Relaxed);
                     continue;
                 }
                 Stepped::Restamp(_) => Plan::Redeliver("the ledger's claim did not settle"),
@@ -454,10 +459,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         let own = latest.order == self.decision.order
                             || latest.is_another_delivery_of(&self.decision);
                         // A grant of its own recorded absent was refused as `expired`
-                        // (or has expired since): no delivery is carrying it out.
+                        // (or has expired since): no delivery is carrying it out. Another
+                        // delivery's claim is its own too, whatever its message id: not
+                        // a later decision.
                         let settled_absent = self.decision.order.intent == Intent::Grant
                             && state == RecordedState::Absent;
-                        (own && !settled_absent) || latest.order > self.decision.order
+                        if own {
+                            !settled_absent
+                        } else {
+                            latest.order > self.decision.order
+                        }
                     })
                 })
             }
@@ -746,7 +757,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let Target::Assignment(_) = self.target else {
             return None;
         };
-        if self.paced {
+        if self.paced.load(Ordering::Relaxed) {
             return None;
         }
         let call = match (&progress.stage, progress.operation()) {
@@ -762,7 +773,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 })
         });
         match self.worker.identity_center.pace(call, budget).await {
-            Pace::Now => None,
+            Pace::Now => {
+                self.paced.store(true, Ordering::Relaxed);
+                None
+            }
             Pace::Defer { delay_seconds } => {
                 self.metrics.deferred(identity_center_api(progress));
                 tracing::info!(delay_seconds, "deferred by the pacer; no call made");

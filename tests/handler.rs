@@ -2170,3 +2170,39 @@ async fn a_retry_refused_as_expired_settles_the_claim_its_first_attempt_made() {
         Some(assignment_worker::ledger::RecordedState::Absent)
     );
 }
+
+/// Another delivery of the same grant (an upstream's re-send under a new message id,
+/// here a greater one) was refused as `expired` and recorded `absent`. A redelivery of
+/// this record reads that claim as its own decision's, settled, not as a later decision
+/// that may have come after a claim of its own: it is refused alike, with no create
+/// after notAfter.
+#[tokio::test]
+async fn a_redelivered_grant_whose_other_delivery_was_refused_as_expired_is_refused_alike() {
+    use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey};
+    let worker = worker(vec![], config(&[]));
+    let body = late_grant("TEMP-SENT-TWICE");
+    let parsed = assignment_worker::request::parse_request(&body).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let other_delivery = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+            intent: Intent::Grant,
+            correlation_id: Some("TEMP-SENT-TWICE".to_owned()),
+            first_message_id: "m-z".to_owned(),
+        },
+        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
+    };
+    worker
+        .ledger
+        .claim(
+            &LedgerKey::assignment(assignment),
+            &other_delivery,
+            assignment_worker::ledger::RecordedState::Absent,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
+    // Sent half an hour before its notAfter, delivered a second time.
+    invoke(&worker, delivered_again(&body, "m-a", 1_795_948_200_000)).await;
+    assert_refused_as_expired_without_a_create(&worker);
+}

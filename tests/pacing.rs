@@ -240,3 +240,87 @@ async fn a_step_run_again_under_the_recorded_message_id_is_paced_once() {
     let delete = api_document(&documents, "DeleteAccountAssignment");
     assert_eq!(delete["Deferred"], 0, "{delete}");
 }
+
+/// A late grant (`notAfter` 2026-11-29T11:00:00Z) whose record, sent before its
+/// notAfter, is delivered a second time, after GRANT-0 took the pacer's one turn; the
+/// ledger holds the same decision from another delivery (an upstream's re-send under a
+/// greater message id) that was refused as `expired` and recorded absent.
+async fn late_grant_after_its_other_delivery_expired(worker: &PacedWorker) -> SqsEvent {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let first = request("create", "111122223330", "GRANT-0");
+    worker.handle(event(&[first]), &Invocation::default()).await;
+    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+
+    let mut late = request("create", "111122223333", "TEMP-LATE");
+    late["requestedAt"] = json!("2026-11-29T10:00:00Z");
+    late["notAfter"] = json!("2026-11-29T11:00:00Z");
+    let parsed = assignment_worker::request::parse_request(&late.to_string()).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let other_delivery = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+            intent: Intent::Grant,
+            correlation_id: Some("TEMP-LATE".to_owned()),
+            first_message_id: "ffffffff-0000-4000-8000-000000000000".to_owned(),
+        },
+        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
+    };
+    worker
+        .ledger
+        .claim(
+            &LedgerKey::assignment(assignment),
+            &other_delivery,
+            RecordedState::Absent,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
+    let mut again = event(&[late]);
+    again.records[0].attributes = HashMap::from([
+        // Sent at 2026-11-29T10:30:00Z, delivered twice.
+        ("SentTimestamp".to_owned(), "1795948200000".to_owned()),
+        ("ApproximateReceiveCount".to_owned(), "2".to_owned()),
+    ]);
+    again
+}
+
+/// The other delivery's claim is the same decision's, settled: not a later decision that
+/// may have come after a claim of this record's own. So the record is refused as
+/// `expired` too, instead of being carried on as a grant it may have submitted (deferred
+/// by the pacer with `maybeSubmitted`, then created after notAfter).
+#[tokio::test]
+async fn a_late_grant_whose_other_delivery_expired_is_not_carried_on() {
+    let worker = worker();
+    let again = late_grant_after_its_other_delivery_expired(&worker).await;
+    worker.handle(again, &Invocation::default()).await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "refused as expired");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("expired"));
+    let work = work_by_correlation_id(&worker);
+    assert!(
+        work.get("TEMP-LATE")
+            .is_none_or(|(envelope, _)| envelope["progress"]["maybeSubmitted"] != true),
+        "{work:?}"
+    );
+}
+
+/// A run that restamps before its pacer turn (the `expired` refusal's claim finds the
+/// decision under the other delivery's id) has taken no turn: if the run again under
+/// that id goes on to a create (here its redelivery check cannot read the ledger, so the
+/// grant may have been submitted and is carried on), that create still waits for the
+/// pacer, which has no turn left after GRANT-0's.
+#[tokio::test]
+async fn a_restamp_before_the_pacer_turn_leaves_the_turn_to_the_next_run() {
+    let worker = worker();
+    let again = late_grant_after_its_other_delivery_expired(&worker).await;
+    // The first run's redelivery check and claim go through; the second run's check
+    // fails.
+    worker.ledger.set_faults([false, false, true]);
+    worker.handle(again, &Invocation::default()).await;
+
+    let calls = worker.identity_center.inner().calls();
+    assert_eq!(calls.len(), 1, "no turn was left for a create: {calls:?}");
+}
