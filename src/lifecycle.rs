@@ -399,13 +399,15 @@ pub fn settled_elsewhere(
 }
 
 /// A decision or expiry about to be dead-lettered after a change that may have taken
-/// effect ([`may_have_taken_effect`]), while the ledger holds a later decision that wants
-/// the opposite: that change may have landed after the later decision's own (SPEC §11,
-/// rule 3's window, here on a chain that ran out of attempts), so the later decision's
-/// state is restored instead, as for a superseded request whose submit may have landed
-/// ([`undo`]), and the outcome is `superseded` at the undo's end. Not for `timed-out`:
-/// that operation is still running, an undo now could come before it lands, and its
-/// dead letter, with the operation's id, is what asks the operator to check (SPEC §3).
+/// effect ([`may_have_taken_effect`]), while the ledger holds a later decision: the
+/// chain is superseded instead. When the later decision wants the opposite, that change
+/// may have landed after the later decision's own (SPEC §11, rule 3's window, here on a
+/// chain that ran out of attempts), so its state is restored first, as for a superseded
+/// request whose submit may have landed ([`undo`]; the undo's submit waits behind a
+/// create still in progress, which AWS answers with a conflict); when it wants the
+/// same, a late landing agrees with it and nothing is changed. Not for `timed-out`: an
+/// operation still running at the poll deadline is dead-lettered with its id for the
+/// operator to check (SPEC §3).
 pub fn behind_later_decision(
     progress: &Progress,
     dead_letter: &DeadLetter,
@@ -415,14 +417,21 @@ pub fn behind_later_decision(
 ) -> Option<Decision> {
     let (latest, _) = recorded?;
     let later = latest.order > own.order && !latest.is_another_delivery_of(own);
-    let opposite = latest.desired(now) != Presence::after(progress.operation());
     let own_chain = matches!(progress.purpose, Purpose::Decision | Purpose::Expiry);
-    (own_chain
-        && later
-        && opposite
-        && dead_letter.class != ErrorClass::TimedOut
-        && may_have_taken_effect(progress, dead_letter))
-    .then(|| undo(progress, latest, now))
+    if !own_chain
+        || !later
+        || dead_letter.class == ErrorClass::TimedOut
+        || !may_have_taken_effect(progress, dead_letter)
+    {
+        return None;
+    }
+    if latest.desired(now) == Presence::after(progress.operation()) {
+        return Some(Decision::Done {
+            completion: Completion::Superseded(latest.summary()),
+            operation_request_id: None,
+        });
+    }
+    Some(undo(progress, latest, now))
 }
 
 /// A ledger call that failed: transient errors repeat the step after a backoff with the

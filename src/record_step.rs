@@ -507,13 +507,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         let now = Self::now();
         match lifecycle::behind_later_decision(&progress, &dead_letter, own, recorded, now) {
-            Some(undo) => {
+            Some(superseded) => {
                 tracing::warn!(
+                    error_class = dead_letter.class.as_str(),
                     error_code = %dead_letter.code,
-                    "the change may have landed after a later decision's: restoring that \
-                     decision's state instead of dead-lettering"
+                    "the change may have landed, and a later decision stands: superseded \
+                     (its state restored first when it wants the opposite), not dead-lettered"
                 );
-                decided(undo, progress)
+                decided(superseded, progress)
             }
             None => decided(Decision::DeadLetter(dead_letter), progress),
         }

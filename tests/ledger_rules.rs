@@ -551,13 +551,13 @@ fn a_success_reported_by_describe_still_goes_through_the_ledger() {
     ));
 }
 
-/// A chain about to be dead-lettered while its change may be in place undoes toward a
-/// later decision only when that decision wants the opposite (a late landing of the same
-/// change agrees with it), and never for `timed-out`: that operation is still running,
-/// an undo now could run before it lands, and its dead letter (with the operation's id)
-/// is what asks the operator to look.
+/// A chain about to be dead-lettered while its change may be in place, behind a later
+/// decision, is superseded: it undoes toward that decision when it wants the opposite,
+/// and changes nothing when a late landing would agree with it. Never for `timed-out`:
+/// an operation still running at the poll deadline is dead-lettered with its id for the
+/// operator to check (SPEC §3).
 #[test]
-fn a_dead_letter_behind_a_later_decision_undoes_only_toward_the_opposite() {
+fn a_dead_letter_behind_a_later_decision_is_superseded() {
     let own = decision(Intent::Grant, 0, None);
     let dead = |class| DeadLetter {
         class,
@@ -576,10 +576,13 @@ fn a_dead_letter_behind_a_later_decision_undoes_only_toward_the_opposite() {
     );
     assert_eq!((undo.operation(), delay), (Delete, 0));
     assert!(matches!(undo.purpose, Purpose::Undo { .. }));
-    // The later grant wants what the create may have made.
+    // The later grant wants what the create may have made: nothing to undo.
     assert_eq!(
         behind_later_decision(&grant, &exhausted, &own, Some(&later_grant), T0),
-        None
+        Some(Decision::Done {
+            completion: Completion::Superseded(later_grant.0.summary()),
+            operation_request_id: None,
+        })
     );
     // Still running at the poll deadline: dead-lettered with its id.
     let mut polled = grant.clone();
