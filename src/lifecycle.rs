@@ -403,8 +403,9 @@ pub fn settled_elsewhere(
 /// chain is superseded instead. When the later decision wants the opposite, that change
 /// may have landed after the later decision's own (SPEC §11, rule 3's window, here on a
 /// chain that ran out of attempts), so its state is restored first, as for a superseded
-/// request whose submit may have landed ([`undo`]; the undo's submit waits behind a
-/// create still in progress, which AWS answers with a conflict); when it wants the
+/// request whose submit may have landed ([`undo`]; AWS answers a second operation on
+/// the same account and permission set with a conflict until the first has propagated,
+/// SPEC §10, so the undo waits behind a create still in progress); when it wants the
 /// same, a late landing agrees with it and nothing is changed. Not for `timed-out`: an
 /// operation still running at the poll deadline is dead-lettered with its id for the
 /// operator to check (SPEC §3).
