@@ -16,6 +16,7 @@ use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
+use assignment_worker::ledger::RecordedState;
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::OutgoingMessage;
 use assignment_worker::request::Assignment;
@@ -2045,12 +2046,13 @@ fn late_grant(correlation_id: &str) -> String {
     )
 }
 
-/// Records in the ledger the `pending` claim an earlier attempt of `late_grant` made
-/// (under its first message id) and the worker left there; returns the ledger key.
-async fn pending_claim_of_an_earlier_attempt(
+/// Records in the ledger the claim an earlier attempt or delivery of `late_grant` made
+/// (under its first message id), in `state`; returns the ledger key.
+async fn claim_of_an_earlier_delivery(
     worker: &TestWorker,
     correlation_id: &str,
     first_message_id: &str,
+    state: assignment_worker::ledger::RecordedState,
 ) -> assignment_worker::ledger::LedgerKey {
     use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey};
     let body = late_grant(correlation_id);
@@ -2071,7 +2073,7 @@ async fn pending_claim_of_an_earlier_attempt(
         .claim(
             &key,
             &decision,
-            assignment_worker::ledger::RecordedState::Pending,
+            state,
             time::macros::datetime!(2026-11-29 10:00:01 UTC),
         )
         .await
@@ -2106,7 +2108,7 @@ fn assert_refused_as_expired_without_a_create(worker: &TestWorker) {
 #[tokio::test]
 async fn a_grant_sent_after_its_not_after_is_never_carried_on_by_a_redelivery() {
     let worker = worker(vec![], config(&[]));
-    pending_claim_of_an_earlier_attempt(&worker, "TEMP-SENT-LATE", "m-late").await;
+    claim_of_an_earlier_delivery(&worker, "TEMP-SENT-LATE", "m-late", RecordedState::Pending).await;
     // Sent a day after its notAfter (2026-11-30T11:00:00Z).
     let body = late_grant("TEMP-SENT-LATE");
     invoke(&worker, delivered_again(&body, "m-late", 1_796_036_400_000)).await;
@@ -2149,7 +2151,8 @@ async fn a_grant_first_delivered_after_its_not_after_is_claimed_absent_in_one_wr
 #[tokio::test]
 async fn a_retry_refused_as_expired_settles_the_claim_its_first_attempt_made() {
     let worker = worker(vec![], config(&[]));
-    let key = pending_claim_of_an_earlier_attempt(&worker, "TEMP-RETRIED", "m-1").await;
+    let key =
+        claim_of_an_earlier_delivery(&worker, "TEMP-RETRIED", "m-1", RecordedState::Pending).await;
     let retry = serde_json::json!({
         "request": serde_json::from_str::<Value>(&late_grant("TEMP-RETRIED")).expect("JSON"),
         "progress": {
@@ -2178,30 +2181,9 @@ async fn a_retry_refused_as_expired_settles_the_claim_its_first_attempt_made() {
 /// after notAfter.
 #[tokio::test]
 async fn a_redelivered_grant_whose_other_delivery_was_refused_as_expired_is_refused_alike() {
-    use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey};
     let worker = worker(vec![], config(&[]));
     let body = late_grant("TEMP-SENT-TWICE");
-    let parsed = assignment_worker::request::parse_request(&body).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let other_delivery = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
-            intent: Intent::Grant,
-            correlation_id: Some("TEMP-SENT-TWICE".to_owned()),
-            first_message_id: "m-z".to_owned(),
-        },
-        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
-    };
-    worker
-        .ledger
-        .claim(
-            &LedgerKey::assignment(assignment),
-            &other_delivery,
-            assignment_worker::ledger::RecordedState::Absent,
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("claimed");
+    claim_of_an_earlier_delivery(&worker, "TEMP-SENT-TWICE", "m-z", RecordedState::Absent).await;
     // Sent half an hour before its notAfter, delivered a second time.
     invoke(&worker, delivered_again(&body, "m-a", 1_795_948_200_000)).await;
     assert_refused_as_expired_without_a_create(&worker);
