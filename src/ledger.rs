@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use crate::aws_call::CallError;
 use crate::messages::rfc3339;
-use crate::request::{Assignment, AssignmentAction, PortfolioChange, Target};
+use crate::progress::DecisionStamp;
+use crate::request::{Assignment, AssignmentAction, PortfolioChange, Request, Target};
 
 /// The item's partition key: one per assignment (instance, account, permission set,
 /// principal type, principal id). ARNs and ids never contain `|`.
@@ -220,6 +221,26 @@ pub struct AccessDecision {
 }
 
 impl AccessDecision {
+    /// The decision `request` makes, in the order its `stamp` gives it (SPEC §11); a
+    /// revoke has no `notAfter`.
+    pub fn of_request(request: &Request, stamp: &DecisionStamp) -> Self {
+        let (action, _) = request.target();
+        AccessDecision {
+            order: DecisionOrder {
+                requested_at: stamp.requested_at,
+                intent: Intent::of(action),
+                correlation_id: request
+                    .correlation_id
+                    .as_ref()
+                    .map(|id| id.as_str().to_owned()),
+                first_message_id: stamp.first_message_id.clone(),
+            },
+            not_after: request
+                .not_after
+                .filter(|_| action == AssignmentAction::Create),
+        }
+    }
+
     /// The presence this decision asks for at `now`: a grant past its `notAfter` asks
     /// for none.
     pub fn desired(&self, now: OffsetDateTime) -> Presence {

@@ -16,8 +16,7 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, Presence, RecordAnswer,
-    RecordedState,
+    AccessDecision, ClaimAnswer, Intent, Ledger, LedgerKey, Presence, RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -160,22 +159,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         let mut restamped = false;
         let mut paced = false;
         loop {
-            let decision = AccessDecision {
-                order: DecisionOrder {
-                    requested_at: progress.stamp.requested_at,
-                    intent: Intent::of(action),
-                    correlation_id: message
-                        .request
-                        .correlation_id
-                        .as_ref()
-                        .map(|id| id.as_str().to_owned()),
-                    first_message_id: progress.stamp.first_message_id.clone(),
-                },
-                not_after: message
-                    .request
-                    .not_after
-                    .filter(|_| action == AssignmentAction::Create),
-            };
+            let decision = AccessDecision::of_request(&message.request, &progress.stamp);
             let run = RecordRun {
                 worker: self,
                 message,

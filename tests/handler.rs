@@ -2054,20 +2054,15 @@ async fn claim_of_an_earlier_delivery(
     first_message_id: &str,
     state: assignment_worker::ledger::RecordedState,
 ) -> assignment_worker::ledger::LedgerKey {
-    use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey};
+    use assignment_worker::ledger::{AccessDecision, Ledger, LedgerKey};
     let body = late_grant(correlation_id);
     let parsed = assignment_worker::request::parse_request(&body).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let key = LedgerKey::assignment(assignment);
-    let decision = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
-            intent: Intent::Grant,
-            correlation_id: Some(correlation_id.to_owned()),
-            first_message_id: first_message_id.to_owned(),
-        },
-        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
+    let key = LedgerKey::of(parsed.target().1);
+    let stamp = assignment_worker::progress::DecisionStamp {
+        requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+        first_message_id: first_message_id.to_owned(),
     };
+    let decision = AccessDecision::of_request(&parsed, &stamp);
     worker
         .ledger
         .claim(

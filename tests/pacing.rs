@@ -11,7 +11,9 @@ use assignment_worker::adapters::memory::{
 use assignment_worker::adapters::paced::PacedIdentityCenter;
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Invocation, Worker};
+use assignment_worker::ledger::{AccessDecision, Ledger, LedgerKey, RecordedState};
 use assignment_worker::pacer::PacerSettings;
+use assignment_worker::progress::DecisionStamp;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{Value, json};
 
@@ -193,39 +195,37 @@ async fn a_poll_waits_for_the_rate_not_for_a_create_slot() {
     assert_eq!(polls["Deferred"], 1);
 }
 
+/// Records in the ledger the claim of `body`'s decision (requested at
+/// 2026-11-29T10:00:00Z) by another delivery, under a message id greater than any
+/// `event` gives, in `state`.
+async fn claim_of_another_delivery(worker: &PacedWorker, body: &Value, state: RecordedState) {
+    let parsed = assignment_worker::request::parse_request(&body.to_string()).expect("valid");
+    let stamp = DecisionStamp {
+        requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
+        first_message_id: "ffffffff-0000-4000-8000-000000000000".to_owned(),
+    };
+    worker
+        .ledger
+        .claim(
+            &LedgerKey::of(parsed.target().1),
+            &AccessDecision::of_request(&parsed, &stamp),
+            state,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
+}
+
 /// A redrive of a recorded decision arrives under a new message id (here below the
 /// first delivery's): its claim finds the decision under the first id, and the step runs
 /// again under that id. It was paced once, for its one call; running again must not
 /// take a second turn (with this pacer: be deferred after all).
 #[tokio::test]
 async fn a_step_run_again_under_the_recorded_message_id_is_paced_once() {
-    use assignment_worker::ledger::{
-        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
-    };
     let worker = worker();
     let mut revoke = request("delete", "111122223333", "REVOKE-1");
     revoke["requestedAt"] = json!("2026-11-29T10:00:00Z");
-    let parsed = assignment_worker::request::parse_request(&revoke.to_string()).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let first_delivery = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
-            intent: Intent::Revoke,
-            correlation_id: Some("REVOKE-1".to_owned()),
-            first_message_id: "ffffffff-0000-4000-8000-000000000000".to_owned(),
-        },
-        not_after: None,
-    };
-    worker
-        .ledger
-        .claim(
-            &LedgerKey::assignment(assignment),
-            &first_delivery,
-            RecordedState::Pending,
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("claimed");
+    claim_of_another_delivery(&worker, &revoke, RecordedState::Pending).await;
 
     let invocation = Invocation::default();
     let response = worker.handle(event(&[revoke]), &invocation).await;
@@ -246,9 +246,6 @@ async fn a_step_run_again_under_the_recorded_message_id_is_paced_once() {
 /// ledger holds the same decision from another delivery (an upstream's re-send under a
 /// greater message id) that was refused as `expired` and recorded absent.
 async fn late_grant_after_its_other_delivery_expired(worker: &PacedWorker) -> SqsEvent {
-    use assignment_worker::ledger::{
-        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
-    };
     let first = request("create", "111122223330", "GRANT-0");
     worker.handle(event(&[first]), &Invocation::default()).await;
     assert_eq!(worker.identity_center.inner().calls().len(), 1);
@@ -256,27 +253,7 @@ async fn late_grant_after_its_other_delivery_expired(worker: &PacedWorker) -> Sq
     let mut late = request("create", "111122223333", "TEMP-LATE");
     late["requestedAt"] = json!("2026-11-29T10:00:00Z");
     late["notAfter"] = json!("2026-11-29T11:00:00Z");
-    let parsed = assignment_worker::request::parse_request(&late.to_string()).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let other_delivery = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:00 UTC),
-            intent: Intent::Grant,
-            correlation_id: Some("TEMP-LATE".to_owned()),
-            first_message_id: "ffffffff-0000-4000-8000-000000000000".to_owned(),
-        },
-        not_after: Some(time::macros::datetime!(2026-11-29 11:00:00 UTC)),
-    };
-    worker
-        .ledger
-        .claim(
-            &LedgerKey::assignment(assignment),
-            &other_delivery,
-            RecordedState::Absent,
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("claimed");
+    claim_of_another_delivery(worker, &late, RecordedState::Absent).await;
     let mut again = event(&[late]);
     again.records[0].attributes = HashMap::from([
         // Sent at 2026-11-29T10:30:00Z, delivered twice.
