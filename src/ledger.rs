@@ -251,6 +251,11 @@ impl AccessDecision {
         }
     }
 
+    /// The same decision, under this delivery's message id or another's.
+    pub fn is_same_decision_as(&self, other: &AccessDecision) -> bool {
+        self.order == other.order || self.is_another_delivery_of(other)
+    }
+
     /// Whether `self` is `other` delivered under another first message: a redrive of a
     /// dead letter (the request alone, sent again), or an upstream sending one decision
     /// twice. SQS gives each delivery its own random message id, which would place the

@@ -417,7 +417,7 @@ pub fn behind_later_decision(
     now: OffsetDateTime,
 ) -> Option<Decision> {
     let (latest, _) = recorded?;
-    let later = latest.order > own.order && !latest.is_another_delivery_of(own);
+    let later = !latest.is_same_decision_as(own) && latest.order > own.order;
     let own_chain = matches!(progress.purpose, Purpose::Decision | Purpose::Expiry);
     if !own_chain
         || !later

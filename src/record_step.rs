@@ -440,8 +440,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 latest.map_or(true, |latest| {
                     latest.is_some_and(|(latest, state)| {
-                        let own = latest.order == self.decision.order
-                            || latest.is_another_delivery_of(&self.decision);
+                        let own = latest.is_same_decision_as(&self.decision);
                         // A grant of its own recorded absent was refused as `expired`
                         // (or has expired since): no delivery is carrying it out. Another
                         // delivery's claim is its own too, whatever its message id: not
