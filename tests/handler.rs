@@ -650,6 +650,23 @@ fn assignment_request(action: &str, correlation_id: &str, extra: &[(&str, &str)]
     body.to_string()
 }
 
+/// A request decided at `requested_at`.
+fn decision_at(action: &str, correlation_id: &str, requested_at: &str) -> String {
+    assignment_request(action, correlation_id, &[("requestedAt", requested_at)])
+}
+
+/// A grant decided at `requested_at` whose `notAfter` is far away.
+fn timed_grant_at(correlation_id: &str, requested_at: &str) -> String {
+    assignment_request(
+        "create",
+        correlation_id,
+        &[
+            ("notAfter", "2099-01-01T00:00:00Z"),
+            ("requestedAt", requested_at),
+        ],
+    )
+}
+
 fn outcome_events<I, L>(
     worker: &Worker<I, RecordingQueues, L, MemoryServiceCatalog>,
 ) -> Vec<Value> {
@@ -682,16 +699,8 @@ fn outcome_of(worker: &TestWorker, correlation_id: &str) -> Value {
 #[tokio::test]
 async fn a_grant_older_than_the_recorded_revoke_is_superseded_without_a_call() {
     let worker = worker(vec![], config(&[]));
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-2",
-        &[("requestedAt", "2026-11-29T10:00:02Z")],
-    );
-    let grant = assignment_request(
-        "create",
-        "GRANT-1",
-        &[("requestedAt", "2026-11-29T10:00:01Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-2", "2026-11-29T10:00:02Z");
+    let grant = decision_at("create", "GRANT-1", "2026-11-29T10:00:01Z");
     invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
     let response = invoke(&worker, record_event(&grant, "m-grant", 2)).await;
 
@@ -830,24 +839,10 @@ async fn an_expiry_step_before_not_after_only_waits() {
 #[tokio::test]
 async fn an_expiry_after_a_later_decision_changes_nothing() {
     let worker = worker(vec![], config(&[]));
-    let grant = assignment_request(
-        "create",
-        "TEMP-4",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-        ],
-    );
+    let grant = timed_grant_at("TEMP-4", "2026-11-29T10:00:00Z");
     let expiry = due_expiry(&worker, &grant).await;
     // A later grant with a later end extends the access.
-    let extension = assignment_request(
-        "create",
-        "TEMP-5",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T10:00:01Z"),
-        ],
-    );
+    let extension = timed_grant_at("TEMP-5", "2026-11-29T10:00:01Z");
     invoke(
         &worker,
         record_event(&extension, "m-ext", 1_764_496_800_100),
@@ -883,20 +878,9 @@ async fn an_expiry_behind_a_later_revoke_that_was_dead_lettered_still_revokes() 
         ],
         config(&[]),
     );
-    let grant = assignment_request(
-        "create",
-        "TEMP-R",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-        ],
-    );
+    let grant = timed_grant_at("TEMP-R", "2026-11-29T10:00:00Z");
     let expiry = due_expiry(&worker, &grant).await;
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-R",
-        &[("requestedAt", "2026-11-29T10:00:01Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-R", "2026-11-29T10:00:01Z");
     invoke(
         &worker,
         record_event(&revoke, "m-revoke", 1_764_496_800_100),
@@ -986,11 +970,7 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
         vec![],
         config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
     );
-    let revoke = assignment_request(
-        "delete",
-        "OLD-REVOKE",
-        &[("requestedAt", "2026-11-29T10:00:00Z")],
-    );
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
     // The undo step of that revoke, written as the worker writes it: it was to delete,
     // and the later decision it restores is a grant recorded by other means.
     let envelope = serde_json::json!({
@@ -1360,11 +1340,7 @@ async fn a_grant_exhausted_behind_a_later_revoke_restores_the_revoke_instead() {
     );
     let now = time::OffsetDateTime::now_utc();
     let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(2));
-    let grant = assignment_request(
-        "create",
-        "SLOW-GRANT",
-        &[("requestedAt", "2026-11-29T10:00:00Z")],
-    );
+    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
     let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
     let (_, assignment) = parsed.assignment().expect("an assignment");
     let key = LedgerKey::assignment(assignment);
@@ -1462,11 +1438,7 @@ async fn a_redriven_revoke_is_carried_out_whatever_its_new_message_id() {
         ],
         config(&[]),
     );
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-1",
-        &[("requestedAt", "2026-11-29T10:00:00Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-1", "2026-11-29T10:00:00Z");
     invoke(&worker, record_event(&revoke, "m-b", 1)).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "the first delivery is dead-lettered");
@@ -1498,16 +1470,8 @@ async fn a_grant_redelivered_after_a_later_revoke_undoes_the_create_it_may_have_
         ],
         config(&[]),
     );
-    let grant = assignment_request(
-        "create",
-        "GRANT-G",
-        &[("requestedAt", "2026-11-29T10:00:01Z")],
-    );
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-R",
-        &[("requestedAt", "2026-11-29T10:00:02Z")],
-    );
+    let grant = decision_at("create", "GRANT-G", "2026-11-29T10:00:01Z");
+    let revoke = decision_at("delete", "REVOKE-R", "2026-11-29T10:00:02Z");
     invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
     invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
@@ -1548,14 +1512,7 @@ fn grant_refused_then_revoke() -> TestWorker {
 #[tokio::test]
 async fn a_second_delivery_under_a_higher_message_id_leaves_the_first_ones_expiry_in_force() {
     let worker = grant_refused_then_revoke();
-    let grant = assignment_request(
-        "create",
-        "TEMP-TWICE",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-        ],
-    );
+    let grant = timed_grant_at("TEMP-TWICE", "2026-11-29T10:00:00Z");
     let expiry = due_expiry(&worker, &grant).await;
     invoke(&worker, record_event(&grant, "m-zzz", 1_764_496_800_001)).await;
     invoke(
@@ -1596,11 +1553,7 @@ async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_restores_it_un
             ("notAfter", "2099-01-01T00:00:00Z"),
         ],
     );
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-EARLIER",
-        &[("requestedAt", "2026-11-29T10:00:01Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-EARLIER", "2026-11-29T10:00:01Z");
     invoke(&worker, record_event(&grant, "m-grant", 1)).await;
     let stored = worker.queues.sent_to(&worker.config.work_queue).len();
     invoke(&worker, redelivered_event(&revoke, "m-revoke", 2)).await;
@@ -1635,14 +1588,7 @@ async fn an_earlier_revoke_redelivered_after_a_later_grant_failed_restores_it_un
 #[tokio::test]
 async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
     let worker = grant_refused_then_revoke();
-    let first = assignment_request(
-        "create",
-        "TEMP-FIRST",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T09:00:00Z"),
-        ],
-    );
+    let first = timed_grant_at("TEMP-FIRST", "2026-11-29T09:00:00Z");
     let expiry = due_expiry(&worker, &first).await;
     // Far enough for the first expiry delivery below to come well before it.
     let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
@@ -1764,11 +1710,7 @@ async fn an_undo_dead_lettered_after_its_create_may_have_landed_still_ends_the_a
 /// has none (a dead letter that schedules none, its step purged from the queue). The
 /// later grant's end.
 async fn undone_revoke_behind_a_refused_grant(worker: &TestWorker) -> time::OffsetDateTime {
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-FIRST",
-        &[("requestedAt", "2026-11-29T09:00:00Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-FIRST", "2026-11-29T09:00:00Z");
     // Far enough for the undo to come well before it.
     let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
     let grant = assignment_request(
@@ -1845,11 +1787,7 @@ async fn a_grant_expired_on_arrival_still_ends_an_earlier_grants_access() {
         ],
         config(&[]),
     );
-    let standing = assignment_request(
-        "create",
-        "GRANT-STANDING",
-        &[("requestedAt", "2026-11-29T09:00:00Z")],
-    );
+    let standing = decision_at("create", "GRANT-STANDING", "2026-11-29T09:00:00Z");
     let late = assignment_request(
         "create",
         "TEMP-LATE",
@@ -1899,11 +1837,7 @@ async fn a_grant_expired_on_arrival_behind_a_later_decision_is_superseded() {
         )],
         config(&[]),
     );
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-LATER",
-        &[("requestedAt", "2026-11-29T10:00:00Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-LATER", "2026-11-29T10:00:00Z");
     let late = assignment_request(
         "create",
         "TEMP-EARLIER",
@@ -1943,11 +1877,7 @@ async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_ther
         ],
         config(&[]),
     );
-    let standing = assignment_request(
-        "create",
-        "GRANT-STANDING",
-        &[("requestedAt", "2026-11-29T09:00:00Z")],
-    );
+    let standing = decision_at("create", "GRANT-STANDING", "2026-11-29T09:00:00Z");
     let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let refused = assignment_request(
         "create",
@@ -2000,20 +1930,9 @@ async fn an_expiry_that_ends_in_an_undo_still_reports_as_the_expiry() {
         ],
         config(&[]),
     );
-    let grant = assignment_request(
-        "create",
-        "TEMP-UNDONE",
-        &[
-            ("notAfter", "2099-01-01T00:00:00Z"),
-            ("requestedAt", "2026-11-29T09:00:00Z"),
-        ],
-    );
+    let grant = timed_grant_at("TEMP-UNDONE", "2026-11-29T09:00:00Z");
     let expiry = due_expiry(&worker, &grant).await;
-    let revoke = assignment_request(
-        "delete",
-        "REVOKE-LATER",
-        &[("requestedAt", "2026-11-29T10:00:00Z")],
-    );
+    let revoke = decision_at("delete", "REVOKE-LATER", "2026-11-29T10:00:00Z");
     invoke(
         &worker,
         record_event(&revoke, "m-revoke", 1_764_496_800_001),
