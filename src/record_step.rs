@@ -896,7 +896,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 progress: next,
                 delay_seconds,
             } => {
-                if next.attempt > 1 {
+                // A retry is what spends an attempt; a deferral keeps the attempt.
+                if next.attempt > progress.attempt {
                     self.metrics.retry();
                 }
                 if matches!(next.purpose, Purpose::Undo { .. })

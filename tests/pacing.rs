@@ -193,6 +193,10 @@ async fn a_poll_waits_for_the_rate_not_for_a_create_slot() {
     let polls = api_document(&documents, "DescribeAccountAssignmentCreationStatus");
     assert_eq!(polls["Calls"], 0);
     assert_eq!(polls["Deferred"], 1);
+    // The poll is the step's second attempt, but a deferral is no retry: `Retries`
+    // counts steps repeated after a transient error, and no error came.
+    let retries = documents.iter().find_map(|d| d.get("Retries"));
+    assert!(retries.is_none_or(|r| r == 0), "{retries:?}");
 }
 
 /// Records in the ledger the claim of `body`'s decision (requested at
