@@ -77,7 +77,7 @@ ERROR_CLASSES = ["invalid-request", "forbidden", "expired", "permanent", "failed
 OUTCOMES = ["succeeded", "already-satisfied", "superseded", "dead-lettered"]
 CALL_ANSWERS = ["Succeeded", "ThrottledRate", "ThrottledBusy", "Conflicts", "ServerErrors", "Timeouts",
                 "ConnectionErrors", "OtherErrors"]
-WORKER_COUNTERS = ["Retries", "Superseded", "ExpiryRevokes", "Undos"]
+WORKER_COUNTERS = ["Retries", "Superseded", "ExpiryRevokes", "Undos", "ResidualAccessReports"]
 XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 
 failures = []

@@ -142,6 +142,7 @@ struct Counts {
     superseded: u64,
     expiry_revokes: u64,
     undos: u64,
+    residual_access_reports: u64,
 }
 
 /// The metrics of one invocation.
@@ -209,6 +210,11 @@ impl InvocationMetrics {
     /// A change that was made, or may have been, is being undone for a later decision.
     pub fn undo(&self) {
         self.counts().undos += 1;
+    }
+
+    /// A portfolio principal's removal left access through other principals (SPEC §9).
+    pub fn residual_access_report(&self) {
+        self.counts().residual_access_reports += 1;
     }
 
     /// The EMF documents for what was counted (none when nothing was).
@@ -292,6 +298,7 @@ impl InvocationMetrics {
             ("Superseded", counts.superseded),
             ("ExpiryRevokes", counts.expiry_revokes),
             ("Undos", counts.undos),
+            ("ResidualAccessReports", counts.residual_access_reports),
         ];
         if worker.iter().any(|(_, value)| *value > 0) {
             let metrics: Vec<_> = worker

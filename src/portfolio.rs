@@ -18,18 +18,19 @@ use crate::request::AssignmentAction;
 
 pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
 
-/// A decision, with the principals that keep access after a disassociate.
+/// A decision, with the principals that keep access after a disassociate: none when
+/// no list was read (a removal's outcome then claims nothing either way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
     pub decision: Decision,
-    pub residual_access: Vec<ListedPrincipal>,
+    pub residual_access: Option<Vec<ListedPrincipal>>,
 }
 
 impl From<Decision> for Settled {
     fn from(decision: Decision) -> Self {
         Self {
             decision,
-            residual_access: Vec::new(),
+            residual_access: None,
         }
     }
 }
@@ -184,7 +185,7 @@ pub fn settle_not_found(
     }
     Settled {
         decision: done(Completion::AlreadySatisfied),
-        residual_access: residual_access(principal, principals),
+        residual_access: Some(residual_access(principal, principals)),
     }
 }
 
@@ -213,9 +214,12 @@ pub fn after_list(
     let removing = progress.operation() == AssignmentAction::Delete;
     let principals = match listed {
         Ok(principals) => principals,
-        // The portfolio is gone, and every association with it.
+        // The portfolio is gone, and every association with it: nobody keeps access.
         Err(error) if error.kind == ErrorKind::ResourceNotFound && removing => {
-            return done(Completion::Succeeded).into();
+            return Settled {
+                decision: done(Completion::Succeeded),
+                residual_access: Some(Vec::new()),
+            };
         }
         Err(error) if error.kind.is_transient() => {
             return retry(progress, error, policy, jitter).into();
@@ -225,11 +229,7 @@ pub fn after_list(
     if shows_change(progress, principal, principals) {
         return Settled {
             decision: done(Completion::Succeeded),
-            residual_access: if removing {
-                residual_access(principal, principals)
-            } else {
-                Vec::new()
-            },
+            residual_access: removing.then(|| residual_access(principal, principals)),
         };
     }
     let polls = polls + 1;

@@ -88,11 +88,11 @@ impl Terminal {
 }
 
 /// A lifecycle decision about `progress`, with the principals that keep access after
-/// a portfolio principal's removal (SPEC §9).
+/// a portfolio principal's removal (SPEC §9), when a list was read.
 struct Step {
     decision: Decision,
     progress: Progress,
-    residual_access: Vec<ListedPrincipal>,
+    residual_access: Option<Vec<ListedPrincipal>>,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -109,7 +109,7 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
     Stepped::Decided(Box::new(Step {
         decision,
         progress,
-        residual_access: Vec::new(),
+        residual_access: None,
     }))
 }
 
@@ -941,14 +941,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     && progress.operation() == AssignmentAction::Delete
                     && !matches!(progress.purpose, Purpose::Undo { .. });
                 if removed_from_portfolio {
-                    if !residual_access.is_empty() {
+                    if let Some(residual) = residual_access.as_ref().filter(|r| !r.is_empty()) {
                         tracing::warn!(
-                            residual_access = ?residual_access,
+                            residual_access = ?residual,
                             "the removed principal's access is not gone: other principals of \
                              the portfolio still admit it"
                         );
+                        self.metrics.residual_access_report();
                     }
-                    context.residual_access = Some(&residual_access);
+                    context.residual_access = residual_access.as_deref();
                 }
                 let mut messages = Vec::new();
                 // A grant found already in place expires too: the latest decision grants

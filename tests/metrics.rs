@@ -410,3 +410,53 @@ async fn a_dead_lettered_restored_expiry_counts_with_no_time_to_outcome() {
         "{documents:#?}"
     );
 }
+
+/// SPEC §12 counts residual-access reports: a removal whose principal a pattern of the
+/// portfolio still admits counts one, and the warning log alone would not alarm anyone.
+#[tokio::test]
+async fn a_removal_that_leaves_residual_access_counts_one_report() {
+    use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
+    const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
+    let listed = |principal_type, arn: &str| ListedPrincipal {
+        principal_type,
+        principal_arn: arn.to_owned(),
+    };
+    let worker = Worker {
+        service_catalog: MemoryServiceCatalog::default().with_portfolio(
+            "port-abcdefghijklm",
+            vec![
+                listed(PortfolioPrincipalType::Iam, ROLE),
+                listed(
+                    PortfolioPrincipalType::IamPattern,
+                    "arn:aws:iam:::role/Team*",
+                ),
+            ],
+        ),
+        ..worker(vec![])
+    };
+    let removal = json!({
+        "action": "disassociate-portfolio-principal",
+        "portfolioId": "port-abcdefghijklm",
+        "principalType": "IAM",
+        "principalArn": ROLE,
+        "correlationId": "CHG-REMOVE",
+    });
+    // The removal, then each step it stores, one invocation each, until none is left.
+    let mut reports = 0;
+    let mut next = vec![removal.to_string()];
+    let mut stored = 0;
+    for _ in 0..10 {
+        let Some(body) = next.pop() else { break };
+        let documents = documents_of(&worker, &[body]).await;
+        reports += documents
+            .iter()
+            .filter_map(|d| d.get("ResidualAccessReports"))
+            .map(|n| n.as_u64().expect("a count"))
+            .sum::<u64>();
+        let work = worker.queues.sent_to(&worker.config.work_queue);
+        next.extend(work[stored..].iter().map(|m| m.body.clone()));
+        stored = work.len();
+    }
+    assert!(next.is_empty(), "the removal ended");
+    assert_eq!(reports, 1);
+}

@@ -459,6 +459,36 @@ async fn the_latest_decision_wins_for_a_portfolio_principal() {
     assert_later_removal_won(&worker);
 }
 
+/// A removal superseded by a later grant changed nothing and listed nothing: its outcome
+/// claims no residual access either way (an empty list would say nobody admits the
+/// principal, which nothing checked).
+#[tokio::test]
+async fn a_superseded_removal_reports_no_residual_access() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE), pattern(PATTERN)]);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
+    );
+    let removal = request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    drive(&worker, &grant).await;
+    drive(&worker, &removal).await;
+    let outcome = outcomes(&worker)
+        .into_iter()
+        .find(|o| o["action"] == "disassociate-portfolio-principal")
+        .expect("the removal's outcome");
+    assert_eq!(outcome["outcome"], "superseded");
+    assert!(outcome.get("residualAccess").is_none(), "{outcome}");
+}
+
 /// An associate of ROLE with `notAfter` 2 s away, driven to its end through its expiry,
 /// on a portfolio that starts with `principals`: its two outcomes, the expiry's checked.
 async fn associate_until_expiry(principals: Vec<ListedPrincipal>) -> Vec<Value> {

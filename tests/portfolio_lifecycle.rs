@@ -106,7 +106,7 @@ proptest! {
                     Err(error) => prop_assert!(error.kind == ErrorKind::ResourceNotFound && direction == Delete),
                 }
                 if direction == Create {
-                    prop_assert!(settled.residual_access.is_empty());
+                    prop_assert!(settled.residual_access.is_none());
                 }
             }
             Decision::Continue { progress: next, delay_seconds } => {

@@ -17,7 +17,8 @@ pub struct EmfSummary {
     pub time_to_outcome_ms: Vec<f64>,
     /// Per API, each call metric (Calls, Succeeded, Throttled, ...).
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
-    /// The worker document's counts (Retries, Superseded, ExpiryRevokes, Undos).
+    /// The worker document's counts (Retries, Superseded, ExpiryRevokes, Undos,
+    /// ResidualAccessReports).
     pub worker: BTreeMap<String, u64>,
 }
 
