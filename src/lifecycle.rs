@@ -753,10 +753,14 @@ pub fn redelivered_submit(progress: &Progress, receive_count: u32, claimed: bool
 /// still come: an earlier submit may have taken effect unanswered, the operation was
 /// still running at the poll deadline, or its status could not be read after it was
 /// submitted. Attempts exhausted at a submit count too: the last attempt's answer may
-/// have been lost, and an expiry that finds nothing to revoke costs one call.
+/// have been lost, and an expiry that finds nothing to revoke costs one call. A refusal
+/// before this step's call says nothing of an earlier one: a retry refused by a
+/// guardrail tightened meanwhile, or a poll by a poll deadline lowered meanwhile, follows
+/// a submit that may have landed (or was accepted).
 pub fn may_have_taken_effect(progress: &Progress, dead_letter: &DeadLetter) -> bool {
     if !dead_letter.after_a_call() {
-        return false;
+        return progress.maybe_submitted
+            || matches!(progress.stage, Stage::Poll { .. } | Stage::Confirm { .. });
     }
     progress.maybe_submitted
         || match dead_letter.class {

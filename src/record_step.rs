@@ -1153,8 +1153,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// The `notAfter` of a grant dead-lettered after its claim: after a call (that may
-    /// have carried it out all the same, or was refused), or as `expired`. Its expiry is
-    /// scheduled as for a success. The grant is the ledger's latest decision, and it asks
+    /// have carried it out all the same, or was refused), as `expired`, or refused before
+    /// a call that followed one that may have carried it out. Its expiry is scheduled as
+    /// for a success. The grant is the ledger's latest decision, and it asks
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end
     /// there, as it would have had the grant succeeded. The expiry's own check of the
@@ -1167,7 +1168,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.decision.not_after.filter(|_| {
             progress.purpose == Purpose::Decision
                 && progress.operation() == AssignmentAction::Create
-                && (dead_letter.after_a_call() || dead_letter.class == ErrorClass::Expired)
+                && (dead_letter.after_a_call()
+                    || dead_letter.class == ErrorClass::Expired
+                    || lifecycle::may_have_taken_effect(progress, dead_letter))
         })
     }
 

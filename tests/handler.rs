@@ -1325,6 +1325,70 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
+/// A grant's create timed out (it may have landed); before its retry ran, the operator
+/// protected the permission set. The retry is refused `forbidden` before its call, but
+/// the first attempt's create may stand: the grant's expiry must still end it at
+/// `notAfter`.
+#[tokio::test]
+async fn a_grant_that_may_exist_refused_by_a_guardrail_on_retry_keeps_its_expiry() {
+    let mut worker = worker(vec![error(ErrorKind::Timeout, "Timeout")], config(&[]));
+    let grant = assignment_request(
+        "create",
+        "TEMP-GUARDED",
+        &[("notAfter", "2099-01-01T00:00:00Z")],
+    );
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
+    let retry = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the retry")
+        .body
+        .clone();
+    assert_eq!(body_json_text(&retry)["progress"]["maybeSubmitted"], true);
+    worker.config = config(&[(
+        "PROTECTED_PERMISSION_SET_ARNS",
+        "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+    )]);
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_496_860_000)).await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    assert_eq!(work_steps(&worker), ["submit", "expire-wait"]);
+}
+
+/// A poll envelope the lowered POLL_DEADLINE_SECONDS no longer allows is refused before
+/// its call; its create was accepted, so the grant's expiry must still end it.
+#[tokio::test]
+async fn a_poll_refused_after_the_deadline_was_lowered_keeps_the_grants_expiry() {
+    let worker = worker(vec![], config(&[("POLL_DEADLINE_SECONDS", "300")]));
+    let now = time::OffsetDateTime::now_utc();
+    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::seconds(460));
+    let request = body_json_text(&assignment_request(
+        "create",
+        "TEMP-POLLED",
+        &[("notAfter", "2099-01-01T00:00:00Z")],
+    ));
+    let poll = serde_json::json!({
+        "request": request,
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": 20, "firstReceivedAt": submitted_at,
+                     "submittedAt": submitted_at},
+    });
+    invoke(
+        &worker,
+        record_event(&poll.to_string(), "m-poll", 1_764_000_000_000),
+    )
+    .await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert!(worker.identity_center.calls().is_empty());
+    assert_eq!(work_steps(&worker), ["expire-wait"]);
+}
+
 /// A grant whose polls ran out of attempts (throttled), while a later revoke was carried
 /// out: its create may have landed after the revoke's delete, so rather than a dead
 /// letter the revoke's state is restored (SPEC §11 rule 3's undo) and the grant ends

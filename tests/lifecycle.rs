@@ -336,10 +336,18 @@ fn a_change_may_stand_after_a_lost_submit_a_timeout_or_an_unreadable_status() {
     let cases = [
         (submit(Create), dead(ErrorClass::Failed, "FAILED"), false),
         (lost.clone(), dead(ErrorClass::Failed, "FAILED"), true),
+        // Refused before this step's call, after one that may have landed: a guardrail
+        // tightened before the retry, a poll deadline lowered before the poll.
+        (lost, dead(ErrorClass::Forbidden, "AccountNotAllowed"), true),
         (
-            lost,
+            submit(Create),
             dead(ErrorClass::Forbidden, "AccountNotAllowed"),
             false,
+        ),
+        (
+            polling(Create, 20),
+            dead(ErrorClass::InvalidRequest, "PollCountImpossible"),
+            true,
         ),
         (
             polling(Create, 9),
