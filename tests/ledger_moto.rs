@@ -174,12 +174,11 @@ async fn a_first_claim_is_read_back_exactly() {
         .expect("latest")
         .expect("a decision");
     assert_eq!(latest, grant);
-    // `OffsetDateTime`'s equality compares instants; the offsets come back too.
+    // `OffsetDateTime`'s equality compares instants; requestedAt's offset comes back
+    // too. notAfter is stored in UTC: the claim's condition compares it as text, and
+    // one instant written with two offsets is one decision.
     assert_eq!(latest.order.requested_at.offset(), offset!(+05:30));
-    assert_eq!(
-        latest.not_after.expect("notAfter").offset(),
-        offset!(-03:00)
-    );
+    assert_eq!(latest.not_after.expect("notAfter").offset(), offset!(UTC));
     assert_eq!(
         latest.order.requested_at.nanosecond(),
         123_456_789,
@@ -205,7 +204,7 @@ async fn a_first_claim_is_read_back_exactly() {
         text(&item, "firstMessageId"),
         Some("059f36b4-87a3-44ab-83d2-661975830a7d")
     );
-    assert_eq!(text(&item, "notAfter"), Some("2026-12-01T07:00:00.5-03:00"));
+    assert_eq!(text(&item, "notAfter"), Some("2026-12-01T10:00:00.5Z"));
     assert_eq!(text(&item, "state"), Some("pending"));
     assert_eq!(text(&item, "stateAt"), Some("2026-11-30T12:00:00Z"));
     assert_eq!(text(&item, "operationRequestId"), None);
@@ -377,6 +376,14 @@ fn decisions_in_order() -> Vec<AccessDecision> {
         decision(at, Intent::Grant, None, "m-9", until),
         decision(at, Intent::Grant, Some("c-1"), "m-1", until),
         decision(at, Intent::Grant, Some("c-1"), "m-2", until),
+        // The same notAfter written with another offset is the same decision.
+        decision(
+            at,
+            Intent::Grant,
+            Some("c-1"),
+            "m-3",
+            Some(datetime!(2026-11-30 19:00:00 +01:00)),
+        ),
         // A longer correlation id that starts with a shorter one is the later.
         decision(at, Intent::Grant, Some("c-10"), "m-1", until),
         decision(at, Intent::Grant, Some("c-2"), "m-1", None),

@@ -169,7 +169,10 @@ impl Ledger for DynamoDbLedger {
         match decision.not_after {
             Some(not_after) => {
                 set.push("#notAfter = :notAfter");
-                request = request.expression_attribute_values(":notAfter", s(rfc3339(not_after)));
+                // In UTC: the condition compares text, and one instant written with two
+                // offsets is one decision.
+                let not_after = rfc3339(not_after.to_offset(time::UtcOffset::UTC));
+                request = request.expression_attribute_values(":notAfter", s(not_after));
             }
             None => remove.push("#notAfter"),
         }
