@@ -645,6 +645,63 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
     assert_eq!(ledger.latest(&key(1)).await.expect("latest"), Some(revoke));
 }
 
+/// An item written before notAfter was stored in UTC holds it as the request wrote it:
+/// another delivery of that decision is still refused (a redrive must not reset the
+/// state its first delivery reached), and a notAfter whose UTC form is past year 9999 is
+/// stored as written rather than failing the claim.
+#[tokio::test]
+async fn a_not_after_stored_as_written_is_still_the_same_decision() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let written = |message: &str| {
+        decision(
+            datetime!(2026-11-30 10:00:00 UTC),
+            Intent::Grant,
+            Some("c-1"),
+            message,
+            Some(datetime!(2026-11-30 19:00:00 +01:00)),
+        )
+    };
+    let first = written("m-1");
+    ledger
+        .claim(&key(1), &first, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
+    record_present(ledger, &first, NOW).await;
+    let mut item = ledgers.raw(&key(1)).await.expect("the item");
+    item.insert("notAfter".to_owned(), s("2026-11-30T19:00:00+01:00"));
+    ledgers.put_raw(item).await;
+    assert_eq!(
+        ledger
+            .claim(&key(1), &written("m-2"), RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
+        ClaimAnswer::Superseded(first.clone())
+    );
+    assert_eq!(
+        ledger.latest_with_state(&key(1)).await.expect("read"),
+        Some((first, RecordedState::Present))
+    );
+
+    let far = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        None,
+        "m-1",
+        Some(datetime!(9999-12-31 23:00:00 -05:00)),
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            ledger
+                .claim(&key(2), &far, RecordedState::Pending, NOW)
+                .await
+                .expect("claim"),
+            ClaimAnswer::Claimed
+        );
+    }
+    assert_eq!(ledger.latest(&key(2)).await.expect("latest"), Some(far));
+}
+
 /// What the in-memory fake keeps after a second record for the same decision without
 /// an operation id (an expiry revoke that found the access already gone, after the
 /// grant recorded its create's id): no operation id, in both ledgers.

@@ -93,6 +93,17 @@ fn refused_item(
     }
 }
 
+/// A grant's `notAfter` as the ledger stores it: in UTC, since the claim's condition
+/// compares it as text and one instant written with two offsets is one decision. As
+/// written when its UTC form is past year 9999.
+fn stored_not_after(not_after: OffsetDateTime) -> String {
+    rfc3339(
+        not_after
+            .checked_to_offset(time::UtcOffset::UTC)
+            .unwrap_or(not_after),
+    )
+}
+
 impl Ledger for DynamoDbLedger {
     #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn claim(
@@ -128,7 +139,9 @@ impl Ledger for DynamoDbLedger {
                 "attribute_not_exists(pk) OR (#order < :order AND NOT \
                  (begins_with(#order, :decision_prefix) AND {})){}",
                 match decision.not_after {
-                    Some(_) => "#notAfter = :notAfter",
+                    // Items written before notAfter was stored in UTC hold it as the
+                    // request wrote it.
+                    Some(_) => "(#notAfter = :notAfter OR #notAfter = :notAfterAsWritten)",
                     None => "attribute_not_exists(#notAfter)",
                 },
                 match state {
@@ -169,10 +182,9 @@ impl Ledger for DynamoDbLedger {
         match decision.not_after {
             Some(not_after) => {
                 set.push("#notAfter = :notAfter");
-                // In UTC: the condition compares text, and one instant written with two
-                // offsets is one decision.
-                let not_after = rfc3339(not_after.to_offset(time::UtcOffset::UTC));
-                request = request.expression_attribute_values(":notAfter", s(not_after));
+                request = request
+                    .expression_attribute_values(":notAfter", s(stored_not_after(not_after)))
+                    .expression_attribute_values(":notAfterAsWritten", s(rfc3339(not_after)));
             }
             None => remove.push("#notAfter"),
         }
