@@ -168,7 +168,12 @@ impl DecisionOrder {
 
     /// The key up to the first message id: what every delivery of one decision shares.
     pub fn key_before_message_id(&self) -> String {
-        let utc = self.requested_at.to_offset(time::UtcOffset::UTC);
+        // Past year 9999 in UTC (an envelope's requestedAt, written in a negative
+        // offset) keys as the last instant there is.
+        let utc = self
+            .requested_at
+            .checked_to_offset(time::UtcOffset::UTC)
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z\u{1}{}\u{1}{}\u{1}",
             utc.year(),
@@ -396,6 +401,23 @@ mod tests {
             ..order(0, Intent::Grant, None, "a")
         };
         assert!(fraction.key().starts_with("2026-11-30T09:00:00.500000000Z"));
+    }
+
+    /// A requestedAt in year 9999 whose UTC form is past it (an envelope may carry one:
+    /// only a decision's first submit refuses a future requestedAt) still has a key, the
+    /// greatest, instead of a panic.
+    #[test]
+    fn a_requested_at_past_year_9999_in_utc_keys_as_the_last_instant() {
+        let late = DecisionOrder {
+            requested_at: datetime!(9999-12-31 23:00:00 -05:00),
+            ..order(0, Intent::Revoke, None, "m")
+        };
+        let earlier = DecisionOrder {
+            requested_at: datetime!(9999-12-31 22:00:00 UTC),
+            ..order(0, Intent::Revoke, None, "m")
+        };
+        assert!(late.key().starts_with("9999-12-31T23:59:59.999999999Z"));
+        assert!(earlier.key() < late.key());
     }
 
     #[test]

@@ -733,7 +733,9 @@ pub fn sent_after_not_after(
     sent_at: Option<OffsetDateTime>,
     not_after: Option<OffsetDateTime>,
 ) -> bool {
-    matches!((sent_at, not_after), (Some(sent), Some(end)) if sent > end + MAX_CLOCK_SKEW)
+    // Checked: a notAfter at the end of year 9999 has no time a minute after it.
+    matches!((sent_at, not_after), (Some(sent), Some(end))
+        if end.checked_add(MAX_CLOCK_SKEW).is_some_and(|end| sent > end))
 }
 
 /// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat

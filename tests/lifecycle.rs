@@ -7,7 +7,7 @@ use assignment_worker::identity_center::{
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
     backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds,
-    redelivered_submit,
+    redelivered_submit, sent_after_not_after,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -759,4 +759,17 @@ fn an_operation_never_seen_past_the_deadline_is_timed_out_as_not_found() {
         "{}",
         dead_letter.message
     );
+}
+
+/// A `notAfter` at the very end of year 9999 is a valid time: comparing it with the
+/// record's SentTimestamp must not overflow.
+#[test]
+fn a_not_after_at_the_end_of_year_9999_was_not_passed_by_any_send() {
+    let end = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
+    let sent = time::macros::datetime!(2026-11-30 10:00:00 UTC);
+    assert!(!sent_after_not_after(Some(sent), Some(end)));
+    assert!(sent_after_not_after(
+        Some(sent),
+        Some(sent - time::Duration::hours(1))
+    ));
 }
