@@ -22,6 +22,8 @@ pub const NOT_YET_VISIBLE_POLLS: u32 = 3;
 const ENTITLEMENT_MISSING: &str = "entitlementitem doesn't exist";
 /// The code of a poll answer about another assignment than the request's.
 const OPERATION_MISMATCH: &str = "OperationMismatch";
+/// The code of a poll envelope stamped ahead of the clock: the worker did not write it.
+const SUBMITTED_AT_IN_FUTURE: &str = "SubmittedAtInFuture";
 
 /// Timing and budgets, from configuration (SPEC §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,16 +259,16 @@ pub fn check_envelope(
         Some(DeadLetter {
             class: ErrorClass::InvalidRequest,
             code: code.to_owned(),
-            message: format!("progress envelope: {message}; the worker did not write it"),
+            message: format!("progress envelope: {message}"),
             attempts: progress.attempt,
             operation_request_id: progress.operation_request_id().map(str::to_owned),
         })
     };
     if *submitted_at > now + MAX_CLOCK_SKEW {
         return refuse(
-            "SubmittedAtInFuture",
+            SUBMITTED_AT_IN_FUTURE,
             format!(
-                "submittedAt {} is ahead of the worker's clock ({})",
+                "submittedAt {} is ahead of the worker's clock ({}); the worker did not write it",
                 crate::messages::rfc3339(*submitted_at),
                 crate::messages::rfc3339(now)
             ),
@@ -277,7 +279,8 @@ pub fn check_envelope(
         return refuse(
             "PollCountImpossible",
             format!(
-                "polls {polls} is more than the {most} a {} s poll deadline allows",
+                "polls {polls} is more than the {most} a {} s poll deadline allows; the worker \
+                 did not write it, or POLL_DEADLINE_SECONDS was lowered since its submit",
                 policy.poll_deadline_seconds
             ),
         );
@@ -761,8 +764,11 @@ pub fn redelivered_submit(progress: &Progress, receive_count: u32, claimed: bool
 /// a submit that may have landed (or was accepted).
 pub fn may_have_taken_effect(progress: &Progress, dead_letter: &DeadLetter) -> bool {
     if !dead_letter.after_a_call() {
-        return progress.maybe_submitted
-            || matches!(progress.stage, Stage::Poll { .. } | Stage::Confirm { .. });
+        // A poll stamped ahead of the clock was not written by the worker: it tells of
+        // no submit.
+        return dead_letter.code != SUBMITTED_AT_IN_FUTURE
+            && (progress.maybe_submitted
+                || matches!(progress.stage, Stage::Poll { .. } | Stage::Confirm { .. }));
     }
     progress.maybe_submitted
         || match dead_letter.class {

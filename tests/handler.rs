@@ -1389,6 +1389,37 @@ async fn a_poll_refused_after_the_deadline_was_lowered_keeps_the_grants_expiry()
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
+/// A poll envelope whose `submittedAt` lies ahead of the clock was not written by the
+/// worker (SPEC §4): it ends the chain, and claims no submit that might have landed
+/// (no expiry step, unlike a poll refused by a lowered deadline).
+#[tokio::test]
+async fn a_poll_submitted_in_the_future_ends_without_an_expiry() {
+    let worker = worker(vec![], config(&[]));
+    let now = time::OffsetDateTime::now_utc();
+    let ahead = assignment_worker::messages::rfc3339(now + time::Duration::hours(1));
+    let request = body_json_text(&assignment_request(
+        "create",
+        "TEMP-FORGED",
+        &[("notAfter", "2099-01-01T00:00:00Z")],
+    ));
+    let poll = serde_json::json!({
+        "request": request,
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": 1, "firstReceivedAt": ahead,
+                     "submittedAt": ahead},
+    });
+    invoke(
+        &worker,
+        record_event(&poll.to_string(), "m-forged", 1_764_000_000_000),
+    )
+    .await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("SubmittedAtInFuture"));
+    assert!(work_steps(&worker).is_empty(), "{:?}", work_steps(&worker));
+}
+
 /// A grant whose polls ran out of attempts (throttled), while a later revoke was carried
 /// out: its create may have landed after the revoke's delete, so rather than a dead
 /// letter the revoke's state is restored (SPEC §11 rule 3's undo) and the grant ends
