@@ -71,6 +71,8 @@ pub struct Terminal {
     /// A request's outcome; not for the end of a restored-expiry chain, whose request
     /// reported its outcome before.
     pub request_outcome: bool,
+    /// A portfolio principal's removal whose outcome lists residual access.
+    pub residual_access: bool,
 }
 
 impl Terminal {
@@ -83,6 +85,9 @@ impl Terminal {
         }
         if self.expiry && matches!(self.outcome, "succeeded" | "already-satisfied") {
             metrics.expiry_revoke();
+        }
+        if self.residual_access {
+            metrics.residual_access_report();
         }
     }
 }
@@ -257,6 +262,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 received_at: Some(context.received_at),
                 expiry: context.trigger.is_some(),
                 request_outcome: true,
+                residual_access: false,
             }),
         }
     }
@@ -940,17 +946,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let removed_from_portfolio = progress.resource() == Resource::Portfolio
                     && progress.operation() == AssignmentAction::Delete
                     && !matches!(progress.purpose, Purpose::Undo { .. });
-                if removed_from_portfolio {
-                    if let Some(residual) = residual_access.as_ref().filter(|r| !r.is_empty()) {
-                        tracing::warn!(
-                            residual_access = ?residual,
-                            "the removed principal's access is not gone: other principals of \
-                             the portfolio still admit it"
-                        );
-                        self.metrics.residual_access_report();
-                    }
-                    context.residual_access = residual_access.as_deref();
+                let residual = residual_access
+                    .as_deref()
+                    .filter(|_| removed_from_portfolio);
+                let left_access = residual.is_some_and(|r| !r.is_empty());
+                if left_access {
+                    tracing::warn!(
+                        residual_access = ?residual,
+                        "the removed principal's access is not gone: other principals of the \
+                         portfolio still admit it"
+                    );
                 }
+                context.residual_access = residual;
                 let mut messages = Vec::new();
                 // A grant found already in place expires too: the latest decision grants
                 // only until `notAfter`, whatever put the access there (an earlier grant,
@@ -996,6 +1003,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         received_at: Some(context.received_at),
                         expiry: context.trigger.is_some(),
                         request_outcome: true,
+                        residual_access: left_access,
                     }),
                 })
             }
@@ -1074,6 +1082,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 received_at: None,
                 expiry: revoked,
                 request_outcome: false,
+                residual_access: false,
             }),
         }
     }

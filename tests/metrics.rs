@@ -413,8 +413,19 @@ async fn a_dead_lettered_restored_expiry_counts_with_no_time_to_outcome() {
 
 /// SPEC §12 counts residual-access reports: a removal whose principal a pattern of the
 /// portfolio still admits counts one, and the warning log alone would not alarm anyone.
+/// Like every outcome count, it counts once the outcome is stored: a refused send leaves
+/// the record to run again, and counts nothing.
 #[tokio::test]
-async fn a_removal_that_leaves_residual_access_counts_one_report() {
+async fn a_removal_that_leaves_residual_access_counts_one_report_once_stored() {
+    assert_eq!(residual_access_reports(RecordingQueues::default()).await, 1);
+    let refusing_the_outcome = RecordingQueues::refusing(["residualAccess"]);
+    assert_eq!(residual_access_reports(refusing_the_outcome).await, 0);
+}
+
+/// Removes a role that a pattern of the portfolio still admits, through `queues`: the
+/// removal, then each step it stores, one invocation each, until none is left. The
+/// ResidualAccessReports counted.
+async fn residual_access_reports(queues: RecordingQueues) -> u64 {
     use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
     const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
     let listed = |principal_type, arn: &str| ListedPrincipal {
@@ -432,6 +443,7 @@ async fn a_removal_that_leaves_residual_access_counts_one_report() {
                 ),
             ],
         ),
+        queues,
         ..worker(vec![])
     };
     let removal = json!({
@@ -441,7 +453,6 @@ async fn a_removal_that_leaves_residual_access_counts_one_report() {
         "principalArn": ROLE,
         "correlationId": "CHG-REMOVE",
     });
-    // The removal, then each step it stores, one invocation each, until none is left.
     let mut reports = 0;
     let mut next = vec![removal.to_string()];
     let mut stored = 0;
@@ -458,5 +469,5 @@ async fn a_removal_that_leaves_residual_access_counts_one_report() {
         stored = work.len();
     }
     assert!(next.is_empty(), "the removal ended");
-    assert_eq!(reports, 1);
+    reports
 }
