@@ -323,7 +323,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 .refuse_target(progress.operation(), self.target)
                 .or_else(|| lifecycle::check_requested_at(&progress, now));
             if let Some(dead_letter) = refusal {
-                return decided(Decision::DeadLetter(dead_letter), progress);
+                return self.refused(dead_letter, progress).await;
             }
             if self.out_of_time() {
                 return Stepped::Redeliver("invocation deadline near; no new AWS call");
@@ -346,12 +346,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             // operation actually carried out.
             let guardrails = &self.worker.config.guardrails;
             if let Some(dead_letter) = guardrails.refuse_target(progress.operation(), self.target) {
-                return decided(Decision::DeadLetter(dead_letter), progress);
+                return self.refused(dead_letter, progress).await;
             }
         }
         if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
         {
-            return decided(Decision::DeadLetter(dead_letter), progress);
+            return self.refused(dead_letter, progress).await;
         }
         if progress.stage != Stage::Submit
             && let Some(deferred) = self.pace(&progress).await
@@ -472,6 +472,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             );
         }
         progress
+    }
+
+    /// A refusal before this step's call. After an earlier call that may have carried
+    /// the change out (a retry after an unanswered submit meeting a guardrail tightened
+    /// meanwhile, a poll meeting a lowered poll deadline), the ledger is read as for any
+    /// dead letter after such a call: behind a later decision the change is undone
+    /// toward it rather than left standing.
+    async fn refused(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+        if lifecycle::may_have_taken_effect(&progress, &dead_letter) {
+            return self.unless_settled(dead_letter, progress).await;
+        }
+        decided(Decision::DeadLetter(dead_letter), progress)
     }
 
     /// A dead letter is not sent for a decision another delivery already carried out

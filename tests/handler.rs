@@ -1358,6 +1358,62 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_on_retry_keeps_its_expiry
     assert_eq!(work_steps(&worker), ["submit", "expire-wait"]);
 }
 
+/// The same refusal behind a later revoke that was carried out: the grant's create may
+/// have landed after the revoke's delete, so the revoke's state is restored (a delete,
+/// which the guardrail allows: revokes of a protected permission set go ahead) and the
+/// grant ends `superseded`, as any change that may have landed behind a later decision.
+#[tokio::test]
+async fn a_grant_that_may_exist_refused_by_a_guardrail_behind_a_later_revoke_is_undone() {
+    let mut worker = worker(
+        vec![
+            error(ErrorKind::Timeout, "Timeout"),
+            // The later revoke's delete, then the undo's.
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = decision_at("create", "GRANT-GUARDED", "2026-11-29T10:00:00Z");
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
+    let retry = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the retry")
+        .body
+        .clone();
+    let revoke = decision_at("delete", "REVOKE-LATER", "2026-11-29T10:00:01Z");
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_100),
+    )
+    .await;
+    assert_eq!(outcome_of(&worker, "REVOKE-LATER")["outcome"], "succeeded");
+    worker.config = config(&[(
+        "PROTECTED_PERMISSION_SET_ARNS",
+        "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+    )]);
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_496_860_000)).await;
+    replay_work_from(&worker, stored).await;
+
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+    assert_eq!(
+        outcome_of(&worker, "GRANT-GUARDED")["outcome"],
+        "superseded"
+    );
+}
+
 /// A poll envelope the lowered POLL_DEADLINE_SECONDS no longer allows is refused before
 /// its call; its create was accepted, so the grant's expiry must still end it.
 #[tokio::test]
