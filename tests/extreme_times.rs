@@ -15,7 +15,8 @@ use assignment_worker::adapters::memory::{
 };
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Worker, function_handler};
-use assignment_worker::ledger::Ledger;
+use assignment_worker::ledger::{Ledger, LedgerKey};
+use assignment_worker::request::parse_request;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -113,8 +114,11 @@ fn event(body: &str, receive_count: u32) -> SqsEvent {
 }
 
 /// Runs every body with every extreme time through a worker on `ledger()`, and each
-/// step it stores once (not an expiry's wait); returns how many cases ran.
+/// step it stores once (not an expiry's wait), checking that nothing panicked and that
+/// the ledger's item reads back; returns how many cases ran.
 async fn run_all<L: Ledger>(ledger: impl Fn() -> L, panics: &AtomicUsize) -> usize {
+    let parsed = parse_request(&request("create", &[]).to_string()).expect("a valid request");
+    let key = LedgerKey::assignment(parsed.assignment().expect("an assignment").1);
     let mut tried = 0;
     for at in EXTREMES {
         for body in bodies(at) {
@@ -148,6 +152,10 @@ async fn run_all<L: Ledger>(ledger: impl Fn() -> L, panics: &AtomicUsize) -> usi
                     before,
                     "a panic on {body} (receive count {receive_count})"
                 );
+                // What the ledger stored reads back: an item its reads refuse would
+                // stop every later step on the assignment.
+                let read = worker.ledger.latest_with_state(&key).await;
+                assert!(read.is_ok(), "{read:?} after {body}");
                 tried += 1;
             }
         }

@@ -647,8 +647,8 @@ async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
 
 /// An item written before notAfter was stored in UTC holds it as the request wrote it:
 /// another delivery of that decision is still refused (a redrive must not reset the
-/// state its first delivery reached), and a notAfter whose UTC form is past year 9999 is
-/// stored as written rather than failing the claim.
+/// state its first delivery reached), and a notAfter whose UTC form is past year 9999 or
+/// before year 0 is stored as written rather than failing the claim or the reads after it.
 #[tokio::test]
 async fn a_not_after_stored_as_written_is_still_the_same_decision() {
     let ledgers = ledgers().await;
@@ -683,23 +683,29 @@ async fn a_not_after_stored_as_written_is_still_the_same_decision() {
         Some((first, RecordedState::Present))
     );
 
-    let far = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        None,
-        "m-1",
-        Some(datetime!(9999-12-31 23:00:00 -05:00)),
-    );
-    for _ in 0..2 {
-        assert_eq!(
-            ledger
-                .claim(&key(2), &far, RecordedState::Pending, NOW)
-                .await
-                .expect("claim"),
-            ClaimAnswer::Claimed
+    // Past year 9999 in UTC, and before year 0: stored as written, and read back.
+    for (n, end) in [
+        (2, datetime!(9999-12-31 23:00:00 -05:00)),
+        (3, datetime!(0000-01-01 00:00:00 +23:59)),
+    ] {
+        let far = decision(
+            datetime!(2026-11-30 10:00:00 UTC),
+            Intent::Grant,
+            None,
+            "m-1",
+            Some(end),
         );
+        for _ in 0..2 {
+            assert_eq!(
+                ledger
+                    .claim(&key(n), &far, RecordedState::Pending, NOW)
+                    .await
+                    .expect("claim"),
+                ClaimAnswer::Claimed
+            );
+        }
+        assert_eq!(ledger.latest(&key(n)).await.expect("latest"), Some(far));
     }
-    assert_eq!(ledger.latest(&key(2)).await.expect("latest"), Some(far));
 }
 
 /// What the in-memory fake keeps after a second record for the same decision without

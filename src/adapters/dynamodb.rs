@@ -95,11 +95,12 @@ fn refused_item(
 
 /// A grant's `notAfter` as the ledger stores it: in UTC, since the claim's condition
 /// compares it as text and one instant written with two offsets is one decision. As
-/// written when its UTC form is past year 9999.
+/// written when its UTC form falls outside the years RFC 3339 can write (0000 to 9999).
 fn stored_not_after(not_after: OffsetDateTime) -> String {
     rfc3339(
         not_after
             .checked_to_offset(time::UtcOffset::UTC)
+            .filter(|utc| (0..=9999).contains(&utc.year()))
             .unwrap_or(not_after),
     )
 }
