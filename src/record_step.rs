@@ -1306,9 +1306,13 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// The record's SentTimestamp (epoch milliseconds).
+/// The record's SentTimestamp (epoch milliseconds); none before 1970, which SQS never
+/// writes (a hand-made event could, and year -1 has no RFC 3339 form for the envelope).
 fn sent_at(record: &SqsMessage) -> Option<OffsetDateTime> {
     let millis: i128 = record.attributes.get("SentTimestamp")?.parse().ok()?;
+    if millis < 0 {
+        return None;
+    }
     OffsetDateTime::from_unix_timestamp_nanos(millis.checked_mul(1_000_000)?).ok()
 }
 

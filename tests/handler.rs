@@ -746,6 +746,30 @@ async fn without_requested_at_the_first_sent_timestamp_orders_decisions() {
     );
 }
 
+/// A SentTimestamp before 1970 (only a hand-made event carries one) orders nothing: the
+/// receipt stands in, as for a record without one. Taken as the decision's time, year -1
+/// could be written in no envelope, and the record came back until SQS gave up on it.
+#[tokio::test]
+async fn a_sent_timestamp_before_1970_is_not_the_decisions_time() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = assignment_request("delete", "REVOKE-ANCIENT", &[]);
+    let mut event = record_event(&revoke, "m-ancient", 0);
+    event.records[0]
+        .attributes
+        .insert("SentTimestamp".to_owned(), "-62167219200001".to_owned());
+    let response = invoke(&worker, event).await;
+
+    assert!(failures(&response).is_empty());
+    let outcome = outcome_of(&worker, "REVOKE-ANCIENT");
+    assert_eq!(outcome["outcome"], "succeeded");
+    assert!(
+        outcome["requestedAt"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("20")),
+        "{outcome}"
+    );
+}
+
 #[tokio::test]
 async fn a_grant_with_not_after_stores_its_expiry_step_with_the_outcome() {
     let worker = worker(vec![], config(&[]));
