@@ -1044,13 +1044,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     }
                 };
                 let mut plan = worker.store_dead_letter(&body, &dead_letter, &context);
+                // The end of a restored-expiry chain is no request's outcome: the undone
+                // request sent its one outcome when the undo ended (as the chain's other
+                // ends send none). Its dead letter still counts, untimed, for the class
+                // alarms.
                 if let Plan::Store {
+                    messages,
                     terminal: Some(terminal),
-                    ..
                 } = &mut plan
                     && progress.purpose.is_restored_expiry()
                 {
                     terminal.received_at = None;
+                    messages.retain(|(destination, _)| *destination != Destination::Outcome);
                 }
                 if let Plan::Store { messages, .. } = &mut plan {
                     match self.after_dead_letter(progress, &dead_letter, now) {

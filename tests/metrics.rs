@@ -347,9 +347,10 @@ async fn the_expiry_of_a_grant_that_arrived_after_its_not_after_counts_from_its_
 /// A restored-expiry step that is dead-lettered counts as a dead letter of its class
 /// (the class alarms read it), but with no time to outcome: the undone request's first
 /// receipt was days before, and the later grant's end the revoke came due at is not in
-/// the step.
+/// the step. Nor does it send an outcome event: the undone request sent its one
+/// outcome when the undo ended, and the dead letter is the operator's.
 #[tokio::test]
-async fn a_dead_lettered_restored_expiry_counts_with_no_time_to_outcome() {
+async fn a_dead_lettered_restored_expiry_counts_untimed_and_sends_no_second_outcome() {
     use assignment_worker::ledger::{
         AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
     };
@@ -409,6 +410,10 @@ async fn a_dead_lettered_restored_expiry_counts_with_no_time_to_outcome() {
         documents.iter().all(|d| d.get("TimeToOutcome").is_none()),
         "{documents:#?}"
     );
+    let outcomes = worker
+        .queues
+        .sent_to(worker.config.outcome_queue.as_ref().expect("configured"));
+    assert!(outcomes.is_empty(), "{outcomes:?}");
 }
 
 /// SPEC §12 counts residual-access reports: a removal whose principal a pattern of the
