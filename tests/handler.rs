@@ -1317,6 +1317,18 @@ async fn a_redelivered_grant_that_was_refused_as_expired_is_refused_again() {
     assert!(worker.identity_center.calls().is_empty());
 }
 
+/// The poll envelope of `request`'s create, submitted (and first received) at
+/// `submitted_at`, after `polls` polls.
+fn create_poll(request: &str, polls: u32, submitted_at: &str) -> String {
+    serde_json::json!({
+        "request": body_json_text(request),
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": polls, "firstReceivedAt": submitted_at,
+                     "submittedAt": submitted_at},
+    })
+    .to_string()
+}
+
 /// A grant with notAfter whose operation outlived the poll deadline may still take
 /// effect: the dead letter says so, and the expiry stays scheduled so that the access,
 /// if it comes, ends at notAfter.
@@ -1326,22 +1338,12 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     let now = time::OffsetDateTime::now_utc();
     let not_after = assignment_worker::messages::rfc3339(now + time::Duration::hours(2));
     let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(16));
-    let request: Value = body_json_text(&assignment_request(
-        "create",
-        "TEMP-SLOW",
-        &[("notAfter", &not_after)],
-    ));
-    let poll = serde_json::json!({
-        "request": request,
-        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
-                     "attempt": 1, "polls": 12, "firstReceivedAt": submitted_at,
-                     "submittedAt": submitted_at},
-    });
-    invoke(
-        &worker,
-        record_event(&poll.to_string(), "m-slow", 1_764_000_000_000),
-    )
-    .await;
+    let poll = create_poll(
+        &assignment_request("create", "TEMP-SLOW", &[("notAfter", &not_after)]),
+        12,
+        &submitted_at,
+    );
+    invoke(&worker, record_event(&poll, "m-slow", 1_764_000_000_000)).await;
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1);
@@ -1445,22 +1447,16 @@ async fn a_poll_refused_after_the_deadline_was_lowered_keeps_the_grants_expiry()
     let worker = worker(vec![], config(&[("POLL_DEADLINE_SECONDS", "300")]));
     let now = time::OffsetDateTime::now_utc();
     let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::seconds(460));
-    let request = body_json_text(&assignment_request(
-        "create",
-        "TEMP-POLLED",
-        &[("notAfter", "2099-01-01T00:00:00Z")],
-    ));
-    let poll = serde_json::json!({
-        "request": request,
-        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
-                     "attempt": 1, "polls": 20, "firstReceivedAt": submitted_at,
-                     "submittedAt": submitted_at},
-    });
-    invoke(
-        &worker,
-        record_event(&poll.to_string(), "m-poll", 1_764_000_000_000),
-    )
-    .await;
+    let poll = create_poll(
+        &assignment_request(
+            "create",
+            "TEMP-POLLED",
+            &[("notAfter", "2099-01-01T00:00:00Z")],
+        ),
+        20,
+        &submitted_at,
+    );
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1);
@@ -1477,22 +1473,16 @@ async fn a_poll_submitted_in_the_future_ends_without_an_expiry() {
     let worker = worker(vec![], config(&[]));
     let now = time::OffsetDateTime::now_utc();
     let ahead = assignment_worker::messages::rfc3339(now + time::Duration::hours(1));
-    let request = body_json_text(&assignment_request(
-        "create",
-        "TEMP-FORGED",
-        &[("notAfter", "2099-01-01T00:00:00Z")],
-    ));
-    let poll = serde_json::json!({
-        "request": request,
-        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
-                     "attempt": 1, "polls": 1, "firstReceivedAt": ahead,
-                     "submittedAt": ahead},
-    });
-    invoke(
-        &worker,
-        record_event(&poll.to_string(), "m-forged", 1_764_000_000_000),
-    )
-    .await;
+    let poll = create_poll(
+        &assignment_request(
+            "create",
+            "TEMP-FORGED",
+            &[("notAfter", "2099-01-01T00:00:00Z")],
+        ),
+        1,
+        &ahead,
+    );
+    invoke(&worker, record_event(&poll, "m-forged", 1_764_000_000_000)).await;
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1);
