@@ -1440,6 +1440,48 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_behind_a_later_revoke_is_
     );
 }
 
+/// The same refusal behind a later grant with its own `notAfter` that is not carried out
+/// (throttled, then refused alike): the later grant would own the access, but nothing
+/// ends it at that grant's `notAfter`. So the refused grant is dead-lettered and keeps
+/// its expiry, which waits for the later grant's end before it revokes.
+#[tokio::test]
+async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_keeps_its_expiry() {
+    let mut worker = worker(
+        vec![
+            error(ErrorKind::Timeout, "Timeout"),
+            error(
+                ErrorKind::Busy,
+                "ThrottlingException: too many requests processing",
+            ),
+        ],
+        config(&[]),
+    );
+    let grant = timed_grant_at("GRANT-FIRST", "2026-11-29T10:00:00Z");
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
+    let retry = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the retry")
+        .body
+        .clone();
+    let later = timed_grant_at("GRANT-LATER", "2026-11-29T10:00:01Z");
+    invoke(&worker, record_event(&later, "m-later", 1_764_496_800_100)).await;
+    worker.config = config(&[(
+        "PROTECTED_PERMISSION_SET_ARNS",
+        "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
+    )]);
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_496_860_000)).await;
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "the first grant is dead-lettered");
+    assert_eq!(dead[0].attribute("CorrelationId"), Some("GRANT-FIRST"));
+    assert_eq!(
+        work_steps(&worker).last().map(String::as_str),
+        Some("expire-wait")
+    );
+}
+
 /// A poll envelope the lowered POLL_DEADLINE_SECONDS no longer allows is refused before
 /// its call; its create was accepted, so the grant's expiry must still end it.
 #[tokio::test]

@@ -584,6 +584,16 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
             operation_request_id: None,
         })
     );
+    // A later grant with an end, not recorded carried out, may never expire: the dead
+    // letter stands (with the grant's own expiry, which waits for that end).
+    let later_timed_grant = (
+        decision(Intent::Grant, 60, Some(T0 + Duration::hours(1))),
+        RecordedState::Pending,
+    );
+    assert_eq!(
+        behind_later_decision(&grant, &exhausted, &own, Some(&later_timed_grant), T0),
+        None
+    );
     // Still running at the poll deadline: dead-lettered with its id.
     let mut polled = grant.clone();
     polled.stage = Stage::Poll {
