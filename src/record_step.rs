@@ -479,8 +479,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// meanwhile, a poll meeting a lowered poll deadline), the ledger is read as for any
     /// dead letter after such a call: behind a later decision the change is undone
     /// toward it rather than left standing.
-    async fn refused(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+    async fn refused(&self, mut dead_letter: DeadLetter, progress: Progress) -> Stepped {
         if lifecycle::may_have_taken_effect(&progress, &dead_letter) {
+            // The refusal alone would read as "nothing was done".
+            dead_letter.message.push_str(
+                "; refused after an earlier submit of this change, which may have carried \
+                 it out all the same: check the access",
+            );
             return self.unless_settled(dead_letter, progress).await;
         }
         decided(Decision::DeadLetter(dead_letter), progress)

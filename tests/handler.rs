@@ -1381,6 +1381,9 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_on_retry_keeps_its_expiry
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    // The operator learns that the refusal came after a submit that may have landed.
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(message.contains("may have carried it out"), "{message}");
     assert_eq!(work_steps(&worker), ["submit", "expire-wait"]);
 }
 
