@@ -1237,10 +1237,8 @@ async fn a_failure_repeated_by_the_resubmit_is_dead_lettered() {
     let body = assignment_request("create", "GRANT-GONE", &[]);
     lost_submit_then_resubmit(&worker, &body).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("failed"));
-    assert_eq!(dead[0].attribute("ErrorMessage"), Some(reason));
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+    assert_eq!(dead_letters(&worker, "ErrorMessage"), [reason]);
     assert_eq!(worker.identity_center.calls().len(), 3);
 }
 
@@ -1317,6 +1315,27 @@ async fn a_redelivered_grant_that_was_refused_as_expired_is_refused_again() {
     assert!(worker.identity_center.calls().is_empty());
 }
 
+/// The `attribute` of each dead letter sent so far.
+fn dead_letters(worker: &TestWorker, attribute: &str) -> Vec<String> {
+    worker
+        .queues
+        .sent_to(&worker.config.dead_letter_queue)
+        .iter()
+        .map(|m| m.attribute(attribute).unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The body of the last step stored on the work queue.
+fn last_work_body(worker: &TestWorker) -> String {
+    worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("a stored step")
+        .body
+        .clone()
+}
+
 /// The poll envelope of `request`'s create, submitted (and first received) at
 /// `submitted_at`, after `polls` polls.
 fn create_poll(request: &str, polls: u32, submitted_at: &str) -> String {
@@ -1345,9 +1364,7 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     );
     invoke(&worker, record_event(&poll, "m-slow", 1_764_000_000_000)).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("timed-out"));
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
@@ -1364,13 +1381,7 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_on_retry_keeps_its_expiry
         &[("notAfter", "2099-01-01T00:00:00Z")],
     );
     invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
-    let retry = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("the retry")
-        .body
-        .clone();
+    let retry = last_work_body(&worker);
     assert_eq!(body_json_text(&retry)["progress"]["maybeSubmitted"], true);
     worker.config = config(&[(
         "PROTECTED_PERMISSION_SET_ARNS",
@@ -1404,13 +1415,7 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_behind_a_later_revoke_is_
     );
     let grant = decision_at("create", "GRANT-GUARDED", "2026-11-29T10:00:00Z");
     invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
-    let retry = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("the retry")
-        .body
-        .clone();
+    let retry = last_work_body(&worker);
     let revoke = decision_at("delete", "REVOKE-LATER", "2026-11-29T10:00:01Z");
     invoke(
         &worker,
@@ -1461,13 +1466,7 @@ async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_kee
     );
     let grant = timed_grant_at("GRANT-FIRST", "2026-11-29T10:00:00Z");
     invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
-    let retry = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("the retry")
-        .body
-        .clone();
+    let retry = last_work_body(&worker);
     let later = timed_grant_at("GRANT-LATER", "2026-11-29T10:00:01Z");
     invoke(&worker, record_event(&later, "m-later", 1_764_496_800_100)).await;
     worker.config = config(&[(
@@ -1503,9 +1502,7 @@ async fn a_poll_refused_after_the_deadline_was_lowered_keeps_the_grants_expiry()
     );
     invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["invalid-request"]);
     assert!(worker.identity_center.calls().is_empty());
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
@@ -1529,9 +1526,7 @@ async fn a_poll_submitted_in_the_future_ends_without_an_expiry() {
     );
     invoke(&worker, record_event(&poll, "m-forged", 1_764_000_000_000)).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorCode"), Some("SubmittedAtInFuture"));
+    assert_eq!(dead_letters(&worker, "ErrorCode"), ["SubmittedAtInFuture"]);
     assert!(work_steps(&worker).is_empty(), "{:?}", work_steps(&worker));
 }
 
