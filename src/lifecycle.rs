@@ -409,9 +409,9 @@ pub fn settled_elsewhere(
 /// request whose submit may have landed ([`undo`]; AWS answers a second operation on
 /// the same account and permission set with a conflict until the first has propagated,
 /// SPEC §10, so the undo waits behind a create still in progress); when it wants the
-/// same, a late landing agrees with it and nothing is changed, unless it is a grant with
-/// a `notAfter` not recorded carried out (then the dead letter stands, and a grant's
-/// expiry with it: nothing else may end the access at that end). Not for `timed-out`: an
+/// same, a late landing agrees with it and nothing is changed (a create behind a grant
+/// that may never end the access is watched: [`later_grant_to_watch`]). Not for
+/// `timed-out`: an
 /// operation still running at the poll deadline is dead-lettered with its id for the
 /// operator to check (SPEC §3).
 pub fn behind_later_decision(
@@ -421,7 +421,7 @@ pub fn behind_later_decision(
     recorded: Option<&(AccessDecision, RecordedState)>,
     now: OffsetDateTime,
 ) -> Option<Decision> {
-    let (latest, state) = recorded?;
+    let (latest, _) = recorded?;
     let later = !latest.is_same_decision_as(own) && latest.order > own.order;
     let own_chain = matches!(progress.purpose, Purpose::Decision | Purpose::Expiry);
     if !own_chain
@@ -432,18 +432,28 @@ pub fn behind_later_decision(
         return None;
     }
     if latest.desired(now) == Presence::after(progress.operation()) {
-        // A later grant with an end, not recorded carried out, may never schedule its
-        // expiry: access this change gave would outlive that end. The dead letter
-        // stands, with this grant's own expiry, which waits for that end.
-        if end_without_expiry(latest, *state).is_some() {
-            return None;
-        }
         return Some(Decision::Done {
             completion: Completion::Superseded(latest.summary()),
             operation_request_id: None,
         });
     }
     Some(undo(progress, latest, now))
+}
+
+/// The later grant whose access a create that may have landed now stands for, when
+/// that grant has a `notAfter` and is not recorded carried out: it may never schedule
+/// its expiry, and the create's own expiry (if any) yields to it. A restored-expiry
+/// chain then ends the access at that grant's end, as after an undo that made it
+/// present. `None` for a delete (its landing agrees with a grant's end) and for a
+/// later grant with no end or with an expiry of its own.
+pub fn later_grant_to_watch(
+    progress: &Progress,
+    latest: &AccessDecision,
+    state: RecordedState,
+) -> Option<DecisionSummary> {
+    (progress.operation() == AssignmentAction::Create
+        && end_without_expiry(latest, state).is_some())
+    .then(|| latest.summary())
 }
 
 /// A ledger call that failed: transient errors repeat the step after a backoff with the

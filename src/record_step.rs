@@ -16,7 +16,8 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, Intent, Ledger, LedgerKey, Presence, RecordAnswer, RecordedState,
+    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
+    RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -93,11 +94,13 @@ impl Terminal {
 }
 
 /// A lifecycle decision about `progress`, with the principals that keep access after
-/// a portfolio principal's removal (SPEC §9), when a list was read.
+/// a portfolio principal's removal (SPEC §9), when a list was read, and the later grant
+/// whose end a restored-expiry chain must watch ([`lifecycle::later_grant_to_watch`]).
 struct Step {
     decision: Decision,
     progress: Progress,
     residual_access: Option<Vec<ListedPrincipal>>,
+    watch: Option<DecisionSummary>,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -115,6 +118,7 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
         decision,
         progress,
         residual_access: None,
+        watch: None,
     }))
 }
 
@@ -520,7 +524,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     "the change may have landed, and a later decision stands: superseded \
                      (its state restored first when it wants the opposite), not dead-lettered"
                 );
-                decided(superseded, progress)
+                let watch = recorded.and_then(|(latest, state)| {
+                    lifecycle::later_grant_to_watch(&progress, latest, *state)
+                });
+                let mut stepped = decided(superseded, progress);
+                if let Stepped::Decided(step) = &mut stepped {
+                    step.watch = watch;
+                }
+                stepped
             }
             None => decided(Decision::DeadLetter(dead_letter), progress),
         }
@@ -910,6 +921,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             decision,
             progress,
             residual_access,
+            watch,
         } = step;
         let progress = &progress;
         let worker = self.worker;
@@ -998,6 +1010,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 if let Some(step) = self.restored_expiry_step(progress) {
                     match step {
+                        Ok(step) => messages.push(step),
+                        Err(plan) => return plan,
+                    }
+                }
+                if let Some(later_grant) = watch {
+                    match self.work_step(lifecycle::start_restored_expiry(progress, later_grant)) {
                         Ok(step) => messages.push(step),
                         Err(plan) => return plan,
                     }

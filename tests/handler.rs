@@ -1449,11 +1449,11 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_behind_a_later_revoke_is_
 }
 
 /// The same refusal behind a later grant with its own `notAfter` that is not carried out
-/// (throttled, then refused alike): the later grant would own the access, but nothing
-/// ends it at that grant's `notAfter`. So the refused grant is dead-lettered and keeps
-/// its expiry, which waits for the later grant's end before it revokes.
+/// (throttled, then refused alike): the create that may have landed now stands for the
+/// later grant, which may never schedule its expiry. The first grant ends `superseded`,
+/// and a restored-expiry chain ends the access at the later grant's end.
 #[tokio::test]
-async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_keeps_its_expiry() {
+async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_ends_at_its_end() {
     let mut worker = worker(
         vec![
             error(ErrorKind::Timeout, "Timeout"),
@@ -1467,21 +1467,33 @@ async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_kee
     let grant = timed_grant_at("GRANT-FIRST", "2026-11-29T10:00:00Z");
     invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
     let retry = last_work_body(&worker);
-    let later = timed_grant_at("GRANT-LATER", "2026-11-29T10:00:01Z");
+    let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let later = assignment_request(
+        "create",
+        "GRANT-LATER",
+        &[
+            ("notAfter", &assignment_worker::messages::rfc3339(end)),
+            ("requestedAt", "2026-11-29T10:00:01Z"),
+        ],
+    );
     invoke(&worker, record_event(&later, "m-later", 1_764_496_800_100)).await;
     worker.config = config(&[(
         "PROTECTED_PERMISSION_SET_ARNS",
         "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
     )]);
     invoke(&worker, record_event(&retry, "m-retry", 1_764_496_860_000)).await;
+    assert_eq!(outcome_of(&worker, "GRANT-FIRST")["outcome"], "superseded");
+    // The later grant's retry (refused alike), then the watch until its end.
+    replay_work_from(&worker, stored).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "the first grant is dead-lettered");
-    assert_eq!(dead[0].attribute("CorrelationId"), Some("GRANT-FIRST"));
-    assert_eq!(
-        work_steps(&worker).last().map(String::as_str),
-        Some("expire-wait")
+    assert_eq!(dead_letters(&worker, "CorrelationId"), ["GRANT-LATER"]);
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed at the later grant's end: {calls:?}"
     );
+    assert!(time::OffsetDateTime::now_utc() >= end);
 }
 
 /// A poll envelope the lowered POLL_DEADLINE_SECONDS no longer allows is refused before

@@ -9,7 +9,8 @@ use assignment_worker::ledger::{
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy, after_change,
     after_claim, behind_later_decision, check_expiry, check_requested_at, decide, expiry_overtaken,
-    expiry_wait, on_ledger_error, restored_expiry, start_expiry, start_restored_expiry,
+    expiry_wait, later_grant_to_watch, on_ledger_error, restored_expiry, start_expiry,
+    start_restored_expiry,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage, UndoReport};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
@@ -584,14 +585,39 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
             operation_request_id: None,
         })
     );
-    // A later grant with an end, not recorded carried out, may never expire: the dead
-    // letter stands (with the grant's own expiry, which waits for that end).
+    // A later grant with an end, not recorded carried out, may never expire: superseded
+    // too, and the access the create may have made is watched until that end.
     let later_timed_grant = (
         decision(Intent::Grant, 60, Some(T0 + Duration::hours(1))),
         RecordedState::Pending,
     );
     assert_eq!(
         behind_later_decision(&grant, &exhausted, &own, Some(&later_timed_grant), T0),
+        Some(Decision::Done {
+            completion: Completion::Superseded(later_timed_grant.0.summary()),
+            operation_request_id: None,
+        })
+    );
+    assert_eq!(
+        later_grant_to_watch(&grant, &later_timed_grant.0, RecordedState::Pending),
+        Some(later_timed_grant.0.summary())
+    );
+    // Not once that grant is carried out (its own expiry ends it), nor for a grant with
+    // no end, nor for a delete (its landing agrees with any grant's end).
+    assert_eq!(
+        later_grant_to_watch(&grant, &later_timed_grant.0, RecordedState::Present),
+        None
+    );
+    assert_eq!(
+        later_grant_to_watch(&grant, &later_grant.0, RecordedState::Pending),
+        None
+    );
+    assert_eq!(
+        later_grant_to_watch(
+            &submit(Delete),
+            &later_timed_grant.0,
+            RecordedState::Pending
+        ),
         None
     );
     // Still running at the poll deadline: dead-lettered with its id.
