@@ -612,6 +612,7 @@ fn end_without_expiry(latest: &AccessDecision, state: RecordedState) -> Option<O
 }
 
 /// The first step of a restored-expiry chain, after an undo that made the access present
+/// (or a create that may have landed, superseded behind a grant: [`later_grant_to_watch`])
 /// reported its outcome: the chain reads the ledger at once and ends the access at the
 /// `notAfter` of the grant it was restored for, if nothing else will
 /// ([`restored_expiry`]).

@@ -64,7 +64,8 @@ pub enum UndoReport {
     Expiry,
     /// Nothing (purpose `restored-expiry`): the request's outcome is out; the undo
     /// restored the access of a later grant with `notAfter` that may have no expiry of
-    /// its own, and the chain goes on only to end that access there.
+    /// its own (or a superseded create that may have landed left it in place for that
+    /// grant), and the chain goes on only to end that access there.
     Nothing,
 }
 

@@ -524,9 +524,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     "the change may have landed, and a later decision stands: superseded \
                      (its state restored first when it wants the opposite), not dead-lettered"
                 );
-                let watch = recorded.and_then(|(latest, state)| {
-                    lifecycle::later_grant_to_watch(&progress, latest, *state)
-                });
+                // Only an end with nothing undone leaves the access to a grant to watch.
+                let watch = recorded
+                    .filter(|_| matches!(superseded, Decision::Done { .. }))
+                    .and_then(|(latest, state)| {
+                        lifecycle::later_grant_to_watch(&progress, latest, *state)
+                    });
                 let mut stepped = decided(superseded, progress);
                 if let Stepped::Decided(step) = &mut stepped {
                     step.watch = watch;
