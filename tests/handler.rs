@@ -1315,6 +1315,16 @@ async fn a_redelivered_grant_that_was_refused_as_expired_is_refused_again() {
     assert!(worker.identity_center.calls().is_empty());
 }
 
+/// The final state: the last Identity Center call is a delete, so the access ends
+/// removed whatever the outcome events say.
+fn assert_access_ends_removed(worker: &TestWorker) {
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "the access ends removed: {calls:?}"
+    );
+}
+
 /// The `attribute` of each dead letter sent so far.
 fn dead_letters(worker: &TestWorker, attribute: &str) -> Vec<String> {
     worker
@@ -1437,11 +1447,7 @@ async fn a_grant_that_may_exist_refused_by_a_guardrail_behind_a_later_revoke_is_
             .sent_to(&worker.config.dead_letter_queue)
             .is_empty()
     );
-    let calls = worker.identity_center.calls();
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     assert_eq!(
         outcome_of(&worker, "GRANT-GUARDED")["outcome"],
         "superseded"
@@ -1488,11 +1494,7 @@ async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_end
     replay_work_from(&worker, stored).await;
 
     assert_eq!(dead_letters(&worker, "CorrelationId"), ["GRANT-LATER"]);
-    let calls = worker.identity_center.calls();
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed at the later grant's end: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     assert!(time::OffsetDateTime::now_utc() >= end);
 }
 
@@ -1912,11 +1914,7 @@ async fn an_undo_dead_lettered_after_its_create_may_have_landed_still_ends_the_a
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     let classes: Vec<_> = dead.iter().map(|d| d.attribute("ErrorClass")).collect();
     assert_eq!(classes, [Some("permanent"), Some("exhausted")]);
-    let calls = worker.identity_center.calls();
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     assert!(time::OffsetDateTime::now_utc() >= later_end);
 }
 
@@ -1977,10 +1975,7 @@ async fn access_an_undo_restores_for_a_later_grant_that_failed_ends_at_its_not_a
         deletes, 2,
         "the revoke's and the one at notAfter: {calls:?}"
     );
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     assert!(time::OffsetDateTime::now_utc() >= later_end);
     let revoke_events = outcome_events(&worker)
         .into_iter()
@@ -2030,11 +2025,7 @@ async fn a_grant_expired_on_arrival_still_ends_an_earlier_grants_access() {
         .find(|(name, _)| *name == "ErrorClass")
         .map(|(_, value)| value.as_str());
     assert_eq!(class, Some("expired"));
-    let calls = worker.identity_center.calls();
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     let expiry = outcome_events(&worker)
         .into_iter()
         .filter(|e| e["correlationId"] == "TEMP-LATE" && e["trigger"] == "expiry")
@@ -2124,11 +2115,7 @@ async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_ther
     );
     replay_work_from(&worker, stored).await;
 
-    let calls = worker.identity_center.calls();
-    assert!(
-        matches!(calls.last(), Some(Call::Delete { .. })),
-        "the access ends removed: {calls:?}"
-    );
+    assert_access_ends_removed(&worker);
     assert!(time::OffsetDateTime::now_utc() >= end);
 }
 
