@@ -411,9 +411,8 @@ pub fn settled_elsewhere(
 /// SPEC §10, so the undo waits behind a create still in progress); when it wants the
 /// same, a late landing agrees with it and nothing is changed (a create behind a grant
 /// that may never end the access is watched: [`later_grant_to_watch`]). Not for
-/// `timed-out`: an
-/// operation still running at the poll deadline is dead-lettered with its id for the
-/// operator to check (SPEC §3).
+/// `timed-out`: an operation still running at the poll deadline is dead-lettered with
+/// its id for the operator to check (SPEC §3).
 pub fn behind_later_decision(
     progress: &Progress,
     dead_letter: &DeadLetter,

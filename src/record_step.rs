@@ -1011,14 +1011,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         Err(plan) => return plan,
                     }
                 }
-                if let Some(step) = self.restored_expiry_step(progress) {
+                // The chain that ends, at a later grant's end, the access an undo made or a
+                // superseded create may have left for it (never both).
+                let restored = self.restored_expiry_step(progress).or_else(|| {
+                    watch.map(|later_grant| {
+                        self.work_step(lifecycle::start_restored_expiry(progress, later_grant))
+                    })
+                });
+                if let Some(step) = restored {
                     match step {
-                        Ok(step) => messages.push(step),
-                        Err(plan) => return plan,
-                    }
-                }
-                if let Some(later_grant) = watch {
-                    match self.work_step(lifecycle::start_restored_expiry(progress, later_grant)) {
                         Ok(step) => messages.push(step),
                         Err(plan) => return plan,
                     }
