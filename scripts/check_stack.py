@@ -108,6 +108,21 @@ def template_checks(template):
     check(function["Architectures"] == ["arm64"], "function is not arm64")
     check(function["Runtime"] == "provided.al2023", "runtime is not provided.al2023")
     check(function["LoggingConfig"]["LogFormat"] == "JSON", "logs are not JSON")
+    # Lambda's log filter reads a line without "level" as INFO. The metric documents and
+    # the start-up error have none, so a filter above INFO would drop them, and every
+    # alarm with them: the operator's level goes to the worker's own filter instead.
+    lambda_level = function["LoggingConfig"].get("ApplicationLogLevel")
+    check(lambda_level in ("TRACE", "DEBUG", "INFO"), f"Lambda's log filter at {lambda_level} drops the metrics")
+    variables = function["Environment"]["Variables"]
+    check(variables.get("RUST_LOG") == {"Ref": "LogLevel"}, "LogLevel does not reach the worker's filter (RUST_LOG)")
+    # The handler is sized for 10 records (BATCH_CALLS, the 60 s timeout); a larger batch
+    # leaves records for redelivery until SQS dead-letters them with no reason.
+    parameters = template["Parameters"]
+    check(int(parameters["BatchSize"]["MaxValue"]) <= 10, "BatchSize may pass the 10 records the handler is sized for")
+    window = int(parameters["MaximumBatchingWindowInSeconds"]["MaxValue"])
+    visibility = template["Resources"]["WorkQueue"]["Properties"]["VisibilityTimeout"]
+    check(visibility >= 6 * function["Timeout"] + window,
+          f"visibility timeout {visibility} is under 6 x the function's timeout plus a {window} s batching window")
     mapping = template["Mappings"]["EventSourceConcurrency"]
     allowed = template["Parameters"]["MaxConcurrency"]["AllowedValues"]
     for value in allowed:

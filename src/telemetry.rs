@@ -53,4 +53,20 @@ mod tests {
         assert_eq!(lambda_log_level(Some("nonsense")), "info");
         assert_eq!(lambda_log_level(None), "info");
     }
+
+    /// The template passes its `LogLevel` parameter, in capitals, as `RUST_LOG`.
+    #[test]
+    fn the_templates_log_levels_read_as_levels() {
+        use tracing_subscriber::{EnvFilter, filter::LevelFilter};
+        for (word, level) in [
+            ("TRACE", LevelFilter::TRACE),
+            ("DEBUG", LevelFilter::DEBUG),
+            ("INFO", LevelFilter::INFO),
+            ("WARN", LevelFilter::WARN),
+            ("ERROR", LevelFilter::ERROR),
+        ] {
+            let filter = EnvFilter::try_new(word).map(|filter| filter.max_level_hint());
+            assert_eq!(filter.ok(), Some(Some(level)), "{word}");
+        }
+    }
 }
