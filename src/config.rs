@@ -1,5 +1,7 @@
 //! Configuration from the environment (SPEC §6), read and checked once at cold start.
 
+use std::cell::Cell;
+use std::ffi::OsString;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -161,8 +163,38 @@ pub const MAX_OUTSTANDING_CREATES: f64 = 15.0;
 pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
 impl Config {
-    /// Reads the configuration through `lookup` (the process environment in `main`).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_os_lookup(std::env::var_os)
+    }
+
+    /// Reads the configuration through `lookup`, whose values may not be UTF-8. Such a
+    /// value is malformed, not unset: read as unset, a guardrail list would let
+    /// everything through.
+    pub fn from_os_lookup(
+        lookup: impl Fn(&'static str) -> Option<OsString>,
+    ) -> Result<Self, ConfigError> {
+        let not_text = Cell::new(None);
+        let config = Self::from_lookup(|variable| {
+            let value = lookup(variable)?.into_string();
+            if value.is_err() && not_text.get().is_none() {
+                not_text.set(Some(variable));
+            }
+            value.ok()
+        });
+        match not_text.get() {
+            Some(variable) => Err(ConfigError {
+                variable,
+                problem: "is not UTF-8 text".to_owned(),
+            }),
+            None => config,
+        }
+    }
+
+    /// Reads the configuration through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&'static str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let defaults = Policy::default();
         let policy = Policy {
@@ -268,11 +300,11 @@ fn missing(variable: &'static str) -> ConfigError {
 
 struct Env<'a, F>(&'a F);
 
-impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
     /// The variable's value, trimmed; only an empty value counts as unset, as
     /// CloudFormation parameters left blank arrive that way. A value of blanks is set:
     /// it trims to nothing, which every reader refuses (SPEC §6: malformed).
-    fn get(&self, variable: &str) -> Option<String> {
+    fn get(&self, variable: &'static str) -> Option<String> {
         (self.0)(variable)
             .filter(|v| !v.is_empty())
             .map(|v| v.trim().to_owned())
@@ -420,6 +452,23 @@ mod tests {
             "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
         ),
     ];
+
+    /// Read as unset, a guardrail list that is not UTF-8 would let everything through.
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_stops_the_start_naming_its_variable() {
+        use std::os::unix::ffi::OsStringExt;
+        for variable in ["PROTECTED_ACCOUNT_IDS", "WORK_QUEUE_URL", "MAX_ATTEMPTS"] {
+            let mut map: HashMap<&str, OsString> = QUEUES
+                .iter()
+                .map(|(k, v)| (*k, OsString::from(*v)))
+                .chain([("LEDGER_TABLE", OsString::from("assignment-ledger"))])
+                .collect();
+            map.insert(variable, OsString::from_vec(b"111111111111,\xff".to_vec()));
+            let error = Config::from_os_lookup(|name| map.get(name).cloned()).err();
+            assert_eq!(error.map(|e| e.variable), Some(variable));
+        }
+    }
 
     #[test]
     fn defaults_match_the_spec() {

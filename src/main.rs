@@ -10,7 +10,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = match Config::from_lookup(|name| std::env::var(name).ok()) {
+    let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{error}");
