@@ -44,6 +44,8 @@ pub fn call_reserve(config: &Config) -> Duration {
         + Duration::from_secs(1)
 }
 
+const NEAR_DEADLINE: &str = "invocation deadline near; no new AWS call";
+
 /// The next step of one record, before it is sent.
 #[derive(Debug)]
 pub enum Plan {
@@ -106,7 +108,6 @@ struct Step {
 /// Where a step ended: a decision, or no decision yet.
 enum Stepped {
     Decided(Box<Step>),
-    Redeliver(&'static str),
     /// The ledger holds this decision under another first delivery (a redrive): the
     /// step starts again as that delivery's, so that the ledger's checks see it as the
     /// same decision. The message id of that delivery.
@@ -182,7 +183,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 paced: AtomicBool::new(paced),
             };
             return match run.step(progress.clone()).await {
-                Stepped::Redeliver(reason) => Plan::Redeliver(reason),
                 Stepped::Decided(step) => run.commit(*step),
                 // Once: the second claim matches the recorded decision exactly.
                 Stepped::Restamp(first_message_id) if !restamped => {
@@ -330,7 +330,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 return self.refused(dead_letter, progress).await;
             }
             if self.out_of_time() {
-                return Stepped::Redeliver("invocation deadline near; no new AWS call");
+                return Self::stored_again(progress, NEAR_DEADLINE);
             }
             if let Some(expired) = lifecycle::check_expiry(&progress, self.decision.not_after, now)
             {
@@ -363,7 +363,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return deferred;
         }
         if self.out_of_time() {
-            return Stepped::Redeliver("invocation deadline near; no new AWS call");
+            return Self::stored_again(progress, NEAR_DEADLINE);
         }
 
         let settled = match self.target {
@@ -383,7 +383,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
                 Ok(settled) => settled,
-                Err(reason) => return Stepped::Redeliver(reason),
+                Err(reason) => return Self::stored_again(progress, reason),
             },
         };
         match settled.decision {
@@ -421,6 +421,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             other => decided(other, progress),
         }
+    }
+
+    /// A step with too little of the invocation left for its AWS call, stored again to
+    /// run at once in another. Left for SQS to deliver again, it would wait out the
+    /// visibility timeout (an expiry come due would revoke minutes late) and count
+    /// towards the receives that end in the dead-letter queue without a reason; and a
+    /// redelivery takes its own claim for a submit that may have been made, which lets
+    /// a grant be carried out past its `notAfter`.
+    fn stored_again(progress: Progress, reason: &'static str) -> Stepped {
+        tracing::info!(reason, "stored again; no call made");
+        decided(lifecycle::deferred(&progress, 0), progress)
     }
 
     /// A submit SQS delivers again may repeat one the earlier delivery made
@@ -543,13 +554,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// One Service Catalog step (SPEC §9): the list before an associate, the change,
     /// the list that settles an ambiguous ResourceNotFound, or the list that confirms.
     /// A step makes up to two calls; the second is not started near the deadline
-    /// (`Err`: leave the record for redelivery, which repeats the step).
+    /// (`Err`: the step is stored again as it was, and repeats).
     async fn call_service_catalog(
         &self,
         change: &PortfolioChange,
         progress: &Progress,
     ) -> Result<Settled, &'static str> {
-        const NEAR_DEADLINE: &str = "invocation deadline near; no new AWS call";
         let catalog = &self.worker.service_catalog;
         let principal = change.principal.listed();
         let policy = self.policy();

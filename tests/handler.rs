@@ -16,9 +16,13 @@ use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
-use assignment_worker::ledger::RecordedState;
+use assignment_worker::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
+    RecordedState,
+};
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::OutgoingMessage;
+use assignment_worker::record_step::call_reserve;
 use assignment_worker::request::Assignment;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
@@ -432,10 +436,9 @@ async fn transient_errors_are_retried_through_the_queue_with_backoff() {
 }
 
 #[tokio::test]
-async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() {
+async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
     let worker = worker(vec![], config(&[]));
     let event = fixture("mixed-batch.json");
-    let ids = message_ids(&event);
     let response = worker
         .handle(
             event,
@@ -448,14 +451,19 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
     assert!(worker.identity_center.calls().is_empty());
     assert!(worker.service_catalog.calls().is_empty());
     // The eight records that need an AWS call, or a ledger write (the grant whose
-    // notAfter has passed claims before it is refused), are left; the two refused without
-    // either are stored.
-    let left = failures(&response);
-    let expected: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7]
-        .iter()
-        .map(|i| ids[*i].clone())
-        .collect();
-    assert_eq!(left, expected);
+    // notAfter has passed claims before it is refused), are stored again as they were,
+    // to run at once in another invocation; the two refused without either are
+    // dead-lettered.
+    assert!(failures(&response).is_empty());
+    let stored = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(stored.len(), 8);
+    for step in &stored {
+        assert_eq!(step.delay_seconds, 0);
+        let envelope = body_json(step);
+        assert_eq!(envelope["progress"]["step"], "submit", "{envelope}");
+        assert_eq!(envelope["progress"]["attempt"], 1);
+        assert_eq!(envelope["progress"].get("maybeSubmitted"), None);
+    }
     assert_eq!(
         worker
             .queues
@@ -463,6 +471,107 @@ async fn near_the_deadline_no_call_starts_and_records_are_left_for_redelivery() 
             .len(),
         2
     );
+}
+
+/// A ledger whose claims take as long as a slow DynamoDB's.
+struct SlowClaims(MemoryLedger, Duration);
+
+impl Ledger for SlowClaims {
+    async fn claim(
+        &self,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        state: RecordedState,
+        now: time::OffsetDateTime,
+    ) -> LedgerResult<ClaimAnswer> {
+        tokio::time::sleep(self.1).await;
+        self.0.claim(key, decision, state, now).await
+    }
+
+    async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        self.0.latest(key).await
+    }
+
+    async fn latest_with_state(
+        &self,
+        key: &LedgerKey,
+    ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
+        self.0.latest_with_state(key).await
+    }
+
+    async fn record(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        now: time::OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        self.0
+            .record(key, order, state, operation_request_id, now)
+            .await
+    }
+}
+
+/// A grant whose claim leaves too little of the invocation for its create is stored
+/// again at once, unsubmitted. Left for SQS to deliver again, the redelivery read its
+/// own claim as a create that may have been made, and carried the grant out past its
+/// notAfter.
+#[tokio::test]
+async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmitted() {
+    let config = config(&[]);
+    let reserve = call_reserve(&config);
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: SlowClaims(MemoryLedger::default(), Duration::from_secs(2)),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        config,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::seconds(4);
+    let grant = assignment_request(
+        "create",
+        "TEMP-LATE",
+        &[("notAfter", &assignment_worker::messages::rfc3339(not_after))],
+    );
+    let sent_ms = u64::try_from(now.unix_timestamp() * 1000).expect("after 1970");
+    let response = worker
+        .handle(
+            record_event(&grant, "m-late", sent_ms),
+            &Invocation {
+                deadline: Some(SystemTime::now() + reserve + Duration::from_secs(1)),
+                ..Invocation::default()
+            },
+        )
+        .await;
+    assert!(failures(&response).is_empty(), "left for redelivery");
+    assert!(worker.identity_center.calls().is_empty());
+    let stored = worker.queues.sent_to(&worker.config.work_queue);
+    let [step] = stored.as_slice() else {
+        panic!("one step stored, not {stored:?}");
+    };
+    assert_eq!(step.delay_seconds, 0);
+    let envelope = body_json(step);
+    assert_eq!(envelope["progress"]["step"], "submit");
+    assert_eq!(envelope["progress"].get("maybeSubmitted"), None);
+
+    let wait = not_after - time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    tokio::time::sleep(wait.unsigned_abs()).await;
+    let next = worker
+        .handle(
+            record_event(&step.body, "m-late-2", sent_ms),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&next).is_empty());
+    assert!(
+        worker.identity_center.calls().is_empty(),
+        "created past notAfter"
+    );
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("expired"));
 }
 
 #[tokio::test]
@@ -803,6 +912,45 @@ async fn due_expiry(
     assert_eq!(envelope["progress"]["step"], "expire-wait");
     envelope["request"]["notAfter"] = Value::from("2026-11-29T12:00:00Z");
     envelope.to_string()
+}
+
+/// An expiry that comes due with too little of the invocation left for its delete is
+/// stored again at once: left for SQS to deliver again, it revoked a visibility timeout
+/// (minutes) after notAfter, where SPEC §11 allows a minute.
+#[tokio::test]
+async fn an_expiry_due_near_the_deadline_is_stored_again_at_once() {
+    let worker = worker(vec![], config(&[]));
+    let grant = assignment_request("create", "TEMP-3", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    let calls = worker.identity_center.calls().len();
+    let response = worker
+        .handle(
+            record_event(&expiry, "m-expiry", 1_764_496_900_000),
+            &Invocation {
+                deadline: Some(SystemTime::now() + Duration::from_secs(2)),
+                ..Invocation::default()
+            },
+        )
+        .await;
+    assert!(failures(&response).is_empty(), "left for redelivery");
+    assert_eq!(worker.identity_center.calls().len(), calls);
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let stored = work.last().expect("the expiry stored again");
+    assert_eq!(stored.delay_seconds, 0);
+
+    invoke(
+        &worker,
+        record_event(&stored.body, "m-expiry-2", 1_764_496_900_000),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().last(),
+        Some(Call::Delete { .. })
+    ));
+    assert_eq!(
+        outcome_events(&worker).last().expect("an outcome")["trigger"],
+        "expiry"
+    );
 }
 
 #[tokio::test]
