@@ -84,6 +84,10 @@ pub fn before_associate(
             Some(done(Completion::AlreadySatisfied))
         }
         Ok(_) => None,
+        // A list changes nothing: its timeout is no associate that may have landed.
+        Err(error) if error.kind.is_transient() => {
+            Some(lifecycle::retry(progress, error, policy, jitter))
+        }
         Err(error) => Some(refused(progress, error, policy, jitter)),
     }
 }

@@ -436,6 +436,36 @@ async fn the_pattern_limit_is_permanent_and_throttling_is_retried() {
     assert_eq!(json_of(&retries[1])["progress"]["attempt"], 3);
 }
 
+/// The list before an associate reads; it changes nothing. A timeout there is no
+/// associate that may have landed: the grant stays refusable once its notAfter passes
+/// (SPEC §3, `expired`), where it was carried out past it.
+#[tokio::test]
+async fn a_timed_out_list_before_an_associate_is_no_possible_submit() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
+    let worker = worker(catalog, &[]);
+    let not_after = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let not_after = not_after.format(&Rfc3339).expect("a time");
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"notAfter": not_after}),
+    );
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    assert_eq!(worker.service_catalog.calls(), [CatalogCall::List]);
+    let retry = json_of(&worker.queues.sent_to(&worker.config.work_queue)[0]);
+    assert_eq!(retry["progress"]["step"], "submit");
+    assert_eq!(retry["progress"]["attempt"], 2);
+    assert_eq!(retry["progress"].get("maybeSubmitted"), None, "{retry}");
+}
+
 /// SPEC §11 for a portfolio principal: a later revoke delivered first wins over the
 /// older grant delivered after it.
 #[tokio::test]
