@@ -61,46 +61,46 @@ fn permanent(progress: &Progress, code: &str, message: String) -> Decision {
     })
 }
 
-/// Whether an associate is preceded by a list that spares the call when the principal is
-/// already there (SPEC §9). Not for an undo: the list lags, and an undo restores a
-/// principal exactly when a removal may have landed that the list does not show yet (a
-/// later grant that trusted that list made no call). Associating a listed principal
-/// again succeeds and changes nothing.
+/// Whether an associate is preceded by a list that tells whether the principal is
+/// already there (SPEC §9's `already-satisfied`). Not for an undo, which reports nothing
+/// of its own.
 pub fn lists_before_associate(progress: &Progress) -> bool {
     !matches!(progress.purpose, Purpose::Undo { .. })
 }
 
-/// The list read before an associate: a principal already listed is
-/// `already-satisfied` with no call (`None`: go on with the associate).
+/// The list read before an associate: `Ok(listed)`, whether it shows the principal, to
+/// go on with the associate. A listed principal is associated all the same: the list
+/// lags, and may not show yet a removal made elsewhere, or one of this worker's that
+/// timed out. Associating a principal that is there succeeds and changes nothing.
 pub fn before_associate(
     progress: &Progress,
     principal: &ListedPrincipal,
     listed: &ListResult,
     policy: &Policy,
     jitter: f64,
-) -> Option<Decision> {
+) -> Result<bool, Box<Decision>> {
     match listed {
-        Ok(principals) if principals.contains(principal) => {
-            Some(done(Completion::AlreadySatisfied))
-        }
-        Ok(_) => None,
+        Ok(principals) => Ok(principals.contains(principal)),
         // A list changes nothing: its timeout is no associate that may have landed.
         Err(error) if error.kind.is_transient() => {
-            Some(lifecycle::retry(progress, error, policy, jitter))
+            Err(Box::new(lifecycle::retry(progress, error, policy, jitter)))
         }
-        Err(error) => Some(refused(progress, error, policy, jitter)),
+        Err(error) => Err(Box::new(refused(progress, error, policy, jitter))),
     }
 }
 
-/// After the associate or disassociate call.
+/// After the associate or disassociate call. An associate of a principal the list
+/// showed before it (`listed_before`) is `already-satisfied`, with no confirm.
 pub fn after_submit(
     progress: &Progress,
     result: &Result<(), CallError>,
+    listed_before: bool,
     now: OffsetDateTime,
     policy: &Policy,
     jitter: f64,
 ) -> AfterSubmit {
     match result {
+        Ok(()) if listed_before => AfterSubmit::Decided(done(Completion::AlreadySatisfied)),
         Ok(()) => AfterSubmit::Decided(Decision::Continue {
             progress: progress.at(
                 progress.operation(),
@@ -286,8 +286,8 @@ pub fn shows_change(
 /// request's operation, and that state is now the later decision's to reach; waiting on
 /// would last until the poll deadline. The later decision's state is made again (an
 /// undo), since this change may have landed after it ran: a removal that found nothing
-/// before a slow associate landed, or a grant that read a lagging list, found the
-/// principal there and made no call before this removal's disassociate showed. An undo
+/// before a slow associate landed, or a grant whose associate ran before this removal's
+/// disassociate landed. An undo
 /// that restores a grant's principal is followed by a restored-expiry step, which ends
 /// it at that grant's `notAfter` when nothing else will. `None`: keep confirming.
 pub fn overtaken(

@@ -593,18 +593,20 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Self::jitter(),
             ));
         }
+        let mut listed_before = false;
         let result = match progress.operation() {
             AssignmentAction::Create => {
                 if portfolio::lists_before_associate(progress) {
                     let listed = self.list(change).await;
-                    if let Some(decision) = portfolio::before_associate(
+                    match portfolio::before_associate(
                         progress,
                         &principal,
                         &listed,
                         policy,
                         Self::jitter(),
                     ) {
-                        return Ok(decision.into());
+                        Ok(listed) => listed_before = listed,
+                        Err(decision) => return Ok((*decision).into()),
                     }
                     if self.out_of_time() {
                         return Err(NEAR_DEADLINE);
@@ -620,7 +622,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 result
             }
         };
-        match portfolio::after_submit(progress, &result, Self::now(), policy, Self::jitter()) {
+        let now = Self::now();
+        match portfolio::after_submit(
+            progress,
+            &result,
+            listed_before,
+            now,
+            policy,
+            Self::jitter(),
+        ) {
             AfterSubmit::Decided(decision) => Ok(decision.into()),
             AfterSubmit::SettleByListing => {
                 if self.out_of_time() {

@@ -12,6 +12,8 @@ use assignment_worker::config::Config;
 use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::OutgoingMessage;
+use assignment_worker::request::{Target, parse_request};
+use assignment_worker::service_catalog::ServiceCatalog;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -201,7 +203,7 @@ async fn an_associate_is_confirmed_only_once_the_list_shows_it() {
 }
 
 #[tokio::test]
-async fn an_associate_of_a_listed_principal_is_already_satisfied_without_a_call() {
+async fn an_associate_of_a_listed_principal_is_made_again_and_already_satisfied() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
     drive(
@@ -210,7 +212,43 @@ async fn an_associate_of_a_listed_principal_is_already_satisfied_without_a_call(
     )
     .await;
     assert_eq!(only_outcome(&worker)["outcome"], "already-satisfied");
-    assert_eq!(worker.service_catalog.calls(), [CatalogCall::List]);
+    assert_eq!(
+        worker.service_catalog.calls(),
+        [CatalogCall::List, CatalogCall::Associate(ROLE.to_owned())]
+    );
+}
+
+/// The list lags: a removal made elsewhere (the console, another tool) is not shown
+/// yet when a grant reads it. The grant associates all the same, so the principal it
+/// finds listed is there once the list catches up; trusting the list left it removed
+/// with the grant reported done.
+#[tokio::test]
+async fn a_grant_that_finds_its_principal_listed_still_associates_it() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_list_lag(1);
+    let worker = worker(catalog, &[]);
+    let removal = request("disassociate-portfolio-principal", "IAM", ROLE, json!({}));
+    let removal = parse_request(&removal).expect("a valid request");
+    let (_, Target::Portfolio(change)) = removal.target() else {
+        panic!("a portfolio request");
+    };
+    worker
+        .service_catalog
+        .disassociate_principal(change)
+        .await
+        .expect("removed elsewhere");
+
+    drive(
+        &worker,
+        &request("associate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    assert_eq!(only_outcome(&worker)["outcome"], "already-satisfied");
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
 }
 
 #[tokio::test]
@@ -724,12 +762,13 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
 }
 
 /// A removal's disassociate landed, but its confirm sees a lagging list that still
-/// shows the principal; a later grant read the same lagging list, found the principal
-/// there and ended `already-satisfied` with no call. Once the list catches up the
-/// principal is gone, though the latest decision grants it: the removal's confirm,
-/// overtaken by the grant, restores the principal (an undo toward the grant).
+/// shows the principal; a later grant reads the same lagging list and finds the
+/// principal there. Had it trusted the list and made no call, the principal would be
+/// gone once the list caught up, though the latest decision grants it: the grant
+/// associates all the same, and the removal's confirm, overtaken by the grant, ends with
+/// the principal in place.
 #[tokio::test]
-async fn a_removal_overtaken_by_a_grant_that_read_a_lagging_list_restores_the_principal() {
+async fn a_grant_that_read_a_lagging_list_after_a_removal_keeps_the_principal() {
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
         .with_list_lag(3);
@@ -757,7 +796,10 @@ async fn a_removal_overtaken_by_a_grant_that_read_a_lagging_list_restores_the_pr
     let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
         .body
         .clone();
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
 
     drive(&worker, &confirm).await;
     assert_eq!(

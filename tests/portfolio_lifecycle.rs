@@ -36,7 +36,14 @@ fn start(direction: AssignmentAction) -> Progress {
 }
 
 fn confirming(direction: AssignmentAction) -> Progress {
-    match after_submit(&start(direction), &Ok(()), T0, &Policy::default(), 0.5) {
+    match after_submit(
+        &start(direction),
+        &Ok(()),
+        false,
+        T0,
+        &Policy::default(),
+        0.5,
+    ) {
         AfterSubmit::Decided(Decision::Continue { progress, .. }) => progress,
         other => panic!("a change the service took must be confirmed, got {other:?}"),
     }
@@ -149,18 +156,17 @@ proptest! {
         }
     }
 
-    /// An associate is skipped only when the principal is listed under its own type.
+    /// An associate follows every list that reads, the principal listed (under its own
+    /// type) or not; only a list that fails stops it.
     #[test]
-    fn an_associate_is_skipped_only_for_a_listed_principal(
+    fn an_associate_follows_every_list_that_reads(
         kind in kinds(),
         listed in list_results(),
     ) {
         let me = principal(kind, ROLE);
-        if let Some(Decision::Done { completion, .. }) =
-            before_associate(&start(Create), &me, &listed, &Policy::default(), 0.5)
-        {
-            prop_assert_eq!(completion, Completion::AlreadySatisfied);
-            prop_assert!(listed.as_ref().is_ok_and(|p| p.contains(&me)));
+        match before_associate(&start(Create), &me, &listed, &Policy::default(), 0.5) {
+            Ok(shown) => prop_assert_eq!(Ok(shown), listed.map(|p| p.contains(&me))),
+            Err(_) => prop_assert!(listed.is_err()),
         }
     }
 
@@ -201,4 +207,20 @@ proptest! {
         }
         prop_assert!(false, "the confirm chain never ended");
     }
+}
+
+/// The associate of a principal listed before it is `already-satisfied`, at once.
+#[test]
+fn an_associate_of_a_listed_principal_is_already_satisfied() {
+    let answer = after_submit(&start(Create), &Ok(()), true, T0, &Policy::default(), 0.5);
+    assert!(
+        matches!(
+            answer,
+            AfterSubmit::Decided(Decision::Done {
+                completion: Completion::AlreadySatisfied,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
 }
