@@ -90,26 +90,21 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             }
         }
 
-        let sends = outbox
-            .into_iter()
-            .map(|(destination, (owners, messages))| async move {
-                let failures = self
-                    .send_all(destination, &owners, &messages, invocation)
-                    .await;
-                (destination, failures)
-            });
-        for (destination, failures) in futures_util::future::join_all(sends).await {
-            for (index, error) in failures {
-                failed[index] = true;
-                tracing::error!(
-                    request_id = invocation.request_id.as_str(),
-                    xray_trace_id = invocation.xray_trace_id.as_deref(),
-                    message_id = records[index].message_id.as_deref().unwrap_or_default(),
-                    ?destination,
-                    %error,
-                    "send failed; the record will be delivered again"
-                );
-            }
+        // Outcome events last, and only for records whose other messages are stored: a
+        // record whose dead letter or next step is refused runs again and may end
+        // otherwise, and its outcome would then be contradicted by a second one.
+        let outcomes = outbox.remove(&Destination::Outcome);
+        self.send_outbox(outbox, &records, &mut failed, invocation)
+            .await;
+        if let Some((owners, messages)) = outcomes {
+            let stored: (Vec<usize>, Vec<OutgoingMessage>) = owners
+                .into_iter()
+                .zip(messages)
+                .filter(|(index, _)| !failed[*index])
+                .unzip();
+            let outbox = HashMap::from([(Destination::Outcome, stored)]);
+            self.send_outbox(outbox, &records, &mut failed, invocation)
+                .await;
         }
         let now = time::OffsetDateTime::now_utc();
         for (index, terminal, span) in finished {
@@ -135,6 +130,39 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             response.add_failure(record.message_id.clone().unwrap_or_default());
         }
         response
+    }
+
+    /// Sends each queue's messages (`owners[i]` is the record of message `i`), the
+    /// queues at once, and marks the records whose messages were not stored.
+    async fn send_outbox(
+        &self,
+        outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)>,
+        records: &[SqsMessage],
+        failed: &mut [bool],
+        invocation: &Invocation,
+    ) {
+        let sends = outbox
+            .into_iter()
+            .filter(|(_, (owners, _))| !owners.is_empty())
+            .map(|(destination, (owners, messages))| async move {
+                let failures = self
+                    .send_all(destination, &owners, &messages, invocation)
+                    .await;
+                (destination, failures)
+            });
+        for (destination, failures) in futures_util::future::join_all(sends).await {
+            for (index, error) in failures {
+                failed[index] = true;
+                tracing::error!(
+                    request_id = invocation.request_id.as_str(),
+                    xray_trace_id = invocation.xray_trace_id.as_deref(),
+                    message_id = records[index].message_id.as_deref().unwrap_or_default(),
+                    ?destination,
+                    %error,
+                    "send failed; the record will be delivered again"
+                );
+            }
+        }
     }
 
     fn queue_url(&self, destination: Destination) -> Option<&QueueUrl> {
@@ -221,13 +249,22 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             },
         };
         let send = self.queues.send_batch(queue, messages);
-        let results = match budget {
+        let mut results = match budget {
             None => send.await,
             Some(budget) => match tokio::time::timeout(budget, send).await {
                 Ok(results) => results,
                 Err(_) => refused("no answer before the invocation's deadline"),
             },
         };
+        // One result per message, whatever the port answered: a missing one is no proof
+        // of storage, and the answers of a batch sent again entry by entry are joined in
+        // order, where a missing one would shift the next onto its record.
+        results.resize_with(messages.len(), || {
+            Err(SendError {
+                code: "NoResult".to_owned(),
+                message: "no result for this entry".to_owned(),
+            })
+        });
         invocation
             .metrics
             .call(Api::SendMessageBatch, send_answer(&results));

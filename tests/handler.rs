@@ -21,7 +21,7 @@ use assignment_worker::ledger::{
     RecordedState,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
-use assignment_worker::queue::OutgoingMessage;
+use assignment_worker::queue::{OutgoingMessage, QueueSender, SendError};
 use assignment_worker::record_step::call_reserve;
 use assignment_worker::request::Assignment;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -339,6 +339,57 @@ async fn a_refused_send_fails_only_its_own_record() {
     assert_eq!(failures(&response), [ids[2].clone()]);
 }
 
+/// A queue that refuses every batch of more than one message, and answers nothing at
+/// all for a message alone that contains `silent`: a queue port that breaks its
+/// one-result-per-message contract.
+struct ShortAnswers {
+    queues: RecordingQueues,
+    silent: &'static str,
+}
+
+impl QueueSender for ShortAnswers {
+    async fn send_batch(
+        &self,
+        queue: &assignment_worker::config::QueueUrl,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<(), SendError>> {
+        if messages.len() > 1 {
+            let refused = SendError {
+                code: "AWS.SimpleQueueService.BatchRequestTooLong".to_owned(),
+                message: "refused by the test".to_owned(),
+            };
+            return vec![Err(refused); messages.len()];
+        }
+        if messages.iter().any(|m| m.body.contains(self.silent)) {
+            return Vec::new();
+        }
+        self.queues.send_batch(queue, messages).await
+    }
+}
+
+/// When a batch is sent again entry by entry, each entry's answer stays with its own
+/// record: a missing answer fails that record, and does not shift the next entry's
+/// answer onto it (which acknowledged a record whose message was not stored).
+#[tokio::test]
+async fn an_entry_sent_alone_without_an_answer_fails_its_own_record() {
+    let event = fixture("mixed-batch.json");
+    let ids = message_ids(&event);
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: MemoryLedger::default(),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: ShortAnswers {
+            queues: RecordingQueues::default(),
+            silent: "CHG-2003",
+        },
+        config: config(&[]),
+    };
+    let response = function_handler(&worker, LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("a batch response");
+    assert_eq!(failures(&response), [ids[2].clone()]);
+}
+
 #[tokio::test]
 async fn a_refused_dead_letter_fails_its_record() {
     let event = fixture("malformed.json");
@@ -352,6 +403,51 @@ async fn a_refused_dead_letter_fails_its_record() {
     };
     let response = invoke(&worker, event).await;
     assert_eq!(failures(&response), ids);
+}
+
+/// An outcome event is sent only once the record's other messages are stored. A record
+/// whose dead letter or next step SQS refused runs again, and may end otherwise (the
+/// operation finished meanwhile, a later decision came): its outcome, had it gone out
+/// beside the refused message, would be followed by a second one that contradicts it.
+#[tokio::test]
+async fn an_outcome_waits_until_the_records_other_messages_are_stored() {
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = assignment_worker::messages::rfc3339(now + time::Duration::hours(2));
+    let grant = assignment_request("create", "TEMP-HELD", &[("notAfter", &not_after)]);
+    // Past the poll deadline: a timed-out dead letter. Succeeded: an expiry step.
+    let cases = [
+        (
+            DLQ,
+            status(OperationStatus::InProgress, None),
+            rfc3339_minutes_ago(16),
+        ),
+        (
+            WORK,
+            status(OperationStatus::Succeeded, None),
+            rfc3339_minutes_ago(1),
+        ),
+    ];
+    for (refused, answer, submitted_at) in cases {
+        let config = config(&[]);
+        let queue = assignment_worker::config::QueueUrl::parse(refused).expect("a queue URL");
+        let worker = Worker {
+            service_catalog: catalog(),
+            ledger: MemoryLedger::default(),
+            identity_center: ScriptedIdentityCenter::new(vec![answer]),
+            queues: RecordingQueues::refusing_queue(&queue),
+            config,
+        };
+        let poll = create_poll(&grant, 12, &submitted_at);
+        let response = invoke(&worker, record_event(&poll, "m-held", 1_764_000_000_000)).await;
+        assert_eq!(failures(&response), ["m-held"], "{refused}");
+        assert!(outcome_events(&worker).is_empty(), "{refused}");
+    }
+}
+
+fn rfc3339_minutes_ago(minutes: i64) -> String {
+    assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes),
+    )
 }
 
 #[tokio::test]

@@ -275,18 +275,27 @@ pub struct Sent {
 }
 
 /// Stores every message; refuses those whose body contains any of `refuse_containing`,
-/// as SQS refuses single entries of a batch.
+/// as SQS refuses single entries of a batch, and every one sent to `refuse_queue`.
 #[derive(Debug, Default)]
 pub struct RecordingQueues {
     sent: Mutex<Vec<Sent>>,
     batch_calls: Mutex<Vec<usize>>,
     refuse_containing: Vec<String>,
+    refuse_queue: Option<String>,
 }
 
 impl RecordingQueues {
     pub fn refusing(markers: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Self {
             refuse_containing: markers.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses every message sent to `queue` (its key policy, say, denies the worker).
+    pub fn refusing_queue(queue: &QueueUrl) -> Self {
+        Self {
+            refuse_queue: Some(queue.as_str().to_owned()),
             ..Self::default()
         }
     }
@@ -323,6 +332,7 @@ impl QueueSender for RecordingQueues {
                     .refuse_containing
                     .iter()
                     .any(|marker| message.body.contains(marker))
+                    || self.refuse_queue.as_deref() == Some(queue.as_str())
                 {
                     return Err(SendError {
                         code: "InternalError".to_owned(),
