@@ -1,6 +1,7 @@
 //! Who keeps access to a portfolio after a principal is removed (SPEC §9): an `IAM`
 //! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
-//! removed pattern leaves the `IAM` principals it covered that are listed on their own.
+//! removed pattern leaves the `IAM` principals it covered that are listed on their own,
+//! and the principals it admitted that another pattern admits too.
 //! Pure: the caller passes the portfolio's principals as listed.
 
 use serde::Serialize;
@@ -67,7 +68,11 @@ pub fn residual_access(
                 (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::Iam) => {
                     pattern_covers(&removed.principal_arn, &other.principal_arn)
                 }
-                _ => false,
+                // Some principal the removed pattern admitted is still let in through this one.
+                (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::IamPattern) => {
+                    patterns_overlap(&removed.principal_arn, &other.principal_arn)
+                }
+                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => false,
             },
         )
         .cloned()
@@ -85,6 +90,17 @@ pub fn pattern_covers(pattern: &str, arn: &str) -> bool {
         && pattern.service == arn.service
         && arn.service == "iam"
         && glob_matches(pattern.resource.as_bytes(), arn.resource.as_bytes())
+}
+
+/// Whether some IAM ARN matches both `IAM_PATTERN` ARNs ([`pattern_covers`]).
+pub fn patterns_overlap(first: &str, second: &str) -> bool {
+    let (Some(first), Some(second)) = (ArnParts::split(first), ArnParts::split(second)) else {
+        return false;
+    };
+    first.partition == second.partition
+        && first.service == second.service
+        && first.service == "iam"
+        && globs_overlap(first.resource.as_bytes(), second.resource.as_bytes())
 }
 
 struct ArnParts<'a> {
@@ -132,4 +148,42 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
         matched = next;
     }
     matched[text.len()]
+}
+
+/// Whether some text matches both globs ([`glob_matches`]'s rules). A search over pairs
+/// of positions, one in each pattern: each may pass a `*` or `?` without reading (both
+/// may stand for nothing), or both read one character together, which a wildcard reads
+/// as anything and a literal only as itself. Both ends reached: a common text exists.
+fn globs_overlap(first: &[u8], second: &[u8]) -> bool {
+    let width = second.len() + 1;
+    let mut seen = vec![false; (first.len() + 1) * width];
+    let mut stack = vec![(0, 0)];
+    while let Some((i, j)) = stack.pop() {
+        if std::mem::replace(&mut seen[i * width + j], true) {
+            continue;
+        }
+        if i == first.len() && j == second.len() {
+            return true;
+        }
+        let a = first.get(i).copied();
+        let b = second.get(j).copied();
+        let wildcard = |symbol: Option<u8>| matches!(symbol, Some(b'*' | b'?'));
+        if wildcard(a) {
+            stack.push((i + 1, j));
+        }
+        if wildcard(b) {
+            stack.push((i, j + 1));
+        }
+        let (Some(a), Some(b)) = (a, b) else {
+            continue;
+        };
+        let same = wildcard(Some(a)) || wildcard(Some(b)) || a == b;
+        if same {
+            // A `*` may read on; anything else moves past what it read.
+            let next_i = if a == b'*' { i } else { i + 1 };
+            let next_j = if b == b'*' { j } else { j + 1 };
+            stack.push((next_i, next_j));
+        }
+    }
+    false
 }

@@ -1,8 +1,9 @@
 //! Pattern matching and residual access (SPEC §9), table-driven.
 
 use assignment_worker::portfolio_access::{
-    ListedPrincipal, PortfolioPrincipalType, pattern_covers, residual_access,
+    ListedPrincipal, PortfolioPrincipalType, pattern_covers, patterns_overlap, residual_access,
 };
+use proptest::prelude::*;
 
 #[test]
 fn patterns_match_by_aws_rules() {
@@ -189,10 +190,76 @@ fn a_removed_pattern_leaves_the_iam_principals_it_covered() {
     );
 }
 
+/// A removed pattern's principals that another pattern also admits keep their access
+/// through it: that pattern is reported whenever some principal matches both.
+#[test]
+fn a_removed_pattern_leaves_the_patterns_that_admit_some_of_its_principals() {
+    let removed = pattern("arn:aws:iam:::role/TeamA-*");
+    let remaining = [
+        // Everyone the removed pattern admitted.
+        pattern("arn:aws:iam:::role/Team*"),
+        // Some of them: role/TeamA-dev.
+        pattern("arn:aws:iam:::role/*-dev"),
+        // role/TeamA- itself, `?` standing for nothing.
+        pattern("arn:aws:iam:::role/TeamA-?"),
+        // None of them.
+        pattern("arn:aws:iam:::role/TeamB*"),
+        pattern("arn:aws:iam:::user/TeamA-*"),
+        pattern("arn:aws-cn:iam:::role/TeamA-*"),
+        pattern("arn:aws:iam:::role/Team"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![
+            pattern("arn:aws:iam:::role/Team*"),
+            pattern("arn:aws:iam:::role/*-dev"),
+            pattern("arn:aws:iam:::role/TeamA-?"),
+        ]
+    );
+}
+
 #[test]
 fn nothing_left_means_no_residual_access() {
     let removed = iam("arn:aws:iam::111122223333:role/Leaver");
     assert!(residual_access(&removed, &[]).is_empty());
     // The same principal still listed (the list lags) is not residual access of itself.
     assert!(residual_access(&removed, std::slice::from_ref(&removed)).is_empty());
+}
+
+/// Every text over `a`, `b` and `c` of at most `length` characters.
+fn texts(length: usize) -> Vec<String> {
+    let mut all = vec![String::new()];
+    let mut last = vec![String::new()];
+    for _ in 0..length {
+        last = last
+            .iter()
+            .flat_map(|text| ['a', 'b', 'c'].map(|c| format!("{text}{c}")))
+            .collect();
+        all.extend(last.iter().cloned());
+    }
+    all
+}
+
+proptest! {
+    /// Two patterns overlap exactly when some name matches both. A common name, if any,
+    /// is no longer than the two patterns' letters and `?` together, so the names up to
+    /// that length (over one letter more than the patterns use) decide it.
+    #[test]
+    fn patterns_overlap_when_some_name_matches_both(
+        first in "[ab*?]{0,4}",
+        second in "[ab*?]{0,4}",
+    ) {
+        let role = |name: &str| format!("arn:aws:iam:::role/{name}");
+        let longest = first.len() + second.len();
+        let witness = texts(longest).into_iter().find(|name| {
+            let arn = format!("arn:aws:iam::111122223333:role/{name}");
+            pattern_covers(&role(&first), &arn) && pattern_covers(&role(&second), &arn)
+        });
+        prop_assert_eq!(
+            patterns_overlap(&role(&first), &role(&second)),
+            witness.is_some(),
+            "witness {:?}",
+            witness
+        );
+    }
 }
