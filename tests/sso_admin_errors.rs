@@ -509,6 +509,43 @@ async fn an_html_500_is_a_server_error_named_by_its_status() {
     assert!(!error.message.is_empty());
 }
 
+/// A 4xx whose body cannot be read as AWS's error (cut off, or a front end's page) may
+/// be a throttle or a conflict, which Identity Center also answers with a 400: it is
+/// retried, as a connection error is, not dead-lettered as a rejection.
+#[tokio::test]
+async fn an_unreadable_400_is_retried() {
+    let answers = [
+        (
+            400,
+            JSON,
+            r#"{"__type":"ThrottlingException","message":"Rate exc"#,
+        ),
+        (400, JSON, ""),
+        (
+            400,
+            "text/html",
+            "<html><body>400 Bad Request</body></html>",
+        ),
+    ];
+    for op in Op::ALL {
+        for (status, content_type, body) in answers {
+            let (identity_center, _log) = answering(Answer {
+                status,
+                content_type,
+                error_type: None,
+                body: body.to_owned(),
+            });
+            let error = op
+                .call(&identity_center)
+                .await
+                .expect_err("an unreadable answer is an error");
+            assert!(error.kind.is_transient(), "{op:?} {body}: {error:?}");
+            assert!(error.kind.may_have_taken_effect(), "{op:?} {body}");
+            assert_eq!(error.code, "HTTP 400", "{op:?} {body}");
+        }
+    }
+}
+
 /// The assignment every full answer in these tests names.
 fn full_subject() -> OperationSubject {
     OperationSubject {

@@ -131,6 +131,17 @@ pub fn sqs_client(shared: &SdkConfig, config: &Config) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(sqs_config)
 }
 
+/// An answer whose error could not be read (cut off, or a front end's page rather than
+/// AWS's JSON): a 4xx may be a throttle or a conflict, which Identity Center answers with
+/// a 400 too, and it proves nothing about the call, so it is retried as a dropped
+/// connection is, not dead-lettered as a rejection.
+fn unreadable(status: u16) -> ErrorKind {
+    match ErrorKind::classify(None, None, Some(status)) {
+        ErrorKind::Rejected => ErrorKind::Connection,
+        kind => kind,
+    }
+}
+
 /// Maps any SDK error (every AWS SDK shares these types) onto the kinds the lifecycle
 /// knows.
 pub fn call_error<E>(error: SdkError<E, HttpResponse>) -> CallError
@@ -161,7 +172,7 @@ where
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
             CallError {
-                kind: ErrorKind::classify(None, None, Some(status)),
+                kind: unreadable(status),
                 code: format!("HTTP {status}"),
                 message: context,
             }
@@ -171,7 +182,10 @@ where
             let code = error.code();
             let message = error.message();
             CallError {
-                kind: ErrorKind::classify(code, message, Some(status)),
+                kind: match code {
+                    Some(_) => ErrorKind::classify(code, message, Some(status)),
+                    None => unreadable(status),
+                },
                 code: code.map_or_else(|| format!("HTTP {status}"), str::to_owned),
                 message: message.map_or(context, str::to_owned),
             }
