@@ -61,8 +61,8 @@ impl ErrorKind {
                 | "ReplicatedWriteConflictException",
             ) => ErrorKind::Conflict,
             Some("ThrottlingException" | "ThrottledException" | "TooManyRequestsException") => {
-                let message = message.unwrap_or_default().to_ascii_lowercase();
-                if message.contains("too many requests processing") {
+                let message = plain_words(message.unwrap_or_default());
+                if message.contains("too many requests") && message.contains("processing") {
                     ErrorKind::Busy
                 } else {
                     ErrorKind::RateLimited
@@ -92,6 +92,19 @@ impl ErrorKind {
             },
         }
     }
+}
+
+/// An AWS message as plain words, to match phrases in it however they are wrapped or
+/// typeset: lower case, one space between words, typographic apostrophes as `'`, and
+/// "does not" as "doesn't".
+pub fn plain_words(message: &str) -> String {
+    message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+        .replace(['\u{2019}', '\u{2018}'], "'")
+        .replace("does not", "doesn't")
 }
 
 /// An Identity Center call that did not answer with a status.
@@ -126,6 +139,19 @@ mod tests {
             (
                 Some("ThrottlingException"),
                 Some("There are too many requests processing. Please try again later."),
+                Some(400),
+                ErrorKind::Busy,
+            ),
+            // The same refusal worded or wrapped otherwise.
+            (
+                Some("ThrottlingException"),
+                Some("There are too many requests\n  processing. Please try again later."),
+                Some(400),
+                ErrorKind::Busy,
+            ),
+            (
+                Some("ThrottlingException"),
+                Some("Too many requests are processing"),
                 Some(400),
                 ErrorKind::Busy,
             ),

@@ -703,7 +703,7 @@ pub fn decide(
                         .clone()
                         .unwrap_or_else(|| "operation FAILED without a reason".to_owned());
                     if progress.operation() == AssignmentAction::Delete
-                        && reason.to_ascii_lowercase().contains(ENTITLEMENT_MISSING)
+                        && crate::aws_call::plain_words(&reason).contains(ENTITLEMENT_MISSING)
                     {
                         Decision::Done {
                             completion: Completion::AlreadySatisfied,
