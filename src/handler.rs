@@ -90,21 +90,41 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             }
         }
 
-        // Outcome events last, and only for records whose other messages are stored: a
-        // record whose dead letter or next step is refused runs again and may end
-        // otherwise, and its outcome would then be contradicted by a second one.
-        let outcomes = outbox.remove(&Destination::Outcome);
-        self.send_outbox(outbox, &records, &mut failed, invocation)
-            .await;
-        if let Some((owners, messages)) = outcomes {
-            let stored: (Vec<usize>, Vec<OutgoingMessage>) = owners
+        // One queue after another, each only for the records whose earlier messages are
+        // stored. A record whose message is refused runs again and may end otherwise (the
+        // operation finished meanwhile): its next step goes first, since a dead letter
+        // stored beside a refused step could be contradicted by the rerun's outcome (and
+        // replayed by a redrive), and its outcome event last, for the same reason.
+        for destination in [
+            Destination::Work,
+            Destination::DeadLetter,
+            Destination::Outcome,
+        ] {
+            let Some((owners, messages)) = outbox.remove(&destination) else {
+                continue;
+            };
+            let (owners, messages): (Vec<usize>, Vec<OutgoingMessage>) = owners
                 .into_iter()
                 .zip(messages)
                 .filter(|(index, _)| !failed[*index])
                 .unzip();
-            let outbox = HashMap::from([(Destination::Outcome, stored)]);
-            self.send_outbox(outbox, &records, &mut failed, invocation)
+            if owners.is_empty() {
+                continue;
+            }
+            let failures = self
+                .send_all(destination, &owners, &messages, invocation)
                 .await;
+            for (index, error) in failures {
+                failed[index] = true;
+                tracing::error!(
+                    request_id = invocation.request_id.as_str(),
+                    xray_trace_id = invocation.xray_trace_id.as_deref(),
+                    message_id = records[index].message_id.as_deref().unwrap_or_default(),
+                    ?destination,
+                    %error,
+                    "send failed; the record will be delivered again"
+                );
+            }
         }
         let now = time::OffsetDateTime::now_utc();
         for (index, terminal, span) in finished {
@@ -130,39 +150,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             response.add_failure(record.message_id.clone().unwrap_or_default());
         }
         response
-    }
-
-    /// Sends each queue's messages (`owners[i]` is the record of message `i`), the
-    /// queues at once, and marks the records whose messages were not stored.
-    async fn send_outbox(
-        &self,
-        outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)>,
-        records: &[SqsMessage],
-        failed: &mut [bool],
-        invocation: &Invocation,
-    ) {
-        let sends = outbox
-            .into_iter()
-            .filter(|(_, (owners, _))| !owners.is_empty())
-            .map(|(destination, (owners, messages))| async move {
-                let failures = self
-                    .send_all(destination, &owners, &messages, invocation)
-                    .await;
-                (destination, failures)
-            });
-        for (destination, failures) in futures_util::future::join_all(sends).await {
-            for (index, error) in failures {
-                failed[index] = true;
-                tracing::error!(
-                    request_id = invocation.request_id.as_str(),
-                    xray_trace_id = invocation.xray_trace_id.as_deref(),
-                    message_id = records[index].message_id.as_deref().unwrap_or_default(),
-                    ?destination,
-                    %error,
-                    "send failed; the record will be delivered again"
-                );
-            }
-        }
     }
 
     fn queue_url(&self, destination: Destination) -> Option<&QueueUrl> {

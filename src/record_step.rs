@@ -36,9 +36,10 @@ use crate::service_catalog::ServiceCatalog;
 /// that store the step: a batch call per queue, and when SQS refuses a whole batch, its
 /// entries alone (the handler sends each wave at once), each at most
 /// [`Config::sqs_operation_timeout`]; and a second to answer Lambda. 12 s with the
-/// default SQS bounds. The outcome events, sent after the other messages, are not
-/// counted: one more send, which runs past the reserve only when SQS is slow enough to
-/// use the bounds above in full, and then leaves its records for redelivery.
+/// default SQS bounds. That is one queue's sends; the handler sends the queues one after
+/// another (next steps, dead letters, outcome events), and the later ones run past the
+/// reserve only when SQS is slow enough to use the bounds above in full, which leaves
+/// their records for redelivery.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT

@@ -444,6 +444,33 @@ async fn an_outcome_waits_until_the_records_other_messages_are_stored() {
     }
 }
 
+/// A dead letter waits for the record's next step too. A grant with notAfter that may
+/// exist, dead-lettered with its expiry step: were the dead letter stored and the step
+/// refused, the record's rerun could end `succeeded` beside a dead letter for the same
+/// request, which a redrive would replay.
+#[tokio::test]
+async fn a_dead_letter_waits_until_the_records_next_step_is_stored() {
+    let config = config(&[("MAX_ATTEMPTS", "1")]);
+    let work = config.work_queue.clone();
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: MemoryLedger::default(),
+        identity_center: ScriptedIdentityCenter::new(vec![error(ErrorKind::Timeout, "Timeout")]),
+        queues: RecordingQueues::refusing_queue(&work),
+        config,
+    };
+    let grant = timed_grant_at("TEMP-WAIT", "2026-11-30T10:00:00Z");
+    let response = invoke(&worker, record_event(&grant, "m-wait", 1_764_496_800_000)).await;
+    assert_eq!(failures(&response), ["m-wait"]);
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    assert!(outcome_events(&worker).is_empty());
+}
+
 fn rfc3339_minutes_ago(minutes: i64) -> String {
     assignment_worker::messages::rfc3339(
         time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes),
