@@ -38,6 +38,8 @@ pub struct Worker<I, Q, L, S> {
 pub struct Invocation {
     /// When the invocation is cut off (`None`: never).
     pub deadline: Option<SystemTime>,
+    /// The invocation's whole time, from its start to its deadline (`None`: unknown).
+    pub timeout: Option<Duration>,
     pub request_id: String,
     pub xray_trace_id: Option<String>,
     pub metrics: InvocationMetrics,
@@ -359,8 +361,11 @@ pub async fn function_handler<I: IdentityCenter, Q: QueueSender, L: Ledger, S: S
     worker: &Worker<I, Q, L, S>,
     event: lambda_runtime::LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let now = SystemTime::now();
+    let deadline = invocation_deadline(event.context.deadline, now);
     let invocation = Invocation {
-        deadline: invocation_deadline(event.context.deadline, SystemTime::now()),
+        deadline,
+        timeout: deadline.and_then(|deadline| deadline.duration_since(now).ok()),
         request_id: event.context.request_id.clone(),
         xray_trace_id: event.context.xray_trace_id.clone(),
         metrics: InvocationMetrics::default(),

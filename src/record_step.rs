@@ -111,6 +111,7 @@ struct Step {
 /// Where a step ended: a decision, or no decision yet.
 enum Stepped {
     Decided(Box<Step>),
+    Redeliver(&'static str),
     /// The ledger holds this decision under another first delivery (a redrive): the
     /// step starts again as that delivery's, so that the ledger's checks see it as the
     /// same decision. The message id of that delivery.
@@ -134,6 +135,8 @@ struct RecordRun<'a, I, Q, L, S> {
     key: LedgerKey,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
+    /// The invocation's whole time, from its start to its deadline, when known.
+    timeout: Option<Duration>,
     metrics: &'a InvocationMetrics,
     /// How many times SQS has delivered the record.
     receive_count: u32,
@@ -180,6 +183,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 key: LedgerKey::of(target),
                 decision,
                 deadline: invocation.deadline,
+                timeout: invocation.timeout,
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
                 sent_at: sent_at(record),
@@ -187,6 +191,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             };
             return match run.step(progress.clone()).await {
                 Stepped::Decided(step) => run.commit(*step),
+                Stepped::Redeliver(reason) => Plan::Redeliver(reason),
                 // Once: the second claim matches the recorded decision exactly.
                 Stepped::Restamp(first_message_id) if !restamped => {
                     tracing::info!("the ledger holds this decision from an earlier delivery");
@@ -333,7 +338,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 return self.refused(dead_letter, progress).await;
             }
             if self.out_of_time() {
-                return Self::stored_again(progress, NEAR_DEADLINE);
+                return self.stored_again(progress, NEAR_DEADLINE);
             }
             if let Some(expired) = lifecycle::check_expiry(&progress, self.decision.not_after, now)
             {
@@ -366,7 +371,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return deferred;
         }
         if self.out_of_time() {
-            return Self::stored_again(progress, NEAR_DEADLINE);
+            return self.stored_again(progress, NEAR_DEADLINE);
         }
 
         let settled = match self.target {
@@ -386,7 +391,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
                 Ok(settled) => settled,
-                Err(reason) => return Self::stored_again(progress, reason),
+                Err(reason) => return self.stored_again(progress, reason),
             },
         };
         match settled.decision {
@@ -432,7 +437,23 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// towards the receives that end in the dead-letter queue without a reason; and a
     /// redelivery takes its own claim for a submit that may have been made, which lets
     /// a grant be carried out past its `notAfter`.
-    fn stored_again(progress: Progress, reason: &'static str) -> Stepped {
+    /// But an invocation whose whole time is within the reserve can make no call at all,
+    /// and a step stored again would meet the same shortage forever, with no dead letter
+    /// and no alarm: it is left for SQS, whose receive count ends it in the dead-letter
+    /// queue.
+    fn stored_again(&self, progress: Progress, reason: &'static str) -> Stepped {
+        let reserve = call_reserve(&self.worker.config);
+        if let Some(timeout) = self.timeout
+            && timeout <= reserve
+        {
+            tracing::error!(
+                timeout_ms = timeout.as_millis(),
+                reserve_ms = reserve.as_millis(),
+                "the invocation's whole time is within the reserve an AWS call needs: \
+                 raise the function's timeout"
+            );
+            return Stepped::Redeliver(reason);
+        }
         tracing::info!(reason, "stored again; no call made");
         decided(lifecycle::deferred(&progress, 0), progress)
     }

@@ -558,6 +558,30 @@ async fn transient_errors_are_retried_through_the_queue_with_backoff() {
     assert_eq!(envelope["progress"]["attempt"], 2);
 }
 
+/// A function whose whole timeout is within the reserve can never make a call: a step
+/// stored again would come back to the same shortage forever, with no dead letter and
+/// no alarm (and an expiry would never revoke). Its records are left for SQS, whose
+/// `MaxReceiveCount` moves them to the dead-letter queue, where the alarm sees them.
+#[tokio::test]
+async fn a_timeout_too_short_for_any_call_leaves_the_records_to_sqs() {
+    let worker = worker(vec![], config(&[]));
+    let event = fixture("mixed-batch.json");
+    let ids = message_ids(&event);
+    let mut context = Context::default();
+    let deadline = SystemTime::now() + Duration::from_secs(2);
+    let deadline_ms = deadline
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    context.deadline = u64::try_from(deadline_ms).expect("a deadline in ms");
+    let response = function_handler(&worker, LambdaEvent::new(event, context))
+        .await
+        .expect("a batch response");
+    assert!(worker.identity_center.calls().is_empty());
+    assert!(worker.queues.sent_to(&worker.config.work_queue).is_empty());
+    assert_eq!(failures(&response), ids[..8]);
+}
+
 #[tokio::test]
 async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
     let worker = worker(vec![], config(&[]));
