@@ -761,17 +761,17 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
     );
 }
 
-/// A removal's disassociate landed, but its confirm sees a lagging list that still
-/// shows the principal; a later grant reads the same lagging list and finds the
-/// principal there. Had it trusted the list and made no call, the principal would be
-/// gone once the list caught up, though the latest decision grants it: the grant
-/// associates all the same, and the removal's confirm, overtaken by the grant, ends with
-/// the principal in place.
+/// A removal's disassociate landed; a later grant then associated the principal again
+/// and was recorded carried out. The removal's confirm lists the principal, which it
+/// would wait to see gone until the poll deadline: overtaken by the grant, it makes the
+/// grant's state again (an undo, here an associate that changes nothing) and ends
+/// `superseded`, with the principal in place.
 #[tokio::test]
-async fn a_grant_that_read_a_lagging_list_after_a_removal_keeps_the_principal() {
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
-        .with_list_lag(3);
+async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal_in_place() {
+    use assignment_worker::ledger::{
+        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+    };
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
     let removal = request(
         "disassociate-portfolio-principal",
@@ -779,31 +779,64 @@ async fn a_grant_that_read_a_lagging_list_after_a_removal_keeps_the_principal() 
         ROLE,
         json!({"requestedAt": "2026-11-30T09:00:00Z"}),
     );
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
-    for (body, id) in [(&removal, "r-1"), (&grant, "g-1")] {
-        function_handler(
-            &worker,
-            LambdaEvent::new(record(body, id), Context::default()),
-        )
-        .await
-        .expect("a batch response");
-    }
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&removal, "r-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
     let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
         .body
         .clone();
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    // The grant, decided later: associated, and recorded as carried out.
+    let parsed = parse_request(&removal).expect("valid");
+    let (_, target) = parsed.target();
+    let Target::Portfolio(change) = target else {
+        panic!("a portfolio request");
+    };
+    worker
+        .service_catalog
+        .associate_principal(change)
+        .await
+        .expect("associated");
+    let key = LedgerKey::of(target);
+    let grant = DecisionOrder {
+        requested_at: OffsetDateTime::parse("2026-11-30T10:00:00Z", &Rfc3339).expect("a time"),
+        intent: Intent::Grant,
+        correlation_id: Some("CHG-grant".to_owned()),
+        first_message_id: "g-1".to_owned(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let decision = AccessDecision {
+        order: grant.clone(),
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(&key, &decision, RecordedState::Pending, now)
+        .await
+        .expect("claim");
+    worker
+        .ledger
+        .record(&key, &grant, RecordedState::Present, None, now)
+        .await
+        .expect("record");
+
+    drive(&worker, &confirm).await;
+    // At its first list (the second confirms the undo), not at the poll deadline.
+    let lists = worker.service_catalog.calls();
+    let lists = lists
+        .iter()
+        .filter(|call| **call == CatalogCall::List)
+        .count();
+    assert_eq!(lists, 2);
     assert_eq!(
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(ROLE)])
     );
-
-    drive(&worker, &confirm).await;
     assert_eq!(
-        worker.service_catalog.principals(PORTFOLIO),
-        Some(vec![iam(ROLE)])
+        outcomes(&worker).last().expect("an outcome")["outcome"],
+        "superseded"
     );
 }
