@@ -15,11 +15,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The release binary; `WORKER_BIN` overrides (scripts/test points it at the debug
-/// build).
+/// The release binary, in `CARGO_TARGET_DIR` when that is set (as cargo reads it: a
+/// relative one from the workspace, where the scripts run cargo); `WORKER_BIN`
+/// overrides (scripts/test points it at the debug build).
 pub fn binary() -> PathBuf {
     std::env::var_os("WORKER_BIN").map_or_else(
-        || crate::workspace_root().join("target/release/assignment-worker"),
+        || {
+            let root = crate::workspace_root();
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map_or_else(|| root.join("target"), |dir| root.join(dir));
+            target.join("release/assignment-worker")
+        },
         PathBuf::from,
     )
 }
