@@ -90,7 +90,8 @@ pub fn before_associate(
 }
 
 /// After the associate or disassociate call. An associate of a principal the list
-/// showed before it (`listed_before`) is `already-satisfied`, with no confirm.
+/// showed before it (`listed_before`) is `already-satisfied`, with no confirm, and so
+/// is one refused for good.
 pub fn after_submit(
     progress: &Progress,
     result: &Result<(), CallError>,
@@ -118,7 +119,14 @@ pub fn after_submit(
         {
             AfterSubmit::SettleByListing
         }
-        Err(error) => AfterSubmit::Decided(refused(progress, error, policy, jitter)),
+        Err(error) => match refused(progress, error, policy, jitter) {
+            // The associate of a listed principal was a precaution against a lagging
+            // list: refused for good, the request is what the list said.
+            Decision::DeadLetter(_) if listed_before => {
+                AfterSubmit::Decided(done(Completion::AlreadySatisfied))
+            }
+            decision => AfterSubmit::Decided(decision),
+        },
     }
 }
 

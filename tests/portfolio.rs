@@ -251,6 +251,32 @@ async fn a_grant_that_finds_its_principal_listed_still_associates_it() {
     );
 }
 
+/// The associate a listed principal still gets is a precaution: when AWS refuses it
+/// (a role deleted since, say), the request is what the list said, `already-satisfied`
+/// (SPEC §9), not a dead letter.
+#[tokio::test]
+async fn a_listed_principal_whose_associate_is_refused_is_already_satisfied() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_errors([
+            None,
+            service_error(ErrorKind::Rejected, "InvalidParametersException"),
+        ]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("associate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    assert_eq!(only_outcome(&worker)["outcome"], "already-satisfied");
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
     let catalog = MemoryServiceCatalog::default()
