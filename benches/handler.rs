@@ -67,6 +67,7 @@ fn batch() -> (SqsEvent, Vec<CallResult>) {
     let mut answers = Vec::new();
     let answer = |status| {
         Ok(StatusReport {
+            created_at: None,
             status,
             request_id: Some(OPERATION.to_owned()),
             failure_reason: None,

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 pub use crate::aws_call::{CallError, ErrorKind};
 pub use crate::pacer::PacedCall;
 use crate::request::Assignment;
@@ -18,6 +20,8 @@ pub enum OperationStatus {
 /// What Create/Delete or Describe*Status answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
+    /// When AWS created the operation (`CreatedDate`), if it said.
+    pub created_at: Option<OffsetDateTime>,
     pub status: OperationStatus,
     pub request_id: Option<String>,
     pub failure_reason: Option<String>,

@@ -301,6 +301,7 @@ pub fn check_operation_subject(
     let (
         Stage::Poll {
             operation_request_id,
+            submitted_at,
             ..
         },
         Ok(report),
@@ -308,6 +309,35 @@ pub fn check_operation_subject(
     else {
         return None;
     };
+    let mismatch = |message: String| {
+        Some(DeadLetter {
+            class: ErrorClass::Permanent,
+            code: OPERATION_MISMATCH.to_owned(),
+            message,
+            attempts: progress.attempt,
+            operation_request_id: Some(operation_request_id.clone()),
+        })
+    };
+    if let Some(answered) = &report.request_id
+        && answered != operation_request_id
+    {
+        return mismatch(format!(
+            "the poll of operation {operation_request_id} was answered about operation {answered}"
+        ));
+    }
+    // An operation AWS created before this request's submit (beyond the clocks' skew) is
+    // an older change of the same assignment, which the envelope names: its answer says
+    // nothing of this request.
+    if let Some(created_at) = report.created_at
+        && created_at < *submitted_at - MAX_CLOCK_SKEW
+    {
+        return mismatch(format!(
+            "operation {operation_request_id} was created at {}, before this request's \
+             submit at {}",
+            crate::messages::rfc3339(created_at),
+            crate::messages::rfc3339(*submitted_at)
+        ));
+    }
     let expected = OperationSubject::of(assignment);
     let fields = [
         ("TargetId", &report.subject.target_id, &expected.target_id),
@@ -335,20 +365,14 @@ pub fn check_operation_subject(
     let (name, reported, wanted) = fields
         .into_iter()
         .find(|(_, reported, wanted)| reported != wanted)?;
-    Some(DeadLetter {
-        class: ErrorClass::Permanent,
-        code: OPERATION_MISMATCH.to_owned(),
-        message: format!(
-            "operation {operation_request_id} is not this request's: its {name} is {}, the \
-             request's is `{}`",
-            reported
-                .as_deref()
-                .map_or_else(|| "missing".to_owned(), |value| format!("`{value}`")),
-            wanted.as_deref().unwrap_or_default()
-        ),
-        attempts: progress.attempt,
-        operation_request_id: Some(operation_request_id.clone()),
-    })
+    mismatch(format!(
+        "operation {operation_request_id} is not this request's: its {name} is {}, the \
+         request's is `{}`",
+        reported
+            .as_deref()
+            .map_or_else(|| "missing".to_owned(), |value| format!("`{value}`")),
+        wanted.as_deref().unwrap_or_default()
+    ))
 }
 
 /// What the claim before a decision's submit means for it (SPEC §11, rules 1 and 2):

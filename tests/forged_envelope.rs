@@ -111,6 +111,7 @@ async fn run(
 
 fn answer(status: OperationStatus, reason: Option<&str>, subject: OperationSubject) -> CallResult {
     Ok(StatusReport {
+        created_at: None,
         status,
         request_id: Some(OPERATION.to_owned()),
         failure_reason: reason.map(str::to_owned),
@@ -361,6 +362,49 @@ fn a_submit_answer_is_not_checked_and_a_poll_answer_is() {
         lifecycle::check_operation_subject(&poll, &own, assignment),
         None
     );
+}
+
+/// A poll's answer names the operation it is about and when AWS created it: an answer
+/// about another operation id, or about one created before this request's submit (an
+/// old create of the same assignment that a forged envelope names), is no answer about
+/// this request, and claims no outcome.
+#[test]
+fn a_poll_answer_about_another_or_an_older_operation_is_refused() {
+    let assignment = parse_request(&request("create").to_string()).expect("valid");
+    let (_, assignment) = assignment.assignment().expect("an assignment");
+    let own = OperationSubject::of(assignment);
+    let poll = polling(Create, 0, T0);
+    let with = |request_id: &str, created_at: Option<OffsetDateTime>| -> CallResult {
+        Ok(StatusReport {
+            created_at,
+            status: OperationStatus::Succeeded,
+            request_id: Some(request_id.to_owned()),
+            failure_reason: None,
+            subject: own.clone(),
+        })
+    };
+    let believed = [
+        with(OPERATION, Some(T0)),
+        with(OPERATION, None),
+        // The submitting clock may run ahead of AWS's by up to the skew allowed.
+        with(OPERATION, Some(T0 - MAX_CLOCK_SKEW)),
+    ];
+    for answer in &believed {
+        assert_eq!(
+            lifecycle::check_operation_subject(&poll, answer, assignment),
+            None,
+            "{answer:?}"
+        );
+    }
+    let refused = [
+        with("00000000-1111-4222-8333-444444444444", Some(T0)),
+        with(OPERATION, Some(T0 - Duration::days(30))),
+    ];
+    for answer in &refused {
+        let dead = lifecycle::check_operation_subject(&poll, answer, assignment).expect("refused");
+        assert_eq!(dead.class, ErrorClass::Permanent, "{answer:?}");
+        assert_eq!(dead.code, "OperationMismatch", "{answer:?}");
+    }
 }
 
 fn policy() -> impl Strategy<Value = Policy> {

@@ -69,6 +69,7 @@ fn failures(response: &SqsBatchResponse) -> Vec<String> {
 
 fn status(status: OperationStatus, reason: Option<&str>) -> CallResult {
     Ok(StatusReport {
+        created_at: None,
         status,
         request_id: Some(REQUEST_ID.to_owned()),
         failure_reason: reason.map(str::to_owned),
@@ -539,7 +540,11 @@ async fn failed_operations_are_dead_lettered_with_the_spec_attributes() {
     assert_eq!(dead[0].attribute("ErrorCode"), Some("FAILED"));
     assert_eq!(dead[0].attribute("ErrorMessage"), Some(reason));
     assert_eq!(dead[0].attribute("Attempts"), Some("1"));
-    assert_eq!(dead[0].attribute("OperationRequestId"), Some(REQUEST_ID));
+    // The operation poll.json polls, which the answer names.
+    assert_eq!(
+        dead[0].attribute("OperationRequestId"),
+        Some("7c1e3f0a-9b2d-4e5f-8a6b-0c1d2e3f4a5b")
+    );
     assert_eq!(dead[0].attribute("CorrelationId"), Some("CHG-1003"));
 }
 

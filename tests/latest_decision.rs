@@ -259,6 +259,7 @@ impl ModelIdentityCenter {
         if self.roll(self.chance.faults.asynchronous) {
             model.pending.push((id.clone(), kind));
             return Ok(StatusReport {
+                created_at: None,
                 status: OperationStatus::InProgress,
                 request_id: Some(id),
                 failure_reason: None,
@@ -276,6 +277,7 @@ impl ModelIdentityCenter {
             None => (OperationStatus::InProgress, None),
         };
         Ok(StatusReport {
+            created_at: None,
             status,
             request_id: Some(id.to_owned()),
             failure_reason,
@@ -334,6 +336,7 @@ impl IdentityCenter for ModelIdentityCenter {
 /// An answer naming the assignment polled, as AWS's does.
 fn about(assignment: &Assignment, answer: CallResult) -> CallResult {
     answer.map(|report| StatusReport {
+        created_at: None,
         subject: OperationSubject::of(assignment),
         ..report
     })

@@ -537,6 +537,7 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
 fn a_success_reported_by_describe_still_goes_through_the_ledger() {
     // decide() itself is unchanged: Done; the ledger's say comes after.
     let report = StatusReport {
+        created_at: None,
         status: OperationStatus::Succeeded,
         request_id: Some("r-1".to_owned()),
         failure_reason: None,

@@ -19,6 +19,7 @@ const REQUEST_ID: &str = "b5f9c1d2-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
 
 fn status(status: OperationStatus, reason: Option<&str>) -> CallResult {
     Ok(StatusReport {
+        created_at: None,
         status,
         request_id: Some(REQUEST_ID.to_owned()),
         failure_reason: reason.map(str::to_owned),
@@ -582,7 +583,7 @@ fn call_result() -> impl Strategy<Value = CallResult> {
         1 => Just(status(OperationStatus::Succeeded, None)),
         1 => Just(status(OperationStatus::Failed, Some("EntitlementItem doesn't exist"))),
         1 => Just(status(OperationStatus::Failed, Some("quota"))),
-        1 => Just(Ok(StatusReport { status: OperationStatus::InProgress, request_id: None, failure_reason: None, subject: Default::default() })),
+        1 => Just(Ok(StatusReport { created_at: None, status: OperationStatus::InProgress, request_id: None, failure_reason: None, subject: Default::default() })),
         4 => kinds.prop_map(|kind| error(kind, "Code", "message")),
     ]
 }

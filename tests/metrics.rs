@@ -83,6 +83,7 @@ fn throttled(message: &str) -> CallResult {
 
 fn succeeded() -> CallResult {
     Ok(StatusReport {
+        created_at: None,
         status: OperationStatus::Succeeded,
         request_id: Some("11111111-2222-4333-8444-555555555555".to_owned()),
         failure_reason: None,

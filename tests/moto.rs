@@ -104,6 +104,7 @@ async fn re_enqueues_with_delay_seconds_through_real_sqs() {
         service_catalog: MemoryServiceCatalog::default(),
         ledger: MemoryLedger::default(),
         identity_center: ScriptedIdentityCenter::new([Ok(StatusReport {
+            created_at: None,
             status: OperationStatus::InProgress,
             request_id: Some("0f1e2d3c-4b5a-4968-8776-655443322110".to_owned()),
             failure_reason: None,

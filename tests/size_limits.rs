@@ -44,6 +44,7 @@ fn worker(
 
 fn in_progress() -> CallResult {
     Ok(StatusReport {
+        created_at: None,
         status: OperationStatus::InProgress,
         request_id: Some("r".repeat(LONGEST_REQUEST_ID)),
         failure_reason: None,

@@ -567,6 +567,7 @@ async fn create_in_progress() {
     assert_eq!(
         result,
         Ok(StatusReport {
+            created_at: time::OffsetDateTime::from_unix_timestamp(1_718_035_200).ok(),
             status: OperationStatus::InProgress,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: None,
@@ -598,6 +599,7 @@ async fn describe_creation_failed_carries_the_reason() {
     assert_eq!(
         result,
         Ok(StatusReport {
+            created_at: time::OffsetDateTime::from_unix_timestamp(1_718_035_200).ok(),
             status: OperationStatus::Failed,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: Some(reason.to_owned()),
@@ -617,6 +619,7 @@ async fn delete_succeeded() {
     assert_eq!(
         result,
         Ok(StatusReport {
+            created_at: time::OffsetDateTime::from_unix_timestamp(1_718_035_200).ok(),
             status: OperationStatus::Succeeded,
             request_id: Some(OPERATION_ID.to_owned()),
             failure_reason: None,
@@ -644,6 +647,7 @@ async fn every_status_value_from_every_operation() {
             assert_eq!(
                 result,
                 Ok(StatusReport {
+                    created_at: None,
                     status: expected,
                     request_id: Some(OPERATION_ID.to_owned()),
                     failure_reason: None,

@@ -46,7 +46,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Answers each call with the next scripted result; once the script runs out, every
 /// call succeeds at once. An answer names the assignment asked about, as AWS's does,
-/// unless the script names another (a scripted subject is kept as it is).
+/// unless the script names another (a scripted subject is kept as it is); a Describe
+/// answer names the operation polled, as AWS's does.
 #[derive(Debug, Default)]
 pub struct ScriptedIdentityCenter {
     script: Mutex<VecDeque<CallResult>>,
@@ -69,6 +70,7 @@ impl ScriptedIdentityCenter {
         lock(&self.calls).push(call);
         let mut answer = lock(&self.script).pop_front().unwrap_or_else(|| {
             Ok(StatusReport {
+                created_at: None,
                 status: OperationStatus::Succeeded,
                 request_id: Some("00000000-0000-4000-8000-000000000000".to_owned()),
                 failure_reason: None,
@@ -79,6 +81,15 @@ impl ScriptedIdentityCenter {
             && report.subject == OperationSubject::default()
         {
             report.subject = OperationSubject::of(assignment);
+        }
+        answer
+    }
+}
+
+impl ScriptedIdentityCenter {
+    fn about(mut answer: CallResult, request_id: &str) -> CallResult {
+        if let Ok(report) = &mut answer {
+            report.request_id = Some(request_id.to_owned());
         }
         answer
     }
@@ -109,7 +120,7 @@ impl IdentityCenter for ScriptedIdentityCenter {
         let call = Call::DescribeCreation {
             request_id: request_id.to_owned(),
         };
-        self.answer(call, assignment)
+        Self::about(self.answer(call, assignment), request_id)
     }
 
     async fn describe_deletion_status(
@@ -120,7 +131,7 @@ impl IdentityCenter for ScriptedIdentityCenter {
         let call = Call::DescribeDeletion {
             request_id: request_id.to_owned(),
         };
-        self.answer(call, assignment)
+        Self::about(self.answer(call, assignment), request_id)
     }
 }
 

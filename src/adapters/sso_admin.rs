@@ -4,6 +4,7 @@ use aws_sdk_ssoadmin::Client;
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
 };
+use time::OffsetDateTime;
 
 use crate::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, OperationSubject,
@@ -51,6 +52,9 @@ fn report(status: Option<&AccountAssignmentOperationStatus>) -> CallResult {
         }
     };
     Ok(StatusReport {
+        created_at: status
+            .created_date()
+            .and_then(|date| OffsetDateTime::from_unix_timestamp(date.secs()).ok()),
         status: value,
         request_id: status.request_id().map(str::to_owned),
         failure_reason: status.failure_reason().map(str::to_owned),
