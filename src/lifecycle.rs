@@ -209,6 +209,11 @@ pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<De
 /// minute.
 pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 
+/// How far the worker's clock may disagree with AWS's: Signature Version 4 refuses a
+/// request signed more than five minutes off, so a worker whose clock is further off
+/// makes no call at all.
+pub const AWS_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// The most polls a genuine poll envelope can count: the poll schedule of
 /// [`next_poll`] replayed at its fastest. Every poll comes when its delay ends (SQS
 /// holds a message for at least its DelaySeconds; retries only add time) and reads a
@@ -329,7 +334,7 @@ pub fn check_operation_subject(
     // an older change of the same assignment, which the envelope names: its answer says
     // nothing of this request.
     if let Some(created_at) = report.created_at
-        && created_at < *submitted_at - MAX_CLOCK_SKEW
+        && created_at < *submitted_at - AWS_CLOCK_SKEW
     {
         return mismatch(format!(
             "operation {operation_request_id} was created at {}, before this request's \

@@ -13,8 +13,8 @@ use assignment_worker::identity_center::{
     CallResult, OperationStatus, OperationSubject, StatusReport,
 };
 use assignment_worker::lifecycle::{
-    self, Decision, ErrorClass, MAX_CLOCK_SKEW, Policy, check_envelope, decide, max_polls,
-    poll_delay_seconds,
+    self, AWS_CLOCK_SKEW, Decision, ErrorClass, MAX_CLOCK_SKEW, Policy, check_envelope, decide,
+    max_polls, poll_delay_seconds,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Stage};
 use assignment_worker::queue::OutgoingMessage;
@@ -386,8 +386,8 @@ fn a_poll_answer_about_another_or_an_older_operation_is_refused() {
     let believed = [
         with(OPERATION, Some(T0)),
         with(OPERATION, None),
-        // The submitting clock may run ahead of AWS's by up to the skew allowed.
-        with(OPERATION, Some(T0 - MAX_CLOCK_SKEW)),
+        // The submitting clock may run ahead of AWS's by as much as AWS accepts.
+        with(OPERATION, Some(T0 - AWS_CLOCK_SKEW)),
     ];
     for answer in &believed {
         assert_eq!(
@@ -398,6 +398,7 @@ fn a_poll_answer_about_another_or_an_older_operation_is_refused() {
     }
     let refused = [
         with("00000000-1111-4222-8333-444444444444", Some(T0)),
+        with(OPERATION, Some(T0 - AWS_CLOCK_SKEW - Duration::seconds(1))),
         with(OPERATION, Some(T0 - Duration::days(30))),
     ];
     for answer in &refused {
