@@ -156,12 +156,16 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
 /// as anything and a literal only as itself. Both ends reached: a common text exists.
 fn globs_overlap(first: &[u8], second: &[u8]) -> bool {
     let width = second.len() + 1;
+    // Each pair is stacked once: the stack never holds more pairs than there are.
     let mut seen = vec![false; (first.len() + 1) * width];
     let mut stack = vec![(0, 0)];
-    while let Some((i, j)) = stack.pop() {
-        if std::mem::replace(&mut seen[i * width + j], true) {
-            continue;
+    seen[0] = true;
+    let mut visit = |stack: &mut Vec<(usize, usize)>, i: usize, j: usize| {
+        if !std::mem::replace(&mut seen[i * width + j], true) {
+            stack.push((i, j));
         }
+    };
+    while let Some((i, j)) = stack.pop() {
         if i == first.len() && j == second.len() {
             return true;
         }
@@ -169,20 +173,19 @@ fn globs_overlap(first: &[u8], second: &[u8]) -> bool {
         let b = second.get(j).copied();
         let wildcard = |symbol: Option<u8>| matches!(symbol, Some(b'*' | b'?'));
         if wildcard(a) {
-            stack.push((i + 1, j));
+            visit(&mut stack, i + 1, j);
         }
         if wildcard(b) {
-            stack.push((i, j + 1));
+            visit(&mut stack, i, j + 1);
         }
         let (Some(a), Some(b)) = (a, b) else {
             continue;
         };
-        let same = wildcard(Some(a)) || wildcard(Some(b)) || a == b;
-        if same {
+        if wildcard(Some(a)) || wildcard(Some(b)) || a == b {
             // A `*` may read on; anything else moves past what it read.
             let next_i = if a == b'*' { i } else { i + 1 };
             let next_j = if b == b'*' { j } else { j + 1 };
-            stack.push((next_i, next_j));
+            visit(&mut stack, next_i, next_j);
         }
     }
     false
