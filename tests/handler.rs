@@ -118,6 +118,21 @@ fn worker(script: Vec<CallResult>, config: Config) -> TestWorker {
     }
 }
 
+/// A worker with the in-memory ports, sending through `queues`.
+fn worker_sending_to<Q: QueueSender>(
+    queues: Q,
+    script: Vec<CallResult>,
+    config: Config,
+) -> Worker<ScriptedIdentityCenter, Q, MemoryLedger, MemoryServiceCatalog> {
+    Worker {
+        service_catalog: catalog(),
+        ledger: MemoryLedger::default(),
+        identity_center: ScriptedIdentityCenter::new(script),
+        queues,
+        config,
+    }
+}
+
 fn body_json(message: &OutgoingMessage) -> Value {
     serde_json::from_str(&message.body).expect("the worker writes JSON")
 }
@@ -328,13 +343,7 @@ async fn the_mixed_batch_gives_each_record_its_own_outcome() {
 async fn a_refused_send_fails_only_its_own_record() {
     let event = fixture("mixed-batch.json");
     let ids = message_ids(&event);
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: MemoryLedger::default(),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: RecordingQueues::refusing(["CHG-2003"]),
-        config: config(&[]),
-    };
+    let worker = worker_sending_to(RecordingQueues::refusing(["CHG-2003"]), vec![], config(&[]));
     let response = invoke(&worker, event).await;
     // Record 3 (CHG-2003): its outcome event was refused, so it is not durably done.
     assert_eq!(failures(&response), [ids[2].clone()]);
@@ -375,16 +384,11 @@ impl QueueSender for ShortAnswers {
 async fn an_entry_sent_alone_without_an_answer_fails_its_own_record() {
     let event = fixture("mixed-batch.json");
     let ids = message_ids(&event);
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: MemoryLedger::default(),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: ShortAnswers {
-            queues: RecordingQueues::default(),
-            silent: "CHG-2003",
-        },
-        config: config(&[]),
+    let queues = ShortAnswers {
+        queues: RecordingQueues::default(),
+        silent: "CHG-2003",
     };
+    let worker = worker_sending_to(queues, vec![], config(&[]));
     let response = function_handler(&worker, LambdaEvent::new(event, Context::default()))
         .await
         .expect("a batch response");
@@ -395,13 +399,11 @@ async fn an_entry_sent_alone_without_an_answer_fails_its_own_record() {
 async fn a_refused_dead_letter_fails_its_record() {
     let event = fixture("malformed.json");
     let ids = message_ids(&event);
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: MemoryLedger::default(),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: RecordingQueues::refusing(["princpalId"]),
-        config: config(&[]),
-    };
+    let worker = worker_sending_to(
+        RecordingQueues::refusing(["princpalId"]),
+        vec![],
+        config(&[]),
+    );
     let response = invoke(&worker, event).await;
     assert_eq!(failures(&response), ids);
 }
@@ -431,13 +433,11 @@ async fn an_outcome_waits_until_the_records_other_messages_are_stored() {
     for (refused, answer, submitted_at) in cases {
         let config = config(&[]);
         let queue = assignment_worker::config::QueueUrl::parse(refused).expect("a queue URL");
-        let worker = Worker {
-            service_catalog: catalog(),
-            ledger: MemoryLedger::default(),
-            identity_center: ScriptedIdentityCenter::new(vec![answer]),
-            queues: RecordingQueues::refusing_queue(&queue),
+        let worker = worker_sending_to(
+            RecordingQueues::refusing_queue(&queue),
+            vec![answer],
             config,
-        };
+        );
         let poll = create_poll(&grant, 12, &submitted_at);
         let response = invoke(&worker, record_event(&poll, "m-held", 1_764_000_000_000)).await;
         assert_eq!(failures(&response), ["m-held"], "{refused}");
@@ -453,13 +453,11 @@ async fn an_outcome_waits_until_the_records_other_messages_are_stored() {
 async fn a_dead_letter_waits_until_the_records_next_step_is_stored() {
     let config = config(&[("MAX_ATTEMPTS", "1")]);
     let work = config.work_queue.clone();
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: MemoryLedger::default(),
-        identity_center: ScriptedIdentityCenter::new(vec![error(ErrorKind::Timeout, "Timeout")]),
-        queues: RecordingQueues::refusing_queue(&work),
+    let worker = worker_sending_to(
+        RecordingQueues::refusing_queue(&work),
+        vec![error(ErrorKind::Timeout, "Timeout")],
         config,
-    };
+    );
     let grant = timed_grant_at("TEMP-WAIT", "2026-11-30T10:00:00Z");
     let response = invoke(&worker, record_event(&grant, "m-wait", 1_764_496_800_000)).await;
     assert_eq!(failures(&response), ["m-wait"]);

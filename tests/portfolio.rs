@@ -749,9 +749,7 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
 /// removal's state must be restored, not the grant merely reported superseded.
 #[tokio::test]
 async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_principal() {
-    use assignment_worker::ledger::{
-        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
-    };
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
     let (worker, grant, confirm) = associated_awaiting_confirm(2).await;
     // The removal, decided later, claimed and found nothing before the associate landed.
     let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
@@ -762,21 +760,7 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
         correlation_id: Some("CHG-removal".to_owned()),
         first_message_id: "r-1".to_owned(),
     };
-    let now = OffsetDateTime::now_utc();
-    let decision = AccessDecision {
-        order: removal.clone(),
-        not_after: None,
-    };
-    worker
-        .ledger
-        .claim(&key, &decision, RecordedState::Pending, now)
-        .await
-        .expect("claim");
-    worker
-        .ledger
-        .record(&key, &removal, RecordedState::Absent, None, now)
-        .await
-        .expect("record");
+    record_decision(&worker, &key, removal, RecordedState::Absent).await;
 
     drive(&worker, &confirm).await;
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
@@ -787,6 +771,32 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
     );
 }
 
+/// Records `order` in the ledger as claimed and carried out to `state`, as another
+/// request of the same principal would have.
+async fn record_decision(
+    worker: &TestWorker,
+    key: &assignment_worker::ledger::LedgerKey,
+    order: assignment_worker::ledger::DecisionOrder,
+    state: assignment_worker::ledger::RecordedState,
+) {
+    use assignment_worker::ledger::{AccessDecision, Ledger, RecordedState};
+    let now = OffsetDateTime::now_utc();
+    let decision = AccessDecision {
+        order: order.clone(),
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(key, &decision, RecordedState::Pending, now)
+        .await
+        .expect("claim");
+    worker
+        .ledger
+        .record(key, &order, state, None, now)
+        .await
+        .expect("record");
+}
+
 /// A removal's disassociate landed; a later grant then associated the principal again
 /// and was recorded carried out. The removal's confirm lists the principal, which it
 /// would wait to see gone until the poll deadline: overtaken by the grant, it makes the
@@ -794,9 +804,7 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
 /// `superseded`, with the principal in place.
 #[tokio::test]
 async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal_in_place() {
-    use assignment_worker::ledger::{
-        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
-    };
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
     let removal = request(
@@ -833,21 +841,7 @@ async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal
         correlation_id: Some("CHG-grant".to_owned()),
         first_message_id: "g-1".to_owned(),
     };
-    let now = OffsetDateTime::now_utc();
-    let decision = AccessDecision {
-        order: grant.clone(),
-        not_after: None,
-    };
-    worker
-        .ledger
-        .claim(&key, &decision, RecordedState::Pending, now)
-        .await
-        .expect("claim");
-    worker
-        .ledger
-        .record(&key, &grant, RecordedState::Present, None, now)
-        .await
-        .expect("record");
+    record_decision(&worker, &key, grant, RecordedState::Present).await;
 
     drive(&worker, &confirm).await;
     // At its first list (the second confirms the undo), not at the poll deadline.
