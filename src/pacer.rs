@@ -82,6 +82,12 @@ const CREATE_DECREASE: f64 = 0.96;
 const CREATE_INCREASE: f64 = 1.005;
 /// The create rate stays within these multiples of the nominal share.
 const CREATE_RATE_RANGE: (f64, f64) = (0.05, 2.0);
+/// A create rate below the share comes back to it once no create has been answered
+/// busy for this long: the slots have had room all that time. Regained only through
+/// accepted creates, a rate cut to its floor by a storm (another tool holding the
+/// slots for minutes) took some 600 of them, most of an hour, and an idle process
+/// none.
+const CREATE_RECOVERY: Duration = Duration::from_secs(60);
 /// The call rate never falls below this fraction of the share.
 const CALL_RATE_FLOOR: f64 = 0.05;
 /// A create waits in the process for at most this many create intervals. The
@@ -199,12 +205,17 @@ pub struct Pacer {
     calls_deferred_until: Option<Instant>,
     /// The last cut of the call rate: when, and the rate it left.
     rate_cut: Option<(Instant, f64)>,
-    /// Whether the last create asked for came before its turn, that is whether the
-    /// create rate is what holds creates back. Only then does an accepted create raise
-    /// it: creates held back by the call rate, or too few to use their turns, say
-    /// nothing about the slots, and a rate raised on them meets full slots at once
-    /// when the creates come faster.
+    /// Whether the last create admitted came before its turn of the create rate, with
+    /// the call rate holding it back no longer, that is whether the create rate is what
+    /// holds creates back. Only then does an accepted create raise it: creates held
+    /// back by the call rate, or too few to use their turns, say nothing about the
+    /// slots, and a rate raised on them meets full slots at once when the creates come
+    /// faster. A deferred create leaves it as it was: no answer of its comes.
     creates_bound: bool,
+    /// The last "too many requests processing" answer.
+    last_busy: Option<Instant>,
+    /// The create rate the settings give (Little's law).
+    create_rate_nominal: f64,
 }
 
 impl Pacer {
@@ -227,6 +238,8 @@ impl Pacer {
             calls_deferred_until: None,
             rate_cut: None,
             creates_bound: true,
+            last_busy: None,
+            create_rate_nominal: create_rate,
         }
     }
 
@@ -255,7 +268,7 @@ impl Pacer {
     pub fn admit(&mut self, call: PacedCall, now: Instant, budget: Duration) -> Admission {
         self.calls.rate = self.call_rate_at(now);
         if call == PacedCall::Create {
-            self.creates_bound = self.creates.next_free > now;
+            self.recover_create_rate(now);
         }
         let rate_wait = self.calls.wait(now);
         let create_wait = match call {
@@ -271,10 +284,11 @@ impl Pacer {
             let wait = Duration::from_secs_f64(wait);
             // A create takes its turn of the rate now, not when its slot comes: the
             // polls behind it are not held back until then.
-            self.calls.take(now);
             if call == PacedCall::Create {
+                self.creates_bound = self.creates.next_free > now && create_wait >= rate_wait;
                 self.creates.take(now + wait);
             }
+            self.calls.take(now);
             return Admission::Go(wait);
         }
         // Deferred steps come back one interval apart from the first free slot on, so
@@ -296,6 +310,17 @@ impl Pacer {
         let back_at = (first_free + Duration::from_secs_f64(behind)).min(latest);
         Admission::Defer {
             delay_seconds: whole_seconds_up(back_at - now),
+        }
+    }
+
+    /// Brings a create rate below the share back to it once no create has been answered
+    /// busy for [`CREATE_RECOVERY`].
+    fn recover_create_rate(&mut self, now: Instant) {
+        let quiet = self
+            .last_busy
+            .is_none_or(|at| now.saturating_duration_since(at) >= CREATE_RECOVERY);
+        if quiet {
+            self.creates.rate = self.creates.rate.max(self.create_rate_nominal);
         }
     }
 
@@ -330,7 +355,10 @@ impl Pacer {
         let factor = match feedback {
             Feedback::Accepted if !self.creates_bound => return,
             Feedback::Accepted => CREATE_INCREASE,
-            Feedback::Busy => CREATE_DECREASE,
+            Feedback::Busy => {
+                self.last_busy = Some(now);
+                CREATE_DECREASE
+            }
             Feedback::RateLimited | Feedback::Other => return,
         };
         let (low, high) = self.create_rate_range;

@@ -406,6 +406,49 @@ fn creates_slower_than_their_rate_do_not_raise_it() {
     assert_eq!(pacer.create_rate(), nominal);
 }
 
+/// Which limit holds a create back is decided for that create. A create admitted at
+/// once, then another held back by the call rate (cut to its floor) and deferred: the
+/// second says nothing of the create rate, and the first one's acceptance must not
+/// raise it (a flag the second overwrote made it, on every batch of creates).
+#[test]
+fn a_create_held_back_by_the_call_rate_makes_no_other_raise_the_create_rate() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    for second in 0..20 {
+        pacer.answered(
+            PacedCall::Poll,
+            Feedback::RateLimited,
+            start + secs(f64::from(second)),
+        );
+    }
+    let now = start + secs(20.0);
+    let nominal = pacer.create_rate();
+    let Admission::Go(_) = pacer.admit(PacedCall::Create, now, BUDGET) else {
+        panic!("the first create waits for nothing");
+    };
+    let second = pacer.admit(PacedCall::Create, now + secs(0.001), BUDGET);
+    assert!(matches!(second, Admission::Defer { .. }), "{second:?}");
+    pacer.answered(PacedCall::Create, Feedback::Accepted, now + secs(0.1));
+    assert_eq!(pacer.create_rate(), nominal);
+}
+
+/// A storm of busy answers (another tool holding the slots) cuts the create rate to
+/// its floor. A minute with no busy answer brings it back to the share: regained only
+/// through accepted creates, 0.5% each, it took some 600 of them, most of an hour.
+#[test]
+fn a_minute_without_busy_answers_restores_the_create_rate() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let nominal = pacer.create_rate();
+    for _ in 0..100 {
+        pacer.answered(PacedCall::Create, Feedback::Busy, start);
+    }
+    let _ = pacer.admit(PacedCall::Create, start + secs(30.0), BUDGET);
+    assert!(pacer.create_rate() < 0.1 * nominal);
+    let _ = pacer.admit(PacedCall::Create, start + secs(61.0), BUDGET);
+    assert!((pacer.create_rate() - nominal).abs() < 1e-9);
+}
+
 #[test]
 fn busy_answers_slow_creates_and_accepted_creates_speed_them_up() {
     let start = Instant::now();
