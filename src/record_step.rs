@@ -437,6 +437,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// towards the receives that end in the dead-letter queue without a reason; and a
     /// redelivery takes its own claim for a submit that may have been made, which lets
     /// a grant be carried out past its `notAfter`.
+    ///
     /// But an invocation whose whole time is within the reserve can make no call at all,
     /// and a step stored again would meet the same shortage forever, with no dead letter
     /// and no alarm: it is left for SQS, whose receive count ends it in the dead-letter
