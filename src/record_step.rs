@@ -112,8 +112,6 @@ struct Step {
 enum Stepped {
     Decided(Box<Step>),
     Redeliver(&'static str),
-    /// Nothing to do or send: the record is acknowledged as it is.
-    Ended(&'static str),
     /// The ledger holds this decision under another first delivery (a redrive): the
     /// step starts again as that delivery's, so that the ledger's checks see it as the
     /// same decision. The message id of that delivery.
@@ -194,13 +192,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             return match run.step(progress.clone()).await {
                 Stepped::Decided(step) => run.commit(*step),
                 Stepped::Redeliver(reason) => Plan::Redeliver(reason),
-                Stepped::Ended(reason) => {
-                    tracing::info!(reason, "nothing left to do; acknowledged");
-                    Plan::Store {
-                        messages: Vec::new(),
-                        terminal: None,
-                    }
-                }
                 // Once: the second claim matches the recorded decision exactly.
                 Stepped::Restamp(first_message_id) if !restamped => {
                     tracing::info!("the ledger holds this decision from an earlier delivery");
@@ -335,10 +326,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
 
         if progress.stage == Stage::Submit {
-            progress = match self.after_redelivery(progress).await {
-                Ok(progress) => progress,
-                Err(stop) => return stop,
-            };
+            progress = self.after_redelivery(progress).await;
             let now = Self::now();
             let refusal = self
                 .worker
@@ -482,16 +470,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// restored-expiry step ends at that grant's `notAfter`. A failed read counts as
     /// claimed: refusing a grant that may exist as `expired` would leave it without its
     /// expiry.
-    ///
-    /// A grant of its own recorded absent before its `notAfter` ended `failed` (AWS's
-    /// FAILED: [`Self::unless_settled`] records it): this copy is of a step that chain
-    /// already passed, and ends with no call and no second outcome. Submitted again, the
-    /// create could land, against the dead letter the request was reported with.
-    async fn after_redelivery(&self, mut progress: Progress) -> Result<Progress, Stepped> {
+    async fn after_redelivery(&self, mut progress: Progress) -> Progress {
         if progress.maybe_submitted || self.receive_count <= 1 {
-            return Ok(progress);
+            return progress;
         }
-        let mut ended_failed = false;
         let claimed = match progress.purpose {
             // No delivery of a grant's record sent after its notAfter made a call.
             Purpose::Decision
@@ -511,14 +493,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         // a later decision.
                         let settled_absent = self.decision.order.intent == Intent::Grant
                             && state == RecordedState::Absent;
-                        // Well before notAfter (by more than two clocks may disagree),
-                        // no expiry or `expired` refusal can have recorded it.
-                        let before_end = self.decision.not_after.is_none_or(|end| {
-                            Self::now()
-                                .checked_add(lifecycle::MAX_CLOCK_SKEW)
-                                .is_some_and(|now| now < end)
-                        });
-                        ended_failed = own && settled_absent && before_end;
                         if own {
                             !settled_absent
                         } else {
@@ -529,11 +503,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             Purpose::Expiry | Purpose::Undo { .. } => true,
         };
-        if ended_failed {
-            return Err(Stepped::Ended(
-                "delivered again after this grant's chain ended failed",
-            ));
-        }
         progress.maybe_submitted =
             lifecycle::redelivered_submit(&progress, self.receive_count, claimed);
         if progress.maybe_submitted {
@@ -542,7 +511,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 "delivered again: an earlier delivery may have submitted this step"
             );
         }
-        Ok(progress)
+        progress
     }
 
     /// A refusal before this step's call. After an earlier call that may have carried
@@ -603,33 +572,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 stepped
             }
-            None => {
-                self.record_failed_grant(&dead_letter).await;
-                decided(Decision::DeadLetter(dead_letter), progress)
-            }
+            None => decided(Decision::DeadLetter(dead_letter), progress),
         }
-    }
-
-    /// A grant AWS answered FAILED is recorded absent (while it is the latest decision),
-    /// so that a copy of an earlier step SQS delivers again knows the chain has ended
-    /// ([`Self::after_redelivery`]). A failed write leaves the copy to submit again, as
-    /// before.
-    async fn record_failed_grant(&self, dead_letter: &DeadLetter) {
-        if dead_letter.class != ErrorClass::Failed || self.decision.order.intent != Intent::Grant {
-            return;
-        }
-        let answer = self
-            .worker
-            .ledger
-            .record(
-                &self.key,
-                &self.decision.order,
-                RecordedState::Absent,
-                dead_letter.operation_request_id.as_deref(),
-                Self::now(),
-            )
-            .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
     }
 
     /// One Service Catalog step (SPEC §9): the list before an associate, the change,
