@@ -103,6 +103,10 @@ async fn run_with_slow_sqs(first: Vec<Duration>, otherwise: Duration) -> usize {
         ("OUTCOME_QUEUE_URL", urls[2].as_str()),
         ("LEDGER_TABLE", "ledger"),
         ("PROTECTED_ACCOUNT_IDS", "999999999999"),
+        // As the local stack: moto's one Python process can take longer than a second
+        // on a loaded machine, and an answer it is merely slow to give would fail an
+        // attempt that the slow answers below are meant to fail.
+        ("SQS_ATTEMPT_TIMEOUT_MILLISECONDS", "2000"),
     ]);
     let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
     let reserve = call_reserve(&config);
