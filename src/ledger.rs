@@ -116,6 +116,10 @@ pub enum RecordedState {
     Pending,
     Present,
     Absent,
+    /// A grant whose create AWS answered FAILED at a poll: no access, and the chain
+    /// that carried it has ended (dead-lettered `failed`). A claim of the same decision
+    /// (a redrive) starts it again.
+    Failed,
 }
 
 impl RecordedState {
@@ -124,6 +128,7 @@ impl RecordedState {
             "pending" => Some(RecordedState::Pending),
             "present" => Some(RecordedState::Present),
             "absent" => Some(RecordedState::Absent),
+            "failed" => Some(RecordedState::Failed),
             _ => None,
         }
     }
@@ -133,6 +138,7 @@ impl RecordedState {
             RecordedState::Pending => "pending",
             RecordedState::Present => "present",
             RecordedState::Absent => "absent",
+            RecordedState::Failed => "failed",
         }
     }
 }

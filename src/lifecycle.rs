@@ -788,6 +788,36 @@ pub fn sent_after_not_after(
         if end.checked_add(MAX_CLOCK_SKEW).is_some_and(|end| sent > end))
 }
 
+/// Whether a dead letter ends a grant's chain as `failed` in the ledger: AWS answered
+/// FAILED at a poll of the decision's own create. Not at the submit: that record is the
+/// chain's only one, and a delivery of it again must still end with the dead letter
+/// (whose send may have failed).
+pub fn records_failed(progress: &Progress, dead_letter: &DeadLetter, intent: Intent) -> bool {
+    dead_letter.class == ErrorClass::Failed
+        && intent == Intent::Grant
+        && progress.purpose == Purpose::Decision
+        && matches!(progress.stage, Stage::Poll { .. })
+}
+
+/// Whether a submit SQS delivers again is a copy of a step its chain has passed, the
+/// chain having ended `failed` ([`records_failed`]): the ledger records exactly this
+/// decision, under this delivery's first message id, as failed. Submitted again, its
+/// create could land against the dead letter the request was reported with. A redrive
+/// of that dead letter comes under another message id, and starts the decision again.
+pub fn copy_of_failed_chain(
+    progress: &Progress,
+    receive_count: u32,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+) -> bool {
+    receive_count > 1
+        && progress.purpose == Purpose::Decision
+        && progress.stage == Stage::Submit
+        && recorded.is_some_and(|(latest, state)| {
+            *state == RecordedState::Failed && latest.order == own.order
+        })
+}
+
 /// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat
 /// one that the earlier delivery made before it stopped short of storing what followed
 /// (a worker stopped mid-batch, a send that failed): then the change may have taken

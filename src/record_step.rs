@@ -112,6 +112,8 @@ struct Step {
 enum Stepped {
     Decided(Box<Step>),
     Redeliver(&'static str),
+    /// Nothing to do or send: the record is acknowledged as it is.
+    Ended(&'static str),
     /// The ledger holds this decision under another first delivery (a redrive): the
     /// step starts again as that delivery's, so that the ledger's checks see it as the
     /// same decision. The message id of that delivery.
@@ -192,6 +194,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             return match run.step(progress.clone()).await {
                 Stepped::Decided(step) => run.commit(*step),
                 Stepped::Redeliver(reason) => Plan::Redeliver(reason),
+                Stepped::Ended(reason) => {
+                    tracing::info!(reason, "nothing left to do; acknowledged");
+                    Plan::Store {
+                        messages: Vec::new(),
+                        terminal: None,
+                    }
+                }
                 // Once: the second claim matches the recorded decision exactly.
                 Stepped::Restamp(first_message_id) if !restamped => {
                     tracing::info!("the ledger holds this decision from an earlier delivery");
@@ -326,7 +335,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
 
         if progress.stage == Stage::Submit {
-            progress = self.after_redelivery(progress).await;
+            progress = match self.after_redelivery(progress).await {
+                Ok(progress) => progress,
+                Err(stop) => return stop,
+            };
             let now = Self::now();
             let refusal = self
                 .worker
@@ -470,21 +482,45 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// restored-expiry step ends at that grant's `notAfter`. A failed read counts as
     /// claimed: refusing a grant that may exist as `expired` would leave it without its
     /// expiry.
-    async fn after_redelivery(&self, mut progress: Progress) -> Progress {
-        if progress.maybe_submitted || self.receive_count <= 1 {
-            return progress;
+    ///
+    /// A copy of a submit whose chain has since ended `failed`
+    /// ([`lifecycle::copy_of_failed_chain`]) ends with no call and no second outcome.
+    async fn after_redelivery(&self, mut progress: Progress) -> Result<Progress, Stepped> {
+        if self.receive_count <= 1 {
+            return Ok(progress);
         }
-        let claimed = match progress.purpose {
+        let recorded = match progress.purpose {
+            Purpose::Decision => {
+                let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&recorded));
+                if let Ok(recorded) = &recorded
+                    && lifecycle::copy_of_failed_chain(
+                        &progress,
+                        self.receive_count,
+                        &self.decision,
+                        recorded.as_ref(),
+                    )
+                {
+                    return Err(Stepped::Ended(
+                        "delivered again after this grant's chain ended failed",
+                    ));
+                }
+                Some(recorded)
+            }
+            Purpose::Expiry | Purpose::Undo { .. } => None,
+        };
+        if progress.maybe_submitted {
+            return Ok(progress);
+        }
+        let claimed = match (&progress.purpose, recorded) {
             // No delivery of a grant's record sent after its notAfter made a call.
-            Purpose::Decision
+            (Purpose::Decision, _)
                 if lifecycle::sent_after_not_after(self.sent_at, self.decision.not_after) =>
             {
                 false
             }
-            Purpose::Decision => {
-                let latest = self.worker.ledger.latest_with_state(&self.key).await;
-                self.metrics.call(Api::GetItem, Answer::of(&latest));
-                latest.map_or(true, |latest| {
+            (Purpose::Decision, Some(recorded)) => {
+                recorded.map_or(true, |latest| {
                     latest.is_some_and(|(latest, state)| {
                         let own = latest.is_same_decision_as(&self.decision);
                         // A grant of its own recorded absent was refused as `expired`
@@ -501,7 +537,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     })
                 })
             }
-            Purpose::Expiry | Purpose::Undo { .. } => true,
+            // An expiry's or undo's own steps: no claim to read.
+            (Purpose::Decision, None) | (Purpose::Expiry | Purpose::Undo { .. }, _) => true,
         };
         progress.maybe_submitted =
             lifecycle::redelivered_submit(&progress, self.receive_count, claimed);
@@ -511,7 +548,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 "delivered again: an earlier delivery may have submitted this step"
             );
         }
-        progress
+        Ok(progress)
     }
 
     /// A refusal before this step's call. After an earlier call that may have carried
@@ -572,7 +609,32 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 stepped
             }
-            None => decided(Decision::DeadLetter(dead_letter), progress),
+            None => {
+                if lifecycle::records_failed(&progress, &dead_letter, own.order.intent) {
+                    self.record_failed(&dead_letter).await;
+                }
+                decided(Decision::DeadLetter(dead_letter), progress)
+            }
+        }
+    }
+
+    /// Records the decision `failed` while it is the latest ([`lifecycle::records_failed`]).
+    /// A failed write leaves a copy of an earlier step to submit again, as before.
+    async fn record_failed(&self, dead_letter: &DeadLetter) {
+        let answer = self
+            .worker
+            .ledger
+            .record(
+                &self.key,
+                &self.decision.order,
+                RecordedState::Failed,
+                dead_letter.operation_request_id.as_deref(),
+                Self::now(),
+            )
+            .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+        if let Err(error) = answer {
+            tracing::warn!(%error, "could not record the grant as failed in the ledger");
         }
     }
 

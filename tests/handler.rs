@@ -1590,6 +1590,91 @@ async fn a_redelivered_grant_past_not_after_is_carried_on_and_revoked() {
     assert_eq!(work[1].delay_seconds, 0);
 }
 
+/// A grant's record that SQS delivers again after the grant's chain ended `failed`:
+/// the worker stopped after storing the poll step, before the submit's record was
+/// acknowledged, and the poll then met AWS's FAILED. The copy makes no second create:
+/// it made one, and the grant was reported dead-lettered and then succeeded, with the
+/// access in place against its dead letter.
+#[tokio::test]
+async fn a_grant_delivered_again_after_its_chain_failed_makes_no_second_create() {
+    let grants = [
+        decision_at("create", "CHG-FAILED", "2026-11-30T10:00:00Z"),
+        timed_grant_at("CHG-FAILED", "2026-11-30T10:00:00Z"),
+    ];
+    for grant in grants {
+        let worker = worker(
+            vec![
+                status(OperationStatus::InProgress, None),
+                status(
+                    OperationStatus::Failed,
+                    Some("Internal failure while provisioning the assignment"),
+                ),
+            ],
+            config(&[]),
+        );
+        invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
+        let poll = last_work_body(&worker);
+        invoke(&worker, redelivered_event(&poll, "m-poll", 1)).await;
+        assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+        let calls = worker.identity_center.calls().len();
+
+        let response = invoke(&worker, redelivered_event(&grant, "m-grant", 2)).await;
+        assert!(failures(&response).is_empty());
+        assert_eq!(worker.identity_center.calls().len(), calls, "{grant}");
+        let outcomes: Vec<Value> = outcome_events(&worker);
+        let outcomes: Vec<&Value> = outcomes.iter().map(|event| &event["outcome"]).collect();
+        assert_eq!(outcomes, ["dead-lettered"], "{grant}");
+    }
+}
+
+/// The dead letter of a grant whose chain ended `failed`, redriven once the cause is
+/// fixed: the redrive comes under a new message id and starts the decision again, and
+/// so does a copy of it SQS delivers again. Neither is taken for a copy of the failed
+/// chain.
+#[tokio::test]
+async fn a_redriven_failed_grant_is_carried_out_even_when_delivered_twice() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::InProgress, None),
+            status(
+                OperationStatus::Failed,
+                Some("the USER assignee was not found"),
+            ),
+        ],
+        config(&[]),
+    );
+    let grant = decision_at("create", "CHG-REDRIVE", "2026-11-30T10:00:00Z");
+    invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
+    let poll = last_work_body(&worker);
+    invoke(&worker, redelivered_event(&poll, "m-poll", 1)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+
+    // The redrive, and a copy of it; the script is spent: every call succeeds.
+    for receive_count in [1, 2] {
+        let calls = worker.identity_center.calls().len();
+        let response = invoke(
+            &worker,
+            redelivered_event(&grant, "m-redrive", receive_count),
+        )
+        .await;
+        assert!(failures(&response).is_empty());
+        assert_eq!(
+            worker.identity_center.calls().len(),
+            calls + 1,
+            "receive count {receive_count}"
+        );
+        assert!(matches!(
+            worker.identity_center.calls().last(),
+            Some(Call::Create { .. })
+        ));
+    }
+    let outcomes = outcome_events(&worker);
+    assert_eq!(
+        outcomes.last().expect("the redrive's outcome")["outcome"],
+        "succeeded"
+    );
+}
+
 /// A grant refused as `expired` whose record SQS delivers again (the worker stopped
 /// before the record was acknowledged) never reached a submit: it is refused again,
 /// not carried out (found by the chaos run: CHAOS-0255 ended both dead-lettered and

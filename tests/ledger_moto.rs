@@ -327,6 +327,63 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     }
 }
 
+/// A grant recorded `failed` (its chain ended FAILED) starts again on a claim of the
+/// same decision, as a redrive makes, in either ledger: `pending` again, or the settled
+/// state the claim asks for. A later decision's claim still claims over it.
+#[tokio::test]
+async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
+    let ledgers = ledgers().await;
+    let memory = MemoryLedger::default();
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        None,
+    );
+    for (n, again, expected) in [
+        (10, RecordedState::Pending, RecordedState::Pending),
+        (11, RecordedState::Absent, RecordedState::Absent),
+    ] {
+        claim_failed_then(&ledgers.ledger, &key(n), &grant, again, expected).await;
+        claim_failed_then(&memory, &key(n), &grant, again, expected).await;
+    }
+    let item = ledgers.raw(&key(10)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("pending"));
+}
+
+/// Claims `pending`, records `failed`, claims again as `again`, and checks the state
+/// read back.
+async fn claim_failed_then<L: Ledger>(
+    ledger: &L,
+    key: &LedgerKey,
+    grant: &AccessDecision,
+    again: RecordedState,
+    expected: RecordedState,
+) {
+    ledger
+        .claim(key, grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
+    let answer = ledger
+        .record(key, &grant.order, RecordedState::Failed, None, NOW)
+        .await
+        .expect("record");
+    assert_eq!(answer, RecordAnswer::Recorded);
+    assert_eq!(
+        ledger.latest_with_state(key).await.expect("read"),
+        Some((grant.clone(), RecordedState::Failed))
+    );
+    assert_eq!(
+        ledger.claim(key, grant, again, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    assert_eq!(
+        ledger.latest_with_state(key).await.expect("read"),
+        Some((grant.clone(), expected))
+    );
+}
+
 /// Claims `pending`, records `reached` if any, claims again as `absent`, and checks
 /// the state read back.
 async fn claim_then_read<L: Ledger>(

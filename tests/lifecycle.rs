@@ -4,12 +4,13 @@
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, OperationStatus, StatusReport,
 };
+use assignment_worker::ledger::Intent;
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
     backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds,
-    redelivered_submit, sent_after_not_after,
+    records_failed, redelivered_submit, sent_after_not_after,
 };
-use assignment_worker::progress::{DecisionStamp, Progress, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -784,4 +785,38 @@ fn a_not_after_at_the_end_of_year_9999_was_not_passed_by_any_send() {
         Some(sent),
         Some(sent - time::Duration::hours(1))
     ));
+}
+
+/// Only a poll of a grant's own create that AWS answered FAILED ends its chain
+/// `failed` in the ledger: a FAILED submit's record is the chain's only one, and an
+/// expiry's or a revoke's failure says nothing of a grant's access.
+#[test]
+fn only_a_grants_failed_poll_records_the_chain_failed() {
+    let failed = DeadLetter {
+        class: ErrorClass::Failed,
+        code: "FAILED".to_owned(),
+        message: "the USER assignee was not found".to_owned(),
+        attempts: 1,
+        operation_request_id: None,
+    };
+    let exhausted = DeadLetter {
+        class: ErrorClass::Exhausted,
+        ..failed.clone()
+    };
+    let mut expiry = polling(Delete, 1);
+    expiry.purpose = Purpose::Expiry;
+    let cases = [
+        (polling(Create, 1), &failed, Intent::Grant, true),
+        (submit(Create), &failed, Intent::Grant, false),
+        (polling(Create, 1), &exhausted, Intent::Grant, false),
+        (polling(Delete, 1), &failed, Intent::Revoke, false),
+        (expiry, &failed, Intent::Grant, false),
+    ];
+    for (progress, dead_letter, intent, expected) in cases {
+        assert_eq!(
+            records_failed(&progress, dead_letter, intent),
+            expected,
+            "{progress:?} {dead_letter:?}"
+        );
+    }
 }

@@ -135,7 +135,7 @@ impl Ledger for DynamoDbLedger {
             // claim over the recorded one, in either order
             // (`AccessDecision::is_another_delivery_of`): the caller takes its id. A
             // pending claim of the same decision takes a settled state the caller asks
-            // for.
+            // for, and so does one that ended failed (a redrive starts it again).
             .condition_expression(format!(
                 "attribute_not_exists(pk) OR (#order < :order AND NOT \
                  (begins_with(#order, :decision_prefix) AND {})){}",
@@ -146,9 +146,11 @@ impl Ledger for DynamoDbLedger {
                     None => "attribute_not_exists(#notAfter)",
                 },
                 match state {
-                    RecordedState::Pending => "",
+                    RecordedState::Pending | RecordedState::Failed => {
+                        " OR (#order = :order AND #state = :failed)"
+                    }
                     RecordedState::Present | RecordedState::Absent => {
-                        " OR (#order = :order AND #state = :pending)"
+                        " OR (#order = :order AND (#state = :pending OR #state = :failed))"
                     }
                 }
             ))
@@ -169,7 +171,8 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
-        if state != RecordedState::Pending {
+        request = request.expression_attribute_values(":failed", s(RecordedState::Failed.as_str()));
+        if matches!(state, RecordedState::Present | RecordedState::Absent) {
             request =
                 request.expression_attribute_values(":pending", s(RecordedState::Pending.as_str()));
         }

@@ -437,9 +437,9 @@ impl Ledger for MemoryLedger {
                 Ok(ClaimAnswer::Superseded(item.decision.clone()))
             }
             // The same decision again keeps the state it reached; a pending one takes
-            // the claim's.
+            // the claim's, and so does one that ended failed (a redrive starts again).
             Some(item) if item.decision.order == decision.order => {
-                if item.state == RecordedState::Pending {
+                if matches!(item.state, RecordedState::Pending | RecordedState::Failed) {
                     item.state = state;
                 }
                 Ok(ClaimAnswer::Claimed)
