@@ -139,6 +139,10 @@ struct RecordRun<'a, I, Q, L, S> {
     deadline: Option<SystemTime>,
     /// The invocation's whole time, from its start to its deadline, when known.
     timeout: Option<Duration>,
+    /// The run is again under the first message id the ledger holds: this delivery is
+    /// another one of the same decision (a redrive, a repeated send), not a copy of
+    /// that first delivery's chain.
+    restamped: bool,
     metrics: &'a InvocationMetrics,
     /// How many times SQS has delivered the record.
     receive_count: u32,
@@ -186,6 +190,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 decision,
                 deadline: invocation.deadline,
                 timeout: invocation.timeout,
+                restamped,
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
                 sent_at: sent_at(record),
@@ -494,6 +499,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let recorded = self.worker.ledger.latest_with_state(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&recorded));
                 if let Ok(recorded) = &recorded
+                    && !self.restamped
                     && lifecycle::copy_of_failed_chain(
                         &progress,
                         self.receive_count,
