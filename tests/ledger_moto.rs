@@ -329,7 +329,7 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
 
 /// A grant recorded `failed` (its chain ended FAILED) starts again on a claim of the
 /// same decision, as a redrive makes, in either ledger: `pending` again, or the settled
-/// state the claim asks for. A later decision's claim still claims over it.
+/// state the claim asks for.
 #[tokio::test]
 async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
     let ledgers = ledgers().await;
