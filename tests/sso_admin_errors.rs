@@ -514,36 +514,43 @@ async fn an_html_500_is_a_server_error_named_by_its_status() {
 /// retried, as a connection error is, not dead-lettered as a rejection.
 #[tokio::test]
 async fn an_unreadable_400_is_retried() {
-    let answers = [
+    let bodies = [
         (
-            400,
             JSON,
             r#"{"__type":"ThrottlingException","message":"Rate exc"#,
         ),
-        (400, JSON, ""),
-        (
-            400,
-            "text/html",
-            "<html><body>400 Bad Request</body></html>",
-        ),
+        (JSON, ""),
+        ("text/html", "<html><body>400 Bad Request</body></html>"),
     ];
     for op in Op::ALL {
-        for (status, content_type, body) in answers {
-            let (identity_center, _log) = answering(Answer {
-                status,
-                content_type,
-                error_type: None,
-                body: body.to_owned(),
-            });
-            let error = op
-                .call(&identity_center)
-                .await
-                .expect_err("an unreadable answer is an error");
+        for (content_type, body) in bodies {
+            let (error, _log) = unreadable_answer(op, 400, content_type, body).await;
             assert!(error.kind.is_transient(), "{op:?} {body}: {error:?}");
             assert!(error.kind.may_have_taken_effect(), "{op:?} {body}");
             assert_eq!(error.code, "HTTP 400", "{op:?} {body}");
         }
     }
+}
+
+/// The error `op` meets when its call is answered `status` with `body`, which is no
+/// answer the client can read; the log records the request.
+async fn unreadable_answer(
+    op: Op,
+    status: u16,
+    content_type: &'static str,
+    body: &str,
+) -> (CallError, Log) {
+    let (identity_center, log) = answering(Answer {
+        status,
+        content_type,
+        error_type: None,
+        body: body.to_owned(),
+    });
+    let error = op
+        .call(&identity_center)
+        .await
+        .expect_err("an unreadable answer is an error");
+    (error, log)
 }
 
 /// The assignment every full answer in these tests names.
@@ -716,16 +723,7 @@ async fn an_unreadable_200_is_a_server_error() {
     ];
     for op in Op::ALL {
         for (content_type, body) in bodies {
-            let (identity_center, log) = answering(Answer {
-                status: 200,
-                content_type,
-                error_type: None,
-                body: body.to_owned(),
-            });
-            let error = op
-                .call(&identity_center)
-                .await
-                .expect_err("an unreadable answer is an error");
+            let (error, log) = unreadable_answer(op, 200, content_type, body).await;
             assert_eq!(
                 error.kind,
                 ErrorKind::ServerError,
