@@ -347,6 +347,11 @@ async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
     ] {
         claim_failed_then(&ledgers.ledger, &key(n), &grant, again, expected).await;
         claim_failed_then(&memory, &key(n), &grant, again, expected).await;
+        // The failed create's operation is not the new chain's: both ledgers forget it.
+        let item = ledgers.raw(&key(n)).await.expect("the item");
+        assert_eq!(text(&item, "operationRequestId"), None);
+        let item = memory.item(&key(n)).expect("the item");
+        assert_eq!(item.operation_request_id, None);
     }
     let item = ledgers.raw(&key(10)).await.expect("the item");
     assert_eq!(text(&item, "state"), Some("pending"));
@@ -366,7 +371,13 @@ async fn claim_failed_then<L: Ledger>(
         .await
         .expect("claim");
     let answer = ledger
-        .record(key, &grant.order, RecordedState::Failed, None, NOW)
+        .record(
+            key,
+            &grant.order,
+            RecordedState::Failed,
+            Some("op-failed"),
+            NOW,
+        )
         .await
         .expect("record");
     assert_eq!(answer, RecordAnswer::Recorded);
