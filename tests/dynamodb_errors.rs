@@ -559,7 +559,6 @@ async fn a_refused_claim_reads_correlation_id_and_not_after_from_the_old_item() 
     item["correlationId"] = json!({"S": "CHG-0042"});
     item["requestedAt"] = json!({"S": "2026-11-30T11:00:00.25+01:00"});
     item["notAfter"] = json!({"S": "2026-11-30T20:00:00+02:00"});
-    let (ledger, _log) = answering(refusal(Some(item)));
     let expected = AccessDecision {
         order: DecisionOrder {
             requested_at: datetime!(2026-11-30 10:00:00.25 UTC),
@@ -569,6 +568,8 @@ async fn a_refused_claim_reads_correlation_id_and_not_after_from_the_old_item() 
         },
         not_after: Some(datetime!(2026-11-30 18:00:00 UTC)),
     };
+    item["orderKey"] = json!({"S": expected.order.key()});
+    let (ledger, _log) = answering(refusal(Some(item)));
     assert_eq!(
         Op::Claim.call(&ledger).await,
         Ok(Reply::Claim(ClaimAnswer::Superseded(expected)))

@@ -917,6 +917,81 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// An item whose order key is missing or says other than its fields (a hand repair, a
+/// restore) fails closed too: DynamoDB's conditions compare only the key, so a refused
+/// claim would otherwise read an older grant as the decision that superseded a revoke,
+/// which would end with no call and leave the access.
+#[tokio::test]
+async fn an_item_whose_order_key_is_not_its_decisions_fails_closed() {
+    let ledgers = ledgers().await;
+    let ledger = &ledgers.ledger;
+    let grant = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        None,
+    );
+    let revoke = decision(
+        datetime!(2026-11-30 11:00:00 UTC),
+        Intent::Revoke,
+        Some("c-2"),
+        "m-2",
+        None,
+    );
+    let item = |n: u32, order_key: Option<AttributeValue>| -> Item {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(key(n).as_str())),
+            ("requestedAt".to_owned(), s("2026-11-30T10:00:00Z")),
+            ("decision".to_owned(), s("grant")),
+            ("correlationId".to_owned(), s("c-1")),
+            ("firstMessageId".to_owned(), s("m-1")),
+            ("state".to_owned(), s("present")),
+            ("stateAt".to_owned(), s("2026-11-30T10:00:05Z")),
+        ]);
+        if let Some(order_key) = order_key {
+            item.insert("orderKey".to_owned(), order_key);
+        }
+        item
+    };
+    let cases = [
+        ("orderKey missing", None),
+        (
+            "orderKey later than the fields",
+            Some(s("9999-12-31T23:59:59.999999999Z\u{1}1\u{1}\u{1}")),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (n, (name, order_key)) in (20..).zip(cases) {
+        ledgers.put_raw(item(n, order_key)).await;
+        match ledger.latest(&key(n)).await {
+            Err(error) if error.kind == ErrorKind::Rejected => {}
+            other => failures.push(format!("{name}: latest answered {other:?}")),
+        }
+        match ledger
+            .claim(&key(n), &revoke, RecordedState::Pending, NOW)
+            .await
+        {
+            Err(error) if error.kind == ErrorKind::Rejected => {}
+            other => failures.push(format!("{name}: claim answered {other:?}")),
+        }
+    }
+    // The same item with the key the worker writes reads as the grant it records.
+    ledgers.put_raw(item(30, Some(s(&grant.order.key())))).await;
+    assert_eq!(
+        ledger.latest(&key(30)).await.expect("read"),
+        Some(grant.clone())
+    );
+    assert_eq!(
+        ledger
+            .claim(&key(30), &revoke, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[tokio::test]
 async fn a_table_that_does_not_exist_is_a_permanent_error() {
     let moto = Moto::start();

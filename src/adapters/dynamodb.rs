@@ -64,7 +64,7 @@ pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
     };
     let intent = Intent::parse(required("decision")?)
         .ok_or_else(|| unreadable("ledger item: `decision` must be grant or revoke".to_owned()))?;
-    Ok(AccessDecision {
+    let decision = AccessDecision {
         order: DecisionOrder {
             requested_at: time("requestedAt", required("requestedAt")?)?,
             intent,
@@ -74,7 +74,15 @@ pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
         not_after: text("notAfter")?
             .map(|value| time("notAfter", value))
             .transpose()?,
-    })
+    };
+    // The conditions compare only the key: one that is not the fields' would order this
+    // item apart from the decision it is read back as.
+    if required("orderKey")? != decision.order.key() {
+        return Err(unreadable(
+            "ledger item: `orderKey` does not match its decision's fields".to_owned(),
+        ));
+    }
+    Ok(decision)
 }
 
 /// The item of a write refused by its condition (sent back through
@@ -200,8 +208,16 @@ impl Ledger for DynamoDbLedger {
                     let recorded = decision_of(&item)?;
                     if recorded.order == decision.order {
                         Ok(ClaimAnswer::Claimed)
-                    } else {
+                    } else if recorded.order > decision.order
+                        || recorded.is_another_delivery_of(decision)
+                    {
                         Ok(ClaimAnswer::Superseded(recorded))
+                    } else {
+                        // Never read an earlier decision as the one that came later.
+                        Err(unreadable(
+                            "the claim was refused by an item holding an earlier decision"
+                                .to_owned(),
+                        ))
                     }
                 }
                 None => Err(unreadable(
