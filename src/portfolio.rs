@@ -7,6 +7,7 @@
 use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
+use crate::ids::PortfolioId;
 use crate::ledger::{AccessDecision, DecisionOrder, Presence};
 use crate::lifecycle::{
     self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
@@ -152,6 +153,7 @@ fn refused(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64)
 /// principal still has access (SPEC §9).
 pub fn settle_not_found(
     progress: &Progress,
+    portfolio: &PortfolioId,
     principal: &ListedPrincipal,
     listed: &ListResult,
     policy: &Policy,
@@ -184,13 +186,18 @@ pub fn settle_not_found(
         return permanent(
             progress,
             "PrincipalTypeMismatch",
+            // The request that would name the other type is refused for this ARN's
+            // shape (SPEC §2), so the way out is by hand.
             format!(
-                "{} is associated with the portfolio as principalType {}, not {}; send the \
-                 request again with principalType {}",
-                principal.principal_arn,
-                other_type.as_str(),
-                principal.principal_type.as_str(),
-                other_type.as_str()
+                "{arn} is associated with the portfolio as principal type {other}, not {own} \
+                 (an association made before AWS checked ARN shapes, which the worker \
+                 refuses to name); remove it by hand: aws servicecatalog \
+                 disassociate-principal-from-portfolio --portfolio-id {portfolio} \
+                 --principal-arn {arn} --principal-type {other}",
+                portfolio = portfolio.as_str(),
+                arn = principal.principal_arn,
+                other = other_type.as_str(),
+                own = principal.principal_type.as_str(),
             ),
         )
         .into();

@@ -732,6 +732,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let listed = self.list(change).await;
                 Ok(portfolio::settle_not_found(
                     progress,
+                    &change.portfolio,
                     &principal,
                     &listed,
                     policy,

@@ -363,17 +363,32 @@ async fn an_association_under_the_other_type_is_a_principal_type_mismatch() {
         dead[0].attribute("ErrorCode"),
         Some("PrincipalTypeMismatch")
     );
+    // The advice is one that can be followed: the worker refuses a request naming
+    // IAM_PATTERN for an ARN with an account id, so the association is removed by hand.
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
     assert!(
-        dead[0]
-            .attribute("ErrorMessage")
-            .is_some_and(|m| m.contains("principalType IAM_PATTERN")),
-        "{:?}",
-        dead[0].attribute("ErrorMessage")
+        message.contains("principal type IAM_PATTERN")
+            && message.contains("--principal-type IAM_PATTERN")
+            && !message.contains("send the request again"),
+        "{message}"
     );
     assert_eq!(
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![pattern(ROLE)])
     );
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM_PATTERN",
+            ROLE,
+            json!({}),
+        ),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[1].attribute("ErrorClass"), Some("invalid-request"));
 }
 
 #[tokio::test]

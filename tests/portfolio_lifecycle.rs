@@ -3,6 +3,7 @@
 //! principal is listed, and every confirm chain ends by the poll deadline.
 
 use assignment_worker::aws_call::{CallError, ErrorKind};
+use assignment_worker::ids::PortfolioId;
 use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy};
 use assignment_worker::portfolio::{
     AfterSubmit, ListResult, after_list, after_submit, before_associate, settle_not_found,
@@ -21,6 +22,10 @@ fn principal(kind: PortfolioPrincipalType, arn: &str) -> ListedPrincipal {
         principal_type: kind,
         principal_arn: arn.to_owned(),
     }
+}
+
+fn portfolio() -> PortfolioId {
+    PortfolioId::parse("port-abcdefghijklm").expect("a portfolio id")
 }
 
 fn start(direction: AssignmentAction) -> Progress {
@@ -139,7 +144,7 @@ proptest! {
         listed in list_results(),
     ) {
         let me = principal(kind, ROLE);
-        let settled = settle_not_found(&start(Delete), &me, &listed, &Policy::default(), 0.5);
+        let settled = settle_not_found(&start(Delete), &portfolio(), &me, &listed, &Policy::default(), 0.5);
         if let Decision::Done { completion, .. } = &settled.decision {
             prop_assert_eq!(completion, &Completion::AlreadySatisfied);
             let principals = listed.as_ref().expect("done only on a list");
