@@ -609,7 +609,8 @@ pub fn expiry_wait(
 /// `notAfter` that is not recorded as carried out extends the access to its end only:
 /// the expiry waits for that end and looks again, instead of leaving this grant's
 /// access for good. Past that end the later grant asks for no access, and the expiry
-/// revokes.
+/// revokes, even when that grant was carried out: its own expiry may have been
+/// dead-lettered.
 pub fn expiry_overtaken(
     progress: &Progress,
     latest: &AccessDecision,
@@ -624,6 +625,9 @@ pub fn expiry_overtaken(
     }
     match end_without_expiry(latest, state) {
         Some(end) => expiry_wait(progress, end, now),
+        None if latest.order.intent == Intent::Grant && latest.desired(now) == Presence::Absent => {
+            None
+        }
         None => Some(superseded(progress, latest, now)),
     }
 }

@@ -352,6 +352,12 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
         RecordedState::Present,
         first_end
     )));
+    // Unless its end has passed too: that expiry may have been dead-lettered, and the
+    // later grant asks for no access any more, so this one revokes.
+    assert_eq!(
+        expiry_overtaken(&expiry, &later_grant, RecordedState::Present, later_end),
+        None
+    );
     // A later grant without an end stands, and so does a later revoke recorded carried
     // out.
     let later_revoke = decision(Intent::Revoke, 60, None);
