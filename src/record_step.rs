@@ -377,6 +377,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if let Some(dead_letter) = guardrails.refuse_target(progress.operation(), self.target) {
                 return self.refused(dead_letter, progress).await;
             }
+            // The pacer's wait and the claim take time: a grant whose end came meanwhile
+            // is not created after it.
+            if let Some(expired) =
+                lifecycle::check_expiry(&progress, self.decision.not_after, Self::now())
+            {
+                return self.expired(progress, expired).await;
+            }
         }
         if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
         {

@@ -724,6 +724,47 @@ async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmi
     assert_eq!(dead[0].attribute("ErrorClass"), Some("expired"));
 }
 
+/// A grant whose notAfter passes while it waits for its claim (a slow DynamoDB, or the
+/// pacer holding it) is not created: checked before the claim only, it was created
+/// after its end and given access past it.
+#[tokio::test]
+async fn a_grant_whose_end_passes_during_its_claim_is_not_created() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: SlowClaims(MemoryLedger::default(), Duration::from_millis(2500)),
+        identity_center: ScriptedIdentityCenter::new(vec![]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::seconds(1);
+    let grant = assignment_request(
+        "create",
+        "TEMP-CLAIMED-LATE",
+        &[("notAfter", &assignment_worker::messages::rfc3339(not_after))],
+    );
+    let sent_ms = u64::try_from(now.unix_timestamp() * 1000).expect("after 1970");
+    let response = worker
+        .handle(
+            record_event(&grant, "m-claimed-late", sent_ms),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    assert!(
+        worker.identity_center.calls().is_empty(),
+        "created past notAfter"
+    );
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("expired"));
+    let items = worker.ledger.0.items();
+    let [item] = items.as_slice() else {
+        panic!("one ledger item, not {items:?}");
+    };
+    assert_eq!(item.state, RecordedState::Absent);
+}
+
 #[tokio::test]
 async fn many_records_go_out_in_batches_of_ten() {
     let template = fixture("create.json");
