@@ -357,6 +357,62 @@ async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
     assert_eq!(text(&item, "state"), Some("pending"));
 }
 
+/// A claim of the same order that writes (over `failed`, or settling `pending`) writes
+/// the whole decision in both ledgers, notAfter included, so the memory ledger the
+/// property tests run on reads back what DynamoDB does.
+#[tokio::test]
+async fn a_claim_that_writes_over_the_same_order_writes_its_whole_decision() {
+    let ledgers = ledgers().await;
+    let memory = MemoryLedger::default();
+    let first = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        Some(datetime!(2026-11-30 18:00:00 UTC)),
+    );
+    let again = AccessDecision {
+        not_after: None,
+        ..first.clone()
+    };
+    for (n, reached, state) in [
+        (40, Some(RecordedState::Failed), RecordedState::Pending),
+        (41, None, RecordedState::Absent),
+    ] {
+        let dynamodb = claim_twice(&ledgers.ledger, &key(n), &first, reached, &again, state).await;
+        let in_memory = claim_twice(&memory, &key(n), &first, reached, &again, state).await;
+        assert_eq!(dynamodb, in_memory, "DynamoDB, then memory");
+        assert_eq!(dynamodb, Some((again.clone(), state)));
+    }
+}
+
+/// Claims `first` (pending), records `reached` if any, claims `again` as `state`, and
+/// reads the item back.
+async fn claim_twice<L: Ledger>(
+    ledger: &L,
+    key: &LedgerKey,
+    first: &AccessDecision,
+    reached: Option<RecordedState>,
+    again: &AccessDecision,
+    state: RecordedState,
+) -> Option<(AccessDecision, RecordedState)> {
+    ledger
+        .claim(key, first, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
+    if let Some(reached) = reached {
+        ledger
+            .record(key, &first.order, reached, None, NOW)
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        ledger.claim(key, again, state, NOW).await.expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    ledger.latest_with_state(key).await.expect("read")
+}
+
 /// Claims `pending`, records `failed`, claims again as `again`, and checks the state
 /// read back.
 async fn claim_failed_then<L: Ledger>(

@@ -439,13 +439,16 @@ impl Ledger for MemoryLedger {
             // The same decision again keeps the state it reached; a pending one takes
             // the claim's, and so does one that ended failed (a redrive starts again).
             Some(item) if item.decision.order == decision.order => {
-                // Written exactly when DynamoDB's claim writes, which removes the
-                // operation id.
+                // Written exactly when DynamoDB's claim writes, and as it writes: the
+                // whole decision, and no operation id.
                 let pending_settles = item.state == RecordedState::Pending
                     && matches!(state, RecordedState::Present | RecordedState::Absent);
                 if pending_settles || item.state == RecordedState::Failed {
-                    item.state = state;
-                    item.operation_request_id = None;
+                    *item = LedgerItem {
+                        decision: decision.clone(),
+                        state,
+                        operation_request_id: None,
+                    };
                 }
                 Ok(ClaimAnswer::Claimed)
             }
