@@ -188,14 +188,15 @@ pub fn settle_not_found(
             "PrincipalTypeMismatch",
             // The request that would name the other type is refused for this ARN's
             // shape (SPEC §2), so the way out is by hand.
+            // The ARN once and last: the message is cut at 1,024 bytes.
             format!(
-                "{arn} is associated with the portfolio as principal type {other}, not {own} \
-                 (an association made before AWS checked ARN shapes, which the worker \
-                 refuses to name); remove it by hand: aws servicecatalog \
-                 disassociate-principal-from-portfolio --portfolio-id {portfolio} \
-                 --principal-arn {arn} --principal-type {other}",
+                "associated with the portfolio as principal type {other}, not {own} (made \
+                 before AWS checked ARN shapes; the worker refuses {other} for this ARN): \
+                 remove it by hand with aws servicecatalog \
+                 disassociate-principal-from-portfolio --principal-type {other} \
+                 --portfolio-id {portfolio} --principal-arn {arn}",
                 portfolio = portfolio.as_str(),
-                arn = principal.principal_arn,
+                arn = shell_quoted(&principal.principal_arn),
                 other = other_type.as_str(),
                 own = principal.principal_type.as_str(),
             ),
@@ -206,6 +207,12 @@ pub fn settle_not_found(
         decision: done(Completion::AlreadySatisfied),
         residual_access: Some(residual_access(principal, principals)),
     }
+}
+
+/// `text` as one shell word: a pattern's `*` and `?` must reach the CLI as written, and
+/// an IAM path may hold a `'`.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// At a confirm step: done once the list shows the change, else list again until the
@@ -326,4 +333,21 @@ pub fn overtaken(
         return own_end_passed.then(|| done(Completion::Succeeded));
     }
     Some(lifecycle::undo(progress, latest, now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quoted;
+
+    #[test]
+    fn a_quoted_arn_is_one_shell_word_as_written() {
+        assert_eq!(
+            shell_quoted("arn:aws:iam:::role/Team*"),
+            "'arn:aws:iam:::role/Team*'"
+        );
+        assert_eq!(
+            shell_quoted("arn:aws:iam::111122223333:role/o'hara/R"),
+            r"'arn:aws:iam::111122223333:role/o'\''hara/R'"
+        );
+    }
 }

@@ -369,6 +369,7 @@ async fn an_association_under_the_other_type_is_a_principal_type_mismatch() {
     assert!(
         message.contains("principal type IAM_PATTERN")
             && message.contains("--principal-type IAM_PATTERN")
+            && message.ends_with(&format!("--principal-arn '{ROLE}'"))
             && !message.contains("send the request again"),
         "{message}"
     );
