@@ -22,6 +22,7 @@ pub const NOT_YET_VISIBLE_POLLS: u32 = 3;
 const ENTITLEMENT_MISSING: &str = "entitlementitem doesn't exist";
 /// The code of a poll answer about another assignment than the request's.
 const OPERATION_MISMATCH: &str = "OperationMismatch";
+const OPERATION_BEFORE_SUBMIT: &str = "OperationBeforeSubmit";
 /// The code of a poll envelope stamped ahead of the clock: the worker did not write it.
 const SUBMITTED_AT_IN_FUTURE: &str = "SubmittedAtInFuture";
 
@@ -330,19 +331,6 @@ pub fn check_operation_subject(
             "the poll of operation {operation_request_id} was answered about operation {answered}"
         ));
     }
-    // An operation AWS created before this request's submit (beyond the clocks' skew) is
-    // an older change of the same assignment, which the envelope names: its answer says
-    // nothing of this request.
-    if let Some(created_at) = report.created_at
-        && created_at < *submitted_at - AWS_CLOCK_SKEW
-    {
-        return mismatch(format!(
-            "operation {operation_request_id} was created at {}, before this request's \
-             submit at {}",
-            crate::messages::rfc3339(created_at),
-            crate::messages::rfc3339(*submitted_at)
-        ));
-    }
     let expected = OperationSubject::of(assignment);
     let fields = [
         ("TargetId", &report.subject.target_id, &expected.target_id),
@@ -367,17 +355,37 @@ pub fn check_operation_subject(
             &expected.principal_id,
         ),
     ];
-    let (name, reported, wanted) = fields
+    if let Some((name, reported, wanted)) = fields
         .into_iter()
-        .find(|(_, reported, wanted)| reported != wanted)?;
-    mismatch(format!(
-        "operation {operation_request_id} is not this request's: its {name} is {}, the \
-         request's is `{}`",
-        reported
-            .as_deref()
-            .map_or_else(|| "missing".to_owned(), |value| format!("`{value}`")),
-        wanted.as_deref().unwrap_or_default()
-    ))
+        .find(|(_, reported, wanted)| reported != wanted)
+    {
+        return mismatch(format!(
+            "operation {operation_request_id} is not this request's: its {name} is {}, the \
+             request's is `{}`",
+            reported
+                .as_deref()
+                .map_or_else(|| "missing".to_owned(), |value| format!("`{value}`")),
+            wanted.as_deref().unwrap_or_default()
+        ));
+    }
+    // An operation of this assignment that AWS created before this request's submit
+    // (beyond the clocks' skew) is an older change, which the envelope names: its answer
+    // is not this request's. Its own code, which reads as a change that may have landed
+    // ([`may_have_taken_effect`]): that older change's access may stand, and so would
+    // this request's, were the answer's CreatedDate ever other than the operation's.
+    let created_at = report.created_at?;
+    (created_at < *submitted_at - AWS_CLOCK_SKEW).then(|| DeadLetter {
+        class: ErrorClass::Permanent,
+        code: OPERATION_BEFORE_SUBMIT.to_owned(),
+        message: format!(
+            "operation {operation_request_id} was created at {}, before this request's \
+             submit at {}",
+            crate::messages::rfc3339(created_at),
+            crate::messages::rfc3339(*submitted_at)
+        ),
+        attempts: progress.attempt,
+        operation_request_id: Some(operation_request_id.clone()),
+    })
 }
 
 /// What the claim before a decision's submit means for it (SPEC §11, rules 1 and 2):

@@ -396,15 +396,37 @@ fn a_poll_answer_about_another_or_an_older_operation_is_refused() {
             "{answer:?}"
         );
     }
-    let refused = [
+    let older_of_another_principal = {
+        let mut answer = with(OPERATION, Some(T0 - Duration::days(30)));
+        if let Ok(report) = &mut answer {
+            report.subject.principal_id = Some(OTHER_PRINCIPAL.to_owned());
+        }
+        answer
+    };
+    // About another operation, or another assignment: it says nothing of this request.
+    let another = [
         with("00000000-1111-4222-8333-444444444444", Some(T0)),
-        with(OPERATION, Some(T0 - AWS_CLOCK_SKEW - Duration::seconds(1))),
-        with(OPERATION, Some(T0 - Duration::days(30))),
+        older_of_another_principal,
     ];
-    for answer in &refused {
+    for answer in &another {
         let dead = lifecycle::check_operation_subject(&poll, answer, assignment).expect("refused");
         assert_eq!(dead.class, ErrorClass::Permanent, "{answer:?}");
         assert_eq!(dead.code, "OperationMismatch", "{answer:?}");
+        assert!(!lifecycle::may_have_taken_effect(&poll, &dead));
+    }
+    // About an older change of this same assignment: not this request's answer, but the
+    // access that change gave may stand (and, were AWS's CreatedDate ever not the
+    // operation's, this request's own create did it), so it is treated as a change that
+    // may have landed: a later revoke is carried out over it.
+    let older = [
+        with(OPERATION, Some(T0 - AWS_CLOCK_SKEW - Duration::seconds(1))),
+        with(OPERATION, Some(T0 - Duration::days(30))),
+    ];
+    for answer in &older {
+        let dead = lifecycle::check_operation_subject(&poll, answer, assignment).expect("refused");
+        assert_eq!(dead.class, ErrorClass::Permanent, "{answer:?}");
+        assert_eq!(dead.code, "OperationBeforeSubmit", "{answer:?}");
+        assert!(lifecycle::may_have_taken_effect(&poll, &dead));
     }
 }
 
