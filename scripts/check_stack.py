@@ -123,12 +123,29 @@ def template_checks(template):
     visibility = template["Resources"]["WorkQueue"]["Properties"]["VisibilityTimeout"]
     check(visibility >= 6 * function["Timeout"] + window,
           f"visibility timeout {visibility} is under 6 x the function's timeout plus a {window} s batching window")
+    # A waiting expiry is a message on the work queue, and a dead letter an access change
+    # still owed: both are kept as long as SQS keeps anything, should the function stop
+    # consuming for days.
+    for queue in ("WorkQueue", "DeadLetterQueue"):
+        retention = template["Resources"][queue]["Properties"].get("MessageRetentionPeriod")
+        check(retention == 1209600, f"{queue} keeps messages {retention} s, not the 14 days SQS allows")
+    # Parameters whose low end stops the worker from working: one receive before SQS
+    # dead-letters without a reason, retries at once that spend their budget in a burst,
+    # a poll deadline before the first poll.
+    for name, least in (("MaxReceiveCount", 3), ("BackoffBaseSeconds", 1), ("BusyBackoffMinSeconds", 1),
+                        ("PollDeadlineSeconds", 60)):
+        check(int(parameters[name]["MinValue"]) >= least, f"{name} may be set below {least}")
     mapping = template["Mappings"]["EventSourceConcurrency"]
     allowed = template["Parameters"]["MaxConcurrency"]["AllowedValues"]
     for value in allowed:
         functions = mapping[value]["Functions"]
         check(2 <= functions and functions * int(value) < 15,
               f"MAX_CONCURRENCY {value} x event-source concurrency {functions} is not under 15")
+    role = template["Resources"]["WorkerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    consume = [s for s in role if s.get("Sid") == "ConsumeWorkQueue"]
+    check(len(consume) == 1 and sorted(consume[0]["Action"]) == ["sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                                                  "sqs:ReceiveMessage"],
+          "the role consumes the work queue with more than the event source needs")
     policy = template["Resources"]["WorkQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in policy if isinstance(s, dict) and s.get("Effect") == "Deny"]
     check(len(deny) == 1 and deny[0]["Action"] == "sqs:SendMessage", "work queue has no sender Deny")
@@ -198,6 +215,12 @@ def template_checks(template):
                   f"alarm {name}: not Sum over 5 minutes >= 1, missing data not breaching")
     check(sorted(by_class) == sorted(ERROR_CLASSES) and all(len(v) == 1 for v in by_class.values()),
           f"dead-letter alarms by class {by_class}")
+    # SQS drops a dead letter after 14 days: an alarm well before that, since the one on
+    # the count fires once, when the first arrives.
+    aged = [alarm for alarm in alarms.values() if alarm.get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and alarm.get("Dimensions") == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]]
+    check(len(aged) == 1 and aged[0].get("Threshold", 0) <= 7 * 86400 and aged[0].get("Namespace") == "AWS/SQS",
+          "no alarm on dead letters older than 7 days (SQS drops them at 14)")
     time_alarms = [name for name, alarm in alarms.items() if alarm.get("MetricName") == "TimeToOutcome"]
     check(len(time_alarms) == 1, f"TimeToOutcome alarms {time_alarms}")
     for name in time_alarms:
