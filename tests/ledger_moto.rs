@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use assignment_worker::adapters::dynamodb::DynamoDbLedger;
 use assignment_worker::adapters::memory::MemoryLedger;
-use assignment_worker::aws_call::ErrorKind;
+use assignment_worker::aws_call::{CallError, ErrorKind};
 use assignment_worker::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, RecordAnswer,
     RecordedState,
@@ -401,10 +401,13 @@ async fn claim_twice<L: Ledger>(
         .await
         .expect("claim");
     if let Some(reached) = reached {
-        ledger
-            .record(key, &first.order, reached, None, NOW)
-            .await
-            .expect("record");
+        assert_eq!(
+            ledger
+                .record(key, &first.order, reached, None, NOW)
+                .await
+                .expect("record"),
+            RecordAnswer::Recorded
+        );
     }
     assert_eq!(
         ledger.claim(key, again, state, NOW).await.expect("claim"),
@@ -895,12 +898,20 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
         "m-1",
         Some(datetime!(2026-11-30 18:00:00 UTC)),
     );
-    // An order key above any the worker writes, so a claim is refused and reads it.
-    let top = "9999-12-31T23:59:59.999999999Z\u{1}1\u{1}\u{1}";
+    // A revoke at the grant's time, which outranks it, so a claim is refused and reads
+    // the item; its order key is the one its fields give, so each case fails for its own
+    // field.
+    let revoke = decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Revoke,
+        None,
+        "m-1",
+        None,
+    );
     let base = |n: u32| -> Item {
         HashMap::from([
             ("pk".to_owned(), s(key(n).as_str())),
-            ("orderKey".to_owned(), s(top)),
+            ("orderKey".to_owned(), s(&revoke.order.key())),
             ("requestedAt".to_owned(), s("2026-11-30T10:00:00Z")),
             ("decision".to_owned(), s("revoke")),
             ("firstMessageId".to_owned(), s("m-1")),
@@ -952,11 +963,31 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
             HashMap::from([("pk".to_owned(), s(key(8).as_str()))]),
         ),
     ];
+    // The item whole reads as its revoke, and refuses the grant's claim with it.
+    ledgers.put_raw(base(50)).await;
+    assert_eq!(
+        ledger.latest(&key(50)).await.expect("read"),
+        Some(revoke.clone())
+    );
+    assert_eq!(
+        ledger
+            .claim(&key(50), &good, RecordedState::Pending, NOW)
+            .await
+            .expect("claim"),
+        ClaimAnswer::Superseded(revoke.clone())
+    );
     let mut failures = Vec::new();
     for (n, (name, item)) in (1..).zip(cases) {
         ledgers.put_raw(item).await;
+        // Each case refused for its own field, which the error names.
+        let field = name.split(' ').next().unwrap_or_default();
+        let names_field =
+            |error: &CallError| n == 8 || error.message.contains(&format!("`{field}`"));
         match ledger.latest(&key(n)).await {
-            Err(error) if error.kind == ErrorKind::Rejected && !error.kind.is_transient() => {}
+            Err(error)
+                if error.kind == ErrorKind::Rejected
+                    && !error.kind.is_transient()
+                    && names_field(&error) => {}
             other => failures.push(format!("{name}: latest answered {other:?}")),
         }
         // A claim refused by such an item cannot say what superseded it.
@@ -965,7 +996,7 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
                 .claim(&key(n), &good, RecordedState::Pending, NOW)
                 .await
             {
-                Err(error) if error.kind == ErrorKind::Rejected => {}
+                Err(error) if error.kind == ErrorKind::Rejected && names_field(&error) => {}
                 other => failures.push(format!("{name}: claim answered {other:?}")),
             }
         }
@@ -973,12 +1004,14 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// An item whose order key is missing or says other than its fields (a hand repair, a
-/// restore) fails closed too: DynamoDB's conditions compare only the key, so a refused
-/// claim would otherwise read an older grant as the decision that superseded a revoke,
-/// which would end with no call and leave the access.
+/// An item whose order key is missing or later than its fields (a hand repair, a
+/// restore) fails closed when read: DynamoDB's conditions compare only the key, so a
+/// refused claim would otherwise read an older grant as the decision that superseded a
+/// revoke, which would end with no call and leave the access. (A key earlier than its
+/// fields lets an earlier decision's claim write over the item unread: the README says
+/// to repair items whole.)
 #[tokio::test]
-async fn an_item_whose_order_key_is_not_its_decisions_fails_closed() {
+async fn an_item_whose_order_key_is_missing_or_later_than_its_fields_fails_closed() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
     let grant = decision(
