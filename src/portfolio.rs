@@ -13,7 +13,8 @@ use crate::lifecycle::{
     self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
     retry_call,
 };
-use crate::portfolio_access::{ListedPrincipal, residual_access};
+use crate::messages::MAX_ERROR_MESSAGE_BYTES;
+use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType, residual_access};
 use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
@@ -186,26 +187,42 @@ pub fn settle_not_found(
         return permanent(
             progress,
             "PrincipalTypeMismatch",
-            // The request that would name the other type is refused for this ARN's
-            // shape (SPEC §2), so the way out is by hand.
-            // The ARN once and last: the message is cut at 1,024 bytes.
-            format!(
-                "associated with the portfolio as principal type {other}, not {own} (made \
-                 before AWS checked ARN shapes; the worker refuses {other} for this ARN): \
-                 remove it by hand with aws servicecatalog \
-                 disassociate-principal-from-portfolio --principal-type {other} \
-                 --portfolio-id {portfolio} --principal-arn {arn}",
-                portfolio = portfolio.as_str(),
-                arn = shell_quoted(&principal.principal_arn),
-                other = other_type.as_str(),
-                own = principal.principal_type.as_str(),
-            ),
+            removal_by_hand(portfolio, principal, other_type),
         )
         .into();
     }
     Settled {
         decision: done(Completion::AlreadySatisfied),
         residual_access: Some(residual_access(principal, principals)),
+    }
+}
+
+/// The dead letter's message for an association under `other_type`: the request that
+/// would name that type is refused for this ARN's shape (SPEC §2), so the way out is by
+/// hand. The ARN comes once and last, and when the command would not fit the dead
+/// letter's message (cut at 1,024 bytes) it is named as the request's instead.
+fn removal_by_hand(
+    portfolio: &PortfolioId,
+    principal: &ListedPrincipal,
+    other_type: PortfolioPrincipalType,
+) -> String {
+    let message = |arn: &str| {
+        format!(
+            "associated with the portfolio as principal type {other}, not {own} (made \
+             before AWS checked ARN shapes; the worker refuses {other} for this ARN): \
+             remove it by hand with aws servicecatalog \
+             disassociate-principal-from-portfolio --principal-type {other} \
+             --portfolio-id {portfolio} --principal-arn {arn}",
+            portfolio = portfolio.as_str(),
+            other = other_type.as_str(),
+            own = principal.principal_type.as_str(),
+        )
+    };
+    let whole = message(&shell_quoted(&principal.principal_arn));
+    if whole.len() <= MAX_ERROR_MESSAGE_BYTES {
+        whole
+    } else {
+        message("<the request's principalArn, quoted>")
     }
 }
 

@@ -392,6 +392,36 @@ async fn an_association_under_the_other_type_is_a_principal_type_mismatch() {
     assert_eq!(dead[1].attribute("ErrorClass"), Some("invalid-request"));
 }
 
+/// The command fits the dead letter's 1,024-byte message whatever the ARN's length:
+/// an ARN too long for it is named as the request's instead of being cut short.
+#[tokio::test]
+async fn the_command_for_an_association_under_the_other_type_is_never_cut() {
+    let long = format!(
+        "arn:aws:iam::111122223333:role/{}TeamA",
+        "path-segment/".repeat(74)
+    );
+    assert!(long.len() > 990 && long.len() <= 1000, "{}", long.len());
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![pattern(&long)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", &long, json!({})),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].attribute("ErrorCode"),
+        Some("PrincipalTypeMismatch")
+    );
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.contains("--principal-type IAM_PATTERN")
+            && message.ends_with("--principal-arn <the request's principalArn, quoted>"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_portfolio_is_permanent() {
     let worker = worker(MemoryServiceCatalog::default(), &[]);
