@@ -12,6 +12,9 @@ use assignment_worker::handler::{Worker, function_handler};
 use assignment_worker::identity_center::{
     CallResult, OperationStatus, OperationSubject, StatusReport,
 };
+use assignment_worker::ledger::{
+    AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
+};
 use assignment_worker::lifecycle::{
     self, AWS_CLOCK_SKEW, Decision, ErrorClass, MAX_CLOCK_SKEW, Policy, check_envelope, decide,
     max_polls, poll_delay_seconds,
@@ -232,6 +235,56 @@ async fn a_poll_answer_about_the_requests_own_assignment_still_succeeds() {
     .await;
     assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(outcomes[0]["outcome"], "succeeded");
+}
+
+/// A poll answered about an older operation of the request's own assignment is not
+/// believed, but that older change's access may stand: behind a later revoke recorded
+/// in the ledger, the worker undoes it toward the revoke (a delete), where an answer
+/// about another assignment's operation leaves only a dead letter.
+#[tokio::test]
+async fn an_older_operation_of_the_assignment_is_undone_toward_a_later_revoke() {
+    let submitted_at = OffsetDateTime::now_utc();
+    let older = |principal: &str| -> CallResult {
+        Ok(StatusReport {
+            created_at: Some(submitted_at - Duration::days(30)),
+            status: OperationStatus::Succeeded,
+            request_id: Some(OPERATION.to_owned()),
+            failure_reason: None,
+            subject: subject(PERMISSION_SET, principal),
+        })
+    };
+    let parsed = parse_request(&request("create").to_string()).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let later_revoke = AccessDecision {
+        order: DecisionOrder {
+            requested_at: submitted_at + Duration::minutes(1),
+            intent: Intent::Revoke,
+            correlation_id: Some("REVOKE-1".to_owned()),
+            first_message_id: "m-revoke".to_owned(),
+        },
+        not_after: None,
+    };
+    for (answered, undone) in [(PRINCIPAL, true), (OTHER_PRINCIPAL, false)] {
+        let worker = worker(vec![older(answered)]);
+        worker
+            .ledger
+            .claim(&key, &later_revoke, RecordedState::Pending, submitted_at)
+            .await
+            .expect("claim");
+        let (dead, _) = run(&worker, &poll_envelope("create", 1, submitted_at)).await;
+        let steps: Vec<Value> = worker
+            .queues
+            .sent_to(&worker.config.work_queue)
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).expect("JSON"))
+            .collect();
+        let undo = steps
+            .iter()
+            .any(|step| step["progress"]["operation"] == "delete");
+        assert_eq!(undo, undone, "{answered}: {steps:?}");
+        assert_eq!(dead.is_empty(), undone, "{answered}: {dead:?}");
+    }
 }
 
 #[tokio::test]
