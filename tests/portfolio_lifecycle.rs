@@ -126,13 +126,20 @@ proptest! {
                 let confirming = matches!(next.stage, Stage::Confirm { .. });
                 prop_assert!(confirming, "a confirm step continues as a confirm step");
             }
-            Decision::DeadLetter(dead) => {
-                if let Ok(principals) = &listed {
+            Decision::DeadLetter(dead) => match &listed {
+                Ok(principals) => {
                     // Gave up waiting: the list really did not show the change.
                     prop_assert_eq!(dead.class, ErrorClass::TimedOut);
                     prop_assert_ne!(principals.contains(&me), direction == Create);
                 }
-            }
+                // A list that failed for a while is given up on only at the deadline or
+                // past the attempts; one refused for good, at once.
+                Err(error) if error.kind.is_transient() => prop_assert!(
+                    matches!(dead.class, ErrorClass::TimedOut | ErrorClass::Exhausted),
+                    "{:?} after {:?}", dead.class, error.kind
+                ),
+                Err(error) => prop_assert_eq!(dead.class, ErrorClass::Permanent, "after {:?}", error.kind),
+            },
         }
     }
 
