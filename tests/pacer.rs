@@ -445,7 +445,11 @@ fn a_minute_without_busy_answers_restores_the_create_rate() {
     }
     let _ = pacer.admit(PacedCall::Create, start + secs(30.0), BUDGET);
     assert!(pacer.create_rate() < 0.1 * nominal);
+    // The storm goes on: the minute counts from its last busy answer, not its first.
+    pacer.answered(PacedCall::Create, Feedback::Busy, start + secs(30.0));
     let _ = pacer.admit(PacedCall::Create, start + secs(61.0), BUDGET);
+    assert!(pacer.create_rate() < 0.1 * nominal);
+    let _ = pacer.admit(PacedCall::Create, start + secs(91.0), BUDGET);
     assert!((pacer.create_rate() - nominal).abs() < 1e-9);
 }
 
