@@ -117,20 +117,29 @@ fn every_line_about_a_record_names_the_invocation_and_its_trace() {
 
     let output = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
     let mut about_records = 0;
+    let mut send_failed = 0;
     for line in output.lines() {
         let line: Value = serde_json::from_str(line).expect("one JSON object per line");
-        let fields = if line["span"]["message_id"].is_string() {
+        // Every line carries the invocation and its trace, the invocation's own lines too.
+        let invocation = if line["span"]["request_id"].is_string() {
             &line["span"]
-        } else if line["fields"]["message_id"].is_string() {
-            &line["fields"]
         } else {
-            continue;
+            &line["fields"]
         };
-        about_records += 1;
-        assert_eq!(fields["request_id"], REQUEST_ID, "{line}");
-        assert_eq!(fields["xray_trace_id"], TRACE_ID, "{line}");
+        assert_eq!(invocation["request_id"], REQUEST_ID, "{line}");
+        assert_eq!(invocation["xray_trace_id"], TRACE_ID, "{line}");
+        let about_a_record =
+            line["span"]["message_id"].is_string() || line["fields"]["message_id"].is_string();
+        about_records += usize::from(about_a_record);
+        if line["fields"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("send failed"))
+        {
+            send_failed += 1;
+            assert!(about_a_record, "the refused send names no record: {line}");
+        }
     }
     // Each record's lines (re-enqueue, finish, dead-letter, invalid) and the refused send.
     assert!(about_records >= 5, "{output}");
-    assert!(output.contains("send failed"), "{output}");
+    assert_eq!(send_failed, 1, "{output}");
 }
