@@ -1900,7 +1900,8 @@ async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_end
     invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_000)).await;
     let retry = last_work_body(&worker);
     let stored = worker.queues.sent_to(&worker.config.work_queue).len();
-    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    // Far enough for the steps before the sleep to run well before it, on a loaded machine.
+    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
     let later = assignment_request(
         "create",
         "GRANT-LATER",
@@ -1915,6 +1916,10 @@ async fn a_grant_that_may_exist_refused_behind_a_later_grant_not_carried_out_end
         "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
     )]);
     invoke(&worker, record_event(&retry, "m-retry", 1_764_496_860_000)).await;
+    assert!(
+        time::OffsetDateTime::now_utc() < end,
+        "the set-up outran the later grant's end"
+    );
     assert_eq!(outcome_of(&worker, "GRANT-FIRST")["outcome"], "superseded");
     // The later grant's retry (refused alike), then the watch until its end.
     replay_work_from(&worker, stored).await;
@@ -2236,7 +2241,7 @@ async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
     let first = timed_grant_at("TEMP-FIRST", "2026-11-29T09:00:00Z");
     let expiry = due_expiry(&worker, &first).await;
     // Far enough for the first expiry delivery below to come well before it.
-    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
     let later = assignment_request(
         "create",
         "TEMP-LATER",
@@ -2256,6 +2261,10 @@ async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
         record_event(&expiry, "m-expiry", 1_764_496_900_000),
     )
     .await;
+    assert!(
+        time::OffsetDateTime::now_utc() < later_end,
+        "the set-up outran the later grant's end"
+    );
     let deletes = || calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
     assert_eq!(deletes(), 0, "{:?}", worker.identity_center.calls());
     let work = worker.queues.sent_to(&worker.config.work_queue);
@@ -2263,7 +2272,7 @@ async fn an_expiry_overtaken_by_a_later_grant_that_failed_revokes_at_its_end() {
     let wait = work.last().expect("the wait");
     assert_eq!(body_json(wait)["progress"]["step"], "expire-wait");
     assert!(
-        (1..=5).contains(&wait.delay_seconds),
+        (1..=7).contains(&wait.delay_seconds),
         "{}",
         wait.delay_seconds
     );
@@ -2344,7 +2353,7 @@ async fn an_undo_dead_lettered_after_its_create_may_have_landed_still_ends_the_a
     assert!(time::OffsetDateTime::now_utc() >= later_end);
 }
 
-/// A revoke (earlier) whose delete is confirmed after a later grant with a notAfter 3 s
+/// A revoke (earlier) whose delete is confirmed after a later grant with a notAfter 6 s
 /// ahead claimed and had its create refused; then every step stored from the revoke's
 /// poll on, waits included, but for the grant's own expiry (scheduled with its dead
 /// letter): the undo's chain must end the access by itself, as it must for a grant that
@@ -2353,7 +2362,7 @@ async fn an_undo_dead_lettered_after_its_create_may_have_landed_still_ends_the_a
 async fn undone_revoke_behind_a_refused_grant(worker: &TestWorker) -> time::OffsetDateTime {
     let revoke = decision_at("delete", "REVOKE-FIRST", "2026-11-29T09:00:00Z");
     // Far enough for the undo to come well before it.
-    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let later_end = time::OffsetDateTime::now_utc() + time::Duration::seconds(6);
     let grant = assignment_request(
         "create",
         "TEMP-LATER",
@@ -2365,6 +2374,10 @@ async fn undone_revoke_behind_a_refused_grant(worker: &TestWorker) -> time::Offs
     invoke(worker, record_event(&revoke, "m-revoke", 1_764_496_800_000)).await;
     let poll = worker.queues.sent_to(&worker.config.work_queue).len() - 1;
     invoke(worker, record_event(&grant, "m-grant", 1_764_496_800_001)).await;
+    assert!(
+        time::OffsetDateTime::now_utc() < later_end,
+        "the set-up outran the later grant's end"
+    );
     replay_work_without(worker, poll, Some("expiry")).await;
     later_end
 }
@@ -2512,7 +2525,7 @@ async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_ther
         config(&[]),
     );
     let standing = decision_at("create", "GRANT-STANDING", "2026-11-29T09:00:00Z");
-    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
     let refused = assignment_request(
         "create",
         "TEMP-REFUSED",
@@ -2532,6 +2545,10 @@ async fn a_refused_grant_with_not_after_still_ends_an_earlier_grants_access_ther
         record_event(&refused, "m-refused", 1_764_496_800_001),
     )
     .await;
+    assert!(
+        time::OffsetDateTime::now_utc() < end,
+        "the set-up outran the refused grant's end"
+    );
     assert_eq!(
         worker
             .queues

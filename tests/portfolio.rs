@@ -629,12 +629,13 @@ async fn a_superseded_removal_reports_no_residual_access() {
     assert!(outcome.get("residualAccess").is_none(), "{outcome}");
 }
 
-/// An associate of ROLE with `notAfter` 2 s away, driven to its end through its expiry,
+/// An associate of ROLE with `notAfter` 5 s away, driven to its end through its expiry,
 /// on a portfolio that starts with `principals`: its two outcomes, the expiry's checked.
 async fn associate_until_expiry(principals: Vec<ListedPrincipal>) -> Vec<Value> {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, principals);
     let worker = worker(catalog, &[]);
-    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    // Far enough for the associate to be made well before it, on a loaded machine.
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(5);
     let not_after = not_after.format(&Rfc3339).expect("a time");
     drive(
         &worker,
