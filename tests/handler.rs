@@ -667,25 +667,44 @@ impl Ledger for SlowClaims {
 /// again at once, unsubmitted. Left for SQS to deliver again, the redelivery read its
 /// own claim as a create that may have been made, and carried the grant out past its
 /// notAfter.
-#[tokio::test]
-async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmitted() {
-    let config = config(&[]);
-    let reserve = call_reserve(&config);
+/// A worker whose claims take `claim`, and a grant `correlation_id` sent now that ends
+/// `lasts` from now: the worker, the grant's end, its body and its SentTimestamp (ms).
+fn grant_with_slow_claims(
+    claim: Duration,
+    lasts: time::Duration,
+    correlation_id: &str,
+) -> (
+    Worker<ScriptedIdentityCenter, RecordingQueues, SlowClaims, MemoryServiceCatalog>,
+    time::OffsetDateTime,
+    String,
+    u64,
+) {
     let worker = Worker {
         service_catalog: catalog(),
-        ledger: SlowClaims(MemoryLedger::default(), Duration::from_secs(2)),
+        ledger: SlowClaims(MemoryLedger::default(), claim),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::default(),
-        config,
+        config: config(&[]),
     };
     let now = time::OffsetDateTime::now_utc();
-    let not_after = now + time::Duration::seconds(4);
+    let not_after = now + lasts;
     let grant = assignment_request(
         "create",
-        "TEMP-LATE",
+        correlation_id,
         &[("notAfter", &assignment_worker::messages::rfc3339(not_after))],
     );
     let sent_ms = u64::try_from(now.unix_timestamp() * 1000).expect("after 1970");
+    (worker, not_after, grant, sent_ms)
+}
+
+#[tokio::test]
+async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmitted() {
+    let (worker, not_after, grant, sent_ms) = grant_with_slow_claims(
+        Duration::from_secs(2),
+        time::Duration::seconds(4),
+        "TEMP-LATE",
+    );
+    let reserve = call_reserve(&worker.config);
     let response = worker
         .handle(
             record_event(&grant, "m-late", sent_ms),
@@ -708,13 +727,16 @@ async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmi
 
     let wait = not_after - time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
     tokio::time::sleep(wait.unsigned_abs()).await;
-    let next = worker
-        .handle(
-            record_event(&step.body, "m-late-2", sent_ms),
-            &Invocation::default(),
-        )
-        .await;
-    assert!(failures(&next).is_empty());
+    refused_as_expired(&worker, record_event(&step.body, "m-late-2", sent_ms)).await;
+}
+
+/// Runs `event`'s one grant, which must end dead-lettered `expired`, created by no call.
+async fn refused_as_expired(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, SlowClaims, MemoryServiceCatalog>,
+    event: SqsEvent,
+) {
+    let response = worker.handle(event, &Invocation::default()).await;
+    assert!(failures(&response).is_empty());
     assert!(
         worker.identity_center.calls().is_empty(),
         "created past notAfter"
@@ -729,35 +751,12 @@ async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmi
 /// after its end and given access past it.
 #[tokio::test]
 async fn a_grant_whose_end_passes_during_its_claim_is_not_created() {
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: SlowClaims(MemoryLedger::default(), Duration::from_millis(2500)),
-        identity_center: ScriptedIdentityCenter::new(vec![]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let not_after = now + time::Duration::seconds(1);
-    let grant = assignment_request(
-        "create",
+    let (worker, _, grant, sent_ms) = grant_with_slow_claims(
+        Duration::from_millis(2500),
+        time::Duration::seconds(1),
         "TEMP-CLAIMED-LATE",
-        &[("notAfter", &assignment_worker::messages::rfc3339(not_after))],
     );
-    let sent_ms = u64::try_from(now.unix_timestamp() * 1000).expect("after 1970");
-    let response = worker
-        .handle(
-            record_event(&grant, "m-claimed-late", sent_ms),
-            &Invocation::default(),
-        )
-        .await;
-    assert!(failures(&response).is_empty());
-    assert!(
-        worker.identity_center.calls().is_empty(),
-        "created past notAfter"
-    );
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("expired"));
+    refused_as_expired(&worker, record_event(&grant, "m-claimed-late", sent_ms)).await;
     let items = worker.ledger.0.items();
     let [item] = items.as_slice() else {
         panic!("one ledger item, not {items:?}");

@@ -80,6 +80,17 @@ impl Ledgers {
     }
 }
 
+/// The grant most tests record: at 10:00, correlation id `c-1`, first message `m-1`.
+fn grant_c1(not_after: Option<OffsetDateTime>) -> AccessDecision {
+    decision(
+        datetime!(2026-11-30 10:00:00 UTC),
+        Intent::Grant,
+        Some("c-1"),
+        "m-1",
+        not_after,
+    )
+}
+
 /// The ledger key of an assignment; `n` picks the principal, so each number is its own
 /// key.
 fn key(n: u32) -> LedgerKey {
@@ -237,13 +248,7 @@ async fn a_first_claim_is_read_back_exactly() {
 async fn the_same_decision_claims_again() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 18:00:00 UTC)),
-    );
+    let grant = grant_c1(Some(datetime!(2026-11-30 18:00:00 UTC)));
     for _ in 0..3 {
         assert_eq!(
             ledger
@@ -281,13 +286,7 @@ async fn the_same_decision_claims_again() {
 async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     let ledgers = ledgers().await;
     let memory = MemoryLedger::default();
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 11:00:00 UTC)),
-    );
+    let grant = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
     for state in [RecordedState::Absent, RecordedState::Pending] {
         assert_eq!(
             ledgers
@@ -334,13 +333,7 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
 async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
     let ledgers = ledgers().await;
     let memory = MemoryLedger::default();
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        None,
-    );
+    let grant = grant_c1(None);
     for (n, again, expected) in [
         (10, RecordedState::Pending, RecordedState::Pending),
         (11, RecordedState::Absent, RecordedState::Absent),
@@ -364,13 +357,7 @@ async fn a_claim_of_the_same_decision_starts_a_failed_grant_again() {
 async fn a_claim_that_writes_over_the_same_order_writes_its_whole_decision() {
     let ledgers = ledgers().await;
     let memory = MemoryLedger::default();
-    let first = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 18:00:00 UTC)),
-    );
+    let first = grant_c1(Some(datetime!(2026-11-30 18:00:00 UTC)));
     let again = AccessDecision {
         not_after: None,
         ..first.clone()
@@ -621,13 +608,7 @@ async fn a_later_decision_claims_over_an_earlier_one_never_the_reverse() {
 async fn a_state_is_recorded_only_for_the_latest_decision() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 18:00:00 UTC)),
-    );
+    let grant = grant_c1(Some(datetime!(2026-11-30 18:00:00 UTC)));
     let revoke = decision(
         datetime!(2026-11-30 10:05:00 UTC),
         Intent::Revoke,
@@ -723,13 +704,7 @@ async fn a_state_is_recorded_only_for_the_latest_decision() {
 async fn a_revoke_without_correlation_id_clears_the_grants_attributes() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 18:00:00 UTC)),
-    );
+    let grant = grant_c1(Some(datetime!(2026-11-30 18:00:00 UTC)));
     ledger
         .claim(&key(1), &grant, RecordedState::Pending, NOW)
         .await
@@ -891,13 +866,7 @@ async fn a_record_without_operation_id_leaves_none_as_the_memory_ledger_does() {
 async fn an_item_the_worker_did_not_write_fails_closed() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
-    let good = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        Some(datetime!(2026-11-30 18:00:00 UTC)),
-    );
+    let good = grant_c1(Some(datetime!(2026-11-30 18:00:00 UTC)));
     // A revoke at the grant's time, which outranks it, so a claim is refused and reads
     // the item; its order key is the one its fields give, so each case fails for its own
     // field.
@@ -1014,13 +983,7 @@ async fn an_item_the_worker_did_not_write_fails_closed() {
 async fn an_item_whose_order_key_is_missing_or_later_than_its_fields_fails_closed() {
     let ledgers = ledgers().await;
     let ledger = &ledgers.ledger;
-    let grant = decision(
-        datetime!(2026-11-30 10:00:00 UTC),
-        Intent::Grant,
-        Some("c-1"),
-        "m-1",
-        None,
-    );
+    let grant = grant_c1(None);
     let revoke = decision(
         datetime!(2026-11-30 11:00:00 UTC),
         Intent::Revoke,

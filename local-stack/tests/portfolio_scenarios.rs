@@ -166,7 +166,10 @@ async fn portfolio_principals_end_as_decided_and_report_what_is_left() {
         (class.as_str(), code.as_str()),
         ("permanent", "PrincipalTypeMismatch")
     );
-    assert!(message.contains("--principal-type IAM_PATTERN"), "{message}");
+    assert!(
+        message.contains("--principal-type IAM_PATTERN"),
+        "{message}"
+    );
     assert_eq!(principals_of(&stack, 3), vec![pattern(&leaver)]);
 
     let not_there = the_outcome(&collected, "P-NOT-THERE");
