@@ -124,11 +124,13 @@ def template_checks(template):
     check(visibility >= 6 * function["Timeout"] + window,
           f"visibility timeout {visibility} is under 6 x the function's timeout plus a {window} s batching window")
     # A waiting expiry is a message on the work queue, and a dead letter an access change
-    # still owed: both are kept as long as SQS keeps anything, should the function stop
-    # consuming for days.
-    for queue in ("WorkQueue", "DeadLetterQueue"):
-        retention = template["Resources"][queue]["Properties"].get("MessageRetentionPeriod")
-        check(retention == 1209600, f"{queue} keeps messages {retention} s, not the 14 days SQS allows")
+    # still owed: both are kept for days, should the function stop consuming. SQS keeps a
+    # message it moves to the dead-letter queue under its first enqueue time, so the
+    # dead-letter queue must keep messages well beyond the work queue.
+    work_retention = template["Resources"]["WorkQueue"]["Properties"].get("MessageRetentionPeriod", 345600)
+    dead_retention = template["Resources"]["DeadLetterQueue"]["Properties"].get("MessageRetentionPeriod", 345600)
+    check(work_retention >= 7 * 86400, f"WorkQueue keeps messages {work_retention} s, under 7 days")
+    check(dead_retention == 14 * 86400, f"DeadLetterQueue keeps messages {dead_retention} s, not the 14 days SQS allows")
     # Parameters whose low end stops the worker from working: one receive before SQS
     # dead-letters without a reason, retries at once that spend their budget in a burst,
     # a poll deadline before the first poll.
@@ -217,10 +219,21 @@ def template_checks(template):
           f"dead-letter alarms by class {by_class}")
     # SQS drops a dead letter after 14 days: an alarm well before that, since the one on
     # the count fires once, when the first arrives.
+    # A message SQS moved there counts its age from the move, but is dropped by its first
+    # enqueue time: the alarm must come before the dead-letter queue's retention less the
+    # work queue's, with a day to act.
     aged = [alarm for alarm in alarms.values() if alarm.get("MetricName") == "ApproximateAgeOfOldestMessage"
             and alarm.get("Dimensions") == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]]
-    check(len(aged) == 1 and aged[0].get("Threshold", 0) <= 7 * 86400 and aged[0].get("Namespace") == "AWS/SQS",
-          "no alarm on dead letters older than 7 days (SQS drops them at 14)")
+    check(len(aged) == 1, f"{len(aged)} alarms on the age of the oldest dead letter")
+    if len(aged) == 1:
+        alarm = aged[0]
+        threshold = alarm.get("Threshold")
+        check(isinstance(threshold, int) and 0 < threshold <= dead_retention - work_retention - 86400,
+              f"dead-letter age alarm at {threshold} s: not a day before a moved message is dropped")
+        check((alarm.get("Namespace"), alarm.get("Statistic"), alarm.get("ComparisonOperator"),
+               alarm.get("TreatMissingData"), alarm.get("EvaluationPeriods"))
+              == ("AWS/SQS", "Maximum", "GreaterThanThreshold", "notBreaching", 1),
+              f"dead-letter age alarm: not the Maximum over one period above its threshold: {alarm}")
     time_alarms = [name for name, alarm in alarms.items() if alarm.get("MetricName") == "TimeToOutcome"]
     check(len(time_alarms) == 1, f"TimeToOutcome alarms {time_alarms}")
     for name in time_alarms:
