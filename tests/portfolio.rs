@@ -648,6 +648,11 @@ async fn associate_until_expiry(principals: Vec<ListedPrincipal>) -> Vec<Value> 
     )
     .await;
     let outcomes = outcomes(&worker);
+    assert_ne!(
+        outcomes.first().map(|outcome| &outcome["errorClass"]),
+        Some(&json!("expired")),
+        "the set-up outran the grant's end"
+    );
     assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
     assert_eq!(outcomes[0]["expiresAt"], not_after.as_str());
     assert_eq!(outcomes[1]["trigger"], "expiry");
