@@ -315,15 +315,16 @@ pub fn check_operation_subject(
     else {
         return None;
     };
-    let mismatch = |message: String| {
+    let refused = |code: &str, message: String| {
         Some(DeadLetter {
             class: ErrorClass::Permanent,
-            code: OPERATION_MISMATCH.to_owned(),
+            code: code.to_owned(),
             message,
             attempts: progress.attempt,
             operation_request_id: Some(operation_request_id.clone()),
         })
     };
+    let mismatch = |message: String| refused(OPERATION_MISMATCH, message);
     if let Some(answered) = &report.request_id
         && answered != operation_request_id
     {
@@ -374,18 +375,18 @@ pub fn check_operation_subject(
     // ([`may_have_taken_effect`]): that older change's access may stand, and so would
     // this request's, were the answer's CreatedDate ever other than the operation's.
     let created_at = report.created_at?;
-    (created_at < *submitted_at - AWS_CLOCK_SKEW).then(|| DeadLetter {
-        class: ErrorClass::Permanent,
-        code: OPERATION_BEFORE_SUBMIT.to_owned(),
-        message: format!(
-            "operation {operation_request_id} was created at {}, before this request's \
-             submit at {}",
-            crate::messages::rfc3339(created_at),
-            crate::messages::rfc3339(*submitted_at)
-        ),
-        attempts: progress.attempt,
-        operation_request_id: Some(operation_request_id.clone()),
-    })
+    if created_at < *submitted_at - AWS_CLOCK_SKEW {
+        return refused(
+            OPERATION_BEFORE_SUBMIT,
+            format!(
+                "operation {operation_request_id} was created at {}, before this request's \
+                 submit at {}",
+                crate::messages::rfc3339(created_at),
+                crate::messages::rfc3339(*submitted_at)
+            ),
+        );
+    }
+    None
 }
 
 /// What the claim before a decision's submit means for it (SPEC §11, rules 1 and 2):
