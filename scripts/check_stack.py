@@ -313,9 +313,10 @@ def dashboard_checks(name, params, outputs, cfn, cloudwatch, stack):
     for answer in CALL_ANSWERS:
         check(any(e.startswith(f"SUM({search('Api', answer)}'") for e in expressions),
               f"{name}: calls panel without {answer}")
-    for title, metric in (("AWS calls by API", "Calls"), ("Throttled AWS calls by API", "Throttled")):
+    for title, metrics in (("AWS calls by API", ["Calls"]), ("Throttled AWS calls by API", ["Throttled", "Deferred"])):
         _, expressions = series(panel(title))
-        check(len(expressions) == 1 and expressions[0].startswith(search("Api", metric) + "'"),
+        check(len(expressions) == len(metrics)
+              and all(e.startswith(search("Api", m) + "'") for e, m in zip(expressions, metrics)),
               f"{name}: {title} panel {expressions}")
     rows, _ = series(panel("Work queue depth"))
     check(sorted(r for r, _ in rows) == sorted(("AWS/SQS", m, "QueueName", work) for m in (
