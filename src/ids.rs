@@ -18,8 +18,8 @@ pub enum IdError {
     },
     #[error("{problem}")]
     Arn { problem: String },
-    #[error("must not contain control characters")]
-    NotPrintable,
+    #[error("must not contain control characters, U+FFFE or U+FFFF (found U+{:04X})", u32::from(*.0))]
+    NotPrintable(char),
 }
 
 impl IdError {
@@ -28,7 +28,7 @@ impl IdError {
         match self {
             IdError::Length { .. } => "BadLength",
             IdError::Pattern { .. } | IdError::Arn { .. } => "BadPattern",
-            IdError::NotPrintable => "NotPrintable",
+            IdError::NotPrintable(_) => "NotPrintable",
         }
     }
 }
@@ -228,15 +228,22 @@ fn arn_scope<'a>(arn: &'a str, marker: &str) -> (&'a str, &'a str) {
     (partition, rest)
 }
 
-/// The upstream's ticket or request id: 1..256 printable characters.
+/// The upstream's ticket or request id: 1..256 printable characters. U+FFFE and U+FFFF
+/// are refused with the control characters: SQS cannot carry them, so a dead letter's
+/// `CorrelationId` attribute could not echo the id, and the worker's envelope would have
+/// to escape them into six bytes each where the request, unwrapped from an SNS
+/// `Message`, counted three.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId(String);
 
 impl CorrelationId {
     pub fn parse(value: &str) -> Result<Self, IdError> {
         check_length(value, 1, 256)?;
-        if value.chars().any(char::is_control) {
-            return Err(IdError::NotPrintable);
+        if let Some(found) = value
+            .chars()
+            .find(|&c| c.is_control() || !crate::messages::sqs_accepts(c))
+        {
+            return Err(IdError::NotPrintable(found));
         }
         Ok(Self(value.to_owned()))
     }
@@ -327,6 +334,9 @@ mod tests {
         assert!(IamPrincipalArn::parse("arn:aws:iam:::role/Team*").is_err());
         assert!(IamPrincipalPattern::parse("arn:aws:iam::123456789012:role/A").is_err());
         assert!(CorrelationId::parse("CHG\n1").is_err());
+        assert!(CorrelationId::parse("CHG-\u{fffe}").is_err());
+        assert!(CorrelationId::parse("CHG-\u{ffff}").is_err());
+        assert!(CorrelationId::parse("CHG-\u{fffd}-\u{10ffff}").is_ok());
         assert!(CorrelationId::parse(&"x".repeat(257)).is_err());
     }
 

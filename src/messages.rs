@@ -23,9 +23,10 @@ const MAX_REQUEST_ID_BYTES: usize = 256;
 
 /// The longest RFC 3339 time the worker writes: `9999-12-31T23:59:59.999999999+23:59`.
 const MAX_RFC3339_BYTES: usize = 35;
-/// The most bytes serde_json writes for one character of a correlation id: U+FFFE or
-/// U+FFFF as a `\uXXXX` escape ([`sqs_json`]); control characters are refused.
-const MAX_ESCAPED_CHAR_BYTES: usize = 6;
+/// The most bytes serde_json writes for one character of a correlation id: four, for a
+/// character outside the Basic Multilingual Plane (`"` and `\` take two). Control
+/// characters, U+FFFE and U+FFFF, which would be escaped into six, are refused.
+const MAX_ESCAPED_CHAR_BYTES: usize = 4;
 
 /// A JSON member `"name":"value",` whose value is a string of at most `value` bytes
 /// once escaped (the comma counts for each member; the object's braces are added once).
@@ -50,7 +51,7 @@ const MAX_SUMMARY_BYTES: usize = 1
 /// u32 counters at their maximum.
 const MAX_PROGRESS_BYTES: usize = 1
     + string_member("step", "expire-wait".len())
-    + string_member("operation", "create".len())
+    + string_member("operation", "disassociate".len())
     + string_member("operationRequestId", 2 * MAX_REQUEST_ID_BYTES)
     + raw_member("attempt", "4294967295".len())
     + raw_member("polls", "4294967295".len())
@@ -346,7 +347,8 @@ mod tests {
             "Unknown\u{fffe}Code",
             "\u{1}".repeat(2000),
         );
-        let id = CorrelationId::parse("CHG-\u{fffe}").expect("printable");
+        assert!(CorrelationId::parse("CHG-\u{fffe}").is_err());
+        let id = CorrelationId::parse("CHG-\u{fffd}").expect("printable");
         let message = dead_letter_message("{\"a\":\"\u{ffff}\"}", &dead_letter, Some(&id));
         assert!(message.body.chars().all(sqs_accepts));
         for (name, value) in &message.attributes {
@@ -354,7 +356,7 @@ mod tests {
         }
         let error_message = message.attribute("ErrorMessage").unwrap_or_default();
         assert!(error_message.len() <= MAX_ERROR_MESSAGE_BYTES);
-        assert_eq!(message.attribute("CorrelationId"), Some("CHG-\u{fffd}"));
+        assert_eq!(message.attribute("CorrelationId"), Some(id.as_str()));
     }
 
     #[test]
@@ -370,7 +372,7 @@ mod tests {
             "requestedAt": "9999-12-31T23:59:59.999999999+23:59",
             "firstMessageId": id, "maybeSubmitted": true,
             "resubmittedAfterFailure": true,
-            "supersededBy": {"correlationId": "\u{fffe}".repeat(256),
+            "supersededBy": {"correlationId": "😀".repeat(256),
                              "requestedAt": "9999-12-31T23:59:59.999999999+23:59"},
         }))
         .expect("a valid progress");
@@ -381,7 +383,8 @@ mod tests {
             overhead <= MAX_ENVELOPE_OVERHEAD,
             "{overhead} > {MAX_ENVELOPE_OVERHEAD}"
         );
-        // Only "expire-wait" is longer than what a poll of a restored-expiry chain holds.
+        // Only "expire-wait" and "disassociate" are longer than what a poll of a
+        // restored-expiry chain holds.
         assert!(
             MAX_ENVELOPE_OVERHEAD - overhead < 16,
             "{overhead} vs {MAX_ENVELOPE_OVERHEAD}"

@@ -482,7 +482,13 @@ fn bad_bodies() -> Vec<Bad> {
             "correlationId with a control character",
             with(create(), "correlationId", json!("CHG\u{7}0042")),
             "NotPrintable",
-            "correlationId: must not contain control characters",
+            "correlationId: must not contain control characters, U+FFFE or U+FFFF (found U+0007)",
+        ),
+        json_row(
+            "correlationId with U+FFFF",
+            with(create(), "correlationId", json!("CHG-\u{ffff}")),
+            "NotPrintable",
+            "correlationId: must not contain control characters, U+FFFE or U+FFFF (found U+FFFF)",
         ),
         json_row(
             "portfolio field on an assignment action",

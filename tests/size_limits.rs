@@ -183,3 +183,42 @@ async fn the_smallest_refused_request_is_dead_lettered_before_any_call() {
     assert_eq!(dead[0].attribute("ErrorCode"), Some("RequestTooLarge"));
     assert_eq!(dead[0].body, request, "the body as received");
 }
+
+/// An SNS notification carries its request as a JSON string, so the request unwrapped
+/// from it holds U+FFFE raw where the body had `\ufffe`; the worker's envelope, which SQS
+/// must accept, escapes it again, six bytes where it counted three. Such a correlation id
+/// cannot be echoed in a dead letter's attribute either: the request is refused at once.
+#[tokio::test]
+async fn a_request_whose_envelope_would_grow_is_refused_before_any_call() {
+    let compact = request_of(4096);
+    let mut request: Value = serde_json::from_str(&compact).expect("JSON");
+    request["correlationId"] = json!("\u{fffe}".repeat(256));
+    let compact = request.to_string();
+    let inner = format!(
+        "{}{}}}",
+        &compact[..compact.len() - 1],
+        " ".repeat(MAX_REQUEST_BYTES - compact.len())
+    );
+    assert_eq!(inner.len(), MAX_REQUEST_BYTES);
+    let body = json!({
+        "Type": "Notification",
+        "MessageId": "5f0e6a4c-1d2b-4e3f-9a8b-7c6d5e4f3a2b",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:access-decisions",
+        "Message": inner,
+        "Timestamp": "2026-11-22T04:00:00.000Z",
+    })
+    .to_string()
+    .replace('\u{fffe}', "\\ufffe");
+    assert!(body.len() <= MAX_BODY_BYTES, "{} bytes", body.len());
+
+    let worker = worker(vec![in_progress()]);
+    step(&worker, &body, "m-1").await;
+    // Before: the create was made and its poll envelope, 768 bytes over, was
+    // dead-lettered as too large, leaving the grant with no expiry.
+    assert_eq!(worker.identity_center.calls(), Vec::<Call>::new());
+    assert!(worker.queues.sent_to(&worker.config.work_queue).is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("NotPrintable"));
+}

@@ -73,20 +73,23 @@ fn hostile_bodies() -> Vec<String> {
     // An unknown field named "act\u0001ion": its name is echoed into ErrorMessage.
     let mut unknown = request("222233334444");
     unknown.insert("act\u{1}ion".to_owned(), json!("create"));
-    // A correlation id holding U+FFFE and U+FFFF (printable by the id's rule): echoed
-    // into CorrelationId attributes and the outcome event. Forbidden, so dead-lettered.
+    // A correlation id holding U+FFFE and U+FFFF: refused, as no attribute could echo
+    // it; on a request the guardrails would refuse too, and on one that would succeed.
     let mut forbidden = request("111122223333");
     forbidden.insert("correlationId".to_owned(), json!("CHG-\u{fffe}-\u{ffff}"));
-    // The same id on a request that succeeds.
     let mut granted = request("333344445555");
     granted.insert("correlationId".to_owned(), json!("CHG-\u{fffe}-2"));
-    // An invalid body whose salvaged correlation id holds U+FFFE.
+    // An invalid body with such an id: nothing to salvage.
     let invalid = json!({"correlationId": "CHG-\u{fffe}-3", "action": "grant"});
+    // A printable id with the characters JSON escapes, on a request that succeeds.
+    let mut quoted = request("333344445555");
+    quoted.insert("correlationId".to_owned(), json!("CHG-\"4\"-\\-\u{fffd}"));
     [
         Value::Object(unknown),
         Value::Object(forbidden),
         Value::Object(granted),
         invalid,
+        Value::Object(quoted),
     ]
     .iter()
     // serde_json escapes control characters but writes U+FFFE raw; SQS would refuse
@@ -129,7 +132,7 @@ async fn every_message_about_a_hostile_request_is_stored() {
     let sent = worker.queues.sent();
     assert!(sent.iter().all(|s| sendable(&s.message)));
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 3);
+    assert_eq!(dead.len(), 4);
     let unknown = dead
         .iter()
         .find(|m| m.attribute("ErrorCode") == Some("UnknownField"))
@@ -138,15 +141,19 @@ async fn every_message_about_a_hostile_request_is_stored() {
         unknown.attribute("ErrorMessage"),
         Some("unknown field `act\u{fffd}ion`")
     );
-    let forbidden = dead
-        .iter()
-        .find(|m| m.attribute("ErrorClass") == Some("forbidden"))
-        .expect("the forbidden request's dead letter");
+    // No create was made for the id SQS cannot carry, and no dead letter names an id.
     assert_eq!(
-        forbidden.attribute("CorrelationId"),
-        Some("CHG-\u{fffd}-\u{fffd}")
+        worker.identity_center.calls().len(),
+        1,
+        "only the quoted id's"
     );
-    // Outcome bodies keep the id exactly, as a JSON escape.
+    let refused: Vec<_> = dead
+        .iter()
+        .filter(|m| m.attribute("ErrorCode") == Some("NotPrintable"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{dead:?}");
+    assert!(dead.iter().all(|m| m.attribute("CorrelationId").is_none()));
+    // Outcome bodies keep a printable id exactly.
     let outcomes: Vec<Value> = worker
         .queues
         .sent_to(worker.config.outcome_queue.as_ref().expect("configured"))
@@ -157,7 +164,5 @@ async fn every_message_about_a_hostile_request_is_stored() {
         .iter()
         .filter_map(|o| o["correlationId"].as_str())
         .collect();
-    for id in ["CHG-\u{fffe}-\u{ffff}", "CHG-\u{fffe}-2", "CHG-\u{fffe}-3"] {
-        assert!(ids.contains(&id), "{id:?} in {ids:?}");
-    }
+    assert_eq!(ids, ["CHG-\"4\"-\\-\u{fffd}"]);
 }
