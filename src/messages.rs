@@ -13,6 +13,8 @@ use crate::portfolio_access::ListedPrincipal;
 use crate::progress::Progress;
 use crate::queue::OutgoingMessage;
 
+/// The most SQS stores in one message, body and attributes together (256 KiB).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 262_144;
 /// SPEC §7 caps `ErrorMessage` at 1 KiB.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 /// `ErrorCode` is cut to this: the worker's own codes and AWS's are far shorter, and
@@ -105,8 +107,26 @@ pub fn dead_letter_message(
     dead_letter: &DeadLetter,
     correlation_id: Option<&CorrelationId>,
 ) -> OutgoingMessage {
+    // SQS refuses an empty body; an empty request is still dead-lettered, visibly. A
+    // body SQS delivered holds only characters it accepts, but a request unwrapped from
+    // an SNS `Message` string may not.
+    let mut body = sqs_json(non_empty(body, "(empty body)"));
+    // A body the queue took may still be too large to go with the attributes (one that
+    // SQS took at its limit, which the worker refuses as too large): it is cut, or the
+    // dead letter could not be stored, and SQS would move the record itself after its
+    // receives, without the reason. Such a body could not be carried out anyway.
+    let room = SQS_MAX_MESSAGE_BYTES - MAX_DEAD_LETTER_ATTRIBUTE_BYTES;
+    let mut message = dead_letter.message.clone();
+    if body.len() > room {
+        let whole = body.len();
+        body.truncate(body.floor_char_boundary(room));
+        message = format!(
+            "{message} (the body here is its first {} bytes of {whole})",
+            body.len()
+        );
+    }
     // Replaced before the cut, so the cut sees the bytes that are sent.
-    let message = sqs_text(&dead_letter.message);
+    let message = sqs_text(&message);
     let mut attributes = vec![
         ("ErrorClass", dead_letter.class.as_str().to_owned()),
         (
@@ -132,10 +152,7 @@ pub fn dead_letter_message(
         attributes.push(("CorrelationId", sqs_text(id.as_str())));
     }
     OutgoingMessage {
-        // SQS refuses an empty body; an empty request is still dead-lettered, visibly.
-        // A body SQS delivered holds only characters it accepts, but a request unwrapped
-        // from an SNS `Message` string may not.
-        body: sqs_json(non_empty(body, "(empty body)")),
+        body,
         delay_seconds: 0,
         attributes,
     }

@@ -222,3 +222,29 @@ async fn a_request_whose_envelope_would_grow_is_refused_before_any_call() {
     assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
     assert_eq!(dead[0].attribute("ErrorCode"), Some("NotPrintable"));
 }
+
+/// SQS takes bodies up to 256 KiB, the worker requests up to 64 KiB: a body in between
+/// is refused, and its dead letter (the body and the reason's attributes) must still be
+/// one message SQS stores, or the reason is lost when SQS moves the record itself.
+#[tokio::test]
+async fn the_dead_letter_of_a_body_at_the_queues_limit_fits_the_queue() {
+    const SQS_MAX_MESSAGE_BYTES: usize = 262_144;
+    let worker = worker(vec![]);
+    let body = request_of(SQS_MAX_MESSAGE_BYTES);
+    step(&worker, &body, "m-1").await;
+    assert_eq!(worker.identity_center.calls(), Vec::<Call>::new());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("BodyTooLarge"));
+    assert!(
+        dead[0].size() <= SQS_MAX_MESSAGE_BYTES,
+        "{} bytes",
+        dead[0].size()
+    );
+    assert!(body.starts_with(&dead[0].body), "the body's first bytes");
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.contains(&format!("{} bytes", dead[0].body.len())),
+        "{message}"
+    );
+}
