@@ -137,6 +137,13 @@ impl DeadLetter {
             operation_request_id: None,
         }
     }
+
+    /// The refusal made at `progress`'s attempt, before its call: the attempts made on
+    /// the step are the ones before it (SPEC §7), which retries may have made.
+    pub fn before_attempt(mut self, progress: &Progress) -> Self {
+        self.attempts = progress.attempt.saturating_sub(1);
+        self
+    }
 }
 
 /// The next step for a request after one AWS call.

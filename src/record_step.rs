@@ -352,14 +352,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 .refuse_target(progress.operation(), self.target)
                 .or_else(|| lifecycle::check_requested_at(&progress, now));
             if let Some(dead_letter) = refusal {
-                return self.refused(dead_letter, progress).await;
+                return self
+                    .refused(dead_letter.before_attempt(&progress), progress)
+                    .await;
             }
             if self.out_of_time() {
                 return self.stored_again(progress, NEAR_DEADLINE);
             }
             if let Some(expired) = lifecycle::check_expiry(&progress, self.decision.not_after, now)
             {
-                return self.expired(progress, expired).await;
+                return self
+                    .expired(expired.before_attempt(&progress), progress)
+                    .await;
             }
             // Paced before the ledger's claim, so that a deferred submit costs no claim.
             // (An undo's fence may turn a paced delete into a create: rare, and the
@@ -375,14 +379,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             // operation actually carried out.
             let guardrails = &self.worker.config.guardrails;
             if let Some(dead_letter) = guardrails.refuse_target(progress.operation(), self.target) {
-                return self.refused(dead_letter, progress).await;
+                return self
+                    .refused(dead_letter.before_attempt(&progress), progress)
+                    .await;
             }
             // The pacer's wait and the claim take time: a grant whose end came meanwhile
             // is not created after it.
             if let Some(expired) =
                 lifecycle::check_expiry(&progress, self.decision.not_after, Self::now())
             {
-                return self.expired(progress, expired).await;
+                return self
+                    .expired(expired.before_attempt(&progress), progress)
+                    .await;
             }
         }
         if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
@@ -778,7 +786,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// answered and so made nothing): the decision is settled and made no call, so a
     /// redelivery of the record is refused alike instead of carried on as a grant its
     /// first delivery may have submitted ([`Self::after_redelivery`]).
-    async fn expired(&self, progress: Progress, dead_letter: DeadLetter) -> Stepped {
+    async fn expired(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
         match self.fence(progress, RecordedState::Absent).await {
             Ok(claimed) => decided(Decision::DeadLetter(dead_letter), claimed),
             Err(stop) => stop,

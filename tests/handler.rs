@@ -517,6 +517,32 @@ async fn guardrails_refuse_before_any_aws_call() {
     assert_eq!(worker.identity_center.calls().len(), 1);
 }
 
+/// SPEC §7: `Attempts` counts the attempts made on the failing step, so a refusal after
+/// retries says how many calls were made before it, not none.
+#[tokio::test]
+async fn a_refusal_after_a_throttled_attempt_counts_that_attempt() {
+    let first = worker(
+        vec![error(ErrorKind::Busy, "ThrottlingException")],
+        config(&[]),
+    );
+    invoke(&first, fixture("create.json")).await;
+    let retry = first.queues.sent_to(&first.config.work_queue);
+    assert_eq!(retry.len(), 1);
+    // The account became protected before the retry came back.
+    let second = worker(vec![], config(&[("PROTECTED_ACCOUNT_IDS", "111122223333")]));
+    invoke(
+        &second,
+        record_event(&retry[0].body, "m-retry", 1_763_785_200_000),
+    )
+    .await;
+    assert!(second.identity_center.calls().is_empty());
+    let dead = second.queues.sent_to(&second.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("ProtectedAccount"));
+    assert_eq!(dead[0].attribute("Attempts"), Some("1"));
+    assert_eq!(outcome_of(&second, "CHG-1001")["attempts"], 1);
+}
+
 #[tokio::test]
 async fn failed_operations_are_dead_lettered_with_the_spec_attributes() {
     let reason = "the USER assignee 9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10 was not found in directory";
