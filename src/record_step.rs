@@ -162,10 +162,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         parsed: &Result<Message, InvalidRequest>,
         invocation: &Invocation,
     ) -> Plan {
-        let received_at = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::now_utc();
+        let received_at = first_receipt(record, now);
         let message = match parsed {
             Ok(message) => message,
-            Err(invalid) => return self.invalid(record, invalid, received_at),
+            Err(invalid) => return self.invalid(record, invalid, received_at, now),
         };
         record_request_fields(message);
 
@@ -224,6 +225,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         record: &SqsMessage,
         invalid: &InvalidRequest,
         received_at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> Plan {
         let body = record.body.as_deref().unwrap_or_default();
         tracing::warn!(code = invalid.code, reason = %invalid.message, "invalid request");
@@ -241,7 +243,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             attempts: 0,
             polls: 0,
             received_at,
-            finished_at: received_at,
+            finished_at: now,
             requested_at: Some(sent_at(record).unwrap_or(received_at)),
             expires_at: None,
             trigger: None,
@@ -1467,10 +1469,24 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
+/// When SQS first handed out the record (its ApproximateFirstReceiveTimestamp), so that a
+/// request delivered again is timed from its first receipt (SPEC §12); `now` when the
+/// attribute is missing or could not be SQS's: later than now, or older than the 14
+/// days a queue keeps a message (hand-made events).
+fn first_receipt(record: &SqsMessage, now: OffsetDateTime) -> OffsetDateTime {
+    epoch_millis(record, "ApproximateFirstReceiveTimestamp")
+        .filter(|&at| at <= now && now - at <= time::Duration::days(14))
+        .unwrap_or(now)
+}
+
 /// The record's SentTimestamp (epoch milliseconds); none before 1970, which SQS never
 /// writes (a hand-made event could, and year -1 has no RFC 3339 form for the envelope).
 fn sent_at(record: &SqsMessage) -> Option<OffsetDateTime> {
-    let millis: i128 = record.attributes.get("SentTimestamp")?.parse().ok()?;
+    epoch_millis(record, "SentTimestamp")
+}
+
+fn epoch_millis(record: &SqsMessage, attribute: &str) -> Option<OffsetDateTime> {
+    let millis: i128 = record.attributes.get(attribute)?.parse().ok()?;
     if millis < 0 {
         return None;
     }

@@ -213,6 +213,42 @@ async fn delete_of_a_missing_assignment_is_already_satisfied() {
     assert_eq!(outcomes[0].attribute("CorrelationId"), Some("CHG-1002"));
 }
 
+/// SPEC §12 times an outcome from the request's first receipt: a request delivered
+/// again (after a crash, a timeout or a failed send) keeps SQS's
+/// ApproximateFirstReceiveTimestamp, a request and an invalid body alike.
+#[tokio::test]
+async fn an_outcome_delivered_again_counts_from_the_first_receipt() {
+    let first_ms =
+        (time::OffsetDateTime::now_utc() - time::Duration::seconds(400)).unix_timestamp() * 1000;
+    let first = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::from_unix_timestamp(first_ms / 1000).expect("in range"),
+    );
+    let worker = worker(
+        vec![error(
+            ErrorKind::ResourceNotFound,
+            "ResourceNotFoundException",
+        )],
+        config(&[]),
+    );
+    let delete = assignment_request("delete", "CHG-again", &[]);
+    for (body, id) in [
+        (delete.as_str(), "CHG-again"),
+        ("{\"correlationId\": \"CHG-bad\"}", "CHG-bad"),
+    ] {
+        let mut event = record_event(body, &format!("m-{id}"), 1_763_785_200_000);
+        let attributes = &mut event.records[0].attributes;
+        attributes.insert("ApproximateReceiveCount".to_owned(), "2".to_owned());
+        attributes.insert(
+            "ApproximateFirstReceiveTimestamp".to_owned(),
+            first_ms.to_string(),
+        );
+        invoke(&worker, event).await;
+        let outcome = outcome_of(&worker, id);
+        assert_eq!(outcome["receivedAt"], first.as_str(), "{outcome}");
+        assert_ne!(outcome["finishedAt"], first.as_str(), "{outcome}");
+    }
+}
+
 #[tokio::test]
 async fn without_an_outcome_queue_a_success_stores_nothing_and_is_acknowledged() {
     let config = Config {
