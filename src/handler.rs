@@ -70,10 +70,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             .await;
 
         let mut failed = vec![false; records.len()];
+        let mut spans = vec![Span::none(); records.len()];
         // Per queue: the messages, and the record each one belongs to.
         let mut outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)> = HashMap::new();
         let mut finished = Vec::new();
         for (index, plan, span) in plans {
+            spans[index] = span.clone();
             match plan {
                 Plan::Redeliver(reason) => {
                     failed[index] = true;
@@ -118,14 +120,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 .await;
             for (index, error) in failures {
                 failed[index] = true;
-                tracing::error!(
-                    request_id = invocation.request_id.as_str(),
-                    xray_trace_id = invocation.xray_trace_id.as_deref(),
-                    message_id = records[index].message_id.as_deref().unwrap_or_default(),
-                    ?destination,
-                    %error,
-                    "send failed; the record will be delivered again"
-                );
+                spans[index].in_scope(|| {
+                    tracing::error!(
+                        ?destination,
+                        %error,
+                        "send failed; the record will be delivered again"
+                    );
+                });
             }
         }
         let now = time::OffsetDateTime::now_utc();

@@ -228,13 +228,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         now: OffsetDateTime,
     ) -> Plan {
         let body = record.body.as_deref().unwrap_or_default();
-        tracing::warn!(code = invalid.code, reason = %invalid.message, "invalid request");
+        let correlation_id = salvaged_correlation_id(body);
+        if let Some(id) = &correlation_id {
+            Span::current().record("correlation_id", id.as_str());
+        }
+        // The reason may quote the request's principal, which SPEC §12 keeps out of what
+        // INFO prints: the dead letter carries it.
+        tracing::warn!(code = invalid.code, "invalid request");
+        tracing::debug!(reason = %invalid.message, "invalid request's reason");
         let dead_letter = DeadLetter::before_any_call(
             ErrorClass::InvalidRequest,
             invalid.code,
             invalid.message.clone(),
         );
-        let correlation_id = salvaged_correlation_id(body);
         let context = OutcomeContext {
             correlation_id: correlation_id.as_ref(),
             action: None,
@@ -258,11 +264,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         dead_letter: &DeadLetter,
         context: &OutcomeContext<'_>,
     ) -> Plan {
+        // The reason may name principals (a refused pattern, an operation about another
+        // principal), which SPEC §12 keeps out of what INFO prints: the dead letter's
+        // ErrorMessage carries it.
         tracing::warn!(
             error_class = dead_letter.class.as_str(),
             error_code = %dead_letter.code,
-            reason = %messages::truncate(&dead_letter.message, messages::MAX_ERROR_MESSAGE_BYTES),
             "dead-lettering"
+        );
+        tracing::debug!(
+            reason = %messages::truncate(&dead_letter.message, messages::MAX_ERROR_MESSAGE_BYTES),
+            "dead letter's reason"
         );
         let mut messages = vec![(
             Destination::DeadLetter,
@@ -768,13 +780,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     fn count_catalog<T>(&self, api: Api, result: &Result<T, crate::aws_call::CallError>) {
         self.metrics.call(api, Answer::of(result));
         if let Err(error) = result {
-            tracing::info!(
-                api = api.as_str(),
-                kind = ?error.kind,
-                code = %error.code,
-                error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
-                "call failed"
-            );
+            log_call_error(Some(api), error);
         }
     }
 
@@ -981,13 +987,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics
             .call(identity_center_api(progress), Answer::of(&result));
         if let Err(error) = &result {
-            tracing::info!(
-                kind = ?error.kind,
-                code = %error.code,
-                // An error page can be large; the first KiB says what it is.
-                error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
-                "call failed"
-            );
+            log_call_error(None, error);
         }
         result
     }
@@ -1113,12 +1113,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .as_deref()
                     .filter(|_| removed_from_portfolio);
                 let left_access = residual.is_some_and(|r| !r.is_empty());
-                if left_access {
+                if let Some(residual) = residual.filter(|_| left_access) {
+                    // Counted at WARN, named at DEBUG (SPEC §12): the outcome names them.
                     tracing::warn!(
-                        residual_access = ?residual,
+                        residual_principals = residual.len(),
                         "the removed principal's access is not gone: other principals of the \
                          portfolio still admit it"
                     );
+                    tracing::debug!(residual_access = ?residual, "residual access");
                 }
                 context.residual_access = residual;
                 let mut messages = Vec::new();
@@ -1467,6 +1469,22 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())
         .unwrap_or(1)
+}
+
+/// A failed call at INFO by its kind and code; AWS's message at DEBUG, since it may quote
+/// the principal (SPEC §12 keeps principal ids out of what INFO prints).
+fn log_call_error(api: Option<Api>, error: &crate::aws_call::CallError) {
+    tracing::info!(
+        api = api.map(Api::as_str),
+        kind = ?error.kind,
+        code = %error.code,
+        "call failed"
+    );
+    tracing::debug!(
+        // An error page can be large; the first KiB says what it is.
+        error = messages::truncate(&error.message, messages::MAX_ERROR_MESSAGE_BYTES),
+        "call failed: AWS's message"
+    );
 }
 
 /// When SQS first handed out the record (its ApproximateFirstReceiveTimestamp), so that a
