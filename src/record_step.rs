@@ -1433,15 +1433,31 @@ fn outcome_context<'a>(
 
 /// The correlation id of a body that is not a request, when it is a JSON object whose
 /// `correlationId` (or `CorrelationId`) is itself valid (SPEC §7): the requester can
-/// still match the refusal to its ticket.
+/// still match the refusal to its ticket. An object wrapped in an envelope the worker
+/// unwraps (an SNS `Message`, an EventBridge `detail`, its own `request`) counts too.
 fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let object = value.as_object()?;
-    let id = object
+    let own = object
         .get("correlationId")
-        .or_else(|| object.get("CorrelationId"))?
-        .as_str()?;
-    CorrelationId::parse(id).ok()
+        .or_else(|| object.get("CorrelationId"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| CorrelationId::parse(id).ok());
+    own.or_else(|| {
+        let wrapped = match object.get("Message") {
+            Some(serde_json::Value::String(message)) => serde_json::from_str(message).ok()?,
+            _ => object
+                .get("detail")
+                .or_else(|| object.get("request"))?
+                .clone(),
+        };
+        // One level only: the unwrapped object's own id.
+        let id = wrapped
+            .get("correlationId")
+            .or_else(|| wrapped.get("CorrelationId"))?
+            .as_str()?;
+        CorrelationId::parse(id).ok()
+    })
 }
 
 /// The decision's stamp at its first delivery: `requestedAt`, else the SQS

@@ -300,7 +300,8 @@ async fn a_malformed_body_is_dead_lettered_as_received_without_any_aws_call() {
 }
 
 /// SPEC §7: the requester can match a refused body to its ticket when the body is a
-/// JSON object with a valid correlationId, whatever else is wrong with it.
+/// JSON object with a valid correlationId, whatever else is wrong with it, and so when
+/// the object is wrapped in an envelope the worker unwraps.
 #[tokio::test]
 async fn an_invalid_body_keeps_its_correlation_id_when_it_has_a_valid_one() {
     let worker = worker(vec![], config(&[]));
@@ -316,6 +317,19 @@ async fn an_invalid_body_keeps_its_correlation_id_when_it_has_a_valid_one() {
         (r#"{"action":"create","correlationId":"CHG\u0001"}"#, None),
         (r#"{"action":"create","correlationId":7}"#, None),
         (r#"["correlationId","CHG-11"]"#, None),
+        // Within the envelopes the worker unwraps: SNS, EventBridge, its own.
+        (
+            r#"{"Type":"Notification","TopicArn":"arn:aws:sns:us-east-1:123456789012:t","Message":"{\"action\":\"grant\",\"correlationId\":\"CHG-12\"}"}"#,
+            Some("CHG-12"),
+        ),
+        (
+            r#"{"detail-type":"AccessDecision","source":"x","detail":{"action":"grant","correlationId":"CHG-13"}}"#,
+            Some("CHG-13"),
+        ),
+        (
+            r#"{"request":{"action":"grant","correlationId":"CHG-14"},"progress":{}}"#,
+            Some("CHG-14"),
+        ),
     ];
     for (index, (body, expected)) in bodies.iter().enumerate() {
         invoke(&worker, record_event(body, &format!("m-{index}"), 1)).await;
