@@ -248,6 +248,17 @@ impl CorrelationId {
         Ok(Self(value.to_owned()))
     }
 
+    /// An id the worker recorded itself (in its envelope, or in a later decision's
+    /// summary): builds before U+FFFE and U+FFFF were refused wrote them there, and the
+    /// steps still in flight must go on. Control characters were always refused.
+    pub fn parse_recorded(value: &str) -> Result<Self, IdError> {
+        check_length(value, 1, 256)?;
+        if let Some(found) = value.chars().find(|c| c.is_control()) {
+            return Err(IdError::NotPrintable(found));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

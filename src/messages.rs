@@ -25,10 +25,10 @@ const MAX_REQUEST_ID_BYTES: usize = 256;
 
 /// The longest RFC 3339 time the worker writes: `9999-12-31T23:59:59.999999999+23:59`.
 const MAX_RFC3339_BYTES: usize = 35;
-/// The most bytes serde_json writes for one character of a correlation id: four, for a
-/// character outside the Basic Multilingual Plane (`"` and `\` take two). Control
-/// characters, U+FFFE and U+FFFF, which would be escaped into six, are refused.
-const MAX_ESCAPED_CHAR_BYTES: usize = 4;
+/// The most bytes the worker writes for one character of a later decision's correlation
+/// id: U+FFFE or U+FFFF as a `\uXXXX` escape ([`sqs_json`]). Requests with them are
+/// refused now, but ledger items and envelopes written before may still hold them.
+const MAX_ESCAPED_CHAR_BYTES: usize = 6;
 
 /// A JSON member `"name":"value",` whose value is a string of at most `value` bytes
 /// once escaped (the comma counts for each member; the object's braces are added once).
@@ -389,7 +389,7 @@ mod tests {
             "requestedAt": "9999-12-31T23:59:59.999999999+23:59",
             "firstMessageId": id, "maybeSubmitted": true,
             "resubmittedAfterFailure": true,
-            "supersededBy": {"correlationId": "😀".repeat(256),
+            "supersededBy": {"correlationId": "\u{fffe}".repeat(256),
                              "requestedAt": "9999-12-31T23:59:59.999999999+23:59"},
         }))
         .expect("a valid progress");

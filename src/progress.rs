@@ -365,7 +365,7 @@ impl TryFrom<ProgressWire> for Progress {
             let id_ok = summary
                 .correlation_id
                 .as_deref()
-                .is_none_or(|id| CorrelationId::parse(id).is_ok());
+                .is_none_or(|id| CorrelationId::parse_recorded(id).is_ok());
             let time_ok = summary.requested_at.len() <= 35
                 && OffsetDateTime::parse(&summary.requested_at, &Rfc3339).is_ok();
             if !id_ok || !time_ok {

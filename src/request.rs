@@ -527,8 +527,8 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     let progress: Progress = serde_json::from_str(envelope.progress.get()).map_err(|e| {
         InvalidRequest::new("BadEnvelope", format!("progress envelope: progress: {e}"))
     })?;
-    let request =
-        parse_request(envelope.request.get()).map_err(|e| within("progress envelope", e))?;
+    let request = parse_request_from(envelope.request.get(), Writer::Worker)
+        .map_err(|e| within("progress envelope", e))?;
     // A decision's own steps carry out its action; an expiry revokes a grant; an undo
     // may carry out either, but one that reports as an expiry belongs to a grant with
     // notAfter, as the expiry it started from.
@@ -561,8 +561,20 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     })
 }
 
+/// Who wrote a request: the upstream, or the worker, into its own envelope (where an
+/// earlier build may have kept what the rules now refuse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Upstream,
+    Worker,
+}
+
 /// Parses and validates the request object itself (no envelope).
 pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
+    parse_request_from(text, Writer::Upstream)
+}
+
+fn parse_request_from(text: &str, writer: Writer) -> Result<Request, InvalidRequest> {
     if text.len() > MAX_REQUEST_BYTES {
         return Err(InvalidRequest::new(
             "RequestTooLarge",
@@ -747,7 +759,10 @@ pub fn parse_request(text: &str) -> Result<Request, InvalidRequest> {
     };
 
     let correlation_id = get(Field::CorrelationId)
-        .map(CorrelationId::parse)
+        .map(match writer {
+            Writer::Upstream => CorrelationId::parse,
+            Writer::Worker => CorrelationId::parse_recorded,
+        })
         .transpose()
         .map_err(|e| InvalidRequest::field(Field::CorrelationId, &e))?;
     let timestamp = |field: Field| {

@@ -169,6 +169,43 @@ async fn create_in_progress_is_re_enqueued_as_a_poll() {
     );
 }
 
+/// Builds before U+FFFE and U+FFFF were refused in a correlation id wrote them into
+/// envelopes, and into the summaries of later decisions: the steps still in flight at the
+/// upgrade are carried out (a grant's expiry among them), not refused as invalid.
+#[tokio::test]
+async fn a_step_an_earlier_build_wrote_with_a_noncharacter_in_its_id_goes_on() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let mut event = fixture("poll.json");
+    let mut envelope: Value =
+        serde_json::from_str(event.records[0].body.as_deref().expect("a body")).expect("JSON");
+    envelope["request"]["correlationId"] = Value::from("CHG-\u{fffe}");
+    envelope["request"]["notAfter"] = Value::from("2099-01-01T00:00:00Z");
+    envelope["progress"]["supersededBy"] =
+        serde_json::json!({"correlationId": "CHG-\u{ffff}", "requestedAt": "2026-11-22T04:00:00Z"});
+    envelope["progress"]["purpose"] = Value::from("undo");
+    // As SQS carries it: the noncharacters escaped.
+    event.records[0].body = Some(
+        envelope
+            .to_string()
+            .replace('\u{fffe}', "\\ufffe")
+            .replace('\u{ffff}', "\\uffff"),
+    );
+    invoke(&worker, event).await;
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty(),
+        "{:?}",
+        worker.queues.sent_to(&worker.config.dead_letter_queue)
+    );
+    assert_eq!(worker.identity_center.calls().len(), 1, "the poll was made");
+    let outcome = outcome_events(&worker);
+    assert_eq!(outcome.len(), 1, "{outcome:?}");
+    assert_eq!(outcome[0]["outcome"], "superseded");
+    assert_eq!(outcome[0]["correlationId"], "CHG-\u{fffe}");
+}
+
 #[tokio::test]
 async fn a_poll_that_succeeds_sends_one_outcome_event() {
     let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
