@@ -272,7 +272,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         let mut plans = Vec::with_capacity(group.len());
         for index in group {
             let record = &records[index];
-            let span = tracing::info_span!(
+            // At ERROR, so that it is on at any level the function logs at: its fields name
+            // the record on every line, the warnings and errors of a WARN deployment too.
+            let span = tracing::error_span!(
                 "record",
                 request_id = invocation.request_id.as_str(),
                 xray_trace_id = invocation.xray_trace_id.as_deref(),

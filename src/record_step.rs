@@ -669,7 +669,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             .await;
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         if let Err(error) = answer {
-            tracing::warn!(%error, "could not record the grant as failed in the ledger");
+            tracing::warn!(
+                kind = ?error.kind,
+                code = %error.code,
+                "could not record the grant as failed in the ledger"
+            );
+            tracing::debug!(error = %error.message, "the ledger's answer");
         }
     }
 

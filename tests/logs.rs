@@ -60,8 +60,8 @@ fn body(action: &str, account: &str) -> String {
     .to_string()
 }
 
-#[test]
-fn every_line_about_a_record_names_the_invocation_and_its_trace() {
+/// A batch of three records, one whose outcome the queue refuses, logged at `filter`.
+fn logged_batch(filter: &str) -> String {
     let env: HashMap<&str, &str> = HashMap::from([
         (
             "WORK_QUEUE_URL",
@@ -104,7 +104,7 @@ fn every_line_about_a_record_names_the_invocation_and_its_trace() {
     let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).expect("event");
 
     let captured = Captured::default();
-    let subscriber = json_subscriber(EnvFilter::new("info"), captured.clone());
+    let subscriber = json_subscriber(EnvFilter::new(filter), captured.clone());
     tracing::subscriber::with_default(subscriber, || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -118,8 +118,12 @@ fn every_line_about_a_record_names_the_invocation_and_its_trace() {
             },
         ));
     });
+    String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8")
+}
 
-    let output = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+#[test]
+fn every_line_about_a_record_names_the_invocation_and_its_trace() {
+    let output = logged_batch("info");
     let mut about_records = 0;
     let mut send_failed = 0;
     for line in output.lines() {
@@ -157,6 +161,31 @@ fn every_line_about_a_record_names_the_invocation_and_its_trace() {
     // Each record's lines (re-enqueue, finish, dead-letter, invalid) and the refused send.
     assert!(about_records >= 5, "{output}");
     assert_eq!(send_failed, 1, "{output}");
+}
+
+/// `LogLevel` WARN or ERROR keeps only the warnings and errors: each still names its
+/// record, its correlation id and the invocation (the refused send, the dead letter, the
+/// invalid body).
+#[test]
+fn at_warn_every_line_still_names_its_record() {
+    let output = logged_batch("warn");
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert!(lines.len() >= 3, "{output}");
+    for line in &lines {
+        let span = &line["span"];
+        assert_eq!(span["request_id"], REQUEST_ID, "{line}");
+        assert!(span["message_id"].is_string(), "{line}");
+        assert!(
+            span["correlation_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("CHG-")),
+            "{line}"
+        );
+    }
+    assert!(output.contains("send failed"), "{output}");
 }
 
 /// SPEC §12: no principal ids at `info`. A deployment logs at INFO, so no line it prints
