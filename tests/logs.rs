@@ -60,8 +60,7 @@ fn body(action: &str, account: &str) -> String {
     .to_string()
 }
 
-/// A batch of three records, one whose outcome the queue refuses, logged at `filter`.
-fn logged_batch(filter: &str) -> String {
+fn config() -> Config {
     let env: HashMap<&str, &str> = HashMap::from([
         (
             "WORK_QUEUE_URL",
@@ -77,7 +76,12 @@ fn logged_batch(filter: &str) -> String {
         ),
         ("LEDGER_TABLE", "ledger"),
     ]);
-    let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
+    Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid")
+}
+
+/// A batch of three records, one whose outcome the queue refuses, logged at `filter`.
+fn logged_batch(filter: &str) -> String {
+    let config = config();
     let worker = Worker {
         service_catalog: MemoryServiceCatalog::default(),
         identity_center: ScriptedIdentityCenter::new([Err(CallError {
@@ -199,22 +203,7 @@ fn no_line_printed_at_info_names_a_principal() {
     const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
     const PATTERN: &str = "arn:aws:iam:::role/TeamA-*";
     const NEW_PATTERN: &str = "arn:aws:iam:::role/TeamB-*";
-    let env: HashMap<&str, &str> = HashMap::from([
-        (
-            "WORK_QUEUE_URL",
-            "https://sqs.us-east-1.amazonaws.com/123456789012/work",
-        ),
-        (
-            "DEAD_LETTER_QUEUE_URL",
-            "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
-        ),
-        (
-            "OUTCOME_QUEUE_URL",
-            "https://sqs.us-east-1.amazonaws.com/123456789012/outcomes",
-        ),
-        ("LEDGER_TABLE", "ledger"),
-    ]);
-    let config = Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid");
+    let config = config();
     let operation = "0f8c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
     let answer = |subject_principal: &str| {
         let mut subject = OperationSubject::of(
