@@ -238,22 +238,21 @@ pub struct CorrelationId(String);
 
 impl CorrelationId {
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        check_length(value, 1, 256)?;
-        if let Some(found) = value
-            .chars()
-            .find(|&c| c.is_control() || !crate::messages::sqs_accepts(c))
-        {
-            return Err(IdError::NotPrintable(found));
-        }
-        Ok(Self(value.to_owned()))
+        Self::parse_refusing(value, |c| {
+            c.is_control() || !crate::messages::sqs_accepts(c)
+        })
     }
 
     /// An id the worker recorded itself (in its envelope, or in a later decision's
     /// summary): builds before U+FFFE and U+FFFF were refused wrote them there, and the
     /// steps still in flight must go on. Control characters were always refused.
     pub fn parse_recorded(value: &str) -> Result<Self, IdError> {
+        Self::parse_refusing(value, char::is_control)
+    }
+
+    fn parse_refusing(value: &str, refused: impl Fn(char) -> bool) -> Result<Self, IdError> {
         check_length(value, 1, 256)?;
-        if let Some(found) = value.chars().find(|c| c.is_control()) {
+        if let Some(found) = value.chars().find(|&c| refused(c)) {
             return Err(IdError::NotPrintable(found));
         }
         Ok(Self(value.to_owned()))

@@ -375,9 +375,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             if let Some(expired) = lifecycle::check_expiry(&progress, self.decision.not_after, now)
             {
-                return self
-                    .expired(expired.before_attempt(&progress), progress)
-                    .await;
+                return self.expired(expired, progress).await;
             }
             // Paced before the ledger's claim, so that a deferred submit costs no claim.
             // (An undo's fence may turn a paced delete into a create: rare, and the
@@ -402,9 +400,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if let Some(expired) =
                 lifecycle::check_expiry(&progress, self.decision.not_after, Self::now())
             {
-                return self
-                    .expired(expired.before_attempt(&progress), progress)
-                    .await;
+                return self.expired(expired, progress).await;
             }
         }
         if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
@@ -800,6 +796,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// redelivery of the record is refused alike instead of carried on as a grant its
     /// first delivery may have submitted ([`Self::after_redelivery`]).
     async fn expired(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+        let dead_letter = dead_letter.before_attempt(&progress);
         match self.fence(progress, RecordedState::Absent).await {
             Ok(claimed) => decided(Decision::DeadLetter(dead_letter), claimed),
             Err(stop) => stop,
