@@ -273,7 +273,8 @@ pub fn check_envelope(
             class: ErrorClass::InvalidRequest,
             code: code.to_owned(),
             message: format!("progress envelope: {message}"),
-            attempts: progress.attempt,
+            // Refused before this attempt's call.
+            attempts: progress.attempt.saturating_sub(1),
             operation_request_id: progress.operation_request_id().map(str::to_owned),
         })
     };

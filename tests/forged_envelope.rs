@@ -307,6 +307,8 @@ async fn a_poll_envelope_submitted_in_the_future_ends_at_once_without_a_call() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
     assert_eq!(dead[0].attribute("ErrorCode"), Some("SubmittedAtInFuture"));
+    // No poll was made (SPEC §7: the attempts made on the failing step).
+    assert_eq!(dead[0].attribute("Attempts"), Some("0"));
     assert_eq!(outcomes[0]["outcome"], "dead-lettered");
     assert!(worker.queues.sent_to(&worker.config.work_queue).is_empty());
 }
