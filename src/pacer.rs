@@ -113,6 +113,10 @@ pub enum PacedCall {
     Create,
     /// DeleteAccountAssignment: takes the rate only (deletes have no outstanding limit).
     Delete,
+    /// A DeleteAccountAssignment that ends access the worker owes to end now (an
+    /// expiry, an undo): waits its turn as a delete does, but is never deferred, so
+    /// that a storm of other calls cannot hold it past the minute SPEC §11 allows.
+    Revoke,
     /// Describe*Status: takes the rate only.
     Poll,
 }
@@ -273,15 +277,17 @@ impl Pacer {
         let rate_wait = self.calls.wait(now);
         let create_wait = match call {
             PacedCall::Create => self.creates.wait(now),
-            PacedCall::Delete | PacedCall::Poll => 0.0,
+            PacedCall::Delete | PacedCall::Revoke | PacedCall::Poll => 0.0,
         };
         let wait = rate_wait.max(create_wait);
         let mut longest = budget.min(self.max_wait).as_secs_f64();
         if call == PacedCall::Create {
             longest = longest.min(CREATE_WAIT_INTERVALS / self.creates.rate);
         }
-        if wait <= longest {
-            let wait = Duration::from_secs_f64(wait);
+        if wait <= longest || call == PacedCall::Revoke {
+            // A revoke past its longest wait goes when that wait is over, its turn taken
+            // from the calls behind it.
+            let wait = Duration::from_secs_f64(wait.min(longest));
             // A create takes its turn of the rate now, not when its slot comes: the
             // polls behind it are not held back until then.
             if call == PacedCall::Create {

@@ -923,7 +923,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let call = match (&progress.stage, progress.operation()) {
             (Stage::Poll { .. }, _) => PacedCall::Poll,
             (_, AssignmentAction::Create) => PacedCall::Create,
-            (_, AssignmentAction::Delete) => PacedCall::Delete,
+            // The worker's own revokes end access it owes to end now; a requested one
+            // waits with the rest.
+            (_, AssignmentAction::Delete) if progress.purpose == Purpose::Decision => {
+                PacedCall::Delete
+            }
+            (_, AssignmentAction::Delete) => PacedCall::Revoke,
         };
         let budget = self.deadline.map_or(Duration::MAX, |deadline| {
             deadline

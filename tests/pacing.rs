@@ -305,3 +305,38 @@ async fn a_restamp_before_the_pacer_turn_leaves_the_turn_to_the_next_run() {
     let calls = worker.identity_center.inner().calls();
     assert_eq!(calls.len(), 1, "no turn was left for a create: {calls:?}");
 }
+
+/// SPEC §11: an expiry revokes within a minute of `notAfter`. A pacer holding back every
+/// call for minutes (another process's storm, a share set too small) must not hold the
+/// revoke back with them: it waits its turn as any call, but is never deferred.
+#[tokio::test]
+async fn an_expiry_due_is_not_deferred_by_the_pacer() {
+    let worker = worker();
+    let first = request("create", "111122223330", "GRANT-0");
+    worker.handle(event(&[first]), &Invocation::default()).await;
+    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+
+    // A grant carried out by another delivery, ended at 2026-11-29T11:00:00Z; its expiry
+    // step comes due.
+    let mut grant = request("create", "111122223333", "TEMP-1");
+    grant["requestedAt"] = json!("2026-11-29T10:00:00Z");
+    grant["notAfter"] = json!("2026-11-29T11:00:00Z");
+    claim_of_another_delivery(&worker, &grant, RecordedState::Present).await;
+    let expiry = json!({"request": grant, "progress": {
+        "step": "expire-wait", "operation": "delete", "attempt": 1, "polls": 0,
+        "firstReceivedAt": "2026-11-29T10:00:01Z", "purpose": "expiry",
+        "requestedAt": "2026-11-29T10:00:00Z",
+        "firstMessageId": "ffffffff-0000-4000-8000-000000000000"}});
+    let invocation = Invocation::default();
+    worker.handle(event(&[expiry]), &invocation).await;
+
+    let calls = worker.identity_center.inner().calls();
+    assert!(
+        matches!(calls.as_slice(), [_, Call::Delete { account, .. }] if account == "111122223333"),
+        "{calls:?} {:?}",
+        worker.queues.sent()
+    );
+    let documents = invocation.metrics.documents("Test", 0);
+    let delete = api_document(&documents, "DeleteAccountAssignment");
+    assert_eq!(delete["Deferred"], 0, "{delete}");
+}
