@@ -407,6 +407,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         {
             return self.refused(dead_letter, progress).await;
         }
+        // Before the pacer too: a step it deferred would go back as a new message, and
+        // with no time for any call, round and round with no receive counted.
+        if self.out_of_time() {
+            return self.stored_again(progress, NEAR_DEADLINE);
+        }
         if progress.stage != Stage::Submit
             && let Some(deferred) = self.pace(&progress).await
         {

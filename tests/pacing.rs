@@ -340,3 +340,32 @@ async fn an_expiry_due_is_not_deferred_by_the_pacer() {
     let delete = api_document(&documents, "DeleteAccountAssignment");
     assert_eq!(delete["Deferred"], 0, "{delete}");
 }
+
+/// A function whose whole timeout is within the call reserve leaves its records to SQS,
+/// whose `MaxReceiveCount` ends them in the dead-letter queue. A poll the pacer would
+/// defer must be left so too: stored again as a new message, its receive count would
+/// start over each time, and it would go round with no dead letter and no call.
+#[tokio::test]
+async fn with_no_time_for_a_call_a_poll_is_left_to_sqs_not_deferred() {
+    let worker = worker();
+    let first = request("create", "111122223330", "GRANT-0");
+    worker.handle(event(&[first]), &Invocation::default()).await;
+    let stored = worker.queues.sent().len();
+
+    let poll = json!({"request": request("create", "111122223333", "GRANT-1"), "progress": {
+        "step": "poll", "operation": "create",
+        "operationRequestId": "7c1e3f0a-9b2d-4e5f-8a6b-0c1d2e3f4a5b", "attempt": 1,
+        "polls": 0, "firstReceivedAt": "2026-11-29T10:00:01Z",
+        "submittedAt": "2026-11-29T10:00:02Z"}});
+    let timeout = Duration::from_secs(2);
+    let invocation = Invocation {
+        deadline: Some(std::time::SystemTime::now() + timeout),
+        timeout: Some(timeout),
+        ..Invocation::default()
+    };
+    let response = worker.handle(event(&[poll]), &invocation).await;
+
+    assert_eq!(response.batch_item_failures.len(), 1, "left to SQS");
+    assert_eq!(worker.queues.sent().len(), stored, "nothing stored again");
+    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+}
