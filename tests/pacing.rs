@@ -199,6 +199,13 @@ async fn a_poll_waits_for_the_rate_not_for_a_create_slot() {
     assert!(retries.is_none_or(|r| r == 0), "{retries:?}");
 }
 
+/// GRANT-0's create takes the pacer's one turn: every call after it is held back.
+async fn take_the_only_turn(worker: &PacedWorker) {
+    let first = request("create", "111122223330", "GRANT-0");
+    worker.handle(event(&[first]), &Invocation::default()).await;
+    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+}
+
 /// Records in the ledger the claim of `body`'s decision (requested at
 /// 2026-11-29T10:00:00Z) by another delivery, under a message id greater than any
 /// `event` gives, in `state`.
@@ -250,9 +257,7 @@ async fn a_step_run_again_under_the_recorded_message_id_is_paced_once() {
 /// ledger holds the same decision from another delivery (an upstream's re-send under a
 /// greater message id) that was refused as `expired` and recorded absent.
 async fn late_grant_after_its_other_delivery_expired(worker: &PacedWorker) -> SqsEvent {
-    let first = request("create", "111122223330", "GRANT-0");
-    worker.handle(event(&[first]), &Invocation::default()).await;
-    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+    take_the_only_turn(worker).await;
 
     let mut late = request("create", "111122223333", "TEMP-LATE");
     late["requestedAt"] = json!("2026-11-29T10:00:00Z");
@@ -312,9 +317,7 @@ async fn a_restamp_before_the_pacer_turn_leaves_the_turn_to_the_next_run() {
 #[tokio::test]
 async fn an_expiry_due_is_not_deferred_by_the_pacer() {
     let worker = worker();
-    let first = request("create", "111122223330", "GRANT-0");
-    worker.handle(event(&[first]), &Invocation::default()).await;
-    assert_eq!(worker.identity_center.inner().calls().len(), 1);
+    take_the_only_turn(&worker).await;
 
     // A grant carried out by another delivery, ended at 2026-11-29T11:00:00Z; its expiry
     // step comes due.
@@ -348,8 +351,7 @@ async fn an_expiry_due_is_not_deferred_by_the_pacer() {
 #[tokio::test]
 async fn with_no_time_for_a_call_a_poll_is_left_to_sqs_not_deferred() {
     let worker = worker();
-    let first = request("create", "111122223330", "GRANT-0");
-    worker.handle(event(&[first]), &Invocation::default()).await;
+    take_the_only_turn(&worker).await;
     let stored = worker.queues.sent().len();
 
     let poll = json!({"request": request("create", "111122223333", "GRANT-1"), "progress": {
