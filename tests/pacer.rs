@@ -144,6 +144,46 @@ fn a_wait_longer_than_allowed_defers_without_taking_a_token() {
     assert!((secs(0.69)..=secs(0.71)).contains(&wait), "{wait:?}");
 }
 
+/// An expiry's or an undo's revoke is never deferred: where a delete would be, it goes
+/// at the end of the longest wait allowed, and the calls behind it wait one turn more.
+#[test]
+fn a_revoke_is_never_deferred_and_takes_its_turn_from_the_calls_behind_it() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    let short = Duration::from_millis(100);
+    // The rate's turns are taken for the next second or so.
+    let take_turns = |pacer: &mut Pacer| {
+        for _ in 0..6 {
+            let admitted = pacer.admit(PacedCall::Poll, start, BUDGET);
+            assert!(matches!(admitted, Admission::Go(_)), "{admitted:?}");
+        }
+    };
+    take_turns(&mut pacer);
+    assert!(matches!(
+        pacer.admit(PacedCall::Delete, start, short),
+        Admission::Defer { .. }
+    ));
+    let Admission::Go(wait) = pacer.admit(PacedCall::Revoke, start, short) else {
+        panic!("a revoke deferred");
+    };
+    assert!(wait <= short, "{wait:?}");
+    // Its turn was taken: a poll behind it waits one interval (0.16 s) longer than
+    // before it.
+    let mut before = Pacer::new(&settings(3), start);
+    take_turns(&mut before);
+    let (Admission::Go(after), Admission::Go(without)) = (
+        pacer.admit(PacedCall::Poll, start, BUDGET),
+        before.admit(PacedCall::Poll, start, BUDGET),
+    ) else {
+        panic!("a poll deferred within the budget");
+    };
+    let interval = secs(3.0 / (20.0 * 0.95));
+    assert!(
+        after >= without + interval - secs(0.001),
+        "{after:?} against {without:?}"
+    );
+}
+
 #[test]
 fn the_pacer_never_waits_longer_than_its_own_limit() {
     let start = Instant::now();
