@@ -75,11 +75,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         let mut outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)> = HashMap::new();
         let mut finished = Vec::new();
         for (index, plan, span) in plans {
-            spans[index] = span.clone();
             match plan {
                 Plan::Redeliver(reason) => {
                     failed[index] = true;
                     span.in_scope(|| tracing::info!(reason, "record left for redelivery"));
+                    spans[index] = span;
                 }
                 Plan::Store { messages, terminal } => {
                     for (destination, message) in messages {
@@ -88,8 +88,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                         queued.push(message);
                     }
                     if let Some(outcome) = terminal {
-                        finished.push((index, outcome, span));
+                        finished.push((index, outcome));
                     }
+                    spans[index] = span;
                 }
             }
         }
@@ -130,9 +131,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             }
         }
         let now = time::OffsetDateTime::now_utc();
-        for (index, terminal, span) in finished {
+        for (index, terminal) in finished {
             let durable = !failed[index];
-            span.in_scope(|| {
+            spans[index].in_scope(|| {
                 tracing::info!(
                     outcome = terminal.outcome,
                     error_class = terminal.error_class.map(|c| c.as_str()),

@@ -1449,26 +1449,24 @@ fn outcome_context<'a>(
 /// unwraps (an SNS `Message`, an EventBridge `detail`, its own `request`) counts too.
 fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let object = value.as_object()?;
-    let own = object
-        .get("correlationId")
-        .or_else(|| object.get("CorrelationId"))
-        .and_then(serde_json::Value::as_str)
-        .and_then(|id| CorrelationId::parse(id).ok());
-    own.or_else(|| {
-        let wrapped = match object.get("Message") {
-            Some(serde_json::Value::String(message)) => serde_json::from_str(message).ok()?,
-            _ => object
-                .get("detail")
-                .or_else(|| object.get("request"))?
-                .clone(),
-        };
-        // One level only: the unwrapped object's own id.
-        let id = wrapped
+    // `get` finds nothing in what is not an object.
+    let own_id = |object: &serde_json::Value| {
+        let id = object
             .get("correlationId")
-            .or_else(|| wrapped.get("CorrelationId"))?
+            .or_else(|| object.get("CorrelationId"))?
             .as_str()?;
         CorrelationId::parse(id).ok()
+    };
+    own_id(&value).or_else(|| {
+        // One level only: the unwrapped object's own id.
+        let wrapped = match value.get("Message") {
+            Some(serde_json::Value::String(message)) => serde_json::from_str(message).ok()?,
+            _ => value
+                .get("detail")
+                .or_else(|| value.get("request"))?
+                .clone(),
+        };
+        own_id(&wrapped)
     })
 }
 
