@@ -106,6 +106,10 @@ const CREATE_WAIT_INTERVALS: f64 = 1.5;
 /// costs SQS calls but no turn.
 const DEFERRAL_HORIZON: Duration = Duration::from_secs(15);
 
+/// The most time a schedule's taken turns may reserve: past it every call is deferred
+/// anyway, and a rate cut by a factor of up to 20 stays a finite `Duration`.
+const MAX_RESERVED_SECONDS: f64 = 2.0 * MAX_DELAY_SECONDS as f64;
+
 /// An Identity Center call, as the pacer tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacedCall {
@@ -185,6 +189,19 @@ impl Schedule {
     fn first_turn_at_phase(&mut self, phase: f64, now: Instant) {
         let first = now + Duration::from_secs_f64(phase * self.interval());
         self.next_free = first + Duration::from_secs_f64(self.kept());
+    }
+
+    /// Applies a new rate from `now` on. The turns already taken stay taken: the time
+    /// they reserve is stretched or shrunk with the interval, so that a cut does not
+    /// turn reserved time into kept turns and let calls go at once.
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        if rate == self.rate {
+            return;
+        }
+        let reserved = self.next_free.saturating_duration_since(now).as_secs_f64();
+        let rescaled = (reserved * self.rate / rate).min(MAX_RESERVED_SECONDS);
+        self.next_free = now + Duration::from_secs_f64(rescaled);
+        self.rate = rate;
     }
 
     /// Takes the first free turn at `at` or later.
@@ -270,7 +287,7 @@ impl Pacer {
     /// Whether `call` may go, and when. `budget` is the longest the caller can wait
     /// (its deadline); the pacer waits no longer than its own `max_wait` either.
     pub fn admit(&mut self, call: PacedCall, now: Instant, budget: Duration) -> Admission {
-        self.calls.rate = self.call_rate_at(now);
+        self.calls.set_rate(self.call_rate_at(now), now);
         if call == PacedCall::Create {
             self.recover_create_rate(now);
         }
@@ -310,10 +327,15 @@ impl Pacer {
         let first_free = now + Duration::from_secs_f64(wait.min(f64::from(MAX_DELAY_SECONDS)));
         let latest = now + Duration::from_secs(MAX_DELAY_SECONDS.into());
         let line = until.filter(|at| *at > first_free).unwrap_or(first_free);
-        *until = Some(line + Duration::from_secs_f64(interval.min(f64::from(MAX_DELAY_SECONDS))));
-        // A line longer than the horizon wraps around within it.
+        // A line longer than the horizon wraps around within it. The wrapped place is
+        // what is kept, so the line drains as time passes: kept unwrapped, it stood
+        // minutes ahead after a storm, and a lone step deferred later came back up to
+        // the horizon past its first free turn.
         let behind = (line - first_free).as_secs_f64() % DEFERRAL_HORIZON.as_secs_f64();
-        let back_at = (first_free + Duration::from_secs_f64(behind)).min(latest);
+        let wrapped = first_free + Duration::from_secs_f64(behind);
+        *until =
+            Some(wrapped + Duration::from_secs_f64(interval.min(f64::from(MAX_DELAY_SECONDS))));
+        let back_at = wrapped.min(latest);
         Admission::Defer {
             delay_seconds: whole_seconds_up(back_at - now),
         }
@@ -326,7 +348,8 @@ impl Pacer {
             .last_busy
             .is_none_or(|at| now.saturating_duration_since(at) >= CREATE_RECOVERY);
         if quiet {
-            self.creates.rate = self.creates.rate.max(self.create_rate_nominal);
+            self.creates
+                .set_rate(self.creates.rate.max(self.create_rate_nominal), now);
         }
     }
 
@@ -352,7 +375,7 @@ impl Pacer {
                 let floor = self.call_rate_max * CALL_RATE_FLOOR;
                 let left = (self.call_rate_at(now) * RATE_DECREASE).max(floor);
                 self.rate_cut = Some((now, left));
-                self.calls.rate = left;
+                self.calls.set_rate(left, now);
             }
         }
         if call != PacedCall::Create {
@@ -368,7 +391,8 @@ impl Pacer {
             Feedback::RateLimited | Feedback::Other => return,
         };
         let (low, high) = self.create_rate_range;
-        self.creates.rate = (self.creates.rate * factor).clamp(low, high);
+        self.creates
+            .set_rate((self.creates.rate * factor).clamp(low, high), now);
     }
 }
 

@@ -327,6 +327,39 @@ fn deferred_creates_come_back_within_fifteen_seconds_however_many_wait() {
     assert!(most <= 199 / 15 + 3, "{per_second:?}");
 }
 
+/// The line of deferred steps drains with time. After a storm it reached far ahead and
+/// never came back: a lone create deferred minutes later came back up to 15 s past its
+/// first free turn, where the wrapped line happened to stand.
+#[test]
+fn a_deferral_long_after_a_storm_comes_back_at_its_first_free_turn() {
+    let start = Instant::now();
+    let mut pacer = Pacer::new(&settings(3), start);
+    for _ in 0..200 {
+        pacer.admit(PacedCall::Create, start, BUDGET);
+    }
+    // Two minutes later two creates take the next two turns (0.7 s apart); the third's
+    // first free turn is 1.4 s away.
+    let later = start + secs(120.0);
+    for _ in 0..2 {
+        let admitted = pacer.admit(PacedCall::Create, later, BUDGET);
+        assert!(matches!(admitted, Admission::Go(_)), "{admitted:?}");
+    }
+    assert_eq!(
+        pacer.admit(PacedCall::Create, later, BUDGET),
+        Admission::Defer { delay_seconds: 2 }
+    );
+    // The same for polls and deletes, whose line is the rate's.
+    let mut pacer = Pacer::new(&settings(3), start);
+    for _ in 0..2_050 {
+        pacer.admit(PacedCall::Delete, start, Duration::ZERO);
+    }
+    pacer.admit(PacedCall::Delete, later, BUDGET);
+    assert_eq!(
+        pacer.admit(PacedCall::Delete, later, Duration::ZERO),
+        Admission::Defer { delay_seconds: 1 }
+    );
+}
+
 #[test]
 fn deferred_creates_come_back_spread_at_the_create_rate() {
     let start = Instant::now();
@@ -392,6 +425,40 @@ fn a_rate_limit_cuts_the_rate_once_a_second_and_time_restores_it() {
         pacer.answered(PacedCall::Poll, Feedback::RateLimited, now);
     }
     assert!((pacer.call_rate_at(at(299.0)) - share * 0.05).abs() < 1e-9);
+}
+
+/// A cut of the call rate takes back no turn already taken. Recomputed at the lower
+/// rate, the turns a process keeps while idle grew, and right after a `Rate exceeded`
+/// calls went at once that the old rate had already spent.
+#[test]
+fn a_rate_cut_frees_no_turn() {
+    let start = Instant::now();
+    let settings = production(1);
+    assert_eq!(settings.call_burst, 10.0);
+    let mut pacer = Pacer::new(&settings, start);
+    let later = start + secs(10.0);
+    // Calls asked for at `later` until one has to wait: how many went at once, and the
+    // wait of the one that ended the count (it took its turn too).
+    let at_once = |pacer: &mut Pacer| {
+        let mut count = 0;
+        loop {
+            match pacer.admit(PacedCall::Poll, later, BUDGET) {
+                Admission::Go(Duration::ZERO) => count += 1,
+                Admission::Go(wait) => return (count, wait.as_secs_f64()),
+                Admission::Defer { .. } => panic!("deferred within the budget"),
+            }
+        }
+    };
+    // The kept turns, then the eleventh call a turn later.
+    let (count, wait) = at_once(&mut pacer);
+    assert_eq!(count, 10);
+    assert!((wait - 1.0 / pacer.call_rate()).abs() < 1e-6, "{wait}");
+    pacer.answered(PacedCall::Poll, Feedback::RateLimited, later);
+    // None at once after the cut: the twelfth waits for the eleventh's turn and its own,
+    // both at the cut rate.
+    let (count, wait) = at_once(&mut pacer);
+    assert_eq!(count, 0);
+    assert!((wait - 2.0 / pacer.call_rate()).abs() < 1e-6, "{wait}");
 }
 
 /// Steps deferred for the rate after a cut come back spread at the share, not at the
