@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::{FutureExt, StreamExt, stream};
+use tokio::time::Instant;
 use tracing::{Instrument, Span, field};
 
 use crate::config::{Config, QueueUrl};
@@ -62,7 +63,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             .map(|record| parse_body(record.body.as_deref().unwrap_or_default()))
             .collect();
         let groups = group_by_assignment(&parsed);
-        let plans: Vec<(usize, Plan, Span)> = stream::iter(groups)
+        let started = Instant::now();
+        let plans: Vec<(usize, Plan, Span, Instant)> = stream::iter(groups)
             .map(|group| self.run_group(&records, &parsed, group, invocation))
             .buffer_unordered(self.config.max_concurrency)
             .flat_map(stream::iter)
@@ -71,10 +73,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
 
         let mut failed = vec![false; records.len()];
         let mut spans = vec![Span::none(); records.len()];
+        let mut planned_at = vec![started; records.len()];
         // Per queue: the messages, and the record each one belongs to.
         let mut outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)> = HashMap::new();
         let mut finished = Vec::new();
-        for (index, plan, span) in plans {
+        for (index, plan, span, planned) in plans {
+            planned_at[index] = planned;
             match plan {
                 Plan::Redeliver(reason) => {
                     failed[index] = true;
@@ -108,13 +112,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
             let Some((owners, messages)) = outbox.remove(&destination) else {
                 continue;
             };
-            let (owners, messages): (Vec<usize>, Vec<OutgoingMessage>) = owners
+            let (owners, mut messages): (Vec<usize>, Vec<OutgoingMessage>) = owners
                 .into_iter()
                 .zip(messages)
                 .filter(|(index, _)| !failed[*index])
                 .unzip();
             if owners.is_empty() {
                 continue;
+            }
+            let now = Instant::now();
+            for (index, message) in owners.iter().zip(&mut messages) {
+                message.count_delay_from_plan(now.saturating_duration_since(planned_at[*index]));
             }
             let failures = self
                 .send_all(destination, &owners, &messages, invocation)
@@ -269,7 +277,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         parsed: &[Result<Message, InvalidRequest>],
         group: Vec<usize>,
         invocation: &Invocation,
-    ) -> Vec<(usize, Plan, Span)> {
+    ) -> Vec<(usize, Plan, Span, Instant)> {
         let mut plans = Vec::with_capacity(group.len());
         for index in group {
             let record = &records[index];
@@ -298,7 +306,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 span.in_scope(|| tracing::error!("record processing panicked"));
                 Plan::Redeliver("panic")
             });
-            plans.push((index, plan, span));
+            plans.push((index, plan, span, Instant::now()));
         }
         plans
     }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::ops::Range;
+use std::time::Duration;
 
 use crate::config::QueueUrl;
 
@@ -28,6 +29,16 @@ impl OutgoingMessage {
                 .iter()
                 .map(|(name, value)| name.len() + "String".len() + value.len())
                 .sum::<usize>()
+    }
+
+    /// Takes the whole seconds of `elapsed`, the time since the step was planned, off
+    /// the delay. The delay counts from the planning, but a batch is sent only once its
+    /// slowest record is done: counted from the send, a step came back later by the rest
+    /// of the invocation. The part of a second left over stays, so a message never comes
+    /// back before its time.
+    pub fn count_delay_from_plan(&mut self, elapsed: Duration) {
+        let whole = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+        self.delay_seconds = self.delay_seconds.saturating_sub(whole);
     }
 
     pub fn attribute(&self, name: &str) -> Option<&str> {

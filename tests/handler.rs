@@ -737,7 +737,8 @@ async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
 }
 
 /// A ledger whose claims take as long as a slow DynamoDB's.
-struct SlowClaims(MemoryLedger, Duration);
+/// A ledger whose claims take `.1`, on the accounts that contain `.2` (all: "").
+struct SlowClaims(MemoryLedger, Duration, &'static str);
 
 impl Ledger for SlowClaims {
     async fn claim(
@@ -747,7 +748,9 @@ impl Ledger for SlowClaims {
         state: RecordedState,
         now: time::OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
-        tokio::time::sleep(self.1).await;
+        if key.as_str().contains(&format!("|{}", self.2)) {
+            tokio::time::sleep(self.1).await;
+        }
         self.0.claim(key, decision, state, now).await
     }
 
@@ -794,7 +797,7 @@ fn grant_with_slow_claims(
 ) {
     let worker = Worker {
         service_catalog: catalog(),
-        ledger: SlowClaims(MemoryLedger::default(), claim),
+        ledger: SlowClaims(MemoryLedger::default(), claim, ""),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::default(),
         config: config(&[]),
@@ -999,6 +1002,52 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
     );
     assert_eq!(worker.identity_center.max_per_key.load(Ordering::SeqCst), 1);
     assert_eq!(worker.queues.sent_to(&worker.config.work_queue).len(), 10);
+}
+
+/// A step's delay counts from when it was planned, not from when the batch is sent: a
+/// record done early waits for the batch's slowest one, and its step came back later by
+/// that much (a poll 3 s after its submit came back 5.5 s after it here).
+#[tokio::test(start_paused = true)]
+async fn a_step_comes_back_when_planned_however_long_its_batch_took() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: SlowClaims(
+            MemoryLedger::default(),
+            Duration::from_millis(2500),
+            "100000000002",
+        ),
+        identity_center: ScriptedIdentityCenter::new(vec![
+            status(OperationStatus::InProgress, None),
+            status(OperationStatus::InProgress, None),
+        ]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let response = worker
+        .handle(
+            batch_on_accounts(&["100000000001", "100000000002"]),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    let delays: HashMap<String, u32> = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(|message| {
+            let account = body_json(message)["request"]["targetId"].to_string();
+            (account.trim_matches('"').to_owned(), message.delay_seconds)
+        })
+        .collect();
+    // The first was planned 2.5 s before the send: 2 whole seconds are off its 3 (the
+    // half second left is not, so it never comes back early).
+    assert_eq!(
+        delays,
+        HashMap::from([
+            ("100000000001".to_owned(), 1),
+            ("100000000002".to_owned(), 3)
+        ])
+    );
 }
 
 #[tokio::test]
