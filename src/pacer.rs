@@ -107,7 +107,7 @@ const CREATE_WAIT_INTERVALS: f64 = 1.5;
 const DEFERRAL_HORIZON: Duration = Duration::from_secs(15);
 
 /// The most time a schedule's taken turns may reserve: past it every call is deferred
-/// anyway, and a rate cut by a factor of up to 20 stays a finite `Duration`.
+/// anyway, and the stretched reservation stays a finite `Duration` whatever the rates.
 const MAX_RESERVED_SECONDS: f64 = 2.0 * MAX_DELAY_SECONDS as f64;
 
 /// An Identity Center call, as the pacer tells them apart.
@@ -149,9 +149,9 @@ pub enum Feedback {
 
 /// One call every `1 / rate` seconds on the caller's clock, and up to `burst` at once
 /// after an idle spell (the generic cell rate algorithm): `next_free` is when the next
-/// call may go once the kept turns are used. A call taken before
-/// then is a reservation, and the calls after it wait longer. A new rate applies from
-/// the next call on.
+/// call may go once the kept turns are used. A call taken before then is a
+/// reservation, and the calls after it wait longer. A new rate applies from the next
+/// call on, to the reserved turns too ([`Schedule::set_rate`]).
 #[derive(Debug, Clone)]
 struct Schedule {
     rate: f64,

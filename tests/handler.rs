@@ -736,8 +736,8 @@ async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
     );
 }
 
-/// A ledger whose claims take as long as a slow DynamoDB's.
-/// A ledger whose claims take `.1`, on the accounts that contain `.2` (all: "").
+/// A ledger whose claims take `.1`, as a slow DynamoDB's do, on the assignments whose
+/// key holds `|` and then `.2` (with "", every assignment).
 struct SlowClaims(MemoryLedger, Duration, &'static str);
 
 impl Ledger for SlowClaims {
