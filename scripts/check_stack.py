@@ -318,6 +318,10 @@ def dashboard_checks(name, params, outputs, cfn, cloudwatch, stack):
         check(len(expressions) == len(metrics)
               and all(e.startswith(search("Api", m) + "'") for e, m in zip(expressions, metrics)),
               f"{name}: {title} panel {expressions}")
+    # Each SEARCH there returns a line per API; without its own label, a Throttled line
+    # and a Deferred line of the same API would both be called by the API's name alone.
+    labels = [m[0].get("label") for m in panel("Throttled AWS calls by API")["metrics"] if isinstance(m[0], dict)]
+    check(labels == ["Throttled", "Deferred"], f"{name}: throttled panel labels {labels}")
     rows, _ = series(panel("Work queue depth"))
     check(sorted(r for r, _ in rows) == sorted(("AWS/SQS", m, "QueueName", work) for m in (
         "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesDelayed")), f"{name}: work queue panel {rows}")
