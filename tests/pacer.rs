@@ -810,4 +810,52 @@ proptest! {
             prop_assert!(most_in_window(&creates, width) as f64 <= create_max * width + 1.0 + 1e-6);
         }
     }
+
+    /// A `Rate exceeded` or "too many requests processing" answer never lets a call go
+    /// sooner than it would have gone without that answer, whatever came before: a cut
+    /// once did, by turning reserved time into kept turns.
+    #[test]
+    fn a_throttling_answer_never_lets_a_call_go_sooner(
+        steps in proptest::collection::vec(
+            (0u64..3_000, 0u8..3, 0u8..4, 0u64..4_000),
+            0..100,
+        ),
+        processes in 1u32..12,
+        last_gap_ms in 0u64..3_000,
+        throttled_kind in 0u8..3,
+        asked_kind in 0u8..3,
+        budget_ms in 0u64..4_000,
+    ) {
+        let kinds = [PacedCall::Create, PacedCall::Delete, PacedCall::Poll];
+        let start = Instant::now();
+        let mut pacer = Pacer::new(&production(processes), start);
+        let mut now = start;
+        let mut latest = start;
+        for (gap_ms, kind, answer, budget_ms) in steps {
+            now += Duration::from_millis(gap_ms);
+            let call = kinds[usize::from(kind)];
+            if let Admission::Go(wait) = pacer.admit(call, now, Duration::from_millis(budget_ms)) {
+                let feedback = [Feedback::Accepted, Feedback::RateLimited, Feedback::Busy, Feedback::Other][usize::from(answer)];
+                pacer.answered(call, feedback, now + wait);
+                latest = latest.max(now + wait);
+            }
+        }
+        let at = now.max(latest) + Duration::from_millis(last_gap_ms);
+        let throttled = kinds[usize::from(throttled_kind)];
+        let feedback = if throttled == PacedCall::Create { Feedback::Busy } else { Feedback::RateLimited };
+        let mut answered = pacer.clone();
+        answered.answered(throttled, feedback, at);
+        // Deferred is later than any wait; a later deferral is later.
+        let when = |admission: Admission| match admission {
+            Admission::Go(wait) => (0, wait.as_secs_f64()),
+            Admission::Defer { delay_seconds } => (1, f64::from(delay_seconds)),
+        };
+        let asked = kinds[usize::from(asked_kind)];
+        let budget = Duration::from_millis(budget_ms);
+        let (with, without) = (when(answered.admit(asked, at, budget)), when(pacer.admit(asked, at, budget)));
+        prop_assert!(
+            with.0 > without.0 || (with.0 == without.0 && with.1 >= without.1 - 1e-6),
+            "{with:?} after the answer against {without:?} without it"
+        );
+    }
 }
