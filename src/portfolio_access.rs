@@ -1,7 +1,8 @@
 //! Who keeps access to a portfolio after a principal is removed (SPEC §9): an `IAM`
 //! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
 //! removed pattern leaves the `IAM` principals it covered that are listed on their own,
-//! and the principals it admitted that another pattern admits too.
+//! and the principals it admitted that another pattern admits too; an `IAM` principal
+//! listed again in another case is the same IAM name, and keeps its access.
 //! Pure: the caller passes the portfolio's principals as listed.
 
 use serde::Serialize;
@@ -72,7 +73,11 @@ pub fn residual_access(
                 (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::IamPattern) => {
                     patterns_overlap(&removed.principal_arn, &other.principal_arn)
                 }
-                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => false,
+                // IAM does not tell names apart by case: the same role or user, listed
+                // in another spelling, keeps its access through that entry.
+                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => other
+                    .principal_arn
+                    .eq_ignore_ascii_case(&removed.principal_arn),
             },
         )
         .cloned()

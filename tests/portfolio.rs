@@ -300,6 +300,27 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
     );
 }
 
+/// The request names the role in another case than the portfolio lists it: AWS finds no
+/// such association, but IAM names the same role either way, so the listed entry is
+/// reported as access the role keeps (before, `already-satisfied` reported none).
+#[tokio::test]
+async fn removing_a_role_listed_in_another_case_reports_the_listed_entry() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    let lower = ROLE.replace("TeamA", "teama");
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "already-satisfied");
+    assert_eq!(
+        outcome["residualAccess"],
+        json!([{"principalType": "IAM", "principalArn": ROLE}])
+    );
+}
+
 #[tokio::test]
 async fn removing_a_pattern_reports_the_roles_it_covered_that_stay() {
     let other = "arn:aws:iam::444455556666:role/Finance";

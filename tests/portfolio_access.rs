@@ -218,6 +218,24 @@ fn a_removed_pattern_leaves_the_patterns_that_admit_some_of_its_principals() {
     );
 }
 
+/// IAM does not tell names apart by case: `role/TeamA` and `role/teama` are one role.
+/// Removing one spelling while the other stays listed leaves that role its access
+/// through the entry, whichever spelling Service Catalog matches by.
+#[test]
+fn a_removed_role_keeps_access_through_its_name_listed_in_another_case() {
+    let removed = iam("arn:aws:iam::111122223333:role/teama-dev");
+    let remaining = [
+        iam("arn:aws:iam::111122223333:role/TeamA-dev"),
+        // Another account's role of that name is another role.
+        iam("arn:aws:iam::444455556666:role/TeamA-dev"),
+        iam("arn:aws:iam::111122223333:role/TeamA-prod"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![iam("arn:aws:iam::111122223333:role/TeamA-dev")]
+    );
+}
+
 #[test]
 fn nothing_left_means_no_residual_access() {
     let removed = iam("arn:aws:iam::111122223333:role/Leaver");
