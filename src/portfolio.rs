@@ -14,7 +14,9 @@ use crate::lifecycle::{
     retry_call,
 };
 use crate::messages::MAX_ERROR_MESSAGE_BYTES;
-use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType, residual_access};
+use crate::portfolio_access::{
+    ListedPrincipal, PortfolioPrincipalType, residual_access, same_iam_name,
+};
 use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
 
@@ -188,6 +190,25 @@ pub fn settle_not_found(
             progress,
             "PrincipalTypeMismatch",
             removal_by_hand(portfolio, principal, other_type),
+        )
+        .into();
+    }
+    // AWS matched the ARN as written; IAM names are not told apart by case, so the
+    // principal still has access through this entry, and the removal is not done.
+    let in_another_case = principals.iter().find(|p| {
+        principal.principal_type == PortfolioPrincipalType::Iam
+            && p.principal_type == PortfolioPrincipalType::Iam
+            && same_iam_name(&p.principal_arn, &principal.principal_arn)
+    });
+    if let Some(listed) = in_another_case {
+        return permanent(
+            progress,
+            "PrincipalArnCaseMismatch",
+            format!(
+                "not associated with the portfolio as written, but the same IAM name is, \
+                 in another case: send the removal again with the principalArn as listed: {}",
+                listed.principal_arn
+            ),
         )
         .into();
     }

@@ -2,7 +2,8 @@
 //! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
 //! removed pattern leaves the `IAM` principals it covered that are listed on their own,
 //! and the principals it admitted that another pattern admits too; an `IAM` principal
-//! listed again in another case is the same IAM name, and keeps its access.
+//! listed with the removed one's name in another case is the same IAM name, and keeps
+//! its access.
 //! Pure: the caller passes the portfolio's principals as listed.
 
 use serde::Serialize;
@@ -73,15 +74,27 @@ pub fn residual_access(
                 (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::IamPattern) => {
                     patterns_overlap(&removed.principal_arn, &other.principal_arn)
                 }
-                // IAM does not tell names apart by case: the same role or user, listed
-                // in another spelling, keeps its access through that entry.
-                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => other
-                    .principal_arn
-                    .eq_ignore_ascii_case(&removed.principal_arn),
+                // The same role or user, listed in another spelling, keeps its access
+                // through that entry.
+                (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => {
+                    same_iam_name(&other.principal_arn, &removed.principal_arn)
+                }
             },
         )
         .cloned()
         .collect()
+}
+
+/// Whether two `IAM` principal ARNs name the same IAM user, group or role. IAM does not
+/// tell names apart by case, so `role/TeamA` and `role/teama` are one role; the rest of
+/// the ARN (partition, account, resource type, path) must be the same as written.
+pub fn same_iam_name(first: &str, second: &str) -> bool {
+    match (first.rsplit_once('/'), second.rsplit_once('/')) {
+        (Some((first_rest, first_name)), Some((second_rest, second_name))) => {
+            first_rest == second_rest && first_name.eq_ignore_ascii_case(second_name)
+        }
+        _ => false,
+    }
 }
 
 /// Whether an `IAM_PATTERN` ARN matches a full IAM ARN by AWS's rules: the same

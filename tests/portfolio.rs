@@ -301,10 +301,11 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
 }
 
 /// The request names the role in another case than the portfolio lists it: AWS finds no
-/// such association, but IAM names the same role either way, so the listed entry is
-/// reported as access the role keeps (before, `already-satisfied` reported none).
+/// such association, but IAM names the same role either way, so the role still has
+/// access and the removal is not done (before, it ended `already-satisfied`). The dead
+/// letter names the spelling to send, and a removal with it is carried out.
 #[tokio::test]
-async fn removing_a_role_listed_in_another_case_reports_the_listed_entry() {
+async fn removing_a_role_listed_in_another_case_is_not_done() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
     let lower = ROLE.replace("TeamA", "teama");
@@ -313,12 +314,28 @@ async fn removing_a_role_listed_in_another_case_reports_the_listed_entry() {
         &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
     )
     .await;
-    let outcome = only_outcome(&worker);
-    assert_eq!(outcome["outcome"], "already-satisfied");
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
     assert_eq!(
-        outcome["residualAccess"],
-        json!([{"principalType": "IAM", "principalArn": ROLE}])
+        dead[0].attribute("ErrorCode"),
+        Some("PrincipalArnCaseMismatch")
     );
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.ends_with(&format!("as listed: {ROLE}")),
+        "{message}"
+    );
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_S
 use assignment_worker::portfolio::{
     AfterSubmit, ListResult, after_list, after_submit, before_associate, settle_not_found,
 };
-use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
+use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType, same_iam_name};
 use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
@@ -66,6 +66,8 @@ fn kinds() -> impl Strategy<Value = PortfolioPrincipalType> {
 fn lists() -> impl Strategy<Value = Vec<ListedPrincipal>> {
     let arns = prop_oneof![
         Just(ROLE.to_owned()),
+        // The same role, in another case.
+        Just(ROLE.to_lowercase()),
         Just("arn:aws:iam:::role/Team*".to_owned()),
         Just("arn:aws:iam::444455556666:role/Other".to_owned()),
     ];
@@ -144,7 +146,7 @@ proptest! {
     }
 
     /// A disassociate's ResourceNotFound is `already-satisfied` only when the ARN is
-    /// not listed under any type.
+    /// not listed under any type, nor an `IAM` principal's name in another case.
     #[test]
     fn not_found_is_done_only_when_the_arn_is_not_listed_at_all(
         kind in kinds(),
@@ -156,6 +158,9 @@ proptest! {
             prop_assert_eq!(completion, &Completion::AlreadySatisfied);
             let principals = listed.as_ref().expect("done only on a list");
             prop_assert!(principals.iter().all(|p| p.principal_arn != ROLE));
+            let iam = PortfolioPrincipalType::Iam;
+            prop_assert!(kind != iam || principals.iter().all(|p| p.principal_type != iam
+                || !same_iam_name(&p.principal_arn, ROLE)));
         }
         if let Ok(principals) = &listed
             && principals.iter().any(|p| p.principal_arn == ROLE && p.principal_type != kind)
