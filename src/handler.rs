@@ -73,6 +73,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
 
         let mut failed = vec![false; records.len()];
         let mut spans = vec![Span::none(); records.len()];
+        // Every record's plan comes back with its time; the invocation's start only
+        // fills the vector.
         let mut planned_at = vec![started; records.len()];
         // Per queue: the messages, and the record each one belongs to.
         let mut outbox: HashMap<Destination, (Vec<usize>, Vec<OutgoingMessage>)> = HashMap::new();
@@ -270,7 +272,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         results
     }
 
-    /// Runs a group of records one after another (they touch the same assignment).
+    /// Runs a group of records one after another (they touch the same assignment): each
+    /// record's plan, its span, and when the plan was made.
     async fn run_group(
         &self,
         records: &[SqsMessage],
@@ -306,6 +309,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 span.in_scope(|| tracing::error!("record processing panicked"));
                 Plan::Redeliver("panic")
             });
+            // When the plan was made: its delays count from then, and the handler takes
+            // the time until the send off them.
             plans.push((index, plan, span, Instant::now()));
         }
         plans
