@@ -166,6 +166,18 @@ fn only_outcome(worker: &TestWorker) -> Value {
     all.remove(0)
 }
 
+/// The message of the one dead letter stored, which must be `permanent` with `code`.
+fn only_permanent_dead_letter(worker: &TestWorker, code: &str) -> String {
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some(code));
+    dead[0]
+        .attribute("ErrorMessage")
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn an_associate_is_confirmed_only_once_the_list_shows_it() {
     let catalog = MemoryServiceCatalog::default()
@@ -314,14 +326,7 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
         &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
     )
     .await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
-    assert_eq!(
-        dead[0].attribute("ErrorCode"),
-        Some("PrincipalArnCaseMismatch")
-    );
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
     assert!(
         message.ends_with(&format!("as listed: {ROLE}")),
         "{message}"
@@ -394,16 +399,9 @@ async fn an_association_under_the_other_type_is_a_principal_type_mismatch() {
         &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
     )
     .await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
-    assert_eq!(
-        dead[0].attribute("ErrorCode"),
-        Some("PrincipalTypeMismatch")
-    );
+    let message = only_permanent_dead_letter(&worker, "PrincipalTypeMismatch");
     // The advice is one that can be followed: the worker refuses a request naming
     // IAM_PATTERN for an ARN with an account id, so the association is removed by hand.
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
     assert!(
         message.contains("principal type IAM_PATTERN")
             && message.contains("--principal-type IAM_PATTERN")
@@ -446,13 +444,7 @@ async fn the_command_for_an_association_under_the_other_type_is_never_cut() {
         &request("disassociate-portfolio-principal", "IAM", &long, json!({})),
     )
     .await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        dead[0].attribute("ErrorCode"),
-        Some("PrincipalTypeMismatch")
-    );
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    let message = only_permanent_dead_letter(&worker, "PrincipalTypeMismatch");
     assert!(
         message.contains("--principal-type IAM_PATTERN")
             && message.ends_with("--principal-arn <the request's principalArn, quoted>"),
