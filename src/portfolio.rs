@@ -204,11 +204,7 @@ pub fn settle_not_found(
         return permanent(
             progress,
             "PrincipalArnCaseMismatch",
-            format!(
-                "not associated with the portfolio as written, but the same IAM name is, \
-                 in another case: send the removal again with the principalArn as listed: {}",
-                listed.principal_arn
-            ),
+            spelled_as_listed(&listed.principal_arn),
         )
         .into();
     }
@@ -244,6 +240,28 @@ fn removal_by_hand(
         whole
     } else {
         message("<the request's principalArn, quoted>")
+    }
+}
+
+/// The dead letter's message for the same IAM name listed in another case. The name as
+/// listed comes first, since it is the only part that differs: when the whole ARN would
+/// not fit the dead letter's message (cut at 1,024 bytes), it is named as the request's
+/// with that name, never cut into the ARN of another principal.
+fn spelled_as_listed(listed_arn: &str) -> String {
+    let name = listed_arn
+        .rsplit_once('/')
+        .map_or(listed_arn, |(_, name)| name);
+    let message = |arn: &str| {
+        format!(
+            "not associated with the portfolio as written, but the same IAM name is, spelled \
+             {name}: send a disassociate-portfolio-principal request with principalArn {arn}"
+        )
+    };
+    let whole = message(listed_arn);
+    if whole.len() <= MAX_ERROR_MESSAGE_BYTES {
+        whole
+    } else {
+        message("<the request's, with the name spelled as above>")
     }
 }
 

@@ -328,7 +328,8 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
     .await;
     let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
     assert!(
-        message.ends_with(&format!("as listed: {ROLE}")),
+        message.contains("spelled TeamA-dev:")
+            && message.ends_with(&format!("with principalArn {ROLE}")),
         "{message}"
     );
     assert_eq!(
@@ -341,6 +342,27 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
     )
     .await;
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+/// The name as listed is never cut off the message: with an ARN too long for it, the
+/// ARN is named as the request's, with the name spelled as listed.
+#[tokio::test]
+async fn the_name_listed_in_another_case_is_never_cut_from_the_message() {
+    let long = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(950));
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(&long)]);
+    let worker = worker(catalog, &[]);
+    let lower = long.replace("TeamA", "teama");
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
+    )
+    .await;
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    assert!(
+        message.contains("spelled TeamA:")
+            && message.ends_with("<the request's, with the name spelled as above>"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

@@ -229,9 +229,11 @@ fn a_removed_role_keeps_access_through_its_name_listed_in_another_case() {
         // Another account's role of that name is another role.
         iam("arn:aws:iam::444455556666:role/TeamA-dev"),
         iam("arn:aws:iam::111122223333:role/TeamA-prod"),
-        // The path is part of the ARN, and a user is not a role.
+        // The path is part of the ARN, and a user is not a role: only the name's case
+        // is set aside.
         iam("arn:aws:iam::111122223333:role/dev/TeamA-dev"),
         iam("arn:aws:iam::111122223333:user/TeamA-dev"),
+        iam("arn:aws:iam::111122223333:ROLE/TeamA-dev"),
     ];
     assert_eq!(
         residual_access(&removed, &remaining),

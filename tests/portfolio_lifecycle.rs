@@ -8,7 +8,7 @@ use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_S
 use assignment_worker::portfolio::{
     AfterSubmit, ListResult, after_list, after_submit, before_associate, settle_not_found,
 };
-use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType, same_iam_name};
+use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
@@ -158,9 +158,22 @@ proptest! {
             prop_assert_eq!(completion, &Completion::AlreadySatisfied);
             let principals = listed.as_ref().expect("done only on a list");
             prop_assert!(principals.iter().all(|p| p.principal_arn != ROLE));
+            // The generator's other spellings of ROLE differ from it in case alone.
             let iam = PortfolioPrincipalType::Iam;
             prop_assert!(kind != iam || principals.iter().all(|p| p.principal_type != iam
-                || !same_iam_name(&p.principal_arn, ROLE)));
+                || !p.principal_arn.eq_ignore_ascii_case(ROLE)));
+        }
+        if let Ok(principals) = &listed
+            && kind == PortfolioPrincipalType::Iam
+            && !principals.contains(&me)
+            && !principals.iter().any(|p| p.principal_arn == ROLE)
+            && principals.iter().any(|p| p.principal_type == kind
+                && p.principal_arn != ROLE && p.principal_arn.eq_ignore_ascii_case(ROLE))
+        {
+            let Decision::DeadLetter(dead) = &settled.decision else {
+                panic!("the same name listed in another case must be a mismatch, got {settled:?}");
+            };
+            prop_assert_eq!(dead.code.as_str(), "PrincipalArnCaseMismatch");
         }
         if let Ok(principals) = &listed
             && principals.iter().any(|p| p.principal_arn == ROLE && p.principal_type != kind)
