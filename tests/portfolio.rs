@@ -312,21 +312,29 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
     );
 }
 
-/// The request names the role in another case than the portfolio lists it: AWS finds no
-/// such association, but IAM names the same role either way, so the role still has
-/// access and the removal is not done (before, it ended `already-satisfied`). The dead
-/// letter names the spelling to send, and a removal with it is carried out.
-#[tokio::test]
-async fn removing_a_role_listed_in_another_case_is_not_done() {
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+/// A portfolio listing `listed` (a role named TeamA…), and a removal of it with the name
+/// in lower case, which must end in one `PrincipalArnCaseMismatch` dead letter: the
+/// worker and that dead letter's message.
+async fn remove_in_lower_case(listed: &str) -> (TestWorker, String) {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(listed)]);
     let worker = worker(catalog, &[]);
-    let lower = ROLE.replace("TeamA", "teama");
+    let lower = listed.replace("TeamA", "teama");
     drive(
         &worker,
         &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
     )
     .await;
     let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    (worker, message)
+}
+
+/// The request names the role in another case than the portfolio lists it: AWS finds no
+/// such association, but IAM names the same role either way, so the role still has
+/// access and the removal is not done (before, it ended `already-satisfied`). The dead
+/// letter names the spelling to send, and a removal with it is carried out.
+#[tokio::test]
+async fn removing_a_role_listed_in_another_case_is_not_done() {
+    let (worker, message) = remove_in_lower_case(ROLE).await;
     assert!(
         message.contains("spelled TeamA-dev:")
             && message.ends_with(&format!("with principalArn {ROLE}")),
@@ -349,15 +357,7 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
 #[tokio::test]
 async fn the_name_listed_in_another_case_is_never_cut_from_the_message() {
     let long = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(950));
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(&long)]);
-    let worker = worker(catalog, &[]);
-    let lower = long.replace("TeamA", "teama");
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
-    )
-    .await;
-    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    let (_, message) = remove_in_lower_case(&long).await;
     assert!(
         message.contains("spelled TeamA:")
             && message.ends_with("<the request's, with the name spelled as above>"),
