@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
 use crate::ids::PortfolioId;
-use crate::ledger::{AccessDecision, DecisionOrder, Presence};
+use crate::ledger::{AccessDecision, Presence};
 use crate::lifecycle::{
     self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
     retry_call,
@@ -370,7 +370,7 @@ pub fn shows_change(
 /// it at that grant's `notAfter` when nothing else will. `None`: keep confirming.
 pub fn overtaken(
     progress: &Progress,
-    own: &DecisionOrder,
+    own: &AccessDecision,
     latest: Option<&AccessDecision>,
     now: OffsetDateTime,
 ) -> Option<Decision> {
@@ -380,7 +380,9 @@ pub fn overtaken(
     if desired == wanted {
         return None;
     }
-    if latest.order == *own {
+    // This delivery's decision, or the same decision delivered again under another
+    // message id (a redrive, an upstream's duplicate): not a later one.
+    if latest.is_same_decision_as(own) {
         // The grant's own notAfter passed while its associate was confirming (a grant
         // carried on past it): its expiry removes the principal, so the list may never
         // show it. The associate was made; the expiry scheduled with the outcome revokes.

@@ -702,12 +702,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 if let Ok(latest) = latest
-                    && let Some(decision) = portfolio::overtaken(
-                        progress,
-                        &self.decision.order,
-                        latest.as_ref(),
-                        Self::now(),
-                    )
+                    && let Some(decision) =
+                        portfolio::overtaken(progress, &self.decision, latest.as_ref(), Self::now())
                 {
                     return Ok(decision.into());
                 }

@@ -4,9 +4,11 @@
 
 use assignment_worker::aws_call::{CallError, ErrorKind};
 use assignment_worker::ids::PortfolioId;
+use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent};
 use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy};
 use assignment_worker::portfolio::{
-    AfterSubmit, ListResult, after_list, after_submit, before_associate, settle_not_found,
+    AfterSubmit, ListResult, after_list, after_submit, before_associate, overtaken,
+    settle_not_found,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
@@ -96,6 +98,44 @@ fn list_results() -> impl Strategy<Value = ListResult> {
 
 fn directions() -> impl Strategy<Value = AssignmentAction> {
     prop_oneof![Just(Create), Just(Delete)]
+}
+
+/// A confirming grant whose own decision, delivered again under another message id, is
+/// the ledger's latest, once its `notAfter` has passed: that is the grant's own end, not
+/// a later decision. It ends `succeeded` (its expiry revokes), as it does when the latest
+/// is the same delivery; before, it was undone and reported `superseded` by itself.
+#[test]
+fn a_grant_is_not_overtaken_by_another_delivery_of_itself() {
+    let own = AccessDecision {
+        order: DecisionOrder {
+            requested_at: T0,
+            intent: Intent::Grant,
+            correlation_id: Some("CHG-1".to_owned()),
+            first_message_id: "m-1".to_owned(),
+        },
+        not_after: Some(T0 + Duration::seconds(60)),
+    };
+    let again = AccessDecision {
+        order: DecisionOrder {
+            first_message_id: "m-2".to_owned(),
+            ..own.order.clone()
+        },
+        ..own.clone()
+    };
+    let after_end = T0 + Duration::seconds(120);
+    for latest in [&own, &again] {
+        let decision = overtaken(&confirming(Create), &own, Some(latest), after_end);
+        assert!(
+            matches!(
+                decision,
+                Some(Decision::Done {
+                    completion: Completion::Succeeded,
+                    ..
+                })
+            ),
+            "{decision:?} with {latest:?} the latest"
+        );
+    }
 }
 
 proptest! {
