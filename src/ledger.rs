@@ -10,8 +10,11 @@ use time::OffsetDateTime;
 
 use crate::aws_call::CallError;
 use crate::messages::rfc3339;
+use crate::portfolio_access::iam_name_folded;
 use crate::progress::DecisionStamp;
-use crate::request::{Assignment, AssignmentAction, PortfolioChange, Request, Target};
+use crate::request::{
+    Assignment, AssignmentAction, PortfolioChange, PortfolioPrincipal, Request, Target,
+};
 
 /// The item's partition key: one per assignment (instance, account, permission set,
 /// principal type, principal id). ARNs and ids never contain `|`.
@@ -31,13 +34,19 @@ impl LedgerKey {
     }
 
     /// One per portfolio principal (portfolio, principal type, principal ARN). The ARN
-    /// comes last, so a `|` in an IAM path cannot make two keys collide.
+    /// comes last, so a `|` in an IAM path cannot make two keys collide. An `IAM`
+    /// principal's name is keyed in lower case: IAM does not tell names apart by case,
+    /// so decisions about `role/TeamA` and `role/teama` are about one role, and only one
+    /// of them can be the latest.
     pub fn portfolio(change: &PortfolioChange) -> Self {
+        let arn = match &change.principal {
+            PortfolioPrincipal::Iam(arn) => iam_name_folded(arn.as_str()),
+            PortfolioPrincipal::IamPattern(pattern) => pattern.as_str().to_owned(),
+        };
         Self(format!(
-            "portfolio|{}|{}|{}",
+            "portfolio|{}|{}|{arn}",
             change.portfolio,
             change.principal.principal_type().as_str(),
-            change.principal.arn()
         ))
     }
 
@@ -46,6 +55,22 @@ impl LedgerKey {
             Target::Assignment(assignment) => Self::assignment(assignment),
             Target::Portfolio(change) => Self::portfolio(change),
         }
+    }
+
+    /// The key builds before this one wrote for `target` (the ARN as the request spelled
+    /// it), when it is another item: a step carries its decision over before it uses
+    /// the ledger, so a decision recorded before an upgrade still counts.
+    pub fn spelled_as_before(target: Target<'_>) -> Option<Self> {
+        let Target::Portfolio(change) = target else {
+            return None;
+        };
+        let before = Self(format!(
+            "portfolio|{}|{}|{}",
+            change.portfolio,
+            change.principal.principal_type().as_str(),
+            change.principal.arn()
+        ));
+        (before != Self::portfolio(change)).then_some(before)
     }
 
     pub fn as_str(&self) -> &str {

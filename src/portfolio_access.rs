@@ -89,11 +89,15 @@ pub fn residual_access(
 /// tell names apart by case, so `role/TeamA` and `role/teama` are one role; the rest of
 /// the ARN (partition, account, resource type, path) must be the same as written.
 pub fn same_iam_name(first: &str, second: &str) -> bool {
-    match (first.rsplit_once('/'), second.rsplit_once('/')) {
-        (Some((first_rest, first_name)), Some((second_rest, second_name))) => {
-            first_rest == second_rest && first_name.eq_ignore_ascii_case(second_name)
-        }
-        _ => false,
+    first.contains('/') && iam_name_folded(first) == iam_name_folded(second)
+}
+
+/// An `IAM` principal ARN with its name in lower case: one text for all the spellings
+/// [`same_iam_name`] takes for one principal.
+pub fn iam_name_folded(arn: &str) -> String {
+    match arn.rsplit_once('/') {
+        Some((rest, name)) => format!("{rest}/{}", name.to_ascii_lowercase()),
+        None => arn.to_owned(),
     }
 }
 

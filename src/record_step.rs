@@ -16,8 +16,8 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
-    RecordAnswer, RecordedState,
+    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, LedgerResult,
+    Presence, RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -135,6 +135,9 @@ struct RecordRun<'a, I, Q, L, S> {
     message: &'a Message,
     target: Target<'a>,
     key: LedgerKey,
+    /// The key a build before this one wrote, when it is another item.
+    key_before: Option<LedgerKey>,
+    carried_over: tokio::sync::OnceCell<()>,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
     /// The invocation's whole time, from its start to its deadline, when known.
@@ -188,6 +191,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 message,
                 target,
                 key: LedgerKey::of(target),
+                key_before: LedgerKey::spelled_as_before(target),
+                carried_over: tokio::sync::OnceCell::new(),
                 decision,
                 deadline: invocation.deadline,
                 timeout: invocation.timeout,
@@ -321,12 +326,86 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         &self.worker.config.policy
     }
 
+    /// Carries over, once per step, the decision a build before this one recorded under
+    /// the key as the request spells it ([`LedgerKey::spelled_as_before`]): claimed
+    /// under the key used now, it counts as if recorded there (unless a later decision
+    /// is). Every ledger call below comes after it, and fails with it.
+    async fn carry_over(&self) -> LedgerResult<()> {
+        let Some(before) = &self.key_before else {
+            return Ok(());
+        };
+        let carry = || async {
+            let ledger = &self.worker.ledger;
+            let recorded = ledger.latest_with_state(before).await;
+            self.metrics.call(Api::GetItem, Answer::of(&recorded));
+            if let Some((decision, state)) = recorded? {
+                let claimed = ledger.claim(&self.key, &decision, state, Self::now()).await;
+                self.metrics.call(Api::UpdateItem, Answer::of(&claimed));
+                claimed?;
+            }
+            Ok(())
+        };
+        self.carried_over.get_or_try_init(carry).await.copied()
+    }
+
+    async fn latest(&self) -> LedgerResult<Option<AccessDecision>> {
+        self.carry_over().await?;
+        let latest = self.worker.ledger.latest(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&latest));
+        latest
+    }
+
+    async fn latest_with_state(&self) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
+        self.carry_over().await?;
+        let latest = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&latest));
+        latest
+    }
+
+    async fn claim(&self, state: RecordedState, now: OffsetDateTime) -> LedgerResult<ClaimAnswer> {
+        self.carry_over().await?;
+        let answer = self
+            .worker
+            .ledger
+            .claim(&self.key, &self.decision, state, now)
+            .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+        answer
+    }
+
+    /// Records `state` while this run's decision is the latest.
+    async fn record(
+        &self,
+        state: RecordedState,
+        operation_request_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        self.carry_over().await?;
+        let answer = self
+            .worker
+            .ledger
+            .record(
+                &self.key,
+                &self.decision.order,
+                state,
+                operation_request_id,
+                now,
+            )
+            .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+        answer
+    }
+
     /// Makes the calls of one step and decides what follows.
     async fn step(&self, mut progress: Progress) -> Stepped {
         let span = Span::current();
         span.record("step", progress.step_name());
         span.record("purpose", progress.purpose_name());
         span.record("attempt", progress.attempt);
+        // Before any other call, so that it does not eat into the time kept for the
+        // calls after AWS's; a failure is met again at the first ledger call, which
+        // answers it as its own.
+        let _ = self.carry_over().await;
 
         if progress.stage == Stage::ExpireWait && progress.purpose.is_restored_expiry() {
             match self.restored_expiry_due(progress).await {
@@ -526,8 +605,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         let recorded = match progress.purpose {
             Purpose::Decision => {
-                let recorded = self.worker.ledger.latest_with_state(&self.key).await;
-                self.metrics.call(Api::GetItem, Answer::of(&recorded));
+                let recorded = self.latest_with_state().await;
                 if let Ok(recorded) = &recorded
                     && !self.restamped
                     && lifecycle::copy_of_failed_chain(
@@ -610,8 +688,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter as it
     /// is.
     async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
-        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&recorded));
+        let recorded = self.latest_with_state().await;
         let Ok(recorded) = recorded else {
             return decided(Decision::DeadLetter(dead_letter), progress);
         };
@@ -658,17 +735,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// A failed write leaves a copy of an earlier step to submit again, as before.
     async fn record_failed(&self, dead_letter: &DeadLetter) {
         let answer = self
-            .worker
-            .ledger
             .record(
-                &self.key,
-                &self.decision.order,
                 RecordedState::Failed,
                 dead_letter.operation_request_id.as_deref(),
                 Self::now(),
             )
             .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         if let Err(error) = answer {
             tracing::warn!(
                 kind = ?error.kind,
@@ -699,8 +771,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if not_shown {
                 // A later decision may have changed the principal since: ask the ledger
                 // (an error here only means one more list).
-                let latest = self.worker.ledger.latest(&self.key).await;
-                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                let latest = self.latest().await;
                 if let Ok(latest) = latest
                     && let Some(decision) =
                         portfolio::overtaken(progress, &self.decision, latest.as_ref(), Self::now())
@@ -807,8 +878,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
     /// chain, or revoke now (`Ok`: the submit of the revoke).
     async fn restored_expiry_due(&self, progress: Progress) -> Result<Progress, Stepped> {
-        let latest = self.worker.ledger.latest_with_state(&self.key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&latest));
+        let latest = self.latest_with_state().await;
         let decision = match latest {
             Ok(latest) => lifecycle::restored_expiry(&progress, latest.as_ref(), Self::now()),
             Err(error) => Some(lifecycle::on_ledger_error(
@@ -837,12 +907,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
-                let answer = self
-                    .worker
-                    .ledger
-                    .claim(&self.key, &self.decision, claim_as, now)
-                    .await;
-                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                let answer = self.claim(claim_as, now).await;
                 if let Ok(ClaimAnswer::Superseded(recorded)) = &answer
                     && recorded.is_another_delivery_of(&self.decision)
                 {
@@ -855,8 +920,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
             }
             Purpose::Expiry | Purpose::Undo { .. } => {
-                let latest = self.worker.ledger.latest_with_state(&self.key).await;
-                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                let latest = self.latest_with_state().await;
                 let latest = match latest {
                     Ok(latest) => latest,
                     Err(error) => {
@@ -1009,27 +1073,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         completion: Completion,
         operation_request_id: Option<String>,
     ) -> Stepped {
-        let ledger = &self.worker.ledger;
         let now = Self::now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
-                let answer = ledger
-                    .record(
-                        &self.key,
-                        &self.decision.order,
-                        Presence::after(progress.operation()).into(),
-                        operation_request_id.as_deref(),
-                        now,
-                    )
-                    .await;
-                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-                answer
+                self.record(
+                    Presence::after(progress.operation()).into(),
+                    operation_request_id.as_deref(),
+                    now,
+                )
+                .await
             }
-            Purpose::Undo { .. } => {
-                let latest = ledger.latest(&self.key).await;
-                self.metrics.call(Api::GetItem, Answer::of(&latest));
-                latest.map(RecordAnswer::NotLatest)
-            }
+            Purpose::Undo { .. } => self.latest().await.map(RecordAnswer::NotLatest),
         };
         let answer = match answer {
             Ok(answer) => answer,

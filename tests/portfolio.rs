@@ -352,6 +352,84 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
+/// One role is one ledger item however its name is spelled: a removal decided later,
+/// spelled `role/teama-dev`, ran first and found nothing; the earlier grant, spelled
+/// `role/TeamA-dev`, delivered after it, is superseded instead of leaving the role its
+/// access (before, the two spellings were two items and the grant was carried out).
+#[tokio::test]
+async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let lower = ROLE.replace("TeamA", "teama");
+    let removal = request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        &lower,
+        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
+    );
+    drive(&worker, &removal).await;
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    drive(&worker, &grant).await;
+    let outcomes: Vec<Value> = outcomes(&worker)
+        .into_iter()
+        .map(|o| json!([o["action"], o["outcome"]]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            json!(["disassociate-portfolio-principal", "already-satisfied"]),
+            json!(["associate-portfolio-principal", "superseded"])
+        ]
+    );
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+/// Builds before this one keyed a principal's item by its ARN exactly as the request
+/// spelled it. A later removal recorded that way still supersedes a stale grant of the
+/// same spelling, and its decision is carried over to the item the worker keys now.
+#[tokio::test]
+async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
+    use assignment_worker::ledger::{DecisionOrder, Intent, Ledger, LedgerKey, RecordedState};
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    let parsed = parse_request(&grant).expect("valid");
+    let (_, target) = parsed.target();
+    let before = LedgerKey::spelled_as_before(target).expect("a name with capitals");
+    assert_eq!(
+        before.as_str(),
+        format!("portfolio|{PORTFOLIO}|IAM|{ROLE}"),
+        "the key earlier builds wrote"
+    );
+    let removal = DecisionOrder {
+        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
+        intent: Intent::Revoke,
+        correlation_id: Some("CHG-removal".to_owned()),
+        first_message_id: "r-1".to_owned(),
+    };
+    record_decision(&worker, &before, removal.clone(), RecordedState::Absent).await;
+
+    drive(&worker, &grant).await;
+    assert_eq!(only_outcome(&worker)["outcome"], "superseded");
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    let now = worker
+        .ledger
+        .latest(&LedgerKey::of(target))
+        .await
+        .expect("a read");
+    assert_eq!(now.map(|decision| decision.order), Some(removal));
+}
+
 /// The name as listed is never cut off the message: with an ARN too long for it, the
 /// ARN is named as the request's, with the name spelled as listed.
 #[tokio::test]

@@ -132,11 +132,13 @@ async fn portfolio_principals_end_as_decided_and_report_what_is_left() {
     .map(str::to_owned)
     .to_vec();
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
+    // Spelled in lower case: IAM names it the same role, so the ledger's one decision
+    // for it is still the later revoke.
     stack
         .send(&[portfolio_decision(
             true,
             &portfolio(7),
-            &iam(&leaver),
+            &iam(&role("leaver")),
             "P-LATE-GRANT",
             t1,
         )])
