@@ -104,6 +104,10 @@ pub fn iam_name_folded(arn: &str) -> String {
 /// Whether an `IAM_PATTERN` ARN matches a full IAM ARN by AWS's rules: the same
 /// partition and service, the account id ignored, and the resource (type, path and
 /// name) matched with `*` as any run of characters and `?` as zero or one character.
+/// The path and name are matched regardless of ASCII case: a pattern admits a role by
+/// the role's own name, which a request may spell in another case (IAM takes either),
+/// and a glob cannot tell where the path ends and the name starts. Matching a little
+/// too much only reports access that may not be there; too little would hide some.
 pub fn pattern_covers(pattern: &str, arn: &str) -> bool {
     let (Some(pattern), Some(arn)) = (ArnParts::split(pattern), ArnParts::split(arn)) else {
         return false;
@@ -128,7 +132,8 @@ pub fn patterns_overlap(first: &str, second: &str) -> bool {
 struct ArnParts<'a> {
     partition: &'a str,
     service: &'a str,
-    resource: &'a str,
+    /// The resource type as written, then its path and name in lower case.
+    resource: String,
 }
 
 impl<'a> ArnParts<'a> {
@@ -142,6 +147,12 @@ impl<'a> ArnParts<'a> {
         let _region = parts.next()?;
         let _account = parts.next()?;
         let resource = parts.next()?;
+        let resource = match resource.split_once('/') {
+            Some((resource_type, rest)) => {
+                format!("{resource_type}/{}", rest.to_ascii_lowercase())
+            }
+            None => resource.to_owned(),
+        };
         Some(Self {
             partition,
             service,

@@ -40,9 +40,16 @@ fn patterns_match_by_aws_rules() {
             "arn:aws:iam::111122223333:role/TeamA-dev",
             true,
         ),
+        // The path and name in any case: IAM takes a name in any case, so the ARN a
+        // request spells may not be the role's own.
         (
             "arn:aws:iam:::role/Team*",
             "arn:aws:iam::111122223333:role/team-a",
+            true,
+        ),
+        (
+            "arn:aws:iam:::role/Team*",
+            "arn:aws:iam::111122223333:ROLE/TeamA",
             false,
         ),
         (
@@ -238,6 +245,39 @@ fn a_removed_role_keeps_access_through_its_name_listed_in_another_case() {
     assert_eq!(
         residual_access(&removed, &remaining),
         vec![iam("arn:aws:iam::111122223333:role/TeamA-dev")]
+    );
+}
+
+/// A pattern admits a role by the role's own name, and a request may spell that name in
+/// another case (IAM takes either): matching sets aside the case of the path and name,
+/// so no pattern that admits the role goes unreported. The resource type is compared as
+/// written.
+#[test]
+fn patterns_are_matched_whatever_the_case_of_the_path_and_name() {
+    let removed = iam("arn:aws:iam::111122223333:role/teama-dev");
+    let remaining = [
+        pattern("arn:aws:iam:::role/TeamA*"),
+        pattern("arn:aws:iam:::role/Dev/*"),
+        pattern("arn:aws:iam:::ROLE/teama*"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![pattern("arn:aws:iam:::role/TeamA*")]
+    );
+    let removed = pattern("arn:aws:iam:::role/team*");
+    let remaining = [
+        iam("arn:aws:iam::111122223333:role/TeamA-dev"),
+        iam("arn:aws:iam::111122223333:role/Ops/TEAMB"),
+        iam("arn:aws:iam::111122223333:user/TeamA-dev"),
+        pattern("arn:aws:iam:::role/TEAM-A?"),
+        pattern("arn:aws:iam:::role/Finance*"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![
+            iam("arn:aws:iam::111122223333:role/TeamA-dev"),
+            pattern("arn:aws:iam:::role/TEAM-A?"),
+        ]
     );
 }
 
