@@ -137,7 +137,8 @@ struct RecordRun<'a, I, Q, L, S> {
     key: LedgerKey,
     /// The key a build before this one wrote, when it is another item.
     key_before: Option<LedgerKey>,
-    carried_over: tokio::sync::OnceCell<()>,
+    /// Shared by the runs of one record, a restamped one too.
+    carried_over: &'a tokio::sync::OnceCell<LedgerResult<()>>,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
     /// The invocation's whole time, from its start to its deadline, when known.
@@ -184,6 +185,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         });
         let mut restamped = false;
         let mut paced = false;
+        let carried_over = tokio::sync::OnceCell::new();
         loop {
             let decision = AccessDecision::of_request(&message.request, &progress.stamp);
             let run = RecordRun {
@@ -192,7 +194,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 target,
                 key: LedgerKey::of(target),
                 key_before: LedgerKey::spelled_as_before(target),
-                carried_over: tokio::sync::OnceCell::new(),
+                carried_over: &carried_over,
                 decision,
                 deadline: invocation.deadline,
                 timeout: invocation.timeout,
@@ -326,10 +328,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         &self.worker.config.policy
     }
 
-    /// Carries over, once per step, the decision a build before this one recorded under
-    /// the key as the request spells it ([`LedgerKey::spelled_as_before`]): claimed
-    /// under the key used now, it counts as if recorded there (unless a later decision
-    /// is). Every ledger call below comes after it, and fails with it.
+    /// Carries over the decision a build before this one recorded under the key as the
+    /// request spells it ([`LedgerKey::spelled_as_before`]): claimed under the key used
+    /// now, with its state, it counts as if recorded there (unless a later decision is).
+    /// Once per record: every ledger call below comes after it, and a failure is not
+    /// tried again but answered by each call as its own, so that a step makes no more
+    /// ledger calls after AWS's than its time allows.
     async fn carry_over(&self) -> LedgerResult<()> {
         let Some(before) = &self.key_before else {
             return Ok(());
@@ -345,7 +349,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
             Ok(())
         };
-        self.carried_over.get_or_try_init(carry).await.copied()
+        self.carried_over.get_or_init(carry).await.clone()
     }
 
     async fn latest(&self) -> LedgerResult<Option<AccessDecision>> {
@@ -403,9 +407,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         span.record("purpose", progress.purpose_name());
         span.record("attempt", progress.attempt);
         // Before any other call, so that it does not eat into the time kept for the
-        // calls after AWS's; a failure is met again at the first ledger call, which
-        // answers it as its own.
-        let _ = self.carry_over().await;
+        // calls after AWS's (near the deadline the step makes none of those, and the
+        // first ledger call carries over if there is one). A failure is kept for the
+        // ledger calls to answer.
+        if !self.out_of_time() {
+            let _ = self.carry_over().await;
+        }
 
         if progress.stage == Stage::ExpireWait && progress.purpose.is_restored_expiry() {
             match self.restored_expiry_due(progress).await {

@@ -422,12 +422,59 @@ async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
     drive(&worker, &grant).await;
     assert_eq!(only_outcome(&worker)["outcome"], "superseded");
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    // Carried over with the state it reached: a grant recorded absent reads otherwise
+    // than one still pending when delivered again.
     let now = worker
         .ledger
-        .latest(&LedgerKey::of(target))
+        .latest_with_state(&LedgerKey::of(target))
         .await
         .expect("a read");
-    assert_eq!(now.map(|decision| decision.order), Some(removal));
+    assert_eq!(
+        now.map(|(decision, state)| (decision.order, state)),
+        Some((removal, RecordedState::Absent))
+    );
+}
+
+/// A carry-over the ledger fails is not tried again in the same step (the step's time
+/// is counted for its own calls): the claim answers the failure as its own, a backoff,
+/// and the next delivery carries over and is superseded.
+#[tokio::test]
+async fn a_failed_carry_over_is_retried_with_the_step_not_within_it() {
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    );
+    let parsed = parse_request(&grant).expect("valid");
+    let before = LedgerKey::spelled_as_before(parsed.target().1).expect("a name with capitals");
+    let removal = DecisionOrder {
+        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
+        intent: Intent::Revoke,
+        correlation_id: Some("CHG-removal".to_owned()),
+        first_message_id: "r-1".to_owned(),
+    };
+    record_decision(&worker, &before, removal, RecordedState::Absent).await;
+    let seeded = worker.ledger.calls();
+    worker.ledger.set_faults([true]);
+
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    assert_eq!(worker.ledger.calls() - seeded, 1, "only the failed read");
+    let retry = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(retry.len(), 1, "{retry:#?}");
+    assert_eq!(json_of(&retry[0])["progress"]["step"], "submit");
+
+    drive(&worker, &retry[0].body.clone()).await;
+    assert_eq!(only_outcome(&worker)["outcome"], "superseded");
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 /// The name as listed is never cut off the message: with an ARN too long for it, the
