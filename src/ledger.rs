@@ -73,6 +73,18 @@ impl LedgerKey {
         (before != Self::portfolio(change)).then_some(before)
     }
 
+    /// The key used now for an item a build before this one wrote under `stored`, when
+    /// it is another key: a portfolio `IAM` principal whose name has capitals.
+    pub fn now_for_stored(stored: &str) -> Option<Self> {
+        let (portfolio, rest) = stored.strip_prefix("portfolio|")?.split_once('|')?;
+        let arn = rest.strip_prefix("IAM|")?;
+        let now = Self(format!(
+            "portfolio|{portfolio}|IAM|{}",
+            iam_name_folded(arn)
+        ));
+        (now.as_str() != stored).then_some(now)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -343,6 +355,52 @@ pub enum RecordAnswer {
 }
 
 pub type LedgerResult<T> = Result<T, CallError>;
+
+/// What [`carry_over_all`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CarriedOver {
+    /// Keys used now that items under earlier keys fold into.
+    pub keys: usize,
+    /// Of those, the keys whose latest decision is now one carried over.
+    pub claimed: usize,
+    /// The keys that already held that decision or a later one.
+    pub already_there: usize,
+}
+
+/// Carries the decisions recorded under keys of builds before this one
+/// ([`LedgerKey::now_for_stored`]) over to the keys used now: for each key, the latest
+/// of the decisions that fold into it is claimed there with its state, unless a later
+/// one is recorded. A step of the worker carries over only its own request's spelling;
+/// this takes every spelling, so a stale grant spelled one way cannot outlive a removal
+/// recorded before the upgrade under another. Claims only, so it may run again, and
+/// while the worker runs.
+pub async fn carry_over_all<L: Ledger>(
+    ledger: &L,
+    recorded: impl IntoIterator<Item = (LedgerKey, AccessDecision, RecordedState)>,
+    now: OffsetDateTime,
+) -> LedgerResult<CarriedOver> {
+    let mut latest: std::collections::BTreeMap<LedgerKey, (AccessDecision, RecordedState)> =
+        std::collections::BTreeMap::new();
+    for (key, decision, state) in recorded {
+        match latest.get(&key) {
+            Some((kept, _)) if kept.order >= decision.order => {}
+            _ => {
+                latest.insert(key, (decision, state));
+            }
+        }
+    }
+    let mut done = CarriedOver {
+        keys: latest.len(),
+        ..CarriedOver::default()
+    };
+    for (key, (decision, state)) in &latest {
+        match ledger.claim(key, decision, *state, now).await? {
+            ClaimAnswer::Claimed => done.claimed += 1,
+            ClaimAnswer::Superseded(_) => done.already_there += 1,
+        }
+    }
+    Ok(done)
+}
 
 /// The ledger as the worker uses it. Every call is strongly consistent.
 pub trait Ledger: Send + Sync {

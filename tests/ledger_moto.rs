@@ -1081,3 +1081,96 @@ async fn a_table_that_does_not_exist_is_a_permanent_error() {
         assert!(!error.kind.is_transient(), "{call}");
     }
 }
+
+/// The key used now for an `IAM` portfolio principal spelled `arn`, and the key builds
+/// before it wrote, when that is another.
+fn portfolio_keys(arn: &str) -> (LedgerKey, Option<LedgerKey>) {
+    let request = parse_request(
+        &json!({
+            "action": "associate-portfolio-principal",
+            "portfolioId": "port-abcdefghijklm",
+            "principalType": "IAM",
+            "principalArn": arn,
+        })
+        .to_string(),
+    )
+    .expect("the sample request is valid");
+    let target = request.target().1;
+    (LedgerKey::of(target), LedgerKey::spelled_as_before(target))
+}
+
+/// Items written before a portfolio `IAM` name was keyed in lower case, under two
+/// spellings of one role, beside one under the key used now: the upgrade's scan finds
+/// the two (and reports an unreadable one), and the latest of the three decisions ends
+/// under the key used now with its state. Assignments are not touched; a second run
+/// changes nothing.
+#[tokio::test]
+async fn the_upgrade_carries_every_spelling_over_to_the_key_used_now() {
+    use assignment_worker::ledger::{CarriedOver, carry_over_all};
+    let ledgers = ledgers().await;
+    let (key_now, camel) = portfolio_keys("arn:aws:iam::111122223333:role/TeamA-dev");
+    let (upper_now, upper) = portfolio_keys("arn:aws:iam::111122223333:role/TEAMA-DEV");
+    let (lower_now, lower) = portfolio_keys("arn:aws:iam::111122223333:role/teama-dev");
+    assert_eq!((&upper_now, &lower_now), (&key_now, &key_now));
+    assert_eq!(lower, None, "a name in lower case is keyed as before");
+    let (camel, upper) = (camel.expect("another key"), upper.expect("another key"));
+
+    let at = |minute| datetime!(2026-11-30 10:00:00 UTC) + Duration::minutes(minute);
+    let removal = decision(at(5), Intent::Revoke, Some("r"), "m-r", None);
+    let old_grant = decision(at(1), Intent::Grant, Some("g"), "m-g", None);
+    let new_grant = decision(at(0), Intent::Grant, Some("n"), "m-n", None);
+    for (key, decision, state) in [
+        (&camel, &removal, RecordedState::Absent),
+        (&upper, &old_grant, RecordedState::Present),
+        (&key_now, &new_grant, RecordedState::Pending),
+        (&key(1), &grant_c1(None), RecordedState::Present),
+    ] {
+        let claimed = ledgers.ledger.claim(key, decision, state, NOW).await;
+        assert_eq!(claimed, Ok(ClaimAnswer::Claimed));
+    }
+    let broken = "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Broken";
+    ledgers
+        .put_raw(HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(broken.to_owned())),
+            ("state".to_owned(), AttributeValue::S("present".to_owned())),
+        ]))
+        .await;
+
+    for _ in 0..2 {
+        let found = ledgers.ledger.items_keyed_as_before().await.expect("scan");
+        let mut stored: Vec<&str> = found.iter().map(|item| item.stored_key.as_str()).collect();
+        stored.sort_unstable();
+        let mut expected = [broken, camel.as_str(), upper.as_str()];
+        expected.sort_unstable();
+        assert_eq!(stored, expected);
+        let unreadable: Vec<&str> = found
+            .iter()
+            .filter(|item| item.recorded.is_err())
+            .map(|item| item.stored_key.as_str())
+            .collect();
+        assert_eq!(unreadable, [broken]);
+        let readable = found.into_iter().filter_map(|item| {
+            let (decision, state) = item.recorded.ok()?;
+            Some((item.key_now, decision, state))
+        });
+        let done = carry_over_all(&ledgers.ledger, readable, NOW)
+            .await
+            .expect("carried over");
+        assert_eq!(
+            done,
+            CarriedOver {
+                keys: 1,
+                claimed: 1,
+                already_there: 0
+            }
+        );
+        assert_eq!(
+            ledgers.ledger.latest_with_state(&key_now).await,
+            Ok(Some((removal.clone(), RecordedState::Absent)))
+        );
+    }
+    assert_eq!(
+        ledgers.ledger.latest_with_state(&key(1)).await,
+        Ok(Some((grant_c1(None), RecordedState::Present)))
+    );
+}

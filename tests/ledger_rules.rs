@@ -651,3 +651,24 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
         None
     );
 }
+
+/// The upgrade's scan maps an item keyed as before only when its key changed: an `IAM`
+/// portfolio principal whose name has capitals, keyed now with the name in lower case.
+#[test]
+fn only_an_iam_name_with_capitals_is_keyed_otherwise_now() {
+    use assignment_worker::ledger::LedgerKey;
+    let role = "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/TeamA";
+    assert_eq!(
+        LedgerKey::now_for_stored(role).map(|key| key.as_str().to_owned()),
+        Some(
+            "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/teama".to_owned()
+        )
+    );
+    for unchanged in [
+        "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/teama",
+        "portfolio|port-abcdefghijklm|IAM_PATTERN|arn:aws:iam:::role/Team*",
+        "assignment|arn:aws:sso:::instance/ssoins-722326ba6a8a6d40|111122223333|arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b|USER|User-A",
+    ] {
+        assert_eq!(LedgerKey::now_for_stored(unchanged), None, "{unchanged}");
+    }
+}

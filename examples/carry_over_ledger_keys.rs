@@ -1,0 +1,65 @@
+//! The upgrade step for ledgers written before a portfolio `IAM` principal's key held
+//! its name in lower case: carries every decision recorded under a key spelled with
+//! capitals over to the key used now, so a stale grant spelled one way cannot outlive a
+//! removal recorded under another spelling. Safe to run again, and while the worker
+//! runs (claims only, never deletes).
+//!
+//! `cargo run --release --example carry_over_ledger_keys -- <ledger table>`, with
+//! credentials that may `dynamodb:Scan` and `dynamodb:UpdateItem` the table.
+
+use std::process::ExitCode;
+
+use assignment_worker::adapters::aws_config_from_env;
+use assignment_worker::adapters::dynamodb::DynamoDbLedger;
+use assignment_worker::ledger::carry_over_all;
+use time::OffsetDateTime;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Some(table) = std::env::args().nth(1) else {
+        eprintln!("usage: carry_over_ledger_keys <ledger table>");
+        return ExitCode::from(2);
+    };
+    let ledger = DynamoDbLedger::new(
+        aws_sdk_dynamodb::Client::new(&aws_config_from_env().await),
+        &table,
+    );
+    let items = match ledger.items_keyed_as_before().await {
+        Ok(items) => items,
+        Err(error) => {
+            eprintln!("could not scan {table}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let found = items.len();
+    let mut unreadable = 0;
+    let mut readable = Vec::new();
+    for item in items {
+        match item.recorded {
+            Ok((decision, state)) => readable.push((item.key_now, decision, state)),
+            Err(error) => {
+                unreadable += 1;
+                eprintln!("not carried over, unreadable: {}: {error}", item.stored_key);
+            }
+        }
+    }
+    match carry_over_all(&ledger, readable, OffsetDateTime::now_utc()).await {
+        Ok(done) => {
+            println!(
+                "{found} items under earlier keys ({unreadable} unreadable, not carried \
+                 over); {} keys now: {} hold a decision carried over, {} already held it or \
+                 a later one",
+                done.keys, done.claimed, done.already_there
+            );
+            if unreadable == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("stopped by the ledger, run again: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
