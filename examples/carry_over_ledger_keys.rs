@@ -32,26 +32,28 @@ async fn main() -> ExitCode {
         }
     };
     let found = items.len();
-    let mut unreadable = 0;
-    let mut readable = Vec::new();
-    for item in items {
-        match item.recorded {
-            Ok((decision, state)) => readable.push((item.key_now, decision, state)),
-            Err(error) => {
-                unreadable += 1;
-                eprintln!("not carried over, unreadable: {}: {error}", item.stored_key);
-            }
+    for item in &items {
+        if let Err(error) = &item.recorded {
+            eprintln!("unreadable: {}: {error}", item.stored_key);
         }
     }
-    match carry_over_all(&ledger, readable, OffsetDateTime::now_utc()).await {
+    let recorded = items.into_iter().map(|item| (item.key_now, item.recorded));
+    match carry_over_all(&ledger, recorded, OffsetDateTime::now_utc()).await {
         Ok(done) => {
+            for key in &done.unreadable {
+                eprintln!(
+                    "not carried over, an item folding into it is unreadable: {}",
+                    key.as_str()
+                );
+            }
             println!(
-                "{found} items under earlier keys ({unreadable} unreadable, not carried \
-                 over); {} keys now: {} hold a decision carried over, {} already held it or \
-                 a later one",
-                done.keys, done.claimed, done.already_there
+                "{found} items under earlier keys; keys now: {} hold a decision carried over, \
+                 {} a later one, {} left for an unreadable item",
+                done.claimed,
+                done.later_there,
+                done.unreadable.len()
             );
-            if unreadable == 0 {
+            if done.unreadable.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

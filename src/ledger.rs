@@ -356,32 +356,52 @@ pub enum RecordAnswer {
 
 pub type LedgerResult<T> = Result<T, CallError>;
 
+/// The state a decision recorded under an earlier key ([`LedgerKey::spelled_as_before`])
+/// is carried over with. A revoke's `absent` there spoke of one spelling of an `IAM`
+/// name; the key used now stands for every spelling, another of which may still be
+/// listed (added by a grant spelled so, whose expiry must still remove it): carried as
+/// `pending`, it says the access may not be gone. Any other state is carried as it is.
+pub fn carried_state(decision: &AccessDecision, state: RecordedState) -> RecordedState {
+    match (decision.order.intent, state) {
+        (Intent::Revoke, RecordedState::Absent) => RecordedState::Pending,
+        _ => state,
+    }
+}
+
 /// What [`carry_over_all`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CarriedOver {
-    /// Keys used now that items under earlier keys fold into.
-    pub keys: usize,
-    /// Of those, the keys whose latest decision is now one carried over.
+    /// Keys used now whose latest decision is one carried over (by this run or an
+    /// earlier one: claiming the same decision again changes nothing).
     pub claimed: usize,
-    /// The keys that already held that decision or a later one.
-    pub already_there: usize,
+    /// Keys where a later decision is recorded (or the same one under another
+    /// delivery's message id).
+    pub later_there: usize,
+    /// Keys left as they are because an item that folds into them cannot be read: its
+    /// decision may be the latest. Repair the item, then run again.
+    pub unreadable: Vec<LedgerKey>,
 }
 
 /// Carries the decisions recorded under keys of builds before this one
 /// ([`LedgerKey::now_for_stored`]) over to the keys used now: for each key, the latest
-/// of the decisions that fold into it is claimed there with its state, unless a later
-/// one is recorded. A step of the worker carries over only its own request's spelling;
-/// this takes every spelling, so a stale grant spelled one way cannot outlive a removal
-/// recorded before the upgrade under another. Claims only, so it may run again, and
-/// while the worker runs.
+/// of the decisions that fold into it is claimed there ([`carried_state`]), unless a
+/// later one is recorded. A step of the worker carries over only its own request's
+/// spelling; this takes every spelling, so a stale grant spelled one way cannot outlive
+/// a removal recorded before the upgrade under another. Claims only, so it may run
+/// again, and while the worker runs.
 pub async fn carry_over_all<L: Ledger>(
     ledger: &L,
-    recorded: impl IntoIterator<Item = (LedgerKey, AccessDecision, RecordedState)>,
+    recorded: impl IntoIterator<Item = (LedgerKey, LedgerResult<(AccessDecision, RecordedState)>)>,
     now: OffsetDateTime,
 ) -> LedgerResult<CarriedOver> {
-    let mut latest: std::collections::BTreeMap<LedgerKey, (AccessDecision, RecordedState)> =
-        std::collections::BTreeMap::new();
-    for (key, decision, state) in recorded {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut latest: BTreeMap<LedgerKey, (AccessDecision, RecordedState)> = BTreeMap::new();
+    let mut unreadable = BTreeSet::new();
+    for (key, recorded) in recorded {
+        let Ok((decision, state)) = recorded else {
+            unreadable.insert(key);
+            continue;
+        };
         match latest.get(&key) {
             Some((kept, _)) if kept.order >= decision.order => {}
             _ => {
@@ -389,16 +409,20 @@ pub async fn carry_over_all<L: Ledger>(
             }
         }
     }
-    let mut done = CarriedOver {
-        keys: latest.len(),
-        ..CarriedOver::default()
-    };
+    let mut done = CarriedOver::default();
     for (key, (decision, state)) in &latest {
-        match ledger.claim(key, decision, *state, now).await? {
+        if unreadable.contains(key) {
+            continue;
+        }
+        match ledger
+            .claim(key, decision, carried_state(decision, *state), now)
+            .await?
+        {
             ClaimAnswer::Claimed => done.claimed += 1,
-            ClaimAnswer::Superseded(_) => done.already_there += 1,
+            ClaimAnswer::Superseded(_) => done.later_there += 1,
         }
     }
+    done.unreadable = unreadable.into_iter().collect();
     Ok(done)
 }
 

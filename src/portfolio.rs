@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
 use crate::ids::PortfolioId;
-use crate::ledger::{AccessDecision, Presence};
+use crate::ledger::{AccessDecision, Presence, RecordedState};
 use crate::lifecycle::{
     self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
     retry_call,
@@ -195,12 +195,7 @@ pub fn settle_not_found(
     }
     // AWS matched the ARN as written; IAM names are not told apart by case, so the
     // principal still has access through this entry, and the removal is not done.
-    let in_another_case = principals.iter().find(|p| {
-        principal.principal_type == PortfolioPrincipalType::Iam
-            && p.principal_type == PortfolioPrincipalType::Iam
-            && same_iam_name(&p.principal_arn, &principal.principal_arn)
-    });
-    if let Some(listed) = in_another_case {
+    if let Some(listed) = listed_in_another_case(principal, principals) {
         return permanent(
             progress,
             "PrincipalArnCaseMismatch",
@@ -211,6 +206,40 @@ pub fn settle_not_found(
     Settled {
         decision: done(Completion::AlreadySatisfied),
         residual_access: Some(residual_access(principal, principals)),
+    }
+}
+
+/// An `IAM` entry of `principals` with `principal`'s IAM name spelled otherwise.
+fn listed_in_another_case<'a>(
+    principal: &ListedPrincipal,
+    principals: &'a [ListedPrincipal],
+) -> Option<&'a ListedPrincipal> {
+    principals.iter().find(|p| {
+        principal.principal_type == PortfolioPrincipalType::Iam
+            && p.principal_type == PortfolioPrincipalType::Iam
+            && p.principal_arn != principal.principal_arn
+            && same_iam_name(&p.principal_arn, &principal.principal_arn)
+    })
+}
+
+/// The state a carried-out change records in the ledger, whose item stands for every
+/// spelling of an `IAM` name. A removal whose confirming list still shows the name
+/// spelled otherwise (`residual_access`) has not ended the principal's access: it
+/// records `pending`, not `absent`, so that an earlier grant's expiry still removes the
+/// spelling it added instead of taking the removal as done.
+pub fn recorded_state(
+    progress: &Progress,
+    principal: &ListedPrincipal,
+    residual_access: Option<&[ListedPrincipal]>,
+) -> RecordedState {
+    let effect = Presence::after(progress.operation());
+    match residual_access {
+        Some(left)
+            if effect == Presence::Absent && listed_in_another_case(principal, left).is_some() =>
+        {
+            RecordedState::Pending
+        }
+        _ => effect.into(),
     }
 }
 

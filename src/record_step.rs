@@ -16,7 +16,7 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, LedgerResult,
+    self, AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, LedgerResult,
     Presence, RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
@@ -330,7 +330,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// Carries over the decision a build before this one recorded under the key as the
     /// request spells it ([`LedgerKey::spelled_as_before`]): claimed under the key used
-    /// now, with its state, it counts as if recorded there (unless a later decision is).
+    /// now ([`ledger::carried_state`]), it counts as if recorded there (unless a later
+    /// decision is).
     /// Once per record: every ledger call below comes after it, and a failure is not
     /// tried again but answered by each call as its own, so that a step makes no more
     /// ledger calls after AWS's than its time allows.
@@ -339,11 +340,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return Ok(());
         };
         let carry = || async {
-            let ledger = &self.worker.ledger;
-            let recorded = ledger.latest_with_state(before).await;
+            let port = &self.worker.ledger;
+            let recorded = port.latest_with_state(before).await;
             self.metrics.call(Api::GetItem, Answer::of(&recorded));
             if let Some((decision, state)) = recorded? {
-                let claimed = ledger.claim(&self.key, &decision, state, Self::now()).await;
+                let state = ledger::carried_state(&decision, state);
+                let claimed = port.claim(&self.key, &decision, state, Self::now()).await;
                 self.metrics.call(Api::UpdateItem, Answer::of(&claimed));
                 claimed?;
             }
@@ -537,8 +539,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 completion,
                 operation_request_id,
             } => {
+                let state = match self.target {
+                    Target::Assignment(_) => Presence::after(progress.operation()).into(),
+                    Target::Portfolio(change) => portfolio::recorded_state(
+                        &progress,
+                        &change.principal.listed(),
+                        settled.residual_access.as_deref(),
+                    ),
+                };
                 let mut stepped = self
-                    .confirm(progress, completion, operation_request_id)
+                    .confirm(progress, completion, operation_request_id, state)
                     .await;
                 // Residual access belongs to the request's own removal, not to an undo
                 // the confirmation may have started.
@@ -1079,16 +1089,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: Progress,
         completion: Completion,
         operation_request_id: Option<String>,
+        state: RecordedState,
     ) -> Stepped {
         let now = Self::now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
-                self.record(
-                    Presence::after(progress.operation()).into(),
-                    operation_request_id.as_deref(),
-                    now,
-                )
-                .await
+                self.record(state, operation_request_id.as_deref(), now)
+                    .await
             }
             Purpose::Undo { .. } => self.latest().await.map(RecordAnswer::NotLatest),
         };

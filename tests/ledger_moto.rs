@@ -1101,9 +1101,9 @@ fn portfolio_keys(arn: &str) -> (LedgerKey, Option<LedgerKey>) {
 
 /// Items written before a portfolio `IAM` name was keyed in lower case, under two
 /// spellings of one role, beside one under the key used now: the upgrade's scan finds
-/// the two (and reports an unreadable one), and the latest of the three decisions ends
-/// under the key used now with its state. Assignments are not touched; a second run
-/// changes nothing.
+/// every item under an earlier key, and the latest of the three decisions ends under
+/// the key used now. A key with an unreadable item folding into it is left alone.
+/// Assignments are not touched; a second run changes nothing.
 #[tokio::test]
 async fn the_upgrade_carries_every_spelling_over_to_the_key_used_now() {
     use assignment_worker::ledger::{CarriedOver, carry_over_all};
@@ -1114,6 +1114,11 @@ async fn the_upgrade_carries_every_spelling_over_to_the_key_used_now() {
     assert_eq!((&upper_now, &lower_now), (&key_now, &key_now));
     assert_eq!(lower, None, "a name in lower case is keyed as before");
     let (camel, upper) = (camel.expect("another key"), upper.expect("another key"));
+    let (kept_now, kept) = portfolio_keys("arn:aws:iam::111122223333:role/Kept-Y");
+    let kept = kept.expect("another key");
+    let (broken_now, readable) = portfolio_keys("arn:aws:iam::111122223333:role/Broken-Z");
+    let readable = readable.expect("another key");
+    let broken = "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/BROKEN-Z";
 
     let at = |minute| datetime!(2026-11-30 10:00:00 UTC) + Duration::minutes(minute);
     let removal = decision(at(5), Intent::Revoke, Some("r"), "m-r", None);
@@ -1123,16 +1128,17 @@ async fn the_upgrade_carries_every_spelling_over_to_the_key_used_now() {
         (&camel, &removal, RecordedState::Absent),
         (&upper, &old_grant, RecordedState::Present),
         (&key_now, &new_grant, RecordedState::Pending),
+        (&kept, &old_grant, RecordedState::Present),
+        (&readable, &old_grant, RecordedState::Present),
         (&key(1), &grant_c1(None), RecordedState::Present),
     ] {
         let claimed = ledgers.ledger.claim(key, decision, state, NOW).await;
         assert_eq!(claimed, Ok(ClaimAnswer::Claimed));
     }
-    let broken = "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Broken";
     ledgers
         .put_raw(HashMap::from([
             ("pk".to_owned(), AttributeValue::S(broken.to_owned())),
-            ("state".to_owned(), AttributeValue::S("present".to_owned())),
+            ("state".to_owned(), AttributeValue::S("absent".to_owned())),
         ]))
         .await;
 
@@ -1140,34 +1146,38 @@ async fn the_upgrade_carries_every_spelling_over_to_the_key_used_now() {
         let found = ledgers.ledger.items_keyed_as_before().await.expect("scan");
         let mut stored: Vec<&str> = found.iter().map(|item| item.stored_key.as_str()).collect();
         stored.sort_unstable();
-        let mut expected = [broken, camel.as_str(), upper.as_str()];
+        let mut expected = [
+            broken,
+            camel.as_str(),
+            upper.as_str(),
+            kept.as_str(),
+            readable.as_str(),
+        ];
         expected.sort_unstable();
         assert_eq!(stored, expected);
-        let unreadable: Vec<&str> = found
-            .iter()
-            .filter(|item| item.recorded.is_err())
-            .map(|item| item.stored_key.as_str())
-            .collect();
-        assert_eq!(unreadable, [broken]);
-        let readable = found.into_iter().filter_map(|item| {
-            let (decision, state) = item.recorded.ok()?;
-            Some((item.key_now, decision, state))
-        });
-        let done = carry_over_all(&ledgers.ledger, readable, NOW)
+        let recorded = found.into_iter().map(|item| (item.key_now, item.recorded));
+        let done = carry_over_all(&ledgers.ledger, recorded, NOW)
             .await
             .expect("carried over");
         assert_eq!(
             done,
             CarriedOver {
-                keys: 1,
-                claimed: 1,
-                already_there: 0
+                claimed: 2,
+                later_there: 0,
+                unreadable: vec![broken_now.clone()],
             }
         );
+        // A removal's `absent` spoke of its own spelling: `pending` under the key of every
+        // spelling. Anything else keeps its state.
         assert_eq!(
             ledgers.ledger.latest_with_state(&key_now).await,
-            Ok(Some((removal.clone(), RecordedState::Absent)))
+            Ok(Some((removal.clone(), RecordedState::Pending)))
         );
+        assert_eq!(
+            ledgers.ledger.latest_with_state(&kept_now).await,
+            Ok(Some((old_grant.clone(), RecordedState::Present)))
+        );
+        assert_eq!(ledgers.ledger.latest(&broken_now).await, Ok(None));
     }
     assert_eq!(
         ledgers.ledger.latest_with_state(&key(1)).await,
