@@ -157,9 +157,19 @@ fn outcomes(worker: &TestWorker) -> Vec<Value> {
     worker.queues.sent_to(queue).iter().map(json_of).collect()
 }
 
-/// The removal decided later ended succeeded, the earlier grant superseded, and the
-/// principal is gone.
-fn assert_later_removal_won(worker: &TestWorker) {
+/// A grant of ROLE decided at 10:00, before the removals of these tests.
+fn earlier_grant() -> String {
+    request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
+    )
+}
+
+/// The removal decided later ended as `removal` says, the earlier grant superseded, and
+/// the principal is gone.
+fn assert_later_removal_won(worker: &TestWorker, removal: &str) {
     let outcomes: Vec<Value> = outcomes(worker)
         .into_iter()
         .map(|o| json!([o["action"], o["outcome"]]))
@@ -167,7 +177,7 @@ fn assert_later_removal_won(worker: &TestWorker) {
     assert_eq!(
         outcomes,
         [
-            json!(["disassociate-portfolio-principal", "succeeded"]),
+            json!(["disassociate-portfolio-principal", removal]),
             json!(["associate-portfolio-principal", "superseded"])
         ]
     );
@@ -382,25 +392,9 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
         json!({"requestedAt": "2026-11-30T10:00:05Z"}),
     );
     drive(&worker, &removal).await;
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
+    let grant = earlier_grant();
     drive(&worker, &grant).await;
-    let outcomes: Vec<Value> = outcomes(&worker)
-        .into_iter()
-        .map(|o| json!([o["action"], o["outcome"]]))
-        .collect();
-    assert_eq!(
-        outcomes,
-        [
-            json!(["disassociate-portfolio-principal", "already-satisfied"]),
-            json!(["associate-portfolio-principal", "superseded"])
-        ]
-    );
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    assert_later_removal_won(&worker, "already-satisfied");
 }
 
 /// The portfolio lists `role/teama-dev`; a grant of `role/TeamA-dev` with `notAfter`
@@ -446,19 +440,19 @@ async fn a_removal_in_another_case_does_not_cancel_a_grants_expiry() {
 }
 
 /// Builds before this one keyed a principal's item by its ARN exactly as the request
-/// spelled it. A later removal recorded that way still supersedes a stale grant of the
-/// same spelling, and its decision is carried over to the item the worker keys now.
-#[tokio::test]
-async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
-    use assignment_worker::ledger::{DecisionOrder, Intent, Ledger, LedgerKey, RecordedState};
+/// spelled it: a worker whose ledger holds, that way, a removal of ROLE decided after
+/// the grant returned beside it (which it outranks), with the removal's order and the
+/// key used now.
+async fn removal_recorded_as_before() -> (
+    TestWorker,
+    String,
+    assignment_worker::ledger::DecisionOrder,
+    assignment_worker::ledger::LedgerKey,
+) {
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
+    let grant = earlier_grant();
     let parsed = parse_request(&grant).expect("valid");
     let (_, target) = parsed.target();
     let before = LedgerKey::spelled_as_before(target).expect("a name with capitals");
@@ -474,7 +468,16 @@ async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
         first_message_id: "r-1".to_owned(),
     };
     record_decision(&worker, &before, removal.clone(), RecordedState::Absent).await;
+    (worker, grant, removal, LedgerKey::of(target))
+}
 
+/// A later removal recorded under the key an earlier build wrote still supersedes a
+/// stale grant of the same spelling, and its decision is carried over to the item the
+/// worker keys now.
+#[tokio::test]
+async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
+    use assignment_worker::ledger::{Ledger, RecordedState};
+    let (worker, grant, removal, key_now) = removal_recorded_as_before().await;
     drive(&worker, &grant).await;
     assert_eq!(only_outcome(&worker)["outcome"], "superseded");
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
@@ -482,7 +485,7 @@ async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
     // spelling it is carried as `pending` (the access may not be gone).
     let now = worker
         .ledger
-        .latest_with_state(&LedgerKey::of(target))
+        .latest_with_state(&key_now)
         .await
         .expect("a read");
     assert_eq!(
@@ -496,24 +499,7 @@ async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
 /// and the next delivery carries over and is superseded.
 #[tokio::test]
 async fn a_failed_carry_over_is_retried_with_the_step_not_within_it() {
-    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-    let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
-    let parsed = parse_request(&grant).expect("valid");
-    let before = LedgerKey::spelled_as_before(parsed.target().1).expect("a name with capitals");
-    let removal = DecisionOrder {
-        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
-        intent: Intent::Revoke,
-        correlation_id: Some("CHG-removal".to_owned()),
-        first_message_id: "r-1".to_owned(),
-    };
-    record_decision(&worker, &before, removal, RecordedState::Absent).await;
+    let (worker, grant, _, _) = removal_recorded_as_before().await;
     let seeded = worker.ledger.calls();
     worker.ledger.set_faults([true]);
 
@@ -821,15 +807,10 @@ async fn the_latest_decision_wins_for_a_portfolio_principal() {
         ROLE,
         json!({"requestedAt": "2026-11-30T10:00:05Z"}),
     );
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
+    let grant = earlier_grant();
     drive(&worker, &revoke).await;
     drive(&worker, &grant).await;
-    assert_later_removal_won(&worker);
+    assert_later_removal_won(&worker, "succeeded");
 }
 
 /// A removal superseded by a later grant changed nothing and listed nothing: its outcome
@@ -986,12 +967,7 @@ async fn associated_awaiting_confirm(lag: u32) -> (TestWorker, String, String) {
         .with_portfolio(PORTFOLIO, vec![])
         .with_list_lag(lag);
     let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
+    let grant = earlier_grant();
     function_handler(
         &worker,
         LambdaEvent::new(record(&grant, "g-1"), Context::default()),
@@ -1025,7 +1001,7 @@ async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
     )
     .await;
     drive(&worker, &confirm).await;
-    assert_later_removal_won(&worker);
+    assert_later_removal_won(&worker, "succeeded");
 }
 
 /// The associate landed after a later removal had run and found nothing (a slow
