@@ -1,11 +1,12 @@
 //! The upgrade step for ledgers written before a portfolio `IAM` principal's key held
 //! its name in lower case: carries every decision recorded under a key spelled with
 //! capitals over to the key used now, so a stale grant spelled one way cannot outlive a
-//! removal recorded under another spelling. Safe to run again, and while the worker
-//! runs (claims only, never deletes).
+//! removal recorded under another spelling. It changes the ledger only, never access;
+//! it claims and never deletes, so it may run again.
 //!
 //! `cargo run --release --example carry_over_ledger_keys -- <ledger table>`, with
-//! credentials that may `dynamodb:Scan` and `dynamodb:UpdateItem` the table.
+//! credentials that may `dynamodb:Scan` and `dynamodb:UpdateItem` the table, while the
+//! worker is paused (README, "Upgrading a ledger written by such a build").
 
 use std::process::ExitCode;
 

@@ -388,7 +388,8 @@ pub struct CarriedOver {
 /// later one is recorded. A step of the worker carries over only its own request's
 /// spelling; this takes every spelling, so a stale grant spelled one way cannot outlive
 /// a removal recorded before the upgrade under another. Claims only, so it may run
-/// again, and while the worker runs.
+/// again. Run it with the worker paused (README, "Upgrading"): a step running meanwhile
+/// may carry out a stale grant the tool has not yet claimed over.
 pub async fn carry_over_all<L: Ledger>(
     ledger: &L,
     recorded: impl IntoIterator<Item = (LedgerKey, LedgerResult<(AccessDecision, RecordedState)>)>,

@@ -194,8 +194,12 @@ pub fn settle_not_found(
         .into();
     }
     // AWS matched the ARN as written; IAM names are not told apart by case, so the
-    // principal still has access through this entry, and the removal is not done.
-    if let Some(listed) = listed_in_another_case(principal, principals) {
+    // principal still has access through this entry, and a removal the request asked
+    // for is not done. An expiry or undo removes only the spelling its grant added: that
+    // is gone, and the other spelling's access is reported.
+    if progress.purpose == Purpose::Decision
+        && let Some(listed) = listed_in_another_case(principal, principals)
+    {
         return permanent(
             progress,
             "PrincipalArnCaseMismatch",
@@ -223,10 +227,12 @@ fn listed_in_another_case<'a>(
 }
 
 /// The state a carried-out change records in the ledger, whose item stands for every
-/// spelling of an `IAM` name. A removal whose confirming list still shows the name
-/// spelled otherwise (`residual_access`) has not ended the principal's access: it
-/// records `pending`, not `absent`, so that an earlier grant's expiry still removes the
-/// spelling it added instead of taking the removal as done.
+/// spelling of an `IAM` name. A removal the request asked for whose confirming list
+/// still shows the name spelled otherwise (`residual_access`) has not ended the
+/// principal's access: it records `pending`, not `absent`, so that an earlier grant's
+/// expiry still removes the spelling it added instead of taking the removal as done. A
+/// grant's expiry records `absent` all the same: its grant's access is over, and a copy
+/// of that grant's record delivered again reads so and is refused.
 pub fn recorded_state(
     progress: &Progress,
     principal: &ListedPrincipal,
@@ -235,7 +241,9 @@ pub fn recorded_state(
     let effect = Presence::after(progress.operation());
     match residual_access {
         Some(left)
-            if effect == Presence::Absent && listed_in_another_case(principal, left).is_some() =>
+            if progress.purpose == Purpose::Decision
+                && effect == Presence::Absent
+                && listed_in_another_case(principal, left).is_some() =>
         {
             RecordedState::Pending
         }

@@ -84,12 +84,21 @@ fn request(action: &str, principal_type: &str, arn: &str, extra: Value) -> Strin
 }
 
 fn record(body: &str, message_id: &str) -> SqsEvent {
-    let sent_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let sent_at = OffsetDateTime::now_utc();
+    delivery(body, message_id, sent_at, 1)
+}
+
+/// The `receive_count`th delivery of a message SQS took at `sent_at`.
+fn delivery(body: &str, message_id: &str, sent_at: OffsetDateTime, receive_count: u32) -> SqsEvent {
+    let sent_ms = sent_at.unix_timestamp_nanos() / 1_000_000;
     serde_json::from_value(json!({"Records": [{
         "messageId": message_id,
         "receiptHandle": format!("rh-{message_id}"),
         "body": body,
-        "attributes": {"SentTimestamp": sent_ms.to_string(), "ApproximateReceiveCount": "1"},
+        "attributes": {
+            "SentTimestamp": sent_ms.to_string(),
+            "ApproximateReceiveCount": receive_count.to_string(),
+        },
         "messageAttributes": {},
         "eventSource": "aws:sqs",
     }]}))
@@ -397,6 +406,37 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
     assert_later_removal_won(&worker, "already-satisfied");
 }
 
+/// A grant of `arn` whose `notAfter` is 3 s away.
+fn grant_for_3_seconds(arn: &str) -> String {
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    request(
+        "associate-portfolio-principal",
+        "IAM",
+        arn,
+        json!({"notAfter": not_after.format(&Rfc3339).expect("a time")}),
+    )
+}
+
+/// On a portfolio listing `listed`, a grant of `granted` for 3 s carried out, then a
+/// removal of `removed` decided after it: the worker, and the grant's expiry step, not
+/// yet delivered.
+async fn grant_then_removal(listed: &str, granted: &str, removed: &str) -> (TestWorker, String) {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(listed)]);
+    let worker = worker(catalog, &[]);
+    let expiry = drive_to_expiry(&worker, &grant_for_3_seconds(granted)).await;
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM",
+            removed,
+            json!({}),
+        ),
+    )
+    .await;
+    (worker, expiry)
+}
+
 /// The portfolio lists `role/teama-dev`; a grant of `role/TeamA-dev` with `notAfter`
 /// adds that spelling, and a later removal of `role/teama-dev` leaves it (reported as
 /// residual access). One ledger item stands for both spellings, so the removal is not
@@ -406,21 +446,7 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
 #[tokio::test]
 async fn a_removal_in_another_case_does_not_cancel_a_grants_expiry() {
     let lower = ROLE.replace("TeamA", "teama");
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(&lower)]);
-    let worker = worker(catalog, &[]);
-    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(3);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"notAfter": not_after.format(&Rfc3339).expect("a time")}),
-    );
-    let expiry = drive_to_expiry(&worker, &grant).await;
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", &lower, json!({})),
-    )
-    .await;
+    let (worker, expiry) = grant_then_removal(&lower, ROLE, &lower).await;
     assert_eq!(
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(ROLE)])
@@ -469,6 +495,69 @@ async fn removal_recorded_as_before() -> (
     };
     record_decision(&worker, &before, removal.clone(), RecordedState::Absent).await;
     (worker, grant, removal, LedgerKey::of(target))
+}
+
+/// A grant whose expiry removed its spelling while the portfolio still lists the name
+/// spelled otherwise is recorded as ended, like any expired grant: its record delivered
+/// again afterwards (sent before `notAfter`) is refused, not carried out a second time.
+#[tokio::test]
+async fn a_grant_delivered_again_after_its_expiry_is_not_carried_out_again() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    let sent_at = OffsetDateTime::now_utc();
+    let grant = grant_for_3_seconds(&lower);
+    drive(&worker, &grant).await;
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+    let associates = || {
+        let calls = worker.service_catalog.calls();
+        calls
+            .iter()
+            .filter(|call| matches!(call, CatalogCall::Associate(_)))
+            .count()
+    };
+    assert_eq!(associates(), 1);
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+
+    function_handler(
+        &worker,
+        LambdaEvent::new(delivery(&grant, "again", sent_at, 2), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    let steps = worker.queues.sent_to(&worker.config.work_queue);
+    for step in &steps[before..] {
+        drive(&worker, &step.body).await;
+    }
+    assert_eq!(associates(), 1, "associated again after notAfter");
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+}
+
+/// An earlier grant's expiry, after a later removal of the same spelling that left the
+/// name listed otherwise (recorded pending: the access may not be gone), revokes all
+/// the same and finds its spelling gone: done, with the other spelling reported, not a
+/// dead letter about a spelling that is not its own.
+#[tokio::test]
+async fn an_expiry_after_a_removal_that_left_another_spelling_reports_it() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let (worker, expiry) = grant_then_removal(ROLE, &lower, &lower).await;
+    drive(&worker, &expiry).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(dead.is_empty(), "{dead:#?}");
+    let expired = outcomes(&worker).pop().expect("the expiry's outcome");
+    assert_eq!(expired["trigger"], "expiry", "{expired}");
+    assert_eq!(expired["outcome"], "already-satisfied", "{expired}");
+    assert_eq!(expired["residualAccess"], json!([iam(ROLE)]));
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
 }
 
 /// A later removal recorded under the key an earlier build wrote still supersedes a

@@ -185,8 +185,9 @@ proptest! {
         }
     }
 
-    /// A disassociate's ResourceNotFound is `already-satisfied` only when the ARN is
-    /// not listed under any type, nor an `IAM` principal's name in another case.
+    /// A removal request's disassociate answered ResourceNotFound is `already-satisfied`
+    /// only when the ARN is not listed under any type, nor an `IAM` principal's name in
+    /// another case (an expiry's, which removes only its own spelling: tests/portfolio.rs).
     #[test]
     fn not_found_is_done_only_when_the_arn_is_not_listed_at_all(
         kind in kinds(),
