@@ -23,7 +23,7 @@ use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
 use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::portfolio::{self, AfterSubmit, Settled};
-use crate::portfolio_access::ListedPrincipal;
+use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{
@@ -955,7 +955,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     (Purpose::Expiry, Some((latest, state)))
                         if latest.order != self.decision.order =>
                     {
-                        match lifecycle::expiry_overtaken(&progress, &latest, state, now) {
+                        let spans = matches!(
+                            self.target,
+                            Target::Portfolio(change)
+                                if change.principal.principal_type() == PortfolioPrincipalType::Iam
+                        );
+                        match lifecycle::expiry_overtaken(&progress, &latest, state, spans, now) {
                             Some(decision) => stop(decision, progress),
                             None => Ok(progress),
                         }

@@ -125,9 +125,10 @@ async fn drive_to_expiry(worker: &TestWorker, body: &str) -> String {
 async fn deliver(worker: &TestWorker, body: &str, expiry: bool) -> Option<String> {
     static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
     let mut delivered = worker.queues.sent_to(&worker.config.work_queue).len();
-    let mut next = vec![body.to_owned()];
+    // Each body with the delay it was sent with.
+    let mut next = vec![(body.to_owned(), 0)];
     for _ in 0..100 {
-        let body = next.pop()?;
+        let (body, delay_seconds) = next.pop()?;
         let envelope: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if envelope["progress"]["step"] == "expire-wait" && !expiry {
             return Some(body);
@@ -135,8 +136,10 @@ async fn deliver(worker: &TestWorker, body: &str, expiry: bool) -> Option<String
         if envelope["progress"]["step"] == "expire-wait"
             && let Some(not_after) = envelope["request"]["notAfter"].as_str()
         {
+            // At the grant's end, or later when the step was sent to wait for longer.
             let not_after = OffsetDateTime::parse(not_after, &Rfc3339).expect("notAfter");
-            let wait = not_after - OffsetDateTime::now_utc();
+            let wait = (not_after - OffsetDateTime::now_utc())
+                .max(time::Duration::seconds(delay_seconds.into()));
             if wait.is_positive() {
                 tokio::time::sleep(wait.unsigned_abs()).await;
             }
@@ -155,7 +158,11 @@ async fn deliver(worker: &TestWorker, body: &str, expiry: bool) -> Option<String
         .expect("a batch response");
         assert!(response.batch_item_failures.is_empty(), "{body}");
         let work = worker.queues.sent_to(&worker.config.work_queue);
-        next.extend(work[delivered..].iter().map(|m| m.body.clone()));
+        next.extend(
+            work[delivered..]
+                .iter()
+                .map(|m| (m.body.clone(), m.delay_seconds)),
+        );
         delivered = work.len();
     }
     panic!("the request did not end within 100 steps");
@@ -408,7 +415,12 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
 
 /// A grant of `arn` whose `notAfter` is 3 s away.
 fn grant_for_3_seconds(arn: &str) -> String {
-    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    grant_for(arn, 3)
+}
+
+/// A grant of `arn` whose `notAfter` is `seconds` away.
+fn grant_for(arn: &str, seconds: i64) -> String {
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
     request(
         "associate-portfolio-principal",
         "IAM",
@@ -495,6 +507,28 @@ async fn removal_recorded_as_before() -> (
     };
     record_decision(&worker, &before, removal.clone(), RecordedState::Absent).await;
     (worker, grant, removal, LedgerKey::of(target))
+}
+
+/// Two grants of one role in two spellings, the later one ending later: Service Catalog
+/// lists the spellings apart, and the later grant's expiry removes only its own, so the
+/// earlier grant's expiry does not take it for its own. It waits for the later grant's
+/// end and then removes the spelling it added (before, it ended superseded at its own
+/// end, and `role/TeamA-dev` stayed listed for good).
+#[tokio::test]
+async fn an_earlier_grant_spelled_otherwise_ends_with_the_later_grant() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let earlier = drive_to_expiry(&worker, &grant_for_3_seconds(ROLE)).await;
+    let later = drive_to_expiry(&worker, &grant_for(&lower, 5)).await;
+    drive(&worker, &earlier).await;
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(&lower)]),
+        "the earlier spelling removed at the later grant's end"
+    );
+    drive(&worker, &later).await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 /// A grant whose expiry removed its spelling while the portfolio still lists the name
