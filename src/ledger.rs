@@ -34,20 +34,33 @@ impl LedgerKey {
     }
 
     /// One per portfolio principal (portfolio, principal type, principal ARN). The ARN
-    /// comes last, so a `|` in an IAM path cannot make two keys collide. An `IAM`
-    /// principal's name is keyed in lower case: IAM does not tell names apart by case,
-    /// so decisions about `role/TeamA` and `role/teama` are about one role, and only one
-    /// of them can be the latest.
+    /// comes last, so a `|` in an IAM path cannot make two keys collide.
     pub fn portfolio(change: &PortfolioChange) -> Self {
-        let arn = match &change.principal {
-            PortfolioPrincipal::Iam(arn) => iam_name_folded(arn.as_str()),
-            PortfolioPrincipal::IamPattern(pattern) => pattern.as_str().to_owned(),
-        };
         Self(format!(
-            "portfolio|{}|{}|{arn}",
+            "portfolio|{}|{}|{}",
             change.portfolio,
             change.principal.principal_type().as_str(),
+            change.principal.arn()
         ))
+    }
+
+    /// For an `IAM` portfolio principal, the item that holds the latest removal of its
+    /// IAM name in any spelling (the name's case aside, [`same_iam_name`]): Service
+    /// Catalog lists each spelling apart, each with its own item above, but IAM names
+    /// one role by all of them, so a grant spelled one way must not outlive a later
+    /// removal spelled another. A removal records itself here before its submit; a
+    /// grant reads it before its first.
+    ///
+    /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
+    pub fn iam_name(change: &PortfolioChange) -> Option<Self> {
+        let PortfolioPrincipal::Iam(arn) = &change.principal else {
+            return None;
+        };
+        Some(Self(format!(
+            "portfolio-iam-name|{}|{}",
+            change.portfolio,
+            iam_name_folded(arn.as_str())
+        )))
     }
 
     pub fn of(target: Target<'_>) -> Self {
@@ -55,34 +68,6 @@ impl LedgerKey {
             Target::Assignment(assignment) => Self::assignment(assignment),
             Target::Portfolio(change) => Self::portfolio(change),
         }
-    }
-
-    /// The key builds before this one wrote for `target` (the ARN as the request spelled
-    /// it), when it is another item: a step carries its decision over before it uses
-    /// the ledger, so a decision recorded before an upgrade still counts.
-    pub fn spelled_as_before(target: Target<'_>) -> Option<Self> {
-        let Target::Portfolio(change) = target else {
-            return None;
-        };
-        let before = Self(format!(
-            "portfolio|{}|{}|{}",
-            change.portfolio,
-            change.principal.principal_type().as_str(),
-            change.principal.arn()
-        ));
-        (before != Self::portfolio(change)).then_some(before)
-    }
-
-    /// The key used now for an item a build before this one wrote under `stored`, when
-    /// it is another key: a portfolio `IAM` principal whose name has capitals.
-    pub fn now_for_stored(stored: &str) -> Option<Self> {
-        let (portfolio, rest) = stored.strip_prefix("portfolio|")?.split_once('|')?;
-        let arn = rest.strip_prefix("IAM|")?;
-        let now = Self(format!(
-            "portfolio|{portfolio}|IAM|{}",
-            iam_name_folded(arn)
-        ));
-        (now.as_str() != stored).then_some(now)
     }
 
     pub fn as_str(&self) -> &str {
@@ -355,77 +340,6 @@ pub enum RecordAnswer {
 }
 
 pub type LedgerResult<T> = Result<T, CallError>;
-
-/// The state a decision recorded under an earlier key ([`LedgerKey::spelled_as_before`])
-/// is carried over with. A revoke's `absent` there spoke of one spelling of an `IAM`
-/// name; the key used now stands for every spelling, another of which may still be
-/// listed (added by a grant spelled so, whose expiry must still remove it): carried as
-/// `pending`, it says the access may not be gone. Any other state is carried as it is.
-pub fn carried_state(decision: &AccessDecision, state: RecordedState) -> RecordedState {
-    match (decision.order.intent, state) {
-        (Intent::Revoke, RecordedState::Absent) => RecordedState::Pending,
-        _ => state,
-    }
-}
-
-/// What [`carry_over_all`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CarriedOver {
-    /// Keys used now whose latest decision is one carried over (by this run or an
-    /// earlier one: claiming the same decision again changes nothing).
-    pub claimed: usize,
-    /// Keys where a later decision is recorded (or the same one under another
-    /// delivery's message id).
-    pub later_there: usize,
-    /// Keys left as they are because an item that folds into them cannot be read: its
-    /// decision may be the latest. Repair the item, then run again.
-    pub unreadable: Vec<LedgerKey>,
-}
-
-/// Carries the decisions recorded under keys of builds before this one
-/// ([`LedgerKey::now_for_stored`]) over to the keys used now: for each key, the latest
-/// of the decisions that fold into it is claimed there ([`carried_state`]), unless a
-/// later one is recorded. A step of the worker carries over only its own request's
-/// spelling; this takes every spelling, so a stale grant spelled one way cannot outlive
-/// a removal recorded before the upgrade under another. Claims only, so it may run
-/// again. Run it with the worker paused (README, "Upgrading"): a step running meanwhile
-/// may carry out a stale grant the tool has not yet claimed over.
-pub async fn carry_over_all<L: Ledger>(
-    ledger: &L,
-    recorded: impl IntoIterator<Item = (LedgerKey, LedgerResult<(AccessDecision, RecordedState)>)>,
-    now: OffsetDateTime,
-) -> LedgerResult<CarriedOver> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut latest: BTreeMap<LedgerKey, (AccessDecision, RecordedState)> = BTreeMap::new();
-    let mut unreadable = BTreeSet::new();
-    for (key, recorded) in recorded {
-        let Ok((decision, state)) = recorded else {
-            unreadable.insert(key);
-            continue;
-        };
-        match latest.get(&key) {
-            Some((kept, _)) if kept.order >= decision.order => {}
-            _ => {
-                latest.insert(key, (decision, state));
-            }
-        }
-    }
-    let mut done = CarriedOver::default();
-    for (key, (decision, state)) in &latest {
-        if unreadable.contains(key) {
-            continue;
-        }
-        match ledger
-            .claim(key, decision, carried_state(decision, *state), now)
-            .await?
-        {
-            ClaimAnswer::Claimed => done.claimed += 1,
-            ClaimAnswer::Superseded(_) => done.later_there += 1,
-        }
-    }
-    done.unreadable = unreadable.into_iter().collect();
-    Ok(done)
-}
 
 /// The ledger as the worker uses it. Every call is strongly consistent.
 pub trait Ledger: Send + Sync {

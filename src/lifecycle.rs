@@ -628,16 +628,10 @@ pub fn expiry_wait(
 /// access for good. Past that end the later grant asks for no access, and the expiry
 /// revokes, even when that grant was carried out: its own expiry may have been
 /// dead-lettered.
-///
-/// `item_spans_entries`: the ledger item stands for more than one entry in AWS (an
-/// `IAM` name, which Service Catalog lists once per spelling). A later grant's expiry
-/// then removes only the spelling it added, so a later grant with a `notAfter` extends
-/// this grant's access to that end only, carried out or not.
 pub fn expiry_overtaken(
     progress: &Progress,
     latest: &AccessDecision,
     state: RecordedState,
-    item_spans_entries: bool,
     now: OffsetDateTime,
 ) -> Option<Decision> {
     if progress.maybe_submitted {
@@ -646,11 +640,7 @@ pub fn expiry_overtaken(
     if latest.order.intent == Intent::Revoke && state != RecordedState::Absent {
         return None;
     }
-    let end = match (latest.order.intent, latest.not_after) {
-        (Intent::Grant, Some(end)) if item_spans_entries => Some(end),
-        _ => end_without_expiry(latest, state),
-    };
-    match end {
+    match end_without_expiry(latest, state) {
         Some(end) => expiry_wait(progress, end, now),
         None if latest.order.intent == Intent::Grant && latest.desired(now) == Presence::Absent => {
             None

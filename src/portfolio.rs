@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::aws_call::{CallError, ErrorKind};
 use crate::ids::PortfolioId;
-use crate::ledger::{AccessDecision, Presence, RecordedState};
+use crate::ledger::{AccessDecision, Intent, Presence};
 use crate::lifecycle::{
     self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
     retry_call,
@@ -213,6 +213,23 @@ pub fn settle_not_found(
     }
 }
 
+/// A grant's first submit behind a later removal of its IAM name in another spelling
+/// ([`crate::ledger::LedgerKey::iam_name`]): that removal found nothing of this
+/// spelling to remove, or removed it before this grant could add it back, so the grant
+/// is `superseded` with no call. Not once an earlier submit may have landed: that goes
+/// by the grant's own item, as for any decision.
+pub fn removed_by_name(
+    progress: &Progress,
+    own: &AccessDecision,
+    latest_removal: Option<&AccessDecision>,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    let later = latest_removal
+        .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > own.order)?;
+    (own.order.intent == Intent::Grant && !progress.maybe_submitted)
+        .then(|| lifecycle::superseded(progress, later, now))
+}
+
 /// An `IAM` entry of `principals` with `principal`'s IAM name spelled otherwise.
 fn listed_in_another_case<'a>(
     principal: &ListedPrincipal,
@@ -224,31 +241,6 @@ fn listed_in_another_case<'a>(
             && p.principal_arn != principal.principal_arn
             && same_iam_name(&p.principal_arn, &principal.principal_arn)
     })
-}
-
-/// The state a carried-out change records in the ledger, whose item stands for every
-/// spelling of an `IAM` name. A removal the request asked for whose confirming list
-/// still shows the name spelled otherwise (`residual_access`) has not ended the
-/// principal's access: it records `pending`, not `absent`, so that an earlier grant's
-/// expiry still removes the spelling it added instead of taking the removal as done. A
-/// grant's expiry records `absent` all the same: its grant's access is over, and a copy
-/// of that grant's record delivered again reads so and is refused.
-pub fn recorded_state(
-    progress: &Progress,
-    principal: &ListedPrincipal,
-    residual_access: Option<&[ListedPrincipal]>,
-) -> RecordedState {
-    let effect = Presence::after(progress.operation());
-    match residual_access {
-        Some(left)
-            if progress.purpose == Purpose::Decision
-                && effect == Presence::Absent
-                && listed_in_another_case(principal, left).is_some() =>
-        {
-            RecordedState::Pending
-        }
-        _ => effect.into(),
-    }
 }
 
 /// The dead letter's message for an association under `other_type`: the request that

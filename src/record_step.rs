@@ -16,14 +16,14 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    self, AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, LedgerResult,
-    Presence, RecordAnswer, RecordedState,
+    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
+    RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
 use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::portfolio::{self, AfterSubmit, Settled};
-use crate::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
+use crate::portfolio_access::ListedPrincipal;
 use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{
@@ -135,10 +135,6 @@ struct RecordRun<'a, I, Q, L, S> {
     message: &'a Message,
     target: Target<'a>,
     key: LedgerKey,
-    /// The key a build before this one wrote, when it is another item.
-    key_before: Option<LedgerKey>,
-    /// Shared by the runs of one record, a restamped one too.
-    carried_over: &'a tokio::sync::OnceCell<LedgerResult<()>>,
     decision: AccessDecision,
     deadline: Option<SystemTime>,
     /// The invocation's whole time, from its start to its deadline, when known.
@@ -185,7 +181,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         });
         let mut restamped = false;
         let mut paced = false;
-        let carried_over = tokio::sync::OnceCell::new();
         loop {
             let decision = AccessDecision::of_request(&message.request, &progress.stamp);
             let run = RecordRun {
@@ -193,8 +188,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 message,
                 target,
                 key: LedgerKey::of(target),
-                key_before: LedgerKey::spelled_as_before(target),
-                carried_over: &carried_over,
                 decision,
                 deadline: invocation.deadline,
                 timeout: invocation.timeout,
@@ -328,93 +321,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         &self.worker.config.policy
     }
 
-    /// Carries over the decision a build before this one recorded under the key as the
-    /// request spells it ([`LedgerKey::spelled_as_before`]): claimed under the key used
-    /// now ([`ledger::carried_state`]), it counts as if recorded there (unless a later
-    /// decision is).
-    /// Once per record: every ledger call below comes after it, and a failure is not
-    /// tried again but answered by each call as its own, so that a step makes no more
-    /// ledger calls after AWS's than its time allows.
-    async fn carry_over(&self) -> LedgerResult<()> {
-        let Some(before) = &self.key_before else {
-            return Ok(());
-        };
-        let carry = || async {
-            let port = &self.worker.ledger;
-            let recorded = port.latest_with_state(before).await;
-            self.metrics.call(Api::GetItem, Answer::of(&recorded));
-            if let Some((decision, state)) = recorded? {
-                let state = ledger::carried_state(&decision, state);
-                let claimed = port.claim(&self.key, &decision, state, Self::now()).await;
-                self.metrics.call(Api::UpdateItem, Answer::of(&claimed));
-                claimed?;
-            }
-            Ok(())
-        };
-        self.carried_over.get_or_init(carry).await.clone()
-    }
-
-    async fn latest(&self) -> LedgerResult<Option<AccessDecision>> {
-        self.carry_over().await?;
-        let latest = self.worker.ledger.latest(&self.key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&latest));
-        latest
-    }
-
-    async fn latest_with_state(&self) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
-        self.carry_over().await?;
-        let latest = self.worker.ledger.latest_with_state(&self.key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&latest));
-        latest
-    }
-
-    async fn claim(&self, state: RecordedState, now: OffsetDateTime) -> LedgerResult<ClaimAnswer> {
-        self.carry_over().await?;
-        let answer = self
-            .worker
-            .ledger
-            .claim(&self.key, &self.decision, state, now)
-            .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-        answer
-    }
-
-    /// Records `state` while this run's decision is the latest.
-    async fn record(
-        &self,
-        state: RecordedState,
-        operation_request_id: Option<&str>,
-        now: OffsetDateTime,
-    ) -> LedgerResult<RecordAnswer> {
-        self.carry_over().await?;
-        let answer = self
-            .worker
-            .ledger
-            .record(
-                &self.key,
-                &self.decision.order,
-                state,
-                operation_request_id,
-                now,
-            )
-            .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-        answer
-    }
-
     /// Makes the calls of one step and decides what follows.
     async fn step(&self, mut progress: Progress) -> Stepped {
         let span = Span::current();
         span.record("step", progress.step_name());
         span.record("purpose", progress.purpose_name());
         span.record("attempt", progress.attempt);
-        // Before any other call, so that it does not eat into the time kept for the
-        // calls after AWS's (near the deadline the step makes none of those, and the
-        // first ledger call carries over if there is one). A failure is kept for the
-        // ledger calls to answer.
-        if !self.out_of_time() {
-            let _ = self.carry_over().await;
-        }
 
         if progress.stage == Stage::ExpireWait && progress.purpose.is_restored_expiry() {
             match self.restored_expiry_due(progress).await {
@@ -539,16 +451,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 completion,
                 operation_request_id,
             } => {
-                let state = match self.target {
-                    Target::Assignment(_) => Presence::after(progress.operation()).into(),
-                    Target::Portfolio(change) => portfolio::recorded_state(
-                        &progress,
-                        &change.principal.listed(),
-                        settled.residual_access.as_deref(),
-                    ),
-                };
                 let mut stepped = self
-                    .confirm(progress, completion, operation_request_id, state)
+                    .confirm(progress, completion, operation_request_id)
                     .await;
                 // Residual access belongs to the request's own removal, not to an undo
                 // the confirmation may have started.
@@ -622,7 +526,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         let recorded = match progress.purpose {
             Purpose::Decision => {
-                let recorded = self.latest_with_state().await;
+                let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&recorded));
                 if let Ok(recorded) = &recorded
                     && !self.restamped
                     && lifecycle::copy_of_failed_chain(
@@ -705,7 +610,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter as it
     /// is.
     async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
-        let recorded = self.latest_with_state().await;
+        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
             return decided(Decision::DeadLetter(dead_letter), progress);
         };
@@ -752,12 +658,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// A failed write leaves a copy of an earlier step to submit again, as before.
     async fn record_failed(&self, dead_letter: &DeadLetter) {
         let answer = self
+            .worker
+            .ledger
             .record(
+                &self.key,
+                &self.decision.order,
                 RecordedState::Failed,
                 dead_letter.operation_request_id.as_deref(),
                 Self::now(),
             )
             .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         if let Err(error) = answer {
             tracing::warn!(
                 kind = ?error.kind,
@@ -788,7 +699,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             if not_shown {
                 // A later decision may have changed the principal since: ask the ledger
                 // (an error here only means one more list).
-                let latest = self.latest().await;
+                let latest = self.worker.ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
                 if let Ok(latest) = latest
                     && let Some(decision) =
                         portfolio::overtaken(progress, &self.decision, latest.as_ref(), Self::now())
@@ -892,10 +804,36 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
+    /// Records a removal as the latest of its IAM name ([`LedgerKey::iam_name`]) before
+    /// its submit, unless a later one is there: a failure repeats the step, as any
+    /// ledger error before a submit.
+    async fn record_removal_of_the_name(
+        &self,
+        name_key: &LedgerKey,
+        progress: Progress,
+        now: OffsetDateTime,
+    ) -> Result<Progress, Stepped> {
+        let answer = self
+            .worker
+            .ledger
+            .claim(name_key, &self.decision, RecordedState::Pending, now)
+            .await;
+        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+        match answer {
+            Ok(_) => Ok(progress),
+            Err(error) => {
+                let decision =
+                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
+                Err(decided(decision, progress))
+            }
+        }
+    }
+
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
     /// chain, or revoke now (`Ok`: the submit of the revoke).
     async fn restored_expiry_due(&self, progress: Progress) -> Result<Progress, Stepped> {
-        let latest = self.latest_with_state().await;
+        let latest = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&latest));
         let decision = match latest {
             Ok(latest) => lifecycle::restored_expiry(&progress, latest.as_ref(), Self::now()),
             Err(error) => Some(lifecycle::on_ledger_error(
@@ -924,7 +862,40 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
-                let answer = self.claim(claim_as, now).await;
+                let name_key = match self.target {
+                    Target::Portfolio(change) => LedgerKey::iam_name(change),
+                    Target::Assignment(_) => None,
+                };
+                if let Some(name_key) = &name_key
+                    && self.decision.order.intent == Intent::Grant
+                    && !progress.maybe_submitted
+                {
+                    let removal = self.worker.ledger.latest(name_key).await;
+                    self.metrics.call(Api::GetItem, Answer::of(&removal));
+                    let removal = match removal {
+                        Ok(removal) => removal,
+                        Err(error) => {
+                            let decision = lifecycle::on_ledger_error(
+                                &progress,
+                                &error,
+                                self.policy(),
+                                Self::jitter(),
+                            );
+                            return stop(decision, progress);
+                        }
+                    };
+                    if let Some(superseded) =
+                        portfolio::removed_by_name(&progress, &self.decision, removal.as_ref(), now)
+                    {
+                        return stop(superseded, progress);
+                    }
+                }
+                let answer = self
+                    .worker
+                    .ledger
+                    .claim(&self.key, &self.decision, claim_as, now)
+                    .await;
+                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
                 if let Ok(ClaimAnswer::Superseded(recorded)) = &answer
                     && recorded.is_another_delivery_of(&self.decision)
                 {
@@ -932,12 +903,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 match lifecycle::after_claim(&progress, &answer, now, self.policy(), Self::jitter())
                 {
-                    None => Ok(progress),
+                    None => match name_key {
+                        Some(name_key) if self.decision.order.intent == Intent::Revoke => {
+                            self.record_removal_of_the_name(&name_key, progress, now)
+                                .await
+                        }
+                        _ => Ok(progress),
+                    },
                     Some(decision) => stop(decision, progress),
                 }
             }
             Purpose::Expiry | Purpose::Undo { .. } => {
-                let latest = self.latest_with_state().await;
+                let latest = self.worker.ledger.latest_with_state(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
                     Ok(latest) => latest,
                     Err(error) => {
@@ -955,12 +933,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     (Purpose::Expiry, Some((latest, state)))
                         if latest.order != self.decision.order =>
                     {
-                        let spans = matches!(
-                            self.target,
-                            Target::Portfolio(change)
-                                if change.principal.principal_type() == PortfolioPrincipalType::Iam
-                        );
-                        match lifecycle::expiry_overtaken(&progress, &latest, state, spans, now) {
+                        match lifecycle::expiry_overtaken(&progress, &latest, state, now) {
                             Some(decision) => stop(decision, progress),
                             None => Ok(progress),
                         }
@@ -1094,15 +1067,28 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: Progress,
         completion: Completion,
         operation_request_id: Option<String>,
-        state: RecordedState,
     ) -> Stepped {
+        let ledger = &self.worker.ledger;
         let now = Self::now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
-                self.record(state, operation_request_id.as_deref(), now)
-                    .await
+                let answer = ledger
+                    .record(
+                        &self.key,
+                        &self.decision.order,
+                        Presence::after(progress.operation()).into(),
+                        operation_request_id.as_deref(),
+                        now,
+                    )
+                    .await;
+                self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                answer
             }
-            Purpose::Undo { .. } => self.latest().await.map(RecordAnswer::NotLatest),
+            Purpose::Undo { .. } => {
+                let latest = ledger.latest(&self.key).await;
+                self.metrics.call(Api::GetItem, Answer::of(&latest));
+                latest.map(RecordAnswer::NotLatest)
+            }
         };
         let answer = match answer {
             Ok(answer) => answer,

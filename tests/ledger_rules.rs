@@ -326,13 +326,12 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
     let later_grant = decision(Intent::Grant, 60, Some(later_end));
     // Dead-lettered or under way: wait for its end, then revoke.
     for state in [RecordedState::Pending, RecordedState::Absent] {
-        let (waiting, delay) = continued(
-            expiry_overtaken(&expiry, &later_grant, state, false, first_end).expect("a wait"),
-        );
+        let (waiting, delay) =
+            continued(expiry_overtaken(&expiry, &later_grant, state, first_end).expect("a wait"));
         assert_eq!(waiting.stage, Stage::ExpireWait);
         assert_eq!(delay, MAX_DELAY_SECONDS);
         assert_eq!(
-            expiry_overtaken(&expiry, &later_grant, state, false, later_end),
+            expiry_overtaken(&expiry, &later_grant, state, later_end),
             None
         );
     }
@@ -342,14 +341,7 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
     let mut again = expiry.clone();
     again.maybe_submitted = true;
     let (undo, _) = continued(
-        expiry_overtaken(
-            &again,
-            &later_grant,
-            RecordedState::Pending,
-            false,
-            first_end,
-        )
-        .expect("an undo"),
+        expiry_overtaken(&again, &later_grant, RecordedState::Pending, first_end).expect("an undo"),
     );
     assert_eq!(undo.operation(), Create);
     assert!(matches!(undo.purpose, Purpose::Undo { .. }));
@@ -358,42 +350,12 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
         &expiry,
         &later_grant,
         RecordedState::Present,
-        false,
         first_end
     )));
-    // Unless that expiry removes another entry than this grant added (an IAM name
-    // spelled otherwise): then this one waits for the later grant's end too.
-    let (waiting, _) = continued(
-        expiry_overtaken(
-            &expiry,
-            &later_grant,
-            RecordedState::Present,
-            true,
-            first_end,
-        )
-        .expect("a wait"),
-    );
-    assert_eq!(waiting.stage, Stage::ExpireWait);
-    assert_eq!(
-        expiry_overtaken(
-            &expiry,
-            &later_grant,
-            RecordedState::Present,
-            true,
-            later_end
-        ),
-        None
-    );
     // Unless its end has passed too: that expiry may have been dead-lettered, and the
     // later grant asks for no access any more, so this one revokes.
     assert_eq!(
-        expiry_overtaken(
-            &expiry,
-            &later_grant,
-            RecordedState::Present,
-            false,
-            later_end
-        ),
+        expiry_overtaken(&expiry, &later_grant, RecordedState::Present, later_end),
         None
     );
     // A later grant without an end stands, and so does a later revoke recorded carried
@@ -404,19 +366,13 @@ fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
         (&decision(Intent::Grant, 60, None), RecordedState::Pending),
     ] {
         assert!(superseded(expiry_overtaken(
-            &expiry, later, state, false, first_end
+            &expiry, later, state, first_end
         )));
     }
     // A later revoke not recorded carried out (dead-lettered, or under way) may not have
     // removed the access: the expiry revokes all the same, as that revoke asks.
     assert_eq!(
-        expiry_overtaken(
-            &expiry,
-            &later_revoke,
-            RecordedState::Pending,
-            false,
-            first_end
-        ),
+        expiry_overtaken(&expiry, &later_revoke, RecordedState::Pending, first_end),
         None
     );
 }
@@ -694,25 +650,4 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
         behind_later_decision(&grant, &exhausted, &own, Some(&own_recorded), T0),
         None
     );
-}
-
-/// The upgrade's scan maps an item keyed as before only when its key changed: an `IAM`
-/// portfolio principal whose name has capitals, keyed now with the name in lower case.
-#[test]
-fn only_an_iam_name_with_capitals_is_keyed_otherwise_now() {
-    use assignment_worker::ledger::LedgerKey;
-    let role = "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/TeamA";
-    assert_eq!(
-        LedgerKey::now_for_stored(role).map(|key| key.as_str().to_owned()),
-        Some(
-            "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/teama".to_owned()
-        )
-    );
-    for unchanged in [
-        "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/Ops/teama",
-        "portfolio|port-abcdefghijklm|IAM_PATTERN|arn:aws:iam:::role/Team*",
-        "assignment|arn:aws:sso:::instance/ssoins-722326ba6a8a6d40|111122223333|arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b|USER|User-A",
-    ] {
-        assert_eq!(LedgerKey::now_for_stored(unchanged), None, "{unchanged}");
-    }
 }

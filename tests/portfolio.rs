@@ -451,10 +451,8 @@ async fn grant_then_removal(listed: &str, granted: &str, removed: &str) -> (Test
 
 /// The portfolio lists `role/teama-dev`; a grant of `role/TeamA-dev` with `notAfter`
 /// adds that spelling, and a later removal of `role/teama-dev` leaves it (reported as
-/// residual access). One ledger item stands for both spellings, so the removal is not
-/// recorded as the role's access gone, and the grant's expiry still removes its entry
-/// at `notAfter` (before, the item said absent and the expiry ended superseded, leaving
-/// the entry for good).
+/// residual access). The grant's expiry still removes its entry at `notAfter`: the
+/// removal, of another spelling, is not its own decision's end.
 #[tokio::test]
 async fn a_removal_in_another_case_does_not_cancel_a_grants_expiry() {
     let lower = ROLE.replace("TeamA", "teama");
@@ -477,43 +475,9 @@ async fn a_removal_in_another_case_does_not_cancel_a_grants_expiry() {
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
-/// Builds before this one keyed a principal's item by its ARN exactly as the request
-/// spelled it: a worker whose ledger holds, that way, a removal of ROLE decided after
-/// the grant returned beside it (which it outranks), with the removal's order and the
-/// key used now.
-async fn removal_recorded_as_before() -> (
-    TestWorker,
-    String,
-    assignment_worker::ledger::DecisionOrder,
-    assignment_worker::ledger::LedgerKey,
-) {
-    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-    let worker = worker(catalog, &[]);
-    let grant = earlier_grant();
-    let parsed = parse_request(&grant).expect("valid");
-    let (_, target) = parsed.target();
-    let before = LedgerKey::spelled_as_before(target).expect("a name with capitals");
-    assert_eq!(
-        before.as_str(),
-        format!("portfolio|{PORTFOLIO}|IAM|{ROLE}"),
-        "the key earlier builds wrote"
-    );
-    let removal = DecisionOrder {
-        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
-        intent: Intent::Revoke,
-        correlation_id: Some("CHG-removal".to_owned()),
-        first_message_id: "r-1".to_owned(),
-    };
-    record_decision(&worker, &before, removal.clone(), RecordedState::Absent).await;
-    (worker, grant, removal, LedgerKey::of(target))
-}
-
 /// Two grants of one role in two spellings, the later one ending later: Service Catalog
-/// lists the spellings apart, and the later grant's expiry removes only its own, so the
-/// earlier grant's expiry does not take it for its own. It waits for the later grant's
-/// end and then removes the spelling it added (before, it ended superseded at its own
-/// end, and `role/TeamA-dev` stayed listed for good).
+/// lists the spellings apart, each with its own ledger item, so the earlier grant's
+/// expiry removes the spelling it added at its own end, and the later one's at its.
 #[tokio::test]
 async fn an_earlier_grant_spelled_otherwise_ends_with_the_later_grant() {
     let lower = ROLE.replace("TeamA", "teama");
@@ -525,7 +489,7 @@ async fn an_earlier_grant_spelled_otherwise_ends_with_the_later_grant() {
     assert_eq!(
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(&lower)]),
-        "the earlier spelling removed at the later grant's end"
+        "the earlier spelling removed at its own end"
     );
     drive(&worker, &later).await;
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
@@ -573,14 +537,26 @@ async fn a_grant_delivered_again_after_its_expiry_is_not_carried_out_again() {
     );
 }
 
-/// An earlier grant's expiry, after a later removal of the same spelling that left the
-/// name listed otherwise (recorded pending: the access may not be gone), revokes all
-/// the same and finds its spelling gone: done, with the other spelling reported, not a
-/// dead letter about a spelling that is not its own.
+/// A grant's expiry that finds its own spelling gone (removed by hand) while the name is
+/// listed in another spelling is done, with that spelling reported: it removes only the
+/// entry its grant added, and the other is not its own (before, a dead letter said the
+/// removal was not done).
 #[tokio::test]
-async fn an_expiry_after_a_removal_that_left_another_spelling_reports_it() {
+async fn an_expiry_that_finds_its_spelling_gone_reports_the_other() {
     let lower = ROLE.replace("TeamA", "teama");
-    let (worker, expiry) = grant_then_removal(ROLE, &lower, &lower).await;
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[]);
+    let grant = grant_for_3_seconds(&lower);
+    let expiry = drive_to_expiry(&worker, &grant).await;
+    let parsed = parse_request(&grant).expect("valid");
+    let Target::Portfolio(change) = parsed.target().1 else {
+        panic!("a portfolio request");
+    };
+    worker
+        .service_catalog
+        .disassociate_principal(change)
+        .await
+        .expect("removed by hand");
     drive(&worker, &expiry).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert!(dead.is_empty(), "{dead:#?}");
@@ -592,54 +568,6 @@ async fn an_expiry_after_a_removal_that_left_another_spelling_reports_it() {
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(ROLE)])
     );
-}
-
-/// A later removal recorded under the key an earlier build wrote still supersedes a
-/// stale grant of the same spelling, and its decision is carried over to the item the
-/// worker keys now.
-#[tokio::test]
-async fn a_decision_recorded_under_the_arn_as_spelled_before_still_wins() {
-    use assignment_worker::ledger::{Ledger, RecordedState};
-    let (worker, grant, removal, key_now) = removal_recorded_as_before().await;
-    drive(&worker, &grant).await;
-    assert_eq!(only_outcome(&worker)["outcome"], "superseded");
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
-    // The removal's `absent` spoke of its own spelling only; under the key of every
-    // spelling it is carried as `pending` (the access may not be gone).
-    let now = worker
-        .ledger
-        .latest_with_state(&key_now)
-        .await
-        .expect("a read");
-    assert_eq!(
-        now.map(|(decision, state)| (decision.order, state)),
-        Some((removal, RecordedState::Pending))
-    );
-}
-
-/// A carry-over the ledger fails is not tried again in the same step (the step's time
-/// is counted for its own calls): the claim answers the failure as its own, a backoff,
-/// and the next delivery carries over and is superseded.
-#[tokio::test]
-async fn a_failed_carry_over_is_retried_with_the_step_not_within_it() {
-    let (worker, grant, _, _) = removal_recorded_as_before().await;
-    let seeded = worker.ledger.calls();
-    worker.ledger.set_faults([true]);
-
-    function_handler(
-        &worker,
-        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
-    )
-    .await
-    .expect("a batch response");
-    assert_eq!(worker.ledger.calls() - seeded, 1, "only the failed read");
-    let retry = worker.queues.sent_to(&worker.config.work_queue);
-    assert_eq!(retry.len(), 1, "{retry:#?}");
-    assert_eq!(json_of(&retry[0])["progress"]["step"], "submit");
-
-    drive(&worker, &retry[0].body.clone()).await;
-    assert_eq!(only_outcome(&worker)["outcome"], "superseded");
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 /// The name as listed is never cut off the message: with an ARN too long for it, the

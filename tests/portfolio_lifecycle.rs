@@ -8,7 +8,7 @@ use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent};
 use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy};
 use assignment_worker::portfolio::{
     AfterSubmit, ListResult, after_list, after_submit, before_associate, overtaken,
-    settle_not_found,
+    removed_by_name, settle_not_found,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
@@ -98,6 +98,52 @@ fn list_results() -> impl Strategy<Value = ListResult> {
 
 fn directions() -> impl Strategy<Value = AssignmentAction> {
     prop_oneof![Just(Create), Just(Delete)]
+}
+
+/// A grant's first submit is superseded by a later removal of its IAM name only: not by
+/// an earlier one, not once an earlier submit may have landed (its own item decides
+/// then), and a removal is never stopped by it.
+#[test]
+fn only_a_grants_first_submit_yields_to_a_later_removal_of_its_name() {
+    let decided = |seconds: i64, intent: Intent| AccessDecision {
+        order: DecisionOrder {
+            requested_at: T0 + Duration::seconds(seconds),
+            intent,
+            correlation_id: None,
+            first_message_id: format!("m-{seconds}"),
+        },
+        not_after: None,
+    };
+    let grant = decided(0, Intent::Grant);
+    let later_removal = decided(5, Intent::Revoke);
+    let superseded = removed_by_name(&start(Create), &grant, Some(&later_removal), T0);
+    assert!(
+        matches!(
+            superseded,
+            Some(Decision::Done {
+                completion: Completion::Superseded(_),
+                ..
+            })
+        ),
+        "{superseded:?}"
+    );
+    let earlier_removal = decided(-5, Intent::Revoke);
+    assert_eq!(
+        removed_by_name(&start(Create), &grant, Some(&earlier_removal), T0),
+        None
+    );
+    assert_eq!(removed_by_name(&start(Create), &grant, None, T0), None);
+    let mut again = start(Create);
+    again.maybe_submitted = true;
+    assert_eq!(
+        removed_by_name(&again, &grant, Some(&later_removal), T0),
+        None
+    );
+    let removal = decided(0, Intent::Revoke);
+    assert_eq!(
+        removed_by_name(&start(Delete), &removal, Some(&later_removal), T0),
+        None
+    );
 }
 
 /// A confirming grant whose own decision, delivered again under another message id, is

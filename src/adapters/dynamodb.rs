@@ -85,58 +85,6 @@ pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
     Ok(decision)
 }
 
-/// The decision an item records, with the state recorded beside it.
-fn recorded_of(item: &Item) -> Result<(AccessDecision, RecordedState), CallError> {
-    let state = item
-        .get("state")
-        .and_then(|value| value.as_s().ok())
-        .and_then(|text| RecordedState::parse(text))
-        .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
-    Ok((decision_of(item)?, state))
-}
-
-/// An item a build before this one wrote under a key that is another one now.
-#[derive(Debug)]
-pub struct ItemKeyedAsBefore {
-    pub stored_key: String,
-    pub key_now: LedgerKey,
-    pub recorded: Result<(AccessDecision, RecordedState), CallError>,
-}
-
-impl DynamoDbLedger {
-    /// Every item keyed as builds before this one keyed it that is keyed otherwise now
-    /// ([`LedgerKey::now_for_stored`]), read with a strongly consistent scan: for the
-    /// upgrade tool (`examples/carry_over_ledger_keys.rs`), whose role may scan. The
-    /// worker's may not, and never scans.
-    pub async fn items_keyed_as_before(&self) -> LedgerResult<Vec<ItemKeyedAsBefore>> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("begins_with(pk, :portfolio)")
-            .expression_attribute_values(":portfolio", s("portfolio|"))
-            .into_paginator()
-            .items()
-            .send();
-        let mut found = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(call_error)?;
-            let Some(AttributeValue::S(stored_key)) = item.get("pk") else {
-                continue;
-            };
-            if let Some(key_now) = LedgerKey::now_for_stored(stored_key) {
-                found.push(ItemKeyedAsBefore {
-                    stored_key: stored_key.clone(),
-                    key_now,
-                    recorded: recorded_of(&item),
-                });
-            }
-        }
-        Ok(found)
-    }
-}
-
 /// The item of a write refused by its condition (sent back through
 /// ReturnValuesOnConditionCheckFailure), or `Err` for any other failure.
 fn refused_item(
@@ -300,7 +248,15 @@ impl Ledger for DynamoDbLedger {
             .send()
             .await
             .map_err(call_error)?;
-        answer.item().map(recorded_of).transpose()
+        let Some(item) = answer.item() else {
+            return Ok(None);
+        };
+        let state = item
+            .get("state")
+            .and_then(|value| value.as_s().ok())
+            .and_then(|text| RecordedState::parse(text))
+            .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
+        Ok(Some((decision_of(item)?, state)))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
