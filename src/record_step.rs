@@ -442,13 +442,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     && matches!(progress.stage, Stage::Confirm { .. })
                     && let Err(error) = self.take_removal_of_the_name(Self::now()).await
                 {
-                    let decision = lifecycle::on_ledger_error(
-                        &progress,
-                        &error,
-                        self.policy(),
-                        Self::jitter(),
-                    );
-                    return decided(decision, progress);
+                    return self.after_ledger_error(progress, &error);
                 }
                 match self.call_service_catalog(change, &progress).await {
                     Ok(settled) => settled,
@@ -870,12 +864,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         match answer {
             Ok(_) => Ok(progress),
-            Err(error) => {
-                let decision =
-                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
-                Err(decided(decision, progress))
-            }
+            Err(error) => Err(self.after_ledger_error(progress, &error)),
         }
+    }
+
+    /// A ledger call failed before the step's AWS call: repeat the step after a
+    /// backoff, or dead-letter it when the error is not transient.
+    fn after_ledger_error(
+        &self,
+        progress: Progress,
+        error: &crate::aws_call::CallError,
+    ) -> Stepped {
+        let decision = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
+        decided(decision, progress)
     }
 
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
@@ -913,13 +914,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             Purpose::Decision => {
                 let name_key = self.name_key();
                 if let Err(error) = self.take_removal_of_the_name(now).await {
-                    let decision = lifecycle::on_ledger_error(
-                        &progress,
-                        &error,
-                        self.policy(),
-                        Self::jitter(),
-                    );
-                    return stop(decision, progress);
+                    return Err(self.after_ledger_error(progress, &error));
                 }
                 let answer = self
                     .worker

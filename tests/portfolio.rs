@@ -417,6 +417,19 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
     assert_later_removal_won(&worker, "already-satisfied");
 }
 
+/// Delivers [`earlier_grant`] once: the step it stores next.
+async fn first_step_of_the_earlier_grant(worker: &TestWorker) -> String {
+    function_handler(
+        worker,
+        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone()
+}
+
 /// A grant whose associate timed out (it may have landed) is retried; meanwhile a later
 /// removal of the name in another spelling found nothing. The retry yields to that
 /// removal as a first submit would, and removes what its timed-out call may have added
@@ -427,15 +440,7 @@ async fn a_retried_grant_yields_to_a_later_removal_spelled_otherwise() {
         .with_portfolio(PORTFOLIO, vec![])
         .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
     let worker = worker(catalog, &[]);
-    function_handler(
-        &worker,
-        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
-    )
-    .await
-    .expect("a batch response");
-    let retry = worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone();
+    let retry = first_step_of_the_earlier_grant(&worker).await;
     assert_eq!(json_of_body(&retry)["progress"]["maybeSubmitted"], true);
     let removal = request(
         "disassociate-portfolio-principal",
@@ -456,15 +461,7 @@ async fn a_grant_that_lands_behind_a_removal_spelled_otherwise_is_undone() {
     use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
-    function_handler(
-        &worker,
-        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
-    )
-    .await
-    .expect("a batch response");
-    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone();
+    let confirm = first_step_of_the_earlier_grant(&worker).await;
     assert_eq!(json_of_body(&confirm)["progress"]["step"], "confirm");
     // The removal, decided later and spelled in lower case, ran before the associate
     // landed: it recorded itself for the name and found nothing.
