@@ -49,7 +49,7 @@ impl LedgerKey {
     /// Catalog lists each spelling apart, each with its own item above, but IAM names
     /// one role by all of them, so a grant spelled one way must not outlive a later
     /// removal spelled another. A removal records itself here before its submit; a
-    /// grant reads it before its first.
+    /// grant reads it before each submit that cannot have landed yet.
     ///
     /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
     pub fn iam_name(change: &PortfolioChange) -> Option<Self> {

@@ -213,21 +213,21 @@ pub fn settle_not_found(
     }
 }
 
-/// The removal of a grant's IAM name, in any spelling
-/// ([`crate::ledger::LedgerKey::iam_name`]), decided after the grant: it asks for the
-/// role's access to end, which this spelling's entry gives too, so it counts as a later
-/// decision for this spelling. Recorded in the grant's own item, it makes the grant
-/// `superseded` before its submit, and its undo after a submit that may have landed, or
-/// after its confirm, as a later removal of the same spelling would (SPEC §11).
-pub fn removed_by_name<'a>(
+/// A grant's first submit behind a later removal of its IAM name in another spelling
+/// ([`crate::ledger::LedgerKey::iam_name`]): that removal found nothing of this
+/// spelling to remove, or removed it before this grant could add it back, so the grant
+/// is `superseded` with no call. Not once an earlier submit may have landed: that goes
+/// by the grant's own item, as for any decision.
+pub fn removed_by_name(
+    progress: &Progress,
     own: &AccessDecision,
-    latest_removal: Option<&'a AccessDecision>,
-) -> Option<&'a AccessDecision> {
-    latest_removal.filter(|removal| {
-        own.order.intent == Intent::Grant
-            && removal.order.intent == Intent::Revoke
-            && removal.order > own.order
-    })
+    latest_removal: Option<&AccessDecision>,
+    now: OffsetDateTime,
+) -> Option<Decision> {
+    let later = latest_removal
+        .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > own.order)?;
+    (own.order.intent == Intent::Grant && !progress.maybe_submitted)
+        .then(|| lifecycle::superseded(progress, later, now))
 }
 
 /// An `IAM` entry of `principals` with `principal`'s IAM name spelled otherwise.

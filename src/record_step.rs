@@ -16,8 +16,8 @@ use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
 use crate::ids::CorrelationId;
 use crate::ledger::{
-    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, LedgerResult,
-    Presence, RecordAnswer, RecordedState,
+    AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
+    RecordAnswer, RecordedState,
 };
 use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
 use crate::messages::{self, Outcome, OutcomeContext};
@@ -436,19 +436,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .into(),
                 }
             }
-            Target::Portfolio(change) => {
-                // A removal of the name may have run while the associate was landing.
-                if progress.purpose == Purpose::Decision
-                    && matches!(progress.stage, Stage::Confirm { .. })
-                    && let Err(error) = self.take_removal_of_the_name(Self::now()).await
-                {
-                    return self.after_ledger_error(progress, &error);
-                }
-                match self.call_service_catalog(change, &progress).await {
-                    Ok(settled) => settled,
-                    Err(reason) => return self.stored_again(progress, reason),
-                }
-            }
+            Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
+                Ok(settled) => settled,
+                Err(reason) => return self.stored_again(progress, reason),
+            },
         };
         match settled.decision {
             // Overtaken by a later decision: nothing of this request's to record.
@@ -813,40 +804,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
-    /// The item of the latest removal of the request's IAM name, for an `IAM` portfolio
-    /// principal ([`LedgerKey::iam_name`]).
-    fn name_key(&self) -> Option<LedgerKey> {
-        match self.target {
-            Target::Portfolio(change) => LedgerKey::iam_name(change),
-            Target::Assignment(_) => None,
-        }
-    }
-
-    /// For a grant, a removal of its IAM name in another spelling decided after it is
-    /// claimed in the grant's own item ([`portfolio::removed_by_name`]), so that the
-    /// ledger's rules for a later decision of this spelling take it from there.
-    async fn take_removal_of_the_name(&self, now: OffsetDateTime) -> LedgerResult<()> {
-        let Some(name_key) = self.name_key() else {
-            return Ok(());
-        };
-        if self.decision.order.intent != Intent::Grant {
-            return Ok(());
-        }
-        let removal = self.worker.ledger.latest(&name_key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&removal));
-        let removal = removal?;
-        if let Some(later) = portfolio::removed_by_name(&self.decision, removal.as_ref()) {
-            let claimed = self
-                .worker
-                .ledger
-                .claim(&self.key, later, RecordedState::Pending, now)
-                .await;
-            self.metrics.call(Api::UpdateItem, Answer::of(&claimed));
-            claimed?;
-        }
-        Ok(())
-    }
-
     /// Records a removal as the latest of its IAM name ([`LedgerKey::iam_name`]) before
     /// its submit, unless a later one is there: a failure repeats the step, as any
     /// ledger error before a submit.
@@ -864,19 +821,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         match answer {
             Ok(_) => Ok(progress),
-            Err(error) => Err(self.after_ledger_error(progress, &error)),
+            Err(error) => {
+                let decision =
+                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
+                Err(decided(decision, progress))
+            }
         }
-    }
-
-    /// A ledger call failed before the step's AWS call: repeat the step after a
-    /// backoff, or dead-letter it when the error is not transient.
-    fn after_ledger_error(
-        &self,
-        progress: Progress,
-        error: &crate::aws_call::CallError,
-    ) -> Stepped {
-        let decision = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
-        decided(decision, progress)
     }
 
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
@@ -912,9 +862,33 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
-                let name_key = self.name_key();
-                if let Err(error) = self.take_removal_of_the_name(now).await {
-                    return Err(self.after_ledger_error(progress, &error));
+                let name_key = match self.target {
+                    Target::Portfolio(change) => LedgerKey::iam_name(change),
+                    Target::Assignment(_) => None,
+                };
+                if let Some(name_key) = &name_key
+                    && self.decision.order.intent == Intent::Grant
+                    && !progress.maybe_submitted
+                {
+                    let removal = self.worker.ledger.latest(name_key).await;
+                    self.metrics.call(Api::GetItem, Answer::of(&removal));
+                    let removal = match removal {
+                        Ok(removal) => removal,
+                        Err(error) => {
+                            let decision = lifecycle::on_ledger_error(
+                                &progress,
+                                &error,
+                                self.policy(),
+                                Self::jitter(),
+                            );
+                            return stop(decision, progress);
+                        }
+                    };
+                    if let Some(superseded) =
+                        portfolio::removed_by_name(&progress, &self.decision, removal.as_ref(), now)
+                    {
+                        return stop(superseded, progress);
+                    }
                 }
                 let answer = self
                     .worker

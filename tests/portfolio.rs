@@ -105,10 +105,6 @@ fn delivery(body: &str, message_id: &str, sent_at: OffsetDateTime, receive_count
     .expect("an SQS event")
 }
 
-fn json_of_body(body: &str) -> Value {
-    serde_json::from_str(body).expect("JSON body")
-}
-
 fn json_of(message: &OutgoingMessage) -> Value {
     serde_json::from_str(&message.body).expect("JSON body")
 }
@@ -404,90 +400,43 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
 async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
-    let lower = ROLE.replace("TeamA", "teama");
-    let removal = request(
-        "disassociate-portfolio-principal",
-        "IAM",
-        &lower,
-        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-    );
-    drive(&worker, &removal).await;
-    let grant = earlier_grant();
-    drive(&worker, &grant).await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &earlier_grant()).await;
     assert_later_removal_won(&worker, "already-satisfied");
+    let associates = worker
+        .service_catalog
+        .calls()
+        .into_iter()
+        .filter(|call| matches!(call, CatalogCall::Associate(_)))
+        .count();
+    assert_eq!(associates, 0, "superseded before its call");
 }
 
-/// Delivers [`earlier_grant`] once: the step it stores next.
-async fn first_step_of_the_earlier_grant(worker: &TestWorker) -> String {
-    function_handler(
-        worker,
-        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
+/// A removal of `role/<name>` decided at `time` (UTC, 2026-11-30).
+fn removal_at(name: &str, time: &str) -> String {
+    request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        &format!("arn:aws:iam::111122223333:role/{name}"),
+        json!({"requestedAt": format!("2026-11-30T{time}Z")}),
     )
-    .await
-    .expect("a batch response");
-    worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone()
 }
 
-/// A grant whose associate timed out (it may have landed) is retried; meanwhile a later
-/// removal of the name in another spelling found nothing. The retry yields to that
-/// removal as a first submit would, and removes what its timed-out call may have added
-/// (before, it associated and the role kept its access).
+/// A grant stopped by a later removal of its name in another spelling leaves its own
+/// spelling's item as it was: a removal of that spelling decided between the two still
+/// removes its entry (the removal of the other spelling does not).
 #[tokio::test]
-async fn a_retried_grant_yields_to_a_later_removal_spelled_otherwise() {
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+async fn a_removal_between_a_stopped_grant_and_the_later_removal_still_removes_its_spelling() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let catalog =
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE), iam(&lower)]);
     let worker = worker(catalog, &[]);
-    let retry = first_step_of_the_earlier_grant(&worker).await;
-    assert_eq!(json_of_body(&retry)["progress"]["maybeSubmitted"], true);
-    let removal = request(
-        "disassociate-portfolio-principal",
-        "IAM",
-        &ROLE.replace("TeamA", "teama"),
-        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-    );
-    drive(&worker, &removal).await;
-    drive(&worker, &retry).await;
-    assert_later_removal_won(&worker, "already-satisfied");
-}
-
-/// A grant's associate lands after a later removal of the name in another spelling ran
-/// and found nothing: the grant's confirm sees that removal and undoes the associate
-/// (SPEC §11, rule 3, across spellings), instead of leaving the role its access.
-#[tokio::test]
-async fn a_grant_that_lands_behind_a_removal_spelled_otherwise_is_undone() {
-    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-    let worker = worker(catalog, &[]);
-    let confirm = first_step_of_the_earlier_grant(&worker).await;
-    assert_eq!(json_of_body(&confirm)["progress"]["step"], "confirm");
-    // The removal, decided later and spelled in lower case, ran before the associate
-    // landed: it recorded itself for the name and found nothing.
-    let lower = request(
-        "disassociate-portfolio-principal",
-        "IAM",
-        &ROLE.replace("TeamA", "teama"),
-        json!({}),
-    );
-    let parsed = parse_request(&lower).expect("valid");
-    let Target::Portfolio(change) = parsed.target().1 else {
-        panic!("a portfolio request");
-    };
-    let removal = DecisionOrder {
-        requested_at: OffsetDateTime::parse("2026-11-30T10:00:05Z", &Rfc3339).expect("a time"),
-        intent: Intent::Revoke,
-        correlation_id: Some("CHG-removal".to_owned()),
-        first_message_id: "r-1".to_owned(),
-    };
-    let name = LedgerKey::iam_name(change).expect("an IAM principal");
-    record_decision(&worker, &name, removal, RecordedState::Pending).await;
-
-    drive(&worker, &confirm).await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &earlier_grant()).await;
+    drive(&worker, &removal_at("TeamA-dev", "10:00:02")).await;
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
-    let grant = outcomes(&worker).pop().expect("the grant's outcome");
-    assert_eq!(grant["outcome"], "superseded", "{grant}");
+    let removal = outcomes(&worker).pop().expect("the removal's outcome");
+    assert_eq!(removal["outcome"], "succeeded", "{removal}");
 }
 
 /// A grant of `arn` whose `notAfter` is 3 s away.

@@ -100,10 +100,11 @@ fn directions() -> impl Strategy<Value = AssignmentAction> {
     prop_oneof![Just(Create), Just(Delete)]
 }
 
-/// Only a removal of its IAM name decided after a grant counts as a later decision for
-/// the grant's spelling; a grant is never taken for one, and a removal is not stopped.
+/// A grant's first submit is superseded by a later removal of its IAM name only: not by
+/// an earlier one, not once an earlier submit may have landed (its own item decides
+/// then), and a removal is never stopped by it.
 #[test]
-fn only_a_later_removal_of_the_name_counts_against_a_grant() {
+fn only_a_grants_first_submit_yields_to_a_later_removal_of_its_name() {
     let decided = |seconds: i64, intent: Intent| AccessDecision {
         order: DecisionOrder {
             requested_at: T0 + Duration::seconds(seconds),
@@ -115,22 +116,34 @@ fn only_a_later_removal_of_the_name_counts_against_a_grant() {
     };
     let grant = decided(0, Intent::Grant);
     let later_removal = decided(5, Intent::Revoke);
-    assert_eq!(
-        removed_by_name(&grant, Some(&later_removal)),
-        Some(&later_removal)
+    let superseded = removed_by_name(&start(Create), &grant, Some(&later_removal), T0);
+    assert!(
+        matches!(
+            superseded,
+            Some(Decision::Done {
+                completion: Completion::Superseded(_),
+                ..
+            })
+        ),
+        "{superseded:?}"
     );
-    // At the same requestedAt a revoke outranks a grant.
-    let tied_removal = decided(0, Intent::Revoke);
+    let earlier_removal = decided(-5, Intent::Revoke);
     assert_eq!(
-        removed_by_name(&grant, Some(&tied_removal)),
-        Some(&tied_removal)
+        removed_by_name(&start(Create), &grant, Some(&earlier_removal), T0),
+        None
     );
-    for other in [decided(-5, Intent::Revoke), decided(5, Intent::Grant)] {
-        assert_eq!(removed_by_name(&grant, Some(&other)), None, "{other:?}");
-    }
-    assert_eq!(removed_by_name(&grant, None), None);
+    assert_eq!(removed_by_name(&start(Create), &grant, None, T0), None);
+    let mut again = start(Create);
+    again.maybe_submitted = true;
+    assert_eq!(
+        removed_by_name(&again, &grant, Some(&later_removal), T0),
+        None
+    );
     let removal = decided(0, Intent::Revoke);
-    assert_eq!(removed_by_name(&removal, Some(&later_removal)), None);
+    assert_eq!(
+        removed_by_name(&start(Delete), &removal, Some(&later_removal), T0),
+        None
+    );
 }
 
 /// A confirming grant whose own decision, delivered again under another message id, is

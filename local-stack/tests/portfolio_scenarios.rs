@@ -132,8 +132,8 @@ async fn portfolio_principals_end_as_decided_and_report_what_is_left() {
     .map(str::to_owned)
     .to_vec();
     let collected = stack.collect(&ids, WAIT).await.expect("collect");
-    // Spelled in lower case: IAM names it the same role, so the ledger's one decision
-    // for it is still the later revoke.
+    // Spelled in lower case: IAM names it the same role, so the later revoke, recorded
+    // as the latest removal of the name, still stops it.
     stack
         .send(&[portfolio_decision(
             true,
