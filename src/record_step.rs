@@ -821,12 +821,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         match answer {
             Ok(_) => Ok(progress),
-            Err(error) => {
-                let decision =
-                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
-                Err(decided(decision, progress))
-            }
+            Err(error) => Err(self.after_ledger_error(progress, &error)),
         }
+    }
+
+    /// A ledger call failed before the step's AWS call: the step repeats after a
+    /// backoff, or is dead-lettered when the error is not transient.
+    fn after_ledger_error(
+        &self,
+        progress: Progress,
+        error: &crate::aws_call::CallError,
+    ) -> Stepped {
+        let decision = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
+        decided(decision, progress)
     }
 
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
@@ -874,15 +881,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     self.metrics.call(Api::GetItem, Answer::of(&removal));
                     let removal = match removal {
                         Ok(removal) => removal,
-                        Err(error) => {
-                            let decision = lifecycle::on_ledger_error(
-                                &progress,
-                                &error,
-                                self.policy(),
-                                Self::jitter(),
-                            );
-                            return stop(decision, progress);
-                        }
+                        Err(error) => return Err(self.after_ledger_error(progress, &error)),
                     };
                     if let Some(superseded) =
                         portfolio::removed_by_name(&progress, &self.decision, removal.as_ref(), now)
@@ -918,15 +917,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
                     Ok(latest) => latest,
-                    Err(error) => {
-                        let decision = lifecycle::on_ledger_error(
-                            &progress,
-                            &error,
-                            self.policy(),
-                            Self::jitter(),
-                        );
-                        return stop(decision, progress);
-                    }
+                    Err(error) => return Err(self.after_ledger_error(progress, &error)),
                 };
                 match (&progress.purpose, latest) {
                     // A missing item is "no decision": the expiry still revokes.
