@@ -213,11 +213,11 @@ pub fn settle_not_found(
     }
 }
 
-/// A grant's first submit behind a later removal of its IAM name in another spelling
-/// ([`crate::ledger::LedgerKey::iam_name`]): that removal found nothing of this
-/// spelling to remove, or removed it before this grant could add it back, so the grant
-/// is `superseded` with no call. Not once an earlier submit may have landed: that goes
-/// by the grant's own item, as for any decision.
+/// A grant's submit, none of which can have landed yet, behind a later removal of its
+/// IAM name in any spelling ([`crate::ledger::LedgerKey::iam_name`]): that removal found
+/// nothing of this spelling to remove, or removed it before this grant could add it
+/// back, so the grant is `superseded` with no call. Not once an earlier submit may have
+/// landed: that goes by the grant's own item, as for any decision.
 pub fn removed_by_name(
     progress: &Progress,
     own: &AccessDecision,
