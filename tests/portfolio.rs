@@ -878,12 +878,7 @@ async fn a_timed_out_list_before_an_associate_is_no_possible_submit() {
 async fn the_latest_decision_wins_for_a_portfolio_principal() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
-    let revoke = request(
-        "disassociate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-    );
+    let revoke = removal_at("TeamA-dev", "10:00:05");
     let grant = earlier_grant();
     drive(&worker, &revoke).await;
     drive(&worker, &grant).await;
@@ -904,12 +899,7 @@ async fn a_superseded_removal_reports_no_residual_access() {
         ROLE,
         json!({"requestedAt": "2026-11-30T10:00:05Z"}),
     );
-    let removal = request(
-        "disassociate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    );
+    let removal = removal_at("TeamA-dev", "10:00:00");
     drive(&worker, &grant).await;
     drive(&worker, &removal).await;
     let outcome = outcomes(&worker)
@@ -1067,16 +1057,7 @@ async fn associated_awaiting_confirm(lag: u32) -> (TestWorker, String, String) {
 #[tokio::test]
 async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
     let (worker, _, confirm) = associated_awaiting_confirm(1).await;
-    drive(
-        &worker,
-        &request(
-            "disassociate-portfolio-principal",
-            "IAM",
-            ROLE,
-            json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-        ),
-    )
-    .await;
+    drive(&worker, &removal_at("TeamA-dev", "10:00:05")).await;
     drive(&worker, &confirm).await;
     assert_later_removal_won(&worker, "succeeded");
 }
