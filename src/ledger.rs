@@ -49,7 +49,9 @@ impl LedgerKey {
     /// Catalog lists each spelling apart, each with its own item above, but IAM names
     /// one role by all of them, so a grant spelled one way must not outlive a later
     /// removal spelled another. A removal records itself here before its submit; a
-    /// grant reads it before each submit that cannot have landed yet.
+    /// grant reads it before each submit and once its confirm sees its entry, and an
+    /// undo of an entry reads it before its submit
+    /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]).
     ///
     /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
     pub fn iam_name(change: &PortfolioChange) -> Option<Self> {

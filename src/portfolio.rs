@@ -213,21 +213,46 @@ pub fn settle_not_found(
     }
 }
 
-/// A grant's submit, none of which can have landed yet, behind a later removal of its
-/// IAM name in any spelling ([`crate::ledger::LedgerKey::iam_name`]): that removal found
-/// nothing of this spelling to remove, or removed it before this grant could add it
-/// back, so the grant is `superseded` with no call. Not once an earlier submit may have
-/// landed: that goes by the grant's own item, as for any decision.
-pub fn removed_by_name(
+/// A grant behind a later removal of its IAM name in any spelling
+/// ([`crate::ledger::LedgerKey::iam_name`]): that removal found nothing of this spelling
+/// to remove, or removed it before this grant added it back. A grant none of whose
+/// submits can have landed yet is `superseded` with no call. One whose associate was
+/// made (its confirm sees its entry) or may have been (a retry after a timeout) removes
+/// its own spelling first: an undo toward the removal, which the removal itself could
+/// not make, since it names another spelling. `None`: not a grant, or no such removal.
+pub fn behind_a_later_removal_of_the_name(
     progress: &Progress,
     own: &AccessDecision,
     latest_removal: Option<&AccessDecision>,
     now: OffsetDateTime,
 ) -> Option<Decision> {
-    let later = latest_removal
-        .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > own.order)?;
-    (own.order.intent == Intent::Grant && !progress.maybe_submitted)
-        .then(|| lifecycle::superseded(progress, later, now))
+    let later = later_removal_of_the_name(own, latest_removal)?;
+    if own.order.intent != Intent::Grant || progress.purpose != Purpose::Decision {
+        return None;
+    }
+    Some(match progress.stage {
+        Stage::Confirm { .. } => lifecycle::undo(progress, later, now),
+        // An undo when an earlier submit may have landed.
+        _ => lifecycle::superseded(progress, later, now),
+    })
+}
+
+/// The decision an undo of a portfolio entry carries out: the latest of its own
+/// spelling's item, unless a removal of its IAM name in any spelling was decided after
+/// that (the name's removal ends every spelling's access; a grant adds only its own).
+pub fn latest_for_the_entry<'a>(
+    latest_own: &'a AccessDecision,
+    latest_removal: Option<&'a AccessDecision>,
+) -> &'a AccessDecision {
+    later_removal_of_the_name(latest_own, latest_removal).unwrap_or(latest_own)
+}
+
+fn later_removal_of_the_name<'a>(
+    decision: &AccessDecision,
+    latest_removal: Option<&'a AccessDecision>,
+) -> Option<&'a AccessDecision> {
+    latest_removal
+        .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > decision.order)
 }
 
 /// An `IAM` entry of `principals` with `principal`'s IAM name spelled otherwise.

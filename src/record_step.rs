@@ -693,10 +693,37 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let policy = self.policy();
         if let Stage::Confirm { .. } = progress.stage {
             let listed = self.list(change).await;
-            let not_shown = listed
+            let shown = listed
                 .as_ref()
-                .is_ok_and(|listed| !portfolio::shows_change(progress, &principal, listed));
-            if not_shown {
+                .map(|listed| portfolio::shows_change(progress, &principal, listed));
+            if shown == Ok(true)
+                && progress.purpose == Purpose::Decision
+                && self.decision.order.intent == Intent::Grant
+            {
+                // The associate landed: a later removal of the name in another spelling
+                // may have run meanwhile and found nothing of this one.
+                let removal = match self.latest_removal_of_the_name().await {
+                    Ok(removal) => removal,
+                    Err(error) => {
+                        return Ok(lifecycle::on_ledger_error(
+                            progress,
+                            &error,
+                            policy,
+                            Self::jitter(),
+                        )
+                        .into());
+                    }
+                };
+                if let Some(behind) = portfolio::behind_a_later_removal_of_the_name(
+                    progress,
+                    &self.decision,
+                    removal.as_ref(),
+                    Self::now(),
+                ) {
+                    return Ok(behind.into());
+                }
+            }
+            if shown == Ok(false) {
                 // A later decision may have changed the principal since: ask the ledger
                 // (an error here only means one more list).
                 let latest = self.worker.ledger.latest(&self.key).await;
@@ -825,6 +852,43 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
+    /// The item of an `IAM` portfolio principal's name, for the removals of that name in
+    /// any spelling ([`LedgerKey::iam_name`]).
+    fn name_key(&self) -> Option<LedgerKey> {
+        match self.target {
+            Target::Portfolio(change) => LedgerKey::iam_name(change),
+            Target::Assignment(_) => None,
+        }
+    }
+
+    /// The latest removal of an `IAM` portfolio principal's name in any spelling (none for
+    /// any other principal, which makes no call).
+    async fn latest_removal_of_the_name(
+        &self,
+    ) -> Result<Option<AccessDecision>, crate::aws_call::CallError> {
+        let Some(name_key) = self.name_key() else {
+            return Ok(None);
+        };
+        let removal = self.worker.ledger.latest(&name_key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&removal));
+        removal
+    }
+
+    /// What an undo of this entry carries out, `latest` being its own item's latest
+    /// decision ([`portfolio::latest_for_the_entry`]): the name's item is read only when
+    /// `latest` asks for access, which only a removal of the name can override.
+    async fn latest_for_the_entry(
+        &self,
+        latest: AccessDecision,
+        now: OffsetDateTime,
+    ) -> Result<AccessDecision, crate::aws_call::CallError> {
+        if latest.desired(now) != Presence::Present {
+            return Ok(latest);
+        }
+        let removal = self.latest_removal_of_the_name().await?;
+        Ok(portfolio::latest_for_the_entry(&latest, removal.as_ref()).clone())
+    }
+
     /// A ledger call failed before the step's AWS call: the step repeats after a
     /// backoff, or is dead-lettered when the error is not transient.
     fn after_ledger_error(
@@ -869,24 +933,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
-                let name_key = match self.target {
-                    Target::Portfolio(change) => LedgerKey::iam_name(change),
-                    Target::Assignment(_) => None,
-                };
-                if let Some(name_key) = &name_key
-                    && self.decision.order.intent == Intent::Grant
-                    && !progress.maybe_submitted
-                {
-                    let removal = self.worker.ledger.latest(name_key).await;
-                    self.metrics.call(Api::GetItem, Answer::of(&removal));
-                    let removal = match removal {
+                let name_key = self.name_key();
+                if self.decision.order.intent == Intent::Grant {
+                    let removal = match self.latest_removal_of_the_name().await {
                         Ok(removal) => removal,
                         Err(error) => return Err(self.after_ledger_error(progress, &error)),
                     };
-                    if let Some(superseded) =
-                        portfolio::removed_by_name(&progress, &self.decision, removal.as_ref(), now)
-                    {
-                        return stop(superseded, progress);
+                    if let Some(behind) = portfolio::behind_a_later_removal_of_the_name(
+                        &progress,
+                        &self.decision,
+                        removal.as_ref(),
+                        now,
+                    ) {
+                        return stop(behind, progress);
                     }
                 }
                 let answer = self
@@ -937,6 +996,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         stop(done, progress)
                     }
                     (Purpose::Undo { reports, .. }, Some((latest, _))) => {
+                        let latest = match self.latest_for_the_entry(latest, now).await {
+                            Ok(latest) => latest,
+                            Err(error) => return Err(self.after_ledger_error(progress, &error)),
+                        };
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
                         next.purpose = Purpose::Undo {
@@ -1078,7 +1141,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             Purpose::Undo { .. } => {
                 let latest = ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
-                latest.map(RecordAnswer::NotLatest)
+                match latest {
+                    Ok(Some(latest)) => self
+                        .latest_for_the_entry(latest, now)
+                        .await
+                        .map(|latest| RecordAnswer::NotLatest(Some(latest))),
+                    other => other.map(RecordAnswer::NotLatest),
+                }
             }
         };
         let answer = match answer {

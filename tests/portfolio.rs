@@ -439,6 +439,55 @@ async fn a_removal_between_a_stopped_grant_and_the_later_removal_still_removes_i
     assert_eq!(removal["outcome"], "succeeded", "{removal}");
 }
 
+/// The grant was associated and its confirm waits when a removal decided later, spelled
+/// `role/teama-dev`, runs: its disassociate finds nothing and its list, lagging, does not
+/// show `role/TeamA-dev` yet, so it ends `already-satisfied`. The grant's confirm then
+/// sees its entry, and the later removal of the name: it removes the entry it added and
+/// ends `superseded`, where it ended `succeeded` and the role kept its access.
+#[tokio::test]
+async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
+    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &confirm).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+}
+
+/// The grant's associate timed out without landing; a removal of the name decided later,
+/// spelled otherwise, ran and found nothing. The grant's retry, which may have submitted,
+/// is not carried out again: it ends `superseded`, with the entry it may have added
+/// removed (before, it associated again and the role kept its access).
+#[tokio::test]
+async fn a_grant_retried_after_a_later_removal_of_its_name_is_not_carried_out() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+    let worker = worker(catalog, &[]);
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    let retry = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    assert_eq!(json_of_body(&retry)["progress"]["maybeSubmitted"], true);
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &retry).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+    let associates = worker
+        .service_catalog
+        .calls()
+        .into_iter()
+        .filter(|call| matches!(call, CatalogCall::Associate(_)))
+        .count();
+    assert_eq!(associates, 1, "only the associate that timed out");
+}
+
+fn json_of_body(body: &str) -> Value {
+    serde_json::from_str(body).expect("JSON body")
+}
+
 /// A grant of `arn` whose `notAfter` is 3 s away.
 fn grant_for_3_seconds(arn: &str) -> String {
     grant_for(arn, 3)

@@ -7,11 +7,11 @@ use assignment_worker::ids::PortfolioId;
 use assignment_worker::ledger::{AccessDecision, DecisionOrder, Intent};
 use assignment_worker::lifecycle::{Completion, Decision, ErrorClass, MAX_DELAY_SECONDS, Policy};
 use assignment_worker::portfolio::{
-    AfterSubmit, ListResult, after_list, after_submit, before_associate, overtaken,
-    removed_by_name, settle_not_found,
+    AfterSubmit, ListResult, after_list, after_submit, before_associate,
+    behind_a_later_removal_of_the_name, latest_for_the_entry, overtaken, settle_not_found,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
-use assignment_worker::progress::{DecisionStamp, Progress, Resource, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -100,12 +100,8 @@ fn directions() -> impl Strategy<Value = AssignmentAction> {
     prop_oneof![Just(Create), Just(Delete)]
 }
 
-/// A grant's first submit is superseded by a later removal of its IAM name only: not by
-/// an earlier one, not once an earlier submit may have landed (its own item decides
-/// then), and a removal is never stopped by it.
-#[test]
-fn only_a_grants_first_submit_yields_to_a_later_removal_of_its_name() {
-    let decided = |seconds: i64, intent: Intent| AccessDecision {
+fn decided(seconds: i64, intent: Intent) -> AccessDecision {
+    AccessDecision {
         order: DecisionOrder {
             requested_at: T0 + Duration::seconds(seconds),
             intent,
@@ -113,10 +109,40 @@ fn only_a_grants_first_submit_yields_to_a_later_removal_of_its_name() {
             first_message_id: format!("m-{seconds}"),
         },
         not_after: None,
-    };
+    }
+}
+
+/// The removal of its own spelling a decision asks for: `Some(superseded_by)` when it
+/// is an undo of the entry toward a later decision.
+fn undone_toward(decision: Option<Decision>) -> Option<String> {
+    match decision? {
+        Decision::Continue {
+            progress,
+            delay_seconds: 0,
+        } if progress.operation() == Delete && progress.stage == Stage::Submit => {
+            match progress.purpose {
+                Purpose::Undo { superseded_by, .. } => superseded_by.correlation_id,
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A grant yields to a later removal of its IAM name only: not to an earlier one, and a
+/// removal is never stopped by it. A grant none of whose submits can have landed ends
+/// with no call; one whose associate landed (its confirm) or may have (a retry after a
+/// timeout) removes its own spelling first, which the removal of another spelling did
+/// not.
+#[test]
+fn a_grant_yields_to_a_later_removal_of_its_name_and_removes_what_it_may_have_added() {
     let grant = decided(0, Intent::Grant);
-    let later_removal = decided(5, Intent::Revoke);
-    let superseded = removed_by_name(&start(Create), &grant, Some(&later_removal), T0);
+    let mut later_removal = decided(5, Intent::Revoke);
+    later_removal.order.correlation_id = Some("CHG-removal".to_owned());
+    let behind = |progress: &Progress, removal: &AccessDecision| {
+        behind_a_later_removal_of_the_name(progress, &grant, Some(removal), T0)
+    };
+    let superseded = behind(&start(Create), &later_removal);
     assert!(
         matches!(
             superseded,
@@ -127,23 +153,61 @@ fn only_a_grants_first_submit_yields_to_a_later_removal_of_its_name() {
         ),
         "{superseded:?}"
     );
-    let earlier_removal = decided(-5, Intent::Revoke);
-    assert_eq!(
-        removed_by_name(&start(Create), &grant, Some(&earlier_removal), T0),
-        None
-    );
-    assert_eq!(removed_by_name(&start(Create), &grant, None, T0), None);
     let mut again = start(Create);
     again.maybe_submitted = true;
     assert_eq!(
-        removed_by_name(&again, &grant, Some(&later_removal), T0),
+        undone_toward(behind(&again, &later_removal)).as_deref(),
+        Some("CHG-removal")
+    );
+    assert_eq!(
+        undone_toward(behind(&confirming(Create), &later_removal)).as_deref(),
+        Some("CHG-removal")
+    );
+
+    assert_eq!(behind(&start(Create), &decided(-5, Intent::Revoke)), None);
+    assert_eq!(
+        behind(&confirming(Create), &decided(-5, Intent::Revoke)),
+        None
+    );
+    assert_eq!(
+        behind_a_later_removal_of_the_name(&start(Create), &grant, None, T0),
         None
     );
     let removal = decided(0, Intent::Revoke);
     assert_eq!(
-        removed_by_name(&start(Delete), &removal, Some(&later_removal), T0),
+        behind_a_later_removal_of_the_name(&start(Delete), &removal, Some(&later_removal), T0),
         None
     );
+    // An expiry removes its spelling anyway; an undo goes by `latest_for_the_entry`.
+    let mut expiry = start(Delete);
+    expiry.purpose = Purpose::Expiry;
+    assert_eq!(behind(&expiry, &later_removal), None);
+}
+
+/// An undo of an entry carries out a removal of its name decided after the entry's own
+/// latest decision, and the entry's own latest decision otherwise.
+#[test]
+fn an_undo_carries_out_the_latest_of_its_entry_and_of_the_removals_of_its_name() {
+    let grant = decided(0, Intent::Grant);
+    let later_removal = decided(5, Intent::Revoke);
+    assert_eq!(
+        latest_for_the_entry(&grant, Some(&later_removal)),
+        &later_removal
+    );
+    assert_eq!(latest_for_the_entry(&grant, None), &grant);
+    let later_grant = decided(9, Intent::Grant);
+    assert_eq!(
+        latest_for_the_entry(&later_grant, Some(&later_removal)),
+        &later_grant
+    );
+    let own_removal = decided(2, Intent::Revoke);
+    assert_eq!(
+        latest_for_the_entry(&own_removal, Some(&later_removal)),
+        &later_removal
+    );
+    // The name's item holds removals only; anything else there is not followed.
+    let named_grant = decided(7, Intent::Grant);
+    assert_eq!(latest_for_the_entry(&grant, Some(&named_grant)), &grant);
 }
 
 /// A confirming grant whose own decision, delivered again under another message id, is
