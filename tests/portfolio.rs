@@ -42,6 +42,13 @@ fn pattern(arn: &str) -> ListedPrincipal {
 }
 
 fn worker(catalog: MemoryServiceCatalog, extra: &[(&str, &str)]) -> TestWorker {
+    worker_with(catalog, extra)
+}
+
+fn worker_with<S: ServiceCatalog>(
+    catalog: S,
+    extra: &[(&str, &str)],
+) -> Worker<ScriptedIdentityCenter, RecordingQueues, MemoryLedger, S> {
     let mut env: HashMap<&str, &str> = HashMap::from([
         (
             "WORK_QUEUE_URL",
@@ -1227,4 +1234,111 @@ async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal
         outcomes(&worker).last().expect("an outcome")["outcome"],
         "superseded"
     );
+}
+
+/// The in-memory Service Catalog, whose lists take 2 s once `slow` is set.
+#[derive(Default)]
+struct SlowLists {
+    catalog: MemoryServiceCatalog,
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl ServiceCatalog for SlowLists {
+    async fn associate_principal(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<(), CallError> {
+        self.catalog.associate_principal(change).await
+    }
+
+    async fn disassociate_principal(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<(), CallError> {
+        self.catalog.disassociate_principal(change).await
+    }
+
+    async fn list_principals(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<Vec<ListedPrincipal>, CallError> {
+        if self.slow.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        self.catalog.list_principals(change).await
+    }
+}
+
+/// A grant's confirm step whose list answers with less than a step's reserve left before
+/// the invocation's deadline (`call_reserve`): the step it stored, the ledger calls it
+/// made, and the outcomes sent.
+async fn confirm_after_a_slow_list(list_lag: u32) -> (Value, usize, Vec<Value>) {
+    use assignment_worker::handler::Invocation;
+    use assignment_worker::record_step::call_reserve;
+    let catalog = SlowLists {
+        catalog: MemoryServiceCatalog::default()
+            .with_portfolio(PORTFOLIO, vec![])
+            .with_list_lag(list_lag),
+        ..SlowLists::default()
+    };
+    let worker = worker_with(catalog, &[]);
+    worker
+        .handle(record(&earlier_grant(), "g-1"), &Invocation::default())
+        .await;
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    worker.service_catalog.slow.store(true, Ordering::Relaxed);
+    let ledger_calls = worker.ledger.calls();
+    let deadline = std::time::SystemTime::now()
+        + call_reserve(&worker.config)
+        + std::time::Duration::from_secs(1);
+    let response = worker
+        .handle(
+            record(&confirm, "c-1"),
+            &Invocation {
+                deadline: Some(deadline),
+                ..Invocation::default()
+            },
+        )
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let stored = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(stored.len(), 2, "{stored:#?}");
+    let outcome_queue = worker.config.outcome_queue.as_ref().expect("outcome queue");
+    let outcomes = worker
+        .queues
+        .sent_to(outcome_queue)
+        .iter()
+        .map(json_of)
+        .collect();
+    (
+        json_of(&stored[1]),
+        worker.ledger.calls() - ledger_calls,
+        outcomes,
+    )
+}
+
+/// Past a step's reserve after its list, a confirm that sees its associate makes no more
+/// calls (the name's item, then the ledger's record): the step is stored again as it
+/// was, to list again at once. Before, both calls ran into the time the sends need.
+#[tokio::test]
+async fn a_confirm_whose_list_ends_near_the_deadline_is_stored_again() {
+    let (step, ledger_calls, outcomes) = confirm_after_a_slow_list(0).await;
+    assert_eq!(ledger_calls, 0);
+    assert_eq!(outcomes, Vec::<Value>::new());
+    assert_eq!(step["progress"]["step"], "confirm");
+    assert_eq!(step["progress"]["polls"], 0);
+}
+
+/// Past a step's reserve after its list, a confirm that does not see its associate yet
+/// lists again later without asking the ledger whether a later decision overtook it:
+/// that read would only save a list.
+#[tokio::test]
+async fn a_confirm_not_shown_near_the_deadline_lists_again_without_the_ledger() {
+    let (step, ledger_calls, outcomes) = confirm_after_a_slow_list(1).await;
+    assert_eq!(ledger_calls, 0);
+    assert_eq!(outcomes, Vec::<Value>::new());
+    assert_eq!(step["progress"]["step"], "confirm");
+    assert_eq!(step["progress"]["polls"], 1);
 }
