@@ -49,9 +49,10 @@ impl LedgerKey {
     /// Catalog lists each spelling apart, each with its own item above, but IAM names
     /// one role by all of them, so a grant spelled one way must not outlive a later
     /// removal spelled another. A removal records itself here before its submit; a
-    /// grant reads it before each submit and once its confirm sees its entry, and an
-    /// undo of an entry reads it before its submit
-    /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]).
+    /// grant reads it before each submit and once its confirm sees its entry
+    /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]); an undo, and a
+    /// confirm that does not see its change, read it when the entry's own latest
+    /// decision asks for access ([`crate::portfolio::latest_for_the_entry`]).
     ///
     /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
     pub fn iam_name(change: &PortfolioChange) -> Option<Self> {

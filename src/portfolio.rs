@@ -421,7 +421,9 @@ pub fn shows_change(
 /// before a slow associate landed, or a grant whose associate ran before this removal's
 /// disassociate landed. An undo
 /// that restores a grant's principal is followed by a restored-expiry step, which ends
-/// it at that grant's `notAfter` when nothing else will. `None`: keep confirming.
+/// it at that grant's `notAfter` when nothing else will. `latest` is the entry's
+/// ([`latest_for_the_entry`]): a later removal of its IAM name in another spelling counts.
+/// `None`: keep confirming.
 pub fn overtaken(
     progress: &Progress,
     own: &AccessDecision,

@@ -733,13 +733,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
             }
             if shown == Ok(false) && !out_of_time {
-                // A later decision may have changed the principal since: ask the ledger
-                // (an error here only means one more list).
+                // A later decision may have changed the principal since, or removed its
+                // name in another spelling (an undo toward that removal leaves this
+                // entry's own item as it was): ask the ledger (an error here only means
+                // one more list).
+                let now = Self::now();
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
-                if let Ok(latest) = latest
-                    && let Some(decision) =
-                        portfolio::overtaken(progress, &self.decision, latest.as_ref(), Self::now())
+                let latest = match latest {
+                    Ok(Some(latest)) => self.latest_for_the_entry(latest, now).await.ok(),
+                    _ => None,
+                };
+                if let Some(decision) =
+                    portfolio::overtaken(progress, &self.decision, latest.as_ref(), now)
                 {
                     return Ok(decision.into());
                 }

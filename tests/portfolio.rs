@@ -459,6 +459,76 @@ async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
     assert_later_removal_won(&worker, "already-satisfied");
 }
 
+/// The grant above, undone toward the later removal, leaves its own spelling's item as
+/// it was: a copy of its confirm step (SQS delivers at least once), finding the entry
+/// gone, ends `superseded` at its first list, as behind a removal of its own spelling,
+/// instead of listing on to the poll deadline and a `timed-out` dead letter.
+#[tokio::test]
+async fn a_copy_of_a_confirm_undone_toward_a_removal_of_the_name_ends_superseded() {
+    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &confirm).await;
+    drive(&worker, &confirm).await;
+    let ends: Vec<Value> = outcomes(&worker)
+        .iter()
+        .map(|o| json!([o["action"], o["outcome"]]))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            json!(["disassociate-portfolio-principal", "already-satisfied"]),
+            json!(["associate-portfolio-principal", "superseded"]),
+            json!(["associate-portfolio-principal", "superseded"])
+        ]
+    );
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+/// Two grants of `role/TeamA-dev` confirming when a later removal of `role/teama-dev`
+/// runs: the first one's confirm removes the entry; the second one's, finding it gone,
+/// ends `superseded` too rather than waiting to see it listed.
+#[tokio::test]
+async fn two_grants_of_one_spelling_both_yield_to_a_later_removal_of_the_name() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(&lower)])
+        .with_list_lag(1);
+    let worker = worker(catalog, &[]);
+    let first = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T09:59:00Z"}),
+    );
+    for (grant, id) in [(first, "g-0"), (earlier_grant(), "g-1")] {
+        function_handler(
+            &worker,
+            LambdaEvent::new(record(&grant, id), Context::default()),
+        )
+        .await
+        .expect("a batch response");
+    }
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    let [first_confirm, second_confirm] = work.as_slice() else {
+        panic!("both grants confirming, not {work:#?}");
+    };
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &first_confirm.body).await;
+    drive(&worker, &second_confirm.body).await;
+    let ends: Vec<Value> = outcomes(&worker)
+        .iter()
+        .map(|o| o["outcome"].clone())
+        .collect();
+    assert_eq!(ends, ["succeeded", "superseded", "superseded"]);
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 /// The grant's associate timed out without landing; a removal of the name decided later,
 /// spelled otherwise, ran and found nothing. The grant's retry, which may have submitted,
 /// is not carried out again: it ends `superseded`, with the entry it may have added
