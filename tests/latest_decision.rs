@@ -6,7 +6,11 @@
 //! carry a `notAfter` already past or far ahead; steps that wait for a `notAfter` ahead
 //! are held out of the queue, as they would wait hours. When Identity Center refuses
 //! some creates, the access may fall short of the latest decision, never exceed it, and
-//! access a timed grant asks for always has such a wait behind it.
+//! access a timed grant asks for always has such a wait behind it. A portfolio role
+//! named in two spellings (`role/TeamA-dev`, `role/teama-dev`: two Service Catalog
+//! entries, one IAM role) ends with each entry as the latest decision about it asks: a
+//! grant of that spelling, or a removal of the name in either; an entry left in place
+//! against a removal of the other spelling is reported by that removal.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +46,22 @@ const ACCOUNT: &str = "111122223333";
 const PRINCIPAL: &str = "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10";
 const PORTFOLIO: &str = "port-abcdefghijklm";
 const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
+/// The same role, spelled otherwise.
+const ROLE_LOWER: &str = "arn:aws:iam::111122223333:role/teama-dev";
+
+/// What a run's decisions are about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Assignment,
+    /// One portfolio principal, always spelled `ROLE`.
+    Portfolio,
+    /// One role on a portfolio: grants spell it `ROLE`, removals `ROLE` or `ROLE_LOWER`.
+    /// (With grants in both spellings, which entry a grant of one spelling leaves in
+    /// place depends on the delivery order: a removal that a later grant of its own
+    /// spelling supersedes records nothing for the name. The role's access is as
+    /// decided either way, but no property of each entry holds.)
+    PortfolioSpellings,
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -342,14 +362,15 @@ fn about(assignment: &Assignment, answer: CallResult) -> CallResult {
     })
 }
 
-/// One principal of one portfolio in Service Catalog. Associate and disassociate take
-/// effect when they answer (or, with the answer lost, all the same), and the list shows
-/// the principal as it was until it catches up (SPEC §9: the list lags the calls).
+/// The `IAM` principals of one portfolio in Service Catalog, each ARN an entry of its
+/// own. Associate and disassociate take effect when they answer (or, with the answer
+/// lost, all the same), and the list shows the entries as they were until it catches up
+/// (SPEC §9: the list lags the calls).
 #[derive(Debug, Default)]
 struct CatalogModel {
-    present: bool,
+    present: BTreeSet<String>,
     /// What ListPrincipalsForPortfolio shows.
-    listed: bool,
+    listed: BTreeSet<String>,
 }
 
 struct ModelCatalog {
@@ -370,13 +391,13 @@ impl ModelCatalog {
         let catch_up = !self.roll(self.chance.faults.asynchronous.min(50));
         let mut model = lock(&self.model);
         if catch_up {
-            model.listed = model.present;
+            model.listed = model.present.clone();
         }
     }
 
     fn settle(&self) {
         let mut model = lock(&self.model);
-        model.listed = model.present;
+        model.listed = model.present.clone();
     }
 
     fn error(kind: ErrorKind, code: &str) -> Result<(), CallError> {
@@ -387,7 +408,7 @@ impl ModelCatalog {
         })
     }
 
-    fn change(&self, kind: Kind) -> Result<(), CallError> {
+    fn change(&self, kind: Kind, arn: &str) -> Result<(), CallError> {
         if self.roll(self.chance.faults.throttle) {
             return Self::error(ErrorKind::RateLimited, "ThrottlingException");
         }
@@ -399,10 +420,14 @@ impl ModelCatalog {
         }
         let lost = self.roll(self.chance.faults.lost_answer);
         let mut model = lock(&self.model);
-        if kind == Kind::Delete && !model.present {
+        if kind == Kind::Delete && !model.present.contains(arn) {
             return Self::error(ErrorKind::ResourceNotFound, "ResourceNotFoundException");
         }
-        model.present = kind == Kind::Create;
+        if kind == Kind::Create {
+            model.present.insert(arn.to_owned());
+        } else {
+            model.present.remove(arn);
+        }
         if lost {
             // Carried out; the answer never arrived.
             return Self::error(ErrorKind::Timeout, "Timeout");
@@ -412,14 +437,14 @@ impl ModelCatalog {
 }
 
 impl ServiceCatalog for ModelCatalog {
-    async fn associate_principal(&self, _: &PortfolioChange) -> Result<(), CallError> {
+    async fn associate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
         self.chance.interleave().await;
-        self.change(Kind::Create)
+        self.change(Kind::Create, change.principal.arn())
     }
 
-    async fn disassociate_principal(&self, _: &PortfolioChange) -> Result<(), CallError> {
+    async fn disassociate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
         self.chance.interleave().await;
-        self.change(Kind::Delete)
+        self.change(Kind::Delete, change.principal.arn())
     }
 
     async fn list_principals(
@@ -437,11 +462,11 @@ impl ServiceCatalog for ModelCatalog {
         let model = lock(&self.model);
         Ok(model
             .listed
-            .then(|| ListedPrincipal {
+            .iter()
+            .map(|arn| ListedPrincipal {
                 principal_type: PortfolioPrincipalType::Iam,
-                principal_arn: ROLE.to_owned(),
+                principal_arn: arn.clone(),
             })
-            .into_iter()
             .collect())
     }
 }
@@ -558,9 +583,20 @@ struct Decision {
     requested_at: Option<u8>,
     /// Ignored on a revoke, as SPEC §2 says.
     not_after: NotAfter,
+    /// A removal spelled `ROLE_LOWER` (in a `PortfolioSpellings` run only).
+    lower: bool,
 }
 
 impl Decision {
+    /// The ARN a portfolio request of this decision names in `subject`'s runs.
+    fn arn(&self, subject: Subject) -> &'static str {
+        if subject == Subject::PortfolioSpellings && self.lower && !self.grant {
+            ROLE_LOWER
+        } else {
+            ROLE
+        }
+    }
+
     /// Whether the decision asks for the access now.
     fn asks_for_access(&self) -> bool {
         self.grant && self.not_after != NotAfter::Past
@@ -580,11 +616,13 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
             any::<bool>(),
             prop::option::weighted(0.7, 0..6u8),
             not_after,
+            any::<bool>(),
         )
-            .prop_map(|(grant, requested_at, not_after)| Decision {
+            .prop_map(|(grant, requested_at, not_after, lower)| Decision {
                 grant,
                 requested_at,
                 not_after,
+                lower,
             }),
         1..6,
     )
@@ -592,8 +630,8 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 
 const ORIGIN_MS: u64 = 1_764_000_000_000;
 
-fn body(index: usize, decision: &Decision, portfolio: bool) -> String {
-    let mut body = if portfolio {
+fn body(index: usize, decision: &Decision, subject: Subject) -> String {
+    let mut body = if subject != Subject::Assignment {
         json!({
             "action": if decision.grant {
                 "associate-portfolio-principal"
@@ -602,7 +640,7 @@ fn body(index: usize, decision: &Decision, portfolio: bool) -> String {
             },
             "portfolioId": PORTFOLIO,
             "principalType": "IAM",
-            "principalArn": ROLE,
+            "principalArn": decision.arn(subject),
             "correlationId": format!("D-{index}"),
         })
     } else {
@@ -634,6 +672,15 @@ fn body(index: usize, decision: &Decision, portfolio: bool) -> String {
 /// The latest decision in the order of SPEC §11 over what the test sent: requestedAt (or
 /// SentTimestamp), a revoke before a grant, the correlation id, the first message id.
 fn latest(decisions: &[Decision], first: &[Queued]) -> usize {
+    latest_of(decisions, first, |_| true).expect("at least one decision")
+}
+
+/// The latest of the decisions `counts` picks, in the order of [`latest`].
+fn latest_of(
+    decisions: &[Decision],
+    first: &[Queued],
+    counts: impl Fn(&Decision) -> bool,
+) -> Option<usize> {
     let key = |i: usize| {
         let at_ms = decisions[i]
             .requested_at
@@ -646,8 +693,8 @@ fn latest(decisions: &[Decision], first: &[Queued]) -> usize {
         )
     };
     (0..decisions.len())
+        .filter(|&i| counts(&decisions[i]))
         .max_by_key(|&i| key(i))
-        .expect("at least one decision")
 }
 
 fn event(batch: &[Queued]) -> SqsEvent {
@@ -684,6 +731,15 @@ fn config(attempts: u32) -> Config {
 
 struct Run {
     present: bool,
+    /// The portfolio entries listed at the end.
+    present_arns: BTreeSet<String>,
+    /// Per correlation id, the entries its outcome (`residualAccess`) or its
+    /// `PrincipalArnCaseMismatch` dead letter reports as keeping access.
+    reported: BTreeMap<String, BTreeSet<String>>,
+    /// Each dead letter's class and code.
+    dead_letter_codes: Vec<(String, String)>,
+    /// The decisions as SQS first stamped them, for their order.
+    first: Vec<Queued>,
     latest: Decision,
     outcomes: BTreeMap<String, BTreeSet<String>>,
     /// The error classes of the dead letters (a confirm out of polls counts as
@@ -707,8 +763,8 @@ struct Run {
     waiting: usize,
 }
 
-/// One run over an account assignment, or over a portfolio principal (`portfolio`).
-fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Run {
+/// One run over `subject`.
+fn run(decisions: &[Decision], faults: Faults, seed: u64, subject: Subject) -> Run {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -748,7 +804,7 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
     let first: Vec<Queued> = decisions
         .iter()
         .enumerate()
-        .map(|(i, d)| mint(body(i, d, portfolio), &mut clock_ms))
+        .map(|(i, d)| mint(body(i, d, subject), &mut clock_ms))
         .collect();
     let mut queue = first.clone();
     let mut waiting = 0;
@@ -811,6 +867,8 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
     worker.service_catalog.settle();
 
     let mut outcomes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut reported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut dead_letter_codes = Vec::new();
     let mut dead_letters = Vec::new();
     let mut step_dead_letters = 0;
     let mut uncertain_dead_letters = 0;
@@ -818,13 +876,17 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
     for (destination, message) in lock(&worker.queues.sent).iter() {
         if destination == OUTCOMES {
             let event: Value = serde_json::from_str(&message.body).expect("JSON");
+            let id = event["correlationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let residual = event["residualAccess"].as_array().into_iter().flatten();
+            reported
+                .entry(id.clone())
+                .or_default()
+                .extend(residual.filter_map(|p| p["principalArn"].as_str().map(str::to_owned)));
             outcomes
-                .entry(
-                    event["correlationId"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
+                .entry(id)
                 .or_default()
                 .insert(event["outcome"].as_str().unwrap_or_default().to_owned());
         } else if destination == DLQ {
@@ -846,6 +908,21 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
                 (class, _) => class.to_owned(),
             };
             let body: Value = serde_json::from_str(&message.body).expect("JSON");
+            let code = attribute("ErrorCode");
+            if code == "PrincipalArnCaseMismatch" {
+                let named = attribute("ErrorMessage");
+                let id = body["correlationId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                reported.entry(id).or_default().extend(
+                    [ROLE, ROLE_LOWER]
+                        .into_iter()
+                        .filter(|arn| named.contains(arn))
+                        .map(str::to_owned),
+                );
+            }
+            dead_letter_codes.push((class.clone(), code));
             if class == "exhausted" || class == "timed-out" {
                 // A request names its action; a step of the worker's own, its operation.
                 let change = body["progress"]["operation"]
@@ -866,14 +943,19 @@ fn run(decisions: &[Decision], faults: Faults, seed: u64, portfolio: bool) -> Ru
             dead_letters.push(class);
         }
     }
-    let present = if portfolio {
-        lock(&worker.service_catalog.model).present
-    } else {
+    let present_arns = lock(&worker.service_catalog.model).present.clone();
+    let present = if subject == Subject::Assignment {
         lock(&worker.identity_center.model).present
+    } else {
+        !present_arns.is_empty()
     };
     let winner = latest(decisions, &first);
     Run {
         present,
+        present_arns,
+        reported,
+        dead_letter_codes,
+        first,
         latest: decisions[winner].clone(),
         latest_outcomes: outcomes
             .get(&format!("D-{winner}"))
@@ -970,6 +1052,57 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The promise for a role named in two spellings, over a finished run with no refusals
+/// and attempts to spare: each entry is as the latest decision about it asks (a grant
+/// of that spelling, or a removal of the name in either), or, left in place against a
+/// removal of the other spelling, reported by that removal; no dead letter but
+/// `expired` grants and such removals'.
+fn check_spellings(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
+    prop_assert!(
+        run.dead_letter_codes
+            .iter()
+            .all(|(class, code)| class == "expired" || code == "PrincipalArnCaseMismatch"),
+        "dead letters: {:?}",
+        run.dead_letter_codes
+    );
+    for arn in [ROLE, ROLE_LOWER] {
+        let about = |d: &Decision| !d.grant || d.arn(Subject::PortfolioSpellings) == arn;
+        let latest = latest_of(decisions, &run.first, about);
+        let present = run.present_arns.contains(arn);
+        let wanted = latest.is_some_and(|i| decisions[i].asks_for_access());
+        if wanted {
+            prop_assert!(present, "{} absent, though D-{:?} asks for it", arn, latest);
+            if latest.is_some_and(|i| decisions[i].not_after == NotAfter::Ahead) {
+                prop_assert!(run.waiting > 0, "timed access with no step to end it");
+            }
+        } else if present {
+            let reported_by = |i: usize| {
+                !decisions[i].grant
+                    && decisions[i].arn(Subject::PortfolioSpellings) != arn
+                    && run
+                        .reported
+                        .get(&format!("D-{i}"))
+                        .is_some_and(|reported| reported.contains(arn))
+            };
+            prop_assert!(
+                latest.is_some_and(reported_by),
+                "{} left in place against D-{:?}, unreported (outcomes: {:?}, reported: {:?}, \
+                 dead letters: {:?})",
+                arn,
+                latest,
+                run.outcomes,
+                run.reported,
+                run.dead_letter_codes
+            );
+        }
+    }
+    for index in 0..decisions.len() {
+        let id = format!("D-{index}");
+        prop_assert!(run.outcomes.contains_key(&id), "{} has no outcome", id);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -979,7 +1112,7 @@ proptest! {
         faults in faults(),
         seed in any::<u64>(),
     ) {
-        check(&run(&decisions, faults, seed, false), &decisions)?;
+        check(&run(&decisions, faults, seed, Subject::Assignment), &decisions)?;
     }
 
     /// The same for a portfolio principal, whose changes may land late and whose list
@@ -990,7 +1123,19 @@ proptest! {
         faults in faults(),
         seed in any::<u64>(),
     ) {
-        check(&run(&decisions, faults, seed, true), &decisions)?;
+        check(&run(&decisions, faults, seed, Subject::Portfolio), &decisions)?;
+    }
+
+    /// The same for one role named in two spellings, each a Service Catalog entry of its
+    /// own: a grant adds its own spelling, a removal of the name ends them all.
+    #[test]
+    fn each_spelling_of_a_role_ends_as_the_latest_decision_about_it_asks(
+        decisions in decisions(),
+        faults in faults().prop_map(|faults| Faults { refuse: 0, attempts: 1000, ..faults }),
+        seed in any::<u64>(),
+    ) {
+        let run = run(&decisions, faults, seed, Subject::PortfolioSpellings);
+        check_spellings(&run, &decisions)?;
     }
 }
 
@@ -1003,11 +1148,13 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             grant: true,
             requested_at: Some(1),
             not_after: NotAfter::None,
+            lower: false,
         },
         Decision {
             grant: false,
             requested_at: Some(2),
             not_after: NotAfter::None,
+            lower: false,
         },
     ];
     for seed in 0..64 {
@@ -1024,7 +1171,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             refuse: 0,
             attempts: 1000,
         };
-        let run = run(&decisions, faults, seed, false);
+        let run = run(&decisions, faults, seed, Subject::Assignment);
         assert!(
             !run.present,
             "seed {seed}: the revoke is the latest decision"
