@@ -681,9 +681,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// One Service Catalog step (SPEC §9): the list before an associate, the change,
     /// the list that settles an ambiguous ResourceNotFound, or the list that confirms.
-    /// A step makes up to two calls; the second is not started near the deadline, nor
-    /// the ledger calls after a confirm's list that shows the change (`Err`: the step is
-    /// stored again as it was, and repeats).
+    /// A step makes up to two calls; the second is not started near the deadline
+    /// (`Err`: the step is stored again as it was, and repeats).
     async fn call_service_catalog(
         &self,
         change: &PortfolioChange,
@@ -697,14 +696,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             let shown = listed
                 .as_ref()
                 .map(|listed| portfolio::shows_change(progress, &principal, listed));
-            // Past the reserve, no ledger call follows the list: a change shown would be
-            // read against the name's item and recorded, so the step lists again at once;
-            // a change not shown lists again later without asking whether it was
-            // overtaken, which only saves lists.
-            let out_of_time = self.out_of_time();
-            if out_of_time && shown == Ok(true) {
-                return Err(NEAR_DEADLINE);
-            }
             if shown == Ok(true)
                 && progress.purpose == Purpose::Decision
                 && self.decision.order.intent == Intent::Grant
@@ -732,7 +723,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     return Ok(behind.into());
                 }
             }
-            if shown == Ok(false) && !out_of_time {
+            if shown == Ok(false) {
                 // A later decision may have changed the principal since, or removed its
                 // name in another spelling (an undo toward that removal leaves this
                 // entry's own item as it was): ask the ledger (an error here only means
