@@ -39,7 +39,12 @@ use crate::service_catalog::ServiceCatalog;
 /// default SQS bounds. That is one queue's sends; the handler sends the queues one after
 /// another (next steps, dead letters, outcome events), and the later ones run past the
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
-/// their records for redelivery.
+/// their records for redelivery. A portfolio confirm may make two ledger reads after its
+/// list (an `IAM` grant's: the name's item, then the record; a change not shown: the
+/// entry's item and the name's): they fit when the list takes at most 3 s of its 5 s
+/// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), and
+/// otherwise may leave the sends to be cut off, and the records to SQS's redelivery,
+/// like the later queues above.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT
@@ -727,12 +732,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // A later decision may have changed the principal since, or removed its
                 // name in another spelling (an undo toward that removal leaves this
                 // entry's own item as it was): ask the ledger (an error here only means
-                // one more list).
+                // one more list; without the name's item, the entry's own decision goes,
+                // and an undo's fence checks it against the name again).
                 let now = Self::now();
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
-                    Ok(Some(latest)) => self.latest_for_the_entry(latest, now).await.ok(),
+                    Ok(Some(latest)) => Some(
+                        self.latest_for_the_entry(latest.clone(), now)
+                            .await
+                            .unwrap_or(latest),
+                    ),
                     _ => None,
                 };
                 if let Some(decision) =

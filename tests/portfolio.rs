@@ -446,9 +446,7 @@ async fn a_removal_between_a_stopped_grant_and_the_later_removal_still_removes_i
 /// ends `superseded`, where it ended `succeeded` and the role kept its access.
 #[tokio::test]
 async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
-    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
-    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
-    drive(&worker, &confirm).await;
+    let (worker, _) = confirmed_after_removal_of("teama-dev").await;
     assert_later_removal_won(&worker, "already-satisfied");
 }
 
@@ -458,9 +456,7 @@ async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
 /// instead of listing on to the poll deadline and a `timed-out` dead letter.
 #[tokio::test]
 async fn a_copy_of_a_confirm_undone_toward_a_removal_of_the_name_ends_superseded() {
-    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
-    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
-    drive(&worker, &confirm).await;
+    let (worker, confirm) = confirmed_after_removal_of("teama-dev").await;
     drive(&worker, &confirm).await;
     let ends: Vec<Value> = outcomes(&worker)
         .iter()
@@ -1170,14 +1166,22 @@ async fn associated_awaiting_confirm(lag: u32) -> (TestWorker, String, String) {
     (worker, grant, confirm)
 }
 
+/// A grant of ROLE associated with its confirm waiting (the list one behind), then a
+/// removal of `role/<name>` decided later carried out, then the confirm delivered: the
+/// worker and the confirm step, to deliver again.
+async fn confirmed_after_removal_of(name: &str) -> (TestWorker, String) {
+    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
+    drive(&worker, &removal_at(name, "10:00:05")).await;
+    drive(&worker, &confirm).await;
+    (worker, confirm)
+}
+
 /// The list shows a principal's state, not an operation: once a later decision removed
 /// the principal, a grant still confirming its associate would wait to the poll
 /// deadline. It ends superseded instead (found by the chaos run).
 #[tokio::test]
 async fn a_confirm_overtaken_by_a_later_removal_ends_superseded() {
-    let (worker, _, confirm) = associated_awaiting_confirm(1).await;
-    drive(&worker, &removal_at("TeamA-dev", "10:00:05")).await;
-    drive(&worker, &confirm).await;
+    let (worker, _) = confirmed_after_removal_of("TeamA-dev").await;
     assert_later_removal_won(&worker, "succeeded");
 }
 
@@ -1242,6 +1246,19 @@ async fn record_decision(
 /// `superseded`, with the principal in place.
 #[tokio::test]
 async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal_in_place() {
+    removal_overtaken_by_a_later_grant(&[]).await;
+}
+
+/// As above when the read of the name's item fails (after the entry's own item is read):
+/// the confirm goes by the entry's own latest decision, as it did before the name's item
+/// was read there, rather than listing once more for nothing.
+#[tokio::test]
+async fn a_confirm_whose_read_of_the_name_fails_goes_by_the_entrys_own_decision() {
+    removal_overtaken_by_a_later_grant(&[false, true]).await;
+}
+
+/// The test above, with `ledger_faults` scripted for the calls of the removal's confirm.
+async fn removal_overtaken_by_a_later_grant(ledger_faults: &[bool]) {
     use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
@@ -1281,6 +1298,7 @@ async fn a_removal_overtaken_by_a_later_grant_ends_superseded_with_the_principal
     };
     record_decision(&worker, &key, grant, RecordedState::Present).await;
 
+    worker.ledger.set_faults(ledger_faults.iter().copied());
     drive(&worker, &confirm).await;
     // At its first list (the second confirms the undo), not at the poll deadline.
     let lists = worker.service_catalog.calls();
