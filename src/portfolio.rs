@@ -219,7 +219,8 @@ pub fn settle_not_found(
 /// submits can have landed yet is `superseded` with no call. One whose associate was
 /// made (its confirm sees its entry) or may have been (a retry after a timeout) removes
 /// its own spelling first: an undo toward the removal, which the removal itself could
-/// not make, since it names another spelling. `None`: not a grant, or no such removal.
+/// not make, since it names another spelling. `None`: not a grant's own step (an expiry
+/// or undo goes by [`latest_for_the_entry`]), or no such removal.
 pub fn behind_a_later_removal_of_the_name(
     progress: &Progress,
     own: &AccessDecision,

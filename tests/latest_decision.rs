@@ -58,8 +58,8 @@ enum Subject {
     /// One role on a portfolio: grants spell it `ROLE`, removals `ROLE` or `ROLE_LOWER`.
     /// (With grants in both spellings, which entry a grant of one spelling leaves in
     /// place depends on the delivery order: a removal that a later grant of its own
-    /// spelling supersedes records nothing for the name. The role's access is as
-    /// decided either way, but no property of each entry holds.)
+    /// spelling supersedes records nothing for the name, so no property of each entry
+    /// holds; the README names what that leaves.)
     PortfolioSpellings,
 }
 
