@@ -468,12 +468,7 @@ pub fn behind_later_decision(
 ) -> Option<Decision> {
     let (latest, _) = recorded?;
     let later = !latest.is_same_decision_as(own) && latest.order > own.order;
-    let own_chain = matches!(progress.purpose, Purpose::Decision | Purpose::Expiry);
-    if !own_chain
-        || !later
-        || dead_letter.class == ErrorClass::TimedOut
-        || !may_have_taken_effect(progress, dead_letter)
-    {
+    if !later || !may_yield_to_a_later_decision(progress, dead_letter) {
         return None;
     }
     if latest.desired(now) == Presence::after(progress.operation()) {
@@ -483,6 +478,15 @@ pub fn behind_later_decision(
         });
     }
     Some(undo(progress, latest, now))
+}
+
+/// Whether a chain about to be dead-lettered with `dead_letter` yields to a later
+/// decision, if one is recorded ([`behind_later_decision`]): a request's or an expiry's
+/// own chain whose change may have taken effect, not at its poll deadline.
+pub fn may_yield_to_a_later_decision(progress: &Progress, dead_letter: &DeadLetter) -> bool {
+    matches!(progress.purpose, Purpose::Decision | Purpose::Expiry)
+        && dead_letter.class != ErrorClass::TimedOut
+        && may_have_taken_effect(progress, dead_letter)
 }
 
 /// The later grant whose access a create that may have landed now stands for, when

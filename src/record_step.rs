@@ -41,10 +41,12 @@ use crate::service_catalog::ServiceCatalog;
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
 /// their records for redelivery. A portfolio confirm may make two ledger reads after its
 /// list (an `IAM` grant's: the name's item, then the record; a change not shown: the
-/// entry's item and the name's): they fit when the list takes at most 3 s of its 5 s
-/// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), and
-/// otherwise may leave the sends to be cut off, and the records to SQS's redelivery,
-/// like the later queues above.
+/// entry's item and the name's; a dead letter after a change that may have landed: the
+/// same two), and three when a change not shown reaches its poll deadline (the entry's
+/// item again, for the dead letter). Two fit when the list takes at most 3 s of its 5 s
+/// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), three at
+/// most 1 s; otherwise they may leave the sends to be cut off, and the records to SQS's
+/// redelivery, like the later queues above.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT
@@ -620,9 +622,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let Ok(recorded) = recorded else {
             return decided(Decision::DeadLetter(dead_letter), progress);
         };
-        let recorded = recorded.as_ref();
         let own = &self.decision;
-        if let Some(done) = lifecycle::settled_elsewhere(&progress, &dead_letter, own, recorded) {
+        if let Some(done) =
+            lifecycle::settled_elsewhere(&progress, &dead_letter, own, recorded.as_ref())
+        {
             tracing::info!(
                 error_code = %dead_letter.code,
                 "another delivery of this request already carried it out; not dead-lettered"
@@ -630,6 +633,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return decided(done, progress);
         }
         let now = Self::now();
+        // A later removal of an IAM name in any spelling is a later decision for this
+        // entry too, as at its confirm; a failed read goes by the entry's own item.
+        let recorded = match recorded {
+            Some((latest, state))
+                if lifecycle::may_yield_to_a_later_decision(&progress, &dead_letter) =>
+            {
+                let for_the_entry = self.latest_for_the_entry(latest.clone(), now).await;
+                Some((for_the_entry.unwrap_or(latest), state))
+            }
+            recorded => recorded,
+        };
+        let recorded = recorded.as_ref();
         match lifecycle::behind_later_decision(&progress, &dead_letter, own, recorded, now) {
             Some(superseded) => {
                 tracing::warn!(

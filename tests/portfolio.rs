@@ -450,6 +450,41 @@ async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
     assert_later_removal_won(&worker, "already-satisfied");
 }
 
+/// As above, but the grant's confirm runs out of attempts (its lists throttled) instead
+/// of seeing its entry: a dead letter after an associate that landed yields to the later
+/// removal of the name as it does to a later removal of its own spelling. It removes
+/// its entry and ends `superseded`, where it was dead-lettered `exhausted` and the role
+/// kept its access against the removal's `already-satisfied` (found by review).
+#[tokio::test]
+async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name() {
+    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(1)
+        // The grant's list and associate, the removal's disassociate and list, then the
+        // confirm's two lists.
+        .with_errors([None, None, None, None, throttled(), throttled()]);
+    let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
+    function_handler(
+        &worker,
+        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
+    )
+    .await
+    .expect("a batch response");
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &confirm).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+}
+
 /// The grant above, undone toward the later removal, leaves its own spelling's item as
 /// it was: a copy of its confirm step (SQS delivers at least once), finding the entry
 /// gone, ends `superseded` at its first list, as behind a removal of its own spelling,
