@@ -50,9 +50,10 @@ impl LedgerKey {
     /// one role by all of them, so a grant spelled one way must not outlive a later
     /// removal spelled another. A removal records itself here before its submit; a
     /// grant reads it before each submit and once its confirm sees its entry
-    /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]); an undo, and a
-    /// confirm that does not see its change, read it when the entry's own latest
-    /// decision asks for access ([`crate::portfolio::latest_for_the_entry`]).
+    /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]); an undo, a confirm
+    /// that does not see its change, and a grant about to be dead-lettered after its
+    /// associate may have landed read it when the entry's own latest decision asks for
+    /// access ([`crate::portfolio::latest_for_the_entry`]).
     ///
     /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
     pub fn iam_name(change: &PortfolioChange) -> Option<Self> {

@@ -238,7 +238,21 @@ pub fn behind_a_later_removal_of_the_name(
     })
 }
 
-/// The decision an undo of a portfolio entry carries out: the latest of its own
+/// Whether a chain about to be dead-lettered goes by a later removal of its IAM name
+/// ([`latest_for_the_entry`]) as well as by its entry's own decisions: a grant's, whose
+/// associate may have landed after that removal found nothing of its spelling
+/// ([`lifecycle::may_yield_to_a_later_decision`]). Not a removal's or an expiry's: behind
+/// a later grant of its spelling it restores that grant's state, and that undo goes by
+/// the removal of the name; ended `superseded` behind that removal instead, with
+/// nothing done, it would leave the entry listed, as the other spelling's removal does
+/// not take it away.
+pub fn dead_letter_reads_the_name(progress: &Progress, dead_letter: &DeadLetter) -> bool {
+    progress.operation() == AssignmentAction::Create
+        && lifecycle::may_yield_to_a_later_decision(progress, dead_letter)
+}
+
+/// The decision that stands for a portfolio entry (what an undo carries out, what a
+/// confirm not shown or a grant's dead letter yields to): the latest of its own
 /// spelling's item, unless a removal of its IAM name in any spelling was decided after
 /// that (the name's removal ends every spelling's access; a grant adds only its own).
 pub fn latest_for_the_entry<'a>(

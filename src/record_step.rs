@@ -39,11 +39,12 @@ use crate::service_catalog::ServiceCatalog;
 /// default SQS bounds. That is one queue's sends; the handler sends the queues one after
 /// another (next steps, dead letters, outcome events), and the later ones run past the
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
-/// their records for redelivery. A portfolio confirm may make two ledger reads after its
-/// list (an `IAM` grant's: the name's item, then the record; a change not shown: the
-/// entry's item and the name's; a dead letter after a change that may have landed: the
-/// same two), and three when a change not shown reaches its poll deadline (the entry's
-/// item again, for the dead letter). Two fit when the list takes at most 3 s of its 5 s
+/// their records for redelivery. A portfolio step may make two ledger reads after its
+/// Service Catalog call: a confirm after its list (an `IAM` grant's: the name's item,
+/// then the record; a change not shown: the entry's item and the name's), and an `IAM`
+/// grant about to be dead-lettered after its associate or list (the entry's item and the
+/// name's); three when a change not shown reaches its poll deadline (the entry's item
+/// again, for the dead letter). Two fit when the call takes at most 3 s of its 5 s
 /// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), three at
 /// most 1 s; otherwise they may leave the sends to be cut off, and the records to SQS's
 /// redelivery, like the later queues above.
@@ -633,11 +634,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return decided(done, progress);
         }
         let now = Self::now();
-        // A later removal of an IAM name in any spelling is a later decision for this
-        // entry too, as at its confirm; a failed read goes by the entry's own item.
+        // A grant yields to a later removal of its IAM name in any spelling, as at its
+        // confirm; a failed read goes by the entry's own item.
         let recorded = match recorded {
             Some((latest, state))
-                if lifecycle::may_yield_to_a_later_decision(&progress, &dead_letter) =>
+                if portfolio::dead_letter_reads_the_name(&progress, &dead_letter) =>
             {
                 let for_the_entry = self.latest_for_the_entry(latest.clone(), now).await;
                 Some((for_the_entry.unwrap_or(latest), state))
@@ -905,7 +906,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         removal
     }
 
-    /// What an undo of this entry carries out, `latest` being its own item's latest
+    /// The decision that stands for this entry (what an undo carries out, what a confirm
+    /// not shown or a grant's dead letter yields to), `latest` being its own item's latest
     /// decision ([`portfolio::latest_for_the_entry`]): the name's item is read only when
     /// `latest` asks for access, which only a removal of the name can override.
     async fn latest_for_the_entry(

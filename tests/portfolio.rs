@@ -485,6 +485,47 @@ async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name(
     );
 }
 
+/// A removal of `role/TeamA-dev` whose disassociate landed runs out of attempts at its
+/// confirm, behind a later grant of its spelling (associated again on a stale list) and a
+/// still later removal of `role/teama-dev` (which found nothing, its list lagging). It
+/// restores the later grant's state, as behind any later decision, and that undo goes by
+/// the removal of the name: the entry ends removed. A removal does not end `superseded`
+/// behind the removal of the name with nothing done, which left the entry listed with
+/// nothing reported (found by review of the change that made dead letters read the name).
+#[tokio::test]
+async fn a_removal_exhausted_behind_a_later_grant_and_a_later_removal_of_the_name_removes_it() {
+    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_list_lag(1)
+        // The removal's disassociate; the grant's list and associate; the later
+        // removal's disassociate and list; the first removal's two confirm lists.
+        .with_errors([None, None, None, None, None, throttled(), throttled()]);
+    let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
+    function_handler(
+        &worker,
+        LambdaEvent::new(
+            record(&removal_at("TeamA-dev", "10:00:00"), "r-1"),
+            Context::default(),
+        ),
+    )
+    .await
+    .expect("a batch response");
+    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
+        .body
+        .clone();
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:01Z"}),
+    );
+    drive(&worker, &grant).await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    drive(&worker, &confirm).await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 /// The grant above, undone toward the later removal, leaves its own spelling's item as
 /// it was: a copy of its confirm step (SQS delivers at least once), finding the entry
 /// gone, ends `superseded` at its first list, as behind a removal of its own spelling,
