@@ -24,7 +24,7 @@ use crate::messages::{self, Outcome, OutcomeContext};
 use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::portfolio::{self, AfterSubmit, Settled};
 use crate::portfolio_access::ListedPrincipal;
-use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
+use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage, UndoReport};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{
     Assignment, AssignmentAction, InvalidRequest, Message, PortfolioChange, Target,
@@ -1477,7 +1477,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         now: OffsetDateTime,
     ) -> Option<Result<(Destination, OutgoingMessage), Plan>> {
         if let Some(not_after) = self.expiry_after_dead_letter(progress, dead_letter) {
-            if lifecycle::may_have_taken_effect(progress, dead_letter) {
+            if progress.purpose.superseded_by().is_some() {
+                tracing::warn!(
+                    not_after = %messages::rfc3339(not_after),
+                    "the undo of the grant was not carried out; the grant's expiry ends what \
+                     it may have left at notAfter"
+                );
+            } else if lifecycle::may_have_taken_effect(progress, dead_letter) {
                 tracing::warn!(
                     not_after = %messages::rfc3339(not_after),
                     "the grant may have been carried out all the same; its expiry stays \
@@ -1505,18 +1511,26 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end
     /// there, as it would have had the grant succeeded. The expiry's own check of the
-    /// ledger leaves a later decision alone.
+    /// ledger leaves a later decision alone. So does the undo of such a grant's own
+    /// change, dead-lettered: toward a later removal of its IAM name in another spelling,
+    /// nothing else removes the entry it may have left.
     fn expiry_after_dead_letter(
         &self,
         progress: &Progress,
         dead_letter: &DeadLetter,
     ) -> Option<OffsetDateTime> {
-        self.decision.not_after.filter(|_| {
-            progress.purpose == Purpose::Decision
-                && progress.operation() == AssignmentAction::Create
-                && (dead_letter.after_a_call()
-                    || dead_letter.class == ErrorClass::Expired
-                    || lifecycle::may_have_taken_effect(progress, dead_letter))
+        self.decision.not_after.filter(|_| match progress.purpose {
+            Purpose::Decision => {
+                progress.operation() == AssignmentAction::Create
+                    && (dead_letter.after_a_call()
+                        || dead_letter.class == ErrorClass::Expired
+                        || lifecycle::may_have_taken_effect(progress, dead_letter))
+            }
+            Purpose::Undo {
+                reports: UndoReport::Request,
+                ..
+            } => progress.operation() == AssignmentAction::Delete,
+            Purpose::Expiry | Purpose::Undo { .. } => false,
         })
     }
 

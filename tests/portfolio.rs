@@ -485,6 +485,83 @@ async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name(
     );
 }
 
+/// A grant with `notAfter`, associated, whose confirm runs out of attempts behind a later
+/// removal of its name undoes its entry; when that undo is dead-lettered too (its ledger
+/// reads failing), the grant's expiry still ends the entry at `notAfter`, as it did when
+/// the grant itself was dead-lettered: nothing else takes that spelling away (found by
+/// review).
+#[tokio::test]
+async fn a_timed_grant_whose_undo_toward_a_removal_of_its_name_is_dead_lettered_still_expires() {
+    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(1)
+        // The grant's list and associate, the removal's disassociate and list, then the
+        // confirm's two lists.
+        .with_errors([None, None, None, None, throttled(), throttled()]);
+    let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
+    let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({
+            "requestedAt": "2026-11-30T10:00:00Z",
+            "notAfter": not_after.format(&Rfc3339).expect("a time"),
+        }),
+    );
+    let deliver_once = |body: String, id: &'static str| {
+        let worker = &worker;
+        async move {
+            let before = worker.queues.sent_to(&worker.config.work_queue).len();
+            function_handler(
+                worker,
+                LambdaEvent::new(record(&body, id), Context::default()),
+            )
+            .await
+            .expect("a batch response");
+            let work = worker.queues.sent_to(&worker.config.work_queue);
+            assert_eq!(work.len(), before + 1, "one next step");
+            work[before].body.clone()
+        }
+    };
+    let confirm = deliver_once(grant, "g-1").await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    let retry = deliver_once(confirm, "c-1").await;
+    let undo = deliver_once(retry, "c-2").await;
+    assert_eq!(json_of_body(&undo)["progress"]["purpose"], "undo", "{undo}");
+    worker.ledger.set_faults([true, true]);
+    drive(&worker, &undo).await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    let ends: Vec<Value> = outcomes(&worker)
+        .iter()
+        .map(|o| json!([o["action"], o["trigger"], o["outcome"], o["errorClass"]]))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            json!([
+                "disassociate-portfolio-principal",
+                null,
+                "already-satisfied",
+                null
+            ]),
+            json!([
+                "associate-portfolio-principal",
+                null,
+                "dead-lettered",
+                "exhausted"
+            ]),
+            json!([
+                "disassociate-portfolio-principal",
+                "expiry",
+                "succeeded",
+                null
+            ])
+        ]
+    );
+}
+
 /// A removal of `role/TeamA-dev` whose disassociate landed runs out of attempts at its
 /// confirm, behind a later grant of its spelling (associated again on a stale list) and a
 /// still later removal of `role/teama-dev` (which found nothing, its list lagging). It
