@@ -43,8 +43,9 @@ use crate::service_catalog::ServiceCatalog;
 /// Service Catalog call: a confirm after its list (an `IAM` grant's: the name's item,
 /// then the record; a change not shown: the entry's item and the name's), and an `IAM`
 /// grant about to be dead-lettered after its associate or list (the entry's item and the
-/// name's); three when a change not shown reaches its poll deadline (the entry's item
-/// again, for the dead letter). Two fit when the call takes at most 3 s of its 5 s
+/// name's); three when a change not shown reaches its poll deadline, or a read fails on
+/// the step's last attempt (the dead letter reads the entry's item, and the name's,
+/// again). Two fit when the call takes at most 3 s of its 5 s
 /// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), three at
 /// most 1 s; otherwise they may leave the sends to be cut off, and the records to SQS's
 /// redelivery, like the later queues above.
