@@ -321,12 +321,7 @@ async fn a_listed_principal_whose_associate_is_refused_is_already_satisfied() {
     )
     .await;
     assert_eq!(only_outcome(&worker)["outcome"], "already-satisfied");
-    assert!(
-        worker
-            .queues
-            .sent_to(&worker.config.dead_letter_queue)
-            .is_empty()
-    );
+    assert_no_dead_letter(&worker);
 }
 
 #[tokio::test]
@@ -457,6 +452,16 @@ async fn a_grant_that_landed_before_a_later_removal_of_its_name_is_removed() {
 /// kept its access against the removal's `already-satisfied` (found by review).
 #[tokio::test]
 async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name() {
+    let (worker, confirm) = confirming_behind_a_removal_of_the_name(&earlier_grant()).await;
+    drive(&worker, &confirm).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+    assert_no_dead_letter(&worker);
+}
+
+/// A grant of ROLE associated, the list one call behind and the confirm's first two
+/// lists throttled (with `MAX_ATTEMPTS` 2, all its attempts), then a removal of
+/// `role/teama-dev` decided later carried out: the worker and the grant's confirm step.
+async fn confirming_behind_a_removal_of_the_name(grant: &str) -> (TestWorker, String) {
     let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![])
@@ -465,18 +470,26 @@ async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name(
         // confirm's two lists.
         .with_errors([None, None, None, None, throttled(), throttled()]);
     let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
+    let confirm = deliver_once(&worker, grant, "g-1").await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    (worker, confirm)
+}
+
+/// Delivers `body` once: the one step it stores on the work queue.
+async fn deliver_once(worker: &TestWorker, body: &str, message_id: &str) -> String {
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
     function_handler(
-        &worker,
-        LambdaEvent::new(record(&earlier_grant(), "g-1"), Context::default()),
+        worker,
+        LambdaEvent::new(record(body, message_id), Context::default()),
     )
     .await
     .expect("a batch response");
-    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone();
-    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
-    drive(&worker, &confirm).await;
-    assert_later_removal_won(&worker, "already-satisfied");
+    let work = worker.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), before + 1, "one next step");
+    work[before].body.clone()
+}
+
+fn assert_no_dead_letter(worker: &TestWorker) {
     assert!(
         worker
             .queues
@@ -492,14 +505,6 @@ async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name(
 /// review).
 #[tokio::test]
 async fn a_timed_grant_whose_undo_toward_a_removal_of_its_name_is_dead_lettered_still_expires() {
-    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_list_lag(1)
-        // The grant's list and associate, the removal's disassociate and list, then the
-        // confirm's two lists.
-        .with_errors([None, None, None, None, throttled(), throttled()]);
-    let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
     let not_after = OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let grant = request(
         "associate-portfolio-principal",
@@ -510,25 +515,9 @@ async fn a_timed_grant_whose_undo_toward_a_removal_of_its_name_is_dead_lettered_
             "notAfter": not_after.format(&Rfc3339).expect("a time"),
         }),
     );
-    let deliver_once = |body: String, id: &'static str| {
-        let worker = &worker;
-        async move {
-            let before = worker.queues.sent_to(&worker.config.work_queue).len();
-            function_handler(
-                worker,
-                LambdaEvent::new(record(&body, id), Context::default()),
-            )
-            .await
-            .expect("a batch response");
-            let work = worker.queues.sent_to(&worker.config.work_queue);
-            assert_eq!(work.len(), before + 1, "one next step");
-            work[before].body.clone()
-        }
-    };
-    let confirm = deliver_once(grant, "g-1").await;
-    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
-    let retry = deliver_once(confirm, "c-1").await;
-    let undo = deliver_once(retry, "c-2").await;
+    let (worker, confirm) = confirming_behind_a_removal_of_the_name(&grant).await;
+    let retry = deliver_once(&worker, &confirm, "c-1").await;
+    let undo = deliver_once(&worker, &retry, "c-2").await;
     assert_eq!(json_of_body(&undo)["progress"]["purpose"], "undo", "{undo}");
     worker.ledger.set_faults([true, true]);
     drive(&worker, &undo).await;
@@ -579,18 +568,7 @@ async fn a_removal_exhausted_behind_a_later_grant_and_a_later_removal_of_the_nam
         // removal's disassociate and list; the first removal's two confirm lists.
         .with_errors([None, None, None, None, None, throttled(), throttled()]);
     let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
-    function_handler(
-        &worker,
-        LambdaEvent::new(
-            record(&removal_at("TeamA-dev", "10:00:00"), "r-1"),
-            Context::default(),
-        ),
-    )
-    .await
-    .expect("a batch response");
-    let confirm = worker.queues.sent_to(&worker.config.work_queue)[0]
-        .body
-        .clone();
+    let confirm = deliver_once(&worker, &removal_at("TeamA-dev", "10:00:00"), "r-1").await;
     let grant = request(
         "associate-portfolio-principal",
         "IAM",
@@ -623,12 +601,7 @@ async fn a_copy_of_a_confirm_undone_toward_a_removal_of_the_name_ends_superseded
             json!(["associate-portfolio-principal", "superseded"])
         ]
     );
-    assert!(
-        worker
-            .queues
-            .sent_to(&worker.config.dead_letter_queue)
-            .is_empty()
-    );
+    assert_no_dead_letter(&worker);
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
