@@ -1512,9 +1512,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end
     /// there, as it would have had the grant succeeded. The expiry's own check of the
-    /// ledger leaves a later decision alone. So does the undo of such a grant's own
-    /// change, dead-lettered: toward a later removal of its IAM name in another spelling,
-    /// nothing else removes the entry it may have left.
+    /// ledger leaves a later decision alone. A dead-lettered undo of such a grant's own
+    /// change keeps it too: toward a later removal of its IAM name in another spelling,
+    /// nothing else removes the entry the grant may have left.
     fn expiry_after_dead_letter(
         &self,
         progress: &Progress,
