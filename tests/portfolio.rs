@@ -462,7 +462,6 @@ async fn a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name(
 /// lists throttled (with `MAX_ATTEMPTS` 2, all its attempts), then a removal of
 /// `role/teama-dev` decided later carried out: the worker and the grant's confirm step.
 async fn confirming_behind_a_removal_of_the_name(grant: &str) -> (TestWorker, String) {
-    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![])
         .with_list_lag(1)
@@ -560,7 +559,6 @@ async fn a_timed_grant_whose_undo_toward_a_removal_of_its_name_is_dead_lettered_
 /// nothing reported (found by review of the change that made dead letters read the name).
 #[tokio::test]
 async fn a_removal_exhausted_behind_a_later_grant_and_a_later_removal_of_the_name_removes_it() {
-    let throttled = || service_error(ErrorKind::RateLimited, "ThrottlingException");
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
         .with_list_lag(1)
@@ -1029,6 +1027,11 @@ async fn a_portfolio_outside_the_allowed_list_is_forbidden() {
     assert!(worker.service_catalog.calls().is_empty());
 }
 
+/// Service Catalog's answer to a call over its rate.
+fn throttled() -> Option<CallError> {
+    service_error(ErrorKind::RateLimited, "ThrottlingException")
+}
+
 fn service_error(kind: ErrorKind, code: &str) -> Option<CallError> {
     Some(CallError {
         kind,
@@ -1065,10 +1068,7 @@ async fn the_pattern_limit_is_permanent_and_throttling_is_retried() {
 
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
-        .with_errors([
-            service_error(ErrorKind::RateLimited, "ThrottlingException"),
-            service_error(ErrorKind::RateLimited, "ThrottlingException"),
-        ]);
+        .with_errors([throttled(), throttled()]);
     let worker = self::worker(catalog, &[("BACKOFF_BASE_SECONDS", "1")]);
     drive(
         &worker,
