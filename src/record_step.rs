@@ -39,16 +39,17 @@ use crate::service_catalog::ServiceCatalog;
 /// default SQS bounds. That is one queue's sends; the handler sends the queues one after
 /// another (next steps, dead letters, outcome events), and the later ones run past the
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
-/// their records for redelivery. A portfolio step may make two ledger reads after its
-/// Service Catalog call: a confirm after its list (an `IAM` grant's: the name's item,
-/// then the record; a change not shown: the entry's item and the name's), and an `IAM`
-/// grant about to be dead-lettered after its associate or list (the entry's item and the
-/// name's); three when a change not shown reaches its poll deadline, or a read fails on
-/// the step's last attempt (the dead letter reads the entry's item, and the name's,
-/// again). Two fit when the call takes at most 3 s of its 5 s
-/// (`SSO_OPERATION_TIMEOUT`, as the Identity Center call the reserve counts), three at
-/// most 1 s; otherwise they may leave the sends to be cut off, and the records to SQS's
-/// redelivery, like the later queues above.
+/// their records for redelivery. Some steps make more than one ledger call after their
+/// AWS call: a grant's poll answered `FAILED` two (the read of `unless_settled`, then
+/// `record_failed`); a portfolio step two reads after its Service Catalog call, a
+/// confirm after its list (an `IAM` grant's: the name's item, then the record; a change
+/// not shown: the entry's item and the name's), and an `IAM` grant about to be
+/// dead-lettered after its associate or list (the entry's item and the name's); three
+/// when a change not shown reaches its poll deadline, or a read fails on the step's last
+/// attempt (the dead letter reads the entry's item, and the name's, again). Two fit when
+/// the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`, as the Identity
+/// Center call the reserve counts), three at most 1 s; otherwise they may leave the sends
+/// to be cut off, and the records to SQS's redelivery, like the later queues above.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT

@@ -27,8 +27,9 @@ use crate::handler::Worker;
 /// Longest an Identity Center call may take; [`crate::record_step::call_reserve`]
 /// leaves room for it before the invocation's deadline.
 pub const SSO_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a ledger call may take. A step makes at most one ledger call before its
-/// Identity Center call and one after, so the reserve covers the slowest step.
+/// Longest a ledger call may take. The reserve ([`crate::record_step::call_reserve`])
+/// counts one ledger call after a step's AWS call; the steps that make more after it are
+/// listed there.
 pub const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The shared AWS configuration from the standard environment (region, credentials,
