@@ -187,9 +187,16 @@ def template_checks(template):
     for value, allowed in [(DEFAULT_NAMESPACE, True), ("Platform/Access Worker", True), ("AWS", True),
                            ("AWSWorker", True), ("aws/worker", True), ("AWS/Worker", False), ("AWS/", False),
                            ("", False), ("x" * 255, True), ("x" * 256, False), ('a"b', False), ("a\\b", False),
-                           ("tab\tname", False)]:
+                           ("tab\tname", False), ("a", True), (" Worker", False), ("Worker ", False),
+                           # The alarms and the dashboard take the parameter as it is; the
+                           # worker trims its variables: a blank at either end parts them.
+                           (" ", False), ("x" * 254 + " ", False)]:
         check(bool(pattern.fullmatch(value)) == allowed,
               f"MetricsNamespace pattern {'refuses' if allowed else 'allows'} {value[:20]!r}")
+    # The worker refuses a longest poll delay under the first one at cold start: no pair
+    # the template allows may be one the worker refuses.
+    check(int(parameters["PollInitialDelaySeconds"]["MaxValue"]) <= int(parameters["PollMaxDelaySeconds"]["MinValue"]),
+          "PollInitialDelaySeconds and PollMaxDelaySeconds allow a pair the worker refuses (longest under first)")
     tracing = parameters["Tracing"]
     check(tracing.get("Default") == "PassThrough" and sorted(tracing.get("AllowedValues", [])) == ["Active", "PassThrough"],
           f"Tracing parameter {tracing}")
