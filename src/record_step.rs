@@ -41,15 +41,17 @@ use crate::service_catalog::ServiceCatalog;
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
 /// their records for redelivery. Some steps make more than one ledger call after their
 /// AWS call: a grant's poll answered `FAILED` two (the read of `unless_settled`, then
-/// `record_failed`); a portfolio step two reads after its Service Catalog call, a
-/// confirm after its list (an `IAM` grant's: the name's item, then the record; a change
-/// not shown: the entry's item and the name's), and an `IAM` grant about to be
-/// dead-lettered after its associate or list (the entry's item and the name's); three
-/// when a change not shown reaches its poll deadline, or a read fails on the step's last
-/// attempt (the dead letter reads the entry's item, and the name's, again). Two fit when
-/// the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`, as the Identity
-/// Center call the reserve counts), three at most 1 s; otherwise they may leave the sends
-/// to be cut off, and the records to SQS's redelivery, like the later queues above.
+/// `record_failed`), and so does a confirm whose write the ledger refuses on the step's
+/// last attempt (the write, then that read); a portfolio step two reads after its
+/// Service Catalog call, a confirm after its list (an `IAM` grant's: the name's item,
+/// then the record; a change not shown: the entry's item and the name's), and an `IAM`
+/// grant about to be dead-lettered after its associate or list (the entry's item and
+/// the name's); three when a change not shown reaches its poll deadline, or a read fails
+/// on the step's last attempt (the dead letter reads the entry's item, and the name's,
+/// again). Two fit when the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`,
+/// as the Identity Center call the reserve counts), three at most 1 s; otherwise they
+/// may leave the sends to be cut off, and the records to SQS's redelivery, like the
+/// later queues above.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT
@@ -882,7 +884,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
         match answer {
             Ok(_) => Ok(progress),
-            Err(error) => Err(self.after_ledger_error(progress, &error)),
+            Err(error) => Err(self.after_ledger_error(progress, &error).await),
         }
     }
 
@@ -925,14 +927,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     }
 
     /// A ledger call failed before the step's AWS call: the step repeats after a
-    /// backoff, or is dead-lettered when the error is not transient.
-    fn after_ledger_error(
+    /// backoff, or is dead-lettered when the error is not transient or the attempts are
+    /// spent; a step whose earlier submit may have landed reads the ledger first, as any
+    /// dead letter after such a change ([`Self::unless_settled`]).
+    async fn after_ledger_error(
         &self,
         progress: Progress,
         error: &crate::aws_call::CallError,
     ) -> Stepped {
-        let decision = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
-        decided(decision, progress)
+        match lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter()) {
+            Decision::DeadLetter(dead_letter) => self.unless_settled(dead_letter, progress).await,
+            decision => decided(decision, progress),
+        }
     }
 
     /// A restored-expiry wait come due: the ledger says whether to wait on, end the
@@ -972,7 +978,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if self.decision.order.intent == Intent::Grant {
                     let removal = match self.latest_removal_of_the_name().await {
                         Ok(removal) => removal,
-                        Err(error) => return Err(self.after_ledger_error(progress, &error)),
+                        Err(error) => return Err(self.after_ledger_error(progress, &error).await),
                     };
                     if let Some(behind) = portfolio::behind_a_later_removal_of_the_name(
                         &progress,
@@ -1003,6 +1009,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         }
                         _ => Ok(progress),
                     },
+                    // A claim refused for good, or out of attempts, by the ledger.
+                    Some(Decision::DeadLetter(dead_letter)) => {
+                        Err(self.unless_settled(dead_letter, progress).await)
+                    }
                     Some(decision) => stop(decision, progress),
                 }
             }
@@ -1011,7 +1021,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
                     Ok(latest) => latest,
-                    Err(error) => return Err(self.after_ledger_error(progress, &error)),
+                    Err(error) => return Err(self.after_ledger_error(progress, &error).await),
                 };
                 match (&progress.purpose, latest) {
                     // A missing item is "no decision": the expiry still revokes.
@@ -1033,7 +1043,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     (Purpose::Undo { reports, .. }, Some((latest, _))) => {
                         let latest = match self.latest_for_the_entry(latest, now).await {
                             Ok(latest) => latest,
-                            Err(error) => return Err(self.after_ledger_error(progress, &error)),
+                            Err(error) => {
+                                return Err(self.after_ledger_error(progress, &error).await);
+                            }
                         };
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
@@ -1188,14 +1200,33 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                // Repeat the step: a poll answers again, a submit is safe to repeat
-                // (and has certainly reached AWS, so notAfter must not refuse it).
-                let mut decision =
-                    lifecycle::on_ledger_error(&progress, &error, self.policy(), Self::jitter());
-                if let Decision::Continue { progress: next, .. } = &mut decision {
-                    next.maybe_submitted = true;
-                }
-                return decided(decision, progress);
+                return match lifecycle::on_ledger_error(
+                    &progress,
+                    &error,
+                    self.policy(),
+                    Self::jitter(),
+                ) {
+                    // Repeat the step: a poll answers again, a submit is safe to repeat
+                    // (and has certainly reached AWS, so notAfter must not refuse it).
+                    Decision::Continue {
+                        progress: mut next,
+                        delay_seconds,
+                    } => {
+                        next.maybe_submitted = true;
+                        let repeat = Decision::Continue {
+                            progress: next,
+                            delay_seconds,
+                        };
+                        decided(repeat, progress)
+                    }
+                    // The change is in place: behind a later decision it is undone toward
+                    // it, as any change that may have landed, not left behind a dead
+                    // letter.
+                    Decision::DeadLetter(dead_letter) => {
+                        self.unless_settled(dead_letter, progress).await
+                    }
+                    other => decided(other, progress),
+                };
             }
         };
         let decision = match lifecycle::after_change(&progress, completion, &answer, now) {

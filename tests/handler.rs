@@ -2910,3 +2910,174 @@ async fn a_redelivered_grant_whose_other_delivery_was_refused_as_expired_is_refu
     invoke(&worker, delivered_again(&body, "m-a", 1_795_948_200_000)).await;
     assert_refused_as_expired_without_a_create(&worker);
 }
+
+/// Records in `worker`'s ledger a decision about `request`'s assignment made at
+/// 10:00:05, after the requests of the tests below, in `state`.
+async fn record_later_decision(
+    worker: &TestWorker,
+    request: &str,
+    intent: assignment_worker::ledger::Intent,
+    state: RecordedState,
+) {
+    let parsed = assignment_worker::request::parse_request(request).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let later = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
+            intent,
+            correlation_id: Some("LATER".to_owned()),
+            first_message_id: "m-later".to_owned(),
+        },
+        not_after: None,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    worker
+        .ledger
+        .claim(&key, &later, RecordedState::Pending, now)
+        .await
+        .expect("claimed");
+    worker
+        .ledger
+        .record(&key, &later.order, state, None, now)
+        .await
+        .expect("recorded");
+}
+
+/// A step of `request` (decided at 10:00:00, first received two minutes ago) on its
+/// last attempt of 10; a poll's operation was submitted then. `progress` adds to or
+/// overrides the fields.
+fn last_attempt_step(request: &str, progress: Value) -> String {
+    let received_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(2),
+    );
+    let mut envelope = serde_json::json!({
+        "request": body_json_text(request),
+        "progress": {"attempt": 10, "firstReceivedAt": received_at,
+                     "requestedAt": "2026-11-29T10:00:00Z", "firstMessageId": "m-grant"},
+    });
+    if progress["step"] == "poll" {
+        envelope["progress"]["submittedAt"] = Value::from(received_at);
+    }
+    for (field, value) in progress.as_object().expect("fields") {
+        envelope["progress"][field] = value.clone();
+    }
+    envelope.to_string()
+}
+
+/// Runs `step` with the ledger's first call refused (throttled, on the step's last
+/// attempt) and returns the step it plans instead of a dead letter.
+async fn planned_after_a_ledger_error_on_the_last_attempt(
+    worker: &TestWorker,
+    step: &str,
+) -> Value {
+    worker.ledger.set_faults([true]);
+    invoke(worker, record_event(step, "m-last", 1_764_000_000_000)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(
+        dead.is_empty(),
+        "dead-lettered with the change in place: {:?}",
+        dead.iter()
+            .map(|d| (d.attribute("ErrorClass"), d.attribute("ErrorCode")))
+            .collect::<Vec<_>>()
+    );
+    body_json(
+        worker
+            .queues
+            .sent_to(&worker.config.work_queue)
+            .last()
+            .expect("the next step"),
+    )
+}
+
+/// AWS confirmed the grant's create, a later revoke is recorded carried out (its delete
+/// found nothing: the create had not landed), and the write that records the grant is
+/// refused on its last attempt: the create is undone toward the revoke, not left in
+/// place behind a dead letter.
+#[tokio::test]
+async fn a_confirmed_grant_whose_record_fails_on_its_last_attempt_is_undone_toward_a_later_revoke()
+{
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
+    record_later_decision(
+        &worker,
+        &grant,
+        assignment_worker::ledger::Intent::Revoke,
+        RecordedState::Absent,
+    )
+    .await;
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "create",
+                           "operationRequestId": REQUEST_ID, "polls": 1}),
+    );
+    let undo = planned_after_a_ledger_error_on_the_last_attempt(&worker, &poll).await;
+    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
+    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
+    invoke(
+        &worker,
+        record_event(&undo.to_string(), "m-undo", 1_764_000_000_100),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().last(),
+        Some(Call::Delete { .. })
+    ));
+    assert_eq!(outcome_of(&worker, "SLOW-GRANT")["outcome"], "superseded");
+}
+
+/// An expiry's delete confirmed while a later permanent grant is recorded carried out,
+/// and the write that records the expiry refused on its last attempt: the later grant's
+/// access is created again, not left removed behind a dead letter.
+#[tokio::test]
+async fn a_confirmed_expiry_whose_record_fails_on_its_last_attempt_restores_a_later_grant() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let grant = assignment_request(
+        "create",
+        "TEMP-1",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T12:00:00Z"),
+        ],
+    );
+    record_later_decision(
+        &worker,
+        &grant,
+        assignment_worker::ledger::Intent::Grant,
+        RecordedState::Present,
+    )
+    .await;
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1}),
+    );
+    let restore = planned_after_a_ledger_error_on_the_last_attempt(&worker, &poll).await;
+    assert_eq!(restore["progress"]["purpose"], "expiry-undo", "{restore}");
+    assert_eq!(restore["progress"]["operation"], "create", "{restore}");
+}
+
+/// A grant's submit delivered again after an answer that may have been lost, whose
+/// claim is refused on its last attempt while a later revoke is recorded: the create
+/// that may have landed is undone toward the revoke, not left behind a dead letter.
+#[tokio::test]
+async fn a_grant_that_may_have_landed_whose_claim_fails_on_its_last_attempt_yields_to_a_later_revoke()
+ {
+    let worker = worker(vec![], config(&[]));
+    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
+    record_later_decision(
+        &worker,
+        &grant,
+        assignment_worker::ledger::Intent::Revoke,
+        RecordedState::Absent,
+    )
+    .await;
+    let submit = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "create", "maybeSubmitted": true}),
+    );
+    let undo = planned_after_a_ledger_error_on_the_last_attempt(&worker, &submit).await;
+    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
+    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
+    assert!(worker.identity_center.calls().is_empty());
+}
