@@ -2142,50 +2142,17 @@ async fn a_poll_submitted_in_the_future_ends_without_an_expiry() {
 /// `superseded`.
 #[tokio::test]
 async fn a_grant_exhausted_behind_a_later_revoke_restores_the_revoke_instead() {
-    use assignment_worker::ledger::{
-        AccessDecision, DecisionOrder, Intent, Ledger, LedgerKey, RecordedState,
-    };
     let worker = worker(
         vec![error(ErrorKind::RateLimited, "ThrottlingException")],
         config(&[]),
     );
-    let now = time::OffsetDateTime::now_utc();
-    let submitted_at = assignment_worker::messages::rfc3339(now - time::Duration::minutes(2));
-    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
-    let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let key = LedgerKey::assignment(assignment);
-    let later_revoke = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
-            intent: Intent::Revoke,
-            correlation_id: Some("LATER-REVOKE".to_owned()),
-            first_message_id: "m-revoke".to_owned(),
-        },
-        not_after: None,
-    };
-    worker
-        .ledger
-        .claim(&key, &later_revoke, RecordedState::Pending, now)
-        .await
-        .expect("claimed");
-    worker
-        .ledger
-        .record(&key, &later_revoke.order, RecordedState::Absent, None, now)
-        .await
-        .expect("recorded");
-    let poll = serde_json::json!({
-        "request": body_json_text(&grant),
-        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
-                     "attempt": 10, "polls": 1, "firstReceivedAt": submitted_at,
-                     "submittedAt": submitted_at, "requestedAt": "2026-11-29T10:00:00Z",
-                     "firstMessageId": "m-grant"},
-    });
-    invoke(
-        &worker,
-        record_event(&poll.to_string(), "m-slow", 1_764_000_000_000),
-    )
-    .await;
+    let grant = grant_behind_a_recorded_revoke(&worker).await;
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "create",
+                           "operationRequestId": REQUEST_ID, "polls": 1}),
+    );
+    invoke(&worker, record_event(&poll, "m-slow", 1_764_000_000_000)).await;
     assert!(
         worker
             .queues
@@ -2194,22 +2161,7 @@ async fn a_grant_exhausted_behind_a_later_revoke_restores_the_revoke_instead() {
     );
     let work = worker.queues.sent_to(&worker.config.work_queue);
     let undo = body_json(work.last().expect("the undo"));
-    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
-    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
-
-    invoke(
-        &worker,
-        record_event(&undo.to_string(), "m-undo", 1_764_000_000_100),
-    )
-    .await;
-    assert!(matches!(
-        worker.identity_center.calls().last(),
-        Some(Call::Delete { .. })
-    ));
-    let events = outcome_events(&worker);
-    let last = events.last().expect("the grant's outcome");
-    assert_eq!(last["correlationId"], "SLOW-GRANT");
-    assert_eq!(last["outcome"], "superseded");
+    undo_of_the_slow_grant_removes_it(&worker, &undo).await;
 }
 
 /// When the ledger cannot say whether the earlier delivery claimed the grant, the
@@ -2944,6 +2896,41 @@ async fn record_later_decision(
         .expect("recorded");
 }
 
+/// A grant decided at 10:00:00, and in `worker`'s ledger a later revoke recorded
+/// carried out (its delete found nothing: the grant's create had not landed).
+async fn grant_behind_a_recorded_revoke(worker: &TestWorker) -> String {
+    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
+    record_later_decision(
+        worker,
+        &grant,
+        assignment_worker::ledger::Intent::Revoke,
+        RecordedState::Absent,
+    )
+    .await;
+    grant
+}
+
+/// Runs the undo the grant of [`grant_behind_a_recorded_revoke`] planned: its delete is
+/// made, and the grant ends `superseded`.
+async fn undo_of_the_slow_grant_removes_it(worker: &TestWorker, undo: &Value) {
+    assert_step(undo, "undo", "delete");
+    invoke(
+        worker,
+        record_event(&undo.to_string(), "m-undo", 1_764_000_000_100),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().last(),
+        Some(Call::Delete { .. })
+    ));
+    assert_eq!(outcome_of(worker, "SLOW-GRANT")["outcome"], "superseded");
+}
+
+fn assert_step(step: &Value, purpose: &str, operation: &str) {
+    assert_eq!(step["progress"]["purpose"], purpose, "{step}");
+    assert_eq!(step["progress"]["operation"], operation, "{step}");
+}
+
 /// A step of `request` (decided at 10:00:00, first received two minutes ago) on its
 /// last attempt of 10; a poll's operation was submitted then. `progress` adds to or
 /// overrides the fields.
@@ -2998,32 +2985,14 @@ async fn planned_after_a_ledger_error_on_the_last_attempt(
 async fn a_confirmed_grant_whose_record_fails_on_its_last_attempt_is_undone_toward_a_later_revoke()
 {
     let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
-    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
-    record_later_decision(
-        &worker,
-        &grant,
-        assignment_worker::ledger::Intent::Revoke,
-        RecordedState::Absent,
-    )
-    .await;
+    let grant = grant_behind_a_recorded_revoke(&worker).await;
     let poll = last_attempt_step(
         &grant,
         serde_json::json!({"step": "poll", "operation": "create",
                            "operationRequestId": REQUEST_ID, "polls": 1}),
     );
     let undo = planned_after_a_ledger_error_on_the_last_attempt(&worker, &poll).await;
-    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
-    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
-    invoke(
-        &worker,
-        record_event(&undo.to_string(), "m-undo", 1_764_000_000_100),
-    )
-    .await;
-    assert!(matches!(
-        worker.identity_center.calls().last(),
-        Some(Call::Delete { .. })
-    ));
-    assert_eq!(outcome_of(&worker, "SLOW-GRANT")["outcome"], "superseded");
+    undo_of_the_slow_grant_removes_it(&worker, &undo).await;
 }
 
 /// An expiry's delete confirmed while a later permanent grant is recorded carried out,
@@ -3053,8 +3022,7 @@ async fn a_confirmed_expiry_whose_record_fails_on_its_last_attempt_restores_a_la
                            "operationRequestId": REQUEST_ID, "polls": 1}),
     );
     let restore = planned_after_a_ledger_error_on_the_last_attempt(&worker, &poll).await;
-    assert_eq!(restore["progress"]["purpose"], "expiry-undo", "{restore}");
-    assert_eq!(restore["progress"]["operation"], "create", "{restore}");
+    assert_step(&restore, "expiry-undo", "create");
 }
 
 /// A grant's submit delivered again after an answer that may have been lost, whose
@@ -3064,20 +3032,12 @@ async fn a_confirmed_expiry_whose_record_fails_on_its_last_attempt_restores_a_la
 async fn a_grant_that_may_have_landed_whose_claim_fails_on_its_last_attempt_yields_to_a_later_revoke()
  {
     let worker = worker(vec![], config(&[]));
-    let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
-    record_later_decision(
-        &worker,
-        &grant,
-        assignment_worker::ledger::Intent::Revoke,
-        RecordedState::Absent,
-    )
-    .await;
+    let grant = grant_behind_a_recorded_revoke(&worker).await;
     let submit = last_attempt_step(
         &grant,
         serde_json::json!({"step": "submit", "operation": "create", "maybeSubmitted": true}),
     );
     let undo = planned_after_a_ledger_error_on_the_last_attempt(&worker, &submit).await;
-    assert_eq!(undo["progress"]["purpose"], "undo", "{undo}");
-    assert_eq!(undo["progress"]["operation"], "delete", "{undo}");
+    assert_step(&undo, "undo", "delete");
     assert!(worker.identity_center.calls().is_empty());
 }
