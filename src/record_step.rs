@@ -928,15 +928,25 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// A ledger call failed before the step's AWS call: the step repeats after a
     /// backoff, or is dead-lettered when the error is not transient or the attempts are
-    /// spent; a step whose earlier submit may have landed reads the ledger first, as any
-    /// dead letter after such a change ([`Self::unless_settled`]).
+    /// spent.
     async fn after_ledger_error(
         &self,
         progress: Progress,
         error: &crate::aws_call::CallError,
     ) -> Stepped {
-        match lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter()) {
-            Decision::DeadLetter(dead_letter) => self.unless_settled(dead_letter, progress).await,
+        let decision = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
+        self.unless_submitted_before(decision, progress).await
+    }
+
+    /// A dead letter before a step's AWS call, when an earlier submit of the step may
+    /// have landed unanswered, reads the ledger as any dead letter after such a change
+    /// ([`Self::unless_settled`]). Without one, nothing was changed: the ledger's own
+    /// error (`exhausted`, `permanent`) tells of no call, whatever its class says.
+    async fn unless_submitted_before(&self, decision: Decision, progress: Progress) -> Stepped {
+        match decision {
+            Decision::DeadLetter(dead_letter) if progress.maybe_submitted => {
+                self.unless_settled(dead_letter, progress).await
+            }
             decision => decided(decision, progress),
         }
     }
@@ -1009,11 +1019,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         }
                         _ => Ok(progress),
                     },
-                    // A claim refused for good, or out of attempts, by the ledger.
-                    Some(Decision::DeadLetter(dead_letter)) => {
-                        Err(self.unless_settled(dead_letter, progress).await)
-                    }
-                    Some(decision) => stop(decision, progress),
+                    Some(decision) => Err(self.unless_submitted_before(decision, progress).await),
                 }
             }
             Purpose::Expiry | Purpose::Undo { .. } => {
@@ -1219,11 +1225,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         };
                         decided(repeat, progress)
                     }
-                    // The change is in place: behind a later decision it is undone toward
-                    // it, as any change that may have landed, not left behind a dead
-                    // letter.
+                    // The change is in place (a refusal at a submit answered at once
+                    // too): behind a later decision it is undone toward it, as any change
+                    // that may have landed, not left behind a dead letter.
                     Decision::DeadLetter(dead_letter) => {
-                        self.unless_settled(dead_letter, progress).await
+                        let mut landed = progress;
+                        landed.maybe_submitted = true;
+                        self.unless_settled(dead_letter, landed).await
                     }
                     other => decided(other, progress),
                 };

@@ -736,11 +736,29 @@ async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
     );
 }
 
-/// A ledger whose claims take `.1`, as a slow DynamoDB's do, on the assignments whose
-/// key holds `|` and then `.2` (with "", every assignment).
-struct SlowClaims(MemoryLedger, Duration, &'static str);
+/// The memory ledger with two of DynamoDB's ways scripted: claims that take
+/// `claim_delay`, as a slow DynamoDB's do, on the assignments whose key holds `|` and
+/// then `slow_key` (with "", every assignment); and a later decision that lands just
+/// before the first `record`, which is then refused for good (access denied).
+#[derive(Default)]
+struct ScriptedLedger {
+    inner: MemoryLedger,
+    claim_delay: Duration,
+    slow_key: &'static str,
+    later_before_first_record: Mutex<Option<(AccessDecision, RecordedState)>>,
+}
 
-impl Ledger for SlowClaims {
+impl ScriptedLedger {
+    fn slow_claims(claim_delay: Duration, slow_key: &'static str) -> Self {
+        Self {
+            claim_delay,
+            slow_key,
+            ..Self::default()
+        }
+    }
+}
+
+impl Ledger for ScriptedLedger {
     async fn claim(
         &self,
         key: &LedgerKey,
@@ -748,21 +766,21 @@ impl Ledger for SlowClaims {
         state: RecordedState,
         now: time::OffsetDateTime,
     ) -> LedgerResult<ClaimAnswer> {
-        if key.as_str().contains(&format!("|{}", self.2)) {
-            tokio::time::sleep(self.1).await;
+        if !self.claim_delay.is_zero() && key.as_str().contains(&format!("|{}", self.slow_key)) {
+            tokio::time::sleep(self.claim_delay).await;
         }
-        self.0.claim(key, decision, state, now).await
+        self.inner.claim(key, decision, state, now).await
     }
 
     async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
-        self.0.latest(key).await
+        self.inner.latest(key).await
     }
 
     async fn latest_with_state(
         &self,
         key: &LedgerKey,
     ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
-        self.0.latest_with_state(key).await
+        self.inner.latest_with_state(key).await
     }
 
     async fn record(
@@ -773,7 +791,23 @@ impl Ledger for SlowClaims {
         operation_request_id: Option<&str>,
         now: time::OffsetDateTime,
     ) -> LedgerResult<RecordAnswer> {
-        self.0
+        let later = self.later_before_first_record.lock().unwrap().take();
+        if let Some((later, later_state)) = later {
+            self.inner
+                .claim(key, &later, RecordedState::Pending, now)
+                .await
+                .expect("the later decision claimed");
+            self.inner
+                .record(key, &later.order, later_state, None, now)
+                .await
+                .expect("the later decision recorded");
+            return Err(CallError {
+                kind: ErrorKind::AccessDenied,
+                code: "AccessDeniedException".to_owned(),
+                message: "scripted: refused for good".to_owned(),
+            });
+        }
+        self.inner
             .record(key, order, state, operation_request_id, now)
             .await
     }
@@ -790,14 +824,14 @@ fn grant_with_slow_claims(
     lasts: time::Duration,
     correlation_id: &str,
 ) -> (
-    Worker<ScriptedIdentityCenter, RecordingQueues, SlowClaims, MemoryServiceCatalog>,
+    Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog>,
     time::OffsetDateTime,
     String,
     u64,
 ) {
     let worker = Worker {
         service_catalog: catalog(),
-        ledger: SlowClaims(MemoryLedger::default(), claim, ""),
+        ledger: ScriptedLedger::slow_claims(claim, ""),
         identity_center: ScriptedIdentityCenter::new(vec![]),
         queues: RecordingQueues::default(),
         config: config(&[]),
@@ -848,7 +882,7 @@ async fn a_grant_out_of_time_after_its_claim_is_stored_again_and_expires_unsubmi
 
 /// Runs `event`'s one grant, which must end dead-lettered `expired`, created by no call.
 async fn refused_as_expired(
-    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, SlowClaims, MemoryServiceCatalog>,
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog>,
     event: SqsEvent,
 ) {
     let response = worker.handle(event, &Invocation::default()).await;
@@ -873,7 +907,7 @@ async fn a_grant_whose_end_passes_during_its_claim_is_not_created() {
         "TEMP-CLAIMED-LATE",
     );
     refused_as_expired(&worker, record_event(&grant, "m-claimed-late", sent_ms)).await;
-    let items = worker.ledger.0.items();
+    let items = worker.ledger.inner.items();
     let [item] = items.as_slice() else {
         panic!("one ledger item, not {items:?}");
     };
@@ -1011,11 +1045,7 @@ async fn records_run_concurrently_but_one_at_a_time_per_assignment() {
 async fn a_step_comes_back_when_planned_however_long_its_batch_took() {
     let worker = Worker {
         service_catalog: catalog(),
-        ledger: SlowClaims(
-            MemoryLedger::default(),
-            Duration::from_millis(2500),
-            "100000000002",
-        ),
+        ledger: ScriptedLedger::slow_claims(Duration::from_millis(2500), "100000000002"),
         identity_center: ScriptedIdentityCenter::new(vec![
             status(OperationStatus::InProgress, None),
             status(OperationStatus::InProgress, None),
@@ -2910,6 +2940,27 @@ async fn grant_behind_a_recorded_revoke(worker: &TestWorker) -> String {
     grant
 }
 
+/// A grant decided at 10:00:00 that ends at 12:00:00, and in `worker`'s ledger a later
+/// permanent grant recorded carried out.
+async fn timed_grant_behind_a_recorded_grant(worker: &TestWorker) -> String {
+    let grant = assignment_request(
+        "create",
+        "TEMP-1",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T12:00:00Z"),
+        ],
+    );
+    record_later_decision(
+        worker,
+        &grant,
+        assignment_worker::ledger::Intent::Grant,
+        RecordedState::Present,
+    )
+    .await;
+    grant
+}
+
 /// Runs the undo the grant of [`grant_behind_a_recorded_revoke`] planned: its delete is
 /// made, and the grant ends `superseded`.
 async fn undo_of_the_slow_grant_removes_it(worker: &TestWorker, undo: &Value) {
@@ -3001,21 +3052,7 @@ async fn a_confirmed_grant_whose_record_fails_on_its_last_attempt_is_undone_towa
 #[tokio::test]
 async fn a_confirmed_expiry_whose_record_fails_on_its_last_attempt_restores_a_later_grant() {
     let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
-    let grant = assignment_request(
-        "create",
-        "TEMP-1",
-        &[
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-            ("notAfter", "2026-11-29T12:00:00Z"),
-        ],
-    );
-    record_later_decision(
-        &worker,
-        &grant,
-        assignment_worker::ledger::Intent::Grant,
-        RecordedState::Present,
-    )
-    .await;
+    let grant = timed_grant_behind_a_recorded_grant(&worker).await;
     let poll = last_attempt_step(
         &grant,
         serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
@@ -3040,4 +3077,106 @@ async fn a_grant_that_may_have_landed_whose_claim_fails_on_its_last_attempt_yiel
     let undo = planned_after_a_ledger_error_on_the_last_attempt(&worker, &submit).await;
     assert_step(&undo, "undo", "delete");
     assert!(worker.identity_center.calls().is_empty());
+}
+
+/// A grant never submitted (no earlier delivery or attempt made its call) whose claim
+/// the ledger refuses on its last attempt, behind a later revoke: nothing to undo, so no
+/// delete, and the dead letter says the grant was not carried out.
+#[tokio::test]
+async fn a_grant_never_submitted_whose_claim_fails_on_its_last_attempt_undoes_nothing() {
+    let worker = worker(vec![], config(&[]));
+    let grant = grant_behind_a_recorded_revoke(&worker).await;
+    let submit = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "create"}),
+    );
+    dead_lettered_with_no_call_after_a_ledger_error(&worker, &submit).await;
+}
+
+/// An expiry never submitted whose re-check read fails on its last attempt, behind a
+/// later permanent grant: its delete was never made, so nothing restores the later
+/// grant's access (a create), which is in place.
+#[tokio::test]
+async fn an_expiry_never_submitted_whose_read_fails_on_its_last_attempt_restores_nothing() {
+    let worker = worker(vec![], config(&[]));
+    let grant = timed_grant_behind_a_recorded_grant(&worker).await;
+    let submit = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "delete", "purpose": "expiry"}),
+    );
+    dead_lettered_with_no_call_after_a_ledger_error(&worker, &submit).await;
+}
+
+/// Runs `step` with the ledger's first call refused on the step's last attempt: it is
+/// dead-lettered `exhausted`, with no Identity Center call and no step after it.
+async fn dead_lettered_with_no_call_after_a_ledger_error(worker: &TestWorker, step: &str) {
+    worker.ledger.set_faults([true]);
+    invoke(worker, record_event(step, "m-last", 1_764_000_000_000)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(
+        dead.iter()
+            .map(|d| d.attribute("ErrorClass"))
+            .collect::<Vec<_>>(),
+        [Some("exhausted")]
+    );
+    assert!(worker.identity_center.calls().is_empty());
+    assert!(work_steps(worker).is_empty(), "{:?}", work_steps(worker));
+}
+
+/// A grant's create answered SUCCEEDED at once, a later revoke recorded meanwhile, and
+/// the write that records the grant refused for good: the create is in place behind the
+/// revoke, so it is undone toward it rather than dead-lettered.
+#[tokio::test]
+async fn a_create_answered_at_once_whose_record_is_refused_for_good_is_undone_toward_a_later_revoke()
+ {
+    let later = AccessDecision {
+        order: DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
+            intent: assignment_worker::ledger::Intent::Revoke,
+            correlation_id: Some("LATER".to_owned()),
+            first_message_id: "m-later".to_owned(),
+        },
+        not_after: None,
+    };
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: ScriptedLedger {
+            later_before_first_record: Mutex::new(Some((later, RecordedState::Absent))),
+            ..ScriptedLedger::default()
+        },
+        identity_center: ScriptedIdentityCenter::new(vec![status(
+            OperationStatus::Succeeded,
+            None,
+        )]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let grant = decision_at("create", "FAST-GRANT", "2026-11-29T10:00:00Z");
+    let response = worker
+        .handle(
+            record_event(&grant, "m-grant", 1_764_000_000_000),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    assert!(matches!(
+        &worker.identity_center.calls()[..],
+        [Call::Create { .. }]
+    ));
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(
+        dead.is_empty(),
+        "dead-lettered with the create in place behind a later revoke: {:?}",
+        dead.iter()
+            .map(|d| (d.attribute("ErrorClass"), d.attribute("ErrorCode")))
+            .collect::<Vec<_>>()
+    );
+    let undo = body_json(
+        worker
+            .queues
+            .sent_to(&worker.config.work_queue)
+            .last()
+            .expect("the undo"),
+    );
+    assert_step(&undo, "undo", "delete");
 }
