@@ -436,15 +436,25 @@ pub fn settled_elsewhere(
     own: &AccessDecision,
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> Option<Decision> {
-    let (latest, state) = recorded?;
-    let carried_out = latest.order == own.order
-        && *state == RecordedState::from(Presence::after(progress.operation()));
+    let carried_out = recorded_carried_out(progress, own, recorded);
     (progress.purpose == Purpose::Decision && dead_letter.after_a_call() && carried_out).then_some(
         Decision::Done {
             completion: Completion::AlreadySatisfied,
             operation_request_id: None,
         },
     )
+}
+
+/// Whether the ledger records `own` decision in the state this step's change leaves.
+pub fn recorded_carried_out(
+    progress: &Progress,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+) -> bool {
+    recorded.is_some_and(|(latest, state)| {
+        latest.order == own.order
+            && *state == RecordedState::from(Presence::after(progress.operation()))
+    })
 }
 
 /// A decision or expiry about to be dead-lettered after a change that may have taken

@@ -622,12 +622,47 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter as it
     /// is.
     async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+        self.unless_settled_after(dead_letter, progress, None).await
+    }
+
+    /// [`Self::unless_settled`], for a `dead_letter` that may come after a change AWS
+    /// `confirmed` (its completion and operation id): the ledger refused the write that
+    /// records it. The change is in place whatever the step's stage. When the ledger
+    /// holds this decision in the change's state (that write landed with its answer
+    /// lost, or another delivery's did), the change is done as if recorded: this
+    /// delivery made it.
+    async fn unless_settled_after(
+        &self,
+        dead_letter: DeadLetter,
+        progress: Progress,
+        confirmed: Option<(Completion, Option<String>)>,
+    ) -> Stepped {
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
             return decided(Decision::DeadLetter(dead_letter), progress);
         };
         let own = &self.decision;
+        // (An undo records nothing: its item is the later decision's.)
+        if let Some((completion, operation_request_id)) = confirmed.clone()
+            && matches!(progress.purpose, Purpose::Decision | Purpose::Expiry)
+            && lifecycle::recorded_carried_out(&progress, own, recorded.as_ref())
+        {
+            tracing::info!(
+                error_code = %dead_letter.code,
+                "the ledger holds the change this step confirmed; not dead-lettered"
+            );
+            let done = Decision::Done {
+                completion,
+                operation_request_id: operation_request_id
+                    .or_else(|| progress.operation_request_id().map(str::to_owned)),
+            };
+            return decided(done, progress);
+        }
+        // Checked as a step whose change may have landed; planned from `progress` as it
+        // is, so that no dead letter's restart says so.
+        let mut checked = progress.clone();
+        checked.maybe_submitted |= confirmed.is_some();
         if let Some(done) =
             lifecycle::settled_elsewhere(&progress, &dead_letter, own, recorded.as_ref())
         {
@@ -642,7 +677,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         // confirm; a failed read goes by the entry's own item.
         let recorded = match recorded {
             Some((latest, state))
-                if portfolio::dead_letter_reads_the_name(&progress, &dead_letter) =>
+                if portfolio::dead_letter_reads_the_name(&checked, &dead_letter) =>
             {
                 let for_the_entry = self.latest_for_the_entry(latest.clone(), now).await;
                 Some((for_the_entry.unwrap_or(latest), state))
@@ -650,7 +685,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             recorded => recorded,
         };
         let recorded = recorded.as_ref();
-        match lifecycle::behind_later_decision(&progress, &dead_letter, own, recorded, now) {
+        match lifecycle::behind_later_decision(&checked, &dead_letter, own, recorded, now) {
             Some(superseded) => {
                 tracing::warn!(
                     error_class = dead_letter.class.as_str(),
@@ -662,7 +697,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let watch = recorded
                     .filter(|_| matches!(superseded, Decision::Done { .. }))
                     .and_then(|(latest, state)| {
-                        lifecycle::later_grant_to_watch(&progress, latest, *state)
+                        lifecycle::later_grant_to_watch(&checked, latest, *state)
                     });
                 let mut stepped = decided(superseded, progress);
                 if let Stepped::Decided(step) = &mut stepped {
@@ -1225,13 +1260,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         };
                         decided(repeat, progress)
                     }
-                    // The change is in place (a refusal at a submit answered at once
-                    // too): behind a later decision it is undone toward it, as any change
-                    // that may have landed, not left behind a dead letter.
+                    // The change is in place: behind a later decision it is undone toward
+                    // it, as any change that may have landed, not left behind a dead
+                    // letter.
                     Decision::DeadLetter(dead_letter) => {
-                        let mut landed = progress;
-                        landed.maybe_submitted = true;
-                        self.unless_settled(dead_letter, landed).await
+                        let confirmed = Some((completion, operation_request_id));
+                        self.unless_settled_after(dead_letter, progress, confirmed)
+                            .await
                     }
                     other => decided(other, progress),
                 };

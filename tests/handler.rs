@@ -736,16 +736,18 @@ async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
     );
 }
 
-/// The memory ledger with two of DynamoDB's ways scripted: claims that take
+/// The memory ledger with some of DynamoDB's ways scripted: claims that take
 /// `claim_delay`, as a slow DynamoDB's do, on the assignments whose key holds `|` and
-/// then `slow_key` (with "", every assignment); and a later decision that lands just
-/// before the first `record`, which is then refused for good (access denied).
+/// then `slow_key` (with "", every assignment); a later decision that lands just before
+/// the first `record`, which is then refused for good (access denied); a first `record`
+/// that lands but whose answer is lost (a timeout).
 #[derive(Default)]
 struct ScriptedLedger {
     inner: MemoryLedger,
     claim_delay: Duration,
     slow_key: &'static str,
     later_before_first_record: Mutex<Option<(AccessDecision, RecordedState)>>,
+    first_record_answer_lost: Mutex<bool>,
 }
 
 impl ScriptedLedger {
@@ -807,9 +809,18 @@ impl Ledger for ScriptedLedger {
                 message: "scripted: refused for good".to_owned(),
             });
         }
-        self.inner
+        let answer = self
+            .inner
             .record(key, order, state, operation_request_id, now)
-            .await
+            .await;
+        if std::mem::take(&mut *self.first_record_answer_lost.lock().unwrap()) {
+            return Err(CallError {
+                kind: ErrorKind::Timeout,
+                code: "TimeoutError".to_owned(),
+                message: "scripted: the answer was lost".to_owned(),
+            });
+        }
+        answer
     }
 }
 
@@ -3138,31 +3149,11 @@ async fn a_create_answered_at_once_whose_record_is_refused_for_good_is_undone_to
         },
         not_after: None,
     };
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: ScriptedLedger {
-            later_before_first_record: Mutex::new(Some((later, RecordedState::Absent))),
-            ..ScriptedLedger::default()
-        },
-        identity_center: ScriptedIdentityCenter::new(vec![status(
-            OperationStatus::Succeeded,
-            None,
-        )]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
+    let ledger = ScriptedLedger {
+        later_before_first_record: Mutex::new(Some((later, RecordedState::Absent))),
+        ..ScriptedLedger::default()
     };
-    let grant = decision_at("create", "FAST-GRANT", "2026-11-29T10:00:00Z");
-    let response = worker
-        .handle(
-            record_event(&grant, "m-grant", 1_764_000_000_000),
-            &Invocation::default(),
-        )
-        .await;
-    assert!(failures(&response).is_empty());
-    assert!(matches!(
-        &worker.identity_center.calls()[..],
-        [Call::Create { .. }]
-    ));
+    let worker = create_answered_at_once(ledger, config(&[])).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert!(
         dead.is_empty(),
@@ -3179,4 +3170,108 @@ async fn a_create_answered_at_once_whose_record_is_refused_for_good_is_undone_to
             .expect("the undo"),
     );
     assert_step(&undo, "undo", "delete");
+}
+
+/// A worker on `ledger` that has run grant FAST-GRANT (decided at 10:00:00), whose create
+/// Identity Center answered SUCCEEDED at once.
+async fn create_answered_at_once(
+    ledger: ScriptedLedger,
+    config: Config,
+) -> Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog> {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger,
+        identity_center: ScriptedIdentityCenter::new(vec![status(
+            OperationStatus::Succeeded,
+            None,
+        )]),
+        queues: RecordingQueues::default(),
+        config,
+    };
+    let grant = decision_at("create", "FAST-GRANT", "2026-11-29T10:00:00Z");
+    let response = worker
+        .handle(
+            record_event(&grant, "m-grant", 1_764_000_000_000),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    assert!(matches!(
+        &worker.identity_center.calls()[..],
+        [Call::Create { .. }]
+    ));
+    worker
+}
+
+/// A grant's create answered SUCCEEDED at once, whose record lands but whose answer is
+/// lost on the step's last attempt: the ledger holds the grant carried out, by this
+/// delivery's own call, which ends `succeeded` with its operation id, not as another
+/// delivery's work (`already-satisfied`) nor dead-lettered.
+#[tokio::test]
+async fn a_change_whose_record_lands_with_its_answer_lost_on_the_last_attempt_succeeds() {
+    let ledger = ScriptedLedger {
+        first_record_answer_lost: Mutex::new(true),
+        ..ScriptedLedger::default()
+    };
+    let worker = create_answered_at_once(ledger, config(&[("MAX_ATTEMPTS", "1")])).await;
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    let outcome = outcome_events(&worker)
+        .into_iter()
+        .find(|e| e["correlationId"] == "FAST-GRANT")
+        .expect("the grant's outcome");
+    assert_eq!(outcome["outcome"], "succeeded", "{outcome}");
+    assert_eq!(outcome["operationRequestId"], REQUEST_ID, "{outcome}");
+}
+
+/// An expiry's delete confirmed, its record refused on the last attempt with no later
+/// decision recorded: dead-lettered. A later revoke comes after the delete, so a redrive
+/// of that dead letter ends the expiry with no call: the dead letter does not say its
+/// delete may have landed behind a later decision.
+#[tokio::test]
+async fn a_redriven_expiry_dead_lettered_after_its_confirmed_delete_undoes_nothing() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let grant = assignment_request(
+        "create",
+        "TEMP-3",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T12:00:00Z"),
+        ],
+    );
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1}),
+    );
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&poll, "m-last", 1_764_000_000_000)).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let [dead_letter] = &dead[..] else {
+        panic!("one dead letter: {dead:?}");
+    };
+    record_later_decision(
+        &worker,
+        &grant,
+        assignment_worker::ledger::Intent::Revoke,
+        RecordedState::Absent,
+    )
+    .await;
+    let before = work_steps(&worker).len();
+    invoke(
+        &worker,
+        record_event(&dead_letter.body, "m-redrive", 1_764_000_100_000),
+    )
+    .await;
+    assert_eq!(
+        work_steps(&worker).len(),
+        before,
+        "{:?}",
+        work_steps(&worker)
+    );
+    assert_eq!(worker.identity_center.calls().len(), 1);
 }
