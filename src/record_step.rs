@@ -118,6 +118,9 @@ struct Step {
     progress: Progress,
     residual_access: Option<Vec<ListedPrincipal>>,
     watch: Option<DecisionSummary>,
+    /// A dead letter after a change AWS confirmed: the change is in place, and no
+    /// submit of the chain is still to land.
+    in_place: bool,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -138,6 +141,7 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
         progress,
         residual_access: None,
         watch: None,
+        in_place: false,
     }))
 }
 
@@ -637,10 +641,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: Progress,
         confirmed: Option<(Completion, Option<String>)>,
     ) -> Stepped {
+        let in_place = confirmed.is_some();
+        let dead_lettered = |dead_letter, progress| {
+            let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
+            if let Stepped::Decided(step) = &mut stepped {
+                step.in_place = in_place;
+            }
+            stepped
+        };
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
-            return decided(Decision::DeadLetter(dead_letter), progress);
+            return dead_lettered(dead_letter, progress);
         };
         let own = &self.decision;
         // (An undo records nothing: its item is the later decision's.)
@@ -662,7 +674,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         // Checked as a step whose change may have landed; planned from `progress` as it
         // is, so that no dead letter's restart says so.
         let mut checked = progress.clone();
-        checked.maybe_submitted |= confirmed.is_some();
+        checked.maybe_submitted |= in_place;
         if let Some(done) =
             lifecycle::settled_elsewhere(&progress, &dead_letter, own, recorded.as_ref())
         {
@@ -709,7 +721,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if lifecycle::records_failed(&progress, &dead_letter, own.order.intent) {
                     self.record_failed(&dead_letter).await;
                 }
-                decided(Decision::DeadLetter(dead_letter), progress)
+                dead_lettered(dead_letter, progress)
             }
         }
     }
@@ -1248,12 +1260,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     Self::jitter(),
                 ) {
                     // Repeat the step: a poll answers again, a submit is safe to repeat
-                    // (and has certainly reached AWS, so notAfter must not refuse it).
+                    // (and has certainly reached AWS, so notAfter must not refuse it; a
+                    // poll's landing is its stage's, and a dead letter's restart must not
+                    // tell of a submit still to land).
                     Decision::Continue {
                         progress: mut next,
                         delay_seconds,
                     } => {
-                        next.maybe_submitted = true;
+                        next.maybe_submitted |= progress.stage == Stage::Submit;
                         let repeat = Decision::Continue {
                             progress: next,
                             delay_seconds,
@@ -1292,6 +1306,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             progress,
             residual_access,
             watch,
+            in_place,
         } = step;
         let progress = &progress;
         let worker = self.worker;
@@ -1421,6 +1436,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .operation_request_id
                     .as_deref()
                     .or(context.operation_request_id);
+                // A change AWS confirmed is in place (what follows the dead letter goes by
+                // that) and is not still to land (its restart does not say it may be).
+                let mut landed = progress.clone();
+                landed.maybe_submitted |= in_place;
+                let mut restart_from = progress.clone();
+                restart_from.maybe_submitted &= !in_place;
                 // A redrive of a decision replays the request from the start. An expiry or
                 // undo replays its own step instead: replaying the grant would grant again.
                 let body = match &progress.purpose {
@@ -1429,9 +1450,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         let restart = if progress.purpose == Purpose::Expiry
                             || progress.purpose.is_restored_expiry()
                         {
-                            progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
+                            restart_from.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
                         } else {
-                            progress.at(progress.operation(), Stage::Submit, 1)
+                            restart_from.at(progress.operation(), Stage::Submit, 1)
                         };
                         match self.progress_message(&restart, 0) {
                             Some(message) => message.body,
@@ -1454,7 +1475,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     messages.retain(|(destination, _)| *destination != Destination::Outcome);
                 }
                 if let Plan::Store { messages, .. } = &mut plan {
-                    match self.after_dead_letter(progress, &dead_letter, now) {
+                    match self.after_dead_letter(&landed, &dead_letter, now) {
                         Some(Ok(step)) => messages.push(step),
                         Some(Err(plan)) => return plan,
                         None => {}

@@ -17,8 +17,8 @@ use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, StatusReport,
 };
 use assignment_worker::ledger::{
-    AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
-    RecordedState,
+    AccessDecision, ClaimAnswer, DecisionOrder, Intent, Ledger, LedgerKey, LedgerResult,
+    RecordAnswer, RecordedState,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::{OutgoingMessage, QueueSender, SendError};
@@ -740,7 +740,7 @@ async fn near_the_deadline_no_call_starts_and_steps_are_stored_again_at_once() {
 /// `claim_delay`, as a slow DynamoDB's do, on the assignments whose key holds `|` and
 /// then `slow_key` (with "", every assignment); a later decision that lands just before
 /// the first `record`, which is then refused for good (access denied); a first `record`
-/// that lands but whose answer is lost (a timeout).
+/// that lands but whose answer is lost (a timeout); every `latest` refused for good.
 #[derive(Default)]
 struct ScriptedLedger {
     inner: MemoryLedger,
@@ -748,6 +748,15 @@ struct ScriptedLedger {
     slow_key: &'static str,
     later_before_first_record: Mutex<Option<(AccessDecision, RecordedState)>>,
     first_record_answer_lost: Mutex<bool>,
+    latest_refused: bool,
+}
+
+fn refused_for_good() -> CallError {
+    CallError {
+        kind: ErrorKind::AccessDenied,
+        code: "AccessDeniedException".to_owned(),
+        message: "scripted: refused for good".to_owned(),
+    }
 }
 
 impl ScriptedLedger {
@@ -775,6 +784,9 @@ impl Ledger for ScriptedLedger {
     }
 
     async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
+        if self.latest_refused {
+            return Err(refused_for_good());
+        }
         self.inner.latest(key).await
     }
 
@@ -803,11 +815,7 @@ impl Ledger for ScriptedLedger {
                 .record(key, &later.order, later_state, None, now)
                 .await
                 .expect("the later decision recorded");
-            return Err(CallError {
-                kind: ErrorKind::AccessDenied,
-                code: "AccessDeniedException".to_owned(),
-                message: "scripted: refused for good".to_owned(),
-            });
+            return Err(refused_for_good());
         }
         let answer = self
             .inner
@@ -1552,7 +1560,7 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
     let later_grant = assignment_worker::ledger::AccessDecision {
         order: assignment_worker::ledger::DecisionOrder {
             requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
-            intent: assignment_worker::ledger::Intent::Grant,
+            intent: Intent::Grant,
             correlation_id: Some("LATER".to_owned()),
             first_message_id: "m-2".to_owned(),
         },
@@ -2909,66 +2917,64 @@ async fn a_redelivered_grant_whose_other_delivery_was_refused_as_expired_is_refu
 async fn record_later_decision(
     worker: &TestWorker,
     request: &str,
-    intent: assignment_worker::ledger::Intent,
+    intent: Intent,
     state: RecordedState,
 ) {
-    let parsed = assignment_worker::request::parse_request(request).expect("valid");
-    let (_, assignment) = parsed.assignment().expect("an assignment");
-    let key = LedgerKey::assignment(assignment);
-    let later = AccessDecision {
+    record_later_decision_in(&worker.ledger, request, intent, None, state).await;
+}
+
+/// A decision LATER made at 10:00:05, after the requests of the tests below.
+fn later_decision(intent: Intent, not_after: Option<time::OffsetDateTime>) -> AccessDecision {
+    AccessDecision {
         order: DecisionOrder {
             requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
             intent,
             correlation_id: Some("LATER".to_owned()),
             first_message_id: "m-later".to_owned(),
         },
-        not_after: None,
-    };
+        not_after,
+    }
+}
+
+/// [`record_later_decision`] in `ledger`, ending at `not_after`; a `pending` one is only
+/// claimed.
+async fn record_later_decision_in(
+    ledger: &impl Ledger,
+    request: &str,
+    intent: Intent,
+    not_after: Option<time::OffsetDateTime>,
+    state: RecordedState,
+) {
+    let parsed = assignment_worker::request::parse_request(request).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let later = later_decision(intent, not_after);
     let now = time::OffsetDateTime::now_utc();
-    worker
-        .ledger
+    ledger
         .claim(&key, &later, RecordedState::Pending, now)
         .await
         .expect("claimed");
-    worker
-        .ledger
-        .record(&key, &later.order, state, None, now)
-        .await
-        .expect("recorded");
+    if state != RecordedState::Pending {
+        ledger
+            .record(&key, &later.order, state, None, now)
+            .await
+            .expect("recorded");
+    }
 }
 
 /// A grant decided at 10:00:00, and in `worker`'s ledger a later revoke recorded
 /// carried out (its delete found nothing: the grant's create had not landed).
 async fn grant_behind_a_recorded_revoke(worker: &TestWorker) -> String {
     let grant = decision_at("create", "SLOW-GRANT", "2026-11-29T10:00:00Z");
-    record_later_decision(
-        worker,
-        &grant,
-        assignment_worker::ledger::Intent::Revoke,
-        RecordedState::Absent,
-    )
-    .await;
+    record_later_decision(worker, &grant, Intent::Revoke, RecordedState::Absent).await;
     grant
 }
 
 /// A grant decided at 10:00:00 that ends at 12:00:00, and in `worker`'s ledger a later
 /// permanent grant recorded carried out.
 async fn timed_grant_behind_a_recorded_grant(worker: &TestWorker) -> String {
-    let grant = assignment_request(
-        "create",
-        "TEMP-1",
-        &[
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-            ("notAfter", "2026-11-29T12:00:00Z"),
-        ],
-    );
-    record_later_decision(
-        worker,
-        &grant,
-        assignment_worker::ledger::Intent::Grant,
-        RecordedState::Present,
-    )
-    .await;
+    let grant = timed_grant_at_ten("TEMP-1");
+    record_later_decision(worker, &grant, Intent::Grant, RecordedState::Present).await;
     grant
 }
 
@@ -3140,15 +3146,7 @@ async fn dead_lettered_with_no_call_after_a_ledger_error(worker: &TestWorker, st
 #[tokio::test]
 async fn a_create_answered_at_once_whose_record_is_refused_for_good_is_undone_toward_a_later_revoke()
  {
-    let later = AccessDecision {
-        order: DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
-            intent: assignment_worker::ledger::Intent::Revoke,
-            correlation_id: Some("LATER".to_owned()),
-            first_message_id: "m-later".to_owned(),
-        },
-        not_after: None,
-    };
+    let later = later_decision(Intent::Revoke, None);
     let ledger = ScriptedLedger {
         later_before_first_record: Mutex::new(Some((later, RecordedState::Absent))),
         ..ScriptedLedger::default()
@@ -3235,43 +3233,149 @@ async fn a_change_whose_record_lands_with_its_answer_lost_on_the_last_attempt_su
 #[tokio::test]
 async fn a_redriven_expiry_dead_lettered_after_its_confirmed_delete_undoes_nothing() {
     let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
-    let grant = assignment_request(
-        "create",
-        "TEMP-3",
-        &[
-            ("requestedAt", "2026-11-29T10:00:00Z"),
-            ("notAfter", "2026-11-29T12:00:00Z"),
-        ],
-    );
+    let grant = timed_grant_at_ten("TEMP-3");
     let poll = last_attempt_step(
         &grant,
         serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
                            "operationRequestId": REQUEST_ID, "polls": 1}),
     );
+    redrive_behind_a_later_revoke_undoes_nothing(&worker, &grant, &poll, 1).await;
+}
+
+/// A grant decided at 10:00:00 that ends at 12:00:00.
+fn timed_grant_at_ten(correlation_id: &str) -> String {
+    assignment_request(
+        "create",
+        correlation_id,
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            ("notAfter", "2026-11-29T12:00:00Z"),
+        ],
+    )
+}
+
+/// Runs the expiry's confirming `poll` of `grant` on its last attempt with its record
+/// refused (the `calls`-th Identity Center call): dead-lettered. Then a later revoke is
+/// recorded and the dead letter redriven: it ends with no call and no step.
+async fn redrive_behind_a_later_revoke_undoes_nothing(
+    worker: &TestWorker,
+    grant: &str,
+    poll: &str,
+    calls: usize,
+) {
     worker.ledger.set_faults([true]);
-    invoke(&worker, record_event(&poll, "m-last", 1_764_000_000_000)).await;
+    invoke(worker, record_event(poll, "m-last", 1_764_000_000_000)).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     let [dead_letter] = &dead[..] else {
         panic!("one dead letter: {dead:?}");
     };
-    record_later_decision(
-        &worker,
-        &grant,
-        assignment_worker::ledger::Intent::Revoke,
-        RecordedState::Absent,
-    )
-    .await;
-    let before = work_steps(&worker).len();
+    record_later_decision(worker, grant, Intent::Revoke, RecordedState::Absent).await;
+    let before = work_steps(worker).len();
     invoke(
-        &worker,
+        worker,
         record_event(&dead_letter.body, "m-redrive", 1_764_000_100_000),
     )
     .await;
-    assert_eq!(
-        work_steps(&worker).len(),
-        before,
-        "{:?}",
-        work_steps(&worker)
+    assert_eq!(work_steps(worker).len(), before, "{:?}", work_steps(worker));
+    assert_eq!(worker.identity_center.calls().len(), calls);
+}
+
+/// An expiry's delete confirmed at its poll on attempt 9, its record refused there and
+/// again on attempt 10: dead-lettered. The delete landed before any later decision, so
+/// a redrive behind a later revoke ends with no call: the repeated confirm does not
+/// mark the restart as a delete that may still land.
+#[tokio::test]
+async fn a_redriven_expiry_whose_confirm_was_repeated_undoes_nothing() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
     );
-    assert_eq!(worker.identity_center.calls().len(), 1);
+    let grant = timed_grant_at_ten("TEMP-4");
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1, "attempt": 9}),
+    );
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&poll, "m-9", 1_764_000_000_000)).await;
+    let repeat = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the repeated poll")
+        .body
+        .clone();
+    redrive_behind_a_later_revoke_undoes_nothing(&worker, &grant, &repeat, 2).await;
+}
+
+/// An undo toward a later timed grant whose create Identity Center answered SUCCEEDED at
+/// once, and whose confirming read the ledger refuses for good: dead-lettered, with the
+/// create certainly in place, so the restored-expiry chain that ends it at that grant's
+/// end is stored.
+#[tokio::test]
+async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_expiry() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: ScriptedLedger {
+            latest_refused: true,
+            ..ScriptedLedger::default()
+        },
+        identity_center: ScriptedIdentityCenter::new(vec![status(
+            OperationStatus::Succeeded,
+            None,
+        )]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    record_later_decision_in(
+        &worker.ledger.inner,
+        &revoke,
+        Intent::Grant,
+        Some(time::macros::datetime!(2099-01-01 00:00:00 UTC)),
+        RecordedState::Pending,
+    )
+    .await;
+    let undo = serde_json::json!({
+        "request": body_json_text(&revoke),
+        "progress": {
+            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1",
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    });
+    let response = worker
+        .handle(
+            record_event(&undo.to_string(), "m-undo", 1_764_000_000_000),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    assert!(matches!(
+        &worker.identity_center.calls()[..],
+        [Call::Create { .. }]
+    ));
+    assert_eq!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .len(),
+        1
+    );
+    let steps: Vec<Value> = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(body_json)
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|step| step["progress"]["purpose"] == "restored-expiry"),
+        "the undo's create is in place, dead-lettered with no restored-expiry step: {steps:?}"
+    );
 }
