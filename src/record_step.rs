@@ -118,8 +118,8 @@ struct Step {
     progress: Progress,
     residual_access: Option<Vec<ListedPrincipal>>,
     watch: Option<DecisionSummary>,
-    /// A dead letter after a change AWS confirmed: the change is in place, and no
-    /// submit of the chain is still to land.
+    /// A dead letter after a change AWS confirmed, with no later decision recorded when
+    /// the ledger was read: the change is in place, and landed before any later decision.
     in_place: bool,
 }
 
@@ -652,7 +652,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
-            return dead_lettered(dead_letter, progress);
+            // Whether a later decision came before the change landed is unknown: the
+            // restart still says the change may have landed, so that a redrive behind a
+            // later decision restores it.
+            let mut landed = progress;
+            landed.maybe_submitted |= in_place;
+            return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;
         // (An undo records nothing: its item is the later decision's.)
@@ -1437,7 +1442,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .as_deref()
                     .or(context.operation_request_id);
                 // A change AWS confirmed is in place (what follows the dead letter goes by
-                // that) and is not still to land (its restart does not say it may be).
+                // that), and came before any later decision (its restart does not say it
+                // may have landed behind one).
                 let mut landed = progress.clone();
                 landed.maybe_submitted |= in_place;
                 let mut restart_from = progress.clone();

@@ -3379,3 +3379,65 @@ async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_
         "the undo's create is in place, dead-lettered with no restored-expiry step: {steps:?}"
     );
 }
+
+/// An expiry's delete submitted again after an unanswered submit, confirmed while a
+/// later permanent grant was carried out, whose record the ledger refuses for good and
+/// whose read after it fails: dead-lettered, not knowing whether the delete landed after
+/// the later grant's create. A redrive finds the later grant and restores its access
+/// (an expiry-undo), rather than leave it deleted.
+#[tokio::test]
+async fn a_redriven_expiry_whose_delete_may_have_followed_a_later_grant_restores_it() {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: ScriptedLedger {
+            later_before_first_record: Mutex::new(Some((
+                later_decision(Intent::Grant, None),
+                RecordedState::Present,
+            ))),
+            ..ScriptedLedger::default()
+        },
+        identity_center: ScriptedIdentityCenter::new(vec![status(
+            OperationStatus::Succeeded,
+            None,
+        )]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let grant = timed_grant_at_ten("TEMP-5");
+    let submit = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "delete", "purpose": "expiry",
+                           "attempt": 2, "maybeSubmitted": true}),
+    );
+    // The fence's read, the later grant's claim and record, then the read after the
+    // refused record, which fails.
+    worker.ledger.inner.set_faults([false, false, false, true]);
+    let invocation = Invocation::default();
+    worker
+        .handle(
+            record_event(&submit, "m-expiry", 1_764_000_000_000),
+            &invocation,
+        )
+        .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let [dead_letter] = &dead[..] else {
+        panic!("one dead letter: {dead:?}");
+    };
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    worker
+        .handle(
+            record_event(&dead_letter.body, "m-redrive", 1_764_000_100_000),
+            &invocation,
+        )
+        .await;
+    let steps: Vec<Value> = worker.queues.sent_to(&worker.config.work_queue)[before..]
+        .iter()
+        .map(body_json)
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|step| step["progress"]["purpose"] == "expiry-undo"),
+        "the later grant's access left deleted: {steps:?}"
+    );
+}
