@@ -41,17 +41,19 @@ use crate::service_catalog::ServiceCatalog;
 /// reserve only when SQS is slow enough to use the bounds above in full, which leaves
 /// their records for redelivery. Some steps make more than one ledger call after their
 /// AWS call: a grant's poll answered `FAILED` two (the read of `unless_settled`, then
-/// `record_failed`), and so does a confirm whose write the ledger refuses on the step's
-/// last attempt (the write, then that read); a portfolio step two reads after its
-/// Service Catalog call, a confirm after its list (an `IAM` grant's: the name's item,
-/// then the record; a change not shown: the entry's item and the name's), and an `IAM`
-/// grant about to be dead-lettered after its associate or list (the entry's item and
-/// the name's); three when a change not shown reaches its poll deadline, or a read fails
-/// on the step's last attempt (the dead letter reads the entry's item, and the name's,
-/// again). Two fit when the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`,
-/// as the Identity Center call the reserve counts), three at most 1 s; otherwise they
-/// may leave the sends to be cut off, and the records to SQS's redelivery, like the
-/// later queues above.
+/// `record_failed`), and so does a confirm whose write the ledger refuses for good or
+/// on the step's last attempt (the write, then that read); a portfolio step two reads
+/// after its Service Catalog call, a confirm after its list (an `IAM` grant's: the
+/// name's item, then the record; a change not shown: the entry's item and the name's),
+/// and an `IAM` grant about to be dead-lettered after its associate or list (the
+/// entry's item and the name's); three when a change not shown reaches its poll
+/// deadline, or a read fails on the step's last attempt (the dead letter reads the
+/// entry's item, and the name's, again); four when an `IAM` grant's confirm has its
+/// record refused (the name's item, the record, then the entry's item and the name's).
+/// Two fit when the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`, as the
+/// Identity Center call the reserve counts), three at most 1 s; otherwise they may leave
+/// the sends to be cut off, and the records to SQS's redelivery, like the later queues
+/// above.
 pub fn call_reserve(config: &Config) -> Duration {
     SSO_OPERATION_TIMEOUT
         + LEDGER_OPERATION_TIMEOUT
@@ -653,10 +655,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
             // Whether a later decision came before the change landed is unknown: the
-            // restart still says the change may have landed, so that a redrive behind a
-            // later decision restores it.
+            // restart says the change may have landed, so that a redrive behind a later
+            // decision restores that decision's state.
             let mut landed = progress;
-            landed.maybe_submitted |= in_place;
+            landed.maybe_submitted |=
+                in_place || lifecycle::may_have_taken_effect(&landed, &dead_letter);
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;

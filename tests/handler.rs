@@ -3266,17 +3266,10 @@ async fn redrive_behind_a_later_revoke_undoes_nothing(
     worker.ledger.set_faults([true]);
     invoke(worker, record_event(poll, "m-last", 1_764_000_000_000)).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    let [dead_letter] = &dead[..] else {
-        panic!("one dead letter: {dead:?}");
-    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
     record_later_decision(worker, grant, Intent::Revoke, RecordedState::Absent).await;
-    let before = work_steps(worker).len();
-    invoke(
-        worker,
-        record_event(&dead_letter.body, "m-redrive", 1_764_000_100_000),
-    )
-    .await;
-    assert_eq!(work_steps(worker).len(), before, "{:?}", work_steps(worker));
+    let steps = redrive_the_dead_letter(worker).await;
+    assert!(steps.is_empty(), "{steps:?}");
     assert_eq!(worker.identity_center.calls().len(), calls);
 }
 
@@ -3294,20 +3287,7 @@ async fn a_redriven_expiry_whose_confirm_was_repeated_undoes_nothing() {
         config(&[]),
     );
     let grant = timed_grant_at_ten("TEMP-4");
-    let poll = last_attempt_step(
-        &grant,
-        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
-                           "operationRequestId": REQUEST_ID, "polls": 1, "attempt": 9}),
-    );
-    worker.ledger.set_faults([true]);
-    invoke(&worker, record_event(&poll, "m-9", 1_764_000_000_000)).await;
-    let repeat = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("the repeated poll")
-        .body
-        .clone();
+    let repeat = expiry_poll_repeated_after_a_refused_record(&worker, &grant).await;
     redrive_behind_a_later_revoke_undoes_nothing(&worker, &grant, &repeat, 2).await;
 }
 
@@ -3412,28 +3392,77 @@ async fn a_redriven_expiry_whose_delete_may_have_followed_a_later_grant_restores
     // The fence's read, the later grant's claim and record, then the read after the
     // refused record, which fails.
     worker.ledger.inner.set_faults([false, false, false, true]);
-    let invocation = Invocation::default();
     worker
         .handle(
             record_event(&submit, "m-expiry", 1_764_000_000_000),
-            &invocation,
+            &Invocation::default(),
         )
         .await;
+    assert_restores_the_later_grant(&redrive_the_dead_letter(&worker).await);
+}
+
+/// An expiry's delete confirmed at attempt 9 behind a later permanent grant recorded
+/// carried out, its record throttled; its repeated poll throttled on attempt 10, and the
+/// read before the dead letter throttled too. The delete may have removed the later
+/// grant's access: a redrive finds the later grant and restores it.
+#[tokio::test]
+async fn a_redriven_expiry_exhausted_with_its_read_failed_restores_a_later_grant() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::RateLimited, "ThrottlingException"),
+        ],
+        config(&[]),
+    );
+    let grant = timed_grant_behind_a_recorded_grant(&worker).await;
+    let repeat = expiry_poll_repeated_after_a_refused_record(&worker, &grant).await;
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&repeat, "m-10", 1_764_000_000_000)).await;
+    assert_restores_the_later_grant(&redrive_the_dead_letter(&worker).await);
+}
+
+/// Runs the poll of `grant`'s expiry on attempt 9 of 10, answered SUCCEEDED, with its
+/// record throttled: the repeated poll it stores (attempt 10).
+async fn expiry_poll_repeated_after_a_refused_record(worker: &TestWorker, grant: &str) -> String {
+    let poll = last_attempt_step(
+        grant,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1, "attempt": 9}),
+    );
+    worker.ledger.set_faults([true]);
+    invoke(worker, record_event(&poll, "m-9", 1_764_000_000_000)).await;
+    worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the repeated poll")
+        .body
+        .clone()
+}
+
+/// Redrives the one dead letter `worker` stored: the steps the redrive stored.
+async fn redrive_the_dead_letter<L: Ledger>(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, L, MemoryServiceCatalog>,
+) -> Vec<Value> {
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     let [dead_letter] = &dead[..] else {
         panic!("one dead letter: {dead:?}");
     };
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
-    worker
+    let response = worker
         .handle(
             record_event(&dead_letter.body, "m-redrive", 1_764_000_100_000),
-            &invocation,
+            &Invocation::default(),
         )
         .await;
-    let steps: Vec<Value> = worker.queues.sent_to(&worker.config.work_queue)[before..]
+    assert!(failures(&response).is_empty());
+    worker.queues.sent_to(&worker.config.work_queue)[before..]
         .iter()
         .map(body_json)
-        .collect();
+        .collect()
+}
+
+fn assert_restores_the_later_grant(steps: &[Value]) {
     assert!(
         steps
             .iter()
