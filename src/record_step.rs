@@ -137,6 +137,29 @@ enum Stepped {
     Restamp(String),
 }
 
+/// What a change Identity Center or Service Catalog confirmed (`completion`, with its
+/// operation id) comes to, given what recording it found (`answer`; for an undo, the
+/// latest decision read): [`lifecycle::after_change`].
+fn after_confirmed(
+    progress: Progress,
+    completion: Completion,
+    operation_request_id: Option<String>,
+    answer: &RecordAnswer,
+) -> Stepped {
+    let now = OffsetDateTime::now_utc();
+    let decision = match lifecycle::after_change(&progress, completion, answer, now) {
+        Decision::Done {
+            completion,
+            operation_request_id: None,
+        } => Decision::Done {
+            completion,
+            operation_request_id,
+        },
+        other => other,
+    };
+    decided(decision, progress)
+}
+
 fn decided(decision: Decision, progress: Progress) -> Stepped {
     Stepped::Decided(Box::new(Step {
         decision,
@@ -644,13 +667,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         confirmed: Option<(Completion, Option<String>)>,
     ) -> Stepped {
         let in_place = confirmed.is_some();
-        let dead_lettered = |dead_letter, progress| {
-            let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
-            if let Stepped::Decided(step) = &mut stepped {
-                step.in_place = in_place;
-            }
-            stepped
-        };
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         let Ok(recorded) = recorded else {
@@ -663,21 +679,35 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;
-        // (An undo records nothing: its item is the later decision's.)
-        if let Some((completion, operation_request_id)) = confirmed.clone()
-            && matches!(progress.purpose, Purpose::Decision | Purpose::Expiry)
-            && lifecycle::recorded_carried_out(&progress, own, recorded.as_ref())
-        {
-            tracing::info!(
-                error_code = %dead_letter.code,
-                "the ledger holds the change this step confirmed; not dead-lettered"
-            );
-            let done = Decision::Done {
-                completion,
-                operation_request_id: operation_request_id
-                    .or_else(|| progress.operation_request_id().map(str::to_owned)),
-            };
-            return decided(done, progress);
+        let now = Self::now();
+        if let Some((completion, operation_request_id)) = confirmed.clone() {
+            match &progress.purpose {
+                // An undo records nothing: this read is the one its confirm could not
+                // make, and it goes on as that confirm would have.
+                Purpose::Undo { .. } => {
+                    let latest = match recorded {
+                        Some((latest, _)) => Some(
+                            self.latest_for_the_entry(latest.clone(), now)
+                                .await
+                                .unwrap_or(latest),
+                        ),
+                        None => None,
+                    };
+                    let answer = RecordAnswer::NotLatest(latest);
+                    return after_confirmed(progress, completion, operation_request_id, &answer);
+                }
+                Purpose::Decision | Purpose::Expiry
+                    if lifecycle::recorded_carried_out(&progress, own, recorded.as_ref()) =>
+                {
+                    tracing::info!(
+                        error_code = %dead_letter.code,
+                        "the ledger holds the change this step confirmed; not dead-lettered"
+                    );
+                    let answer = RecordAnswer::Recorded;
+                    return after_confirmed(progress, completion, operation_request_id, &answer);
+                }
+                Purpose::Decision | Purpose::Expiry => {}
+            }
         }
         // Checked as a step whose change may have landed; planned from `progress` as it
         // is, so that no dead letter's restart says so.
@@ -692,7 +722,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             );
             return decided(done, progress);
         }
-        let now = Self::now();
         // A grant yields to a later removal of its IAM name in any spelling, as at its
         // confirm; a failed read goes by the entry's own item.
         let recorded = match recorded {
@@ -729,7 +758,20 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if lifecycle::records_failed(&progress, &dead_letter, own.order.intent) {
                     self.record_failed(&dead_letter).await;
                 }
-                dead_lettered(dead_letter, progress)
+                let later = recorded.is_some_and(|(latest, _)| {
+                    !latest.is_same_decision_as(own) && latest.order > own.order
+                });
+                // A change that may still land behind the later decision found (an
+                // operation still running at its poll deadline): the restart says so, so
+                // that a redrive restores that decision's state.
+                let mut progress = progress;
+                progress.maybe_submitted |=
+                    later && lifecycle::may_have_taken_effect(&progress, &dead_letter);
+                let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
+                if let Stepped::Decided(step) = &mut stepped {
+                    step.in_place = in_place && !later;
+                }
+                stepped
             }
         }
     }
@@ -1294,17 +1336,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 };
             }
         };
-        let decision = match lifecycle::after_change(&progress, completion, &answer, now) {
-            Decision::Done {
-                completion,
-                operation_request_id: None,
-            } => Decision::Done {
-                completion,
-                operation_request_id,
-            },
-            other => other,
-        };
-        decided(decision, progress)
+        after_confirmed(progress, completion, operation_request_id, &answer)
     }
 
     /// The messages that make the decision durable.

@@ -3292,33 +3292,16 @@ async fn a_redriven_expiry_whose_confirm_was_repeated_undoes_nothing() {
 }
 
 /// An undo toward a later timed grant whose create Identity Center answered SUCCEEDED at
-/// once, and whose confirming read the ledger refuses for good: dead-lettered, with the
-/// create certainly in place, so the restored-expiry chain that ends it at that grant's
-/// end is stored.
+/// once, whose confirming read the ledger refuses for good, and whose read before the
+/// dead letter fails too: dead-lettered, with the create certainly in place, so the
+/// restored-expiry chain that ends it at that grant's end is stored.
 #[tokio::test]
 async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_expiry() {
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: ScriptedLedger {
-            latest_refused: true,
-            ..ScriptedLedger::default()
-        },
-        identity_center: ScriptedIdentityCenter::new(vec![status(
-            OperationStatus::Succeeded,
-            None,
-        )]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
-    };
-    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
-    record_later_decision_in(
-        &worker.ledger.inner,
-        &revoke,
-        Intent::Grant,
-        Some(time::macros::datetime!(2099-01-01 00:00:00 UTC)),
-        RecordedState::Pending,
-    )
-    .await;
+    let later_end = time::macros::datetime!(2099-01-01 00:00:00 UTC);
+    let (worker, revoke) =
+        revoke_behind_a_later_grant(Some(later_end), RecordedState::Pending).await;
+    // The fence's read passes; the read before the dead letter fails.
+    worker.ledger.inner.set_faults([false, true]);
     let undo = serde_json::json!({
         "request": body_json_text(&revoke),
         "progress": {
@@ -3346,18 +3329,7 @@ async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_
             .len(),
         1
     );
-    let steps: Vec<Value> = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .iter()
-        .map(body_json)
-        .collect();
-    assert!(
-        steps
-            .iter()
-            .any(|step| step["progress"]["purpose"] == "restored-expiry"),
-        "the undo's create is in place, dead-lettered with no restored-expiry step: {steps:?}"
-    );
+    assert_a_step(&stored_steps(&worker), "purpose", "restored-expiry");
 }
 
 /// An expiry's delete submitted again after an unanswered submit, confirmed while a
@@ -3421,6 +3393,41 @@ async fn a_redriven_expiry_exhausted_with_its_read_failed_restores_a_later_grant
     assert_restores_the_later_grant(&redrive_the_dead_letter(&worker).await);
 }
 
+/// A worker whose ledger refuses every `latest` for good and whose Identity Center
+/// answers one call SUCCEEDED at once, and a revoke decided at 10:00:00 behind a later
+/// grant that ends at `not_after`, recorded in `state`.
+async fn revoke_behind_a_later_grant(
+    not_after: Option<time::OffsetDateTime>,
+    state: RecordedState,
+) -> (
+    Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog>,
+    String,
+) {
+    let worker = Worker {
+        service_catalog: catalog(),
+        ledger: ScriptedLedger {
+            latest_refused: true,
+            ..ScriptedLedger::default()
+        },
+        identity_center: ScriptedIdentityCenter::new(vec![status(
+            OperationStatus::Succeeded,
+            None,
+        )]),
+        queues: RecordingQueues::default(),
+        config: config(&[]),
+    };
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    record_later_decision_in(
+        &worker.ledger.inner,
+        &revoke,
+        Intent::Grant,
+        not_after,
+        state,
+    )
+    .await;
+    (worker, revoke)
+}
+
 /// Runs the poll of `grant`'s expiry on attempt 9 of 10, answered SUCCEEDED, with its
 /// record throttled: the repeated poll it stores (attempt 10).
 async fn expiry_poll_repeated_after_a_refused_record(worker: &TestWorker, grant: &str) -> String {
@@ -3463,10 +3470,73 @@ async fn redrive_the_dead_letter<L: Ledger>(
 }
 
 fn assert_restores_the_later_grant(steps: &[Value]) {
+    assert_a_step(steps, "purpose", "expiry-undo");
+}
+
+/// Some step of `steps` has `value` in its progress's `field`.
+fn assert_a_step(steps: &[Value], field: &str, value: &str) {
     assert!(
-        steps
-            .iter()
-            .any(|step| step["progress"]["purpose"] == "expiry-undo"),
-        "the later grant's access left deleted: {steps:?}"
+        steps.iter().any(|step| step["progress"][field] == value),
+        "no step with {field} {value}: {steps:?}"
     );
+}
+
+/// The steps `worker` stored on the work queue.
+fn stored_steps<L: Ledger>(
+    worker: &Worker<ScriptedIdentityCenter, RecordingQueues, L, MemoryServiceCatalog>,
+) -> Vec<Value> {
+    worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .iter()
+        .map(body_json)
+        .collect()
+}
+
+/// An expiry's delete still running at its poll deadline, behind a later permanent grant
+/// recorded carried out (whose create came first: AWS runs the delete after it):
+/// dead-lettered `timed-out`, as every operation still running at its deadline is. Its
+/// restart says the delete may land behind that grant, so a redrive restores it.
+#[tokio::test]
+async fn a_redriven_expiry_timed_out_behind_a_later_grant_restores_it() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let grant = timed_grant_behind_a_recorded_grant(&worker).await;
+    let submitted_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
+    );
+    let poll = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 12, "attempt": 1,
+                           "submittedAt": submitted_at}),
+    );
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
+    assert_restores_the_later_grant(&redrive_the_dead_letter(&worker).await);
+}
+
+/// A restored-expiry chain's delete confirmed after a later permanent grant's create,
+/// whose confirming read of the ledger is refused for good: the read before its dead
+/// letter finds that grant, and the chain goes on as its confirm would have, restoring
+/// the grant's access, rather than leave it deleted behind a dead letter.
+#[tokio::test]
+async fn a_restored_expiry_whose_confirming_read_is_refused_restores_a_later_grant() {
+    let (worker, revoke) = revoke_behind_a_later_grant(None, RecordedState::Present).await;
+    let poll = last_attempt_step(
+        &revoke,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "restored-expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1, "attempt": 1,
+                           "supersededBy": {"correlationId": "WATCHED",
+                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
+    );
+    let response = worker
+        .handle(
+            record_event(&poll, "m-restored", 1_764_000_000_000),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(dead.is_empty(), "{dead:?}");
+    assert_a_step(&stored_steps(&worker), "operation", "create");
 }
