@@ -684,17 +684,26 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             match &progress.purpose {
                 // An undo records nothing: this read is the one its confirm could not
                 // make, and it goes on as that confirm would have.
+                // A failed read of the name's item leaves the dead letter: the entry's own
+                // decision may not be the latest about the role.
                 Purpose::Undo { .. } => {
-                    let latest = match recorded {
-                        Some((latest, _)) => Some(
-                            self.latest_for_the_entry(latest.clone(), now)
-                                .await
-                                .unwrap_or(latest),
-                        ),
-                        None => None,
+                    let latest = match &recorded {
+                        Some((latest, _)) => self
+                            .latest_for_the_entry(latest.clone(), now)
+                            .await
+                            .ok()
+                            .map(Some),
+                        None => Some(None),
                     };
-                    let answer = RecordAnswer::NotLatest(latest);
-                    return after_confirmed(progress, completion, operation_request_id, &answer);
+                    if let Some(latest) = latest {
+                        let answer = RecordAnswer::NotLatest(latest);
+                        return after_confirmed(
+                            progress,
+                            completion,
+                            operation_request_id,
+                            &answer,
+                        );
+                    }
                 }
                 Purpose::Decision | Purpose::Expiry
                     if lifecycle::recorded_carried_out(&progress, own, recorded.as_ref()) =>

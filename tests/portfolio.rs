@@ -1442,3 +1442,66 @@ async fn removal_overtaken_by_a_later_grant(ledger_faults: &[bool]) {
         "superseded"
     );
 }
+
+/// A removal of `role/TeamA-dev` undone toward a later grant of that spelling (its
+/// associate landed), while a still later removal of `role/teama-dev` is the latest
+/// decision about the role. On the undo's last attempt the confirm's read of the name's
+/// item fails, and so does the read before its dead letter: not knowing the name's
+/// latest decision, the undo is dead-lettered, not ended `superseded` by the entry's own
+/// grant with the entry left listed behind the later removal of its name.
+#[tokio::test]
+async fn an_undo_whose_reads_of_the_name_fail_is_dead_lettered_not_ended_by_the_entrys_own_grant() {
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
+    let worker = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]),
+        &[("MAX_ATTEMPTS", "2")],
+    );
+    let decided = |body: &str, intent, message_id: &str| {
+        let parsed = parse_request(body).expect("valid");
+        let order = DecisionOrder {
+            requested_at: parsed.requested_at.expect("requestedAt"),
+            intent,
+            correlation_id: Some(format!("CHG-{message_id}")),
+            first_message_id: message_id.to_owned(),
+        };
+        let Target::Portfolio(change) = parsed.target().1 else {
+            panic!("a portfolio change");
+        };
+        let name = LedgerKey::iam_name(change).expect("an IAM name");
+        (LedgerKey::of(parsed.target().1), name, order)
+    };
+    let removal = removal_at("TeamA-dev", "10:00:00");
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        ROLE,
+        json!({"requestedAt": "2026-11-30T10:00:01Z"}),
+    );
+    let (entry, _, earlier) = decided(&removal, Intent::Revoke, "r-1");
+    record_decision(&worker, &entry, earlier, RecordedState::Absent).await;
+    let (entry, _, later_grant) = decided(&grant, Intent::Grant, "g-1");
+    record_decision(&worker, &entry, later_grant, RecordedState::Present).await;
+    let (_, name, of_the_name) =
+        decided(&removal_at("teama-dev", "10:00:05"), Intent::Revoke, "n-1");
+    record_decision(&worker, &name, of_the_name, RecordedState::Absent).await;
+    let ago = |seconds| {
+        (OffsetDateTime::now_utc() - time::Duration::seconds(seconds))
+            .format(&Rfc3339)
+            .expect("a time")
+    };
+    let confirm = json!({
+        "request": json_of_body(&removal),
+        "progress": {"step": "confirm", "operation": "associate", "attempt": 2, "polls": 0,
+                     "firstReceivedAt": ago(60), "submittedAt": ago(30),
+                     "purpose": "undo", "requestedAt": "2026-11-30T10:00:00Z",
+                     "firstMessageId": "r-1",
+                     "supersededBy": {"correlationId": "CHG-g-1",
+                                      "requestedAt": "2026-11-30T10:00:01Z"}},
+    });
+    // The confirm's read of the entry's item passes, of the name's fails; so again for
+    // the reads before the dead letter.
+    worker.ledger.set_faults([false, true, false, true]);
+    drive(&worker, &confirm.to_string()).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{:?}", outcomes(&worker));
+}
