@@ -648,8 +648,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// A dead letter is not sent for a decision another delivery already carried out
     /// ([`lifecycle::settled_elsewhere`]), nor for a change that may have landed behind
     /// a later decision, whose state is restored instead
-    /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter as it
-    /// is.
+    /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter, whose
+    /// restart (an expiry's or undo's) then says the change may have landed, as does one
+    /// whose change may still land behind a later decision found (`timed-out`).
     async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
         self.unless_settled_after(dead_letter, progress, None).await
     }
@@ -659,7 +660,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// records it. The change is in place whatever the step's stage. When the ledger
     /// holds this decision in the change's state (that write landed with its answer
     /// lost, or another delivery's did), the change is done as if recorded: this
-    /// delivery made it.
+    /// delivery made it. An undo, which records nothing, goes on from the item read (and
+    /// the name's) as its confirm would have.
     async fn unless_settled_after(
         &self,
         dead_letter: DeadLetter,
@@ -682,10 +684,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let now = Self::now();
         if let Some((completion, operation_request_id)) = confirmed.clone() {
             match &progress.purpose {
-                // An undo records nothing: this read is the one its confirm could not
-                // make, and it goes on as that confirm would have.
-                // A failed read of the name's item leaves the dead letter: the entry's own
-                // decision may not be the latest about the role.
+                // This read is the one the undo's confirm could not make. A failed read
+                // of the name's item leaves the dead letter: the entry's own decision may
+                // not be the latest about the role.
                 Purpose::Undo { .. } => {
                     let latest = match &recorded {
                         Some((latest, _)) => self
@@ -718,8 +719,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Purpose::Decision | Purpose::Expiry => {}
             }
         }
-        // Checked as a step whose change may have landed; planned from `progress` as it
-        // is, so that no dead letter's restart says so.
+        // Checked as a step whose change may have landed; planned from `progress`, so
+        // that a dead letter's restart says so only as the end below decides.
         let mut checked = progress.clone();
         checked.maybe_submitted |= in_place;
         if let Some(done) =
