@@ -3170,13 +3170,12 @@ async fn a_create_answered_at_once_whose_record_is_refused_for_good_is_undone_to
     assert_step(&undo, "undo", "delete");
 }
 
-/// A worker on `ledger` that has run grant FAST-GRANT (decided at 10:00:00), whose create
-/// Identity Center answered SUCCEEDED at once.
-async fn create_answered_at_once(
+/// A worker on `ledger` whose Identity Center answers one call SUCCEEDED at once.
+fn answering_succeeded_once(
     ledger: ScriptedLedger,
     config: Config,
 ) -> Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog> {
-    let worker = Worker {
+    Worker {
         service_catalog: catalog(),
         ledger,
         identity_center: ScriptedIdentityCenter::new(vec![status(
@@ -3185,7 +3184,16 @@ async fn create_answered_at_once(
         )]),
         queues: RecordingQueues::default(),
         config,
-    };
+    }
+}
+
+/// A worker on `ledger` that has run grant FAST-GRANT (decided at 10:00:00), whose create
+/// Identity Center answered SUCCEEDED at once.
+async fn create_answered_at_once(
+    ledger: ScriptedLedger,
+    config: Config,
+) -> Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog> {
+    let worker = answering_succeeded_once(ledger, config);
     let grant = decision_at("create", "FAST-GRANT", "2026-11-29T10:00:00Z");
     let response = worker
         .handle(
@@ -3339,22 +3347,14 @@ async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_
 /// (an expiry-undo), rather than leave it deleted.
 #[tokio::test]
 async fn a_redriven_expiry_whose_delete_may_have_followed_a_later_grant_restores_it() {
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: ScriptedLedger {
-            later_before_first_record: Mutex::new(Some((
-                later_decision(Intent::Grant, None),
-                RecordedState::Present,
-            ))),
-            ..ScriptedLedger::default()
-        },
-        identity_center: ScriptedIdentityCenter::new(vec![status(
-            OperationStatus::Succeeded,
-            None,
-        )]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
+    let ledger = ScriptedLedger {
+        later_before_first_record: Mutex::new(Some((
+            later_decision(Intent::Grant, None),
+            RecordedState::Present,
+        ))),
+        ..ScriptedLedger::default()
     };
+    let worker = answering_succeeded_once(ledger, config(&[]));
     let grant = timed_grant_at_ten("TEMP-5");
     let submit = last_attempt_step(
         &grant,
@@ -3403,19 +3403,11 @@ async fn revoke_behind_a_later_grant(
     Worker<ScriptedIdentityCenter, RecordingQueues, ScriptedLedger, MemoryServiceCatalog>,
     String,
 ) {
-    let worker = Worker {
-        service_catalog: catalog(),
-        ledger: ScriptedLedger {
-            latest_refused: true,
-            ..ScriptedLedger::default()
-        },
-        identity_center: ScriptedIdentityCenter::new(vec![status(
-            OperationStatus::Succeeded,
-            None,
-        )]),
-        queues: RecordingQueues::default(),
-        config: config(&[]),
+    let ledger = ScriptedLedger {
+        latest_refused: true,
+        ..ScriptedLedger::default()
     };
+    let worker = answering_succeeded_once(ledger, config(&[]));
     let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
     record_later_decision_in(
         &worker.ledger.inner,
