@@ -699,7 +699,8 @@ pub fn start_restored_expiry(progress: &Progress, superseded_by: DecisionSummary
 /// each). A grant without end, or one recorded as carried out (its own expiry ends it),
 /// owns the access: the chain ends. Once the latest decision asks for no access (the
 /// grant's end passed, or a revoke came) the chain revokes; its fence and confirmation
-/// then follow the latest decision as any undo does.
+/// then follow the latest decision as any undo does. A restart that says its delete may
+/// have landed (`maybe_submitted`) restores a latest decision's access first.
 pub fn restored_expiry(
     progress: &Progress,
     latest: Option<&(AccessDecision, RecordedState)>,
@@ -720,6 +721,11 @@ pub fn restored_expiry(
     let Some((latest, state)) = latest else {
         return ended(None);
     };
+    // A restart whose delete may have landed after the latest grant's create (the chain
+    // was dead-lettered not knowing): its access is restored before anything else.
+    if progress.maybe_submitted && latest.desired(now) == Presence::Present {
+        return Some(undo(progress, latest, now));
+    }
     if let Some(end) = end_without_expiry(latest, *state)
         && let Some(wait) = expiry_wait(progress, end, now)
     {

@@ -3532,3 +3532,52 @@ async fn a_restored_expiry_whose_confirming_read_is_refused_restores_a_later_gra
     assert!(dead.is_empty(), "{dead:?}");
     assert_a_step(&stored_steps(&worker), "operation", "create");
 }
+
+/// A restored-expiry chain's delete still running at its poll deadline, behind a later
+/// permanent grant recorded carried out: dead-lettered `timed-out`, its restart saying
+/// the delete may land behind that grant. A redrive finds the grant at the chain's wait
+/// and restores its access, rather than end the chain as superseded by it.
+#[tokio::test]
+async fn a_redriven_restored_expiry_timed_out_behind_a_later_grant_restores_it() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    record_later_decision(&worker, &revoke, Intent::Grant, RecordedState::Present).await;
+    let submitted_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
+    );
+    let poll = last_attempt_step(
+        &revoke,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "restored-expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 12, "attempt": 1,
+                           "submittedAt": submitted_at,
+                           "supersededBy": {"correlationId": "WATCHED",
+                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
+    );
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
+    let steps = redrive_the_dead_letter(&worker).await;
+    assert_a_step(&steps, "operation", "create");
+}
+
+/// A restored-expiry chain's delete confirmed behind a later permanent grant recorded
+/// carried out, whose confirming read and the read before its dead letter both fail:
+/// whether the delete came after the grant's create is unknown. A redrive finds the
+/// grant at the chain's wait and restores its access.
+#[tokio::test]
+async fn a_redriven_restored_expiry_whose_reads_failed_after_its_delete_restores_a_later_grant() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    record_later_decision(&worker, &revoke, Intent::Grant, RecordedState::Present).await;
+    let poll = last_attempt_step(
+        &revoke,
+        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "restored-expiry",
+                           "operationRequestId": REQUEST_ID, "polls": 1, "attempt": 10,
+                           "supersededBy": {"correlationId": "WATCHED",
+                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
+    );
+    worker.ledger.set_faults([true, true]);
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass").len(), 1);
+    let steps = redrive_the_dead_letter(&worker).await;
+    assert_a_step(&steps, "operation", "create");
+}

@@ -485,6 +485,52 @@ fn a_restored_expiry_revokes_only_once_no_other_chain_will() {
     ));
 }
 
+/// A restored-expiry restarted from a dead letter that says its delete may have landed:
+/// a grant that is the latest decision (timed or not, carried out or not) has its access
+/// created again, by the same chain, before the chain waits or ends; a latest decision
+/// asking for no access is revoked as before.
+#[test]
+fn a_restored_expiry_whose_delete_may_have_landed_restores_a_latest_grant() {
+    let end = T0 + Duration::hours(1);
+    let mut restarted = submit(Delete);
+    restarted.purpose = Purpose::Undo {
+        superseded_by: decision(Intent::Grant, 60, Some(end)).summary(),
+        reports: UndoReport::Nothing,
+    };
+    restarted.stage = Stage::ExpireWait;
+    restarted.maybe_submitted = true;
+    for (latest, state) in [
+        (
+            decision(Intent::Grant, 60, Some(end)),
+            RecordedState::Pending,
+        ),
+        (
+            decision(Intent::Grant, 60, Some(end)),
+            RecordedState::Present,
+        ),
+        (decision(Intent::Grant, 90, None), RecordedState::Present),
+    ] {
+        let (restore, delay) =
+            continued(restored_expiry(&restarted, Some(&(latest, state)), T0).expect("an undo"));
+        assert_eq!(
+            (restore.stage.clone(), restore.operation(), delay),
+            (Stage::Submit, Create, 0)
+        );
+        assert!(restore.purpose.is_restored_expiry());
+        assert!(!restore.maybe_submitted);
+    }
+    let revoke = decision(Intent::Revoke, 90, None);
+    assert_eq!(
+        restored_expiry(&restarted, Some(&(revoke, RecordedState::Absent)), T0),
+        None
+    );
+    let timed = decision(Intent::Grant, 60, Some(end));
+    assert_eq!(
+        restored_expiry(&restarted, Some(&(timed, RecordedState::Pending)), end),
+        None
+    );
+}
+
 #[test]
 fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     let grant = submit(Create);
