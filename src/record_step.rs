@@ -1659,7 +1659,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The `notAfter` of a grant dead-lettered after its claim: after a call (that may
     /// have carried it out all the same, or was refused), as `expired`, or refused before
-    /// a call that followed one that may have carried it out. Its expiry is scheduled as
+    /// a retry's call (a guardrail tightened meanwhile). Its expiry is scheduled as
     /// for a success. The grant is the ledger's latest decision, and it asks
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end
@@ -1673,10 +1673,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         dead_letter: &DeadLetter,
     ) -> Option<OffsetDateTime> {
         self.decision.not_after.filter(|_| match progress.purpose {
+            // A refusal on a retry comes after the first attempt's claim.
             Purpose::Decision => {
                 progress.operation() == AssignmentAction::Create
                     && (dead_letter.after_a_call()
                         || dead_letter.class == ErrorClass::Expired
+                        || progress.attempt > 1
                         || lifecycle::may_have_taken_effect(progress, dead_letter))
             }
             Purpose::Undo {

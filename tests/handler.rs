@@ -3581,3 +3581,41 @@ async fn a_redriven_restored_expiry_whose_reads_failed_after_its_delete_restores
     let steps = redrive_the_dead_letter(&worker).await;
     assert_a_step(&steps, "operation", "create");
 }
+
+/// A grant with no end carried out; a later timed grant claimed, its create answered
+/// busy; its retry refused by a guardrail added meanwhile (grants of the permission set
+/// protected, revokes still allowed). The timed grant stays the latest decision, asking
+/// for access only until its `notAfter`: its expiry is scheduled, so that the earlier
+/// grant's access does not outlive that end.
+#[tokio::test]
+async fn a_claimed_timed_grant_refused_on_its_retry_keeps_its_expiry() {
+    let mut worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            error(ErrorKind::Busy, "ThrottlingException"),
+        ],
+        config(&[]),
+    );
+    let open = decision_at("create", "OPEN-1", "2026-11-29T10:00:00Z");
+    invoke(&worker, record_event(&open, "m-open", 1_764_496_800_000)).await;
+    let timed = timed_grant_at("TIMED-2", "2026-11-29T10:00:01Z");
+    invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_100)).await;
+    let retry = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .last()
+        .expect("the retry")
+        .body
+        .clone();
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    worker.config = config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]);
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_496_800_200)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["forbidden"]);
+    let steps = &stored_steps(&worker)[before..];
+    let [expiry] = steps else {
+        panic!("one step, the timed grant's expiry: {steps:?}");
+    };
+    assert_eq!(expiry["progress"]["step"], "expire-wait", "{expiry}");
+    assert_step(expiry, "expiry", "delete");
+}
