@@ -12,6 +12,7 @@ use futures_util::{FutureExt, StreamExt, stream};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field};
 
+use crate::clock::WallClock;
 use crate::config::{Config, QueueUrl};
 use crate::identity_center::IdentityCenter;
 use crate::ledger::Ledger;
@@ -44,6 +45,8 @@ pub struct Invocation {
     pub request_id: String,
     pub xray_trace_id: Option<String>,
     pub metrics: InvocationMetrics,
+    /// The clock its records are decided by.
+    pub clock: WallClock,
 }
 
 /// Which queue a message goes to.
@@ -140,7 +143,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 });
             }
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = invocation.clock.now();
         for (index, terminal) in finished {
             let durable = !failed[index];
             spans[index].in_scope(|| {
@@ -386,6 +389,7 @@ pub async fn function_handler<I: IdentityCenter, Q: QueueSender, L: Ledger, S: S
         request_id: event.context.request_id.clone(),
         xray_trace_id: event.context.xray_trace_id.clone(),
         metrics: InvocationMetrics::default(),
+        clock: WallClock::system(),
     };
     let response = worker.handle(event.payload, &invocation).await;
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;

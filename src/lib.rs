@@ -6,10 +6,12 @@
 //! three ports ([`identity_center`], [`queue`], [`ledger::Ledger`]) with one real adapter
 //! each and in-memory fakes ([`adapters`]); [`pacer`] keeps the process within its share
 //! of Identity Center's limits; [`record_step`] makes one record's calls and
-//! plans its messages, and [`handler`] runs a batch of records and stores the messages.
+//! plans its messages, and [`handler`] runs a batch of records and stores the messages,
+//! deciding by the invocation's [`clock::WallClock`].
 
 pub mod adapters;
 pub mod aws_call;
+pub mod clock;
 pub mod config;
 pub mod guardrails;
 pub mod handler;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tracing::Span;
 
 use crate::adapters::{LEDGER_OPERATION_TIMEOUT, SSO_OPERATION_TIMEOUT};
+use crate::clock::WallClock;
 use crate::config::Config;
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
@@ -145,8 +146,8 @@ fn after_confirmed(
     completion: Completion,
     operation_request_id: Option<String>,
     answer: &RecordAnswer,
+    now: OffsetDateTime,
 ) -> Stepped {
-    let now = OffsetDateTime::now_utc();
     let decision = match lifecycle::after_change(&progress, completion, answer, now) {
         Decision::Done {
             completion,
@@ -180,6 +181,7 @@ struct RecordRun<'a, I, Q, L, S> {
     deadline: Option<SystemTime>,
     /// The invocation's whole time, from its start to its deadline, when known.
     timeout: Option<Duration>,
+    clock: WallClock,
     /// The run is again under the first message id the ledger holds: this delivery is
     /// another one of the same decision (a redrive, a repeated send), not a copy of
     /// that first delivery's chain.
@@ -203,7 +205,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         parsed: &Result<Message, InvalidRequest>,
         invocation: &Invocation,
     ) -> Plan {
-        let now = OffsetDateTime::now_utc();
+        let now = invocation.clock.now();
         let received_at = first_receipt(record, now);
         let message = match parsed {
             Ok(message) => message,
@@ -232,6 +234,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 decision,
                 deadline: invocation.deadline,
                 timeout: invocation.timeout,
+                clock: invocation.clock,
                 restamped,
                 metrics: &invocation.metrics,
                 receive_count: receive_count(record),
@@ -350,8 +353,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
 }
 
 impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<'_, I, Q, L, S> {
-    fn now() -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 
     fn jitter() -> f64 {
@@ -387,7 +390,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 return decided(Decision::DeadLetter(dead_letter), progress);
             };
             if progress.stage == Stage::ExpireWait {
-                if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, Self::now()) {
+                if let Some(wait) = lifecycle::expiry_wait(&progress, not_after, self.now()) {
                     return decided(wait, progress);
                 }
                 progress = progress.at(AssignmentAction::Delete, Stage::Submit, 1);
@@ -399,7 +402,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Ok(progress) => progress,
                 Err(stop) => return stop,
             };
-            let now = Self::now();
+            let now = self.now();
             let refusal = self
                 .worker
                 .config
@@ -439,13 +442,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             // The pacer's wait and the claim take time: a grant whose end came meanwhile
             // is not created after it.
             if let Some(expired) =
-                lifecycle::check_expiry(&progress, self.decision.not_after, Self::now())
+                lifecycle::check_expiry(&progress, self.decision.not_after, self.now())
             {
                 return self.expired(expired, progress).await;
             }
         }
-        if let Some(dead_letter) = lifecycle::check_envelope(&progress, Self::now(), self.policy())
-        {
+        if let Some(dead_letter) = lifecycle::check_envelope(&progress, self.now(), self.policy()) {
             return self.refused(dead_letter, progress).await;
         }
         // Before the pacer too: a step it deferred would go back as a new message, and
@@ -470,7 +472,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     None => lifecycle::decide(
                         &progress,
                         &result,
-                        Self::now(),
+                        self.now(),
                         self.policy(),
                         Self::jitter(),
                     )
@@ -681,7 +683,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;
-        let now = Self::now();
+        let now = self.now();
         if let Some((completion, operation_request_id)) = confirmed.clone() {
             match &progress.purpose {
                 // This read is the one the undo's confirm could not make. A failed read
@@ -703,6 +705,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                             completion,
                             operation_request_id,
                             &answer,
+                            now,
                         );
                     }
                 }
@@ -714,7 +717,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         "the ledger holds the change this step confirmed; not dead-lettered"
                     );
                     let answer = RecordAnswer::Recorded;
-                    return after_confirmed(progress, completion, operation_request_id, &answer);
+                    return after_confirmed(
+                        progress,
+                        completion,
+                        operation_request_id,
+                        &answer,
+                        now,
+                    );
                 }
                 Purpose::Decision | Purpose::Expiry => {}
             }
@@ -797,7 +806,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 &self.decision.order,
                 RecordedState::Failed,
                 dead_letter.operation_request_id.as_deref(),
-                Self::now(),
+                self.now(),
             )
             .await;
         self.metrics.call(Api::UpdateItem, Answer::of(&answer));
@@ -850,7 +859,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     progress,
                     &self.decision,
                     removal.as_ref(),
-                    Self::now(),
+                    self.now(),
                 ) {
                     return Ok(behind.into());
                 }
@@ -861,7 +870,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // entry's own item as it was): ask the ledger (an error here only means
                 // one more list; without the name's item, the entry's own decision goes,
                 // and an undo's fence checks it against the name again).
-                let now = Self::now();
+                let now = self.now();
                 let latest = self.worker.ledger.latest(&self.key).await;
                 self.metrics.call(Api::GetItem, Answer::of(&latest));
                 let latest = match latest {
@@ -882,7 +891,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 progress,
                 &principal,
                 &listed,
-                Self::now(),
+                self.now(),
                 policy,
                 Self::jitter(),
             ));
@@ -916,7 +925,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 result
             }
         };
-        let now = Self::now();
+        let now = self.now();
         match portfolio::after_submit(
             progress,
             &result,
@@ -1064,7 +1073,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let latest = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&latest));
         let decision = match latest {
-            Ok(latest) => lifecycle::restored_expiry(&progress, latest.as_ref(), Self::now()),
+            Ok(latest) => lifecycle::restored_expiry(&progress, latest.as_ref(), self.now()),
             Err(error) => Some(lifecycle::on_ledger_error(
                 &progress,
                 &error,
@@ -1087,7 +1096,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: Progress,
         claim_as: RecordedState,
     ) -> Result<Progress, Stepped> {
-        let now = Self::now();
+        let now = self.now();
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
@@ -1283,7 +1292,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         operation_request_id: Option<String>,
     ) -> Stepped {
         let ledger = &self.worker.ledger;
-        let now = Self::now();
+        let now = self.now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
                 let answer = ledger
@@ -1346,7 +1355,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 };
             }
         };
-        after_confirmed(progress, completion, operation_request_id, &answer)
+        after_confirmed(
+            progress,
+            completion,
+            operation_request_id,
+            &answer,
+            self.now(),
+        )
     }
 
     /// The messages that make the decision durable.
@@ -1360,7 +1375,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         } = step;
         let progress = &progress;
         let worker = self.worker;
-        let now = Self::now();
+        let now = self.now();
         match decision {
             Decision::Continue {
                 progress: next,

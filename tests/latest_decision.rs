@@ -3,8 +3,11 @@
 //! receive counts SQS reports for them), throttling, conflicts, lost answers, ledger
 //! faults and crashes between steps, once the queue is empty the assignment is in the
 //! state its latest decision asks for, and every request has an outcome. Grants may
-//! carry a `notAfter` already past or far ahead; steps that wait for a `notAfter` ahead
-//! are held out of the queue, as they would wait hours. When Identity Center refuses
+//! carry a `notAfter` already past, far ahead, or soon: the worker's clock is moved past
+//! a soon one at some step of the run (once the queue is empty, if not before), so that
+//! it passes while any other step is under way. Steps that wait for a `notAfter` are held
+//! out of the queue until the clock reaches it: those for one far ahead stay held, as
+//! they would wait hours. When Identity Center refuses
 //! some creates, the access may fall short of the latest decision, never exceed it, and
 //! access a timed grant asks for always has such a wait behind it. A portfolio role
 //! named in two spellings (`role/TeamA-dev`, `role/teama-dev`: two Service Catalog
@@ -19,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use assignment_worker::adapters::memory::MemoryLedger;
+use assignment_worker::clock::WallClock;
 use assignment_worker::config::{Config, QueueUrl};
-use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::handler::{Invocation, Worker};
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, IdentityCenter, OperationStatus, OperationSubject,
     StatusReport,
@@ -34,7 +38,6 @@ use assignment_worker::queue::{OutgoingMessage, QueueSender, SendError};
 use assignment_worker::request::{Assignment, PortfolioChange};
 use assignment_worker::service_catalog::ServiceCatalog;
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Context, LambdaEvent};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -576,7 +579,15 @@ enum NotAfter {
     Past,
     /// Far ahead: the grant asks for access until then.
     Ahead,
+    /// [`SOON`] after the run starts: it passes when the run moves the clock on.
+    Soon,
 }
+
+/// How far after a run's start a [`NotAfter::Soon`] is.
+const SOON: time::Duration = time::Duration::seconds(60);
+/// How far a run moves the worker's clock on, once: past every [`NotAfter::Soon`], and
+/// well within the poll deadline, so that a poll under way is not timed out by it.
+const CLOCK_MOVE: time::Duration = time::Duration::seconds(120);
 
 #[derive(Debug, Clone)]
 struct Decision {
@@ -599,9 +610,10 @@ impl Decision {
         }
     }
 
-    /// Whether the decision asks for the access now.
+    /// Whether the decision asks for the access at the end of a run (a soon `notAfter`
+    /// has passed by then).
     fn asks_for_access(&self) -> bool {
-        self.grant && self.not_after != NotAfter::Past
+        self.grant && matches!(self.not_after, NotAfter::None | NotAfter::Ahead)
     }
 }
 
@@ -612,6 +624,8 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
         NotAfter::None,
         NotAfter::Past,
         NotAfter::Ahead,
+        NotAfter::Soon,
+        NotAfter::Soon,
     ]);
     prop::collection::vec(
         (
@@ -632,7 +646,8 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 
 const ORIGIN_MS: u64 = 1_764_000_000_000;
 
-fn body(index: usize, decision: &Decision, subject: Subject) -> String {
+/// A request's body; a soon `notAfter` is `soon`.
+fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetDateTime) -> String {
     let mut body = if subject != Subject::Assignment {
         json!({
             "action": if decision.grant {
@@ -667,6 +682,7 @@ fn body(index: usize, decision: &Decision, subject: Subject) -> String {
         NotAfter::None => {}
         NotAfter::Past => body["notAfter"] = json!("2020-01-01T00:00:00Z"),
         NotAfter::Ahead => body["notAfter"] = json!("2099-01-01T00:00:00Z"),
+        NotAfter::Soon => body["notAfter"] = json!(assignment_worker::messages::rfc3339(soon)),
     }
     body.to_string()
 }
@@ -766,7 +782,7 @@ struct Run {
     uncertain_revokes: usize,
     /// The outcomes reported under the latest decision's correlation id.
     latest_outcomes: BTreeSet<String>,
-    /// Steps waiting for a `notAfter` ahead, held out of the queue.
+    /// Steps still waiting for a `notAfter` (one far ahead), held out of the queue.
     waiting: usize,
 }
 
@@ -810,6 +826,11 @@ fn run_from(
         config: config(faults.attempts),
     };
 
+    // The worker's clock: the system's until the run moves it on.
+    let start = time::OffsetDateTime::now_utc();
+    let mut clock = WallClock::system();
+    let mut moved = false;
+    let move_at = rng.usize(0..60);
     // Upstream sends every decision; SQS stamps them in sending order.
     let mut next_id = 0u64;
     let mut clock_ms = ORIGIN_MS;
@@ -827,14 +848,26 @@ fn run_from(
     let first: Vec<Queued> = decisions
         .iter()
         .enumerate()
-        .map(|(i, d)| mint(body(i, d, subject), &mut clock_ms))
+        .map(|(i, d)| mint(body(i, d, subject, start + SOON), &mut clock_ms))
         .collect();
     let mut queue = first.clone();
-    let mut waiting = 0;
+    // Waits for a `notAfter`, and when each comes due.
+    let mut held: Vec<(time::OffsetDateTime, String)> = Vec::new();
     let mut duplicated = false;
 
     let mut steps = 0;
-    while !queue.is_empty() {
+    loop {
+        if !moved && (steps == move_at || queue.is_empty()) {
+            clock = WallClock::ahead_by(CLOCK_MOVE);
+            moved = true;
+        }
+        let now = clock.now();
+        for (_, body) in held.extract_if(.., |(due, _)| *due <= now) {
+            queue.push(mint(body, &mut clock_ms));
+        }
+        if queue.is_empty() {
+            break;
+        }
         steps += 1;
         assert!(
             steps < 20_000,
@@ -853,9 +886,11 @@ fn run_from(
         }
         let crash = rng.u32(0..100) < faults.crash;
         worker.queues.down.store(crash, Ordering::SeqCst);
-        let invoke = |batch: &[Queued]| {
-            function_handler(&worker, LambdaEvent::new(event(batch), Context::default()))
+        let invocation = Invocation {
+            clock,
+            ..Invocation::default()
         };
+        let invoke = |batch: &[Queued]| worker.handle(event(batch), &invocation);
         let answers = runtime.block_on(async {
             tokio::join!(
                 invoke(&batches[0]),
@@ -865,7 +900,7 @@ fn run_from(
         });
         let failed: BTreeSet<String> = [answers.0, answers.1, answers.2]
             .into_iter()
-            .flat_map(|answer| answer.expect("a batch response").batch_item_failures)
+            .flat_map(|answer| answer.batch_item_failures)
             .map(|f| f.item_identifier)
             .collect();
         for mut message in batches.into_iter().flatten() {
@@ -878,17 +913,19 @@ fn run_from(
             }
         }
         // What went to the work queue comes back as new messages; the rest stays sent.
-        // A wait for a notAfter ahead would come back hours later: it is held.
+        // A wait for a `notAfter` comes back once the clock reaches its delay.
         let mut sent = lock(&worker.queues.sent);
         for (_, message) in sent.extract_if(.., |(destination, _)| destination == WORK) {
             let step: Value = serde_json::from_str(&message.body).expect("JSON");
             if step["progress"]["step"] == "expire-wait" && message.delay_seconds > 0 {
-                waiting += 1;
+                let delay = time::Duration::seconds(i64::from(message.delay_seconds));
+                held.push((clock.now() + delay, message.body));
             } else {
                 queue.push(mint(message.body, &mut clock_ms));
             }
         }
     }
+    let waiting = held.len();
     worker.identity_center.settle();
     worker.service_catalog.settle();
 
@@ -1168,8 +1205,6 @@ fn check_spellings(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn the_latest_decision_wins_whatever_the_delivery(
         decisions in decisions(),

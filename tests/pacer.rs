@@ -749,8 +749,6 @@ fn with_half_the_rate_taken_the_processes_back_off() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     /// Whatever the answers, the timing and the create phase: a call goes only within
     /// the budget and the pacer's own limit; a deferral is a valid SQS delay; the calls
     /// that went keep to the share in every window; and the creates to their highest
