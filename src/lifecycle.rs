@@ -223,7 +223,7 @@ pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
 pub const AWS_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
 /// The most polls a genuine poll envelope can count: the poll schedule of
-/// [`next_poll`] replayed at its fastest. Every poll comes when its delay ends (SQS
+/// `next_poll` replayed at its fastest. Every poll comes when its delay ends (SQS
 /// holds a message for at least its DelaySeconds; retries only add time) and reads a
 /// clock [`MAX_CLOCK_SKEW`] behind the submitting one, which makes the deadline look
 /// further away; the chain ends at the first poll that reads the deadline as passed.
