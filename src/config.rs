@@ -1,6 +1,8 @@
 //! Configuration from the environment (SPEC §6), read and checked once at cold start.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use crate::pacer::PacerSettings;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {variable}: {problem}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    pub variable: Cow<'static, str>,
     pub problem: String,
 }
 
@@ -162,10 +164,51 @@ pub const MAX_OUTSTANDING_CREATES: f64 = 15.0;
 /// the time left above [`crate::record_step::call_reserve`].
 pub const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
+/// The guardrail variables (SPEC §6).
+const GUARDRAIL_VARIABLES: [&str; 5] = [
+    "ALLOWED_INSTANCE_ARNS",
+    "PROTECTED_ACCOUNT_IDS",
+    "PROTECTED_PERMISSION_SET_ARNS",
+    "ALLOWED_PORTFOLIO_IDS",
+    "ALLOW_IAM_PATTERN_PRINCIPALS",
+];
+
+/// A variable named like a guardrail that is none of them: most likely a misspelt one
+/// (`PROTECTED_ACCOUNT_ID`, `ALLOWED_ACCOUNT_IDS`), whose guardrail would be off while
+/// the operator believes it on.
+fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
+    let name = name.to_string_lossy();
+    let guardrail_like = ["ALLOWED_", "PROTECTED_", "ALLOW_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+    (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
+        variable: Cow::Owned(name.into_owned()),
+        problem: format!(
+            "is not a variable the worker reads; its guardrails are {}",
+            GUARDRAIL_VARIABLES.join(", ")
+        ),
+    })
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_os_lookup(std::env::var_os)
+        Self::from_vars(std::env::vars_os())
+    }
+
+    /// Reads the configuration from `vars` (an environment's names and values). A name
+    /// that looks like a guardrail's but is none of them stops the start, as a malformed
+    /// value does.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: HashMap<OsString, OsString> = vars.into_iter().collect();
+        let mut names: Vec<&OsString> = vars.keys().collect();
+        names.sort();
+        if let Some(error) = names.into_iter().find_map(unknown_guardrail) {
+            return Err(error);
+        }
+        Self::from_os_lookup(|name| vars.get(&OsString::from(name)).cloned())
     }
 
     /// Reads the configuration through `lookup`, whose values may not be UTF-8. Such a
@@ -184,7 +227,7 @@ impl Config {
         });
         match not_text.get() {
             Some(variable) => Err(ConfigError {
-                variable,
+                variable: variable.into(),
                 problem: "is not UTF-8 text".to_owned(),
             }),
             None => config,
@@ -233,7 +276,7 @@ impl Config {
         };
         if policy.poll_max_delay_seconds < policy.poll_initial_delay_seconds {
             return Err(ConfigError {
-                variable: "POLL_MAX_DELAY_SECONDS",
+                variable: "POLL_MAX_DELAY_SECONDS".into(),
                 problem: format!(
                     "must be at least POLL_INITIAL_DELAY_SECONDS ({})",
                     policy.poll_initial_delay_seconds
@@ -254,7 +297,7 @@ impl Config {
                 .get("LEDGER_TABLE")
                 .map(|text| {
                     TableName::parse(&text).map_err(|problem| ConfigError {
-                        variable: "LEDGER_TABLE",
+                        variable: "LEDGER_TABLE".into(),
                         problem: format!("{problem}, got `{text}`"),
                     })
                 })
@@ -293,7 +336,7 @@ impl Config {
 
 fn missing(variable: &'static str) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.into(),
         problem: "is required but not set".to_owned(),
     }
 }
@@ -326,7 +369,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
         match text.parse::<T>() {
             Ok(value) if value >= min && value <= max => Ok(value),
             _ => Err(ConfigError {
-                variable,
+                variable: variable.into(),
                 problem: format!("must be a whole number from {min} to {max}, got `{text}`"),
             }),
         }
@@ -343,7 +386,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(other) => Err(ConfigError {
-                variable,
+                variable: variable.into(),
                 problem: format!("must be true or false, got `{other}`"),
             }),
         }
@@ -360,7 +403,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
             .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b));
         if text.is_empty() || text.len() > 255 || !allowed || text.starts_with("AWS/") {
             return Err(ConfigError {
-                variable,
+                variable: variable.into(),
                 problem: format!(
                     "must be 1..255 of `0-9 A-Z a-z . - _ / # :` and space, not starting with \
                      AWS/, got `{text}`"
@@ -375,7 +418,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
             .map(|text| {
                 if text.trim_end_matches('/').ends_with(".fifo") {
                     return Err(ConfigError {
-                        variable,
+                        variable: variable.into(),
                         problem: format!(
                             "`{text}` is a FIFO queue: it refuses the per-message delays of \
                              retries and polls, and every send would need a message group id; \
@@ -384,7 +427,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
                     });
                 }
                 QueueUrl::parse(&text).map_err(|problem| ConfigError {
-                    variable,
+                    variable: variable.into(),
                     problem: format!("{problem}, got `{text}`"),
                 })
             })
@@ -408,7 +451,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
         // Set but naming nothing is a mistake, not "any": a guardrail never fails open.
         if items.is_empty() {
             return Err(ConfigError {
-                variable,
+                variable: variable.into(),
                 problem: format!("is set but names nothing (`{text}`); leave it empty to unset it"),
             });
         }
@@ -416,7 +459,7 @@ impl<F: Fn(&'static str) -> Option<String>> Env<'_, F> {
             .into_iter()
             .map(|item| {
                 parse(item).map_err(|e| ConfigError {
-                    variable,
+                    variable: variable.into(),
                     problem: format!("`{item}` {e}"),
                 })
             })
@@ -453,6 +496,45 @@ mod tests {
         ),
     ];
 
+    fn from_vars(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(
+            pairs
+                .iter()
+                .chain(&QUEUES)
+                .chain(&[
+                    ("LEDGER_TABLE", "assignment-ledger"),
+                    ("AWS_REGION", "eu-west-1"),
+                ])
+                .map(|(name, value)| (OsString::from(name), OsString::from(value))),
+        )
+    }
+
+    /// Read as unset, a misspelt guardrail would be off while the operator believes it on.
+    #[test]
+    fn a_variable_named_like_a_guardrail_but_none_stops_the_start_naming_it() {
+        for typo in [
+            ("ALLOWED_ACCOUNT_IDS", "111122223333"),
+            ("PROTECTED_ACCOUNT_ID", "111122223333"),
+            ("ALLOWED_PORTFOLIO_ID", "port-abcdefghijklm"),
+            ("ALLOWED_PERMISSION_SET_ARNS", ""),
+            ("ALLOW_IAM_PATTERNS", "false"),
+        ] {
+            let error = from_vars(&[typo]).err();
+            assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
+        }
+        let known = from_vars(&[
+            (
+                "ALLOWED_INSTANCE_ARNS",
+                "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40",
+            ),
+            ("PROTECTED_ACCOUNT_IDS", "111122223333"),
+            ("ALLOW_IAM_PATTERN_PRINCIPALS", "false"),
+            ("ALLOWEDNESS", "other"),
+        ])
+        .expect("the guardrails it reads, and names not like theirs");
+        assert_eq!(known.guardrails.protected_accounts.len(), 1);
+    }
+
     /// Read as unset, a guardrail list that is not UTF-8 would let everything through.
     #[cfg(unix)]
     #[test]
@@ -466,7 +548,7 @@ mod tests {
                 .collect();
             map.insert(variable, OsString::from_vec(b"111111111111,\xff".to_vec()));
             let error = Config::from_os_lookup(|name| map.get(name).cloned()).err();
-            assert_eq!(error.map(|e| e.variable), Some(variable));
+            assert_eq!(error.map(|e| e.variable), Some(variable.into()));
         }
     }
 
