@@ -62,10 +62,14 @@ impl Guardrails {
                 format!("account {} is in PROTECTED_ACCOUNT_IDS", assignment.account),
             );
         }
+        // Matched in any case: AWS's pages do not say whether it tells such ARNs
+        // apart, and a list of what is never granted leans to refusing.
         if action == AssignmentAction::Create
-            && self
-                .protected_permission_sets
-                .contains(&assignment.permission_set)
+            && self.protected_permission_sets.iter().any(|protected| {
+                protected
+                    .as_str()
+                    .eq_ignore_ascii_case(assignment.permission_set.as_str())
+            })
         {
             return forbidden(
                 "ProtectedPermissionSet",

@@ -572,6 +572,13 @@ async fn guardrails_refuse_before_any_aws_call() {
             "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b",
             "ProtectedPermissionSet",
         ),
+        // Spelt in another case: whether AWS tells the two apart is not documented, and
+        // a list of what is never granted leans to refusing.
+        (
+            "PROTECTED_PERMISSION_SET_ARNS",
+            "arn:aws:sso:::permissionSet/ssoins-722326BA6A8A6D40/ps-1A2B3C4D5E6F7A8B",
+            "ProtectedPermissionSet",
+        ),
         (
             "ALLOWED_INSTANCE_ARNS",
             "arn:aws:sso:::instance/ssoins-0000000000000000",
