@@ -1509,8 +1509,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let mut restart_from = progress.clone();
                 // A restored-expiry's restart reads the ledger at its wait, not at a fence
                 // that goes toward the latest decision as an undo's does: it must say
-                // that its delete may have removed a later grant's access.
+                // that its delete may have removed a later grant's access (not when it
+                // stopped at that wait, before any delete).
                 restart_from.maybe_submitted |= progress.purpose.is_restored_expiry()
+                    && progress.stage != Stage::ExpireWait
                     && lifecycle::may_have_taken_effect(progress, &dead_letter);
                 restart_from.maybe_submitted &= !in_place;
                 // A redrive of a decision replays the request from the start. An expiry or

@@ -3626,3 +3626,28 @@ async fn a_claimed_timed_grant_refused_on_its_retry_keeps_its_expiry() {
     assert_eq!(expiry["progress"]["step"], "expire-wait", "{expiry}");
     assert_step(expiry, "expiry", "delete");
 }
+
+/// A restored-expiry chain whose ledger reads fail at its wait, before any call: its
+/// dead letter's restart does not say a delete may have landed, so a redrive behind a
+/// grant creates nothing.
+#[tokio::test]
+async fn a_restored_expiry_dead_lettered_at_its_wait_says_no_delete_landed() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    let wait = last_attempt_step(
+        &revoke,
+        serde_json::json!({"step": "expire-wait", "operation": "delete",
+                           "purpose": "restored-expiry",
+                           "supersededBy": {"correlationId": "WATCHED",
+                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
+    );
+    worker.ledger.set_faults([true, true, true]);
+    invoke(&worker, record_event(&wait, "m-wait", 1_764_000_000_000)).await;
+    assert!(worker.identity_center.calls().is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let [dead] = &dead[..] else {
+        panic!("one dead letter: {dead:?}");
+    };
+    let restart = body_json(dead);
+    assert_ne!(restart["progress"]["maybeSubmitted"], true, "{restart}");
+}
