@@ -830,7 +830,7 @@ fn run_from(
     let start = time::OffsetDateTime::now_utc();
     let mut clock = WallClock::system();
     let mut moved = false;
-    let move_at = rng.usize(0..60);
+    let move_at = rng.usize(0..8);
     // Upstream sends every decision; SQS stamps them in sending order.
     let mut next_id = 0u64;
     let mut clock_ms = ORIGIN_MS;
