@@ -124,6 +124,9 @@ struct Step {
     /// A dead letter after a change AWS confirmed, with no later decision recorded when
     /// the ledger was read: the change is in place, and landed before any later decision.
     in_place: bool,
+    /// A grant refused on a retry whose claim, made by an earlier attempt, the ledger
+    /// holds (or could not be read): it is the latest decision, and keeps its expiry.
+    claimed_before: bool,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -168,6 +171,7 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
         residual_access: None,
         watch: None,
         in_place: false,
+        claimed_before: false,
     }))
 }
 
@@ -644,7 +648,27 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             );
             return self.unless_settled(dead_letter, progress).await;
         }
-        decided(Decision::DeadLetter(dead_letter), progress)
+        // A grant with `notAfter` refused on a retry (a guardrail tightened since): an
+        // earlier attempt's claim may have made it the latest decision.
+        let may_be_claimed = progress.purpose == Purpose::Decision
+            && progress.operation() == AssignmentAction::Create
+            && progress.attempt > 1
+            && self.decision.not_after.is_some();
+        let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
+        if may_be_claimed && let Stepped::Decided(step) = &mut stepped {
+            step.claimed_before = self.holds_own_claim().await;
+        }
+        stepped
+    }
+
+    /// Whether the ledger holds this decision: an earlier attempt's claim landed (or the
+    /// item could not be read, which must not drop an expiry the grant may need).
+    async fn holds_own_claim(&self) -> bool {
+        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&recorded));
+        recorded.map_or(true, |recorded| {
+            recorded.is_some_and(|(latest, _)| latest.is_same_decision_as(&self.decision))
+        })
     }
 
     /// A dead letter is not sent for a decision another delivery already carried out
@@ -1372,6 +1396,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             residual_access,
             watch,
             in_place,
+            claimed_before,
         } = step;
         let progress = &progress;
         let worker = self.worker;
@@ -1548,7 +1573,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     messages.retain(|(destination, _)| *destination != Destination::Outcome);
                 }
                 if let Plan::Store { messages, .. } = &mut plan {
-                    match self.after_dead_letter(&landed, &dead_letter, now) {
+                    match self.after_dead_letter(&landed, &dead_letter, claimed_before, now) {
                         Some(Ok(step)) => messages.push(step),
                         Some(Err(plan)) => return plan,
                         None => {}
@@ -1644,9 +1669,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         &self,
         progress: &Progress,
         dead_letter: &DeadLetter,
+        claimed_before: bool,
         now: OffsetDateTime,
     ) -> Option<Result<(Destination, OutgoingMessage), Plan>> {
-        if let Some(not_after) = self.expiry_after_dead_letter(progress, dead_letter) {
+        if let Some(not_after) =
+            self.expiry_after_dead_letter(progress, dead_letter, claimed_before)
+        {
             if progress.purpose.superseded_by().is_some() {
                 tracing::warn!(
                     not_after = %messages::rfc3339(not_after),
@@ -1676,7 +1704,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The `notAfter` of a grant dead-lettered after its claim: after a call (that may
     /// have carried it out all the same, or was refused), as `expired`, or refused before
-    /// a retry's call (a guardrail tightened meanwhile). Its expiry is scheduled as
+    /// a retry's call (a guardrail tightened meanwhile) with the ledger holding an earlier
+    /// attempt's claim (`claimed_before`). Its expiry is scheduled as
     /// for a success. The grant is the ledger's latest decision, and it asks
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end
@@ -1688,14 +1717,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         &self,
         progress: &Progress,
         dead_letter: &DeadLetter,
+        claimed_before: bool,
     ) -> Option<OffsetDateTime> {
         self.decision.not_after.filter(|_| match progress.purpose {
-            // A refusal on a retry comes after the first attempt's claim.
             Purpose::Decision => {
                 progress.operation() == AssignmentAction::Create
                     && (dead_letter.after_a_call()
                         || dead_letter.class == ErrorClass::Expired
-                        || progress.attempt > 1
+                        || claimed_before
                         || lifecycle::may_have_taken_effect(progress, dead_letter))
             }
             Purpose::Undo {

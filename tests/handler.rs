@@ -3651,3 +3651,31 @@ async fn a_restored_expiry_dead_lettered_at_its_wait_says_no_delete_landed() {
     let restart = body_json(dead);
     assert_ne!(restart["progress"]["maybeSubmitted"], true, "{restart}");
 }
+
+/// A timed grant whose first claim was throttled (nothing recorded), refused by a
+/// guardrail added before its retry: the ledger does not hold it, so no expiry is
+/// scheduled, which at its `notAfter` would find no decision and revoke access no
+/// decision of the worker's gave (given by hand, say).
+#[tokio::test]
+async fn a_timed_grant_never_claimed_refused_on_its_retry_schedules_no_expiry() {
+    let mut worker = worker(vec![], config(&[]));
+    let timed = timed_grant_at("TIMED-NEVER-CLAIMED", "2026-11-29T10:00:01Z");
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_100)).await;
+    let retry = stored_steps(&worker);
+    let [retry] = &retry[..] else {
+        panic!("one retry: {retry:?}");
+    };
+    assert_eq!(retry["progress"]["attempt"], 2, "{retry}");
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    worker.config = config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]);
+    invoke(
+        &worker,
+        record_event(&retry.to_string(), "m-retry", 1_764_496_800_200),
+    )
+    .await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["forbidden"]);
+    let steps = &stored_steps(&worker)[1..];
+    assert!(steps.is_empty(), "{steps:?}");
+    assert!(worker.identity_center.calls().is_empty());
+}
