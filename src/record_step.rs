@@ -709,30 +709,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let own = &self.decision;
         let now = self.now();
         if let Some((completion, operation_request_id)) = confirmed.clone() {
-            match &progress.purpose {
+            let answer = match &progress.purpose {
                 // This read is the one the undo's confirm could not make. A failed read
                 // of the name's item leaves the dead letter: the entry's own decision may
                 // not be the latest about the role.
-                Purpose::Undo { .. } => {
-                    let latest = match &recorded {
-                        Some((latest, _)) => self
-                            .latest_for_the_entry(latest.clone(), now)
-                            .await
-                            .ok()
-                            .map(Some),
-                        None => Some(None),
-                    };
-                    if let Some(latest) = latest {
-                        let answer = RecordAnswer::NotLatest(latest);
-                        return after_confirmed(
-                            progress,
-                            completion,
-                            operation_request_id,
-                            &answer,
-                            now,
-                        );
-                    }
-                }
+                Purpose::Undo { .. } => match &recorded {
+                    Some((latest, _)) => self
+                        .latest_for_the_entry(latest.clone(), now)
+                        .await
+                        .ok()
+                        .map(|latest| RecordAnswer::NotLatest(Some(latest))),
+                    None => Some(RecordAnswer::NotLatest(None)),
+                },
                 Purpose::Decision | Purpose::Expiry
                     if lifecycle::recorded_carried_out(&progress, own, recorded.as_ref()) =>
                 {
@@ -740,16 +728,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         error_code = %dead_letter.code,
                         "the ledger holds the change this step confirmed; not dead-lettered"
                     );
-                    let answer = RecordAnswer::Recorded;
-                    return after_confirmed(
-                        progress,
-                        completion,
-                        operation_request_id,
-                        &answer,
-                        now,
-                    );
+                    Some(RecordAnswer::Recorded)
                 }
-                Purpose::Decision | Purpose::Expiry => {}
+                Purpose::Decision | Purpose::Expiry => None,
+            };
+            if let Some(answer) = answer {
+                return after_confirmed(progress, completion, operation_request_id, &answer, now);
             }
         }
         // Checked as a step whose change may have landed; planned from `progress`, so

@@ -3500,15 +3500,7 @@ fn stored_steps<L: Ledger>(
 async fn a_redriven_expiry_timed_out_behind_a_later_grant_restores_it() {
     let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
     let grant = timed_grant_behind_a_recorded_grant(&worker).await;
-    let submitted_at = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
-    );
-    let poll = last_attempt_step(
-        &grant,
-        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "expiry",
-                           "operationRequestId": REQUEST_ID, "polls": 12, "attempt": 1,
-                           "submittedAt": submitted_at}),
-    );
+    let poll = delete_poll_past_its_deadline(&grant, serde_json::json!({"purpose": "expiry"}));
     invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
     assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
     assert_restores_the_later_grant(&redrive_the_dead_letter(&worker).await);
@@ -3540,6 +3532,21 @@ async fn a_restored_expiry_whose_confirming_read_is_refused_restores_a_later_gra
     assert_a_step(&stored_steps(&worker), "operation", "create");
 }
 
+/// A poll of `request`'s delete submitted 16 minutes ago, past the 900 s poll deadline,
+/// on its 13th poll; `progress` adds the purpose and what it needs.
+fn delete_poll_past_its_deadline(request: &str, progress: Value) -> String {
+    let submitted_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
+    );
+    let mut fields = serde_json::json!({"step": "poll", "operation": "delete",
+                                        "operationRequestId": REQUEST_ID, "polls": 12,
+                                        "attempt": 1, "submittedAt": submitted_at});
+    for (field, value) in progress.as_object().expect("fields") {
+        fields[field] = value.clone();
+    }
+    last_attempt_step(request, fields)
+}
+
 /// A restored-expiry chain's delete still running at its poll deadline, behind a later
 /// permanent grant recorded carried out: dead-lettered `timed-out`, its restart saying
 /// the delete may land behind that grant. A redrive finds the grant at the chain's wait
@@ -3549,14 +3556,9 @@ async fn a_redriven_restored_expiry_timed_out_behind_a_later_grant_restores_it()
     let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
     let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
     record_later_decision(&worker, &revoke, Intent::Grant, RecordedState::Present).await;
-    let submitted_at = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
-    );
-    let poll = last_attempt_step(
+    let poll = delete_poll_past_its_deadline(
         &revoke,
-        serde_json::json!({"step": "poll", "operation": "delete", "purpose": "restored-expiry",
-                           "operationRequestId": REQUEST_ID, "polls": 12, "attempt": 1,
-                           "submittedAt": submitted_at,
+        serde_json::json!({"purpose": "restored-expiry",
                            "supersededBy": {"correlationId": "WATCHED",
                                             "requestedAt": "2026-11-29T10:00:03Z"}}),
     );
@@ -3607,13 +3609,7 @@ async fn a_claimed_timed_grant_refused_on_its_retry_keeps_its_expiry() {
     invoke(&worker, record_event(&open, "m-open", 1_764_496_800_000)).await;
     let timed = timed_grant_at("TIMED-2", "2026-11-29T10:00:01Z");
     invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_100)).await;
-    let retry = worker
-        .queues
-        .sent_to(&worker.config.work_queue)
-        .last()
-        .expect("the retry")
-        .body
-        .clone();
+    let retry = last_work_body(&worker);
     let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
     worker.config = config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]);
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
