@@ -124,8 +124,9 @@ struct Step {
     /// A dead letter after a change AWS confirmed, with no later decision recorded when
     /// the ledger was read: the change is in place, and landed before any later decision.
     in_place: bool,
-    /// A grant refused on a retry whose claim, made by an earlier attempt, the ledger
-    /// holds (or could not be read): it is the latest decision, and keeps its expiry.
+    /// A grant refused before its call whose claim, made by an earlier attempt or
+    /// delivery, the ledger holds (or could not be read): it is the latest decision, and
+    /// keeps its expiry.
     claimed_before: bool,
 }
 
@@ -648,11 +649,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             );
             return self.unless_settled(dead_letter, progress).await;
         }
-        // A grant with `notAfter` refused on a retry (a guardrail tightened since): an
-        // earlier attempt's claim may have made it the latest decision.
+        // A grant with `notAfter` refused (by a guardrail tightened since): an earlier
+        // attempt's claim, or an earlier delivery's, may have made it the latest decision.
         let may_be_claimed = progress.purpose == Purpose::Decision
             && progress.operation() == AssignmentAction::Create
-            && progress.attempt > 1
             && self.decision.not_after.is_some();
         let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
         if may_be_claimed && let Stepped::Decided(step) = &mut stepped {
@@ -1688,8 +1688,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The `notAfter` of a grant dead-lettered after its claim: after a call (that may
     /// have carried it out all the same, or was refused), as `expired`, or refused before
-    /// a retry's call (a guardrail tightened meanwhile) with the ledger holding an earlier
-    /// attempt's claim (`claimed_before`). Its expiry is scheduled as
+    /// its call (a guardrail tightened meanwhile) with the ledger holding an earlier
+    /// attempt's or delivery's claim (`claimed_before`). Its expiry is scheduled as
     /// for a success. The grant is the ledger's latest decision, and it asks
     /// for access only until `notAfter` (for `expired`, for none): access that stands
     /// (an earlier grant's) or comes later (a create that landed unanswered) must end

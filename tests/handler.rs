@@ -3675,3 +3675,39 @@ async fn a_timed_grant_never_claimed_refused_on_its_retry_schedules_no_expiry() 
     assert!(steps.is_empty(), "{steps:?}");
     assert!(worker.identity_center.calls().is_empty());
 }
+
+/// A grant with no end carried out; a later grant whose `notAfter` had passed when it
+/// came, whose first delivery claimed it (recorded `absent`) and stopped before its
+/// expiry was stored; SQS delivers it again after a guardrail was added. It is the
+/// ledger's latest decision, asking for no access: refused, it still stores its
+/// expiry, which ends the earlier grant's access.
+#[tokio::test]
+async fn an_expired_grant_claimed_then_refused_when_delivered_again_keeps_its_expiry() {
+    let mut worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let open = decision_at("create", "OPEN-1", "2026-11-29T10:00:00Z");
+    invoke(&worker, record_event(&open, "m-open", 1_764_000_000_000)).await;
+    let past = assignment_request(
+        "create",
+        "PAST-2",
+        &[
+            ("requestedAt", "2026-11-29T10:00:01Z"),
+            ("notAfter", "2026-11-29T10:00:02Z"),
+        ],
+    );
+    let first_delivery = redelivered_event(&past, "m-past", 1);
+    invoke(&worker, first_delivery).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["expired"]);
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    worker.config = config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]);
+    let before = stored_steps(&worker).len();
+    invoke(&worker, redelivered_event(&past, "m-past", 2)).await;
+    assert_eq!(
+        dead_letters(&worker, "ErrorClass"),
+        ["expired", "forbidden"]
+    );
+    let steps = &stored_steps(&worker)[before..];
+    let [expiry] = steps else {
+        panic!("one step, the grant's expiry: {steps:?}");
+    };
+    assert_step(expiry, "expiry", "delete");
+}
