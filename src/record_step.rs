@@ -697,6 +697,18 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let in_place = confirmed.is_some();
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
+        // A refusal made no call: repeating the step costs only this read, which decides
+        // whether a change that may have landed is undone toward a later decision.
+        // Within the step's budget it is asked again.
+        if let Err(error) = &recorded
+            && confirmed.is_none()
+            && !dead_letter.after_a_call()
+        {
+            let again = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
+            if matches!(again, Decision::Continue { .. }) {
+                return decided(again, progress);
+            }
+        }
         let Ok(recorded) = recorded else {
             // Whether a later decision came before the change landed is unknown: the
             // restart says the change may have landed, so that a redrive behind a later

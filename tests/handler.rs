@@ -3711,3 +3711,33 @@ async fn an_expired_grant_claimed_then_refused_when_delivered_again_keeps_its_ex
     };
     assert_step(expiry, "expiry", "delete");
 }
+
+/// A grant's retry after an answer that may have been lost, refused by a guardrail
+/// added meanwhile, behind a later revoke, whose read of the ledger is throttled: the
+/// refusal made no call, so the step is stored again to read once more, rather than
+/// dead-lettered with the create possibly in place; the next delivery undoes it toward
+/// the revoke.
+#[tokio::test]
+async fn a_refused_retry_whose_read_is_throttled_reads_again_and_undoes_toward_a_later_revoke() {
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    let worker = worker(
+        vec![],
+        config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
+    );
+    let grant = grant_behind_a_recorded_revoke(&worker).await;
+    let retry = serde_json::json!({
+        "request": body_json_text(&grant),
+        "progress": {"step": "submit", "operation": "create", "attempt": 2,
+                     "maybeSubmitted": true, "firstReceivedAt": rfc3339_minutes_ago(1),
+                     "requestedAt": "2026-11-29T10:00:00Z", "firstMessageId": "m-grant"},
+    })
+    .to_string();
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_000_000_000)).await;
+    assert!(dead_letters(&worker, "ErrorClass").is_empty());
+    let again = last_work_body(&worker);
+    invoke(&worker, record_event(&again, "m-again", 1_764_000_000_000)).await;
+    let steps = stored_steps(&worker);
+    assert_step(steps.last().expect("the undo"), "undo", "delete");
+    assert!(worker.identity_center.calls().is_empty());
+}
