@@ -90,6 +90,9 @@ struct Faults {
     /// `MAX_ATTEMPTS`: mostly more than any run needs; at times so few that throttles,
     /// conflicts, lost answers and ledger faults exhaust steps (`exhausted`).
     attempts: u32,
+    /// The step at which the operator protects the permission set (grants refused,
+    /// revokes allowed), redeploying the worker's configuration mid-run.
+    protect_at: Option<usize>,
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
@@ -134,6 +137,7 @@ fn faults() -> impl Strategy<Value = Faults> {
                     interleave,
                     refuse,
                     attempts,
+                    protect_at: None,
                 }
             },
         )
@@ -699,20 +703,22 @@ fn latest_of(
     first: &[Queued],
     counts: impl Fn(&Decision) -> bool,
 ) -> Option<usize> {
-    let key = |i: usize| {
-        let at_ms = decisions[i]
-            .requested_at
-            .map_or(first[i].sent_ms, |s| ORIGIN_MS + u64::from(s) * 1000);
-        (
-            at_ms,
-            !decisions[i].grant,
-            format!("D-{i}"),
-            first[i].message_id.clone(),
-        )
-    };
     (0..decisions.len())
         .filter(|&i| counts(&decisions[i]))
-        .max_by_key(|&i| key(i))
+        .max_by_key(|&i| order_key(decisions, first, i))
+}
+
+/// Decision `i`'s place in the order of [`latest`].
+fn order_key(decisions: &[Decision], first: &[Queued], i: usize) -> (u64, bool, String, String) {
+    let at_ms = decisions[i]
+        .requested_at
+        .map_or(first[i].sent_ms, |s| ORIGIN_MS + u64::from(s) * 1000);
+    (
+        at_ms,
+        !decisions[i].grant,
+        format!("D-{i}"),
+        first[i].message_id.clone(),
+    )
 }
 
 fn event(batch: &[Queued]) -> SqsEvent {
@@ -735,15 +741,18 @@ fn event(batch: &[Queued]) -> SqsEvent {
     serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
 }
 
-fn config(attempts: u32) -> Config {
+fn config(attempts: u32, protected: bool) -> Config {
     let attempts = attempts.to_string();
-    let env: HashMap<&str, &str> = HashMap::from([
+    let mut env: HashMap<&str, &str> = HashMap::from([
         ("WORK_QUEUE_URL", WORK),
         ("DEAD_LETTER_QUEUE_URL", DLQ),
         ("OUTCOME_QUEUE_URL", OUTCOMES),
         ("LEDGER_TABLE", "ledger"),
         ("MAX_ATTEMPTS", attempts.as_str()),
     ]);
+    if protected {
+        env.insert("PROTECTED_PERMISSION_SET_ARNS", PERMISSION_SET);
+    }
     Config::from_lookup(|name| env.get(name).map(|v| (*v).to_owned())).expect("valid")
 }
 
@@ -784,6 +793,10 @@ struct Run {
     latest_outcomes: BTreeSet<String>,
     /// Steps still waiting for a `notAfter` (one far ahead), held out of the queue.
     waiting: usize,
+    /// The correlation id of the decision the ledger holds for the assignment.
+    ledger_latest: Option<String>,
+    /// Requests dead-lettered `forbidden` (refused by a guardrail).
+    forbidden: BTreeSet<String>,
 }
 
 /// One run over `subject`.
@@ -806,7 +819,7 @@ fn run_from(
         .expect("runtime");
     let mut rng = fastrand::Rng::with_seed(seed);
     let ledger_faults: Vec<bool> = (0..2000).map(|_| rng.u32(0..100) < faults.ledger).collect();
-    let worker = Worker {
+    let mut worker = Worker {
         service_catalog: ModelCatalog {
             model: Mutex::new(CatalogModel {
                 present: listed_before.iter().map(|&arn| arn.to_owned()).collect(),
@@ -823,7 +836,7 @@ fn run_from(
             ledger: MemoryLedger::with_faults(ledger_faults),
             chance: Chance::new(seed ^ 0x1ed9e5, &faults),
         },
-        config: config(faults.attempts),
+        config: config(faults.attempts, false),
     };
 
     // The worker's clock: the system's until the run moves it on.
@@ -867,6 +880,9 @@ fn run_from(
         }
         if queue.is_empty() {
             break;
+        }
+        if faults.protect_at == Some(steps) {
+            worker.config = config(faults.attempts, true);
         }
         steps += 1;
         assert!(
@@ -933,6 +949,7 @@ fn run_from(
     let mut request_outcomes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut reported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut dead_letter_codes = Vec::new();
+    let mut forbidden = BTreeSet::new();
     let mut dead_letters = Vec::new();
     let mut step_dead_letters = 0;
     let mut uncertain_dead_letters = 0;
@@ -990,6 +1007,14 @@ fn run_from(
                         .map(str::to_owned),
                 );
             }
+            if class == "forbidden" && body.get("progress").is_none() {
+                forbidden.insert(
+                    body["correlationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
             dead_letter_codes.push((class.clone(), code));
             if class == "exhausted" || class == "timed-out" {
                 // A request names its action; a step of the worker's own, its operation.
@@ -1038,6 +1063,13 @@ fn run_from(
         uncertain_grants,
         uncertain_revokes,
         waiting,
+        ledger_latest: worker
+            .ledger
+            .ledger
+            .items()
+            .into_iter()
+            .find_map(|item| item.decision.order.correlation_id),
+        forbidden,
     }
 }
 
@@ -1133,6 +1165,43 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
     }
     if run.present && run.latest.grant && run.latest.not_after == NotAfter::Ahead {
         prop_assert!(run.waiting > 0, "timed access with no step to end it");
+    }
+    one_outcome_each(run, decisions)
+}
+
+/// The promise when the operator protects the permission set mid-run, over a finished
+/// run with no refusals by AWS and attempts to spare: the ledger's decision is the
+/// latest but for grants the guardrail refused after it (one refused before its claim
+/// is never recorded), and access stands only where that decision asks for it. (Less
+/// access than it asks is allowed: a grant's own retry, or an undo's create toward it,
+/// may be refused.)
+fn check_guardrail(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
+    let recorded = run
+        .ledger_latest
+        .as_deref()
+        .and_then(|id| id.strip_prefix("D-"))
+        .and_then(|index| index.parse::<usize>().ok());
+    for (i, decision) in decisions.iter().enumerate() {
+        let later = recorded.is_none_or(|r| {
+            order_key(decisions, &run.first, i) > order_key(decisions, &run.first, r)
+        });
+        prop_assert!(
+            !later || (decision.grant && run.forbidden.contains(&format!("D-{i}"))),
+            "D-{} is later than the ledger's {:?} and was not refused (dead letters {:?})",
+            i,
+            run.ledger_latest,
+            run.dead_letter_codes
+        );
+    }
+    if run.present {
+        prop_assert!(
+            recorded.is_some_and(|r| decisions[r].asks_for_access()),
+            "access the ledger's decision {:?} does not ask for (outcomes {:?}, dead letters \
+             {:?})",
+            run.ledger_latest,
+            run.outcomes,
+            run.dead_letter_codes
+        );
     }
     one_outcome_each(run, decisions)
 }
@@ -1238,6 +1307,20 @@ proptest! {
         let run = run_from(&decisions, faults, seed, Subject::PortfolioSpellings, &listed_before);
         check_spellings(&run, &decisions, &listed_before)?;
     }
+
+    /// The same while the operator protects the permission set at some step: grants
+    /// are refused from then on (revokes still run), and no access outlives the
+    /// decision the ledger holds, timed grants refused on a retry included.
+    #[test]
+    fn a_guardrail_tightened_mid_run_leaves_no_access_the_latest_decision_refuses(
+        decisions in decisions(),
+        faults in faults(),
+        protect_at in 0..8usize,
+        seed in any::<u64>(),
+    ) {
+        let faults = Faults { refuse: 0, attempts: 1000, protect_at: Some(protect_at), ..faults };
+        check_guardrail(&run(&decisions, faults, seed, Subject::Assignment), &decisions)?;
+    }
 }
 
 /// Without the ledger's fence this is the failure of issue 7: a grant still waiting
@@ -1271,6 +1354,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             interleave: 50,
             refuse: 0,
             attempts: 1000,
+            protect_at: None,
         };
         let run = run(&decisions, faults, seed, Subject::Assignment);
         assert!(
