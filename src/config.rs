@@ -175,12 +175,24 @@ const GUARDRAIL_VARIABLES: [&str; 5] = [
 
 /// A variable named like a guardrail that is none of them: most likely a misspelt one
 /// (`PROTECTED_ACCOUNT_ID`, `ALLOWED_ACCOUNT_IDS`), whose guardrail would be off while
-/// the operator believes it on.
+/// the operator believes it on. Only names about what the guardrails are about: a
+/// developer's shell may hold `ALLOWED_HOSTS`, which local runs pass on.
 fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
     let name = name.to_string_lossy();
     let guardrail_like = ["ALLOWED_", "PROTECTED_", "ALLOW_"]
         .iter()
-        .any(|prefix| name.starts_with(prefix));
+        .any(|prefix| name.starts_with(prefix))
+        && [
+            "ACCOUNT",
+            "PERMISSION",
+            "PORTFOLIO",
+            "INSTANCE",
+            "IAM",
+            "PATTERN",
+            "PRINCIPAL",
+        ]
+        .iter()
+        .any(|word| name.contains(word));
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
         problem: format!(
@@ -517,6 +529,7 @@ mod tests {
             ("PROTECTED_ACCOUNT_ID", "111122223333"),
             ("ALLOWED_PORTFOLIO_ID", "port-abcdefghijklm"),
             ("ALLOWED_PERMISSION_SET_ARNS", ""),
+            ("PROTECTED_PERMISSIONSET_ARNS", "x"),
             ("ALLOW_IAM_PATTERNS", "false"),
         ] {
             let error = from_vars(&[typo]).err();
@@ -530,6 +543,8 @@ mod tests {
             ("PROTECTED_ACCOUNT_IDS", "111122223333"),
             ("ALLOW_IAM_PATTERN_PRINCIPALS", "false"),
             ("ALLOWEDNESS", "other"),
+            ("ALLOWED_HOSTS", "localhost"),
+            ("ALLOW_EMPTY_PASSWORD", "yes"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
