@@ -1531,9 +1531,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // A restored-expiry's restart reads the ledger at its wait, not at a fence
                 // that goes toward the latest decision as an undo's does: it must say
                 // that its delete may have removed a later grant's access (not when it
-                // stopped at that wait, before any delete).
+                // stopped at that wait, before any delete, unless an earlier delivery of
+                // the wait may have gone on to delete).
                 restart_from.maybe_submitted |= progress.purpose.is_restored_expiry()
-                    && progress.stage != Stage::ExpireWait
+                    && (progress.stage != Stage::ExpireWait || self.receive_count > 1)
                     && lifecycle::may_have_taken_effect(progress, &dead_letter);
                 restart_from.maybe_submitted &= !in_place;
                 // A redrive of a decision replays the request from the start. An expiry or

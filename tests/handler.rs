@@ -3741,3 +3741,28 @@ async fn a_refused_retry_whose_read_is_throttled_reads_again_and_undoes_toward_a
     assert_step(steps.last().expect("the undo"), "undo", "delete");
     assert!(worker.identity_center.calls().is_empty());
 }
+
+/// The same wait delivered again (its first delivery may have come due, deleted, and
+/// stopped before storing what followed), whose ledger reads fail: its restart says the
+/// delete may have landed.
+#[tokio::test]
+async fn a_restored_expiry_wait_delivered_again_and_dead_lettered_may_have_deleted() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    let wait = last_attempt_step(
+        &revoke,
+        serde_json::json!({"step": "expire-wait", "operation": "delete",
+                           "purpose": "restored-expiry",
+                           "supersededBy": {"correlationId": "WATCHED",
+                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
+    );
+    worker.ledger.set_faults([true, true, true]);
+    invoke(&worker, redelivered_event(&wait, "m-wait", 2)).await;
+    assert!(worker.identity_center.calls().is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let [dead] = &dead[..] else {
+        panic!("one dead letter: {dead:?}");
+    };
+    let restart = body_json(dead);
+    assert_eq!(restart["progress"]["maybeSubmitted"], true, "{restart}");
+}
