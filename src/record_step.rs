@@ -654,21 +654,37 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let may_be_claimed = progress.purpose == Purpose::Decision
             && progress.operation() == AssignmentAction::Create
             && self.decision.not_after.is_some();
+        let claimed_before = if may_be_claimed {
+            let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+            self.metrics.call(Api::GetItem, Answer::of(&recorded));
+            match recorded {
+                Ok(recorded) => {
+                    recorded.is_some_and(|(latest, _)| latest.is_same_decision_as(&self.decision))
+                }
+                // The refusal made no call: within the step's budget the read is made
+                // again rather than guessed. Past it, the expiry is kept: a grant that
+                // is the latest decision must not lose its end.
+                Err(error) => {
+                    let again = lifecycle::on_ledger_error(
+                        &progress,
+                        &error,
+                        self.policy(),
+                        Self::jitter(),
+                    );
+                    if matches!(again, Decision::Continue { .. }) {
+                        return decided(again, progress);
+                    }
+                    true
+                }
+            }
+        } else {
+            false
+        };
         let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
-        if may_be_claimed && let Stepped::Decided(step) = &mut stepped {
-            step.claimed_before = self.holds_own_claim().await;
+        if let Stepped::Decided(step) = &mut stepped {
+            step.claimed_before = claimed_before;
         }
         stepped
-    }
-
-    /// Whether the ledger holds this decision: an earlier attempt's claim landed (or the
-    /// item could not be read, which must not drop an expiry the grant may need).
-    async fn holds_own_claim(&self) -> bool {
-        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&recorded));
-        recorded.map_or(true, |recorded| {
-            recorded.is_some_and(|(latest, _)| latest.is_same_decision_as(&self.decision))
-        })
     }
 
     /// A dead letter is not sent for a decision another delivery already carried out

@@ -3766,3 +3766,29 @@ async fn a_restored_expiry_wait_delivered_again_and_dead_lettered_may_have_delet
     let restart = body_json(dead);
     assert_eq!(restart["progress"]["maybeSubmitted"], true, "{restart}");
 }
+
+/// A timed grant's first delivery refused by a guardrail, whose read of the ledger is
+/// throttled: the step reads again rather than guess, and, finding no claim, schedules
+/// no expiry (which at `notAfter` would find no decision and revoke access no decision
+/// of the worker's gave).
+#[tokio::test]
+async fn a_refused_timed_grant_whose_read_is_throttled_reads_again_before_keeping_an_expiry() {
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    let worker = worker(
+        vec![],
+        config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
+    );
+    let timed = timed_grant_at("TIMED-FIRST", "2026-11-29T10:00:01Z");
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_100)).await;
+    assert!(dead_letters(&worker, "ErrorClass").is_empty());
+    let again = last_work_body(&worker);
+    invoke(&worker, record_event(&again, "m-again", 1_764_496_800_200)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["forbidden"]);
+    let steps = &stored_steps(&worker)[1..];
+    assert!(
+        steps.is_empty(),
+        "an expiry for a grant never claimed: {steps:?}"
+    );
+    assert!(worker.identity_center.calls().is_empty());
+}
