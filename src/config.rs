@@ -174,25 +174,22 @@ const GUARDRAIL_VARIABLES: [&str; 5] = [
 ];
 
 /// A variable named like a guardrail that is none of them: most likely a misspelt one
-/// (`PROTECTED_ACCOUNT_ID`, `ALLOWED_ACCOUNT_IDS`), whose guardrail would be off while
-/// the operator believes it on. Only names about what the guardrails are about: a
-/// developer's shell may hold `ALLOWED_HOSTS`, which local runs pass on.
+/// (`PROTECTED_ACCOUNT_ID`, `PROTECTED_PERM_SET_ARNS`, `ALLOWED_ACCOUNT_IDS`), whose
+/// guardrail would be off while the operator believes it on. Every `PROTECTED_` name;
+/// an `ALLOWED_` or `ALLOW_` one only when a word of it begins as a guardrail's subject
+/// does: a developer's shell may hold `ALLOWED_HOSTS`, which local runs pass on.
 fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
+    const SUBJECTS: [&str; 10] = [
+        "ACC", "PERM", "PS", "PORT", "INST", "SSO", "IAM", "PATTERN", "PRINC", "TARGET",
+    ];
     let name = name.to_string_lossy();
-    let guardrail_like = ["ALLOWED_", "PROTECTED_", "ALLOW_"]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
-        && [
-            "ACCOUNT",
-            "PERMISSION",
-            "PORTFOLIO",
-            "INSTANCE",
-            "IAM",
-            "PATTERN",
-            "PRINCIPAL",
-        ]
-        .iter()
-        .any(|word| name.contains(word));
+    let guardrail_like = name.starts_with("PROTECTED_")
+        || ["ALLOWED_", "ALLOW_"].iter().any(|prefix| {
+            name.strip_prefix(prefix).is_some_and(|rest| {
+                rest.split('_')
+                    .any(|word| SUBJECTS.iter().any(|subject| word.starts_with(subject)))
+            })
+        });
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
         problem: format!(
@@ -530,6 +527,9 @@ mod tests {
             ("ALLOWED_PORTFOLIO_ID", "port-abcdefghijklm"),
             ("ALLOWED_PERMISSION_SET_ARNS", ""),
             ("PROTECTED_PERMISSIONSET_ARNS", "x"),
+            ("PROTECTED_PERM_SET_ARNS", "x"),
+            ("PROTECTED_TARGET_IDS", "111122223333"),
+            ("ALLOWED_ACCT_IDS", "111122223333"),
             ("ALLOW_IAM_PATTERNS", "false"),
         ] {
             let error = from_vars(&[typo]).err();
@@ -545,6 +545,7 @@ mod tests {
             ("ALLOWEDNESS", "other"),
             ("ALLOWED_HOSTS", "localhost"),
             ("ALLOW_EMPTY_PASSWORD", "yes"),
+            ("ALLOWED_WARNINGS", "all"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
