@@ -1315,7 +1315,7 @@ proptest! {
     fn a_guardrail_tightened_mid_run_leaves_no_access_the_latest_decision_refuses(
         decisions in decisions(),
         faults in faults(),
-        protect_at in 0..8usize,
+        protect_at in 0..3usize,
         seed in any::<u64>(),
     ) {
         let faults = Faults { refuse: 0, attempts: 1000, protect_at: Some(protect_at), ..faults };
