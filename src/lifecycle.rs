@@ -25,6 +25,7 @@ const OPERATION_MISMATCH: &str = "OperationMismatch";
 const OPERATION_BEFORE_SUBMIT: &str = "OperationBeforeSubmit";
 /// The code of a poll envelope stamped ahead of the clock: the worker did not write it.
 const SUBMITTED_AT_IN_FUTURE: &str = "SubmittedAtInFuture";
+const REQUESTED_AT_IN_FUTURE: &str = "RequestedAtInFuture";
 
 /// Timing and budgets, from configuration (SPEC §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +190,15 @@ pub fn check_expiry(
     })
 }
 
+/// Whether a refusal made before any call comes again when its step is repeated: a
+/// guardrail's (until the operator changes it) or an envelope's does; one the clock
+/// decides (a `requestedAt` or `submittedAt` ahead of it) may not, and the repeat would
+/// go on to its call.
+pub fn refusal_repeats(dead_letter: &DeadLetter) -> bool {
+    !dead_letter.after_a_call()
+        && ![REQUESTED_AT_IN_FUTURE, SUBMITTED_AT_IN_FUTURE].contains(&dead_letter.code.as_str())
+}
+
 /// Refuses a decision stamped more than [`MAX_REQUESTED_AT_AHEAD`] after `now`.
 pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<DeadLetter> {
     let requested_at = progress.stamp.requested_at;
@@ -196,7 +206,7 @@ pub fn check_requested_at(progress: &Progress, now: OffsetDateTime) -> Option<De
         || {
             DeadLetter::before_any_call(
                 ErrorClass::InvalidRequest,
-                "RequestedAtInFuture",
+                REQUESTED_AT_IN_FUTURE,
                 format!(
                     "requestedAt: {} is more than {} minutes ahead of the worker's clock ({}); \
                      a future decision would outrank every later one",

@@ -661,10 +661,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Ok(recorded) => {
                     recorded.is_some_and(|(latest, _)| latest.is_same_decision_as(&self.decision))
                 }
-                // The refusal made no call: within the step's budget the read is made
-                // again rather than guessed. Past it, the expiry is kept: a grant that
-                // is the latest decision must not lose its end.
-                Err(error) => {
+                // The refusal made no call and would come again: within the step's
+                // budget the read is made again rather than guessed (past it, the expiry
+                // is kept: a grant that is the latest decision must not lose its end).
+                // One the clock decides is not repeated into a call: only an earlier
+                // attempt or delivery can have claimed.
+                Err(error) if lifecycle::refusal_repeats(&dead_letter) => {
                     let again = lifecycle::on_ledger_error(
                         &progress,
                         &error,
@@ -676,6 +678,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     }
                     true
                 }
+                Err(_) => progress.attempt > 1 || self.receive_count > 1,
             }
         } else {
             false
@@ -713,12 +716,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let in_place = confirmed.is_some();
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
-        // A refusal made no call: repeating the step costs only this read, which decides
-        // whether a change that may have landed is undone toward a later decision.
-        // Within the step's budget it is asked again.
+        // A refusal that made no call and would come again: repeating the step costs
+        // only this read, which decides whether a change that may have landed is undone
+        // toward a later decision. Within the step's budget it is asked again.
         if let Err(error) = &recorded
             && confirmed.is_none()
-            && !dead_letter.after_a_call()
+            && lifecycle::refusal_repeats(&dead_letter)
         {
             let again = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
             if matches!(again, Decision::Continue { .. }) {

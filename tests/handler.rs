@@ -3792,3 +3792,32 @@ async fn a_refused_timed_grant_whose_read_is_throttled_reads_again_before_keepin
     );
     assert!(worker.identity_center.calls().is_empty());
 }
+
+/// A timed grant decided more than 5 minutes ahead of the worker's clock, refused as
+/// `invalid-request`, whose read of the ledger is throttled: it is dead-lettered as it
+/// is, not stored again to come back once the clock has caught up and be carried out.
+#[tokio::test]
+async fn a_grant_refused_for_its_future_requested_at_is_not_retried_after_a_throttled_read() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(6),
+    );
+    let grant = timed_grant_at("FUTURE-TIMED", &ahead);
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&grant, "m-future", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorCode"), ["RequestedAtInFuture"]);
+    let later = Invocation {
+        clock: assignment_worker::clock::WallClock::ahead_by(time::Duration::minutes(2)),
+        ..Invocation::default()
+    };
+    for step in stored_steps(&worker) {
+        worker
+            .handle(
+                record_event(&step.to_string(), "m-again", 1_764_000_000_000),
+                &later,
+            )
+            .await;
+    }
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
+}
