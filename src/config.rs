@@ -174,22 +174,30 @@ const GUARDRAIL_VARIABLES: [&str; 5] = [
 ];
 
 /// A variable named like a guardrail that is none of them: most likely a misspelt one
-/// (`PROTECTED_ACCOUNT_ID`, `PROTECTED_PERM_SET_ARNS`, `ALLOWED_ACCOUNT_IDS`), whose
-/// guardrail would be off while the operator believes it on. Every `PROTECTED_` name;
-/// an `ALLOWED_` or `ALLOW_` one only when a word of it begins as a guardrail's subject
-/// does: a developer's shell may hold `ALLOWED_HOSTS`, which local runs pass on.
+/// (`PROTECTED_ACCOUNT_ID`, `PROTECTED_PERM_SET_ARNS`, `ALLOWED_ACCOUNT_IDS`,
+/// `protected_account_ids`), whose guardrail would be off while the operator believes it
+/// on. In any case: every name beginning `PROTECT`; one beginning `ALLOW` only with a
+/// word that is a guardrail's subject, since a developer's shell may hold
+/// `ALLOWED_HOSTS` or `ALLOWED_PORTS`, which local runs pass on.
 fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
-    const SUBJECTS: [&str; 10] = [
-        "ACC", "PERM", "PS", "PORT", "INST", "SSO", "IAM", "PATTERN", "PRINC", "TARGET",
+    const SUBJECTS: [&str; 12] = [
+        "ACCOUNT",
+        "ACCOUNTS",
+        "ACCT",
+        "PERMISSION",
+        "PERM",
+        "PS",
+        "PORTFOLIO",
+        "INSTANCE",
+        "IAM",
+        "PRINCIPAL",
+        "PATTERN",
+        "SSO",
     ];
     let name = name.to_string_lossy();
-    let guardrail_like = name.starts_with("PROTECTED_")
-        || ["ALLOWED_", "ALLOW_"].iter().any(|prefix| {
-            name.strip_prefix(prefix).is_some_and(|rest| {
-                rest.split('_')
-                    .any(|word| SUBJECTS.iter().any(|subject| word.starts_with(subject)))
-            })
-        });
+    let upper = name.to_ascii_uppercase();
+    let guardrail_like = upper.starts_with("PROTECT")
+        || (upper.starts_with("ALLOW") && upper.split('_').any(|word| SUBJECTS.contains(&word)));
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
         problem: format!(
@@ -530,6 +538,9 @@ mod tests {
             ("PROTECTED_PERM_SET_ARNS", "x"),
             ("PROTECTED_TARGET_IDS", "111122223333"),
             ("ALLOWED_ACCT_IDS", "111122223333"),
+            ("protected_account_ids", "111122223333"),
+            ("PROTECT_ACCOUNT_IDS", "111122223333"),
+            ("ALLOWS_IAM_PATTERN_PRINCIPALS", "false"),
             ("ALLOW_IAM_PATTERNS", "false"),
         ] {
             let error = from_vars(&[typo]).err();
@@ -546,6 +557,10 @@ mod tests {
             ("ALLOWED_HOSTS", "localhost"),
             ("ALLOW_EMPTY_PASSWORD", "yes"),
             ("ALLOWED_WARNINGS", "all"),
+            ("ALLOWED_PORTS", "8080"),
+            ("ALLOW_ACCESS_LOG", "1"),
+            ("ALLOWED_TARGETS", "x86_64"),
+            ("ALLOW_PSQL_SSL", "1"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
