@@ -3628,6 +3628,13 @@ async fn a_claimed_timed_grant_refused_on_its_retry_keeps_its_expiry() {
 /// grant creates nothing.
 #[tokio::test]
 async fn a_restored_expiry_dead_lettered_at_its_wait_says_no_delete_landed() {
+    let restart = restart_of_a_restored_expiry_dead_lettered_at_its_wait(1).await;
+    assert_ne!(restart["progress"]["maybeSubmitted"], true, "{restart}");
+}
+
+/// A restored-expiry wait, delivered for the `receive_count`-th time, whose ledger reads
+/// all fail: the step its dead letter restarts from (no call made).
+async fn restart_of_a_restored_expiry_dead_lettered_at_its_wait(receive_count: u32) -> Value {
     let worker = worker(vec![], config(&[]));
     let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
     let wait = last_attempt_step(
@@ -3638,14 +3645,13 @@ async fn a_restored_expiry_dead_lettered_at_its_wait_says_no_delete_landed() {
                                             "requestedAt": "2026-11-29T10:00:03Z"}}),
     );
     worker.ledger.set_faults([true, true, true]);
-    invoke(&worker, record_event(&wait, "m-wait", 1_764_000_000_000)).await;
+    invoke(&worker, redelivered_event(&wait, "m-wait", receive_count)).await;
     assert!(worker.identity_center.calls().is_empty());
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     let [dead] = &dead[..] else {
         panic!("one dead letter: {dead:?}");
     };
-    let restart = body_json(dead);
-    assert_ne!(restart["progress"]["maybeSubmitted"], true, "{restart}");
+    body_json(dead)
 }
 
 /// A timed grant whose first claim was throttled (nothing recorded), refused by a
@@ -3747,23 +3753,7 @@ async fn a_refused_retry_whose_read_is_throttled_reads_again_and_undoes_toward_a
 /// delete may have landed.
 #[tokio::test]
 async fn a_restored_expiry_wait_delivered_again_and_dead_lettered_may_have_deleted() {
-    let worker = worker(vec![], config(&[]));
-    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
-    let wait = last_attempt_step(
-        &revoke,
-        serde_json::json!({"step": "expire-wait", "operation": "delete",
-                           "purpose": "restored-expiry",
-                           "supersededBy": {"correlationId": "WATCHED",
-                                            "requestedAt": "2026-11-29T10:00:03Z"}}),
-    );
-    worker.ledger.set_faults([true, true, true]);
-    invoke(&worker, redelivered_event(&wait, "m-wait", 2)).await;
-    assert!(worker.identity_center.calls().is_empty());
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    let [dead] = &dead[..] else {
-        panic!("one dead letter: {dead:?}");
-    };
-    let restart = body_json(dead);
+    let restart = restart_of_a_restored_expiry_dead_lettered_at_its_wait(2).await;
     assert_eq!(restart["progress"]["maybeSubmitted"], true, "{restart}");
 }
 
