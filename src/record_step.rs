@@ -125,8 +125,8 @@ struct Step {
     /// the ledger was read: the change is in place, and landed before any later decision.
     in_place: bool,
     /// A grant refused before its call whose claim, made by an earlier attempt or
-    /// delivery, the ledger holds (or could not be read): it is the latest decision, and
-    /// keeps its expiry.
+    /// delivery, the ledger holds (or could not be read within the step's budget): it is
+    /// the latest decision, and keeps its expiry.
     claimed_before: bool,
 }
 
@@ -695,7 +695,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// a later decision, whose state is restored instead
     /// ([`lifecycle::behind_later_decision`]). A failed read leaves the dead letter, whose
     /// restart (an expiry's or undo's) then says the change may have landed, as does one
-    /// whose change may still land behind a later decision found (`timed-out`).
+    /// whose change may still land behind a later decision found (`timed-out`); but a
+    /// refusal that would come again repeats its step to read once more, within budget.
     async fn unless_settled(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
         self.unless_settled_after(dead_letter, progress, None).await
     }
