@@ -205,7 +205,7 @@ async fn main() -> Result<(), Error> {
     writeln!(report, "| outcomes | {tally} |")?;
     writeln!(
         report,
-        "| simulated time | {simulated:.0} s ({:.0} s wall) |",
+        "| simulated time | {simulated:.1} s ({:.1} s wall) |",
         wall.as_secs_f64()
     )?;
     writeln!(
@@ -215,7 +215,7 @@ async fn main() -> Result<(), Error> {
     )?;
     writeln!(
         report,
-        "| simulated time / minimum | {:.2} |",
+        "| simulated time / minimum | {:.3} |",
         simulated / minimum
     )?;
     writeln!(
