@@ -22,23 +22,32 @@ use crate::request::{
 pub struct LedgerKey(String);
 
 impl LedgerKey {
+    /// The ids in lower case: SPEC §2's patterns take them in either case, and AWS's
+    /// pages do not say whether Identity Center tells `ps-1A2B…` from `ps-1a2b…`. If it
+    /// does not, two spellings are one assignment, and a grant in one must not land
+    /// after a later revoke in the other; if it does, the id AWS issued is in lower case
+    /// and the other spelling names nothing, so ordering the two together costs nothing.
+    ///
+    /// Only the ids are folded: the rest of the key (`permissionSet/`, `USER`) is as the
+    /// tables deployed before wrote it, so their items keep their keys.
     pub fn assignment(assignment: &Assignment) -> Self {
         Self(format!(
             "assignment|{}|{}|{}|{}|{}",
-            assignment.instance,
+            ids_folded(assignment.instance.as_str()),
             assignment.account,
-            assignment.permission_set,
+            ids_folded(assignment.permission_set.as_str()),
             assignment.principal_type.as_str(),
-            assignment.principal_id
+            assignment.principal_id.as_str().to_ascii_lowercase()
         ))
     }
 
     /// One per portfolio principal (portfolio, principal type, principal ARN). The ARN
-    /// comes last, so a `|` in an IAM path cannot make two keys collide.
+    /// comes last, so a `|` in an IAM path cannot make two keys collide. The portfolio
+    /// id is in lower case, as the ids are in [`Self::assignment`].
     pub fn portfolio(change: &PortfolioChange) -> Self {
         Self(format!(
             "portfolio|{}|{}|{}",
-            change.portfolio,
+            change.portfolio.as_str().to_ascii_lowercase(),
             change.principal.principal_type().as_str(),
             change.principal.arn()
         ))
@@ -62,7 +71,7 @@ impl LedgerKey {
         };
         Some(Self(format!(
             "portfolio-iam-name|{}|{}",
-            change.portfolio,
+            change.portfolio.as_str().to_ascii_lowercase(),
             iam_name_folded(arn.as_str())
         )))
     }
@@ -76,6 +85,16 @@ impl LedgerKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// An instance or permission set ARN with the ids after its resource type in lower case
+/// (`arn:aws:sso:::permissionSet/ssoins-…/ps-…`): what precedes the first `/` is
+/// written in one case only.
+fn ids_folded(arn: &str) -> String {
+    match arn.split_once('/') {
+        Some((resource_type, ids)) => format!("{resource_type}/{}", ids.to_ascii_lowercase()),
+        None => arn.to_owned(),
     }
 }
 
@@ -450,6 +469,77 @@ mod tests {
         };
         assert!(late.key().starts_with("9999-12-31T23:59:59.999999999Z"));
         assert!(earlier.key() < late.key());
+    }
+
+    fn assignment_key(instance_id: &str, permission_set_id: &str, principal_id: &str) -> String {
+        let body = serde_json::json!({
+            "action": "create",
+            "instanceArn": format!("arn:aws:sso:::instance/{instance_id}"),
+            "permissionSetArn":
+                format!("arn:aws:sso:::permissionSet/{instance_id}/{permission_set_id}"),
+            "targetId": "111122223333",
+            "principalType": "GROUP",
+            "principalId": principal_id,
+        });
+        let request = crate::request::parse_request(&body.to_string()).expect("a request");
+        let (_, assignment) = request.assignment().expect("an assignment");
+        LedgerKey::assignment(assignment).as_str().to_owned()
+    }
+
+    /// Items written before ids were folded keep their keys: the key of ids as Identity
+    /// Center writes them is as it was.
+    #[test]
+    fn an_assignment_key_holds_its_ids_in_lower_case_and_the_rest_as_written() {
+        let as_issued = assignment_key(
+            "ssoins-722326ba6a8a6d40",
+            "ps-1a2b3c4d5e6f7a8b",
+            "9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10",
+        );
+        assert_eq!(
+            as_issued,
+            "assignment|arn:aws:sso:::instance/ssoins-722326ba6a8a6d40|111122223333|\
+             arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b|GROUP|\
+             9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10"
+        );
+        let in_capitals = assignment_key(
+            "ssoins-722326BA6A8A6D40",
+            "ps-1A2B3C4D5E6F7A8B",
+            "9067a1b2c3-4C4F4A62-1E0B-4B4B-9C3B-1B6C5A3E7F10",
+        );
+        assert_eq!(in_capitals, as_issued);
+    }
+
+    #[test]
+    fn a_portfolio_key_holds_its_portfolio_id_in_lower_case_and_the_rest_as_written() {
+        let key = |portfolio: &str| {
+            let body = serde_json::json!({
+                "action": "associate-portfolio-principal",
+                "portfolioId": portfolio,
+                "principalType": "IAM",
+                "principalArn": "arn:aws:iam::111122223333:role/TeamA-dev",
+            });
+            let request = crate::request::parse_request(&body.to_string()).expect("a request");
+            let crate::request::Target::Portfolio(change) = request.target().1 else {
+                panic!("a portfolio change");
+            };
+            (
+                LedgerKey::portfolio(change).as_str().to_owned(),
+                LedgerKey::iam_name(change).map(|key| key.as_str().to_owned()),
+            )
+        };
+        let as_issued = key("port-abcdefghijklm");
+        assert_eq!(
+            as_issued,
+            (
+                "portfolio|port-abcdefghijklm|IAM|arn:aws:iam::111122223333:role/TeamA-dev"
+                    .to_owned(),
+                Some(
+                    "portfolio-iam-name|port-abcdefghijklm|arn:aws:iam::111122223333:role/teama-dev"
+                        .to_owned()
+                )
+            )
+        );
+        assert_eq!(key("PORT-ABCDEFGHIJKLM"), as_issued);
     }
 
     #[test]

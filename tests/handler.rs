@@ -1245,6 +1245,51 @@ async fn a_grant_older_than_the_recorded_revoke_is_superseded_without_a_call() {
     assert_eq!(grant_event["requestedAt"], "2026-11-29T10:00:01Z");
 }
 
+/// SPEC §2's patterns let an instance, permission set or principal id be written in upper
+/// or lower case, and AWS's pages do not say whether it tells them apart: an upstream
+/// whose grant names the principal in capitals must not see it land after a later revoke
+/// written as Identity Center lists it.
+#[tokio::test]
+async fn a_grant_spelled_in_capitals_is_ordered_with_a_later_revoke_in_lower_case() {
+    let worker = worker(vec![], config(&[]));
+    let revoke = decision_at("delete", "REVOKE-2", "2026-11-29T10:00:02Z");
+    let grant = assignment_request(
+        "create",
+        "GRANT-1",
+        &[
+            ("requestedAt", "2026-11-29T10:00:01Z"),
+            (
+                "instanceArn",
+                "arn:aws:sso:::instance/ssoins-722326BA6A8A6D40",
+            ),
+            (
+                "permissionSetArn",
+                "arn:aws:sso:::permissionSet/ssoins-722326BA6A8A6D40/ps-1A2B3C4D5E6F7A8B",
+            ),
+            (
+                "principalId",
+                "9067a1b2c3-4C4F4A62-1E0B-4B4B-9C3B-1B6C5A3E7F10",
+            ),
+        ],
+    );
+    invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
+    let response = invoke(&worker, record_event(&grant, "m-grant", 2)).await;
+
+    assert!(failures(&response).is_empty());
+    assert!(
+        !worker
+            .identity_center
+            .calls()
+            .iter()
+            .any(|call| matches!(call, Call::Create { .. })),
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    let grant_event = outcome_of(&worker, "GRANT-1");
+    assert_eq!(grant_event["outcome"], "superseded");
+    assert_eq!(grant_event["supersededBy"]["correlationId"], "REVOKE-2");
+}
+
 #[tokio::test]
 async fn without_requested_at_the_first_sent_timestamp_orders_decisions() {
     let worker = worker(vec![], config(&[]));

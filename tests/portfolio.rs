@@ -407,6 +407,28 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
     assert_eq!(associates, 0, "superseded before its call");
 }
 
+/// A portfolio id in capitals is the same ledger item as the id Service Catalog issued
+/// (SPEC §2's pattern takes either case, and AWS's pages do not say whether Service
+/// Catalog tells them apart): the earlier grant written so, delivered after the later
+/// removal, is superseded before its call.
+#[tokio::test]
+async fn a_stale_grant_naming_the_portfolio_in_capitals_is_superseded_by_a_later_removal() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    drive(&worker, &removal_at("TeamA-dev", "10:00:05")).await;
+    let grant = earlier_grant().replace(PORTFOLIO, &PORTFOLIO.to_ascii_uppercase());
+    assert_ne!(grant, earlier_grant());
+    drive(&worker, &grant).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+    let associates = worker
+        .service_catalog
+        .calls()
+        .into_iter()
+        .filter(|call| matches!(call, CatalogCall::Associate(_)))
+        .count();
+    assert_eq!(associates, 0, "superseded before its call");
+}
+
 /// A removal of `role/<name>` decided at `time` (UTC, 2026-11-30).
 fn removal_at(name: &str, time: &str) -> String {
     request(
