@@ -200,6 +200,15 @@ fn assert_later_removal_won(worker: &TestWorker, removal: &str) {
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
+/// How many associates the worker has called so far.
+fn associate_calls(worker: &TestWorker) -> usize {
+    let calls = worker.service_catalog.calls();
+    calls
+        .iter()
+        .filter(|call| matches!(call, CatalogCall::Associate(_)))
+        .count()
+}
+
 fn only_outcome(worker: &TestWorker) -> Value {
     let mut all = outcomes(worker);
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -398,12 +407,7 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
     drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
     drive(&worker, &earlier_grant()).await;
     assert_later_removal_won(&worker, "already-satisfied");
-    let associates = worker
-        .service_catalog
-        .calls()
-        .into_iter()
-        .filter(|call| matches!(call, CatalogCall::Associate(_)))
-        .count();
+    let associates = associate_calls(&worker);
     assert_eq!(associates, 0, "superseded before its call");
 }
 
@@ -420,12 +424,7 @@ async fn a_stale_grant_naming_the_portfolio_in_capitals_is_superseded_by_a_later
     assert_ne!(grant, earlier_grant());
     drive(&worker, &grant).await;
     assert_later_removal_won(&worker, "already-satisfied");
-    let associates = worker
-        .service_catalog
-        .calls()
-        .into_iter()
-        .filter(|call| matches!(call, CatalogCall::Associate(_)))
-        .count();
+    let associates = associate_calls(&worker);
     assert_eq!(associates, 0, "superseded before its call");
 }
 
@@ -687,12 +686,7 @@ async fn a_grant_retried_after_a_later_removal_of_its_name_is_not_carried_out() 
     drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
     drive(&worker, &retry).await;
     assert_later_removal_won(&worker, "already-satisfied");
-    let associates = worker
-        .service_catalog
-        .calls()
-        .into_iter()
-        .filter(|call| matches!(call, CatalogCall::Associate(_)))
-        .count();
+    let associates = associate_calls(&worker);
     assert_eq!(associates, 1, "only the associate that timed out");
 }
 
@@ -797,13 +791,7 @@ async fn a_grant_delivered_again_after_its_expiry_is_not_carried_out_again() {
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(ROLE)])
     );
-    let associates = || {
-        let calls = worker.service_catalog.calls();
-        calls
-            .iter()
-            .filter(|call| matches!(call, CatalogCall::Associate(_)))
-            .count()
-    };
+    let associates = || associate_calls(&worker);
     assert_eq!(associates(), 1);
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
 
