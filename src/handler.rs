@@ -12,6 +12,7 @@ use futures_util::{FutureExt, StreamExt, stream};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field};
 
+use crate::aws_call::ErrorKind;
 use crate::clock::WallClock;
 use crate::config::{Config, QueueUrl};
 use crate::identity_center::IdentityCenter;
@@ -235,6 +236,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         let refused = |message: &str| {
             vec![
                 Err(SendError {
+                    kind: ErrorKind::Timeout,
                     code: "DeadlineNear".to_owned(),
                     message: message.to_owned(),
                 });
@@ -265,6 +267,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         // order, where a missing one would shift the next onto its record.
         results.resize_with(messages.len(), || {
             Err(SendError {
+                kind: ErrorKind::ServerError,
                 code: "NoResult".to_owned(),
                 message: "no result for this entry".to_owned(),
             })
@@ -320,13 +323,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
     }
 }
 
-/// A SendMessageBatch call's answer: a success when every entry was stored.
+/// A SendMessageBatch call's answer: a success when every entry was stored, else the
+/// kind of its first failure.
 fn send_answer(results: &[Result<(), SendError>]) -> Answer {
-    if results.iter().all(Result::is_ok) {
-        Answer::Success
-    } else {
-        Answer::OtherError
-    }
+    results
+        .iter()
+        .find_map(|result| result.as_ref().err())
+        .map_or(Answer::Success, |error| Answer::of_kind(error.kind))
 }
 
 /// Groups record indexes so that records for the same (instance, account, permission

@@ -75,7 +75,11 @@ pub enum Answer {
 
 impl Answer {
     pub fn of_error(error: &CallError) -> Self {
-        match error.kind {
+        Self::of_kind(error.kind)
+    }
+
+    pub fn of_kind(kind: ErrorKind) -> Self {
+        match kind {
             ErrorKind::RateLimited => Answer::ThrottledRate,
             ErrorKind::Busy => Answer::ThrottledBusy,
             ErrorKind::Conflict => Answer::Conflict,

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::aws_call::ErrorKind;
 use crate::config::QueueUrl;
 
 /// SendMessageBatch takes at most this many entries.
@@ -53,6 +54,9 @@ impl OutgoingMessage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct SendError {
+    /// What kind of failure it was, as for any AWS call: the metrics count it so (SPEC
+    /// §12); the record is redelivered whatever the kind.
+    pub kind: ErrorKind,
     pub code: String,
     pub message: String,
 }

@@ -452,6 +452,7 @@ impl QueueSender for ShortAnswers {
     ) -> Vec<Result<(), SendError>> {
         if messages.len() > 1 {
             let refused = SendError {
+                kind: ErrorKind::Rejected,
                 code: "AWS.SimpleQueueService.BatchRequestTooLong".to_owned(),
                 message: "refused by the test".to_owned(),
             };

@@ -555,6 +555,7 @@ impl QueueSender for ModelQueues {
             .map(|message| {
                 if self.down.load(Ordering::SeqCst) {
                     return Err(SendError {
+                        kind: ErrorKind::Connection,
                         code: "Crash".to_owned(),
                         message: "the function died before sending".to_owned(),
                     });

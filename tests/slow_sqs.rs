@@ -78,7 +78,31 @@ fn correlation_ids(messages: &[local_stack::stack::DeadLetterRecord]) -> Vec<Str
 
 /// Runs the batch with SQS's answers held back by `first` (one each, for the first
 /// calls) and `otherwise`; checks the deadline and the acknowledgement rule.
-async fn run_with_slow_sqs(first: Vec<Duration>, otherwise: Duration) -> usize {
+/// The SendMessageBatch answers the invocation counted (SPEC §12), by metric name.
+fn send_answers(invocation: &Invocation) -> HashMap<String, u64> {
+    let mut out = Vec::new();
+    invocation
+        .metrics
+        .write("Test/Worker", 1_764_000_000_000, &mut out)
+        .expect("written");
+    let text = String::from_utf8(out).expect("UTF-8");
+    let sends = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .find(|document| document["Api"] == "SendMessageBatch")
+        .unwrap_or_else(|| panic!("no SendMessageBatch document in {text}"));
+    ["Calls", "Succeeded", "Timeouts", "OtherErrors"]
+        .into_iter()
+        .map(|name| (name.to_owned(), sends[name].as_u64().unwrap_or(0)))
+        .collect()
+}
+
+/// Runs the batch against an SQS whose answers are held back; returns the records left
+/// for redelivery and the SendMessageBatch answers counted.
+async fn run_with_slow_sqs(
+    first: Vec<Duration>,
+    otherwise: Duration,
+) -> (usize, HashMap<String, u64>) {
     let moto = Moto::start().expect("moto");
     let direct = sdk_config(&moto.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&direct);
@@ -158,19 +182,24 @@ async fn run_with_slow_sqs(first: Vec<Duration>, otherwise: Duration) -> usize {
             );
         }
     }
-    failed.len()
+    (failed.len(), send_answers(&invocation))
 }
 
 #[tokio::test]
 async fn an_sqs_that_never_answers_in_time_leaves_every_record_for_redelivery_in_time() {
-    let failed = run_with_slow_sqs(Vec::new(), Duration::from_secs(60)).await;
+    let (failed, sends) = run_with_slow_sqs(Vec::new(), Duration::from_secs(60)).await;
     assert_eq!(failed, 3, "nothing can be known stored");
+    // Every call timed out (the SDK's attempt timeout or the deadline), and the metrics
+    // say so: a slow SQS is not an error SQS answered.
+    assert!(sends["Calls"] > 0, "{sends:?}");
+    assert_eq!(sends["Timeouts"], sends["Calls"], "{sends:?}");
 }
 
 #[tokio::test]
 async fn slow_first_answers_are_retried_within_the_deadline() {
     // The first answers come after every timeout; the retries and the entry-by-entry
     // sends after them are answered at once.
-    let failed = run_with_slow_sqs(vec![Duration::from_secs(60); 3], Duration::ZERO).await;
+    let (failed, sends) = run_with_slow_sqs(vec![Duration::from_secs(60); 3], Duration::ZERO).await;
     assert_eq!(failed, 0, "the retries stored every message");
+    assert_eq!(sends["OtherErrors"], 0, "{sends:?}");
 }

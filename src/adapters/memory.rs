@@ -346,6 +346,7 @@ impl QueueSender for RecordingQueues {
                     || self.refuse_queue.as_deref() == Some(queue.as_str())
                 {
                     return Err(SendError {
+                        kind: ErrorKind::ServerError,
                         code: "InternalError".to_owned(),
                         message: "refused by the test".to_owned(),
                     });

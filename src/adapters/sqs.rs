@@ -1,9 +1,10 @@
 //! The queue port over aws-sdk-sqs.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
+use super::call_error;
+use crate::aws_call::{CallError, ErrorKind};
 use crate::config::QueueUrl;
 use crate::queue::{OutgoingMessage, QueueSender, SendError};
 
@@ -19,6 +20,7 @@ impl SqsQueues {
 
 fn entry(id: usize, message: &OutgoingMessage) -> Result<SendMessageBatchRequestEntry, SendError> {
     let invalid = |e: aws_sdk_sqs::error::BuildError| SendError {
+        kind: ErrorKind::Rejected,
         code: "InvalidEntry".to_owned(),
         message: e.to_string(),
     };
@@ -46,6 +48,7 @@ impl QueueSender for SqsQueues {
     ) -> Vec<Result<(), SendError>> {
         let mut results: Vec<Result<(), SendError>> = vec![
             Err(SendError {
+                kind: ErrorKind::ServerError,
                 code: "NoResult".to_owned(),
                 message: "SQS answered without this entry".to_owned(),
             });
@@ -91,7 +94,15 @@ impl QueueSender for SqsQueues {
                         .ok()
                         .and_then(|i| results.get_mut(i))
                     {
+                        // SQS says whose fault an entry's failure was; its own is a
+                        // server error whatever the code.
+                        let kind = if failed.sender_fault() {
+                            ErrorKind::classify(Some(failed.code()), failed.message(), None)
+                        } else {
+                            ErrorKind::ServerError
+                        };
                         *slot = Err(SendError {
+                            kind,
                             code: failed.code().to_owned(),
                             message: failed.message().unwrap_or_default().to_owned(),
                         });
@@ -99,9 +110,15 @@ impl QueueSender for SqsQueues {
                 }
             }
             Err(error) => {
+                let CallError {
+                    kind,
+                    code,
+                    message,
+                } = call_error(error);
                 let failure = SendError {
-                    code: error.code().unwrap_or("SendMessageBatchFailed").to_owned(),
-                    message: DisplayErrorContext(&error).to_string(),
+                    kind,
+                    code,
+                    message,
                 };
                 for id in sent {
                     results[id] = Err(failure.clone());
