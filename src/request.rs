@@ -230,6 +230,11 @@ impl Target<'_> {
 pub struct Message {
     pub request: Request,
     pub progress: Option<Progress>,
+    /// When the SNS notification or EventBridge event that carried the request was
+    /// published (its `Timestamp` or `time`), when it says so in RFC 3339. Both deliver
+    /// late and more than once, each delivery a new SQS message: a request without
+    /// `requestedAt` is ordered by this, not by when a delivery reached the queue.
+    pub published_at: Option<OffsetDateTime>,
 }
 
 /// The request's fields, each under its camelCase name and its API (PascalCase) alias.
@@ -342,6 +347,7 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
             return Ok(Message {
                 request,
                 progress: None,
+                published_at: publication_time(object.get("Timestamp")),
             });
         }
         Some(Value::String(kind)) if object.get("TopicArn").is_some() => {
@@ -375,6 +381,7 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
                 Ok(Message {
                     request,
                     progress: None,
+                    published_at: publication_time(object.get("time")),
                 })
             }
             Some(other) => Err(InvalidRequest::new(
@@ -389,7 +396,17 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
     Ok(Message {
         request: parse_request(body)?,
         progress: None,
+        published_at: None,
     })
+}
+
+/// An envelope's publish time. SPEC §2 names no rule for the envelope's own fields, so
+/// one that is missing or unreadable is no error: the request is ordered as a raw one.
+fn publication_time(value: Option<&Value>) -> Option<OffsetDateTime> {
+    match value {
+        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).ok(),
+        _ => None,
+    }
 }
 
 fn within(envelope: &str, error: InvalidRequest) -> InvalidRequest {
@@ -558,6 +575,7 @@ fn parse_progress_envelope(body: &str) -> Result<Message, InvalidRequest> {
     Ok(Message {
         request,
         progress: Some(progress),
+        published_at: None,
     })
 }
 

@@ -1284,6 +1284,106 @@ async fn a_grant_spelled_in_capitals_is_ordered_with_a_later_revoke_in_lower_cas
     assert_eq!(grant_event["supersededBy"]["correlationId"], "REVOKE-2");
 }
 
+/// An SNS notification (raw delivery off) carrying `request`, published at `published`.
+fn sns_notification(sns_message_id: &str, published: &str, request: &str) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": sns_message_id,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:access-requests",
+        "Message": request,
+        "Timestamp": published,
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/x.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+    })
+    .to_string()
+}
+
+/// An EventBridge event carrying `request`, put at `time`.
+fn eventbridge_event(id: &str, time: &str, request: &str) -> String {
+    let detail: Value = serde_json::from_str(request).expect("a JSON request");
+    serde_json::json!({
+        "version": "0", "id": id, "detail-type": "AccessDecision", "source": "approvals",
+        "account": "123456789012", "time": time, "region": "us-east-1", "resources": [],
+        "detail": detail,
+    })
+    .to_string()
+}
+
+/// SNS and EventBridge deliver late and more than once, each delivery a new SQS
+/// message: without `requestedAt`, a decision is ordered by when it was published, not
+/// by when a delivery of it reached the queue. A grant published before a revoke but
+/// delivered after it is superseded.
+#[tokio::test]
+async fn a_grant_published_before_a_revoke_but_delivered_after_it_is_superseded() {
+    let wraps: [fn(&str, &str, &str) -> String; 2] = [sns_notification, eventbridge_event];
+    for wrap in wraps {
+        let worker = worker(vec![], config(&[]));
+        let grant = wrap(
+            "11111111-0000-4000-8000-000000000001",
+            "2025-11-30T10:00:00Z",
+            &assignment_request("create", "GRANT", &[]),
+        );
+        let revoke = wrap(
+            "11111111-0000-4000-8000-000000000002",
+            "2025-11-30T10:00:02Z",
+            &assignment_request("delete", "REVOKE", &[]),
+        );
+        // Reaching the queue: the revoke at 10:00:02.1, the grant (retried) at 10:00:08.
+        invoke(
+            &worker,
+            record_event(&revoke, "m-revoke", 1_764_496_802_100),
+        )
+        .await;
+        invoke(&worker, record_event(&grant, "m-grant", 1_764_496_808_000)).await;
+        let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+        assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
+        let grant_event = outcome_of(&worker, "GRANT");
+        assert_eq!(grant_event["outcome"], "superseded");
+        assert_eq!(grant_event["requestedAt"], "2025-11-30T10:00:00Z");
+    }
+}
+
+/// A second SNS delivery of a grant, after a later revoke, is the same decision (one
+/// publish time), not a new one that grants again.
+#[tokio::test]
+async fn an_sns_duplicate_of_a_grant_does_not_outrank_a_later_revoke() {
+    let worker = worker(vec![], config(&[]));
+    let grant = sns_notification(
+        "22222222-0000-4000-8000-000000000001",
+        "2025-11-30T10:00:00.000Z",
+        &assignment_request("create", "GRANT", &[]),
+    );
+    let revoke = sns_notification(
+        "22222222-0000-4000-8000-000000000002",
+        "2025-11-30T10:01:00.000Z",
+        &assignment_request("delete", "REVOKE", &[]),
+    );
+    invoke(
+        &worker,
+        record_event(&grant, "m-grant-1", 1_764_496_800_050),
+    )
+    .await;
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_860_050),
+    )
+    .await;
+    invoke(
+        &worker,
+        record_event(&grant, "m-grant-2", 1_764_496_861_000),
+    )
+    .await;
+    let calls = worker.identity_center.calls();
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    assert_eq!(creates, 1, "{calls:?}");
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "{calls:?}"
+    );
+}
+
 #[tokio::test]
 async fn without_requested_at_the_first_sent_timestamp_orders_decisions() {
     let worker = worker(vec![], config(&[]));
