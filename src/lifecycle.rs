@@ -374,9 +374,16 @@ pub fn check_operation_subject(
             &expected.principal_id,
         ),
     ];
+    // In any case: SPEC §2 takes the ids in either, and where AWS does not tell the
+    // spellings apart it answers with the one it holds (the ledger orders them as one,
+    // [`crate::ledger::LedgerKey::assignment`]); ids AWS issues differ in more than case.
+    let same = |reported: &Option<String>, wanted: &Option<String>| match (reported, wanted) {
+        (Some(reported), Some(wanted)) => reported.eq_ignore_ascii_case(wanted),
+        _ => reported == wanted,
+    };
     if let Some((name, reported, wanted)) = fields
         .into_iter()
-        .find(|(_, reported, wanted)| reported != wanted)
+        .find(|(_, reported, wanted)| !same(reported, wanted))
     {
         return mismatch(format!(
             "operation {operation_request_id} is not this request's: its {name} is {}, the \

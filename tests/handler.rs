@@ -3950,3 +3950,57 @@ async fn a_grant_refused_for_its_future_requested_at_is_not_retried_after_a_thro
     let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
     assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
 }
+
+/// Where Identity Center does not tell the spellings of an id apart, its Describe
+/// answer names the assignment as it holds it, in lower case: a grant written in
+/// capitals, behind a later revoke in lower case (one ledger item), is the same
+/// operation and is undone toward the revoke, not dead-lettered `OperationMismatch`
+/// (read as "says nothing about this request") with its create in place.
+#[tokio::test]
+async fn a_capitals_grant_whose_poll_names_the_lower_case_ids_is_undone_toward_a_later_revoke() {
+    let as_aws_holds_it = assignment_worker::identity_center::OperationSubject {
+        target_id: Some("111122223333".to_owned()),
+        target_type: Some("AWS_ACCOUNT".to_owned()),
+        permission_set_arn: Some(
+            "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b".to_owned(),
+        ),
+        principal_type: Some("USER".to_owned()),
+        principal_id: Some("9067a1b2c3-4c4f4a62-1e0b-4b4b-9c3b-1b6c5a3e7f10".to_owned()),
+    };
+    let succeeded = Ok(StatusReport {
+        created_at: None,
+        status: OperationStatus::Succeeded,
+        request_id: Some(REQUEST_ID.to_owned()),
+        failure_reason: None,
+        subject: as_aws_holds_it,
+    });
+    let worker = worker(vec![succeeded], config(&[]));
+    let grant = assignment_request(
+        "create",
+        "CAPS-GRANT",
+        &[
+            ("requestedAt", "2026-11-29T10:00:00Z"),
+            (
+                "permissionSetArn",
+                "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1A2B3C4D5E6F7A8B",
+            ),
+            (
+                "principalId",
+                "9067a1b2c3-4C4F4A62-1E0B-4B4B-9C3B-1B6C5A3E7F10",
+            ),
+        ],
+    );
+    // The later revoke, written in lower case, recorded carried out (before the create landed).
+    let lower = decision_at("create", "CAPS-GRANT", "2026-11-29T10:00:00Z");
+    record_later_decision(&worker, &lower, Intent::Revoke, RecordedState::Absent).await;
+    let poll = create_poll(&grant, 1, &rfc3339_minutes_ago(1));
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
+    let steps = stored_steps(&worker);
+    assert!(
+        steps
+            .iter()
+            .any(|step| step["progress"]["purpose"] == "undo"),
+        "dead letters {:?}, no undo toward the later revoke: {steps:?}",
+        dead_letters(&worker, "ErrorCode")
+    );
+}
