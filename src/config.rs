@@ -177,27 +177,29 @@ const GUARDRAIL_VARIABLES: [&str; 5] = [
 /// (`PROTECTED_ACCOUNT_ID`, `PROTECTED_PERM_SET_ARNS`, `ALLOWED_ACCOUNT_IDS`,
 /// `protected_account_ids`), whose guardrail would be off while the operator believes it
 /// on. In any case: every name beginning `PROTECT`; one beginning `ALLOW` only with a
-/// word that is a guardrail's subject, since a developer's shell may hold
-/// `ALLOWED_HOSTS` or `ALLOWED_PORTS`, which local runs pass on.
+/// word that names a guardrail's subject, since a developer's shell may hold
+/// `ALLOWED_HOSTS`, `ALLOWED_PORTS` or `ALLOWED_TARGETS`, which local runs pass on: a
+/// word beginning with one of the subjects' full names (`ALLOWED_INSTANCES`,
+/// `ALLOWED_PORTFOLIOIDS`, `ALLOWED_SSOINSTANCE_ARNS`), or one of their short forms
+/// whole (`ALLOWED_ACCT_IDS`, where `ACCESS` or `PSQL` are no subject).
 fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
-    const SUBJECTS: [&str; 12] = [
+    const SUBJECTS: [&str; 7] = [
         "ACCOUNT",
-        "ACCOUNTS",
-        "ACCT",
         "PERMISSION",
-        "PERM",
-        "PS",
         "PORTFOLIO",
         "INSTANCE",
-        "IAM",
         "PRINCIPAL",
         "PATTERN",
         "SSO",
     ];
+    const SHORT_FORMS: [&str; 6] = ["ACCT", "ACCTS", "PERM", "PERMS", "PS", "IAM"];
+    let names_a_subject = |word: &str| {
+        SUBJECTS.iter().any(|subject| word.starts_with(subject)) || SHORT_FORMS.contains(&word)
+    };
     let name = name.to_string_lossy();
     let upper = name.to_ascii_uppercase();
     let guardrail_like = upper.starts_with("PROTECT")
-        || (upper.starts_with("ALLOW") && upper.split('_').any(|word| SUBJECTS.contains(&word)));
+        || (upper.starts_with("ALLOW") && upper.split('_').any(names_a_subject));
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
         problem: format!(
@@ -542,6 +544,15 @@ mod tests {
             ("PROTECT_ACCOUNT_IDS", "111122223333"),
             ("ALLOWS_IAM_PATTERN_PRINCIPALS", "false"),
             ("ALLOW_IAM_PATTERNS", "false"),
+            ("ALLOWED_INSTANCES_ARNS", "x"),
+            ("ALLOWED_INSTANCES", "x"),
+            ("ALLOWED_INSTANCEARNS", "x"),
+            ("ALLOWED_PORTFOLIOS", "x"),
+            ("ALLOWED_PORTFOLIOS_IDS", "x"),
+            ("ALLOWED_PORTFOLIOIDS", "x"),
+            ("ALLOWED_SSOINSTANCE_ARNS", "x"),
+            ("ALLOWED_ACCOUNTIDS", "x"),
+            ("ALLOWED_PERMS", "x"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
