@@ -4004,3 +4004,58 @@ async fn a_capitals_grant_whose_poll_names_the_lower_case_ids_is_undone_toward_a
         dead_letters(&worker, "ErrorCode")
     );
 }
+
+/// A grant's retry after an answer that may have been lost (`maybeSubmitted`), behind a
+/// later revoke, refused as `RequestedAtInFuture` by an instance whose clock is behind
+/// the one that took attempt 1, its ledger read throttled: the step reads again, and
+/// undoes toward the revoke, rather than dead-lettering with the create possibly in
+/// place behind it (c130465 stopped repeating every refusal the clock decides).
+#[tokio::test]
+async fn a_maybe_submitted_retry_refused_by_the_clock_with_a_throttled_read_is_undone() {
+    let worker = worker(vec![], config(&[]));
+    let now = time::OffsetDateTime::now_utc();
+    let requested_at = assignment_worker::messages::rfc3339(now + time::Duration::minutes(6));
+    let grant = decision_at("create", "SKEWED-GRANT", &requested_at);
+    // A later revoke recorded carried out (its delete found nothing yet).
+    let parsed = assignment_worker::request::parse_request(&grant).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    let key = LedgerKey::assignment(assignment);
+    let later = AccessDecision {
+        order: DecisionOrder {
+            requested_at: now + time::Duration::minutes(7),
+            intent: Intent::Revoke,
+            correlation_id: Some("LATER".to_owned()),
+            first_message_id: "m-later".to_owned(),
+        },
+        not_after: None,
+    };
+    worker
+        .ledger
+        .claim(&key, &later, RecordedState::Pending, now)
+        .await
+        .expect("claimed");
+    worker
+        .ledger
+        .record(&key, &later.order, RecordedState::Absent, None, now)
+        .await
+        .expect("recorded");
+    let retry = serde_json::json!({
+        "request": body_json_text(&grant),
+        "progress": {"step": "submit", "operation": "create", "attempt": 2,
+                     "maybeSubmitted": true, "firstReceivedAt": rfc3339_minutes_ago(1),
+                     "requestedAt": requested_at, "firstMessageId": "m-grant"},
+    })
+    .to_string();
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&retry, "m-retry", 1_764_000_000_000)).await;
+    assert!(
+        dead_letters(&worker, "ErrorCode").is_empty(),
+        "dead-lettered with the create possibly in place behind the revoke: {:?}, steps {:?}",
+        dead_letters(&worker, "ErrorCode"),
+        stored_steps(&worker)
+    );
+    let again = last_work_body(&worker);
+    invoke(&worker, record_event(&again, "m-again", 1_764_000_000_000)).await;
+    let steps = stored_steps(&worker);
+    assert_step(steps.last().expect("the undo"), "undo", "delete");
+}
