@@ -665,7 +665,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // budget the read is made again rather than guessed (past it, the expiry
                 // is kept: a grant that is the latest decision must not lose its end).
                 // One the clock decides is not repeated into a call: only an earlier
-                // attempt or delivery can have claimed.
+                // attempt, or an earlier delivery, can have claimed; and a delivery
+                // again whose read found that one's claim (or failed) says so in
+                // `maybe_submitted` ([`Self::after_redelivery`]), which never reaches
+                // here. One whose read found no claim has none to keep an expiry for.
                 Err(error) if lifecycle::refusal_repeats(&dead_letter) => {
                     let again = lifecycle::on_ledger_error(
                         &progress,
@@ -678,7 +681,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     }
                     true
                 }
-                Err(_) => progress.attempt > 1 || self.receive_count > 1,
+                Err(_) => progress.attempt > 1 || progress.maybe_submitted,
             }
         } else {
             false

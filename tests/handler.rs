@@ -4059,3 +4059,45 @@ async fn a_maybe_submitted_retry_refused_by_the_clock_with_a_throttled_read_is_u
     let steps = stored_steps(&worker);
     assert_step(steps.last().expect("the undo"), "undo", "delete");
 }
+
+/// A timed grant decided 6 minutes ahead, delivered a second time (its first
+/// delivery's dead-letter send failed, say): the redelivery's read finds no claim, and
+/// the refusal's own read is throttled. No expiry is kept: at `notAfter` it would find
+/// no decision and revoke access no decision of the worker's gave (c130465 counted any
+/// second delivery as claimed).
+#[tokio::test]
+async fn a_future_grant_delivered_again_with_a_throttled_read_schedules_no_expiry() {
+    let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
+    let now = time::OffsetDateTime::now_utc();
+    let requested_at = assignment_worker::messages::rfc3339(now + time::Duration::minutes(6));
+    let not_after = assignment_worker::messages::rfc3339(now + time::Duration::minutes(7));
+    let grant = assignment_request(
+        "create",
+        "FUTURE-AGAIN",
+        &[("requestedAt", &requested_at), ("notAfter", &not_after)],
+    );
+    // after_redelivery's read answers (no item); the refusal's read is throttled.
+    worker.ledger.set_faults([false, true]);
+    invoke(&worker, redelivered_event(&grant, "m-future", 2)).await;
+    assert_eq!(dead_letters(&worker, "ErrorCode"), ["RequestedAtInFuture"]);
+    assert!(worker.ledger.items().is_empty(), "nothing was claimed");
+    let steps = stored_steps(&worker);
+    // What the stored step does at notAfter: the ledger holds no decision, and it revokes.
+    let at_not_after = Invocation {
+        clock: assignment_worker::clock::WallClock::ahead_by(time::Duration::minutes(8)),
+        ..Invocation::default()
+    };
+    for step in &steps {
+        worker
+            .handle(
+                record_event(&step.to_string(), "m-expiry", 1_764_000_000_000),
+                &at_not_after,
+            )
+            .await;
+    }
+    let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
+    assert!(
+        steps.is_empty() && deletes == 0,
+        "an expiry for a grant never claimed ({deletes} delete(s)): {steps:?}"
+    );
+}
