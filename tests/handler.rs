@@ -1311,6 +1311,26 @@ fn eventbridge_event(id: &str, time: &str, request: &str) -> String {
     .to_string()
 }
 
+/// A grant published at `grant_at` and a revoke at `revoke_at`, each wrapped by `wrap`.
+fn published_grant_and_revoke(
+    wrap: fn(&str, &str, &str) -> String,
+    grant_at: &str,
+    revoke_at: &str,
+) -> (String, String) {
+    (
+        wrap(
+            "11111111-0000-4000-8000-000000000001",
+            grant_at,
+            &assignment_request("create", "GRANT", &[]),
+        ),
+        wrap(
+            "11111111-0000-4000-8000-000000000002",
+            revoke_at,
+            &assignment_request("delete", "REVOKE", &[]),
+        ),
+    )
+}
+
 /// SNS and EventBridge deliver late and more than once, each delivery a new SQS
 /// message: without `requestedAt`, a decision is ordered by when it was published, not
 /// by when a delivery of it reached the queue. A grant published before a revoke but
@@ -1320,16 +1340,8 @@ async fn a_grant_published_before_a_revoke_but_delivered_after_it_is_superseded(
     let wraps: [fn(&str, &str, &str) -> String; 2] = [sns_notification, eventbridge_event];
     for wrap in wraps {
         let worker = worker(vec![], config(&[]));
-        let grant = wrap(
-            "11111111-0000-4000-8000-000000000001",
-            "2025-11-30T10:00:00Z",
-            &assignment_request("create", "GRANT", &[]),
-        );
-        let revoke = wrap(
-            "11111111-0000-4000-8000-000000000002",
-            "2025-11-30T10:00:02Z",
-            &assignment_request("delete", "REVOKE", &[]),
-        );
+        let (grant, revoke) =
+            published_grant_and_revoke(wrap, "2025-11-30T10:00:00Z", "2025-11-30T10:00:02Z");
         // Reaching the queue: the revoke at 10:00:02.1, the grant (retried) at 10:00:08.
         invoke(
             &worker,
@@ -1350,15 +1362,10 @@ async fn a_grant_published_before_a_revoke_but_delivered_after_it_is_superseded(
 #[tokio::test]
 async fn an_sns_duplicate_of_a_grant_does_not_outrank_a_later_revoke() {
     let worker = worker(vec![], config(&[]));
-    let grant = sns_notification(
-        "22222222-0000-4000-8000-000000000001",
+    let (grant, revoke) = published_grant_and_revoke(
+        sns_notification,
         "2025-11-30T10:00:00.000Z",
-        &assignment_request("create", "GRANT", &[]),
-    );
-    let revoke = sns_notification(
-        "22222222-0000-4000-8000-000000000002",
         "2025-11-30T10:01:00.000Z",
-        &assignment_request("delete", "REVOKE", &[]),
     );
     invoke(
         &worker,
@@ -3925,6 +3932,22 @@ async fn a_refused_timed_grant_whose_read_is_throttled_reads_again_before_keepin
 /// A timed grant decided more than 5 minutes ahead of the worker's clock, refused as
 /// `invalid-request`, whose read of the ledger is throttled: it is dead-lettered as it
 /// is, not stored again to come back once the clock has caught up and be carried out.
+/// Delivers `steps` once the worker's clock is `ahead` of now.
+async fn deliver_later(worker: &TestWorker, steps: &[Value], ahead: time::Duration) {
+    let later = Invocation {
+        clock: assignment_worker::clock::WallClock::ahead_by(ahead),
+        ..Invocation::default()
+    };
+    for step in steps {
+        worker
+            .handle(
+                record_event(&step.to_string(), "m-later", 1_764_000_000_000),
+                &later,
+            )
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn a_grant_refused_for_its_future_requested_at_is_not_retried_after_a_throttled_read() {
     let worker = worker(vec![status(OperationStatus::Succeeded, None)], config(&[]));
@@ -3935,18 +3958,7 @@ async fn a_grant_refused_for_its_future_requested_at_is_not_retried_after_a_thro
     worker.ledger.set_faults([true]);
     invoke(&worker, record_event(&grant, "m-future", 1_764_000_000_000)).await;
     assert_eq!(dead_letters(&worker, "ErrorCode"), ["RequestedAtInFuture"]);
-    let later = Invocation {
-        clock: assignment_worker::clock::WallClock::ahead_by(time::Duration::minutes(2)),
-        ..Invocation::default()
-    };
-    for step in stored_steps(&worker) {
-        worker
-            .handle(
-                record_event(&step.to_string(), "m-again", 1_764_000_000_000),
-                &later,
-            )
-            .await;
-    }
+    deliver_later(&worker, &stored_steps(&worker), time::Duration::minutes(2)).await;
     let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
     assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
 }
@@ -4083,18 +4095,7 @@ async fn a_future_grant_delivered_again_with_a_throttled_read_schedules_no_expir
     assert!(worker.ledger.items().is_empty(), "nothing was claimed");
     let steps = stored_steps(&worker);
     // What the stored step does at notAfter: the ledger holds no decision, and it revokes.
-    let at_not_after = Invocation {
-        clock: assignment_worker::clock::WallClock::ahead_by(time::Duration::minutes(8)),
-        ..Invocation::default()
-    };
-    for step in &steps {
-        worker
-            .handle(
-                record_event(&step.to_string(), "m-expiry", 1_764_000_000_000),
-                &at_not_after,
-            )
-            .await;
-    }
+    deliver_later(&worker, &steps, time::Duration::minutes(8)).await;
     let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
     assert!(
         steps.is_empty() && deletes == 0,
