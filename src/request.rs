@@ -345,9 +345,9 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
             };
             let request = parse_request(message).map_err(|e| within("SNS notification", e))?;
             return Ok(Message {
+                published_at: publication_time(object.get("Timestamp"), &request),
                 request,
                 progress: None,
-                published_at: publication_time(object.get("Timestamp")),
             });
         }
         Some(Value::String(kind)) if object.get("TopicArn").is_some() => {
@@ -379,9 +379,9 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
                 let request = parse_request(event.detail.get())
                     .map_err(|e| within("EventBridge event", e))?;
                 Ok(Message {
+                    published_at: publication_time(object.get("time"), &request),
                     request,
                     progress: None,
-                    published_at: publication_time(object.get("time")),
                 })
             }
             Some(other) => Err(InvalidRequest::new(
@@ -402,10 +402,22 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
 
 /// An envelope's publish time. SPEC §2 names no rule for the envelope's own fields, so
 /// one that is missing or unreadable is no error: the request is ordered as a raw one.
-fn publication_time(value: Option<&Value>) -> Option<OffsetDateTime> {
-    match value {
-        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).ok(),
-        _ => None,
+///
+/// A time with no fraction of a second (EventBridge's `time`) names its whole second,
+/// where other senders' times name the millisecond: a revoke is placed at the second's
+/// end, a grant at its start, so that any misorder against a finer time leaves less
+/// access, as a tie does.
+fn publication_time(value: Option<&Value>, request: &Request) -> Option<OffsetDateTime> {
+    let Some(Value::String(text)) = value else {
+        return None;
+    };
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let whole_second = !text.contains('.');
+    match request.target().0 {
+        AssignmentAction::Delete if whole_second => {
+            at.checked_add(time::Duration::seconds(1) - time::Duration::NANOSECOND)
+        }
+        _ => Some(at),
     }
 }
 

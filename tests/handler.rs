@@ -1357,6 +1357,34 @@ async fn a_grant_published_before_a_revoke_but_delivered_after_it_is_superseded(
     }
 }
 
+/// EventBridge's `time` is to the second, where a raw request's `SentTimestamp` is to
+/// the millisecond: a revoke put at 10:00:00.9 reads `10:00:00Z`. It is placed at the
+/// end of its second, so that a grant sent raw at 10:00:00.5 does not outrank it; every
+/// misorder the second allows then leaves less access, not more.
+#[tokio::test]
+async fn an_eventbridge_revoke_a_fraction_of_a_second_after_a_raw_grant_is_not_outranked() {
+    let worker = worker(vec![], config(&[]));
+    let grant = assignment_request("create", "GRANT", &[]);
+    let revoke = eventbridge_event(
+        "11111111-0000-4000-8000-0000000000aa",
+        "2025-11-30T10:00:00Z",
+        &assignment_request("delete", "REVOKE", &[]),
+    );
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_800_500)).await;
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_950),
+    )
+    .await;
+    let revoke_event = outcome_of(&worker, "REVOKE");
+    assert_ne!(revoke_event["outcome"], "superseded", "{revoke_event}");
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.last(), Some(Call::Delete { .. })),
+        "{calls:?}"
+    );
+}
+
 /// A second SNS delivery of a grant, after a later revoke, is the same decision (one
 /// publish time), not a new one that grants again.
 #[tokio::test]
