@@ -722,13 +722,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
         // A refusal that made no call and would come again: repeating the step costs
         // only this read, which decides whether a change that may have landed is undone
-        // toward a later decision. Within the step's budget it is asked again. So is one
-        // the clock decides after an earlier submit may have landed (an instance whose
-        // clock is behind the one that submitted): going on is what that submit began.
+        // toward a later decision. Within the step's budget it is asked again. So is a
+        // refusal the clock decides after an earlier submit may have landed (an instance
+        // whose clock is behind the one that submitted): going on is what that submit
+        // began. A dead letter after this step's own call is not repeated: its call
+        // would be made again.
+        let refused_after_a_submit = !dead_letter.after_a_call()
+            && lifecycle::may_have_taken_effect(&progress, &dead_letter);
         if let Err(error) = &recorded
             && confirmed.is_none()
-            && (lifecycle::refusal_repeats(&dead_letter)
-                || lifecycle::may_have_taken_effect(&progress, &dead_letter))
+            && (lifecycle::refusal_repeats(&dead_letter) || refused_after_a_submit)
         {
             let again = lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
             if matches!(again, Decision::Continue { .. }) {

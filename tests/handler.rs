@@ -2195,6 +2195,26 @@ async fn a_timed_out_grant_with_not_after_keeps_its_expiry() {
     assert_eq!(work_steps(&worker), ["expire-wait"]);
 }
 
+/// A poll past its deadline whose ledger read fails is dead-lettered `timed-out` at
+/// once: only a refusal before any call is repeated to read again, and repeating this
+/// step would poll again past its deadline.
+#[tokio::test]
+async fn a_timed_out_poll_whose_read_fails_is_dead_lettered_without_polling_again() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let submitted_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
+    );
+    let poll = create_poll(
+        &assignment_request("create", "SLOW", &[]),
+        12,
+        &submitted_at,
+    );
+    worker.ledger.set_faults([true]);
+    invoke(&worker, record_event(&poll, "m-slow", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
+    assert!(work_steps(&worker).is_empty(), "{:?}", work_steps(&worker));
+}
+
 /// A grant's create timed out (it may have landed); before its retry ran, the operator
 /// protected the permission set. The retry is refused `forbidden` before its call, but
 /// the first attempt's create may stand: the grant's expiry must still end it at
