@@ -68,10 +68,14 @@ impl ErrorKind {
                     ErrorKind::RateLimited
                 }
             }
-            // DynamoDB's throughput and request-rate refusals are rate limits too.
-            Some("ProvisionedThroughputExceededException" | "RequestLimitExceeded") => {
-                ErrorKind::RateLimited
-            }
+            // DynamoDB's throughput and request-rate refusals are rate limits too, as are
+            // SQS's (its own, and its KMS key's for an encrypted queue).
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "RequestThrottled"
+                | "KMS.ThrottlingException",
+            ) => ErrorKind::RateLimited,
             Some(
                 "InternalServerException"
                 | "InternalServerError"
@@ -192,6 +196,18 @@ mod tests {
                 ErrorKind::ServiceQuotaExceeded,
             ),
             (None, None, Some(502), ErrorKind::ServerError),
+            (
+                Some("RequestThrottled"),
+                Some("Request is throttled."),
+                Some(403),
+                ErrorKind::RateLimited,
+            ),
+            (
+                Some("KMS.ThrottlingException"),
+                Some("Rate exceeded"),
+                Some(400),
+                ErrorKind::RateLimited,
+            ),
             (
                 Some("com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"),
                 None,
