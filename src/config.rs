@@ -199,7 +199,8 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
     let name = name.to_string_lossy();
     let upper = name.to_ascii_uppercase();
     let guardrail_like = upper.starts_with("PROTECT")
-        || (upper.starts_with("ALLOW") && upper.split('_').any(names_a_subject));
+        || (upper.starts_with("ALLOW") && upper.split('_').any(names_a_subject))
+        || close_to_a_guardrail(&upper);
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
         problem: format!(
@@ -207,6 +208,19 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
             GUARDRAIL_VARIABLES.join(", ")
         ),
     })
+}
+
+/// Whether `name` (in upper case) is a few letters from a guardrail's name, its `_`
+/// aside: `ALLOWEDINSTANCE_ARNS`, `ALLOWED_INSTANSE_ARNS`, `ALOWED_PORTFOLIO_IDS`,
+/// `PROTECED_ACCOUNT_IDS`. Three edits at most: names a shell or Lambda holds for other
+/// tools (`ALLOWED_PORTS`, `ALLOWED_ORIGINS`, `ALLOWED_TARGETS`) are seven or more away.
+fn close_to_a_guardrail(name: &str) -> bool {
+    const MOST_EDITS: usize = 3;
+    let letters = |name: &str| name.replace('_', "");
+    let name = letters(name);
+    GUARDRAIL_VARIABLES
+        .iter()
+        .any(|guardrail| strsim::levenshtein(&name, &letters(guardrail)) <= MOST_EDITS)
 }
 
 impl Config {
@@ -553,6 +567,13 @@ mod tests {
             ("ALLOWED_SSOINSTANCE_ARNS", "x"),
             ("ALLOWED_ACCOUNTIDS", "x"),
             ("ALLOWED_PERMS", "x"),
+            ("ALLOWEDINSTANCE_ARNS", "x"),
+            ("ALLOWEDPORTFOLIO_IDS", "x"),
+            ("ALLOWED_INSTANSE_ARNS", "x"),
+            ("ALLOWED_PROTFOLIO_IDS", "x"),
+            ("ALOWED_PORTFOLIO_IDS", "x"),
+            ("PROTECED_ACCOUNT_IDS", "x"),
+            ("ALLOW_IAM_PATERN_PRINCIPALS", "true"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
@@ -572,6 +593,8 @@ mod tests {
             ("ALLOW_ACCESS_LOG", "1"),
             ("ALLOWED_TARGETS", "x86_64"),
             ("ALLOW_PSQL_SSL", "1"),
+            ("ALLOWED_ORIGINS", "*"),
+            ("ALLOWED_USERS", "me"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
