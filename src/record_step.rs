@@ -1860,8 +1860,8 @@ fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
 }
 
 /// The decision's stamp at its first delivery: `requestedAt`, else the publish time of
-/// the SNS notification or EventBridge event that carried it, else the SQS
-/// SentTimestamp, else (a record without one, as in hand-made events) the receipt.
+/// the SNS notification that carried it, else the SQS SentTimestamp, else (a record
+/// without one, as in hand-made events) the receipt.
 fn first_stamp(
     record: &SqsMessage,
     message: &Message,

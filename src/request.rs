@@ -230,10 +230,10 @@ impl Target<'_> {
 pub struct Message {
     pub request: Request,
     pub progress: Option<Progress>,
-    /// When the SNS notification or EventBridge event that carried the request was
-    /// published (its `Timestamp` or `time`), when it says so in RFC 3339. Both deliver
-    /// late and more than once, each delivery a new SQS message: a request without
-    /// `requestedAt` is ordered by this, not by when a delivery reached the queue.
+    /// When the SNS notification that carried the request was published (its
+    /// `Timestamp`), when it says so in RFC 3339. SNS delivers late and more than once,
+    /// each delivery a new SQS message: a request without `requestedAt` is ordered by
+    /// this, not by when a delivery reached the queue.
     pub published_at: Option<OffsetDateTime>,
 }
 
@@ -345,7 +345,7 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
             };
             let request = parse_request(message).map_err(|e| within("SNS notification", e))?;
             return Ok(Message {
-                published_at: publication_time(object.get("Timestamp"), &request),
+                published_at: publication_time(object.get("Timestamp")),
                 request,
                 progress: None,
             });
@@ -378,10 +378,14 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
                 })?;
                 let request = parse_request(event.detail.get())
                     .map_err(|e| within("EventBridge event", e))?;
+                // EventBridge's `time` is to the second, too coarse to order one
+                // decision against another made within it (two grants, one with
+                // `notAfter`, say): its events are ordered by their SentTimestamp, as raw
+                // requests are. README asks its senders for `requestedAt`.
                 Ok(Message {
-                    published_at: publication_time(object.get("time"), &request),
                     request,
                     progress: None,
+                    published_at: None,
                 })
             }
             Some(other) => Err(InvalidRequest::new(
@@ -400,24 +404,13 @@ pub fn parse_body(body: &str) -> Result<Message, InvalidRequest> {
     })
 }
 
-/// An envelope's publish time. SPEC §2 names no rule for the envelope's own fields, so
-/// one that is missing or unreadable is no error: the request is ordered as a raw one.
-///
-/// A time with no fraction of a second (EventBridge's `time`) names its whole second,
-/// where other senders' times name the millisecond: a revoke is placed at the second's
-/// end, a grant at its start, so that any misorder against a finer time leaves less
-/// access, as a tie does.
-fn publication_time(value: Option<&Value>, request: &Request) -> Option<OffsetDateTime> {
-    let Some(Value::String(text)) = value else {
-        return None;
-    };
-    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    let whole_second = !text.contains('.');
-    match request.target().0 {
-        AssignmentAction::Delete if whole_second => {
-            at.checked_add(time::Duration::seconds(1) - time::Duration::NANOSECOND)
-        }
-        _ => Some(at),
+/// An SNS notification's publish time (`Timestamp`, to the millisecond, as SQS's
+/// SentTimestamp is). SPEC §2 names no rule for the envelope's own fields, so one that is
+/// missing or unreadable is no error: the request is ordered as a raw one.
+fn publication_time(value: Option<&Value>) -> Option<OffsetDateTime> {
+    match value {
+        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).ok(),
+        _ => None,
     }
 }
 

@@ -1311,19 +1311,15 @@ fn eventbridge_event(id: &str, time: &str, request: &str) -> String {
     .to_string()
 }
 
-/// A grant published at `grant_at` and a revoke at `revoke_at`, each wrapped by `wrap`.
-fn published_grant_and_revoke(
-    wrap: fn(&str, &str, &str) -> String,
-    grant_at: &str,
-    revoke_at: &str,
-) -> (String, String) {
+/// A grant published to SNS at `grant_at` and a revoke at `revoke_at`.
+fn published_grant_and_revoke(grant_at: &str, revoke_at: &str) -> (String, String) {
     (
-        wrap(
+        sns_notification(
             "11111111-0000-4000-8000-000000000001",
             grant_at,
             &assignment_request("create", "GRANT", &[]),
         ),
-        wrap(
+        sns_notification(
             "11111111-0000-4000-8000-000000000002",
             revoke_at,
             &assignment_request("delete", "REVOKE", &[]),
@@ -1331,36 +1327,33 @@ fn published_grant_and_revoke(
     )
 }
 
-/// SNS and EventBridge deliver late and more than once, each delivery a new SQS
-/// message: without `requestedAt`, a decision is ordered by when it was published, not
-/// by when a delivery of it reached the queue. A grant published before a revoke but
-/// delivered after it is superseded.
+/// SNS delivers late and more than once, each delivery a new SQS message: without
+/// `requestedAt`, a decision it carries is ordered by when it was published, not by when
+/// a delivery of it reached the queue. A grant published before a revoke but delivered
+/// after it is superseded.
 #[tokio::test]
 async fn a_grant_published_before_a_revoke_but_delivered_after_it_is_superseded() {
-    let wraps: [fn(&str, &str, &str) -> String; 2] = [sns_notification, eventbridge_event];
-    for wrap in wraps {
-        let worker = worker(vec![], config(&[]));
-        let (grant, revoke) =
-            published_grant_and_revoke(wrap, "2025-11-30T10:00:00Z", "2025-11-30T10:00:02Z");
-        // Reaching the queue: the revoke at 10:00:02.1, the grant (retried) at 10:00:08.
-        invoke(
-            &worker,
-            record_event(&revoke, "m-revoke", 1_764_496_802_100),
-        )
-        .await;
-        invoke(&worker, record_event(&grant, "m-grant", 1_764_496_808_000)).await;
-        let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
-        assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
-        let grant_event = outcome_of(&worker, "GRANT");
-        assert_eq!(grant_event["outcome"], "superseded");
-        assert_eq!(grant_event["requestedAt"], "2025-11-30T10:00:00Z");
-    }
+    let worker = worker(vec![], config(&[]));
+    let (grant, revoke) =
+        published_grant_and_revoke("2025-11-30T10:00:00.000Z", "2025-11-30T10:00:02.000Z");
+    // Reaching the queue: the revoke at 10:00:02.1, the grant (retried) at 10:00:08.
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_802_100),
+    )
+    .await;
+    invoke(&worker, record_event(&grant, "m-grant", 1_764_496_808_000)).await;
+    let creates = calls_where(&worker, |call| matches!(call, Call::Create { .. }));
+    assert_eq!(creates, 0, "{:?}", worker.identity_center.calls());
+    let grant_event = outcome_of(&worker, "GRANT");
+    assert_eq!(grant_event["outcome"], "superseded");
+    assert_eq!(grant_event["requestedAt"], "2025-11-30T10:00:00Z");
 }
 
 /// EventBridge's `time` is to the second, where a raw request's `SentTimestamp` is to
-/// the millisecond: a revoke put at 10:00:00.9 reads `10:00:00Z`. It is placed at the
-/// end of its second, so that a grant sent raw at 10:00:00.5 does not outrank it; every
-/// misorder the second allows then leaves less access, not more.
+/// the millisecond: a revoke put at 10:00:00.9 reads `10:00:00Z`. Ordered by it, a grant
+/// sent raw at 10:00:00.5 would outrank the revoke; an event is ordered by its
+/// SentTimestamp instead.
 #[tokio::test]
 async fn an_eventbridge_revoke_a_fraction_of_a_second_after_a_raw_grant_is_not_outranked() {
     let worker = worker(vec![], config(&[]));
@@ -1385,16 +1378,51 @@ async fn an_eventbridge_revoke_a_fraction_of_a_second_after_a_raw_grant_is_not_o
     );
 }
 
+/// Two grants of one assignment within one second, the later with `notAfter`: EventBridge's
+/// `time` (to the second) cannot tell which came first, so it does not order them; the
+/// timed grant, made later, stays the latest decision and keeps its expiry.
+#[tokio::test]
+async fn an_eventbridge_timed_grant_after_a_permanent_grant_in_its_second_keeps_its_expiry() {
+    let permanent_raw = assignment_request("create", "GRANT-PERMANENT", &[]);
+    let permanent_eventbridge = eventbridge_event(
+        "11111111-0000-4000-8000-0000000000c1",
+        "2025-11-30T10:00:00Z",
+        &assignment_request("create", "GRANT-PERMANENT", &[]),
+    );
+    for permanent in [permanent_raw, permanent_eventbridge] {
+        let worker = worker(vec![], config(&[]));
+        let timed = eventbridge_event(
+            "11111111-0000-4000-8000-0000000000bb",
+            "2025-11-30T10:00:00Z",
+            &assignment_request(
+                "create",
+                "GRANT-TIMED",
+                &[("notAfter", "2099-01-01T00:00:00Z")],
+            ),
+        );
+        invoke(
+            &worker,
+            record_event(&permanent, "m-permanent", 1_764_496_800_200),
+        )
+        .await;
+        invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_900)).await;
+        let timed_event = outcome_of(&worker, "GRANT-TIMED");
+        assert_ne!(timed_event["outcome"], "superseded", "{timed_event}");
+        assert_eq!(
+            work_steps(&worker),
+            ["expire-wait"],
+            "the latest decision's end"
+        );
+    }
+}
+
 /// A second SNS delivery of a grant, after a later revoke, is the same decision (one
 /// publish time), not a new one that grants again.
 #[tokio::test]
 async fn an_sns_duplicate_of_a_grant_does_not_outrank_a_later_revoke() {
     let worker = worker(vec![], config(&[]));
-    let (grant, revoke) = published_grant_and_revoke(
-        sns_notification,
-        "2025-11-30T10:00:00.000Z",
-        "2025-11-30T10:01:00.000Z",
-    );
+    let (grant, revoke) =
+        published_grant_and_revoke("2025-11-30T10:00:00.000Z", "2025-11-30T10:01:00.000Z");
     invoke(
         &worker,
         record_event(&grant, "m-grant-1", 1_764_496_800_050),
