@@ -212,15 +212,16 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
 
 /// Whether `name` (in upper case) is a few letters from a guardrail's name, its `_`
 /// aside: `ALLOWEDINSTANCE_ARNS`, `ALLOWED_INSTANSE_ARNS`, `ALOWED_PORTFOLIO_IDS`,
-/// `PROTECED_ACCOUNT_IDS`. Three edits at most: names a shell or Lambda holds for other
-/// tools (`ALLOWED_PORTS`, `ALLOWED_ORIGINS`, `ALLOWED_TARGETS`) are seven or more away.
+/// `PROTECED_ACCOUNT_IDS`, `ALLOWED_INSATNCE_ARSN`. Three edits at most, two letters
+/// swapped counting as one: names a shell or Lambda holds for other tools
+/// (`ALLOWED_PORTS`, `ALLOWED_ORIGINS`, `ALLOWED_TARGETS`) are six or more away.
 fn close_to_a_guardrail(name: &str) -> bool {
     const MOST_EDITS: usize = 3;
     let letters = |name: &str| name.replace('_', "");
     let name = letters(name);
     GUARDRAIL_VARIABLES
         .iter()
-        .any(|guardrail| strsim::levenshtein(&name, &letters(guardrail)) <= MOST_EDITS)
+        .any(|guardrail| strsim::osa_distance(&name, &letters(guardrail)) <= MOST_EDITS)
 }
 
 impl Config {
@@ -574,6 +575,9 @@ mod tests {
             ("ALOWED_PORTFOLIO_IDS", "x"),
             ("PROTECED_ACCOUNT_IDS", "x"),
             ("ALLOW_IAM_PATERN_PRINCIPALS", "true"),
+            ("ALLOWED_INSATNCE_ARSN", "x"),
+            ("ALOLWED_PORTFOILO_IDS", "x"),
+            ("ALLWOED_PORTFOLIO_DIS", "x"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
