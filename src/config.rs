@@ -199,7 +199,7 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
     let name = name.to_string_lossy();
     let upper = name.to_ascii_uppercase();
     let guardrail_like = upper.starts_with("PROTECT")
-        || (upper.starts_with("ALLOW") && upper.split('_').any(names_a_subject))
+        || (starts_like_a_guardrail(&upper) && upper.split('_').any(names_a_subject))
         || close_to_a_guardrail(&upper);
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
@@ -208,6 +208,18 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
             GUARDRAIL_VARIABLES.join(", ")
         ),
     })
+}
+
+/// Whether `name` (in upper case) begins `ALLOW`, or its first word is a slip of one of
+/// the guardrails' first words: `ALOWED_INSTANCES` and `PROTECED_PERMISSION_SETS` are
+/// otherwise more than three edits from any guardrail. A slip needs a subject word after
+/// it as well, so `FOLLOW_SSO_LINKS` (two edits from `ALLOW`) passes.
+fn starts_like_a_guardrail(name: &str) -> bool {
+    let first_word = name.split('_').next().unwrap_or_default();
+    name.starts_with("ALLOW")
+        || strsim::osa_distance(first_word, "ALLOW") <= 1
+        || strsim::osa_distance(first_word, "ALLOWED") <= 2
+        || strsim::osa_distance(first_word, "PROTECTED") <= 2
 }
 
 /// Whether `name` (in upper case) is a few letters from a guardrail's name, its `_`
@@ -578,6 +590,11 @@ mod tests {
             ("ALLOWED_INSATNCE_ARSN", "x"),
             ("ALOLWED_PORTFOILO_IDS", "x"),
             ("ALLWOED_PORTFOLIO_DIS", "x"),
+            ("PROTECED_PERMISSION_SETS", "x"),
+            ("PORTECTED_PERM_SET_ARNS", "x"),
+            ("ALOWED_INSTANCES", "x"),
+            ("ALOWED_SSO_INSTANCE_ARNS", "x"),
+            ("ALLOEWD_ACCOUNTS", "x"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
@@ -599,6 +616,8 @@ mod tests {
             ("ALLOW_PSQL_SSL", "1"),
             ("ALLOWED_ORIGINS", "*"),
             ("ALLOWED_USERS", "me"),
+            ("FOLLOW_SSO_LINKS", "1"),
+            ("PROJECT_ACCOUNT", "x"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
