@@ -1860,7 +1860,7 @@ fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
 }
 
 /// The decision's stamp at its first delivery: `requestedAt`, else the publish time of
-/// the SNS notification that carried it, else the SQS SentTimestamp, else (a record
+/// the SNS notification that carried it ([`Message::published_order_time`]), else the SQS SentTimestamp, else (a record
 /// without one, as in hand-made events) the receipt.
 fn first_stamp(
     record: &SqsMessage,
@@ -1871,7 +1871,7 @@ fn first_stamp(
         requested_at: message
             .request
             .requested_at
-            .or(message.published_at)
+            .or_else(|| message.published_order_time())
             .or_else(|| sent_at(record))
             .unwrap_or(received_at),
         first_message_id: record.message_id.clone().unwrap_or_default(),

@@ -237,6 +237,27 @@ pub struct Message {
     pub published_at: Option<OffsetDateTime>,
 }
 
+impl Message {
+    /// Where a request without `requestedAt` that SNS carried stands: at its publish
+    /// time. `Timestamp` is to the millisecond, so decisions published in one millisecond
+    /// (a FIFO topic's PublishBatch) tie on it, and the tie would go by correlation id. A
+    /// decision that ends access (a revoke, a grant with `notAfter`) is placed at the end
+    /// of its millisecond and a permanent grant at its start, so that such a tie never
+    /// keeps access that one of the tied decisions ends.
+    pub fn published_order_time(&self) -> Option<OffsetDateTime> {
+        const LAST_NANOSECOND: i64 = 999_999;
+        let published = self.published_at?;
+        let start =
+            published - time::Duration::nanoseconds(i64::from(published.nanosecond() % 1_000_000));
+        let (action, _) = self.request.target();
+        let ends_access = action == AssignmentAction::Delete || self.request.not_after.is_some();
+        if ends_access {
+            return start.checked_add(time::Duration::nanoseconds(LAST_NANOSECOND));
+        }
+        Some(start)
+    }
+}
+
 /// The request's fields, each under its camelCase name and its API (PascalCase) alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Field {

@@ -1416,6 +1416,43 @@ async fn an_eventbridge_timed_grant_after_a_permanent_grant_in_its_second_keeps_
     }
 }
 
+/// SNS's `Timestamp` is to the millisecond: two grants of one assignment published in
+/// one millisecond (a FIFO topic's PublishBatch, the permanent grant first) tie on it.
+/// The tie must not go to the permanent grant, whose access would then never end: within
+/// its millisecond a decision that ends access (a timed grant, a revoke) stands above a
+/// permanent grant.
+#[tokio::test]
+async fn an_sns_timed_grant_published_in_a_permanent_grants_millisecond_keeps_its_expiry() {
+    let worker = worker(vec![], config(&[]));
+    let permanent = sns_notification(
+        "11111111-0000-4000-8000-0000000000d1",
+        "2025-11-30T10:00:00.123Z",
+        &assignment_request("create", "TICKET-9-PERMANENT", &[]),
+    );
+    let timed = sns_notification(
+        "11111111-0000-4000-8000-0000000000d2",
+        "2025-11-30T10:00:00.123Z",
+        &assignment_request(
+            "create",
+            "TICKET-1-TIMED",
+            &[("notAfter", "2099-01-01T00:00:00Z")],
+        ),
+    );
+    invoke(
+        &worker,
+        record_event(&permanent, "m-permanent", 1_764_496_800_150),
+    )
+    .await;
+    invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_180)).await;
+    let timed_event = outcome_of(&worker, "TICKET-1-TIMED");
+    assert_ne!(timed_event["outcome"], "superseded", "{timed_event}");
+    assert_eq!(
+        work_steps(&worker),
+        ["expire-wait"],
+        "the latest decision's end"
+    );
+}
+
 /// A second SNS delivery of a grant, after a later revoke, is the same decision (one
 /// publish time), not a new one that grants again.
 #[tokio::test]
