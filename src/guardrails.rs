@@ -45,8 +45,15 @@ impl Guardrails {
 
     /// `Some(dead letter)` when the assignment change must not be carried out.
     pub fn refuse(&self, action: AssignmentAction, assignment: &Assignment) -> Option<DeadLetter> {
+        // Allow-lists match in any case, as the ledger keys ids: a revoke naming an
+        // allowed instance in capitals refused would leave its access in place, and a
+        // spelling no instance has makes no change either way.
         if let Some(allowed) = &self.allowed_instances
-            && !allowed.contains(&assignment.instance)
+            && !allowed.iter().any(|instance| {
+                instance
+                    .as_str()
+                    .eq_ignore_ascii_case(assignment.instance.as_str())
+            })
         {
             return forbidden(
                 "InstanceNotAllowed",
@@ -89,7 +96,11 @@ impl Guardrails {
         change: &PortfolioChange,
     ) -> Option<DeadLetter> {
         if let Some(allowed) = &self.allowed_portfolios
-            && !allowed.contains(&change.portfolio)
+            && !allowed.iter().any(|portfolio| {
+                portfolio
+                    .as_str()
+                    .eq_ignore_ascii_case(change.portfolio.as_str())
+            })
         {
             return forbidden(
                 "PortfolioNotAllowed",

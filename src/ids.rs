@@ -213,11 +213,14 @@ impl InstanceArn {
 }
 
 impl PermissionSetArn {
-    /// True when this permission set belongs to `instance` (same partition and instance id).
+    /// True when this permission set belongs to `instance` (same partition and instance
+    /// id, the id in any case, as the ledger keys it: refused, a revoke spelling the two
+    /// differently would leave its access in place).
     pub fn belongs_to(&self, instance: &InstanceArn) -> bool {
         let (partition, rest) = arn_scope(&self.0, "permissionSet/");
         let instance_id = rest.split('/').next().unwrap_or_default();
-        (partition, instance_id) == instance.scope()
+        let (instance_partition, own_id) = instance.scope();
+        partition == instance_partition && instance_id.eq_ignore_ascii_case(own_id)
     }
 }
 
@@ -394,7 +397,12 @@ mod tests {
             "arn:aws-cn:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef",
         )
         .unwrap();
+        let same_in_capitals = PermissionSetArn::parse(
+            "arn:aws:sso:::permissionSet/ssoins-1234567890ABCDEF/ps-1234567890abcdef",
+        )
+        .unwrap();
         assert!(same.belongs_to(&instance));
+        assert!(same_in_capitals.belongs_to(&instance));
         assert!(!other.belongs_to(&instance));
         assert!(!other_partition.belongs_to(&instance));
     }

@@ -612,6 +612,40 @@ async fn guardrails_refuse_before_any_aws_call() {
     assert_eq!(worker.identity_center.calls().len(), 1);
 }
 
+/// The request's ids may be written in either case (SPEC §2), and the ledger takes them
+/// as one: a revoke naming the allowed instance in capitals is the same instance, and
+/// refused as outside ALLOWED_INSTANCE_ARNS it would leave the access in place.
+#[tokio::test]
+async fn a_revoke_naming_an_allowed_instance_in_capitals_is_carried_out() {
+    let worker = worker(
+        vec![],
+        config(&[(
+            "ALLOWED_INSTANCE_ARNS",
+            "arn:aws:sso:::instance/ssoins-722326ba6a8a6d40",
+        )]),
+    );
+    let revoke = assignment_request(
+        "delete",
+        "REVOKE-CAPITALS",
+        &[(
+            "instanceArn",
+            "arn:aws:sso:::instance/ssoins-722326BA6A8A6D40",
+        )],
+    );
+    invoke(
+        &worker,
+        record_event(&revoke, "m-revoke", 1_764_496_800_000),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(dead.is_empty(), "{:?}", dead[0].attribute("ErrorCode"));
+    let calls = worker.identity_center.calls();
+    assert!(
+        matches!(calls.first(), Some(Call::Delete { .. })),
+        "{calls:?}"
+    );
+}
+
 /// SPEC §7: `Attempts` counts the attempts made on the failing step, so a refusal after
 /// retries says how many calls were made before it, not none.
 #[tokio::test]

@@ -1037,6 +1037,33 @@ async fn a_portfolio_outside_the_allowed_list_is_forbidden() {
     assert!(worker.service_catalog.calls().is_empty());
 }
 
+/// A removal naming the allowed portfolio in capitals is the same portfolio to the
+/// ledger; refused as outside ALLOWED_PORTFOLIO_IDS it would leave the principal's
+/// access in place.
+#[tokio::test]
+async fn a_removal_naming_an_allowed_portfolio_in_capitals_is_carried_out() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
+    let worker = worker(catalog, &[("ALLOWED_PORTFOLIO_IDS", PORTFOLIO)]);
+    drive(
+        &worker,
+        &request(
+            "disassociate-portfolio-principal",
+            "IAM",
+            ROLE,
+            json!({ "portfolioId": PORTFOLIO.to_ascii_uppercase() }),
+        ),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert!(
+        dead.iter()
+            .all(|dead| dead.attribute("ErrorCode") != Some("PortfolioNotAllowed")),
+        "{:?}",
+        dead[0].attribute("ErrorCode")
+    );
+    assert!(!worker.service_catalog.calls().is_empty());
+}
+
 /// Service Catalog's answer to a call over its rate.
 fn throttled() -> Option<CallError> {
     service_error(ErrorKind::RateLimited, "ThrottlingException")
