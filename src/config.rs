@@ -176,30 +176,24 @@ const GUARDRAIL_VARIABLES: [&str; 5] = [
 /// A variable named like a guardrail that is none of them: most likely a misspelt one
 /// (`PROTECTED_ACCOUNT_ID`, `PROTECTED_PERM_SET_ARNS`, `ALLOWED_ACCOUNT_IDS`,
 /// `protected_account_ids`), whose guardrail would be off while the operator believes it
-/// on. In any case: every name beginning `PROTECT`; one beginning `ALLOW` only with a
-/// word that names a guardrail's subject, since a developer's shell may hold
-/// `ALLOWED_HOSTS`, `ALLOWED_PORTS` or `ALLOWED_TARGETS`, which local runs pass on: a
-/// word beginning with one of the subjects' full names (`ALLOWED_INSTANCES`,
-/// `ALLOWED_PORTFOLIOIDS`, `ALLOWED_SSOINSTANCE_ARNS`), or one of their short forms
-/// whole (`ALLOWED_ACCT_IDS`, where `ACCESS` or `PSQL` are no subject).
+/// on. In any case: every name beginning `PROTECT`, or whose first word is two edits or
+/// fewer from `PROTECTED` (`PORTECTED_PERMSET_ARNS`); one beginning `ALLOW` (or whose
+/// first word is one edit from `ALLOW` or two from `ALLOWED`: `ALOWED_INSTANCES`) only
+/// with a word that names a guardrail's subject, since a developer's shell may hold
+/// `ALLOWED_HOSTS`, `ALLOWED_PORTS` or `ALLOWED_TARGETS`, which local runs pass on.
+/// See [`names_a_subject`]. A slip of `ALLOW` needs its subject word too, so that
+/// `FOLLOW_SSO_LINKS` (two edits from `ALLOW`) passes.
 fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
-    const SUBJECTS: [&str; 7] = [
-        "ACCOUNT",
-        "PERMISSION",
-        "PORTFOLIO",
-        "INSTANCE",
-        "PRINCIPAL",
-        "PATTERN",
-        "SSO",
-    ];
-    const SHORT_FORMS: [&str; 6] = ["ACCT", "ACCTS", "PERM", "PERMS", "PS", "IAM"];
-    let names_a_subject = |word: &str| {
-        SUBJECTS.iter().any(|subject| word.starts_with(subject)) || SHORT_FORMS.contains(&word)
-    };
     let name = name.to_string_lossy();
     let upper = name.to_ascii_uppercase();
-    let guardrail_like = upper.starts_with("PROTECT")
-        || (starts_like_a_guardrail(&upper) && upper.split('_').any(names_a_subject))
+    let first_word = upper.split('_').next().unwrap_or_default();
+    let protect_like =
+        upper.starts_with("PROTECT") || strsim::osa_distance(first_word, "PROTECTED") <= 2;
+    let allow_like = upper.starts_with("ALLOW")
+        || strsim::osa_distance(first_word, "ALLOW") <= 1
+        || strsim::osa_distance(first_word, "ALLOWED") <= 2;
+    let guardrail_like = protect_like
+        || (allow_like && upper.split('_').any(names_a_subject))
         || close_to_a_guardrail(&upper);
     (guardrail_like && !GUARDRAIL_VARIABLES.contains(&name.as_ref())).then(|| ConfigError {
         variable: Cow::Owned(name.into_owned()),
@@ -210,16 +204,35 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
     })
 }
 
-/// Whether `name` (in upper case) begins `ALLOW`, or its first word is a slip of one of
-/// the guardrails' first words: `ALOWED_INSTANCES` and `PROTECED_PERMISSION_SETS` are
-/// otherwise more than three edits from any guardrail. A slip needs a subject word after
-/// it as well, so `FOLLOW_SSO_LINKS` (two edits from `ALLOW`) passes.
-fn starts_like_a_guardrail(name: &str) -> bool {
-    let first_word = name.split('_').next().unwrap_or_default();
-    name.starts_with("ALLOW")
-        || strsim::osa_distance(first_word, "ALLOW") <= 1
-        || strsim::osa_distance(first_word, "ALLOWED") <= 2
-        || strsim::osa_distance(first_word, "PROTECTED") <= 2
+/// Whether `word` (in upper case) names a guardrail's subject: it begins with a
+/// subject's full name (`INSTANCES`, `PORTFOLIOIDS`, `SSOINSTANCE`), or with one letter
+/// slipped in a long one (`INSATNCES`, `INSANCES`, `ACOUNTS`), or is a short form whole
+/// (`ACCT`, where `ACCESS` or `PSQL` are no subject).
+fn names_a_subject(word: &str) -> bool {
+    const SUBJECTS: [&str; 7] = [
+        "ACCOUNT",
+        "PERMISSION",
+        "PORTFOLIO",
+        "INSTANCE",
+        "PRINCIPAL",
+        "PATTERN",
+        "SSO",
+    ];
+    const SHORT_FORMS: [&str; 6] = ["ACCT", "ACCTS", "PERM", "PERMS", "PS", "IAM"];
+    // Shorter subjects slipped by one letter read as other words (`SSH` for `SSO`).
+    const SLIPS_FROM: usize = 7;
+    let slip_of = |subject: &str| {
+        let length = subject.len();
+        subject.len() >= SLIPS_FROM
+            && (length - 1..=length + 1).any(|head| {
+                word.get(..head)
+                    .is_some_and(|head| strsim::osa_distance(head, subject) <= 1)
+            })
+    };
+    SUBJECTS
+        .iter()
+        .any(|subject| word.starts_with(subject) || slip_of(subject))
+        || SHORT_FORMS.contains(&word)
 }
 
 /// Whether `name` (in upper case) is a few letters from a guardrail's name, its `_`
@@ -595,6 +608,17 @@ mod tests {
             ("ALOWED_INSTANCES", "x"),
             ("ALOWED_SSO_INSTANCE_ARNS", "x"),
             ("ALLOEWD_ACCOUNTS", "x"),
+            ("PORTECTED_PERMSET_ARNS", "x"),
+            ("PROTETCED_PERMSET_ARNS", "x"),
+            ("PROTECED_PERMSETS", "x"),
+            ("PROTECED_TARGET_IDS", "x"),
+            ("PROTECED_ACC_IDS", "x"),
+            ("ALLOWED_INSATNCES", "x"),
+            ("ALLOWED_INSTNCES", "x"),
+            ("ALLOWED_INTSANCES", "x"),
+            ("ALLOWED_INSANCES", "x"),
+            ("ALLOWED_PORTFOILOS", "x"),
+            ("ALLOWED_ACOUNTS", "x"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
@@ -618,6 +642,10 @@ mod tests {
             ("ALLOWED_USERS", "me"),
             ("FOLLOW_SSO_LINKS", "1"),
             ("PROJECT_ACCOUNT", "x"),
+            ("ALLOWED_ACCESS", "x"),
+            ("ALLOWED_PATHS", "x"),
+            ("ALLOWED_PORTS_RANGE", "x"),
+            ("ALLOWED_INSTALLERS", "x"),
         ])
         .expect("the guardrails it reads, and names not like theirs");
         assert_eq!(known.guardrails.protected_accounts.len(), 1);
