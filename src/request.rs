@@ -242,8 +242,9 @@ impl Message {
     /// time. `Timestamp` is to the millisecond, so decisions published in one millisecond
     /// (a FIFO topic's PublishBatch) tie on it, and the tie would go by correlation id. A
     /// decision that ends access (a revoke, a grant with `notAfter`) is placed at the end
-    /// of its millisecond and a permanent grant at its start, so that such a tie never
-    /// keeps access that one of the tied decisions ends.
+    /// of its millisecond and a permanent grant at its start, so that a permanent grant
+    /// never outranks one of them there. (Two timed grants there still tie, as two
+    /// decisions with one `requestedAt` do.)
     pub fn published_order_time(&self) -> Option<OffsetDateTime> {
         const LAST_NANOSECOND: i64 = 999_999;
         let published = self.published_at?;
