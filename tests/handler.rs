@@ -1423,31 +1423,39 @@ async fn an_eventbridge_timed_grant_after_a_permanent_grant_in_its_second_keeps_
         "2025-11-30T10:00:00Z",
         &assignment_request("create", "GRANT-PERMANENT", &[]),
     );
+    let timed = eventbridge_event(
+        "11111111-0000-4000-8000-0000000000bb",
+        "2025-11-30T10:00:00Z",
+        &assignment_request(
+            "create",
+            "GRANT-TIMED",
+            &[("notAfter", "2099-01-01T00:00:00Z")],
+        ),
+    );
     for permanent in [permanent_raw, permanent_eventbridge] {
-        let worker = worker(vec![], config(&[]));
-        let timed = eventbridge_event(
-            "11111111-0000-4000-8000-0000000000bb",
-            "2025-11-30T10:00:00Z",
-            &assignment_request(
-                "create",
-                "GRANT-TIMED",
-                &[("notAfter", "2099-01-01T00:00:00Z")],
-            ),
-        );
-        invoke(
-            &worker,
-            record_event(&permanent, "m-permanent", 1_764_496_800_200),
-        )
-        .await;
-        invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_900)).await;
-        let timed_event = outcome_of(&worker, "GRANT-TIMED");
-        assert_ne!(timed_event["outcome"], "superseded", "{timed_event}");
-        assert_eq!(
-            work_steps(&worker),
-            ["expire-wait"],
-            "the latest decision's end"
-        );
+        let sent_ms = [1_764_496_800_200, 1_764_496_800_900];
+        permanent_then_timed_keeps_the_expiry(&permanent, &timed, "GRANT-TIMED", sent_ms).await;
     }
+}
+
+/// Delivers a permanent grant, then a timed one, at `sent_ms`: the timed grant stays the
+/// latest decision, its expiry waiting.
+async fn permanent_then_timed_keeps_the_expiry(
+    permanent: &str,
+    timed: &str,
+    timed_id: &str,
+    sent_ms: [u64; 2],
+) {
+    let worker = worker(vec![], config(&[]));
+    invoke(&worker, record_event(permanent, "m-permanent", sent_ms[0])).await;
+    invoke(&worker, record_event(timed, "m-timed", sent_ms[1])).await;
+    let timed_event = outcome_of(&worker, timed_id);
+    assert_ne!(timed_event["outcome"], "superseded", "{timed_event}");
+    assert_eq!(
+        work_steps(&worker),
+        ["expire-wait"],
+        "the latest decision's end"
+    );
 }
 
 /// SNS's `Timestamp` is to the millisecond: two grants of one assignment published in
@@ -1457,7 +1465,6 @@ async fn an_eventbridge_timed_grant_after_a_permanent_grant_in_its_second_keeps_
 /// permanent grant.
 #[tokio::test]
 async fn an_sns_timed_grant_published_in_a_permanent_grants_millisecond_keeps_its_expiry() {
-    let worker = worker(vec![], config(&[]));
     let permanent = sns_notification(
         "11111111-0000-4000-8000-0000000000d1",
         "2025-11-30T10:00:00.123Z",
@@ -1472,19 +1479,8 @@ async fn an_sns_timed_grant_published_in_a_permanent_grants_millisecond_keeps_it
             &[("notAfter", "2099-01-01T00:00:00Z")],
         ),
     );
-    invoke(
-        &worker,
-        record_event(&permanent, "m-permanent", 1_764_496_800_150),
-    )
-    .await;
-    invoke(&worker, record_event(&timed, "m-timed", 1_764_496_800_180)).await;
-    let timed_event = outcome_of(&worker, "TICKET-1-TIMED");
-    assert_ne!(timed_event["outcome"], "superseded", "{timed_event}");
-    assert_eq!(
-        work_steps(&worker),
-        ["expire-wait"],
-        "the latest decision's end"
-    );
+    let sent_ms = [1_764_496_800_150, 1_764_496_800_180];
+    permanent_then_timed_keeps_the_expiry(&permanent, &timed, "TICKET-1-TIMED", sent_ms).await;
 }
 
 /// A second SNS delivery of a grant, after a later revoke, is the same decision (one
