@@ -207,7 +207,7 @@ fn unknown_guardrail(name: &OsString) -> Option<ConfigError> {
 /// Whether `word` (in upper case) names a guardrail's subject: it begins with a
 /// subject's full name (`INSTANCES`, `PORTFOLIOIDS`, `SSOINSTANCE`), or with one letter
 /// slipped in a long one (`INSATNCES`, `INSANCES`, `ACOUNTS`), or is a short form whole
-/// (`ACCT`, where `ACCESS` or `PSQL` are no subject).
+/// (`ACCT`, `IDC`, `ARNS`, where `ACCESS` or `PSQL` are no subject).
 fn names_a_subject(word: &str) -> bool {
     const SUBJECTS: [&str; 7] = [
         "ACCOUNT",
@@ -218,7 +218,9 @@ fn names_a_subject(word: &str) -> bool {
         "PATTERN",
         "SSO",
     ];
-    const SHORT_FORMS: [&str; 6] = ["ACCT", "ACCTS", "PERM", "PERMS", "PS", "IAM"];
+    const SHORT_FORMS: [&str; 9] = [
+        "ACCT", "ACCTS", "PERM", "PERMS", "PS", "IAM", "IDC", "ARN", "ARNS",
+    ];
     // Shorter subjects slipped by one letter read as other words (`SSH` for `SSO`).
     const SLIPS_FROM: usize = 7;
     let slip_of = |subject: &str| {
@@ -619,6 +621,8 @@ mod tests {
             ("ALLOWED_INSANCES", "x"),
             ("ALLOWED_PORTFOILOS", "x"),
             ("ALLOWED_ACOUNTS", "x"),
+            ("ALLOWED_ARNS", "x"),
+            ("ALLOWED_IDC_ARNS", "x"),
         ] {
             let error = from_vars(&[typo]).err();
             assert_eq!(error.map(|e| e.variable), Some(typo.0.into()), "{typo:?}");
