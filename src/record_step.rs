@@ -745,6 +745,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             let mut landed = progress;
             landed.maybe_submitted |=
                 in_place || lifecycle::may_have_taken_effect(&landed, &dead_letter);
+            // A decision's dead letter is the bare request, which cannot carry that: its
+            // redrive behind a later decision ends superseded and undoes nothing.
+            let mut dead_letter = dead_letter;
+            if landed.maybe_submitted && landed.purpose == Purpose::Decision {
+                dead_letter.message.push_str(
+                    "; the change may have been carried out and the ledger could not be read                      to check for a later decision: check the access, as a redrive behind a                      later decision does not undo it",
+                );
+            }
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;

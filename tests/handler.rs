@@ -2308,6 +2308,13 @@ async fn a_timed_out_poll_whose_read_fails_is_dead_lettered_without_polling_agai
     invoke(&worker, record_event(&poll, "m-slow", 1_764_000_000_000)).await;
     assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
     assert!(work_steps(&worker).is_empty(), "{:?}", work_steps(&worker));
+    // The body is the bare request: redriven behind a later revoke it would end
+    // superseded without undoing a create that landed, so the message says to look.
+    let message = &dead_letters(&worker, "ErrorMessage")[0];
+    assert!(
+        message.contains("the ledger could not be read"),
+        "{message}"
+    );
 }
 
 /// A grant's create timed out (it may have landed); before its retry ran, the operator
