@@ -507,6 +507,50 @@ pub fn behind_later_decision(
     Some(undo(progress, latest, now))
 }
 
+/// Why an operator should look at the access before redriving a request's dead letter
+/// whose change may have landed: the body is the bare request (SPEC §7), which cannot
+/// carry `maybeSubmitted`, so its redrive behind a later decision ends `superseded` and
+/// undoes nothing. (Expiry, undo and restored-expiry steps are dead-lettered with their
+/// envelope, which carries it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedriveCaution {
+    /// The ledger could not be read to look for a later decision.
+    LedgerUnread,
+    /// A later decision that wants the opposite is recorded, and the change may still
+    /// land behind it (an operation still running at its poll deadline).
+    BehindLaterDecision,
+}
+
+impl RedriveCaution {
+    /// The caution for a dead letter of `progress`'s chain (with `maybeSubmitted` as its
+    /// restart says), or `None` when none is due.
+    pub fn of(progress: &Progress, caution: RedriveCaution) -> Option<Self> {
+        (progress.purpose == Purpose::Decision && progress.maybe_submitted).then_some(caution)
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            RedriveCaution::LedgerUnread => {
+                "Check the access before redriving: this change may have been carried out, \
+                 and the ledger could not be read to look for a later decision; redriven \
+                 behind one, it ends superseded without undoing the change."
+            }
+            RedriveCaution::BehindLaterDecision => {
+                "Check the access before redriving: this change may still be carried out \
+                 behind a later decision recorded since; redriven, it ends superseded \
+                 without undoing the change."
+            }
+        }
+    }
+
+    /// `dead_letter` with the caution first, where the 1 KiB cut of ErrorMessage (from
+    /// its end) cannot take it.
+    pub fn put_on(self, mut dead_letter: DeadLetter) -> DeadLetter {
+        dead_letter.message = format!("{} {}", self.text(), dead_letter.message);
+        dead_letter
+    }
+}
+
 /// Whether a chain about to be dead-lettered with `dead_letter` yields to a later
 /// decision, if one is recorded ([`behind_later_decision`]): a request's or an expiry's
 /// own chain whose change may have taken effect, not at its poll deadline.

@@ -20,7 +20,7 @@ use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
     RecordAnswer, RecordedState,
 };
-use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass};
+use crate::lifecycle::{self, Completion, DeadLetter, Decision, ErrorClass, RedriveCaution};
 use crate::messages::{self, Outcome, OutcomeContext};
 use crate::metrics::{Answer, Api, InvocationMetrics};
 use crate::portfolio::{self, AfterSubmit, Settled};
@@ -745,14 +745,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             let mut landed = progress;
             landed.maybe_submitted |=
                 in_place || lifecycle::may_have_taken_effect(&landed, &dead_letter);
-            // A decision's dead letter is the bare request, which cannot carry that: its
-            // redrive behind a later decision ends superseded and undoes nothing.
-            let mut dead_letter = dead_letter;
-            if landed.maybe_submitted && landed.purpose == Purpose::Decision {
-                dead_letter.message.push_str(
-                    "; the change may have been carried out and the ledger could not be read                      to check for a later decision: check the access, as a redrive behind a                      later decision does not undo it",
-                );
-            }
+            let dead_letter = match RedriveCaution::of(&landed, RedriveCaution::LedgerUnread) {
+                Some(caution) => caution.put_on(dead_letter),
+                None => dead_letter,
+            };
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;
@@ -800,11 +796,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
         // A grant yields to a later removal of its IAM name in any spelling, as at its
         // confirm; a failed read goes by the entry's own item.
+        let mut name_unread = false;
         let recorded = match recorded {
             Some((latest, state))
                 if portfolio::dead_letter_reads_the_name(&checked, &dead_letter) =>
             {
                 let for_the_entry = self.latest_for_the_entry(latest.clone(), now).await;
+                name_unread = for_the_entry.is_err();
                 Some((for_the_entry.unwrap_or(latest), state))
             }
             recorded => recorded,
@@ -834,7 +832,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if lifecycle::records_failed(&progress, &dead_letter, own.order.intent) {
                     self.record_failed(&dead_letter).await;
                 }
-                let later = recorded.is_some_and(|(latest, _)| {
+                let later = recorded.filter(|(latest, _)| {
                     !latest.is_same_decision_as(own) && latest.order > own.order
                 });
                 // A change that may still land behind the later decision found (an
@@ -842,7 +840,25 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // that a redrive restores that decision's state.
                 let mut progress = progress;
                 progress.maybe_submitted |=
-                    later && lifecycle::may_have_taken_effect(&progress, &dead_letter);
+                    later.is_some() && lifecycle::may_have_taken_effect(&progress, &dead_letter);
+                let opposite = later.is_some_and(|(latest, _)| {
+                    latest.desired(now) != Presence::after(progress.operation())
+                });
+                let caution = if name_unread {
+                    let mut unread = progress.clone();
+                    unread.maybe_submitted |=
+                        lifecycle::may_have_taken_effect(&unread, &dead_letter);
+                    RedriveCaution::of(&unread, RedriveCaution::LedgerUnread)
+                } else if opposite {
+                    RedriveCaution::of(&progress, RedriveCaution::BehindLaterDecision)
+                } else {
+                    None
+                };
+                let dead_letter = match caution {
+                    Some(caution) => caution.put_on(dead_letter),
+                    None => dead_letter,
+                };
+                let later = later.is_some();
                 let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
                 if let Stepped::Decided(step) = &mut stepped {
                     step.in_place = in_place && !later;

@@ -2311,10 +2311,7 @@ async fn a_timed_out_poll_whose_read_fails_is_dead_lettered_without_polling_agai
     // The body is the bare request: redriven behind a later revoke it would end
     // superseded without undoing a create that landed, so the message says to look.
     let message = &dead_letters(&worker, "ErrorMessage")[0];
-    assert!(
-        message.contains("the ledger could not be read"),
-        "{message}"
-    );
+    assert!(message.contains("Check the access before redriving"), "{message}");
 }
 
 /// A grant's create timed out (it may have landed); before its retry ran, the operator
@@ -4250,5 +4247,115 @@ async fn a_future_grant_delivered_again_with_a_throttled_read_schedules_no_expir
     assert!(
         steps.is_empty() && deletes == 0,
         "an expiry for a grant never claimed ({deletes} delete(s)): {steps:?}"
+    );
+}
+
+/// The poll envelope of `request`'s create past its poll deadline (submitted 16 minutes
+/// ago, 12 polls made), the decision stamped at `requested_at`.
+fn timed_out_poll_of(request: &str, requested_at: &str) -> String {
+    let submitted_at = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::minutes(16),
+    );
+    serde_json::json!({
+        "request": body_json_text(request),
+        "progress": {"step": "poll", "operation": "create", "operationRequestId": REQUEST_ID,
+                     "attempt": 1, "polls": 12, "firstReceivedAt": submitted_at,
+                     "submittedAt": submitted_at, "requestedAt": requested_at,
+                     "firstMessageId": "m-grant"},
+    })
+    .to_string()
+}
+
+/// The caution is one sentence an operator can search for, in the dead letter's
+/// ErrorMessage and in the outcome event's errorMessage (a string literal's line breaks
+/// once left runs of spaces in it).
+#[tokio::test]
+async fn the_unread_ledger_caution_reads_as_one_sentence() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let grant = decision_at("create", "SLOW-SPACES", "2026-11-29T10:00:00Z");
+    worker.ledger.set_faults([true]);
+    invoke(
+        &worker,
+        record_event(
+            &timed_out_poll_of(&grant, "2026-11-29T10:00:00Z"),
+            "m-slow",
+            1_764_000_000_000,
+        ),
+    )
+    .await;
+    let message = &dead_letters(&worker, "ErrorMessage")[0];
+    assert!(message.contains("Check the access before redriving"), "{message}");
+    assert!(!message.contains("  "), "{message:?}");
+    let event = outcome_of(&worker, "SLOW-SPACES");
+    let event_message = event["errorMessage"].as_str().unwrap_or_default();
+    assert!(!event_message.contains("  "), "{event_message:?}");
+}
+
+/// A grant's create still IN_PROGRESS at its poll deadline while a later revoke is
+/// recorded (the ledger read succeeds): `timed-out` is dead-lettered for the operator
+/// to check, not undone, and the create may land after the revoke's delete. The body
+/// is the bare request, so its redrive ends `superseded` and removes nothing: the
+/// message must say to check the access.
+#[tokio::test]
+async fn a_timed_out_grant_behind_a_later_revoke_says_to_check_the_access() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let grant = decision_at("create", "SLOW-BEHIND", "2026-11-29T10:00:00Z");
+    record_later_decision(&worker, &grant, Intent::Revoke, RecordedState::Absent).await;
+    invoke(
+        &worker,
+        record_event(
+            &timed_out_poll_of(&grant, "2026-11-29T10:00:00Z"),
+            "m-slow",
+            1_764_000_000_000,
+        ),
+    )
+    .await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
+    let message = dead_letters(&worker, "ErrorMessage")[0].clone();
+    let steps = redrive_the_dead_letter(&worker).await;
+    let deletes = calls_where(&worker, |c| matches!(c, Call::Delete { .. }));
+    assert!(
+        message.contains("Check the access before redriving") || deletes > 0 || !steps.is_empty(),
+        "no sign in {message:?}, and the redrive undid nothing: {steps:?}"
+    );
+    assert!(message.starts_with("Check the access"), "{message}");
+}
+
+/// ErrorMessage is cut to 1 KiB from its end. An unreadable 5xx (no error code)
+/// carries the SDK's DisplayErrorContext as its message, raw response included: well
+/// over 1 KiB. The caution must survive the cut, in the dead letter and in the outcome
+/// event.
+#[tokio::test]
+async fn the_unread_ledger_caution_survives_a_long_aws_message() {
+    let long = format!(
+        "service error: unhandled error (ServiceError {{ source: Unhandled, raw: Response {{ \
+         status: StatusCode(503), headers: Headers {{ .. }}, body: SdkBody {{ inner: \
+         Once(Some(b\"<html>{}</html>\")) }} }} }})",
+        "x".repeat(1500)
+    );
+    let worker = worker(
+        vec![Err(CallError {
+            kind: ErrorKind::ServerError,
+            code: "HTTP 503".to_owned(),
+            message: long,
+        })],
+        config(&[]),
+    );
+    let grant = decision_at("create", "STORM", "2026-11-29T10:00:00Z");
+    let submit = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "create", "maybeSubmitted": true}),
+    );
+    // The claim passes; the read before the dead letter fails.
+    worker.ledger.set_faults([false, true]);
+    invoke(&worker, record_event(&submit, "m-storm", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["exhausted"]);
+    let message = &dead_letters(&worker, "ErrorMessage")[0];
+    assert!(message.contains("Check the access before redriving"), "{message}");
+    let event = outcome_of(&worker, "STORM");
+    let event_message = event["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        event_message.contains("Check the access before redriving"),
+        "{event_message}"
     );
 }

@@ -1542,3 +1542,28 @@ async fn an_undo_whose_reads_of_the_name_fail_is_dead_lettered_not_ended_by_the_
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "{:?}", outcomes(&worker));
 }
+
+/// As `a_grant_exhausted_at_its_confirm_yields_to_a_later_removal_of_its_name`, but the
+/// read of the name's item before the dead letter fails (the entry's own item is read
+/// fine). Without that read the grant is dead-lettered by the entry's own decision,
+/// though the associate landed behind a later removal of the name; its redrive (the
+/// bare request) ends `superseded` and removes nothing. The message must say to check
+/// the access.
+#[tokio::test]
+async fn a_grant_whose_name_read_fails_at_its_dead_letter_says_to_check_the_access() {
+    let (worker, confirm) = confirming_behind_a_removal_of_the_name(&earlier_grant()).await;
+    // The confirm's first attempt makes no ledger call (its list is throttled); on the
+    // second, the entry's item is read, then the name's, which fails.
+    worker.ledger.set_faults([false, true]);
+    drive(&worker, &confirm).await;
+    let removed = worker.service_catalog.principals(PORTFOLIO) == Some(vec![]);
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let warned = dead.iter().any(|d| {
+        d.attribute("ErrorMessage")
+            .is_some_and(|m| m.contains("Check the access before redriving"))
+    });
+    assert!(
+        removed || warned,
+        "the role stays and the dead letter gives no sign: {dead:#?}"
+    );
+}
