@@ -543,10 +543,12 @@ impl RedriveCaution {
         }
     }
 
-    /// `dead_letter` with the caution first, where the 1 KiB cut of ErrorMessage (from
-    /// its end) cannot take it.
-    pub fn put_on(self, mut dead_letter: DeadLetter) -> DeadLetter {
-        dead_letter.message = format!("{} {}", self.text(), dead_letter.message);
+    /// `dead_letter` with `caution`, if any, first, where the 1 KiB cut of ErrorMessage
+    /// (from its end) cannot take it.
+    pub fn put_on(caution: Option<Self>, mut dead_letter: DeadLetter) -> DeadLetter {
+        if let Some(caution) = caution {
+            dead_letter.message = format!("{} {}", caution.text(), dead_letter.message);
+        }
         dead_letter
     }
 }

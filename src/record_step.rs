@@ -745,10 +745,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             let mut landed = progress;
             landed.maybe_submitted |=
                 in_place || lifecycle::may_have_taken_effect(&landed, &dead_letter);
-            let dead_letter = match RedriveCaution::of(&landed, RedriveCaution::LedgerUnread) {
-                Some(caution) => caution.put_on(dead_letter),
-                None => dead_letter,
-            };
+            let caution = RedriveCaution::of(&landed, RedriveCaution::LedgerUnread);
+            let dead_letter = RedriveCaution::put_on(caution, dead_letter);
             return decided(Decision::DeadLetter(dead_letter), landed);
         };
         let own = &self.decision;
@@ -854,10 +852,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 } else {
                     None
                 };
-                let dead_letter = match caution {
-                    Some(caution) => caution.put_on(dead_letter),
-                    None => dead_letter,
-                };
+                let dead_letter = RedriveCaution::put_on(caution, dead_letter);
                 let later = later.is_some();
                 let mut stepped = decided(Decision::DeadLetter(dead_letter), progress);
                 if let Stepped::Decided(step) = &mut stepped {
@@ -1884,8 +1879,8 @@ fn salvaged_correlation_id(body: &str) -> Option<CorrelationId> {
 }
 
 /// The decision's stamp at its first delivery: `requestedAt`, else the publish time of
-/// the SNS notification that carried it ([`Message::published_order_time`]), else the SQS SentTimestamp, else (a record
-/// without one, as in hand-made events) the receipt.
+/// the SNS notification that carried it ([`Message::published_order_time`]), else the
+/// SQS SentTimestamp, else (a record without one, as in hand-made events) the receipt.
 fn first_stamp(
     record: &SqsMessage,
     message: &Message,

@@ -2311,7 +2311,10 @@ async fn a_timed_out_poll_whose_read_fails_is_dead_lettered_without_polling_agai
     // The body is the bare request: redriven behind a later revoke it would end
     // superseded without undoing a create that landed, so the message says to look.
     let message = &dead_letters(&worker, "ErrorMessage")[0];
-    assert!(message.contains("Check the access before redriving"), "{message}");
+    assert!(
+        message.contains("Check the access before redriving"),
+        "{message}"
+    );
 }
 
 /// A grant's create timed out (it may have landed); before its retry ran, the operator
@@ -4284,7 +4287,10 @@ async fn the_unread_ledger_caution_reads_as_one_sentence() {
     )
     .await;
     let message = &dead_letters(&worker, "ErrorMessage")[0];
-    assert!(message.contains("Check the access before redriving"), "{message}");
+    assert!(
+        message.contains("Check the access before redriving"),
+        "{message}"
+    );
     assert!(!message.contains("  "), "{message:?}");
     let event = outcome_of(&worker, "SLOW-SPACES");
     let event_message = event["errorMessage"].as_str().unwrap_or_default();
@@ -4351,7 +4357,10 @@ async fn the_unread_ledger_caution_survives_a_long_aws_message() {
     invoke(&worker, record_event(&submit, "m-storm", 1_764_000_000_000)).await;
     assert_eq!(dead_letters(&worker, "ErrorClass"), ["exhausted"]);
     let message = &dead_letters(&worker, "ErrorMessage")[0];
-    assert!(message.contains("Check the access before redriving"), "{message}");
+    assert!(
+        message.contains("Check the access before redriving"),
+        "{message}"
+    );
     let event = outcome_of(&worker, "STORM");
     let event_message = event["errorMessage"].as_str().unwrap_or_default();
     assert!(
