@@ -10,6 +10,7 @@ use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, Intent, LedgerResult, Presence, RecordAnswer,
     RecordedState,
 };
+use crate::messages::MAX_ERROR_MESSAGE_BYTES;
 use crate::progress::{Progress, Purpose, Stage, UndoReport};
 use crate::request::{Assignment, AssignmentAction};
 
@@ -528,7 +529,17 @@ impl RedriveCaution {
         (progress.purpose == Purpose::Decision && progress.maybe_submitted).then_some(caution)
     }
 
-    fn text(self) -> &'static str {
+    /// The bytes of ErrorMessage (cut at [`MAX_ERROR_MESSAGE_BYTES`]) a caution leaves
+    /// for the message behind it: a message that must reach the operator whole (an ARN
+    /// to send) is sized to this.
+    pub const ROOM_BEHIND: usize = {
+        let unread = RedriveCaution::LedgerUnread.text().len();
+        let behind = RedriveCaution::BehindLaterDecision.text().len();
+        let longest = if unread > behind { unread } else { behind };
+        MAX_ERROR_MESSAGE_BYTES - longest - " ".len()
+    };
+
+    const fn text(self) -> &'static str {
         match self {
             RedriveCaution::LedgerUnread => {
                 "Check the access before redriving: this change may have been carried out, \

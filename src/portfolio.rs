@@ -10,10 +10,9 @@ use crate::aws_call::{CallError, ErrorKind};
 use crate::ids::PortfolioId;
 use crate::ledger::{AccessDecision, Intent, Presence};
 use crate::lifecycle::{
-    self, Completion, DeadLetter, Decision, ErrorClass, Policy, poll_delay_seconds, retry,
-    retry_call,
+    self, Completion, DeadLetter, Decision, ErrorClass, Policy, RedriveCaution, poll_delay_seconds,
+    retry, retry_call,
 };
-use crate::messages::MAX_ERROR_MESSAGE_BYTES;
 use crate::portfolio_access::{
     ListedPrincipal, PortfolioPrincipalType, residual_access, same_iam_name,
 };
@@ -239,16 +238,19 @@ pub fn behind_a_later_removal_of_the_name(
 }
 
 /// Whether a chain about to be dead-lettered goes by a later removal of its IAM name
-/// ([`latest_for_the_entry`]) as well as by its entry's own decisions: a grant's, whose
-/// associate may have landed after that removal found nothing of its spelling
-/// ([`lifecycle::may_yield_to_a_later_decision`]). Not a removal's or an expiry's: behind
-/// a later grant of its spelling it restores that grant's state, and that undo goes by
-/// the removal of the name; ended `superseded` behind that removal instead, with
+/// ([`latest_for_the_entry`]) as well as by its entry's own decisions: a request's
+/// grant whose associate may have landed after that removal found nothing of its
+/// spelling. It yields to that removal ([`lifecycle::may_yield_to_a_later_decision`]),
+/// or, at its poll deadline, its dead letter says to check the access
+/// ([`lifecycle::RedriveCaution::BehindLaterDecision`]). Not a removal's or an expiry's:
+/// behind a later grant of its spelling it restores that grant's state, and that undo
+/// goes by the removal of the name; ended `superseded` behind that removal instead, with
 /// nothing done, it would leave the entry listed, as the other spelling's removal does
 /// not take it away.
 pub fn dead_letter_reads_the_name(progress: &Progress, dead_letter: &DeadLetter) -> bool {
     progress.operation() == AssignmentAction::Create
-        && lifecycle::may_yield_to_a_later_decision(progress, dead_letter)
+        && progress.purpose == Purpose::Decision
+        && lifecycle::may_have_taken_effect(progress, dead_letter)
 }
 
 /// The decision that stands for a portfolio entry (what an undo carries out, what a
@@ -286,7 +288,7 @@ fn listed_in_another_case<'a>(
 /// The dead letter's message for an association under `other_type`: the request that
 /// would name that type is refused for this ARN's shape (SPEC §2), so the way out is by
 /// hand. The ARN comes once and last, and when the command would not fit the dead
-/// letter's message (cut at 1,024 bytes) it is named as the request's instead.
+/// letter's message (cut at 1,024 bytes, behind a redrive caution) it is named as the request's instead.
 fn removal_by_hand(
     portfolio: &PortfolioId,
     principal: &ListedPrincipal,
@@ -305,7 +307,7 @@ fn removal_by_hand(
         )
     };
     let whole = message(&shell_quoted(&principal.principal_arn));
-    if whole.len() <= MAX_ERROR_MESSAGE_BYTES {
+    if whole.len() <= RedriveCaution::ROOM_BEHIND {
         whole
     } else {
         message("<the request's principalArn, quoted>")
@@ -314,7 +316,8 @@ fn removal_by_hand(
 
 /// The dead letter's message for the same IAM name listed in another case. The name as
 /// listed comes first, since it is the only part that differs: when the whole ARN would
-/// not fit the dead letter's message (cut at 1,024 bytes), it is named as the request's
+/// not fit the dead letter's message (cut at 1,024 bytes, behind a redrive caution),
+/// it is named as the request's
 /// with that name, never cut into the ARN of another principal.
 fn spelled_as_listed(listed_arn: &str) -> String {
     let name = listed_arn
@@ -327,7 +330,7 @@ fn spelled_as_listed(listed_arn: &str) -> String {
         )
     };
     let whole = message(listed_arn);
-    if whole.len() <= MAX_ERROR_MESSAGE_BYTES {
+    if whole.len() <= RedriveCaution::ROOM_BEHIND {
         whole
     } else {
         message("<the request's, with the name spelled as above>")

@@ -843,7 +843,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     latest.desired(now) != Presence::after(progress.operation())
                 });
                 let caution = if name_unread {
-                    let mut unread = progress.clone();
+                    let mut unread = checked.clone();
                     unread.maybe_submitted |=
                         lifecycle::may_have_taken_effect(&unread, &dead_letter);
                     RedriveCaution::of(&unread, RedriveCaution::LedgerUnread)

@@ -4368,3 +4368,59 @@ async fn the_unread_ledger_caution_survives_a_long_aws_message() {
         "{event_message}"
     );
 }
+
+/// A dead letter whose `ErrorMessage` begins `ledger:` is DynamoDB refusing the ledger
+/// call (a missing table, a role without its `dynamodb:` permissions), which then
+/// dead-letters every request. A portfolio grant's retry (its associate may have landed)
+/// whose read of its IAM name's item is refused for good, and whose read before the
+/// dead letter fails, also carries the redrive caution: the caution comes first, where
+/// the 1 KiB cut cannot take it, and the refusal right behind it, as the README says.
+#[tokio::test]
+async fn a_cautioned_ledger_refusal_begins_ledger_behind_the_caution() {
+    let ledger = ScriptedLedger {
+        latest_refused: true,
+        ..ScriptedLedger::default()
+    };
+    let worker = answering_succeeded_once(ledger, config(&[]));
+    let grant = serde_json::json!({
+        "action": "associate-portfolio-principal",
+        "portfolioId": "port-abcdefghijklm",
+        "principalType": "IAM",
+        "principalArn": "arn:aws:iam::111122223333:role/Auditor",
+        "correlationId": "CHG-LEDGER",
+        "requestedAt": "2026-11-29T10:00:00Z",
+    })
+    .to_string();
+    let retry = last_attempt_step(
+        &grant,
+        serde_json::json!({"step": "submit", "operation": "associate", "attempt": 2,
+                           "maybeSubmitted": true}),
+    );
+    // The name's read is refused for good (`latest`); the read before the dead letter
+    // (`latest_with_state`) is throttled.
+    worker.ledger.inner.set_faults([true]);
+    let response = worker
+        .handle(
+            record_event(&retry, "m-retry", 1_764_000_000_000),
+            &Invocation::default(),
+        )
+        .await;
+    assert!(failures(&response).is_empty());
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert_eq!(
+        dead[0].attribute("ErrorClass"),
+        Some("permanent"),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("Check the access before redriving: "),
+        "{message}"
+    );
+    let behind_the_caution = message.split_once("without undoing the change. ");
+    assert!(
+        behind_the_caution.is_some_and(|(_, refusal)| refusal.starts_with("ledger:")),
+        "{message}"
+    );
+}

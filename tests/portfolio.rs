@@ -1567,3 +1567,82 @@ async fn a_grant_whose_name_read_fails_at_its_dead_letter_says_to_check_the_acce
         "the role stays and the dead letter gives no sign: {dead:#?}"
     );
 }
+
+/// Review of ea18859: a removal in lower case whose first disassociate timed out (it
+/// may have landed), retried; the retry's disassociate finds nothing and the list shows
+/// the name spelled `TeamA` under a long path, so `PrincipalArnCaseMismatch` names the
+/// ARN to send, last in a message sized to fit 1 KiB. The ledger read before the dead
+/// letter fails, so the redrive caution is put in front: the 1 KiB cut then takes the
+/// end of the listed ARN, and the message names a truncated ARN (another principal's
+/// name), which `spelled_as_listed` promises never to do.
+#[tokio::test]
+async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
+    let listed = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(700));
+    let lower = listed.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(&listed)])
+        .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
+    let worker = worker(catalog, &[]);
+    let removal = request("disassociate-portfolio-principal", "IAM", &lower, json!({}));
+    let retry = deliver_once(&worker, &removal, "r-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    // The retry's claim and its name's claim pass; the read before the dead letter fails.
+    worker.ledger.set_faults([false, false, true]);
+    drive(&worker, &retry).await;
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    assert!(
+        message.ends_with(&listed)
+            || message.ends_with("<the request's, with the name spelled as above>"),
+        "the listed ARN cut: {message}"
+    );
+}
+
+/// Review of ea18859: a grant associated (the list lagging), a removal of the name
+/// decided later, spelled `role/teama-dev`, run (it found nothing), and the grant's last
+/// confirm, at its poll deadline, unable to read the name's item: `timed-out`. The
+/// read before the dead letter succeeds, but a `timed-out` dead letter never reads the
+/// name's item, so it carries no caution although the associate landed behind that
+/// removal. Its redrive (the bare request) ends `superseded` behind the removal of the
+/// name and removes nothing: the role keeps its access with no sign.
+#[tokio::test]
+async fn a_timed_out_grant_behind_a_later_removal_of_its_name_says_to_check_the_access() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_list_lag(100);
+    let worker = worker(catalog, &[]);
+    let confirm = deliver_once(&worker, &earlier_grant(), "g-1").await;
+    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)])
+    );
+    // The confirm step at its poll deadline.
+    let mut confirm = json_of_body(&confirm);
+    let submitted_at = (OffsetDateTime::now_utc() - time::Duration::minutes(16))
+        .format(&Rfc3339)
+        .expect("a time");
+    confirm["progress"]["submittedAt"] = json!(submitted_at);
+    confirm["progress"]["polls"] = json!(12);
+    // The confirm reads the entry's item, then fails to read the name's; the read
+    // before the dead letter succeeds.
+    worker.ledger.set_faults([false, true, false]);
+    drive(&worker, &confirm.to_string()).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("timed-out"));
+    let message = dead[0]
+        .attribute("ErrorMessage")
+        .unwrap_or_default()
+        .to_owned();
+    // The operator redrives the dead letter: its body, the bare request.
+    drive(&worker, &dead[0].body).await;
+    let removed = worker.service_catalog.principals(PORTFOLIO) == Some(vec![]);
+    assert!(
+        removed || message.contains("Check the access before redriving"),
+        "the role stays and the dead letter gave no sign: {message}"
+    );
+}
