@@ -642,10 +642,12 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// toward it rather than left standing.
     async fn refused(&self, mut dead_letter: DeadLetter, progress: Progress) -> Stepped {
         if lifecycle::may_have_taken_effect(&progress, &dead_letter) {
-            // The refusal alone would read as "nothing was done".
-            dead_letter.message.push_str(
-                "; refused after an earlier submit of this change, which may have carried \
-                 it out all the same: check the access",
+            // The refusal alone would read as "nothing was done". Put first, where the
+            // 1 KiB cut of ErrorMessage cannot take it (a refusal may quote a long ARN).
+            dead_letter.message = format!(
+                "Refused after an earlier submit of this change, which may have carried it \
+                 out all the same (check the access): {}",
+                dead_letter.message
             );
             return self.unless_settled(dead_letter, progress).await;
         }

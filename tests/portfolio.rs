@@ -1646,3 +1646,90 @@ async fn a_timed_out_grant_behind_a_later_removal_of_its_name_says_to_check_the_
         "the role stays and the dead letter gave no sign: {message}"
     );
 }
+
+/// An IAM_PATTERN grant (its pattern 900 bytes, within the 1,000 the worker takes) whose
+/// associate timed out, so it may have landed, retried after ALLOW_IAM_PATTERN_PRINCIPALS
+/// was turned off: `forbidden`. The refusal quotes the pattern; the note that an earlier
+/// submit may have carried it out must survive the 1 KiB cut, or the dead letter reads
+/// as a refusal that changed nothing while the pattern may stay associated.
+#[tokio::test]
+async fn a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(900));
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+    let mut worker = worker(catalog, &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        &long,
+        json!({}),
+    );
+    let retry = deliver_once(&worker, &grant, "g-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    worker.config.guardrails.allow_iam_pattern_principals = false;
+    drive(&worker, &retry).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("check the access"),
+        "a refusal after a submit that may have landed, with no sign: {message}"
+    );
+}
+
+/// As above with a pattern of 600 bytes, and the ledger read before the dead letter
+/// failing on the retry's last attempt: the redrive caution goes in front, and the note
+/// the README tells the operator to look for (the guardrail was tightened while the
+/// request was under way) follows it, not cut.
+#[tokio::test]
+async fn a_cautioned_refusal_after_a_submit_keeps_its_note() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(600));
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+    let mut worker = worker(
+        catalog,
+        &[
+            ("ALLOW_IAM_PATTERN_PRINCIPALS", "true"),
+            ("MAX_ATTEMPTS", "2"),
+        ],
+    );
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        &long,
+        json!({}),
+    );
+    let retry = deliver_once(&worker, &grant, "g-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    worker.config.guardrails.allow_iam_pattern_principals = false;
+    // The read before the dead letter fails, on the step's last attempt.
+    worker.ledger.set_faults([true]);
+    drive(&worker, &retry).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.starts_with("Check the access before redriving: "),
+        "{message}"
+    );
+    let behind_the_caution = message.split_once("without undoing the change. ");
+    assert!(
+        behind_the_caution.is_some_and(|(_, note)| note.starts_with(
+            "Refused after an earlier submit of this change, which may have carried it out \
+             all the same (check the access): associating the IAM_PATTERN principal"
+        )),
+        "the note the README names is cut behind the caution: {message}"
+    );
+}
