@@ -116,10 +116,12 @@ impl Guardrails {
         {
             return forbidden(
                 "IamPatternNotAllowed",
+                // The pattern last: it may be up to 1,000 bytes, and the 1 KiB cut of
+                // ErrorMessage must not take the setting to look at.
                 format!(
-                    "associating the IAM_PATTERN principal {} needs \
-                     ALLOW_IAM_PATTERN_PRINCIPALS=true: a pattern admits any principal later \
-                     created with a matching name",
+                    "associating an IAM_PATTERN principal needs \
+                     ALLOW_IAM_PATTERN_PRINCIPALS=true (a pattern admits any principal later \
+                     created with a matching name): {}",
                     change.principal.arn()
                 ),
             );

@@ -287,8 +287,8 @@ fn listed_in_another_case<'a>(
 
 /// The dead letter's message for an association under `other_type`: the request that
 /// would name that type is refused for this ARN's shape (SPEC §2), so the way out is by
-/// hand. The ARN comes once and last, and when the command would not fit the dead
-/// letter's message (cut at 1,024 bytes, behind a redrive caution) it is named as the request's instead.
+/// hand. The ARN comes once and last, and when the command would not fit
+/// ([`first_that_fits`]) it is named as the request's instead.
 fn removal_by_hand(
     portfolio: &PortfolioId,
     principal: &ListedPrincipal,
@@ -306,35 +306,47 @@ fn removal_by_hand(
             own = principal.principal_type.as_str(),
         )
     };
-    let whole = message(&shell_quoted(&principal.principal_arn));
-    if whole.len() <= RedriveCaution::ROOM_BEHIND {
-        whole
-    } else {
-        message("<the request's principalArn, quoted>")
-    }
+    first_that_fits([
+        message(&shell_quoted(&principal.principal_arn)),
+        message("<the request's principalArn, quoted>"),
+    ])
 }
 
-/// The dead letter's message for the same IAM name listed in another case. The name as
-/// listed comes first, since it is the only part that differs: when the whole ARN would
-/// not fit the dead letter's message (cut at 1,024 bytes, behind a redrive caution),
-/// it is named as the request's
-/// with that name, never cut into the ARN of another principal.
+/// The dead letter's message for the same IAM name listed in another case. The listed
+/// ARN (or, when it would not fit the dead letter's message, the name as listed) comes
+/// last, after the instruction: never cut into the ARN of another principal.
 fn spelled_as_listed(listed_arn: &str) -> String {
     let name = listed_arn
         .rsplit_once('/')
         .map_or(listed_arn, |(_, name)| name);
-    let message = |arn: &str| {
+    let found = "not associated with the portfolio as written, but the same IAM name is";
+    let send = "send a disassociate-portfolio-principal request with";
+    first_that_fits([
+        format!("{found}, spelled {name}: {send} principalArn {listed_arn}"),
         format!(
-            "not associated with the portfolio as written, but the same IAM name is, spelled \
-             {name}: send a disassociate-portfolio-principal request with principalArn {arn}"
-        )
-    };
-    let whole = message(listed_arn);
-    if whole.len() <= RedriveCaution::ROOM_BEHIND {
-        whole
-    } else {
-        message("<the request's, with the name spelled as above>")
-    }
+            "{found}, in another case: {send} the request's principalArn, its name spelled {name}"
+        ),
+        format!(
+            "{found}, in another case: {send} the request's principalArn, its name spelled as \
+             ListPrincipalsForPortfolio lists it"
+        ),
+    ])
+}
+
+/// The first of `messages` that fits the dead letter's message (cut at 1,024 bytes,
+/// behind a redrive caution), else the last: one that names what to send never reaches
+/// the operator cut short.
+fn first_that_fits<const N: usize>(messages: [String; N]) -> String {
+    messages
+        .into_iter()
+        .reduce(|kept, next| {
+            if kept.len() <= RedriveCaution::ROOM_BEHIND {
+                kept
+            } else {
+                next
+            }
+        })
+        .unwrap_or_default()
 }
 
 /// `text` as one shell word: a pattern's `*` and `?` must reach the CLI as written, and

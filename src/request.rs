@@ -735,13 +735,14 @@ fn parse_request_from(text: &str, writer: Writer) -> Result<Request, InvalidRequ
                 .map_err(|e| InvalidRequest::field(Field::PortfolioId, &e))?;
             let arn = required(Field::PrincipalArn, action)?;
             // An ARN that fits the other type is named as such: a disassociate under the
-            // wrong type answers ResourceNotFound and would look like "already gone".
+            // wrong type answers ResourceNotFound and would look like "already gone". The
+            // ARN last, so that the 1 KiB cut of ErrorMessage cannot take the type to send.
             let mismatch = |fits: &str| {
                 InvalidRequest::new(
                     "PrincipalTypeMismatch",
                     format!(
-                        "principalArn: `{arn}` is shaped like a principalType {fits} principal; \
-                         send principalType {fits}"
+                        "principalArn is shaped like a principalType {fits} principal; send \
+                         principalType {fits}: `{arn}`"
                     ),
                 )
             };

@@ -846,14 +846,13 @@ async fn an_expiry_that_finds_its_spelling_gone_reports_the_other() {
 }
 
 /// The name as listed is never cut off the message: with an ARN too long for it, the
-/// ARN is named as the request's, with the name spelled as listed.
+/// ARN is named as the request's, with the name spelled as listed, last.
 #[tokio::test]
 async fn the_name_listed_in_another_case_is_never_cut_from_the_message() {
     let long = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(950));
     let (_, message) = remove_in_lower_case(&long).await;
     assert!(
-        message.contains("spelled TeamA:")
-            && message.ends_with("<the request's, with the name spelled as above>"),
+        message.ends_with("the request's principalArn, its name spelled TeamA"),
         "{message}"
     );
 }
@@ -1568,13 +1567,11 @@ async fn a_grant_whose_name_read_fails_at_its_dead_letter_says_to_check_the_acce
     );
 }
 
-/// Review of ea18859: a removal in lower case whose first disassociate timed out (it
-/// may have landed), retried; the retry's disassociate finds nothing and the list shows
-/// the name spelled `TeamA` under a long path, so `PrincipalArnCaseMismatch` names the
-/// ARN to send, last in a message sized to fit 1 KiB. The ledger read before the dead
-/// letter fails, so the redrive caution is put in front: the 1 KiB cut then takes the
-/// end of the listed ARN, and the message names a truncated ARN (another principal's
-/// name), which `spelled_as_listed` promises never to do.
+/// A removal in lower case whose first disassociate timed out (it may have landed),
+/// retried; the retry's disassociate finds nothing and the list shows the name spelled
+/// `TeamA` under a long path, so `PrincipalArnCaseMismatch` names the ARN to send. The
+/// ledger read before the dead letter fails, so the redrive caution is put in front:
+/// the message is sized for that, and never names a truncated ARN (another principal's).
 #[tokio::test]
 async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
     let listed = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(700));
@@ -1595,19 +1592,16 @@ async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
     drive(&worker, &retry).await;
     let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
     assert!(
-        message.ends_with(&listed)
-            || message.ends_with("<the request's, with the name spelled as above>"),
+        message.ends_with(&listed) || message.ends_with("its name spelled TeamA"),
         "the listed ARN cut: {message}"
     );
 }
 
-/// Review of ea18859: a grant associated (the list lagging), a removal of the name
-/// decided later, spelled `role/teama-dev`, run (it found nothing), and the grant's last
-/// confirm, at its poll deadline, unable to read the name's item: `timed-out`. The
-/// read before the dead letter succeeds, but a `timed-out` dead letter never reads the
-/// name's item, so it carries no caution although the associate landed behind that
-/// removal. Its redrive (the bare request) ends `superseded` behind the removal of the
-/// name and removes nothing: the role keeps its access with no sign.
+/// A grant associated (the list lagging), a removal of the name decided later, spelled
+/// `role/teama-dev`, run (it found nothing), and the grant's last confirm, at its poll
+/// deadline, unable to read the name's item: `timed-out`. The associate landed behind
+/// that removal, and a redrive (the bare request) ends `superseded` behind it and
+/// removes nothing: the dead letter must say to check the access.
 #[tokio::test]
 async fn a_timed_out_grant_behind_a_later_removal_of_its_name_says_to_check_the_access() {
     let catalog = MemoryServiceCatalog::default()
@@ -1728,8 +1722,203 @@ async fn a_cautioned_refusal_after_a_submit_keeps_its_note() {
     assert!(
         behind_the_caution.is_some_and(|(_, note)| note.starts_with(
             "Refused after an earlier submit of this change, which may have carried it out \
-             all the same (check the access): associating the IAM_PATTERN principal"
+             all the same (check the access): associating an IAM_PATTERN principal"
         )),
         "the note the README names is cut behind the caution: {message}"
+    );
+}
+
+/// The scenario of `a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access`
+/// (a 900-byte pattern whose associate timed out, refused on its retry once
+/// ALLOW_IAM_PATTERN_PRINCIPALS was turned off): behind the note that comes first, the
+/// refusal still names the setting that refused it.
+#[tokio::test]
+async fn a_refusal_after_a_long_patterns_submit_still_names_the_flag() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(900));
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+    let mut worker = worker(catalog, &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        &long,
+        json!({}),
+    );
+    let retry = deliver_once(&worker, &grant, "g-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    worker.config.guardrails.allow_iam_pattern_principals = false;
+    drive(&worker, &retry).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.starts_with("Refused after an earlier submit")
+            && message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
+        "the refusal's reason is cut: {message}"
+    );
+}
+
+/// As `a_cautioned_refusal_after_a_submit_keeps_its_note` (redrive caution, then the
+/// note), with a 700-byte pattern: the setting the refusal names is not cut.
+#[tokio::test]
+async fn a_cautioned_refusal_after_a_submit_still_names_the_flag() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(700));
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![])
+        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
+    let mut worker = worker(
+        catalog,
+        &[
+            ("ALLOW_IAM_PATTERN_PRINCIPALS", "true"),
+            ("MAX_ATTEMPTS", "2"),
+        ],
+    );
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        &long,
+        json!({}),
+    );
+    let retry = deliver_once(&worker, &grant, "g-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    worker.config.guardrails.allow_iam_pattern_principals = false;
+    worker.ledger.set_faults([true]);
+    drive(&worker, &retry).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.starts_with("Check the access before redriving: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
+        "the refusal's reason is cut behind caution and note: {message}"
+    );
+}
+
+/// A first delivery, nothing in front: a pattern of 1,000 bytes (the most the worker and
+/// AWS take) does not push "needs ALLOW_IAM_PATTERN_PRINCIPALS=true" past the cut.
+#[tokio::test]
+async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(980));
+    assert_eq!(long.len(), 1000);
+    let worker = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
+        &[],
+    );
+    drive(
+        &worker,
+        &request(
+            "associate-portfolio-principal",
+            "IAM_PATTERN",
+            &long,
+            json!({}),
+        ),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("IamPatternNotAllowed"));
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
+        "the flag to set is cut: {message}"
+    );
+}
+
+/// README: `PrincipalTypeMismatch` (invalid-request) "names the type to send". A
+/// pattern-shaped ARN of 1,000 bytes sent as `IAM`: the type to send is not cut (in the
+/// dead letter and in the outcome event).
+#[tokio::test]
+async fn a_long_principal_type_mismatch_still_names_the_type_to_send() {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(980));
+    assert_eq!(long.len(), 1000);
+    let worker = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
+        &[],
+    );
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", &long, json!({})),
+    )
+    .await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    assert_eq!(
+        dead[0].attribute("ErrorCode"),
+        Some("PrincipalTypeMismatch")
+    );
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.contains("send principalType IAM_PATTERN"),
+        "the type to send is cut: {message}"
+    );
+    let outcome = only_outcome(&worker);
+    assert!(
+        outcome["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("send principalType IAM_PATTERN")),
+        "{outcome}"
+    );
+}
+
+/// `spelled_as_listed`'s fallback (ARN too long to name): a long name (within the 1,000
+/// bytes the worker takes for the ARN) does not push "send a
+/// disassociate-portfolio-principal request" past the cut.
+#[tokio::test]
+async fn a_long_name_listed_in_another_case_keeps_the_instruction() {
+    let listed = format!("arn:aws:iam::111122223333:role/TeamA{}", "x".repeat(900));
+    assert!(listed.len() <= 1000);
+    let (_, message) = remove_in_lower_case(&listed).await;
+    assert!(
+        message.contains("send a disassociate-portfolio-principal request"),
+        "the instruction is cut: {message}"
+    );
+}
+
+/// As above behind the redrive caution (a removal whose disassociate timed out, the read
+/// before the dead letter failing): a name of 760 bytes is not cut; too long to fit, it
+/// is left out rather than cut.
+#[tokio::test]
+async fn a_cautioned_long_name_listed_in_another_case_is_not_cut() {
+    let name = format!("TeamA{}", "x".repeat(760));
+    let listed = format!("arn:aws:iam::111122223333:role/{name}");
+    let lower = listed.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(&listed)])
+        .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
+    let worker = worker(catalog, &[]);
+    let removal = request("disassociate-portfolio-principal", "IAM", &lower, json!({}));
+    let retry = deliver_once(&worker, &removal, "r-1").await;
+    assert_eq!(
+        json_of_body(&retry)["progress"]["maybeSubmitted"],
+        true,
+        "{retry}"
+    );
+    worker.ledger.set_faults([false, false, true]);
+    drive(&worker, &retry).await;
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    assert!(
+        message.starts_with("Check the access before redriving: "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&name)
+            || (message.ends_with("its name spelled as ListPrincipalsForPortfolio lists it")
+                && !message.contains("TeamA")),
+        "the name as listed is cut: {message}"
     );
 }
