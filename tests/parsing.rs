@@ -346,7 +346,7 @@ fn bad_bodies() -> Vec<Bad> {
                 json!("arn:aws:iam:::role/Auditor"),
             ),
             "PrincipalTypeMismatch",
-            "send principalType IAM_PATTERN",
+            "send principalType IAM_PATTERN:",
         ),
         json_row(
             "IAM_PATTERN principalArn that is a full ARN",
@@ -356,7 +356,7 @@ fn bad_bodies() -> Vec<Bad> {
                 json!("arn:aws:iam::111122223333:role/Auditor"),
             ),
             "PrincipalTypeMismatch",
-            "send principalType IAM",
+            "send principalType IAM:",
         ),
         json_row(
             "IAM_PATTERN principalArn with a wildcard partition",
