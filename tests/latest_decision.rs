@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use time::format_description::well_known::Rfc3339;
 
 use assignment_worker::adapters::memory::MemoryLedger;
 use assignment_worker::clock::WallClock;
@@ -896,12 +897,16 @@ struct Run {
     /// otherwise than the latest decision, once that decision is carried out.
     uncertain_grants: usize,
     uncertain_revokes: usize,
-    /// The outcomes reported under the latest decision's correlation id.
+    /// The outcomes reported for the latest decision (its correlation id and time).
     latest_outcomes: BTreeSet<String>,
     /// Steps still waiting for a `notAfter` (one far ahead), held out of the queue.
     waiting: usize,
-    /// The correlation id of the decision the ledger holds for the assignment.
+    /// The correlation id of the decision the ledger holds for the assignment, and its
+    /// time in the order (nanoseconds).
     ledger_latest: Option<String>,
+    ledger_latest_at: Option<i128>,
+    /// The latest decision's time in the order (nanoseconds).
+    winner_at: i128,
     /// Requests dead-lettered `forbidden` (refused by a guardrail).
     forbidden: BTreeSet<String>,
 }
@@ -980,8 +985,7 @@ fn run_from(
     let mut queue: Vec<Queued> = carried.iter().map(|(_, message)| message.clone()).collect();
     // Waits for a `notAfter`, and when each comes due.
     let mut held: Vec<(time::OffsetDateTime, String)> = Vec::new();
-    // A decision carried twice runs twice, as a record SQS delivers again does.
-    let mut duplicated = decisions.iter().any(|decision| decision.copies > 1);
+    let mut duplicated = false;
 
     let mut steps = 0;
     loop {
@@ -1078,6 +1082,7 @@ fn run_from(
     let mut step_dead_letters = 0;
     let mut uncertain_dead_letters = 0;
     let mut timed_out_requests = 0;
+    let mut outcomes_at: BTreeMap<(String, i128), BTreeSet<String>> = BTreeMap::new();
     let (mut uncertain_grants, mut uncertain_revokes) = (0, 0);
     for (destination, message) in lock(&worker.queues.sent).iter() {
         if destination == OUTCOMES {
@@ -1098,6 +1103,14 @@ fn run_from(
                     .or_default()
                     .insert(outcome.clone());
             }
+            let requested_at = event["requestedAt"]
+                .as_str()
+                .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
+                .map_or(0, time::OffsetDateTime::unix_timestamp_nanos);
+            outcomes_at
+                .entry((id.clone(), requested_at))
+                .or_default()
+                .insert(outcome.clone());
             outcomes.entry(id).or_default().insert(outcome);
         } else if destination == DLQ {
             let attribute = |wanted: &str| {
@@ -1169,6 +1182,22 @@ fn run_from(
         !present_arns.is_empty()
     };
     let winner = latest(decisions, &carried);
+    // The outcomes of the winning message's decision: a copy without requestedAt is a
+    // decision of its own, under the same correlation id.
+    let winner_at = carried
+        .iter()
+        .filter(|(i, _)| *i == winner)
+        .map(|(i, message)| message_key(decisions, *i, message).0)
+        .max()
+        .and_then(|at| i128::try_from(at).ok())
+        .unwrap_or_default();
+    let ledger_latest = worker.ledger.ledger.items().into_iter().find_map(|item| {
+        let order = item.decision.order;
+        Some((
+            order.correlation_id?,
+            order.requested_at.unix_timestamp_nanos(),
+        ))
+    });
     Run {
         present,
         present_arns,
@@ -1177,8 +1206,8 @@ fn run_from(
         carried,
         winner,
         latest: decisions[winner].clone(),
-        latest_outcomes: outcomes
-            .get(&format!("D-{winner}"))
+        latest_outcomes: outcomes_at
+            .get(&(format!("D-{winner}"), winner_at))
             .cloned()
             .unwrap_or_default(),
         outcomes,
@@ -1191,12 +1220,9 @@ fn run_from(
         uncertain_grants,
         uncertain_revokes,
         waiting,
-        ledger_latest: worker
-            .ledger
-            .ledger
-            .items()
-            .into_iter()
-            .find_map(|item| item.decision.order.correlation_id),
+        ledger_latest: ledger_latest.as_ref().map(|(id, _)| id.clone()),
+        ledger_latest_at: ledger_latest.map(|(_, at)| at),
+        winner_at,
         forbidden,
     }
 }
@@ -1207,11 +1233,15 @@ fn run_from(
 /// removal that succeeded, then `already-satisfied`; a grant, then `superseded` behind a
 /// later decision), as README's Outcomes section says.
 fn one_outcome_each(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
-    for index in 0..decisions.len() {
+    for (index, decision) in decisions.iter().enumerate() {
         let id = format!("D-{index}");
         let outcomes = run.request_outcomes.get(&id);
         prop_assert!(
-            outcomes.is_some_and(|outcomes| outcomes.len() == 1 || run.duplicated),
+            // A decision carried by several messages runs once for each, as a record
+            // SQS delivers again does.
+            outcomes.is_some_and(|outcomes| outcomes.len() == 1
+                || run.duplicated
+                || decision.copies > 1),
             "{} has outcomes {:?}",
             id,
             outcomes
@@ -1236,11 +1266,20 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
     );
     let exhausted = run.dead_letters.iter().any(|class| class == "exhausted");
     // A confirm waits out its deadline only for a change something else undid and could
-    // not restore: a refusal, or a budget spent. Or an undo's or an expiry's confirm
-    // behind a grant carried on past its `notAfter` (SPEC §3: its answer lost, it may
-    // exist): each of its retries may grant again what the confirm waits to see gone,
-    // until its expiry ends it; the model spends the poll count without the delays.
-    let carried_past_not_after = run.timed_out_requests == 0
+    // not restore: a refusal, or a budget spent. Or a revoking undo's or expiry's
+    // confirm behind a grant carried on past its `notAfter` (SPEC §3: its answer lost,
+    // it may exist), when the latest decision asks for no access: each of the grant's
+    // retries may grant again what the confirm waits to see gone, until its expiry ends
+    // it, and the model spends the poll count without the delays. The access is then
+    // checked to be gone below.
+    let carried_past_not_after = !asked
+        && run.timed_out_requests == 0
+        && run.uncertain_grants == 0
+        && run
+            .dead_letter_codes
+            .iter()
+            .filter(|(class, _)| class == "timed-out")
+            .all(|(_, code)| code == "PollCountImpossible")
         && decisions
             .iter()
             .any(|decision| decision.grant && decision.not_after == NotAfter::Soon);
@@ -1422,6 +1461,7 @@ proptest! {
         // the test's order, so the two orders agree.
         if run.dead_letters.is_empty() {
             prop_assert_eq!(run.ledger_latest.clone(), Some(format!("D-{}", run.winner)));
+            prop_assert_eq!(run.ledger_latest_at, Some(run.winner_at));
         }
         check(&run, &decisions)?;
     }
