@@ -1567,17 +1567,14 @@ async fn a_grant_whose_name_read_fails_at_its_dead_letter_says_to_check_the_acce
     );
 }
 
-/// A removal in lower case whose first disassociate timed out (it may have landed),
-/// retried; the retry's disassociate finds nothing and the list shows the name spelled
-/// `TeamA` under a long path, so `PrincipalArnCaseMismatch` names the ARN to send. The
-/// ledger read before the dead letter fails, so the redrive caution is put in front:
-/// the message is sized for that, and never names a truncated ARN (another principal's).
-#[tokio::test]
-async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
-    let listed = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(700));
+/// The `PrincipalArnCaseMismatch` message for a removal of `listed` spelled `teama`
+/// whose first disassociate timed out (it may have landed), retried: the retry's
+/// disassociate finds nothing, the list shows `listed`, and the ledger read before the
+/// dead letter fails, so the redrive caution goes in front.
+async fn cautioned_case_mismatch(listed: &str) -> String {
     let lower = listed.replace("TeamA", "teama");
     let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![iam(&listed)])
+        .with_portfolio(PORTFOLIO, vec![iam(listed)])
         .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
     let worker = worker(catalog, &[]);
     let removal = request("disassociate-portfolio-principal", "IAM", &lower, json!({}));
@@ -1590,7 +1587,18 @@ async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
     // The retry's claim and its name's claim pass; the read before the dead letter fails.
     worker.ledger.set_faults([false, false, true]);
     drive(&worker, &retry).await;
-    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch")
+}
+
+/// A removal in lower case whose first disassociate timed out (it may have landed),
+/// retried; the retry's disassociate finds nothing and the list shows the name spelled
+/// `TeamA` under a long path, so `PrincipalArnCaseMismatch` names the ARN to send. The
+/// ledger read before the dead letter fails, so the redrive caution is put in front:
+/// the message is sized for that, and never names a truncated ARN (another principal's).
+#[tokio::test]
+async fn a_cautioned_case_mismatch_never_cuts_the_listed_arn() {
+    let listed = format!("arn:aws:iam::111122223333:role/{}/TeamA", "p".repeat(700));
+    let message = cautioned_case_mismatch(&listed).await;
     assert!(
         message.ends_with("its name spelled TeamA"),
         "the listed ARN cut: {message}"
@@ -1641,18 +1649,23 @@ async fn a_timed_out_grant_behind_a_later_removal_of_its_name_says_to_check_the_
     );
 }
 
-/// An IAM_PATTERN grant (its pattern 900 bytes, within the 1,000 the worker takes) whose
-/// associate timed out, so it may have landed, retried after ALLOW_IAM_PATTERN_PRINCIPALS
-/// was turned off: `forbidden`. The refusal quotes the pattern; the note that an earlier
-/// submit may have carried it out must survive the 1 KiB cut, or the dead letter reads
-/// as a refusal that changed nothing while the pattern may stay associated.
-#[tokio::test]
-async fn a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access() {
-    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(900));
+/// The `forbidden` dead letter's ErrorMessage for an IAM_PATTERN grant (its pattern
+/// `pattern_bytes` long, within the 1,000 the worker takes) whose associate timed out, so
+/// it may have landed, retried after ALLOW_IAM_PATTERN_PRINCIPALS was turned off. With
+/// `read_fails`, the ledger read before the dead letter fails on the retry's last
+/// attempt, so the redrive caution goes in front.
+async fn refused_after_a_submit(pattern_bytes: usize, read_fails: bool) -> String {
+    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(pattern_bytes));
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![])
         .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
-    let mut worker = worker(catalog, &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")]);
+    let mut worker = worker(
+        catalog,
+        &[
+            ("ALLOW_IAM_PATTERN_PRINCIPALS", "true"),
+            ("MAX_ATTEMPTS", "2"),
+        ],
+    );
     let grant = request(
         "associate-portfolio-principal",
         "IAM_PATTERN",
@@ -1666,172 +1679,104 @@ async fn a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access()
         "{retry}"
     );
     worker.config.guardrails.allow_iam_pattern_principals = false;
+    if read_fails {
+        worker.ledger.set_faults([true]);
+    }
     drive(&worker, &retry).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    dead[0]
+        .attribute("ErrorMessage")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const REFUSED_AFTER_A_SUBMIT: &str = "Refused after an earlier submit of this change, which \
+    may have carried it out all the same (check the access): associating an IAM_PATTERN \
+    principal needs ALLOW_IAM_PATTERN_PRINCIPALS=true";
+
+/// A 900-byte pattern: the note that an earlier submit may have carried the grant out
+/// survives the 1 KiB cut, or the dead letter would read as a refusal that changed
+/// nothing while the pattern may stay associated.
+#[tokio::test]
+async fn a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access() {
+    let message = refused_after_a_submit(900, false).await;
     assert!(
-        message.to_lowercase().contains("check the access"),
+        message.starts_with("Refused after an earlier submit"),
         "a refusal after a submit that may have landed, with no sign: {message}"
     );
 }
 
-/// As above with a pattern of 600 bytes, and the ledger read before the dead letter
-/// failing on the retry's last attempt: the redrive caution goes in front, and the note
-/// the README tells the operator to look for (the guardrail was tightened while the
-/// request was under way) follows it, not cut.
-#[tokio::test]
-async fn a_cautioned_refusal_after_a_submit_keeps_its_note() {
-    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(600));
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
-    let mut worker = worker(
-        catalog,
-        &[
-            ("ALLOW_IAM_PATTERN_PRINCIPALS", "true"),
-            ("MAX_ATTEMPTS", "2"),
-        ],
-    );
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM_PATTERN",
-        &long,
-        json!({}),
-    );
-    let retry = deliver_once(&worker, &grant, "g-1").await;
-    assert_eq!(
-        json_of_body(&retry)["progress"]["maybeSubmitted"],
-        true,
-        "{retry}"
-    );
-    worker.config.guardrails.allow_iam_pattern_principals = false;
-    // The read before the dead letter fails, on the step's last attempt.
-    worker.ledger.set_faults([true]);
-    drive(&worker, &retry).await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
-    assert!(
-        message.starts_with("Check the access before redriving: "),
-        "{message}"
-    );
-    let behind_the_caution = message.split_once("without undoing the change. ");
-    assert!(
-        behind_the_caution.is_some_and(|(_, note)| note.starts_with(
-            "Refused after an earlier submit of this change, which may have carried it out \
-             all the same (check the access): associating an IAM_PATTERN principal"
-        )),
-        "the note the README names is cut behind the caution: {message}"
-    );
-}
-
-/// The scenario of `a_refusal_after_a_long_patterns_submit_still_says_to_check_the_access`
-/// (a 900-byte pattern whose associate timed out, refused on its retry once
-/// ALLOW_IAM_PATTERN_PRINCIPALS was turned off): behind the note that comes first, the
-/// refusal still names the setting that refused it.
+/// As above: behind the note that comes first, the refusal still names the setting
+/// that refused it.
 #[tokio::test]
 async fn a_refusal_after_a_long_patterns_submit_still_names_the_flag() {
-    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(900));
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
-    let mut worker = worker(catalog, &[("ALLOW_IAM_PATTERN_PRINCIPALS", "true")]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM_PATTERN",
-        &long,
-        json!({}),
-    );
-    let retry = deliver_once(&worker, &grant, "g-1").await;
-    assert_eq!(
-        json_of_body(&retry)["progress"]["maybeSubmitted"],
-        true,
-        "{retry}"
-    );
-    worker.config.guardrails.allow_iam_pattern_principals = false;
-    drive(&worker, &retry).await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    let message = refused_after_a_submit(900, false).await;
     assert!(
-        message.starts_with("Refused after an earlier submit")
-            && message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
+        message.starts_with(REFUSED_AFTER_A_SUBMIT),
         "the refusal's reason is cut: {message}"
     );
 }
 
-/// As `a_cautioned_refusal_after_a_submit_keeps_its_note` (redrive caution, then the
-/// note), with a 700-byte pattern: the setting the refusal names is not cut.
+/// A 600-byte pattern, the ledger read before the dead letter failing: the redrive
+/// caution goes in front, and the note the README tells the operator to look for (the
+/// guardrail was tightened while the request was under way) follows it, not cut.
+#[tokio::test]
+async fn a_cautioned_refusal_after_a_submit_keeps_its_note() {
+    let message = refused_after_a_submit(600, true).await;
+    let behind_the_caution = message
+        .strip_prefix("Check the access before redriving: ")
+        .and_then(|caution| caution.split_once("without undoing the change. "));
+    assert!(
+        behind_the_caution.is_some_and(|(_, note)| note.starts_with(REFUSED_AFTER_A_SUBMIT)),
+        "the note the README names is cut behind the caution: {message}"
+    );
+}
+
+/// As above with a 700-byte pattern: the setting the refusal names is not cut.
 #[tokio::test]
 async fn a_cautioned_refusal_after_a_submit_still_names_the_flag() {
-    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(700));
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![])
-        .with_errors([None, service_error(ErrorKind::Timeout, "Timeout")]);
-    let mut worker = worker(
-        catalog,
-        &[
-            ("ALLOW_IAM_PATTERN_PRINCIPALS", "true"),
-            ("MAX_ATTEMPTS", "2"),
-        ],
-    );
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM_PATTERN",
-        &long,
-        json!({}),
-    );
-    let retry = deliver_once(&worker, &grant, "g-1").await;
-    assert_eq!(
-        json_of_body(&retry)["progress"]["maybeSubmitted"],
-        true,
-        "{retry}"
-    );
-    worker.config.guardrails.allow_iam_pattern_principals = false;
-    worker.ledger.set_faults([true]);
-    drive(&worker, &retry).await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    let message = refused_after_a_submit(700, true).await;
     assert!(
-        message.starts_with("Check the access before redriving: "),
-        "{message}"
-    );
-    assert!(
-        message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
+        message.starts_with("Check the access before redriving: ")
+            && message.contains(REFUSED_AFTER_A_SUBMIT),
         "the refusal's reason is cut behind caution and note: {message}"
     );
 }
 
-/// A first delivery, nothing in front: a pattern of 1,000 bytes (the most the worker and
-/// AWS take) does not push "needs ALLOW_IAM_PATTERN_PRINCIPALS=true" past the cut.
-#[tokio::test]
-async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
+/// A worker that ran a request naming a pattern-shaped ARN of 1,000 bytes (the most the
+/// worker and AWS take) with `action` and `principal_type`, and the one dead letter's
+/// class, code and message.
+async fn longest_pattern_dead_letter(
+    action: &str,
+    principal_type: &str,
+) -> (TestWorker, [String; 3]) {
     let long = format!("arn:aws:iam:::role/{}*", "p".repeat(980));
     assert_eq!(long.len(), 1000);
     let worker = worker(
         MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
         &[],
     );
-    drive(
-        &worker,
-        &request(
-            "associate-portfolio-principal",
-            "IAM_PATTERN",
-            &long,
-            json!({}),
-        ),
-    )
-    .await;
+    drive(&worker, &request(action, principal_type, &long, json!({}))).await;
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorCode"), Some("IamPatternNotAllowed"));
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    let attribute = |name| dead[0].attribute(name).unwrap_or_default().to_owned();
+    let found = [
+        attribute("ErrorClass"),
+        attribute("ErrorCode"),
+        attribute("ErrorMessage"),
+    ];
+    (worker, found)
+}
+
+/// A first delivery, nothing in front: a pattern of 1,000 bytes does not push "needs
+/// ALLOW_IAM_PATTERN_PRINCIPALS=true" past the cut.
+#[tokio::test]
+async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
+    let (_, [_, code, message]) =
+        longest_pattern_dead_letter("associate-portfolio-principal", "IAM_PATTERN").await;
+    assert_eq!(code, "IamPatternNotAllowed");
     assert!(
         message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
         "the flag to set is cut: {message}"
@@ -1843,25 +1788,12 @@ async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
 /// dead letter and in the outcome event).
 #[tokio::test]
 async fn a_long_principal_type_mismatch_still_names_the_type_to_send() {
-    let long = format!("arn:aws:iam:::role/{}*", "p".repeat(980));
-    assert_eq!(long.len(), 1000);
-    let worker = worker(
-        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
-        &[],
-    );
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", &long, json!({})),
-    )
-    .await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("invalid-request"));
+    let (worker, [class, code, message]) =
+        longest_pattern_dead_letter("disassociate-portfolio-principal", "IAM").await;
     assert_eq!(
-        dead[0].attribute("ErrorCode"),
-        Some("PrincipalTypeMismatch")
+        [class.as_str(), code.as_str()],
+        ["invalid-request", "PrincipalTypeMismatch"]
     );
-    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
     assert!(
         message.contains("send principalType IAM_PATTERN"),
         "the type to send is cut: {message}"
@@ -1896,21 +1828,7 @@ async fn a_long_name_listed_in_another_case_keeps_the_instruction() {
 async fn a_cautioned_long_name_listed_in_another_case_is_not_cut() {
     let name = format!("TeamA{}", "x".repeat(760));
     let listed = format!("arn:aws:iam::111122223333:role/{name}");
-    let lower = listed.replace("TeamA", "teama");
-    let catalog = MemoryServiceCatalog::default()
-        .with_portfolio(PORTFOLIO, vec![iam(&listed)])
-        .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
-    let worker = worker(catalog, &[]);
-    let removal = request("disassociate-portfolio-principal", "IAM", &lower, json!({}));
-    let retry = deliver_once(&worker, &removal, "r-1").await;
-    assert_eq!(
-        json_of_body(&retry)["progress"]["maybeSubmitted"],
-        true,
-        "{retry}"
-    );
-    worker.ledger.set_faults([false, false, true]);
-    drive(&worker, &retry).await;
-    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    let message = cautioned_case_mismatch(&listed).await;
     assert!(
         message.starts_with("Check the access before redriving: "),
         "{message}"
