@@ -614,6 +614,8 @@ struct Decision {
     late: bool,
     /// The ids spelled in capitals (the ledger takes them as one in any case).
     upper: bool,
+    /// `requestedAt` written at another UTC offset (the same instant).
+    offset: bool,
 }
 
 impl Decision {
@@ -643,6 +645,7 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
                 copies: 1,
                 late: false,
                 upper: false,
+                offset: false,
                 ..decision
             })
             .collect()
@@ -651,7 +654,8 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 
 /// Decisions as they may reach the queue: wrapped in SNS without `requestedAt` (ordered
 /// by the publish time, ties within one millisecond common), carried by several
-/// messages (some only after the clock moved), their ids spelled in capitals.
+/// messages (some only after the clock moved), their ids spelled in capitals, their
+/// `requestedAt` at another UTC offset.
 fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
     let not_after = prop::sample::select(vec![
         NotAfter::None,
@@ -672,17 +676,21 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
             prop::sample::select(vec![1u8, 1, 2, 2, 3]),
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
         )
             .prop_map(
-                |(grant, requested_at, not_after, lower, sns, copies, late, upper)| Decision {
-                    grant,
-                    requested_at,
-                    not_after,
-                    lower,
-                    sns,
-                    copies,
-                    late,
-                    upper,
+                |(grant, requested_at, not_after, lower, sns, copies, late, upper, offset)| {
+                    Decision {
+                        grant,
+                        requested_at,
+                        not_after,
+                        lower,
+                        sns,
+                        copies,
+                        late,
+                        upper,
+                        offset,
+                    }
                 },
             ),
         1..6,
@@ -733,7 +741,15 @@ fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetD
             (ORIGIN_MS / 1000) as i64 + i64::from(seconds),
         )
         .expect("in range");
-        body["requestedAt"] = json!(assignment_worker::messages::rfc3339(at));
+        body["requestedAt"] = if decision.offset {
+            json!(
+                at.to_offset(time::macros::offset!(+2))
+                    .format(&Rfc3339)
+                    .expect("formats")
+            )
+        } else {
+            json!(assignment_worker::messages::rfc3339(at))
+        };
     }
     match decision.not_after {
         NotAfter::None => {}
@@ -1520,6 +1536,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             copies: 1,
             late: false,
             upper: false,
+            offset: false,
         },
         Decision {
             grant: false,
@@ -1530,6 +1547,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             copies: 1,
             late: false,
             upper: false,
+            offset: false,
         },
     ];
     for seed in 0..64 {
@@ -1570,6 +1588,7 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
         copies,
         late: true,
         upper: false,
+        offset: false,
     };
     let decisions = [
         grant(Some(0), NotAfter::None, None, 1),
