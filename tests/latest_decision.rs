@@ -813,7 +813,7 @@ fn order_key(
     decisions: &[Decision],
     carried: &[(usize, Queued)],
     i: usize,
-) -> Option<(u128, bool, String, String)> {
+) -> Option<(i128, bool, String, String)> {
     carried
         .iter()
         .filter(|(carrying, _)| *carrying == i)
@@ -823,15 +823,15 @@ fn order_key(
 
 /// The place in the order of [`latest`] of a message carrying decision `i`, in
 /// nanoseconds.
-fn message_key(decisions: &[Decision], i: usize, message: &Queued) -> (u128, bool, String, String) {
+fn message_key(decisions: &[Decision], i: usize, message: &Queued) -> (i128, bool, String, String) {
     let decision = &decisions[i];
     let at_ns = match (decision.requested_at, decision.sns) {
-        (Some(seconds), _) => (u128::from(ORIGIN_MS) + u128::from(seconds) * 1000) * 1_000_000,
+        (Some(seconds), _) => (i128::from(ORIGIN_MS) + i128::from(seconds) * 1000) * 1_000_000,
         (None, Some(slot)) => {
             let ends_access = !decision.grant || decision.not_after != NotAfter::None;
-            u128::from(publish_ms(slot)) * 1_000_000 + if ends_access { 999_999 } else { 0 }
+            i128::from(publish_ms(slot)) * 1_000_000 + if ends_access { 999_999 } else { 0 }
         }
-        (None, None) => u128::from(message.sent_ms) * 1_000_000,
+        (None, None) => i128::from(message.sent_ms) * 1_000_000,
     };
     (
         at_ns,
@@ -1200,13 +1200,7 @@ fn run_from(
     let winner = latest(decisions, &carried);
     // The outcomes of the winning message's decision: a copy without requestedAt is a
     // decision of its own, under the same correlation id.
-    let winner_at = carried
-        .iter()
-        .filter(|(i, _)| *i == winner)
-        .map(|(i, message)| message_key(decisions, *i, message).0)
-        .max()
-        .and_then(|at| i128::try_from(at).ok())
-        .unwrap_or_default();
+    let winner_at = order_key(decisions, &carried, winner).map_or(0, |(at, ..)| at);
     let ledger_latest = worker.ledger.ledger.items().into_iter().find_map(|item| {
         let order = item.decision.order;
         Some((
