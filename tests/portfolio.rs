@@ -217,9 +217,14 @@ fn only_outcome(worker: &TestWorker) -> Value {
 
 /// The message of the one dead letter stored, which must be `permanent` with `code`.
 fn only_permanent_dead_letter(worker: &TestWorker, code: &str) -> String {
+    only_dead_letter(worker, "permanent", code)
+}
+
+/// The message of the one dead letter stored, which must be of `class` with `code`.
+fn only_dead_letter(worker: &TestWorker, class: &str, code: &str) -> String {
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
     assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("permanent"));
+    assert_eq!(dead[0].attribute("ErrorClass"), Some(class));
     assert_eq!(dead[0].attribute("ErrorCode"), Some(code));
     dead[0]
         .attribute("ErrorMessage")
@@ -1683,13 +1688,7 @@ async fn refused_after_a_submit(pattern_bytes: usize, read_fails: bool) -> Strin
         worker.ledger.set_faults([true]);
     }
     drive(&worker, &retry).await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
-    dead[0]
-        .attribute("ErrorMessage")
-        .unwrap_or_default()
-        .to_owned()
+    only_dead_letter(&worker, "forbidden", "IamPatternNotAllowed")
 }
 
 const REFUSED_AFTER_A_SUBMIT: &str = "Refused after an earlier submit of this change, which \
@@ -1746,12 +1745,14 @@ async fn a_cautioned_refusal_after_a_submit_still_names_the_flag() {
 }
 
 /// A worker that ran a request naming a pattern-shaped ARN of 1,000 bytes (the most the
-/// worker and AWS take) with `action` and `principal_type`, and the one dead letter's
-/// class, code and message.
+/// worker and AWS take) with `action` and `principal_type`, and the message of its one
+/// dead letter, which must be of `class` with `code`.
 async fn longest_pattern_dead_letter(
     action: &str,
     principal_type: &str,
-) -> (TestWorker, [String; 3]) {
+    class: &str,
+    code: &str,
+) -> (TestWorker, String) {
     let long = format!("arn:aws:iam:::role/{}*", "p".repeat(980));
     assert_eq!(long.len(), 1000);
     let worker = worker(
@@ -1759,24 +1760,21 @@ async fn longest_pattern_dead_letter(
         &[],
     );
     drive(&worker, &request(action, principal_type, &long, json!({}))).await;
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    assert_eq!(dead.len(), 1, "{dead:#?}");
-    let attribute = |name| dead[0].attribute(name).unwrap_or_default().to_owned();
-    let found = [
-        attribute("ErrorClass"),
-        attribute("ErrorCode"),
-        attribute("ErrorMessage"),
-    ];
-    (worker, found)
+    let message = only_dead_letter(&worker, class, code);
+    (worker, message)
 }
 
 /// A first delivery, nothing in front: a pattern of 1,000 bytes does not push "needs
 /// ALLOW_IAM_PATTERN_PRINCIPALS=true" past the cut.
 #[tokio::test]
 async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
-    let (_, [_, code, message]) =
-        longest_pattern_dead_letter("associate-portfolio-principal", "IAM_PATTERN").await;
-    assert_eq!(code, "IamPatternNotAllowed");
+    let (_, message) = longest_pattern_dead_letter(
+        "associate-portfolio-principal",
+        "IAM_PATTERN",
+        "forbidden",
+        "IamPatternNotAllowed",
+    )
+    .await;
     assert!(
         message.contains("ALLOW_IAM_PATTERN_PRINCIPALS"),
         "the flag to set is cut: {message}"
@@ -1788,12 +1786,13 @@ async fn a_refused_pattern_of_the_longest_length_still_names_the_flag() {
 /// dead letter and in the outcome event).
 #[tokio::test]
 async fn a_long_principal_type_mismatch_still_names_the_type_to_send() {
-    let (worker, [class, code, message]) =
-        longest_pattern_dead_letter("disassociate-portfolio-principal", "IAM").await;
-    assert_eq!(
-        [class.as_str(), code.as_str()],
-        ["invalid-request", "PrincipalTypeMismatch"]
-    );
+    let (worker, message) = longest_pattern_dead_letter(
+        "disassociate-portfolio-principal",
+        "IAM",
+        "invalid-request",
+        "PrincipalTypeMismatch",
+    )
+    .await;
     assert!(
         message.contains("send principalType IAM_PATTERN"),
         "the type to send is cut: {message}"
