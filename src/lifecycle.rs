@@ -853,7 +853,9 @@ pub fn decide(
                             completion: Completion::AlreadySatisfied,
                             operation_request_id: request_id,
                         }
-                    } else if progress.maybe_submitted && !progress.resubmitted_after_failure {
+                    } else if (progress.maybe_submitted || progress.is_owed_revoke())
+                        && !progress.resubmitted_after_failure
+                    {
                         resubmit_after_failure(progress)
                     } else {
                         Decision::DeadLetter(DeadLetter {
@@ -880,7 +882,14 @@ pub fn decide(
 /// grant's expiry would never be scheduled. Submitting once more asks Identity Center
 /// itself: a create of an existing assignment succeeds, a delete of a missing one fails
 /// as `EntitlementItem doesn't exist`, and an earlier operation still running answers
-/// `ConflictException` until it ends. The resubmit's own `FAILED` is final.
+/// `ConflictException` until it ends.
+///
+/// A revoke the worker owes (an expiry's or an undo's delete) is submitted once more
+/// too: dead-lettered, it leaves access nobody's latest decision asks for, and an undo
+/// started by a delivery that only may have created is often redundant (another chain
+/// of the same request undid the create), where one fault of Identity Center's would
+/// report a request already `superseded` as dead-lettered too. The resubmit's own
+/// `FAILED` is final.
 fn resubmit_after_failure(progress: &Progress) -> Decision {
     let mut next = progress.at(progress.operation(), Stage::Submit, 1);
     next.resubmitted_after_failure = true;

@@ -124,7 +124,8 @@ pub struct Progress {
     /// so the grant may exist although nothing confirmed it.
     pub maybe_submitted: bool,
     /// This submit repeats one whose operation FAILED while an earlier submit may have
-    /// taken effect: its own FAILED is final.
+    /// taken effect, or a revoke the worker owes ([`Progress::is_owed_revoke`]): its own
+    /// FAILED is final.
     pub resubmitted_after_failure: bool,
 }
 
@@ -183,6 +184,12 @@ impl Progress {
 
     pub fn operation(&self) -> AssignmentAction {
         self.operation
+    }
+
+    /// Whether the step removes access the worker owes to remove (an expiry's delete,
+    /// or an undo's of a grant), not access a request asked it to.
+    pub fn is_owed_revoke(&self) -> bool {
+        self.operation == AssignmentAction::Delete && self.purpose != Purpose::Decision
     }
 
     pub fn resource(&self) -> Resource {

@@ -1278,10 +1278,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             (_, AssignmentAction::Create) => PacedCall::Create,
             // The worker's own revokes end access it owes to end now; a requested one
             // waits with the rest.
-            (_, AssignmentAction::Delete) if progress.purpose == Purpose::Decision => {
-                PacedCall::Delete
-            }
-            (_, AssignmentAction::Delete) => PacedCall::Revoke,
+            (_, AssignmentAction::Delete) if progress.is_owed_revoke() => PacedCall::Revoke,
+            (_, AssignmentAction::Delete) => PacedCall::Delete,
         };
         let budget = self.deadline.map_or(Duration::MAX, |deadline| {
             deadline
@@ -1462,10 +1460,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     self.metrics.undo();
                 }
                 if next.resubmitted_after_failure && !progress.resubmitted_after_failure {
-                    tracing::warn!(
-                        "the operation FAILED, but an earlier submit of the change may have \
-                         taken effect unanswered: submitting it once more"
-                    );
+                    if progress.maybe_submitted {
+                        tracing::warn!(
+                            "the operation FAILED, but an earlier submit of the change may \
+                             have taken effect unanswered: submitting it once more"
+                        );
+                    } else {
+                        tracing::warn!("a revoke the worker owes FAILED: submitting it once more");
+                    }
                 }
                 tracing::info!(
                     next_step = next.step_name(),

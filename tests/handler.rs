@@ -2607,6 +2607,128 @@ async fn a_grant_redelivered_after_a_later_revoke_undoes_the_create_it_may_have_
     assert_eq!(outcome_of(&worker, "GRANT-G")["outcome"], "superseded");
 }
 
+/// The chaos run's SHARED-0047: a grant superseded by a later revoke, delivered again
+/// after its first delivery's chain had undone its create (the worker stopped before
+/// acknowledging the record). That delivery may have made a create of its own, so it
+/// undoes too, and Identity Center answered the redundant delete `FAILED` with a fault
+/// of its own (not "doesn't exist"). A revoke the worker owes is submitted once more
+/// before it is dead-lettered: the second delete finds nothing to remove, and the grant
+/// ends `superseded` only, not also dead-lettered.
+#[tokio::test]
+async fn an_undo_whose_delete_fails_is_submitted_once_more() {
+    let worker = worker(
+        vec![
+            // The grant's first delivery: submitted.
+            status(OperationStatus::InProgress, None),
+            // The revoke: nothing there yet.
+            error(ErrorKind::ResourceNotFound, "ResourceNotFoundException"),
+            // The undo's delete, then its one more submit.
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(
+                OperationStatus::Failed,
+                Some("EntitlementItem doesn't exist"),
+            ),
+        ],
+        config(&[]),
+    );
+    let grant = decision_at("create", "GRANT-G", "2026-11-29T10:00:01Z");
+    let revoke = decision_at("delete", "REVOKE-R", "2026-11-29T10:00:02Z");
+    invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
+    invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, redelivered_event(&grant, "m-grant", 2)).await;
+    deliver_stored_steps(&worker, before).await;
+
+    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+    let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
+    assert_eq!(deletes, 3, "{:?}", worker.identity_center.calls());
+    let grant_outcomes: Vec<Value> = outcome_events(&worker)
+        .into_iter()
+        .filter(|event| event["correlationId"] == "GRANT-G")
+        .map(|event| event["outcome"].clone())
+        .collect();
+    assert_eq!(grant_outcomes, ["superseded"]);
+}
+
+/// The same for an expiry's delete: the access must end at `notAfter`, and one fault
+/// of Identity Center's is not yet a reason to leave it in place.
+#[tokio::test]
+async fn an_expiry_whose_delete_fails_is_submitted_once_more() {
+    let worker = worker(
+        vec![
+            // The grant's create.
+            status(OperationStatus::Succeeded, None),
+            // The expiry's delete, then its one more submit.
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "TEMP-F", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    deliver_stored_steps(&worker, before).await;
+
+    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+    let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
+    assert_eq!(deletes, 2, "{:?}", worker.identity_center.calls());
+    let last = outcome_events(&worker).pop().expect("the expiry's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["outcome"], "succeeded");
+}
+
+/// A revoke the worker owes that fails again on its one more submit is dead-lettered:
+/// once more, not a loop.
+#[tokio::test]
+async fn an_expiry_whose_delete_fails_twice_is_dead_lettered() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(OperationStatus::Failed, Some("Internal failure, again")),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "TEMP-F2", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    deliver_stored_steps(&worker, before).await;
+
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+    assert_eq!(
+        dead_letters(&worker, "ErrorMessage"),
+        ["Internal failure, again"]
+    );
+    assert_eq!(worker.identity_center.calls().len(), 3);
+}
+
+/// Delivers every step the worker stores on the work queue from the `from`-th on, in
+/// order, including the ones those deliveries store, until a chain stores none.
+async fn deliver_stored_steps(worker: &TestWorker, from: usize) {
+    let mut next = from;
+    while let Some(step) = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .get(next)
+        .cloned()
+    {
+        assert!(next < from + 20, "a chain that does not end");
+        let id = format!("m-next-{next}");
+        invoke(worker, record_event(&step.body, &id, 1_764_496_900_000)).await;
+        next += 1;
+    }
+}
+
 /// A worker whose Identity Center makes a create, refuses the next create
 /// (AccessDenied), then makes a delete.
 fn grant_refused_then_revoke() -> TestWorker {

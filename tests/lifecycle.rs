@@ -4,13 +4,14 @@
 use assignment_worker::identity_center::{
     CallError, CallResult, ErrorKind, OperationStatus, StatusReport,
 };
+use assignment_worker::ledger::DecisionSummary;
 use assignment_worker::ledger::Intent;
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
     backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds,
     records_failed, redelivered_submit, sent_after_not_after,
 };
-use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage, UndoReport};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -322,6 +323,47 @@ fn failed_after_a_possibly_carried_out_submit_is_submitted_once_more() {
             dead_letter_class(&decide_now(&poll, &failed)),
             Some(ErrorClass::Failed)
         );
+    }
+}
+
+/// A revoke the worker owes (an expiry's delete, an undo's of a grant) is submitted
+/// once more after a FAILED too, at its submit or its poll; a requested change's
+/// FAILED (SPEC §3) and an undo's create (which restores access) are final.
+#[test]
+fn only_a_revoke_the_worker_owes_is_submitted_once_more_after_a_first_failed() {
+    let failed = status(OperationStatus::Failed, Some("Internal failure"));
+    let undo = Purpose::Undo {
+        superseded_by: DecisionSummary {
+            correlation_id: Some("REVOKE-R".to_owned()),
+            requested_at: "2026-11-29T10:00:02Z".to_owned(),
+        },
+        reports: UndoReport::Request,
+    };
+    let cases = [
+        (Purpose::Expiry, Delete, true),
+        (undo.clone(), Delete, true),
+        (undo, Create, false),
+        (Purpose::Decision, Delete, false),
+        (Purpose::Decision, Create, false),
+    ];
+    for (purpose, action, once_more) in cases {
+        for mut progress in [submit(action), polling(action, 2)] {
+            progress.purpose = purpose.clone();
+            let decision = decide_now(&progress, &failed);
+            let Decision::Continue { progress: next, .. } = &decision else {
+                assert!(!once_more, "{purpose:?} {action:?}: {decision:?}");
+                assert_eq!(dead_letter_class(&decision), Some(ErrorClass::Failed));
+                continue;
+            };
+            assert!(once_more, "{purpose:?} {action:?}: {decision:?}");
+            assert_eq!((next.stage.clone(), next.attempt), (Stage::Submit, 1));
+            assert!(next.resubmitted_after_failure && !next.maybe_submitted);
+            assert_eq!(
+                dead_letter_class(&decide_now(next, &failed)),
+                Some(ErrorClass::Failed),
+                "{purpose:?} {action:?}: once more, not a loop"
+            );
+        }
     }
 }
 
