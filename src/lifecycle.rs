@@ -697,7 +697,7 @@ pub fn expiry_wait(
 ) -> Option<Decision> {
     let delay = seconds_until(not_after, now);
     (delay > 0).then(|| Decision::Continue {
-        progress: progress.at(AssignmentAction::Delete, Stage::ExpireWait, 1),
+        progress: progress.restarted_at(AssignmentAction::Delete, Stage::ExpireWait),
         delay_seconds: delay,
     })
 }

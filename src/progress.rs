@@ -164,6 +164,17 @@ impl Progress {
         }
     }
 
+    /// The same request back at the start of an operation: an expiry's wait, or the
+    /// step a dead letter's redrive replays. The one more submit after a FAILED
+    /// (`resubmitted_after_failure`) belongs to the operation that FAILED, not to the
+    /// next one.
+    pub(crate) fn restarted_at(&self, operation: AssignmentAction, stage: Stage) -> Self {
+        Self {
+            resubmitted_after_failure: false,
+            ..self.at(operation, stage, 1)
+        }
+    }
+
     /// The same request, starting a new chain for `purpose` with `operation`.
     pub(crate) fn for_purpose(
         &self,

@@ -474,14 +474,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 let result = self.call_identity_center(assignment, &progress).await;
                 match lifecycle::check_operation_subject(&progress, &result, assignment) {
                     Some(dead_letter) => Decision::DeadLetter(dead_letter).into(),
-                    None => lifecycle::decide(
-                        &progress,
-                        &result,
-                        self.now(),
-                        self.policy(),
-                        Self::jitter(),
-                    )
-                    .into(),
+                    None => {
+                        let decision = lifecycle::decide(
+                            &progress,
+                            &result,
+                            self.now(),
+                            self.policy(),
+                            Self::jitter(),
+                        );
+                        log_resubmit_after_failure(&progress, &decision, &result);
+                        decision.into()
+                    }
                 }
             }
             Target::Portfolio(change) => match self.call_service_catalog(change, &progress).await {
@@ -1459,16 +1462,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 {
                     self.metrics.undo();
                 }
-                if next.resubmitted_after_failure && !progress.resubmitted_after_failure {
-                    if progress.maybe_submitted {
-                        tracing::warn!(
-                            "the operation FAILED, but an earlier submit of the change may \
-                             have taken effect unanswered: submitting it once more"
-                        );
-                    } else {
-                        tracing::warn!("a revoke the worker owes FAILED: submitting it once more");
-                    }
-                }
                 tracing::info!(
                     next_step = next.step_name(),
                     next_purpose = next.purpose_name(),
@@ -1597,9 +1590,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         let restart = if progress.purpose == Purpose::Expiry
                             || progress.purpose.is_restored_expiry()
                         {
-                            restart_from.at(AssignmentAction::Delete, Stage::ExpireWait, 1)
+                            restart_from.restarted_at(AssignmentAction::Delete, Stage::ExpireWait)
                         } else {
-                            restart_from.at(progress.operation(), Stage::Submit, 1)
+                            restart_from.restarted_at(progress.operation(), Stage::Submit)
                         };
                         match self.progress_message(&restart, 0) {
                             Some(message) => message.body,
@@ -1903,6 +1896,34 @@ fn first_stamp(
 
 /// How many times SQS has delivered the record; 1 when it does not say (hand-made
 /// events).
+/// The first FAILED of an operation submitted once more is in no dead letter (the
+/// second one's reason is): the log keeps it.
+fn log_resubmit_after_failure(progress: &Progress, decision: &Decision, result: &CallResult) {
+    let Decision::Continue { progress: next, .. } = decision else {
+        return;
+    };
+    if !next.resubmitted_after_failure || progress.resubmitted_after_failure {
+        return;
+    }
+    let failure_reason = result
+        .as_ref()
+        .ok()
+        .and_then(|report| report.failure_reason.as_deref())
+        .unwrap_or_default();
+    if progress.maybe_submitted {
+        tracing::warn!(
+            failure_reason,
+            "the operation FAILED, but an earlier submit of the change may have taken effect \
+             unanswered: submitting it once more"
+        );
+    } else {
+        tracing::warn!(
+            failure_reason,
+            "a revoke the worker owes FAILED: submitting it once more"
+        );
+    }
+}
+
 fn receive_count(record: &SqsMessage) -> u32 {
     record
         .attributes

@@ -2622,7 +2622,10 @@ async fn an_undo_whose_delete_fails_is_submitted_once_more() {
             status(OperationStatus::InProgress, None),
             // The revoke: nothing there yet.
             error(ErrorKind::ResourceNotFound, "ResourceNotFoundException"),
-            // The undo's delete, then its one more submit.
+            // The grant's poll: created; its undo's delete.
+            status(OperationStatus::Succeeded, None),
+            status(OperationStatus::Succeeded, None),
+            // The delivery again: its undo's delete, then its one more submit.
             status(OperationStatus::Failed, Some("Internal failure")),
             status(
                 OperationStatus::Failed,
@@ -2635,19 +2638,23 @@ async fn an_undo_whose_delete_fails_is_submitted_once_more() {
     let revoke = decision_at("delete", "REVOKE-R", "2026-11-29T10:00:02Z");
     invoke(&worker, redelivered_event(&grant, "m-grant", 1)).await;
     invoke(&worker, record_event(&revoke, "m-revoke", 1)).await;
+    deliver_stored_steps(&worker, 0).await;
+    let grant_outcomes = |worker: &TestWorker| -> Vec<Value> {
+        outcome_events(worker)
+            .into_iter()
+            .filter(|event| event["correlationId"] == "GRANT-G")
+            .map(|event| event["outcome"].clone())
+            .collect()
+    };
+    assert_eq!(grant_outcomes(&worker), ["superseded"], "the first chain's");
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
     invoke(&worker, redelivered_event(&grant, "m-grant", 2)).await;
     deliver_stored_steps(&worker, before).await;
 
     assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
     let deletes = calls_where(&worker, |call| matches!(call, Call::Delete { .. }));
-    assert_eq!(deletes, 3, "{:?}", worker.identity_center.calls());
-    let grant_outcomes: Vec<Value> = outcome_events(&worker)
-        .into_iter()
-        .filter(|event| event["correlationId"] == "GRANT-G")
-        .map(|event| event["outcome"].clone())
-        .collect();
-    assert_eq!(grant_outcomes, ["superseded"]);
+    assert_eq!(deletes, 4, "{:?}", worker.identity_center.calls());
+    assert_eq!(grant_outcomes(&worker), ["superseded", "superseded"]);
 }
 
 /// The same for an expiry's delete: the access must end at `notAfter`, and one fault
@@ -2683,14 +2690,22 @@ async fn an_expiry_whose_delete_fails_is_submitted_once_more() {
 }
 
 /// A revoke the worker owes that fails again on its one more submit is dead-lettered:
-/// once more, not a loop.
+/// once more, not a loop. The dead letter's body (the expiry's own step, SPEC §4) is an
+/// operator's redrive once the cause is fixed, and that starts afresh: its first FAILED
+/// is asked once more too.
 #[tokio::test]
-async fn an_expiry_whose_delete_fails_twice_is_dead_lettered() {
+async fn an_expiry_whose_delete_fails_twice_is_dead_lettered_and_its_redrive_starts_afresh() {
     let worker = worker(
         vec![
             status(OperationStatus::Succeeded, None),
             status(OperationStatus::Failed, Some("Internal failure")),
             status(OperationStatus::Failed, Some("Internal failure, again")),
+            // The redrive's delete, then its one more submit.
+            status(
+                OperationStatus::Failed,
+                Some("Internal failure, once fixed"),
+            ),
+            status(OperationStatus::Succeeded, None),
         ],
         config(&[]),
     );
@@ -2710,6 +2725,24 @@ async fn an_expiry_whose_delete_fails_twice_is_dead_lettered() {
         ["Internal failure, again"]
     );
     assert_eq!(worker.identity_center.calls().len(), 3);
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let restart = body_json(&dead[0]);
+    assert_eq!(restart["progress"]["step"], "expire-wait", "{restart}");
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&dead[0].body, "m-redrive", 1_764_497_000_000),
+    )
+    .await;
+    deliver_stored_steps(&worker, before).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+    assert_eq!(worker.identity_center.calls().len(), 5);
+    let last = outcome_events(&worker)
+        .pop()
+        .expect("the redrive's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["outcome"], "succeeded");
 }
 
 /// Delivers every step the worker stores on the work queue from the `from`-th on, in

@@ -8,7 +8,7 @@ use assignment_worker::ledger::DecisionSummary;
 use assignment_worker::ledger::Intent;
 use assignment_worker::lifecycle::{
     Completion, DeadLetter, Decision, ErrorClass, MAX_DELAY_SECONDS, NOT_YET_VISIBLE_POLLS, Policy,
-    backoff_seconds, check_expiry, decide, may_have_taken_effect, poll_delay_seconds,
+    backoff_seconds, check_expiry, decide, expiry_wait, may_have_taken_effect, poll_delay_seconds,
     records_failed, redelivered_submit, sent_after_not_after,
 };
 use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Stage, UndoReport};
@@ -365,6 +365,22 @@ fn only_a_revoke_the_worker_owes_is_submitted_once_more_after_a_first_failed() {
             );
         }
     }
+}
+
+/// The one more submit belongs to one operation: an expiry that goes back to waiting
+/// (its check met a later grant with a later end) revokes afresh when that end comes.
+#[test]
+fn an_expiry_back_to_its_wait_forgets_its_one_more_submit() {
+    let mut expiry = submit(Delete);
+    expiry.purpose = Purpose::Expiry;
+    expiry.resubmitted_after_failure = true;
+    let Some(Decision::Continue { progress, .. }) =
+        expiry_wait(&expiry, T0 + Duration::hours(1), T0)
+    else {
+        panic!("an end an hour away is waited for");
+    };
+    assert_eq!(progress.stage, Stage::ExpireWait);
+    assert!(!progress.resubmitted_after_failure);
 }
 
 #[test]
