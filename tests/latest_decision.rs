@@ -616,6 +616,8 @@ struct Decision {
     upper: bool,
     /// `requestedAt` written at another UTC offset (the same instant).
     offset: bool,
+    /// `requestedAt` one nanosecond past its second: the ledger orders to the nanosecond.
+    fraction: bool,
 }
 
 impl Decision {
@@ -655,7 +657,7 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 /// Decisions as they may reach the queue: wrapped in SNS without `requestedAt` (ordered
 /// by the publish time, ties within one millisecond common), carried by several
 /// messages (some only after the clock moved), their ids spelled in capitals, their
-/// `requestedAt` at another UTC offset.
+/// `requestedAt` at another UTC offset or a nanosecond past its second.
 fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
     let not_after = prop::sample::select(vec![
         NotAfter::None,
@@ -677,9 +679,21 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
             any::<bool>(),
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
         )
             .prop_map(
-                |(grant, requested_at, not_after, lower, sns, copies, late, upper, offset)| {
+                |(
+                    grant,
+                    requested_at,
+                    not_after,
+                    lower,
+                    sns,
+                    copies,
+                    late,
+                    upper,
+                    offset,
+                    fraction,
+                )| {
                     Decision {
                         grant,
                         requested_at,
@@ -690,6 +704,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
                         late,
                         upper,
                         offset,
+                        fraction,
                     }
                 },
             ),
@@ -737,9 +752,10 @@ fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetD
         })
     };
     if let Some(seconds) = decision.requested_at {
-        let at = time::OffsetDateTime::from_unix_timestamp(
-            (ORIGIN_MS / 1000) as i64 + i64::from(seconds),
-        )
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(requested_at_ns(
+            seconds,
+            decision.fraction,
+        ))
         .expect("in range");
         body["requestedAt"] = if decision.offset {
             json!(
@@ -779,6 +795,11 @@ fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetD
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
     })
     .to_string()
+}
+
+/// A `requestedAt` `seconds` after the origin, in nanoseconds; one more with `fraction`.
+fn requested_at_ns(seconds: u8, fraction: bool) -> i128 {
+    (i128::from(ORIGIN_MS) + i128::from(seconds) * 1000) * 1_000_000 + i128::from(fraction)
 }
 
 /// An SNS slot's publish time: slots 2k and 2k+1 are one millisecond apart, and pairs
@@ -826,7 +847,7 @@ fn order_key(
 fn message_key(decisions: &[Decision], i: usize, message: &Queued) -> (i128, bool, String, String) {
     let decision = &decisions[i];
     let at_ns = match (decision.requested_at, decision.sns) {
-        (Some(seconds), _) => (i128::from(ORIGIN_MS) + i128::from(seconds) * 1000) * 1_000_000,
+        (Some(seconds), _) => requested_at_ns(seconds, decision.fraction),
         (None, Some(slot)) => {
             let ends_access = !decision.grant || decision.not_after != NotAfter::None;
             i128::from(publish_ms(slot)) * 1_000_000 + if ends_access { 999_999 } else { 0 }
@@ -1548,6 +1569,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             late: false,
             upper: false,
             offset: false,
+            fraction: false,
         },
         Decision {
             grant: false,
@@ -1559,6 +1581,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             late: false,
             upper: false,
             offset: false,
+            fraction: false,
         },
     ];
     for seed in 0..64 {
@@ -1600,6 +1623,7 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
         late: true,
         upper: false,
         offset: false,
+        fraction: false,
     };
     let decisions = [
         grant(Some(0), NotAfter::None, None, 1),
