@@ -822,6 +822,9 @@ fn seconds_until(until: OffsetDateTime, now: OffsetDateTime) -> u32 {
     u32::try_from(whole.min(i64::from(MAX_DELAY_SECONDS))).unwrap_or(MAX_DELAY_SECONDS)
 }
 
+/// A `FAILED` answer's reason when AWS gave none.
+pub const FAILED_WITHOUT_A_REASON: &str = "operation FAILED without a reason";
+
 /// Decides what follows one call made for `progress`.
 ///
 /// `jitter` is a uniform draw from [0, 1): the fraction of the backoff window used.
@@ -845,7 +848,7 @@ pub fn decide(
                     let reason = report
                         .failure_reason
                         .clone()
-                        .unwrap_or_else(|| "operation FAILED without a reason".to_owned());
+                        .unwrap_or_else(|| FAILED_WITHOUT_A_REASON.to_owned());
                     if progress.operation() == AssignmentAction::Delete
                         && crate::aws_call::plain_words(&reason).contains(ENTITLEMENT_MISSING)
                     {

@@ -1244,6 +1244,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         };
                         let target = latest.desired(now).action();
                         let mut next = progress.at(target, Stage::Submit, progress.attempt);
+                        // The one more submit after a FAILED was the other operation's.
+                        next.resubmitted_after_failure &= target == progress.operation();
                         next.purpose = Purpose::Undo {
                             superseded_by: latest.summary(),
                             reports: *reports,
@@ -1894,8 +1896,6 @@ fn first_stamp(
     }
 }
 
-/// How many times SQS has delivered the record; 1 when it does not say (hand-made
-/// events).
 /// The first FAILED of an operation submitted once more is in no dead letter (the
 /// second one's reason is): the log keeps it.
 fn log_resubmit_after_failure(progress: &Progress, decision: &Decision, result: &CallResult) {
@@ -1909,7 +1909,7 @@ fn log_resubmit_after_failure(progress: &Progress, decision: &Decision, result: 
         .as_ref()
         .ok()
         .and_then(|report| report.failure_reason.as_deref())
-        .unwrap_or_default();
+        .unwrap_or(lifecycle::FAILED_WITHOUT_A_REASON);
     if progress.maybe_submitted {
         tracing::warn!(
             failure_reason,
@@ -1924,6 +1924,8 @@ fn log_resubmit_after_failure(progress: &Progress, decision: &Decision, result: 
     }
 }
 
+/// How many times SQS has delivered the record; 1 when it does not say (hand-made
+/// events).
 fn receive_count(record: &SqsMessage) -> u32 {
     record
         .attributes

@@ -2745,6 +2745,137 @@ async fn an_expiry_whose_delete_fails_twice_is_dead_lettered_and_its_redrive_sta
     assert_eq!(last["outcome"], "succeeded");
 }
 
+/// An undo's create (restoring a later grant) FAILED while an earlier submit of it may
+/// have landed, and was submitted once more; before that submit a still later revoke is
+/// recorded, and the undo's fence turns it into a delete. That delete is a revoke the
+/// worker owes, with no FAILED of its own yet: its first FAILED is asked once more too,
+/// not taken as the create's second.
+#[tokio::test]
+async fn an_undo_turned_from_create_to_delete_asks_its_own_once_more() {
+    let worker = worker(
+        vec![
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(
+                OperationStatus::Failed,
+                Some("EntitlementItem doesn't exist"),
+            ),
+        ],
+        config(&[]),
+    );
+    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
+    // The undo of that revoke at its one more submit of the create, as the worker
+    // writes it.
+    let envelope = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&revoke).expect("JSON"),
+        "progress": {
+            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1", "maybeSubmitted": true, "resubmittedAfterFailure": true,
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    });
+    let still_later = decision_at("delete", "STILL-LATER", "2026-11-29T10:00:09Z");
+    let request = assignment_worker::request::parse_request(&still_later).expect("valid");
+    let (_, assignment) = request.assignment().expect("an assignment");
+    let still_later = assignment_worker::ledger::AccessDecision {
+        order: assignment_worker::ledger::DecisionOrder {
+            requested_at: time::macros::datetime!(2026-11-29 10:00:09 UTC),
+            intent: Intent::Revoke,
+            correlation_id: Some("STILL-LATER".to_owned()),
+            first_message_id: "m-3".to_owned(),
+        },
+        not_after: None,
+    };
+    assignment_worker::ledger::Ledger::claim(
+        &worker.ledger,
+        &assignment_worker::ledger::LedgerKey::assignment(assignment),
+        &still_later,
+        assignment_worker::ledger::RecordedState::Pending,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .expect("claimed");
+
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
+    deliver_stored_steps(&worker, before).await;
+
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        2,
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    assert!(
+        worker
+            .identity_center
+            .calls()
+            .iter()
+            .all(|call| matches!(call, Call::Delete { .. }))
+    );
+    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+}
+
+/// An undo's delete that FAILED twice is dead-lettered with its own step as the body;
+/// redriven once the cause is fixed, that step starts afresh, its first FAILED asked
+/// once more too.
+#[tokio::test]
+async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
+    let worker = worker(
+        vec![
+            // The later revoke's delete.
+            status(OperationStatus::Succeeded, None),
+            // The undo's, then its one more submit.
+            status(OperationStatus::Failed, Some("Internal failure")),
+            status(OperationStatus::Failed, Some("Internal failure, again")),
+            // The redrive's delete, then its one more submit.
+            status(
+                OperationStatus::Failed,
+                Some("Internal failure, once fixed"),
+            ),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = decision_at("create", "OLD-GRANT", "2026-11-29T10:00:00Z");
+    // The undo of that grant, as the worker writes it, behind a later revoke.
+    let envelope = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&grant).expect("JSON"),
+        "progress": {
+            "step": "submit", "operation": "delete", "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1",
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    });
+    invoke(
+        &worker,
+        record_event(
+            &decision_at("delete", "LATER", "2026-11-29T10:00:05Z"),
+            "m-later",
+            1,
+        ),
+    )
+    .await;
+    let calls = worker.identity_center.calls().len();
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
+    deliver_stored_steps(&worker, before).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+    assert_eq!(worker.identity_center.calls().len(), calls + 2);
+
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(
+        &worker,
+        record_event(&dead[0].body, "m-redrive", 1_764_497_000_000),
+    )
+    .await;
+    deliver_stored_steps(&worker, before).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+    assert_eq!(worker.identity_center.calls().len(), calls + 4);
+}
+
 /// Delivers every step the worker stores on the work queue from the `from`-th on, in
 /// order, including the ones those deliveries store, until a chain stores none.
 async fn deliver_stored_steps(worker: &TestWorker, from: usize) {
