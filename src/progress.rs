@@ -121,11 +121,16 @@ pub struct Progress {
     pub purpose: Purpose,
     pub stamp: DecisionStamp,
     /// An earlier submit of this operation may have reached AWS (its answer was lost),
-    /// so the grant may exist although nothing confirmed it.
+    /// so the grant may exist although nothing confirmed it. Kept when an undo's fence
+    /// turns the operation around: the earlier submit, of the opposite change, may
+    /// still have landed, and a restored expiry's restart goes by it.
     pub maybe_submitted: bool,
-    /// This submit repeats one whose operation FAILED while an earlier submit may have
-    /// taken effect, or a revoke the worker owes ([`Progress::is_owed_revoke`]): its own
-    /// FAILED is final.
+    /// Set on the one more submit of an operation that FAILED while an earlier submit
+    /// may have taken effect, or of a revoke the worker owes
+    /// ([`Progress::is_owed_revoke`]), and kept through its polls and retries: a FAILED
+    /// then is final. An operation started afresh goes without it: an expiry's wait, a
+    /// dead letter's restart ([`Progress::restarted_at`]), an undo's fence turning the
+    /// operation around.
     pub resubmitted_after_failure: bool,
 }
 

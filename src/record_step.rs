@@ -1910,16 +1910,16 @@ fn log_resubmit_after_failure(progress: &Progress, decision: &Decision, result: 
         .ok()
         .and_then(|report| report.failure_reason.as_deref())
         .unwrap_or(lifecycle::FAILED_WITHOUT_A_REASON);
-    if progress.maybe_submitted {
+    if progress.is_owed_revoke() {
         tracing::warn!(
             failure_reason,
-            "the operation FAILED, but an earlier submit of the change may have taken effect \
-             unanswered: submitting it once more"
+            "a revoke the worker owes FAILED: submitting it once more"
         );
     } else {
         tracing::warn!(
             failure_reason,
-            "a revoke the worker owes FAILED: submitting it once more"
+            "the operation FAILED, but an earlier submit may have taken effect unanswered: \
+             submitting it once more"
         );
     }
 }

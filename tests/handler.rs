@@ -2745,75 +2745,84 @@ async fn an_expiry_whose_delete_fails_twice_is_dead_lettered_and_its_redrive_sta
     assert_eq!(last["outcome"], "succeeded");
 }
 
-/// An undo's create (restoring a later grant) FAILED while an earlier submit of it may
-/// have landed, and was submitted once more; before that submit a still later revoke is
-/// recorded, and the undo's fence turns it into a delete. That delete is a revoke the
-/// worker owes, with no FAILED of its own yet: its first FAILED is asked once more too,
-/// not taken as the create's second.
+/// An undo FAILED while an earlier submit of it may have landed, and was submitted once
+/// more; before that submit a still later decision is recorded, and the undo's fence
+/// turns it around. The new operation has no FAILED of its own yet: its first FAILED is
+/// asked once more too, not taken as the other operation's second. Both ways: a create
+/// (restoring a later grant) turned into a delete behind a still later revoke, and a
+/// delete turned into a create behind a still later grant.
 #[tokio::test]
-async fn an_undo_turned_from_create_to_delete_asks_its_own_once_more() {
-    let worker = worker(
-        vec![
-            status(OperationStatus::Failed, Some("Internal failure")),
+async fn an_undo_turned_around_asks_its_own_once_more() {
+    for (before, after, intent) in [
+        ("create", "delete", Intent::Revoke),
+        ("delete", "create", Intent::Grant),
+    ] {
+        let settled = if after == "delete" {
             status(
                 OperationStatus::Failed,
                 Some("EntitlementItem doesn't exist"),
-            ),
-        ],
-        config(&[]),
-    );
-    let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
-    // The undo of that revoke at its one more submit of the create, as the worker
-    // writes it.
-    let envelope = serde_json::json!({
-        "request": serde_json::from_str::<Value>(&revoke).expect("JSON"),
-        "progress": {
-            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
-            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-            "firstMessageId": "m-1", "maybeSubmitted": true, "resubmittedAfterFailure": true,
-            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-        }
-    });
-    let still_later = decision_at("delete", "STILL-LATER", "2026-11-29T10:00:09Z");
-    let request = assignment_worker::request::parse_request(&still_later).expect("valid");
-    let (_, assignment) = request.assignment().expect("an assignment");
-    let still_later = assignment_worker::ledger::AccessDecision {
-        order: assignment_worker::ledger::DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:09 UTC),
-            intent: Intent::Revoke,
-            correlation_id: Some("STILL-LATER".to_owned()),
-            first_message_id: "m-3".to_owned(),
-        },
-        not_after: None,
-    };
-    assignment_worker::ledger::Ledger::claim(
-        &worker.ledger,
-        &assignment_worker::ledger::LedgerKey::assignment(assignment),
-        &still_later,
-        assignment_worker::ledger::RecordedState::Pending,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await
-    .expect("claimed");
+            )
+        } else {
+            status(OperationStatus::Succeeded, None)
+        };
+        let worker = worker(
+            vec![
+                status(OperationStatus::Failed, Some("Internal failure")),
+                settled,
+            ],
+            config(&[]),
+        );
+        let request = decision_at("delete", "OLD", "2026-11-29T10:00:00Z");
+        // The undo at its one more submit of `before`, as the worker writes it.
+        let envelope = serde_json::json!({
+            "request": serde_json::from_str::<Value>(&request).expect("JSON"),
+            "progress": {
+                "step": "submit", "operation": before, "purpose": "undo", "attempt": 1,
+                "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+                "firstMessageId": "m-1", "maybeSubmitted": true, "resubmittedAfterFailure": true,
+                "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+            }
+        });
+        let parsed = assignment_worker::request::parse_request(&request).expect("valid");
+        let (_, assignment) = parsed.assignment().expect("an assignment");
+        let still_later = assignment_worker::ledger::AccessDecision {
+            order: assignment_worker::ledger::DecisionOrder {
+                requested_at: time::macros::datetime!(2026-11-29 10:00:09 UTC),
+                intent,
+                correlation_id: Some("STILL-LATER".to_owned()),
+                first_message_id: "m-3".to_owned(),
+            },
+            not_after: None,
+        };
+        assignment_worker::ledger::Ledger::claim(
+            &worker.ledger,
+            &assignment_worker::ledger::LedgerKey::assignment(assignment),
+            &still_later,
+            assignment_worker::ledger::RecordedState::Pending,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("claimed");
 
-    let before = worker.queues.sent_to(&worker.config.work_queue).len();
-    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
-    deliver_stored_steps(&worker, before).await;
+        let stored = worker.queues.sent_to(&worker.config.work_queue).len();
+        invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
+        deliver_stored_steps(&worker, stored).await;
 
-    assert_eq!(
-        worker.identity_center.calls().len(),
-        2,
-        "{:?}",
-        worker.identity_center.calls()
-    );
-    assert!(
-        worker
-            .identity_center
-            .calls()
-            .iter()
-            .all(|call| matches!(call, Call::Delete { .. }))
-    );
-    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+        let calls = worker.identity_center.calls();
+        assert_eq!(calls.len(), 2, "{before} to {after}: {calls:?}");
+        assert!(
+            calls.iter().all(|call| match after {
+                "delete" => matches!(call, Call::Delete { .. }),
+                _ => matches!(call, Call::Create { .. }),
+            }),
+            "{before} to {after}: {calls:?}"
+        );
+        assert_eq!(
+            dead_letters(&worker, "ErrorClass"),
+            Vec::<String>::new(),
+            "{before} to {after}"
+        );
+    }
 }
 
 /// An undo's delete that FAILED twice is dead-lettered with its own step as the body;
@@ -2865,6 +2874,15 @@ async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
     assert_eq!(worker.identity_center.calls().len(), calls + 2);
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    let restart = body_json(&dead[0]);
+    assert_eq!(
+        (
+            &restart["progress"]["purpose"],
+            &restart["progress"]["step"]
+        ),
+        (&Value::from("undo"), &Value::from("submit")),
+        "{restart}"
+    );
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
     invoke(
         &worker,
