@@ -1831,26 +1831,12 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
             "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
         }
     });
-    let request = assignment_worker::request::parse_request(&revoke).expect("valid");
-    let (_, assignment) = request.assignment().expect("an assignment");
-    let later_grant = assignment_worker::ledger::AccessDecision {
-        order: assignment_worker::ledger::DecisionOrder {
-            requested_at: time::macros::datetime!(2026-11-29 10:00:05 UTC),
-            intent: Intent::Grant,
-            correlation_id: Some("LATER".to_owned()),
-            first_message_id: "m-2".to_owned(),
-        },
-        not_after: None,
-    };
-    assignment_worker::ledger::Ledger::claim(
-        &worker.ledger,
-        &assignment_worker::ledger::LedgerKey::assignment(assignment),
-        &later_grant,
-        assignment_worker::ledger::RecordedState::Pending,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await
-    .expect("claimed");
+    let later_grant = decision_of(
+        Intent::Grant,
+        "LATER",
+        time::macros::datetime!(2026-11-29 10:00:05 UTC),
+    );
+    record_latest(&worker, &revoke, &later_grant).await;
 
     invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
     assert!(
@@ -2695,9 +2681,26 @@ async fn an_expiry_whose_delete_fails_is_submitted_once_more() {
 /// is asked once more too.
 #[tokio::test]
 async fn an_expiry_whose_delete_fails_twice_is_dead_lettered_and_its_redrive_starts_afresh() {
-    let worker = worker(
+    let worker = owed_revoke_failing_twice_then_fixed(status(OperationStatus::Succeeded, None));
+    let grant = assignment_request("create", "TEMP-F2", &[("notAfter", "2099-01-01T00:00:00Z")]);
+    let expiry = due_expiry(&worker, &grant).await;
+    let restart = dead_lettered_twice_then_redriven(&worker, &expiry).await;
+
+    assert_eq!(restart["progress"]["step"], "expire-wait", "{restart}");
+    let last = outcome_events(&worker)
+        .pop()
+        .expect("the redrive's outcome");
+    assert_eq!(last["trigger"], "expiry");
+    assert_eq!(last["outcome"], "succeeded");
+}
+
+/// A worker whose Identity Center answers `first` (the call that sets the step up),
+/// then fails a revoke the worker owes twice, then, on its redrive, once more before it
+/// succeeds.
+fn owed_revoke_failing_twice_then_fixed(first: CallResult) -> TestWorker {
+    worker(
         vec![
-            status(OperationStatus::Succeeded, None),
+            first,
             status(OperationStatus::Failed, Some("Internal failure")),
             status(OperationStatus::Failed, Some("Internal failure, again")),
             // The redrive's delete, then its one more submit.
@@ -2708,41 +2711,36 @@ async fn an_expiry_whose_delete_fails_twice_is_dead_lettered_and_its_redrive_sta
             status(OperationStatus::Succeeded, None),
         ],
         config(&[]),
-    );
-    let grant = assignment_request("create", "TEMP-F2", &[("notAfter", "2099-01-01T00:00:00Z")]);
-    let expiry = due_expiry(&worker, &grant).await;
-    let before = worker.queues.sent_to(&worker.config.work_queue).len();
-    invoke(
-        &worker,
-        record_event(&expiry, "m-expiry", 1_764_496_900_000),
     )
-    .await;
-    deliver_stored_steps(&worker, before).await;
+}
 
-    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
+/// Delivers `step` (a revoke the worker owes) of [`owed_revoke_failing_twice_then_fixed`]
+/// and what it stores: dead-lettered `failed` with the second reason after two deletes.
+/// Then redrives the dead letter: its first FAILED is asked once more, and it ends with
+/// no second dead letter after two more deletes. Returns the dead letter's body.
+async fn dead_lettered_twice_then_redriven(worker: &TestWorker, step: &str) -> Value {
+    let calls = worker.identity_center.calls().len();
+    let before = worker.queues.sent_to(&worker.config.work_queue).len();
+    invoke(worker, record_event(step, "m-owed", 1_764_496_900_000)).await;
+    deliver_stored_steps(worker, before).await;
+    assert_eq!(dead_letters(worker, "ErrorClass"), ["failed"]);
     assert_eq!(
-        dead_letters(&worker, "ErrorMessage"),
+        dead_letters(worker, "ErrorMessage"),
         ["Internal failure, again"]
     );
-    assert_eq!(worker.identity_center.calls().len(), 3);
+    assert_eq!(worker.identity_center.calls().len(), calls + 2);
 
     let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    let restart = body_json(&dead[0]);
-    assert_eq!(restart["progress"]["step"], "expire-wait", "{restart}");
     let before = worker.queues.sent_to(&worker.config.work_queue).len();
     invoke(
-        &worker,
+        worker,
         record_event(&dead[0].body, "m-redrive", 1_764_497_000_000),
     )
     .await;
-    deliver_stored_steps(&worker, before).await;
-    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
-    assert_eq!(worker.identity_center.calls().len(), 5);
-    let last = outcome_events(&worker)
-        .pop()
-        .expect("the redrive's outcome");
-    assert_eq!(last["trigger"], "expiry");
-    assert_eq!(last["outcome"], "succeeded");
+    deliver_stored_steps(worker, before).await;
+    assert_eq!(dead_letters(worker, "ErrorClass"), ["failed"]);
+    assert_eq!(worker.identity_center.calls().len(), calls + 4);
+    body_json(&dead[0])
 }
 
 /// An undo FAILED while an earlier submit of it may have landed, and was submitted once
@@ -2783,26 +2781,12 @@ async fn an_undo_turned_around_asks_its_own_once_more() {
                 "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
             }
         });
-        let parsed = assignment_worker::request::parse_request(&request).expect("valid");
-        let (_, assignment) = parsed.assignment().expect("an assignment");
-        let still_later = assignment_worker::ledger::AccessDecision {
-            order: assignment_worker::ledger::DecisionOrder {
-                requested_at: time::macros::datetime!(2026-11-29 10:00:09 UTC),
-                intent,
-                correlation_id: Some("STILL-LATER".to_owned()),
-                first_message_id: "m-3".to_owned(),
-            },
-            not_after: None,
-        };
-        assignment_worker::ledger::Ledger::claim(
-            &worker.ledger,
-            &assignment_worker::ledger::LedgerKey::assignment(assignment),
-            &still_later,
-            assignment_worker::ledger::RecordedState::Pending,
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("claimed");
+        let still_later = decision_of(
+            intent,
+            "STILL-LATER",
+            time::macros::datetime!(2026-11-29 10:00:09 UTC),
+        );
+        record_latest(&worker, &request, &still_later).await;
 
         let stored = worker.queues.sent_to(&worker.config.work_queue).len();
         invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
@@ -2830,22 +2814,8 @@ async fn an_undo_turned_around_asks_its_own_once_more() {
 /// once more too.
 #[tokio::test]
 async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
-    let worker = worker(
-        vec![
-            // The later revoke's delete.
-            status(OperationStatus::Succeeded, None),
-            // The undo's, then its one more submit.
-            status(OperationStatus::Failed, Some("Internal failure")),
-            status(OperationStatus::Failed, Some("Internal failure, again")),
-            // The redrive's delete, then its one more submit.
-            status(
-                OperationStatus::Failed,
-                Some("Internal failure, once fixed"),
-            ),
-            status(OperationStatus::Succeeded, None),
-        ],
-        config(&[]),
-    );
+    // First the later revoke's delete.
+    let worker = owed_revoke_failing_twice_then_fixed(status(OperationStatus::Succeeded, None));
     let grant = decision_at("create", "OLD-GRANT", "2026-11-29T10:00:00Z");
     // The undo of that grant, as the worker writes it, behind a later revoke.
     let envelope = serde_json::json!({
@@ -2866,15 +2836,8 @@ async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
         ),
     )
     .await;
-    let calls = worker.identity_center.calls().len();
-    let before = worker.queues.sent_to(&worker.config.work_queue).len();
-    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
-    deliver_stored_steps(&worker, before).await;
-    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
-    assert_eq!(worker.identity_center.calls().len(), calls + 2);
+    let restart = dead_lettered_twice_then_redriven(&worker, &envelope.to_string()).await;
 
-    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
-    let restart = body_json(&dead[0]);
     assert_eq!(
         (
             &restart["progress"]["purpose"],
@@ -2883,15 +2846,43 @@ async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
         (&Value::from("undo"), &Value::from("submit")),
         "{restart}"
     );
-    let before = worker.queues.sent_to(&worker.config.work_queue).len();
-    invoke(
-        &worker,
-        record_event(&dead[0].body, "m-redrive", 1_764_497_000_000),
+}
+
+/// A decision with no `notAfter`, first delivered as message `m-<correlation id>`.
+fn decision_of(
+    intent: Intent,
+    correlation_id: &str,
+    requested_at: time::OffsetDateTime,
+) -> assignment_worker::ledger::AccessDecision {
+    assignment_worker::ledger::AccessDecision {
+        order: assignment_worker::ledger::DecisionOrder {
+            requested_at,
+            intent,
+            correlation_id: Some(correlation_id.to_owned()),
+            first_message_id: format!("m-{correlation_id}"),
+        },
+        not_after: None,
+    }
+}
+
+/// Claims `decision` in the ledger as the latest about `request`'s assignment, as
+/// another delivery would have, with no call made here.
+async fn record_latest(
+    worker: &TestWorker,
+    request: &str,
+    decision: &assignment_worker::ledger::AccessDecision,
+) {
+    let parsed = assignment_worker::request::parse_request(request).expect("valid");
+    let (_, assignment) = parsed.assignment().expect("an assignment");
+    assignment_worker::ledger::Ledger::claim(
+        &worker.ledger,
+        &assignment_worker::ledger::LedgerKey::assignment(assignment),
+        decision,
+        assignment_worker::ledger::RecordedState::Pending,
+        time::OffsetDateTime::now_utc(),
     )
-    .await;
-    deliver_stored_steps(&worker, before).await;
-    assert_eq!(dead_letters(&worker, "ErrorClass"), ["failed"]);
-    assert_eq!(worker.identity_center.calls().len(), calls + 4);
+    .await
+    .expect("claimed");
 }
 
 /// Delivers every step the worker stores on the work queue from the `from`-th on, in
