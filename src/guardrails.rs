@@ -4,7 +4,7 @@
 use crate::ids::{AccountId, InstanceArn, PermissionSetArn, PortfolioId};
 use crate::lifecycle::{DeadLetter, ErrorClass};
 use crate::portfolio_access::PortfolioPrincipalType;
-use crate::request::{Assignment, AssignmentAction, PortfolioChange, Target};
+use crate::request::{Assignment, AssignmentAction, PortfolioChange, PortfolioPrincipal, Target};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guardrails {
@@ -107,6 +107,20 @@ impl Guardrails {
                 format!(
                     "portfolio {} is not in ALLOWED_PORTFOLIO_IDS",
                     change.portfolio
+                ),
+            );
+        }
+        // A grant only: a removal takes access away. A pattern names no account.
+        if action == AssignmentAction::Create
+            && let PortfolioPrincipal::Iam(arn) = &change.principal
+            && let Some(account) = arn.account()
+            && self.protected_accounts.contains(&account)
+        {
+            return forbidden(
+                "ProtectedAccount",
+                format!(
+                    "the principal's account {account} is in PROTECTED_ACCOUNT_IDS and is \
+                     never granted access: {arn}"
                 ),
             );
         }

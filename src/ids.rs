@@ -192,6 +192,17 @@ pattern_id!(
     Some("iam")
 );
 
+impl IamPrincipalArn {
+    /// The account the principal belongs to: the ARN's fifth field, 12 digits by the
+    /// parse.
+    pub fn account(&self) -> Option<AccountId> {
+        self.0
+            .split(':')
+            .nth(4)
+            .and_then(|account| AccountId::parse(account).ok())
+    }
+}
+
 pattern_id!(
     /// An IAM ARN pattern with no account id (principal type `IAM_PATTERN`): a concrete
     /// partition and resource type, `*` and `?` only in the path and name after it, so

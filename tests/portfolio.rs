@@ -1027,6 +1027,40 @@ async fn patterns_need_the_allow_flag_to_be_associated_but_not_to_be_removed() {
     assert_eq!(only_outcome(&allowed)["outcome"], "succeeded");
 }
 
+/// PROTECTED_ACCOUNT_IDS names accounts the worker never grants anything in: a role of
+/// one (its ARN's account) is not associated with a portfolio either. Its removal, which
+/// only takes access away, is carried out.
+#[tokio::test]
+async fn a_principal_of_a_protected_account_is_never_associated() {
+    let settings = [("PROTECTED_ACCOUNT_IDS", "444455556666,111122223333")];
+    let granting = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]),
+        &settings,
+    );
+    drive(
+        &granting,
+        &request("associate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let dead = granting.queues.sent_to(&granting.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attribute("ErrorClass"), Some("forbidden"));
+    assert_eq!(dead[0].attribute("ErrorCode"), Some("ProtectedAccount"));
+    assert!(granting.service_catalog.calls().is_empty());
+
+    let listed = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]),
+        &settings,
+    );
+    drive(
+        &listed,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    assert_eq!(only_outcome(&listed)["outcome"], "succeeded");
+    assert_eq!(listed.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 #[tokio::test]
 async fn a_portfolio_outside_the_allowed_list_is_forbidden() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
