@@ -10,7 +10,9 @@ use crate::request::{Assignment, AssignmentAction, PortfolioChange, PortfolioPri
 pub struct Guardrails {
     /// `None`: any instance. `Some`: only these.
     pub allowed_instances: Option<Vec<InstanceArn>>,
-    /// Accounts never changed, in either direction (e.g. the management account).
+    /// Accounts never changed (e.g. the management account): no assignment there is
+    /// created or deleted, and no `IAM` principal of one is associated with a portfolio
+    /// (removing one only takes access away).
     pub protected_accounts: Vec<AccountId>,
     /// Permission sets never granted; revoking them stays allowed so access can end.
     pub protected_permission_sets: Vec<PermissionSetArn>,

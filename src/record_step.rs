@@ -408,11 +408,17 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Err(stop) => return stop,
             };
             let now = self.now();
-            let refusal = self
-                .worker
-                .config
-                .guardrails
-                .refuse_target(progress.operation(), self.target)
+            // An undo's operation is settled at its fence, which may turn it around: it
+            // is judged after it (below), never as the operation its envelope wrote.
+            let judged_now = !matches!(progress.purpose, Purpose::Undo { .. });
+            let refusal = judged_now
+                .then(|| {
+                    self.worker
+                        .config
+                        .guardrails
+                        .refuse_target(progress.operation(), self.target)
+                })
+                .flatten()
                 .or_else(|| lifecycle::check_requested_at(&progress, now));
             if let Some(dead_letter) = refusal {
                 return self

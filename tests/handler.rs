@@ -2885,6 +2885,49 @@ async fn record_latest(
     .expect("claimed");
 }
 
+/// The reverse of the test above: an undo written to create (restoring a later grant)
+/// whose fence finds a still later revoke turns into a delete, which the guardrails
+/// allow. Judged by the operation written in its envelope, it was refused as a grant of
+/// a protected permission set, and the access the latest decision removes stayed.
+#[tokio::test]
+async fn an_undo_that_turns_into_a_revoke_is_not_refused_as_the_grant_it_was() {
+    let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
+    let worker = worker(
+        vec![status(OperationStatus::Succeeded, None)],
+        config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
+    );
+    let request = decision_at("delete", "OLD", "2026-11-29T10:00:00Z");
+    let envelope = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&request).expect("JSON"),
+        "progress": {
+            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1",
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    });
+    let still_later = decision_of(
+        Intent::Revoke,
+        "STILL-LATER",
+        time::macros::datetime!(2026-11-29 10:00:09 UTC),
+    );
+    record_latest(&worker, &request, &still_later).await;
+
+    invoke(&worker, record_event(&envelope.to_string(), "m-undo", 1)).await;
+
+    assert_eq!(dead_letters(&worker, "ErrorCode"), Vec::<String>::new());
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        1,
+        "{:?}",
+        worker.identity_center.calls()
+    );
+    assert!(matches!(
+        worker.identity_center.calls()[0],
+        Call::Delete { .. }
+    ));
+}
+
 /// Delivers every step the worker stores on the work queue from the `from`-th on, in
 /// order, including the ones those deliveries store, until a chain stores none.
 async fn deliver_stored_steps(worker: &TestWorker, from: usize) {
