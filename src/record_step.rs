@@ -433,8 +433,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 return self.expired(expired, progress).await;
             }
             // Paced before the ledger's claim, so that a deferred submit costs no claim.
-            // (An undo's fence may turn a paced delete into a create: rare, and the
-            // outstanding limit answers it as for any create.)
+            // (An undo's fence may turn it around after its pacing: a delete into a create,
+            // which the outstanding limit then answers as for any create; a create into a
+            // revoke the worker owes, paced as the create, which may defer it. Both rare.)
             if let Some(deferred) = self.pace(&progress).await {
                 return deferred;
             }
@@ -442,8 +443,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Ok(fenced) => progress = fenced,
                 Err(stop) => return stop,
             }
-            // An undo's fence may turn a delete into a create: the guardrails judge the
-            // operation actually carried out.
+            // The guardrails judge the operation actually carried out: for an undo, whose
+            // fence may turn it around either way, this is the only check.
             let guardrails = &self.worker.config.guardrails;
             if let Some(dead_letter) = guardrails.refuse_target(progress.operation(), self.target) {
                 return self

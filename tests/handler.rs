@@ -2885,10 +2885,11 @@ async fn record_latest(
     .expect("claimed");
 }
 
-/// The reverse of the test above: an undo written to create (restoring a later grant)
-/// whose fence finds a still later revoke turns into a delete, which the guardrails
-/// allow. Judged by the operation written in its envelope, it was refused as a grant of
-/// a protected permission set, and the access the latest decision removes stayed.
+/// The reverse of `an_undo_that_turns_into_a_grant_still_meets_the_guardrails`: an
+/// undo written to create (restoring a later grant) whose fence finds a still later
+/// revoke turns into a delete, which the guardrails allow. Judged by the operation
+/// written in its envelope, it was refused as a grant of a protected permission set,
+/// and the access the latest decision removes stayed.
 #[tokio::test]
 async fn an_undo_that_turns_into_a_revoke_is_not_refused_as_the_grant_it_was() {
     let protected = "arn:aws:sso:::permissionSet/ssoins-722326ba6a8a6d40/ps-1a2b3c4d5e6f7a8b";
