@@ -1061,6 +1061,48 @@ async fn a_principal_of_a_protected_account_is_never_associated() {
     assert_eq!(listed.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
+/// An undo written to associate (restoring a later grant of a role of a protected
+/// account) whose fence finds a still later removal turns into a disassociate, which
+/// PROTECTED_ACCOUNT_IDS allows. Judged as the associate its envelope wrote, it was
+/// refused, and the role kept the access the latest decision removes.
+#[tokio::test]
+async fn an_undo_turned_into_a_removal_is_carried_out_for_a_protected_account() {
+    use assignment_worker::ledger::{DecisionOrder, Intent, LedgerKey, RecordedState};
+    let worker = worker(
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]),
+        &[("PROTECTED_ACCOUNT_IDS", "111122223333")],
+    );
+    let removal = removal_at("TeamA-dev", "10:00:00");
+    let still_later = removal_at("TeamA-dev", "10:00:09");
+    let parsed = parse_request(&still_later).expect("valid");
+    let order = DecisionOrder {
+        requested_at: parsed.requested_at.expect("requestedAt"),
+        intent: Intent::Revoke,
+        correlation_id: Some("CHG-r-3".to_owned()),
+        first_message_id: "r-3".to_owned(),
+    };
+    record_decision(
+        &worker,
+        &LedgerKey::of(parsed.target().1),
+        order,
+        RecordedState::Pending,
+    )
+    .await;
+    let undo = json!({
+        "request": json_of_body(&removal),
+        "progress": {"step": "submit", "operation": "associate", "attempt": 1,
+                     "firstReceivedAt": "2026-11-30T10:00:01Z",
+                     "purpose": "undo", "requestedAt": "2026-11-30T10:00:00Z",
+                     "firstMessageId": "r-1",
+                     "supersededBy": {"correlationId": "CHG-g-1",
+                                      "requestedAt": "2026-11-30T10:00:05Z"}},
+    });
+    drive(&worker, &undo.to_string()).await;
+
+    assert_no_dead_letter(&worker);
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 #[tokio::test]
 async fn a_portfolio_outside_the_allowed_list_is_forbidden() {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
