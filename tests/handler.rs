@@ -1822,15 +1822,7 @@ async fn an_undo_that_turns_into_a_grant_still_meets_the_guardrails() {
     let revoke = decision_at("delete", "OLD-REVOKE", "2026-11-29T10:00:00Z");
     // The undo step of that revoke, written as the worker writes it: it was to delete,
     // and the later decision it restores is a grant recorded by other means.
-    let envelope = serde_json::json!({
-        "request": serde_json::from_str::<Value>(&revoke).expect("JSON"),
-        "progress": {
-            "step": "submit", "operation": "delete", "purpose": "undo", "attempt": 1,
-            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-            "firstMessageId": "m-1",
-            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-        }
-    });
+    let envelope = undo_step(&revoke, "delete");
     let later_grant = decision_of(
         Intent::Grant,
         "LATER",
@@ -2772,15 +2764,9 @@ async fn an_undo_turned_around_asks_its_own_once_more() {
         );
         let request = decision_at("delete", "OLD", "2026-11-29T10:00:00Z");
         // The undo at its one more submit of `before`, as the worker writes it.
-        let envelope = serde_json::json!({
-            "request": serde_json::from_str::<Value>(&request).expect("JSON"),
-            "progress": {
-                "step": "submit", "operation": before, "purpose": "undo", "attempt": 1,
-                "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-                "firstMessageId": "m-1", "maybeSubmitted": true, "resubmittedAfterFailure": true,
-                "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-            }
-        });
+        let mut envelope = undo_step(&request, before);
+        envelope["progress"]["maybeSubmitted"] = Value::from(true);
+        envelope["progress"]["resubmittedAfterFailure"] = Value::from(true);
         let still_later = decision_of(
             intent,
             "STILL-LATER",
@@ -2818,15 +2804,7 @@ async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
     let worker = owed_revoke_failing_twice_then_fixed(status(OperationStatus::Succeeded, None));
     let grant = decision_at("create", "OLD-GRANT", "2026-11-29T10:00:00Z");
     // The undo of that grant, as the worker writes it, behind a later revoke.
-    let envelope = serde_json::json!({
-        "request": serde_json::from_str::<Value>(&grant).expect("JSON"),
-        "progress": {
-            "step": "submit", "operation": "delete", "purpose": "undo", "attempt": 1,
-            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-            "firstMessageId": "m-1",
-            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-        }
-    });
+    let envelope = undo_step(&grant, "delete");
     invoke(
         &worker,
         record_event(
@@ -2846,6 +2824,20 @@ async fn an_undo_dead_lettered_after_two_failures_is_redriven_afresh() {
         (&Value::from("undo"), &Value::from("submit")),
         "{restart}"
     );
+}
+
+/// The undo step of `request` at its submit of `operation`, as the worker writes it:
+/// first received at 10:00:01, restoring the decision `LATER` of 10:00:05.
+fn undo_step(request: &str, operation: &str) -> Value {
+    serde_json::json!({
+        "request": body_json_text(request),
+        "progress": {
+            "step": "submit", "operation": operation, "purpose": "undo", "attempt": 1,
+            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
+            "firstMessageId": "m-1",
+            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
+        }
+    })
 }
 
 /// A decision with no `notAfter`, first delivered as message `m-<correlation id>`.
@@ -2898,15 +2890,7 @@ async fn an_undo_that_turns_into_a_revoke_is_not_refused_as_the_grant_it_was() {
         config(&[("PROTECTED_PERMISSION_SET_ARNS", protected)]),
     );
     let request = decision_at("delete", "OLD", "2026-11-29T10:00:00Z");
-    let envelope = serde_json::json!({
-        "request": serde_json::from_str::<Value>(&request).expect("JSON"),
-        "progress": {
-            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
-            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-            "firstMessageId": "m-1",
-            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-        }
-    });
+    let envelope = undo_step(&request, "create");
     let still_later = decision_of(
         Intent::Revoke,
         "STILL-LATER",
@@ -3952,15 +3936,7 @@ async fn an_undo_whose_create_is_in_place_when_dead_lettered_keeps_its_restored_
         revoke_behind_a_later_grant(Some(later_end), RecordedState::Pending).await;
     // The fence's read passes; the read before the dead letter fails.
     worker.ledger.inner.set_faults([false, true]);
-    let undo = serde_json::json!({
-        "request": body_json_text(&revoke),
-        "progress": {
-            "step": "submit", "operation": "create", "purpose": "undo", "attempt": 1,
-            "firstReceivedAt": "2026-11-29T10:00:01Z", "requestedAt": "2026-11-29T10:00:00Z",
-            "firstMessageId": "m-1",
-            "supersededBy": {"correlationId": "LATER", "requestedAt": "2026-11-29T10:00:05Z"}
-        }
-    });
+    let undo = undo_step(&revoke, "create");
     let response = worker
         .handle(
             record_event(&undo.to_string(), "m-undo", 1_764_000_000_000),
