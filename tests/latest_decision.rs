@@ -606,13 +606,16 @@ struct Decision {
     lower: bool,
     /// Wrapped in an SNS notification published at this slot ([`publish_ms`]).
     sns: Option<u8>,
+    /// Wrapped in an EventBridge event (when not in SNS): ordered as a raw request is.
+    eventbridge: bool,
     /// How many SQS messages carry this decision (an SNS redelivery, an upstream that
     /// sends twice): each with its own message id.
     copies: u8,
     /// The second copy reaches the queue only once the clock has moved (a late SNS
     /// redelivery, an upstream retry after a timeout).
     late: bool,
-    /// The ids spelled in capitals (the ledger takes them as one in any case).
+    /// The ids spelled in capitals: the instance's, the permission set's, the
+    /// principal's, the portfolio's (the ledger takes them as one in any case).
     upper: bool,
     /// `requestedAt` written at another UTC offset (the same instant).
     offset: bool,
@@ -644,6 +647,7 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
             .into_iter()
             .map(|decision| Decision {
                 sns: None,
+                eventbridge: false,
                 copies: 1,
                 late: false,
                 upper: false,
@@ -656,7 +660,8 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 
 /// Decisions as they may reach the queue: wrapped in SNS without `requestedAt` (ordered
 /// by the publish time, ties within one millisecond common), carried by several
-/// messages (some only after the clock moved), their ids spelled in capitals, their
+/// messages (some only after the clock moved), wrapped in EventBridge, their ids
+/// spelled in capitals, their
 /// `requestedAt` at another UTC offset or a nanosecond past its second.
 fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
     let not_after = prop::sample::select(vec![
@@ -675,6 +680,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
             not_after,
             any::<bool>(),
             prop::option::weighted(0.5, 0..8u8),
+            any::<bool>(),
             prop::sample::select(vec![1u8, 1, 2, 2, 3]),
             any::<bool>(),
             any::<bool>(),
@@ -688,6 +694,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
                     not_after,
                     lower,
                     sns,
+                    eventbridge,
                     copies,
                     late,
                     upper,
@@ -700,6 +707,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
                         not_after,
                         lower,
                         sns,
+                        eventbridge,
                         copies,
                         late,
                         upper,
@@ -716,6 +724,16 @@ const ORIGIN_MS: u64 = 1_764_000_000_000;
 
 /// A request's body; a soon `notAfter` is `soon`.
 fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetDateTime) -> String {
+    // The ids' capitals: the ssoins part of the instance and permission set alike, or
+    // the permission set names another instance.
+    let upper = |text: &str, id: &str| {
+        if decision.upper {
+            text.replace(id, &id.to_ascii_uppercase())
+        } else {
+            text.to_owned()
+        }
+    };
+    let instance_id = "722326ba6a8a6d40";
     let mut body = if subject != Subject::Assignment {
         json!({
             "action": if decision.grant {
@@ -723,31 +741,19 @@ fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetD
             } else {
                 "disassociate-portfolio-principal"
             },
-            "portfolioId": PORTFOLIO,
+            "portfolioId": upper(PORTFOLIO, "abcdefghijklm"),
             "principalType": "IAM",
             "principalArn": decision.arn(subject),
             "correlationId": format!("D-{index}"),
         })
     } else {
-        let (permission_set, principal) = if decision.upper {
-            (
-                PERMISSION_SET.replace("ps-1a2b3c4d5e6f7a8b", "ps-1A2B3C4D5E6F7A8B"),
-                format!(
-                    "{}{}",
-                    &PRINCIPAL[..11],
-                    PRINCIPAL[11..].to_ascii_uppercase()
-                ),
-            )
-        } else {
-            (PERMISSION_SET.to_owned(), PRINCIPAL.to_owned())
-        };
         json!({
             "action": if decision.grant { "create" } else { "delete" },
-            "instanceArn": INSTANCE,
-            "permissionSetArn": permission_set,
+            "instanceArn": upper(INSTANCE, instance_id),
+            "permissionSetArn": upper(&upper(PERMISSION_SET, instance_id), "1a2b3c4d5e6f7a8b"),
             "targetId": ACCOUNT,
             "principalType": "USER",
-            "principalId": principal,
+            "principalId": upper(PRINCIPAL, &PRINCIPAL[11..]),
             "correlationId": format!("D-{index}"),
         })
     };
@@ -774,6 +780,20 @@ fn body(index: usize, decision: &Decision, subject: Subject, soon: time::OffsetD
         NotAfter::Soon => body["notAfter"] = json!(assignment_worker::messages::rfc3339(soon)),
     }
     let Some(slot) = decision.sns else {
+        if decision.eventbridge {
+            return json!({
+                "version": "0",
+                "id": format!("6a7e8feb-0000-4000-8000-{index:012}"),
+                "detail-type": "AccessRequestApproved",
+                "source": "com.example.approvals",
+                "account": "123456789012",
+                "time": "2025-11-24T16:00:00Z",
+                "region": "us-east-1",
+                "resources": [],
+                "detail": body,
+            })
+            .to_string();
+        }
         return body.to_string();
     };
     let published =
@@ -1226,6 +1246,7 @@ fn run_from(
     let own_key = {
         let plain = Decision {
             sns: None,
+            eventbridge: false,
             ..decisions[0].clone()
         };
         let request = parse_request(&body(0, &plain, subject, start + SOON))
@@ -1565,6 +1586,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             not_after: NotAfter::None,
             lower: false,
             sns: None,
+            eventbridge: false,
             copies: 1,
             late: false,
             upper: false,
@@ -1577,6 +1599,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             not_after: NotAfter::None,
             lower: false,
             sns: None,
+            eventbridge: false,
             copies: 1,
             late: false,
             upper: false,
@@ -1619,6 +1642,7 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
         not_after,
         lower: false,
         sns,
+        eventbridge: false,
         copies,
         late: true,
         upper: false,
