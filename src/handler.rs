@@ -109,7 +109,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
         // stored. A record whose message is refused runs again and may end otherwise (the
         // operation finished meanwhile): its next step goes first, since a dead letter
         // stored beside a refused step could be contradicted by the rerun's outcome (and
-        // replayed by a redrive), and its outcome event last, for the same reason.
+        // replayed by a redrive), and its outcome event last, for the same reason. Once
+        // its dead letter is stored, a record is done (SPEC §5): a refused `dead-lettered`
+        // event is lost rather than rerun into that contradiction.
+        let mut dead_letter_stored = vec![false; records.len()];
         for destination in [
             Destination::Work,
             Destination::DeadLetter,
@@ -134,6 +137,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                 .send_all(destination, &owners, &messages, invocation)
                 .await;
             for (index, error) in failures {
+                if destination == Destination::Outcome && dead_letter_stored[index] {
+                    spans[index].in_scope(|| {
+                        tracing::warn!(
+                            %error,
+                            "outcome event not sent; the dead letter is stored, so the \
+                             record is done and its dead-lettered event is lost"
+                        );
+                    });
+                    continue;
+                }
                 failed[index] = true;
                 spans[index].in_scope(|| {
                     tracing::error!(
@@ -142,6 +155,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> Worker<I, 
                         "send failed; the record will be delivered again"
                     );
                 });
+            }
+            if destination == Destination::DeadLetter {
+                for index in owners {
+                    dead_letter_stored[index] = !failed[index];
+                }
             }
         }
         let now = invocation.clock.now();

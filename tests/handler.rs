@@ -558,6 +558,33 @@ async fn a_dead_letter_waits_until_the_records_next_step_is_stored() {
     assert!(outcome_events(&worker).is_empty());
 }
 
+/// SPEC §5: a stored dead letter is the record's durable end; the outcome event is owed
+/// only for a terminal success. A timed-out poll whose dead letter is stored and whose
+/// `dead-lettered` event SQS refused is acknowledged: left for redelivery, its rerun
+/// finds the create done and reports `succeeded` beside the stored `timed-out` dead
+/// letter, which a redrive would replay.
+#[tokio::test]
+async fn a_stored_dead_letter_acknowledges_its_record_when_its_outcome_event_is_refused() {
+    let outcomes = assignment_worker::config::QueueUrl::parse(OUTCOMES).expect("a queue URL");
+    let worker = worker_sending_to(
+        RecordingQueues::refusing_queue(&outcomes),
+        vec![
+            status(OperationStatus::InProgress, None),
+            status(OperationStatus::Succeeded, None),
+        ],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "CHG-LATE", &[]);
+    let poll = create_poll(&grant, 12, &rfc3339_minutes_ago(16));
+    let response = invoke(&worker, record_event(&poll, "m-late", 1_764_000_000_000)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["timed-out"]);
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "the dead letter is stored: the record is done"
+    );
+}
+
 fn rfc3339_minutes_ago(minutes: i64) -> String {
     assignment_worker::messages::rfc3339(
         time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes),
