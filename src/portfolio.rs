@@ -216,24 +216,27 @@ pub fn settle_not_found(
 /// ([`crate::ledger::LedgerKey::iam_name`]): that removal found nothing of this spelling
 /// to remove, or removed it before this grant added it back. A grant none of whose
 /// submits can have landed yet is `superseded` with no call. One whose associate was
-/// made (its confirm sees its entry) or may have been (a retry after a timeout) removes
-/// its own spelling first: an undo toward the removal, which the removal itself could
-/// not make, since it names another spelling. `None`: not a grant's own step (an expiry
-/// or undo goes by [`latest_for_the_entry`]), or no such removal.
+/// made (`made`: its confirm sees its entry, or AWS answered the associate of a principal
+/// already listed) or may have been (a retry after a timeout) removes its own spelling
+/// first: an undo toward the removal, which the removal itself could not make, since it
+/// names another spelling. `None`: not a grant's own step (an expiry or undo goes by
+/// [`latest_for_the_entry`]), or no such removal.
 pub fn behind_a_later_removal_of_the_name(
     progress: &Progress,
     own: &AccessDecision,
     latest_removal: Option<&AccessDecision>,
+    made: bool,
     now: OffsetDateTime,
 ) -> Option<Decision> {
     let later = later_removal_of_the_name(own, latest_removal)?;
     if own.order.intent != Intent::Grant || progress.purpose != Purpose::Decision {
         return None;
     }
-    Some(match progress.stage {
-        Stage::Confirm { .. } => lifecycle::undo(progress, later, now),
+    Some(if made {
+        lifecycle::undo(progress, later, now)
+    } else {
         // An undo when an earlier submit may have landed.
-        _ => lifecycle::superseded(progress, later, now),
+        lifecycle::superseded(progress, later, now)
     })
 }
 

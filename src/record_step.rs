@@ -918,31 +918,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 .as_ref()
                 .map(|listed| portfolio::shows_change(progress, &principal, listed));
             if shown == Ok(true)
-                && progress.purpose == Purpose::Decision
-                && self.decision.order.intent == Intent::Grant
+                && let Some(behind) = self.after_a_made_associate(progress).await
             {
-                // The associate landed: a later removal of the name in another spelling
-                // may have run meanwhile and found nothing of this one.
-                let removal = match self.latest_removal_of_the_name().await {
-                    Ok(removal) => removal,
-                    Err(error) => {
-                        return Ok(lifecycle::on_ledger_error(
-                            progress,
-                            &error,
-                            policy,
-                            Self::jitter(),
-                        )
-                        .into());
-                    }
-                };
-                if let Some(behind) = portfolio::behind_a_later_removal_of_the_name(
-                    progress,
-                    &self.decision,
-                    removal.as_ref(),
-                    self.now(),
-                ) {
-                    return Ok(behind.into());
-                }
+                return Ok(behind);
             }
             if shown == Ok(false) {
                 // A later decision may have changed the principal since, or removed its
@@ -1006,6 +984,16 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             }
         };
         let now = self.now();
+        if listed_before && result.is_ok() {
+            // No confirm follows, and the list that showed the principal may lag a
+            // removal of its name in another spelling made meanwhile. A ledger error
+            // repeats the step as one whose associate may have landed.
+            let mut landed = progress.clone();
+            landed.maybe_submitted = true;
+            if let Some(behind) = self.after_a_made_associate(&landed).await {
+                return Ok(behind);
+            }
+        }
         match portfolio::after_submit(
             progress,
             &result,
@@ -1095,6 +1083,33 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The latest removal of an `IAM` portfolio principal's name in any spelling (none for
     /// any other principal, which makes no call).
+    /// A grant's associate was made (its confirm sees the entry, or AWS answered the
+    /// associate of a principal already listed): a later removal of its IAM name in
+    /// another spelling may have run meanwhile and found nothing of this spelling.
+    /// `Some`: the undo toward that removal, or the step again after a ledger error.
+    async fn after_a_made_associate(&self, progress: &Progress) -> Option<Settled> {
+        if progress.purpose != Purpose::Decision || self.decision.order.intent != Intent::Grant {
+            return None;
+        }
+        let removal = match self.latest_removal_of_the_name().await {
+            Ok(removal) => removal,
+            Err(error) => {
+                return Some(
+                    lifecycle::on_ledger_error(progress, &error, self.policy(), Self::jitter())
+                        .into(),
+                );
+            }
+        };
+        portfolio::behind_a_later_removal_of_the_name(
+            progress,
+            &self.decision,
+            removal.as_ref(),
+            true,
+            self.now(),
+        )
+        .map(Into::into)
+    }
+
     async fn latest_removal_of_the_name(
         &self,
     ) -> Result<Option<AccessDecision>, crate::aws_call::CallError> {
@@ -1190,6 +1205,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         &progress,
                         &self.decision,
                         removal.as_ref(),
+                        false,
                         now,
                     ) {
                         return stop(behind, progress);

@@ -1914,3 +1914,160 @@ async fn a_cautioned_long_name_listed_in_another_case_is_not_cut() {
         "the name as listed is cut: {message}"
     );
 }
+/// The in-memory Service Catalog, with each associate held until `release`: another
+/// invocation runs meanwhile, as a concurrent Lambda would between a step's list and its
+/// associate.
+#[derive(Default)]
+struct HeldAssociate {
+    catalog: MemoryServiceCatalog,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl ServiceCatalog for HeldAssociate {
+    async fn associate_principal(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<(), CallError> {
+        self.reached.notify_one();
+        self.release.notified().await;
+        self.catalog.associate_principal(change).await
+    }
+
+    async fn disassociate_principal(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<(), CallError> {
+        self.catalog.disassociate_principal(change).await
+    }
+
+    async fn list_principals(
+        &self,
+        change: &assignment_worker::request::PortfolioChange,
+    ) -> Result<Vec<ListedPrincipal>, CallError> {
+        self.catalog.list_principals(change).await
+    }
+}
+
+/// SPEC §11: once idle, access is what the latest decision asks. The grant of
+/// `role/TeamA-dev` (10:00:00) finds its principal listed (the list still lags a removal
+/// made elsewhere), so it takes the `already-satisfied` path, which has no confirm step.
+/// Between its list and its associate, the later removal spelled `role/teama-dev`
+/// (10:00:05) runs: its disassociate finds nothing, its list no longer shows
+/// `role/TeamA-dev`, and it ends `already-satisfied`. The grant's associate then lands.
+/// The grant, with no confirm to come, reads the removal of the name after its associate
+/// as a confirm does (`a_grant_that_landed_before_a_later_removal_of_its_name_is_removed`)
+/// and undoes it, ending `superseded`; without that read the role kept the access the
+/// latest decision removed.
+#[tokio::test]
+async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its_name_is_removed() {
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
+        .with_list_lag(1);
+    let elsewhere = request("disassociate-portfolio-principal", "IAM", ROLE, json!({}));
+    let elsewhere = parse_request(&elsewhere).expect("a valid request");
+    let (_, Target::Portfolio(change)) = elsewhere.target() else {
+        panic!("a portfolio request");
+    };
+    catalog
+        .disassociate_principal(change)
+        .await
+        .expect("removed elsewhere");
+    let TestWorker {
+        identity_center,
+        queues,
+        ledger,
+        config,
+        ..
+    } = worker(MemoryServiceCatalog::default(), &[]);
+    let worker = Worker {
+        identity_center,
+        queues,
+        ledger,
+        config,
+        service_catalog: HeldAssociate {
+            catalog,
+            ..HeldAssociate::default()
+        },
+    };
+
+    let grant = earlier_grant();
+    let removal = removal_at("teama-dev", "10:00:05");
+    let grant_run = function_handler(
+        &worker,
+        LambdaEvent::new(record(&grant, "g-1"), Context::default()),
+    );
+    let removal_run = async {
+        worker.service_catalog.reached.notified().await;
+        let response = function_handler(
+            &worker,
+            LambdaEvent::new(record(&removal, "r-1"), Context::default()),
+        )
+        .await;
+        worker.service_catalog.release.notify_one();
+        response
+    };
+    let (granted, removed) = tokio::join!(grant_run, removal_run);
+    assert!(
+        granted
+            .expect("a batch response")
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(
+        removed
+            .expect("a batch response")
+            .batch_item_failures
+            .is_empty()
+    );
+    // Every step stored meanwhile, delivered until the worker is idle.
+    let mut delivered = 0;
+    while let Some(step) = worker
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .get(delivered)
+        .map(|step| step.body.clone())
+    {
+        delivered += 1;
+        assert!(delivered < 20, "the worker is not idle after 20 steps");
+        let response = function_handler(
+            &worker,
+            LambdaEvent::new(record(&step, &format!("s-{delivered}")), Context::default()),
+        );
+        let response = async {
+            // An undo's associate (none here) would wait for a release that never comes.
+            worker.service_catalog.release.notify_one();
+            response.await
+        };
+        assert!(
+            response
+                .await
+                .expect("a batch response")
+                .batch_item_failures
+                .is_empty()
+        );
+    }
+
+    let queue = worker.config.outcome_queue.as_ref().expect("outcome queue");
+    let outcomes: Vec<Value> = worker
+        .queues
+        .sent_to(queue)
+        .iter()
+        .map(|o| {
+            let o = json_of(o);
+            json!([o["action"], o["outcome"]])
+        })
+        .collect();
+    assert_eq!(
+        worker.service_catalog.catalog.principals(PORTFOLIO),
+        Some(vec![]),
+        "the later removal stands; outcomes: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes,
+        [
+            json!(["disassociate-portfolio-principal", "already-satisfied"]),
+            json!(["associate-portfolio-principal", "superseded"]),
+        ]
+    );
+}

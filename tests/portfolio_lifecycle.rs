@@ -131,18 +131,18 @@ fn undone_toward(decision: Option<Decision>) -> Option<String> {
 
 /// A grant yields to a later removal of its IAM name only: not to an earlier one, and a
 /// removal is never stopped by it. A grant none of whose submits can have landed ends
-/// with no call; one whose associate landed (its confirm) or may have (a retry after a
-/// timeout) removes its own spelling first, which the removal of another spelling did
-/// not.
+/// with no call; one whose associate was made (its confirm sees it, or AWS answered the
+/// associate of a principal already listed) or may have been (a retry after a timeout)
+/// removes its own spelling first, which the removal of another spelling did not.
 #[test]
 fn a_grant_yields_to_a_later_removal_of_its_name_and_removes_what_it_may_have_added() {
     let grant = decided(0, Intent::Grant);
     let mut later_removal = decided(5, Intent::Revoke);
     later_removal.order.correlation_id = Some("CHG-removal".to_owned());
-    let behind = |progress: &Progress, removal: &AccessDecision| {
-        behind_a_later_removal_of_the_name(progress, &grant, Some(removal), T0)
+    let behind = |progress: &Progress, removal: &AccessDecision, made: bool| {
+        behind_a_later_removal_of_the_name(progress, &grant, Some(removal), made, T0)
     };
-    let superseded = behind(&start(Create), &later_removal);
+    let superseded = behind(&start(Create), &later_removal, false);
     assert!(
         matches!(
             superseded,
@@ -156,32 +156,45 @@ fn a_grant_yields_to_a_later_removal_of_its_name_and_removes_what_it_may_have_ad
     let mut again = start(Create);
     again.maybe_submitted = true;
     assert_eq!(
-        undone_toward(behind(&again, &later_removal)).as_deref(),
+        undone_toward(behind(&again, &later_removal, false)).as_deref(),
         Some("CHG-removal")
     );
     assert_eq!(
-        undone_toward(behind(&confirming(Create), &later_removal)).as_deref(),
+        undone_toward(behind(&start(Create), &later_removal, true)).as_deref(),
+        Some("CHG-removal")
+    );
+    assert_eq!(
+        undone_toward(behind(&confirming(Create), &later_removal, true)).as_deref(),
         Some("CHG-removal")
     );
 
-    assert_eq!(behind(&start(Create), &decided(-5, Intent::Revoke)), None);
     assert_eq!(
-        behind(&confirming(Create), &decided(-5, Intent::Revoke)),
+        behind(&start(Create), &decided(-5, Intent::Revoke), false),
         None
     );
     assert_eq!(
-        behind_a_later_removal_of_the_name(&start(Create), &grant, None, T0),
+        behind(&confirming(Create), &decided(-5, Intent::Revoke), true),
+        None
+    );
+    assert_eq!(
+        behind_a_later_removal_of_the_name(&start(Create), &grant, None, true, T0),
         None
     );
     let removal = decided(0, Intent::Revoke);
     assert_eq!(
-        behind_a_later_removal_of_the_name(&start(Delete), &removal, Some(&later_removal), T0),
+        behind_a_later_removal_of_the_name(
+            &start(Delete),
+            &removal,
+            Some(&later_removal),
+            false,
+            T0
+        ),
         None
     );
     // An expiry removes its spelling anyway; an undo goes by `latest_for_the_entry`.
     let mut expiry = start(Delete);
     expiry.purpose = Purpose::Expiry;
-    assert_eq!(behind(&expiry, &later_removal), None);
+    assert_eq!(behind(&expiry, &later_removal, false), None);
 }
 
 /// An undo of an entry carries out a removal of its name decided after the entry's own
