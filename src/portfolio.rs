@@ -27,6 +27,11 @@ pub type ListResult = Result<Vec<ListedPrincipal>, CallError>;
 pub struct Settled {
     pub decision: Decision,
     pub residual_access: Option<Vec<ListedPrincipal>>,
+    /// The step's change was made (AWS answered it) but `decision` does not confirm it
+    /// (a ledger read after it failed): it is judged as a step whose change may have
+    /// landed, so that a dead letter reads the later decisions and says to check the
+    /// access.
+    pub landed: bool,
 }
 
 impl From<Decision> for Settled {
@@ -34,6 +39,7 @@ impl From<Decision> for Settled {
         Self {
             decision,
             residual_access: None,
+            landed: false,
         }
     }
 }
@@ -209,6 +215,7 @@ pub fn settle_not_found(
     Settled {
         decision: done(Completion::AlreadySatisfied),
         residual_access: Some(residual_access(principal, principals)),
+        landed: false,
     }
 }
 
@@ -388,6 +395,7 @@ pub fn after_list(
             return Settled {
                 decision: done(Completion::Succeeded),
                 residual_access: Some(Vec::new()),
+                landed: false,
             };
         }
         Err(error) if error.kind.is_transient() => {
@@ -399,6 +407,7 @@ pub fn after_list(
         return Settled {
             decision: done(Completion::Succeeded),
             residual_access: removing.then(|| residual_access(principal, principals)),
+            landed: false,
         };
     }
     let polls = polls + 1;

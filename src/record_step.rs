@@ -44,13 +44,13 @@ use crate::service_catalog::ServiceCatalog;
 /// AWS call: a grant's poll answered `FAILED` two (the read of `unless_settled`, then
 /// `record_failed`), and so does a confirm whose write the ledger refuses for good or
 /// on the step's last attempt (the write, then that read); a portfolio step two reads
-/// after its Service Catalog call, a confirm after its list (an `IAM` grant's: the
-/// name's item, then the record; a change not shown: the entry's item and the name's),
+/// after its Service Catalog call, a confirm after its list or an associate of an `IAM`
+/// principal the list already showed (an `IAM` grant's: the name's item, then the record; a change not shown: the entry's item and the name's),
 /// and an `IAM` grant about to be dead-lettered after its associate or list (the
 /// entry's item and the name's); three when a change not shown reaches its poll
 /// deadline, or a read fails on the step's last attempt (the dead letter reads the
-/// entry's item, and the name's, again); four when an `IAM` grant's confirm has its
-/// record refused (the name's item, the record, then the entry's item and the name's).
+/// entry's item, and the name's, again); four when an `IAM` grant's confirm (or such
+/// an associate) has its record refused (the name's item, the record, then the entry's item and the name's).
 /// Two fit when the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`, as the
 /// Identity Center call the reserve counts), three at most 1 s; otherwise they may leave
 /// the sends to be cut off, and the records to SQS's redelivery, like the later queues
@@ -499,6 +499,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 Err(reason) => return self.stored_again(progress, reason),
             },
         };
+        progress.maybe_submitted |= settled.landed;
         match settled.decision {
             // Overtaken by a later decision: nothing of this request's to record.
             done @ Decision::Done {
@@ -986,12 +987,15 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let now = self.now();
         if listed_before && result.is_ok() {
             // No confirm follows, and the list that showed the principal may lag a
-            // removal of its name in another spelling made meanwhile. A ledger error
-            // repeats the step as one whose associate may have landed.
+            // removal of its name in another spelling made meanwhile. After a ledger
+            // error the step goes on as one whose associate may have landed.
             let mut landed = progress.clone();
             landed.maybe_submitted = true;
             if let Some(behind) = self.after_a_made_associate(&landed).await {
-                return Ok(behind);
+                return Ok(Settled {
+                    landed: true,
+                    ..behind
+                });
             }
         }
         match portfolio::after_submit(

@@ -1949,18 +1949,104 @@ impl ServiceCatalog for HeldAssociate {
     }
 }
 
-/// SPEC §11: once idle, access is what the latest decision asks. The grant of
-/// `role/TeamA-dev` (10:00:00) finds its principal listed (the list still lags a removal
-/// made elsewhere), so it takes the `already-satisfied` path, which has no confirm step.
-/// Between its list and its associate, the later removal spelled `role/teama-dev`
-/// (10:00:05) runs: its disassociate finds nothing, its list no longer shows
-/// `role/TeamA-dev`, and it ends `already-satisfied`. The grant's associate then lands.
-/// The grant, with no confirm to come, reads the removal of the name after its associate
-/// as a confirm does (`a_grant_that_landed_before_a_later_removal_of_its_name_is_removed`)
-/// and undoes it, ending `superseded`; without that read the role kept the access the
-/// latest decision removed.
-#[tokio::test]
-async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its_name_is_removed() {
+/// The in-memory ledger, whose reads of an IAM name's item (`LedgerKey::iam_name`)
+/// answer `AccessDeniedException` (not transient) at the reads `refused` picks, counted
+/// from 0: an IAM policy or a table's key policy changed under the function, say.
+struct NameReadRefused {
+    ledger: MemoryLedger,
+    name_reads: AtomicUsize,
+    refused: fn(usize) -> bool,
+    /// Throttled (transient) instead of refused for good.
+    transient: bool,
+}
+
+impl NameReadRefused {
+    fn check(&self, key: &assignment_worker::ledger::LedgerKey) -> Result<(), CallError> {
+        if key.as_str().starts_with("portfolio-iam-name|")
+            && (self.refused)(self.name_reads.fetch_add(1, Ordering::SeqCst))
+        {
+            let transient = self.transient;
+            return Err(CallError {
+                kind: if transient {
+                    ErrorKind::RateLimited
+                } else {
+                    ErrorKind::AccessDenied
+                },
+                code: if transient {
+                    "ThrottlingException"
+                } else {
+                    "AccessDeniedException"
+                }
+                .to_owned(),
+                message: "not authorized to perform dynamodb:GetItem".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl assignment_worker::ledger::Ledger for NameReadRefused {
+    async fn claim(
+        &self,
+        key: &assignment_worker::ledger::LedgerKey,
+        decision: &assignment_worker::ledger::AccessDecision,
+        state: assignment_worker::ledger::RecordedState,
+        now: OffsetDateTime,
+    ) -> assignment_worker::ledger::LedgerResult<assignment_worker::ledger::ClaimAnswer> {
+        self.ledger.claim(key, decision, state, now).await
+    }
+
+    async fn latest(
+        &self,
+        key: &assignment_worker::ledger::LedgerKey,
+    ) -> assignment_worker::ledger::LedgerResult<Option<assignment_worker::ledger::AccessDecision>>
+    {
+        self.check(key)?;
+        self.ledger.latest(key).await
+    }
+
+    async fn latest_with_state(
+        &self,
+        key: &assignment_worker::ledger::LedgerKey,
+    ) -> assignment_worker::ledger::LedgerResult<
+        Option<(
+            assignment_worker::ledger::AccessDecision,
+            assignment_worker::ledger::RecordedState,
+        )>,
+    > {
+        self.check(key)?;
+        self.ledger.latest_with_state(key).await
+    }
+
+    async fn record(
+        &self,
+        key: &assignment_worker::ledger::LedgerKey,
+        order: &assignment_worker::ledger::DecisionOrder,
+        state: assignment_worker::ledger::RecordedState,
+        operation_request_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> assignment_worker::ledger::LedgerResult<assignment_worker::ledger::RecordAnswer> {
+        self.ledger
+            .record(key, order, state, operation_request_id, now)
+            .await
+    }
+}
+
+type RefusingWorker =
+    Worker<ScriptedIdentityCenter, RecordingQueues, NameReadRefused, HeldAssociate>;
+
+/// The grant of `role/TeamA-dev` (10:00:00) finds its principal listed (the list still
+/// lags a removal made elsewhere), so no confirm step follows its associate. Between its
+/// list and its associate, the later removal spelled `role/teama-dev` (10:00:05) runs:
+/// its disassociate finds nothing, its list no longer shows `role/TeamA-dev`, and it ends
+/// `already-satisfied`. The grant's associate then lands. The ledger's reads of the
+/// name's item are refused as `refused` says (read 0 is the grant's fence, read 1 the
+/// read once AWS answered its associate; `transient`: throttled, else refused for good);
+/// every step is delivered until the worker is idle.
+async fn listed_grant_racing_a_removal(
+    refused: fn(usize) -> bool,
+    transient: bool,
+) -> RefusingWorker {
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(ROLE)])
         .with_list_lag(1);
@@ -1976,21 +2062,24 @@ async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its
     let TestWorker {
         identity_center,
         queues,
-        ledger,
         config,
         ..
     } = worker(MemoryServiceCatalog::default(), &[]);
     let worker = Worker {
         identity_center,
         queues,
-        ledger,
+        ledger: NameReadRefused {
+            ledger: MemoryLedger::default(),
+            name_reads: AtomicUsize::new(0),
+            refused,
+            transient,
+        },
         config,
         service_catalog: HeldAssociate {
             catalog,
             ..HeldAssociate::default()
         },
     };
-
     let grant = earlier_grant();
     let removal = removal_at("teama-dev", "10:00:05");
     let grant_run = function_handler(
@@ -2020,7 +2109,6 @@ async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its
             .batch_item_failures
             .is_empty()
     );
-    // Every step stored meanwhile, delivered until the worker is idle.
     let mut delivered = 0;
     while let Some(step) = worker
         .queues
@@ -2035,7 +2123,6 @@ async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its
             LambdaEvent::new(record(&step, &format!("s-{delivered}")), Context::default()),
         );
         let response = async {
-            // An undo's associate (none here) would wait for a release that never comes.
             worker.service_catalog.release.notify_one();
             response.await
         };
@@ -2047,27 +2134,107 @@ async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its
                 .is_empty()
         );
     }
+    worker
+}
 
+fn outcome_pairs(worker: &RefusingWorker) -> Vec<Value> {
     let queue = worker.config.outcome_queue.as_ref().expect("outcome queue");
-    let outcomes: Vec<Value> = worker
+    worker
         .queues
         .sent_to(queue)
         .iter()
         .map(|o| {
             let o = json_of(o);
-            json!([o["action"], o["outcome"]])
+            json!([o["action"], o["outcome"], o["errorCode"]])
         })
-        .collect();
+        .collect()
+}
+
+/// SPEC §11: once idle, access is what the latest decision asks. The grant, with no
+/// confirm to come, reads the removal of the name once AWS answered its associate, as a
+/// confirm does (`a_grant_that_landed_before_a_later_removal_of_its_name_is_removed`), and
+/// undoes it, ending `superseded`; without that read the role kept the access the later
+/// removal took away, and both requests reported `already-satisfied`.
+#[tokio::test]
+async fn a_grant_found_listed_whose_associate_lands_after_a_later_removal_of_its_name_is_removed() {
+    let worker = listed_grant_racing_a_removal(|_| false, false).await;
+    assert_eq!(
+        worker.service_catalog.catalog.principals(PORTFOLIO),
+        Some(vec![])
+    );
+    assert_eq!(
+        outcome_pairs(&worker),
+        [
+            json!([
+                "disassociate-portfolio-principal",
+                "already-satisfied",
+                null
+            ]),
+            json!(["associate-portfolio-principal", "superseded", null]),
+        ]
+    );
+}
+
+/// As above, the read once AWS answered the associate refused for good once: the step is
+/// judged as one whose associate may have landed, so its dead letter reads the entry's
+/// later decisions through the name and yields to the later removal. Judged as the
+/// submit it was (`maybeSubmitted` false), it was dead-lettered `permanent` as if nothing
+/// had been done, and the role kept the access.
+#[tokio::test]
+async fn a_listed_grant_whose_read_of_the_name_is_refused_after_its_associate_still_yields_to_a_later_removal()
+ {
+    let worker = listed_grant_racing_a_removal(|read| read == 1, false).await;
+    let outcomes = outcome_pairs(&worker);
     assert_eq!(
         worker.service_catalog.catalog.principals(PORTFOLIO),
         Some(vec![]),
-        "the later removal stands; outcomes: {outcomes:?}"
+        "the later removal of the name must stand; outcomes: {outcomes:?}"
+    );
+}
+
+/// The name's item unreadable from the read once AWS answered the associate on: the
+/// dead letter of a grant whose associate was made (the role listed again behind a later
+/// removal of its name) tells the operator to check the access before a redrive, as a
+/// confirm's would: its redrive would be superseded at its fence with no call and leave
+/// the entry.
+#[tokio::test]
+async fn a_listed_grant_dead_lettered_after_its_associate_says_to_check_the_access() {
+    let worker = listed_grant_racing_a_removal(|read| read >= 1, false).await;
+    let dead = worker.queues.sent_to(&worker.config.dead_letter_queue);
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(
+        worker.service_catalog.catalog.principals(PORTFOLIO),
+        Some(vec![iam(ROLE)]),
+        "the associate re-added the entry"
+    );
+    let message = dead[0].attribute("ErrorMessage").unwrap_or_default();
+    assert!(
+        message.starts_with("Check the access before redriving"),
+        "class {:?} code {:?}: {message}",
+        dead[0].attribute("ErrorClass"),
+        dead[0].attribute("ErrorCode"),
+    );
+}
+
+/// As above, the read throttled once (transient): the step repeats as one whose associate
+/// may have landed, its fence finds the later removal, and it undoes.
+#[tokio::test]
+async fn a_listed_grant_whose_read_of_the_name_is_throttled_after_its_associate_undoes_it() {
+    let worker = listed_grant_racing_a_removal(|read| read == 1, true).await;
+    let outcomes = outcome_pairs(&worker);
+    assert_eq!(
+        worker.service_catalog.catalog.principals(PORTFOLIO),
+        Some(vec![]),
+        "{outcomes:?}"
     );
     assert_eq!(
-        outcomes,
-        [
-            json!(["disassociate-portfolio-principal", "already-satisfied"]),
-            json!(["associate-portfolio-principal", "superseded"]),
-        ]
+        outcomes[1],
+        json!(["associate-portfolio-principal", "superseded", null])
+    );
+    assert!(
+        worker
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
     );
 }
