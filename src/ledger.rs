@@ -165,6 +165,10 @@ pub enum RecordedState {
     /// that carried it has ended (dead-lettered `failed`). A claim of the same decision
     /// (a redrive) starts it again.
     Failed,
+    /// A grant its expiry took back at `notAfter` after the grant was reported carried
+    /// out: no access, as `Absent`; unlike an `Absent` grant (refused as `expired`, or
+    /// taken back after a dead letter), one that was submitted and reported done.
+    Revoked,
 }
 
 impl RecordedState {
@@ -174,6 +178,7 @@ impl RecordedState {
             "present" => Some(RecordedState::Present),
             "absent" => Some(RecordedState::Absent),
             "failed" => Some(RecordedState::Failed),
+            "revoked" => Some(RecordedState::Revoked),
             _ => None,
         }
     }
@@ -184,6 +189,7 @@ impl RecordedState {
             RecordedState::Present => "present",
             RecordedState::Absent => "absent",
             RecordedState::Failed => "failed",
+            RecordedState::Revoked => "revoked",
         }
     }
 }

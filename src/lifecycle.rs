@@ -470,9 +470,19 @@ pub fn recorded_carried_out(
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> bool {
     recorded.is_some_and(|(latest, state)| {
-        latest.order == own.order
-            && *state == RecordedState::from(Presence::after(progress.operation()))
+        latest.order == own.order && *state == recorded_state_after(progress)
     })
+}
+
+/// The state the ledger records for the decision once this step's change is confirmed:
+/// where the access stands, and `revoked` for the expiry of a grant reported carried
+/// out ([`copy_of_revoked_chain`]).
+pub fn recorded_state_after(progress: &Progress) -> RecordedState {
+    if progress.purpose == Purpose::Expiry && progress.grant_carried_out {
+        RecordedState::Revoked
+    } else {
+        Presence::after(progress.operation()).into()
+    }
 }
 
 /// A decision or expiry about to be dead-lettered after a change that may have taken
@@ -677,13 +687,13 @@ pub fn start_expiry(
     progress: &Progress,
     not_after: OffsetDateTime,
     now: OffsetDateTime,
+    grant_carried_out: bool,
 ) -> Decision {
+    let mut expiry =
+        progress.for_purpose(Purpose::Expiry, AssignmentAction::Delete, Stage::ExpireWait);
+    expiry.grant_carried_out = grant_carried_out;
     Decision::Continue {
-        progress: progress.for_purpose(
-            Purpose::Expiry,
-            AssignmentAction::Delete,
-            Stage::ExpireWait,
-        ),
+        progress: expiry,
         delay_seconds: seconds_until(not_after, now),
     }
 }
@@ -937,12 +947,48 @@ pub fn copy_of_failed_chain(
     own: &AccessDecision,
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> bool {
+    copy_of_chain_recorded(
+        progress,
+        receive_count,
+        own,
+        recorded,
+        RecordedState::Failed,
+    )
+}
+
+/// Whether a submit SQS delivers again is a copy of a step its chain has passed, the
+/// chain having carried the grant out and its expiry having taken it back since: the
+/// ledger records exactly this decision, under this delivery's first message id,
+/// `revoked`. Submitted again, its create would give access past `notAfter`; refused as
+/// `expired`, it would report a grant that was carried out as never submitted. It
+/// reports the chain's end again instead (the record may be the one whose outcome event
+/// SQS refused), with no call and no second expiry.
+pub fn copy_of_revoked_chain(
+    progress: &Progress,
+    receive_count: u32,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+) -> bool {
+    copy_of_chain_recorded(
+        progress,
+        receive_count,
+        own,
+        recorded,
+        RecordedState::Revoked,
+    )
+}
+
+fn copy_of_chain_recorded(
+    progress: &Progress,
+    receive_count: u32,
+    own: &AccessDecision,
+    recorded: Option<&(AccessDecision, RecordedState)>,
+    ended: RecordedState,
+) -> bool {
     receive_count > 1
         && progress.purpose == Purpose::Decision
         && progress.stage == Stage::Submit
-        && recorded.is_some_and(|(latest, state)| {
-            *state == RecordedState::Failed && latest.order == own.order
-        })
+        && recorded.is_some_and(|(latest, state)| *state == ended && latest.order == own.order)
 }
 
 /// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat

@@ -45,12 +45,14 @@ use crate::service_catalog::ServiceCatalog;
 /// `record_failed`), and so does a confirm whose write the ledger refuses for good or
 /// on the step's last attempt (the write, then that read); a portfolio step two reads
 /// after its Service Catalog call, a confirm after its list or an associate of an `IAM`
-/// principal the list already showed (an `IAM` grant's: the name's item, then the record; a change not shown: the entry's item and the name's),
+/// principal the list already showed (an `IAM` grant's: the name's item, then the
+/// record; a change not shown: the entry's item and the name's),
 /// and an `IAM` grant about to be dead-lettered after its associate or list (the
 /// entry's item and the name's); three when a change not shown reaches its poll
 /// deadline, or a read fails on the step's last attempt (the dead letter reads the
 /// entry's item, and the name's, again); four when an `IAM` grant's confirm (or such
-/// an associate) has its record refused (the name's item, the record, then the entry's item and the name's).
+/// an associate) has its record refused (the name's item, the record, then the entry's
+/// item and the name's).
 /// Two fit when the call takes at most 3 s of its 5 s (`SSO_OPERATION_TIMEOUT`, as the
 /// Identity Center call the reserve counts), three at most 1 s; otherwise they may leave
 /// the sends to be cut off, and the records to SQS's redelivery, like the later queues
@@ -128,6 +130,10 @@ struct Step {
     /// delivery, the ledger holds (or could not be read within the step's budget): it is
     /// the latest decision, and keeps its expiry.
     claimed_before: bool,
+    /// A copy of a chain that carried its grant out, whose expiry has since taken it
+    /// back ([`lifecycle::copy_of_revoked_chain`]): its end is reported again, with
+    /// `expiresAt`, and no expiry step.
+    revoked_since: bool,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -173,6 +179,7 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
         watch: None,
         in_place: false,
         claimed_before: false,
+        revoked_since: false,
     }))
 }
 
@@ -600,6 +607,32 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         "delivered again after this grant's chain ended failed",
                     ));
                 }
+                if let Ok(recorded) = &recorded
+                    && !self.restamped
+                    && lifecycle::copy_of_revoked_chain(
+                        &progress,
+                        self.receive_count,
+                        &self.decision,
+                        recorded.as_ref(),
+                    )
+                {
+                    tracing::info!(
+                        "delivered again after this grant's expiry took it back: its end \
+                         reported again, with no call"
+                    );
+                    return Err(Stepped::Decided(Box::new(Step {
+                        decision: Decision::Done {
+                            completion: Completion::Succeeded,
+                            operation_request_id: None,
+                        },
+                        progress,
+                        residual_access: None,
+                        watch: None,
+                        in_place: false,
+                        claimed_before: false,
+                        revoked_since: true,
+                    })));
+                }
                 Some(recorded)
             }
             Purpose::Expiry | Purpose::Undo { .. } => None,
@@ -619,11 +652,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     latest.is_some_and(|(latest, state)| {
                         let own = latest.is_same_decision_as(&self.decision);
                         // A grant of its own recorded absent was refused as `expired`
-                        // (or has expired since): no delivery is carrying it out. Another
-                        // delivery's claim is its own too, whatever its message id: not
-                        // a later decision.
+                        // (or has expired since; `revoked`: after it was carried out): no
+                        // delivery is carrying it out. Another delivery's claim is its own
+                        // too, whatever its message id: not a later decision.
                         let settled_absent = self.decision.order.intent == Intent::Grant
-                            && state == RecordedState::Absent;
+                            && matches!(state, RecordedState::Absent | RecordedState::Revoked);
                         if own {
                             !settled_absent
                         } else {
@@ -1399,7 +1432,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     .record(
                         &self.key,
                         &self.decision.order,
-                        Presence::after(progress.operation()).into(),
+                        lifecycle::recorded_state_after(&progress),
                         operation_request_id.as_deref(),
                         now,
                     )
@@ -1473,6 +1506,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             watch,
             in_place,
             claimed_before,
+            revoked_since,
         } = step;
         let progress = &progress;
         let worker = self.worker;
@@ -1550,9 +1584,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if let Some(not_after) = expiry {
                     context.expires_at = Some(not_after);
                     // Stored with the outcome, before the record is acknowledged.
-                    match self.expiry_step(progress, not_after, now) {
-                        Ok(step) => messages.push(step),
-                        Err(plan) => return plan,
+                    if !revoked_since {
+                        match self.expiry_step(progress, not_after, now, true) {
+                            Ok(step) => messages.push(step),
+                            Err(plan) => return plan,
+                        }
                     }
                 }
                 // The chain that ends, at a later grant's end, the access an undo made or a
@@ -1714,8 +1750,14 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: &Progress,
         not_after: OffsetDateTime,
         now: OffsetDateTime,
+        grant_carried_out: bool,
     ) -> Result<(Destination, OutgoingMessage), Plan> {
-        self.work_step(lifecycle::start_expiry(progress, not_after, now))
+        self.work_step(lifecycle::start_expiry(
+            progress,
+            not_after,
+            now,
+            grant_carried_out,
+        ))
     }
 
     /// A step stored on the work queue beside an outcome or a dead letter.
@@ -1765,7 +1807,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                      ends any access at notAfter"
                 );
             }
-            return Some(self.expiry_step(progress, not_after, now));
+            return Some(self.expiry_step(progress, not_after, now, false));
         }
         if lifecycle::may_have_taken_effect(progress, dead_letter) {
             return self.restored_expiry_step(progress);

@@ -85,8 +85,8 @@ fn error(kind: ErrorKind, code: &str) -> CallResult {
     })
 }
 
-async fn invoke<I: IdentityCenter>(
-    worker: &Worker<I, RecordingQueues, MemoryLedger, MemoryServiceCatalog>,
+async fn invoke<I: IdentityCenter, Q: QueueSender>(
+    worker: &Worker<I, Q, MemoryLedger, MemoryServiceCatalog>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     function_handler(worker, LambdaEvent::new(event, Context::default()))
@@ -4765,4 +4765,166 @@ async fn a_cautioned_ledger_refusal_begins_ledger_behind_the_caution() {
         behind_the_caution.is_some_and(|(_, refusal)| refusal.starts_with("ledger:")),
         "{message}"
     );
+}
+
+/// Refuses every message sent to the outcome queue while `refuse_outcomes` is set (an
+/// outcome send that fails, SPEC §5), storing the rest in `queues`.
+struct OutcomesRefused {
+    queues: RecordingQueues,
+    refuse_outcomes: std::sync::atomic::AtomicBool,
+}
+
+impl QueueSender for OutcomesRefused {
+    async fn send_batch(
+        &self,
+        queue: &assignment_worker::config::QueueUrl,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<(), SendError>> {
+        if queue.as_str() == OUTCOMES && self.refuse_outcomes.load(Ordering::SeqCst) {
+            let refused = SendError {
+                kind: ErrorKind::ServerError,
+                code: "InternalError".to_owned(),
+                message: "refused by the test".to_owned(),
+            };
+            return vec![Err(refused); messages.len()];
+        }
+        self.queues.send_batch(queue, messages).await
+    }
+}
+
+/// The request outcomes (not the expiry's) a worker sent, as `outcome errorClass`.
+fn request_outcomes(sent: &[OutgoingMessage]) -> Vec<String> {
+    sent.iter()
+        .map(body_json)
+        .filter(|event| event.get("trigger").is_none())
+        .map(|event| {
+            format!(
+                "{} {}",
+                event["outcome"].as_str().unwrap_or_default(),
+                event["errorClass"].as_str().unwrap_or_default()
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .collect()
+}
+
+/// An expiry step moved past its grant's end, as the tests above do.
+fn expiry_past_its_end(expiry: &str) -> String {
+    let mut expiry = body_json_text(expiry);
+    assert_eq!(expiry["progress"]["purpose"], "expiry");
+    expiry["request"]["notAfter"] = Value::from(PAST_END);
+    expiry.to_string()
+}
+
+const PAST_END: &str = "2026-11-29T12:00:00Z";
+
+/// A timed grant created at once (SUCCEEDED at the submit) whose outcome event SQS
+/// refused: its expiry step is stored, and its record comes back after the visibility
+/// timeout. With a short grant the expiry runs first, revokes at `notAfter`, and records
+/// the grant `revoked`. The record delivered again reports the grant `succeeded` (the
+/// outcome it owes), with no call and no second expiry: it was refused `expired` /
+/// `NotAfterPassed` ("passed before the grant was submitted"), a grant that was carried
+/// out and used until its end.
+#[tokio::test]
+async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_its_expiry() {
+    let queues = OutcomesRefused {
+        queues: RecordingQueues::default(),
+        refuse_outcomes: std::sync::atomic::AtomicBool::new(true),
+    };
+    let worker = worker_sending_to(queues, vec![], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    );
+    let grant = assignment_request("create", "TEMP-SHORT", &[("notAfter", &ahead)]);
+    let first = invoke(&worker, redelivered_event(&grant, "m-short", 1)).await;
+    assert_eq!(failures(&first), ["m-short"], "left for redelivery");
+    worker.queues.refuse_outcomes.store(false, Ordering::SeqCst);
+    let work = worker.queues.queues.sent_to(&worker.config.work_queue);
+    let expiry = expiry_past_its_end(&work.last().expect("the expiry step").body);
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().as_slice(),
+        [Call::Create { .. }, Call::Delete { .. }]
+    ));
+    let steps_before = worker
+        .queues
+        .queues
+        .sent_to(&worker.config.work_queue)
+        .len();
+
+    // The grant's record again, past notAfter.
+    let late = grant.replace(&ahead, PAST_END);
+    let again = invoke(&worker, redelivered_event(&late, "m-short", 2)).await;
+    assert!(failures(&again).is_empty());
+    let sent = worker.queues.queues.sent();
+    let outcomes: Vec<OutgoingMessage> = sent
+        .iter()
+        .filter(|sent| sent.queue == OUTCOMES)
+        .map(|sent| sent.message.clone())
+        .collect();
+    assert_eq!(request_outcomes(&outcomes), ["succeeded"]);
+    let reported = body_json(outcomes.last().expect("the grant's outcome"));
+    assert_eq!(reported["expiresAt"], PAST_END);
+    assert!(
+        worker
+            .queues
+            .queues
+            .sent_to(&worker.config.dead_letter_queue)
+            .is_empty()
+    );
+    assert_eq!(
+        worker.identity_center.calls().len(),
+        2,
+        "no call after the expiry's"
+    );
+    assert_eq!(
+        worker
+            .queues
+            .queues
+            .sent_to(&worker.config.work_queue)
+            .len(),
+        steps_before,
+        "no second expiry"
+    );
+}
+
+/// The same with the usual asynchronous create: the submit stored its poll, and SQS
+/// delivers the submit's record again after the visibility timeout (its delete was lost,
+/// or the function stopped before answering). The poll reported `succeeded`, the expiry
+/// revoked at `notAfter`; the copy, past `notAfter`, reports `succeeded` once more, with
+/// no call: it was dead-lettered `expired`, a second outcome that contradicted the first.
+#[tokio::test]
+async fn a_copy_of_a_carried_out_grant_after_its_expiry_reports_it_again_not_expired() {
+    let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    );
+    let grant = assignment_request("create", "TEMP-COPY", &[("notAfter", &ahead)]);
+    invoke(&worker, redelivered_event(&grant, "m-copy", 1)).await;
+    let poll = last_work_body(&worker);
+    invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
+    let expiry = expiry_past_its_end(&last_work_body(&worker));
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    let calls = worker.identity_center.calls().len();
+    invoke(
+        &worker,
+        redelivered_event(&grant.replace(&ahead, PAST_END), "m-copy", 2),
+    )
+    .await;
+    let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
+    assert_eq!(
+        request_outcomes(&worker.queues.sent_to(&outcome_queue)),
+        ["succeeded", "succeeded"]
+    );
+    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+    assert_eq!(worker.identity_center.calls().len(), calls, "no call");
 }

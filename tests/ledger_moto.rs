@@ -281,7 +281,8 @@ async fn the_same_decision_claims_again() {
 /// A grant refused as `expired` is claimed `absent` in the claim's own write; claimed
 /// again as pending (another delivery that came in time), it keeps `absent`; a pending
 /// claim (an earlier attempt's) claimed again as `absent` takes it, and a state the
-/// decision reached (`present`) stays. The memory ledger agrees.
+/// decision reached (`present`, or `revoked` by its expiry) stays. The memory ledger
+/// agrees.
 #[tokio::test]
 async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     let ledgers = ledgers().await;
@@ -320,10 +321,13 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     for (n, reached, expected) in [
         (2, None, RecordedState::Absent),
         (3, Some(RecordedState::Present), RecordedState::Present),
+        (4, Some(RecordedState::Revoked), RecordedState::Revoked),
     ] {
         claim_then_read(&ledgers.ledger, &key(n), &grant, reached, expected).await;
         claim_then_read(&memory, &key(n), &grant, reached, expected).await;
     }
+    let item = ledgers.raw(&key(4)).await.expect("the item");
+    assert_eq!(text(&item, "state"), Some("revoked"));
 }
 
 /// A grant recorded `failed` (its chain ended FAILED) starts again on a claim of the

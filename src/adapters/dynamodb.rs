@@ -157,7 +157,7 @@ impl Ledger for DynamoDbLedger {
                     RecordedState::Pending | RecordedState::Failed => {
                         " OR (#order = :order AND #state = :failed)"
                     }
-                    RecordedState::Present | RecordedState::Absent => {
+                    RecordedState::Present | RecordedState::Absent | RecordedState::Revoked => {
                         " OR (#order = :order AND (#state = :pending OR #state = :failed))"
                     }
                 }
@@ -180,7 +180,10 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
         request = request.expression_attribute_values(":failed", s(RecordedState::Failed.as_str()));
-        if matches!(state, RecordedState::Present | RecordedState::Absent) {
+        if matches!(
+            state,
+            RecordedState::Present | RecordedState::Absent | RecordedState::Revoked
+        ) {
             request =
                 request.expression_attribute_values(":pending", s(RecordedState::Pending.as_str()));
         }

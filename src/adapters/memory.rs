@@ -443,7 +443,10 @@ impl Ledger for MemoryLedger {
                 // Written exactly when DynamoDB's claim writes, and as it writes: the
                 // whole decision, and no operation id.
                 let pending_settles = item.state == RecordedState::Pending
-                    && matches!(state, RecordedState::Present | RecordedState::Absent);
+                    && matches!(
+                        state,
+                        RecordedState::Present | RecordedState::Absent | RecordedState::Revoked
+                    );
                 if pending_settles || item.state == RecordedState::Failed {
                     *item = LedgerItem {
                         decision: decision.clone(),
