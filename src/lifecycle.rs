@@ -962,20 +962,25 @@ pub fn copy_of_failed_chain(
 /// `revoked`. Submitted again, its create would give access past `notAfter`; refused as
 /// `expired`, it would report a grant that was carried out as never submitted. It
 /// reports the chain's end again instead (the record may be the one whose outcome event
-/// SQS refused), with no call and no second expiry.
+/// SQS refused), with no call; its expiry runs once more, at once, as after any success
+/// past `notAfter`. Not a step that may have submitted (`maybe_submitted`: a chain
+/// carried on after a lost answer, or as a copy before the expiry): its change may land
+/// after the expiry took the access back, and only its own chain, to its confirm and
+/// expiry, ends that.
 pub fn copy_of_revoked_chain(
     progress: &Progress,
     receive_count: u32,
     own: &AccessDecision,
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> bool {
-    copy_of_chain_recorded(
-        progress,
-        receive_count,
-        own,
-        recorded,
-        RecordedState::Revoked,
-    )
+    !progress.maybe_submitted
+        && copy_of_chain_recorded(
+            progress,
+            receive_count,
+            own,
+            recorded,
+            RecordedState::Revoked,
+        )
 }
 
 fn copy_of_chain_recorded(

@@ -130,10 +130,6 @@ struct Step {
     /// delivery, the ledger holds (or could not be read within the step's budget): it is
     /// the latest decision, and keeps its expiry.
     claimed_before: bool,
-    /// A copy of a chain that carried its grant out, whose expiry has since taken it
-    /// back ([`lifecycle::copy_of_revoked_chain`]): its end is reported again, with
-    /// `expiresAt`, and no expiry step.
-    revoked_since: bool,
 }
 
 /// Where a step ended: a decision, or no decision yet.
@@ -179,7 +175,6 @@ fn decided(decision: Decision, progress: Progress) -> Stepped {
         watch: None,
         in_place: false,
         claimed_before: false,
-        revoked_since: false,
     }))
 }
 
@@ -620,18 +615,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         "delivered again after this grant's expiry took it back: its end \
                          reported again, with no call"
                     );
-                    return Err(Stepped::Decided(Box::new(Step {
-                        decision: Decision::Done {
-                            completion: Completion::Succeeded,
-                            operation_request_id: None,
-                        },
-                        progress,
-                        residual_access: None,
-                        watch: None,
-                        in_place: false,
-                        claimed_before: false,
-                        revoked_since: true,
-                    })));
+                    let done = Decision::Done {
+                        completion: Completion::Succeeded,
+                        operation_request_id: None,
+                    };
+                    return Err(decided(done, progress));
                 }
                 Some(recorded)
             }
@@ -1506,7 +1494,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
             watch,
             in_place,
             claimed_before,
-            revoked_since,
         } = step;
         let progress = &progress;
         let worker = self.worker;
@@ -1584,11 +1571,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if let Some(not_after) = expiry {
                     context.expires_at = Some(not_after);
                     // Stored with the outcome, before the record is acknowledged.
-                    if !revoked_since {
-                        match self.expiry_step(progress, not_after, now, true) {
-                            Ok(step) => messages.push(step),
-                            Err(plan) => return plan,
-                        }
+                    match self.expiry_step(progress, not_after, now, true) {
+                        Ok(step) => messages.push(step),
+                        Err(plan) => return plan,
                     }
                 }
                 // The chain that ends, at a later grant's end, the access an undo made or a

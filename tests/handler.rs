@@ -4823,7 +4823,8 @@ const PAST_END: &str = "2026-11-29T12:00:00Z";
 /// refused: its expiry step is stored, and its record comes back after the visibility
 /// timeout. With a short grant the expiry runs first, revokes at `notAfter`, and records
 /// the grant `revoked`. The record delivered again reports the grant `succeeded` (the
-/// outcome it owes), with no call and no second expiry: it was refused `expired` /
+/// outcome it owes), with no call, and its expiry once more, at once: it was refused
+/// `expired` /
 /// `NotAfterPassed` ("passed before the grant was submitted"), a grant that was carried
 /// out and used until its end.
 #[tokio::test]
@@ -4882,15 +4883,11 @@ async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_it
         2,
         "no call after the expiry's"
     );
-    assert_eq!(
-        worker
-            .queues
-            .queues
-            .sent_to(&worker.config.work_queue)
-            .len(),
-        steps_before,
-        "no second expiry"
-    );
+    let work = worker.queues.queues.sent_to(&worker.config.work_queue);
+    assert_eq!(work.len(), steps_before + 1, "the expiry once more");
+    let expiry = body_json(work.last().expect("the expiry step"));
+    assert_eq!(expiry["progress"]["purpose"], "expiry");
+    assert_eq!(work.last().map(|step| step.delay_seconds), Some(0));
 }
 
 /// The same with the usual asynchronous create: the submit stored its poll, and SQS
@@ -4927,4 +4924,58 @@ async fn a_copy_of_a_carried_out_grant_after_its_expiry_reports_it_again_not_exp
     );
     assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
     assert_eq!(worker.identity_center.calls().len(), calls, "no call");
+}
+
+/// A chain carried on as one that may have submitted (a retry after a lost answer, or a
+/// copy that went on before the expiry), whose step SQS delivers again after the grant's
+/// expiry took the access back: its create may land after that revoke, so it goes on to
+/// its own confirm and an expiry at once, not ended as a copy of the revoked chain with
+/// no call (which left a create landed past `notAfter` with nothing to end it).
+#[tokio::test]
+async fn a_carried_on_retry_delivered_again_after_the_expiry_goes_on_to_its_own_expiry() {
+    let worker = worker(vec![], config(&[]));
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    );
+    let grant = assignment_request("create", "TEMP-RETRY", &[("notAfter", &ahead)]);
+    invoke(&worker, redelivered_event(&grant, "m-retry", 1)).await;
+    let expiry = expiry_past_its_end(&last_work_body(&worker));
+    invoke(
+        &worker,
+        record_event(&expiry, "m-expiry", 1_764_496_900_000),
+    )
+    .await;
+    assert!(matches!(
+        worker.identity_center.calls().as_slice(),
+        [Call::Create { .. }, Call::Delete { .. }]
+    ));
+
+    // The retry of a second chain of the grant, its earlier submit unanswered.
+    let mut retry = body_json_text(&expiry);
+    retry["progress"]["step"] = Value::from("submit");
+    retry["progress"]["operation"] = Value::from("create");
+    retry["progress"]["purpose"] = Value::from("decision");
+    retry["progress"]["attempt"] = Value::from(2);
+    retry["progress"]["maybeSubmitted"] = Value::from(true);
+    let progress = retry["progress"].as_object_mut().expect("progress");
+    progress.remove("grantCarriedOut");
+    invoke(
+        &worker,
+        redelivered_event(&retry.to_string(), "m-retry-2", 2),
+    )
+    .await;
+    assert!(
+        matches!(
+            worker.identity_center.calls().as_slice(),
+            [
+                Call::Create { .. },
+                Call::Delete { .. },
+                Call::Create { .. }
+            ]
+        ),
+        "the retry goes on: {:?}",
+        worker.identity_center.calls()
+    );
+    let next = body_json_text(&last_work_body(&worker));
+    assert_eq!(next["progress"]["purpose"], "expiry", "{next}");
 }

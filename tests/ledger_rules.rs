@@ -727,6 +727,14 @@ fn only_the_expiry_of_a_grant_carried_out_records_it_revoked() {
     let revoked = Some((own.clone(), RecordedState::Revoked));
     assert!(copy_of_revoked_chain(&grant, 2, &own, revoked.as_ref()));
     assert!(!copy_of_revoked_chain(&grant, 1, &own, revoked.as_ref()));
+    let mut carried_on = grant.clone();
+    carried_on.maybe_submitted = true;
+    assert!(!copy_of_revoked_chain(
+        &carried_on,
+        2,
+        &own,
+        revoked.as_ref()
+    ));
     let absent = Some((own.clone(), RecordedState::Absent));
     assert!(!copy_of_revoked_chain(&grant, 2, &own, absent.as_ref()));
     let mut another_delivery = own.clone();
