@@ -82,6 +82,9 @@ struct Faults {
     server_error: u32,
     asynchronous: u32,
     crash: u32,
+    /// How often an invocation's outcome events of requests not dead-lettered are
+    /// refused (an outcome queue throttled for a moment): their records come back.
+    outcome_refused: u32,
     duplicate: u32,
     ledger: u32,
     /// How often a call lets another invocation run first.
@@ -104,6 +107,7 @@ fn faults() -> impl Strategy<Value = Faults> {
         0..15u32,
         0..100u32,
         0..25u32,
+        0..15u32,
         // SQS duplicates rarely; each duplicate of a step forks its chain, so a high
         // rate grows the work without bound in the model.
         0..8u32,
@@ -120,6 +124,7 @@ fn faults() -> impl Strategy<Value = Faults> {
                 server_error,
                 asynchronous,
                 crash,
+                outcome_refused,
                 duplicate,
                 ledger,
                 interleave,
@@ -133,6 +138,7 @@ fn faults() -> impl Strategy<Value = Faults> {
                     server_error,
                     asynchronous,
                     crash,
+                    outcome_refused,
                     duplicate,
                     ledger,
                     interleave,
@@ -538,10 +544,12 @@ impl Ledger for InterleavedLedger {
 }
 
 /// Stores every message, except while `down` (a crash before the sends: nothing the
-/// invocation planned is stored, so SQS delivers its records again).
+/// invocation planned is stored, so SQS delivers its records again), and the outcome
+/// events of requests not dead-lettered while `outcomes_refused`.
 #[derive(Default)]
 struct ModelQueues {
     down: AtomicBool,
+    outcomes_refused: AtomicBool,
     sent: Mutex<Vec<(String, OutgoingMessage)>>,
 }
 
@@ -559,6 +567,16 @@ impl QueueSender for ModelQueues {
                         kind: ErrorKind::Connection,
                         code: "Crash".to_owned(),
                         message: "the function died before sending".to_owned(),
+                    });
+                }
+                if queue.as_str() == OUTCOMES
+                    && self.outcomes_refused.load(Ordering::SeqCst)
+                    && !message.body.contains(r#""outcome":"dead-lettered""#)
+                {
+                    return Err(SendError {
+                        kind: ErrorKind::RateLimited,
+                        code: "RequestThrottled".to_owned(),
+                        message: "the outcome queue refused the event".to_owned(),
                     });
                 }
                 lock(&self.sent).push((queue.as_str().to_owned(), message.clone()));
@@ -1083,6 +1101,11 @@ fn run_from(
         }
         let crash = rng.u32(0..100) < faults.crash;
         worker.queues.down.store(crash, Ordering::SeqCst);
+        let refused = rng.u32(0..100) < faults.outcome_refused;
+        worker
+            .queues
+            .outcomes_refused
+            .store(refused, Ordering::SeqCst);
         let invocation = Invocation {
             clock,
             ..Invocation::default()
@@ -1615,6 +1638,7 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
             server_error: 0,
             asynchronous: 50,
             crash: 0,
+            outcome_refused: 0,
             duplicate: 0,
             ledger: 0,
             interleave: 50,
@@ -1662,6 +1686,7 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
         server_error: 11,
         asynchronous: 0,
         crash: 21,
+        outcome_refused: 0,
         duplicate: 5,
         ledger: 13,
         interleave: 76,
