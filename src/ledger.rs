@@ -165,9 +165,11 @@ pub enum RecordedState {
     /// that carried it has ended (dead-lettered `failed`). A claim of the same decision
     /// (a redrive) starts it again.
     Failed,
-    /// A grant its expiry took back at `notAfter` after the grant was reported carried
-    /// out: no access, as `Absent`; unlike an `Absent` grant (refused as `expired`, or
-    /// taken back after a dead letter), one that was submitted and reported done.
+    /// A grant its expiry took back at `notAfter` after it was recorded `Present`: no
+    /// access, as `Absent`; unlike an `Absent` grant (refused as `expired`, or taken back
+    /// after a dead letter), one that was carried out and reported done. Stored as
+    /// `absent` with `endedByExpiry`, which builds before it ignore: they read `absent`,
+    /// as they wrote it.
     Revoked,
 }
 
@@ -178,7 +180,6 @@ impl RecordedState {
             "present" => Some(RecordedState::Present),
             "absent" => Some(RecordedState::Absent),
             "failed" => Some(RecordedState::Failed),
-            "revoked" => Some(RecordedState::Revoked),
             _ => None,
         }
     }
@@ -190,6 +191,15 @@ impl RecordedState {
             RecordedState::Absent => "absent",
             RecordedState::Failed => "failed",
             RecordedState::Revoked => "revoked",
+        }
+    }
+
+    /// Where the access stands, when the state says.
+    pub fn access(self) -> Option<Presence> {
+        match self {
+            RecordedState::Present => Some(Presence::Present),
+            RecordedState::Absent | RecordedState::Revoked => Some(Presence::Absent),
+            RecordedState::Pending | RecordedState::Failed => None,
         }
     }
 }
@@ -407,6 +417,8 @@ pub trait Ledger: Send + Sync {
     }
 
     /// Records `state` only while the latest decision is the one ordered `order`.
+    /// `Revoked` (an expiry's) is kept only over `Present` or `Revoked`: over any other
+    /// state the grant was never recorded carried out, and `Absent` is recorded instead.
     fn record(
         &self,
         key: &LedgerKey,

@@ -470,15 +470,15 @@ pub fn recorded_carried_out(
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> bool {
     recorded.is_some_and(|(latest, state)| {
-        latest.order == own.order && *state == recorded_state_after(progress)
+        latest.order == own.order && state.access() == Some(Presence::after(progress.operation()))
     })
 }
 
-/// The state the ledger records for the decision once this step's change is confirmed:
-/// where the access stands, and `revoked` for the expiry of a grant reported carried
-/// out ([`copy_of_revoked_chain`]).
+/// The state the ledger is asked to record for the decision once this step's change is
+/// confirmed: where the access stands, and for an expiry `revoked`, which the ledger
+/// keeps only over a grant recorded carried out ([`RecordedState::Revoked`]).
 pub fn recorded_state_after(progress: &Progress) -> RecordedState {
-    if progress.purpose == Purpose::Expiry && progress.grant_carried_out {
+    if progress.purpose == Purpose::Expiry {
         RecordedState::Revoked
     } else {
         Presence::after(progress.operation()).into()
@@ -687,13 +687,13 @@ pub fn start_expiry(
     progress: &Progress,
     not_after: OffsetDateTime,
     now: OffsetDateTime,
-    grant_carried_out: bool,
 ) -> Decision {
-    let mut expiry =
-        progress.for_purpose(Purpose::Expiry, AssignmentAction::Delete, Stage::ExpireWait);
-    expiry.grant_carried_out = grant_carried_out;
     Decision::Continue {
-        progress: expiry,
+        progress: progress.for_purpose(
+            Purpose::Expiry,
+            AssignmentAction::Delete,
+            Stage::ExpireWait,
+        ),
         delay_seconds: seconds_until(not_after, now),
     }
 }

@@ -132,11 +132,6 @@ pub struct Progress {
     /// dead letter's restart ([`Progress::restarted_at`]), an undo's fence turning the
     /// operation around.
     pub resubmitted_after_failure: bool,
-    /// An expiry's grant was reported carried out (`succeeded` or `already-satisfied`):
-    /// the expiry records the grant `revoked`, not `absent`, so that a copy of the
-    /// grant's record delivered after it reports that again rather than `expired`
-    /// ([`crate::lifecycle::copy_of_revoked_chain`]).
-    pub grant_carried_out: bool,
 }
 
 impl Progress {
@@ -161,7 +156,6 @@ impl Progress {
             stamp,
             maybe_submitted: false,
             resubmitted_after_failure: false,
-            grant_carried_out: false,
         }
     }
 
@@ -200,7 +194,6 @@ impl Progress {
             purpose,
             maybe_submitted: false,
             resubmitted_after_failure: false,
-            grant_carried_out: false,
             ..self.clone()
         }
     }
@@ -332,8 +325,6 @@ struct ProgressWire {
     maybe_submitted: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     resubmitted_after_failure: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    grant_carried_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     superseded_by: Option<DecisionSummary>,
 }
@@ -449,9 +440,6 @@ impl TryFrom<ProgressWire> for Progress {
             }
             _ => {}
         }
-        if wire.grant_carried_out && purpose != Purpose::Expiry {
-            return Err("grantCarriedOut belongs to purpose expiry only".into());
-        }
         if wire.first_message_id.len() > 256 || wire.first_message_id.chars().any(char::is_control)
         {
             return Err("firstMessageId must be at most 256 printable characters".into());
@@ -469,7 +457,6 @@ impl TryFrom<ProgressWire> for Progress {
             },
             maybe_submitted: wire.maybe_submitted,
             resubmitted_after_failure: wire.resubmitted_after_failure,
-            grant_carried_out: wire.grant_carried_out,
         })
     }
 }
@@ -531,7 +518,6 @@ impl From<Progress> for ProgressWire {
             first_message_id: progress.stamp.first_message_id,
             maybe_submitted: progress.maybe_submitted,
             resubmitted_after_failure: progress.resubmitted_after_failure,
-            grant_carried_out: progress.grant_carried_out,
             superseded_by,
         }
     }

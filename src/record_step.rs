@@ -1571,7 +1571,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 if let Some(not_after) = expiry {
                     context.expires_at = Some(not_after);
                     // Stored with the outcome, before the record is acknowledged.
-                    match self.expiry_step(progress, not_after, now, true) {
+                    match self.expiry_step(progress, not_after, now) {
                         Ok(step) => messages.push(step),
                         Err(plan) => return plan,
                     }
@@ -1735,14 +1735,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         progress: &Progress,
         not_after: OffsetDateTime,
         now: OffsetDateTime,
-        grant_carried_out: bool,
     ) -> Result<(Destination, OutgoingMessage), Plan> {
-        self.work_step(lifecycle::start_expiry(
-            progress,
-            not_after,
-            now,
-            grant_carried_out,
-        ))
+        self.work_step(lifecycle::start_expiry(progress, not_after, now))
     }
 
     /// A step stored on the work queue beside an outcome or a dead letter.
@@ -1792,7 +1786,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                      ends any access at notAfter"
                 );
             }
-            return Some(self.expiry_step(progress, not_after, now, false));
+            return Some(self.expiry_step(progress, not_after, now));
         }
         if lifecycle::may_have_taken_effect(progress, dead_letter) {
             return self.restored_expiry_step(progress);

@@ -11,6 +11,7 @@ use assignment_worker::adapters::memory::MemoryServiceCatalog;
 use assignment_worker::adapters::memory::{
     Call, MemoryLedger, RecordingQueues, ScriptedIdentityCenter,
 };
+use assignment_worker::clock::WallClock;
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::identity_center::{
@@ -4978,4 +4979,130 @@ async fn a_carried_on_retry_delivered_again_after_the_expiry_goes_on_to_its_own_
     );
     let next = body_json_text(&last_work_body(&worker));
     assert_eq!(next["progress"]["purpose"], "expiry", "{next}");
+}
+
+/// The expiry of a duplicate of the grant (another message, the same decision, come
+/// after `notAfter`: refused `expired`, its expiry at once) keeps the mark the grant's
+/// own expiry left: the grant's record delivered again still reports it `succeeded`.
+/// (It wrote `absent` over it, and the record was dead-lettered `expired`.)
+#[tokio::test]
+async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
+    let queues = OutcomesRefused {
+        queues: RecordingQueues::default(),
+        refuse_outcomes: std::sync::atomic::AtomicBool::new(true),
+    };
+    let worker = worker_sending_to(queues, vec![], config(&[]));
+    let not_after = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    );
+    let grant = assignment_request(
+        "create",
+        "TEMP-DUP",
+        &[
+            ("notAfter", &not_after),
+            ("requestedAt", "2026-11-29T11:00:00Z"),
+        ],
+    );
+    let first = invoke(&worker, redelivered_event(&grant, "m-a", 1)).await;
+    assert_eq!(failures(&first), ["m-a"], "left for redelivery");
+    worker.queues.refuse_outcomes.store(false, Ordering::SeqCst);
+    // Past notAfter from here on.
+    let later = Invocation {
+        clock: WallClock::ahead_by(time::Duration::hours(3)),
+        ..Invocation::default()
+    };
+    let work = |worker: &Worker<_, OutcomesRefused, _, _>| {
+        worker.queues.queues.sent_to(&worker.config.work_queue)
+    };
+    let expiry = work(&worker).last().expect("the expiry").body.clone();
+    worker
+        .handle(record_event(&expiry, "m-exp", 1_764_496_900_000), &later)
+        .await;
+    worker
+        .handle(redelivered_event(&grant, "m-b", 1), &later)
+        .await;
+    assert_eq!(
+        dead_letters_sent(&worker.queues.queues, &worker.config),
+        ["expired"]
+    );
+    let second_expiry = work(&worker)
+        .last()
+        .expect("the duplicate's expiry")
+        .body
+        .clone();
+    assert_eq!(
+        body_json_text(&second_expiry)["progress"]["purpose"],
+        "expiry"
+    );
+    worker
+        .handle(
+            record_event(&second_expiry, "m-exp-2", 1_764_496_900_000),
+            &later,
+        )
+        .await;
+    assert_eq!(
+        worker.ledger.items().pop().map(|item| item.state),
+        Some(RecordedState::Revoked)
+    );
+    worker
+        .handle(redelivered_event(&grant, "m-a", 2), &later)
+        .await;
+    let outcomes: Vec<OutgoingMessage> = worker
+        .queues
+        .queues
+        .sent()
+        .iter()
+        .filter(|sent| sent.queue == OUTCOMES)
+        .map(|sent| sent.message.clone())
+        .collect();
+    assert_eq!(
+        request_outcomes(&outcomes).last().map(String::as_str),
+        Some("succeeded")
+    );
+}
+
+/// The classes of the dead letters `queues` stored.
+fn dead_letters_sent(queues: &RecordingQueues, config: &Config) -> Vec<String> {
+    queues
+        .sent_to(&config.dead_letter_queue)
+        .iter()
+        .map(|m| m.attribute("ErrorClass").unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A grant refused for good (never carried out) whose expiry took back whatever an
+/// earlier grant gave is not recorded `revoked`: a copy of its record delivered after
+/// it is refused `expired` as before, not reported `succeeded`.
+#[tokio::test]
+async fn a_grant_never_carried_out_is_not_reported_succeeded_after_its_expiry() {
+    let worker = worker(
+        vec![error(ErrorKind::AccessDenied, "AccessDeniedException")],
+        config(&[]),
+    );
+    let ahead = assignment_worker::messages::rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    );
+    let grant = assignment_request("create", "TEMP-REFUSED", &[("notAfter", &ahead)]);
+    invoke(&worker, redelivered_event(&grant, "m-refused", 1)).await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), ["permanent"]);
+    let expiry = expiry_past_its_end(&last_work_body(&worker));
+    invoke(
+        &worker,
+        record_event(&expiry, "m-refused-exp", 1_764_496_900_000),
+    )
+    .await;
+    assert_ne!(
+        worker.ledger.items().pop().map(|item| item.state),
+        Some(RecordedState::Revoked)
+    );
+    invoke(
+        &worker,
+        redelivered_event(&grant.replace(&ahead, PAST_END), "m-refused", 2),
+    )
+    .await;
+    let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
+    assert_eq!(
+        request_outcomes(&worker.queues.sent_to(&outcome_queue)),
+        ["dead-lettered permanent", "dead-lettered expired"]
+    );
 }

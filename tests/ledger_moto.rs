@@ -281,8 +281,7 @@ async fn the_same_decision_claims_again() {
 /// A grant refused as `expired` is claimed `absent` in the claim's own write; claimed
 /// again as pending (another delivery that came in time), it keeps `absent`; a pending
 /// claim (an earlier attempt's) claimed again as `absent` takes it, and a state the
-/// decision reached (`present`, or `revoked` by its expiry) stays. The memory ledger
-/// agrees.
+/// decision reached (`present`) stays. The memory ledger agrees.
 #[tokio::test]
 async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     let ledgers = ledgers().await;
@@ -321,13 +320,95 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     for (n, reached, expected) in [
         (2, None, RecordedState::Absent),
         (3, Some(RecordedState::Present), RecordedState::Present),
-        (4, Some(RecordedState::Revoked), RecordedState::Revoked),
     ] {
         claim_then_read(&ledgers.ledger, &key(n), &grant, reached, expected).await;
         claim_then_read(&memory, &key(n), &grant, reached, expected).await;
     }
-    let item = ledgers.raw(&key(4)).await.expect("the item");
-    assert_eq!(text(&item, "state"), Some("revoked"));
+}
+
+/// An expiry's `revoked` is kept over a grant recorded carried out (`present`, or
+/// `revoked` by an earlier expiry), stored as `absent` with `endedByExpiry` (what builds
+/// before it read as `absent`); over any other state it is `absent`. Any other state
+/// recorded after it, or a later decision's claim, drops the mark. The memory ledger
+/// agrees.
+#[tokio::test]
+async fn an_expiry_records_revoked_only_over_a_grant_carried_out() {
+    use RecordedState::{Absent, Failed, Pending, Present, Revoked};
+    let ledgers = ledgers().await;
+    let memory = MemoryLedger::default();
+    let grant = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
+    let cases: [(u32, &[RecordedState], RecordedState); 6] = [
+        (50, &[Present, Revoked], Revoked),
+        (51, &[Revoked], Absent),
+        (52, &[Failed, Revoked], Absent),
+        (53, &[Present, Revoked, Revoked], Revoked),
+        (54, &[Present, Revoked, Absent, Revoked], Absent),
+        (55, &[Present, Revoked, Present], Present),
+    ];
+    for (n, records, expected) in cases {
+        claim_then_record(&ledgers.ledger, &key(n), &grant, records).await;
+        claim_then_record(&memory, &key(n), &grant, records).await;
+        let dynamodb = ledgers
+            .ledger
+            .latest_with_state(&key(n))
+            .await
+            .expect("read");
+        let in_memory = memory.latest_with_state(&key(n)).await.expect("read");
+        assert_eq!(dynamodb, in_memory, "{n}: DynamoDB, then memory");
+        assert_eq!(dynamodb, Some((grant.clone(), expected)), "{n}");
+        let item = ledgers.raw(&key(n)).await.expect("the item");
+        let stored = if expected == Revoked {
+            "absent"
+        } else {
+            expected.as_str()
+        };
+        assert_eq!(text(&item, "state"), Some(stored), "{n}");
+        assert_eq!(
+            item.contains_key("endedByExpiry"),
+            expected == Revoked,
+            "{n}: {item:?}"
+        );
+    }
+    // A later decision's claim drops the mark.
+    let later = AccessDecision {
+        order: DecisionOrder {
+            requested_at: grant.order.requested_at + time::Duration::seconds(1),
+            ..grant.order.clone()
+        },
+        not_after: None,
+    };
+    assert_eq!(
+        ledgers
+            .ledger
+            .claim(&key(50), &later, Pending, NOW)
+            .await
+            .expect("claim"),
+        ClaimAnswer::Claimed
+    );
+    let item = ledgers.raw(&key(50)).await.expect("the item");
+    assert_eq!(item.get("endedByExpiry"), None);
+}
+
+/// Claims `grant` `pending`, then records each state in turn.
+async fn claim_then_record<L: Ledger>(
+    ledger: &L,
+    key: &LedgerKey,
+    grant: &AccessDecision,
+    records: &[RecordedState],
+) {
+    ledger
+        .claim(key, grant, RecordedState::Pending, NOW)
+        .await
+        .expect("claim");
+    for state in records {
+        assert_eq!(
+            ledger
+                .record(key, &grant.order, *state, Some("op-1"), NOW)
+                .await
+                .expect("record"),
+            RecordAnswer::Recorded
+        );
+    }
 }
 
 /// A grant recorded `failed` (its chain ended FAILED) starts again on a claim of the

@@ -223,7 +223,7 @@ fn a_confirmed_change_stands_unless_a_later_decision_wants_the_opposite() {
 fn expiry_waits_in_steps_of_at_most_900_seconds_and_lands_on_not_after() {
     let not_after = T0 + Duration::seconds(2000) + Duration::milliseconds(300);
     let grant = submit(Create);
-    let (wait, first) = continued(start_expiry(&grant, not_after, T0, true));
+    let (wait, first) = continued(start_expiry(&grant, not_after, T0));
     assert_eq!(wait.stage, Stage::ExpireWait);
     assert_eq!(wait.purpose, Purpose::Expiry);
     assert_eq!(wait.operation(), Delete);
@@ -242,7 +242,7 @@ fn expiry_waits_in_steps_of_at_most_900_seconds_and_lands_on_not_after() {
     assert_eq!(expiry_wait(&wait, not_after, not_after), None);
 
     // Past notAfter already (a grant carried on after a lost answer): at once.
-    let (_, at_once) = continued(start_expiry(&grant, T0 - Duration::seconds(5), T0, true));
+    let (_, at_once) = continued(start_expiry(&grant, T0 - Duration::seconds(5), T0));
     assert_eq!(at_once, 0);
 }
 
@@ -313,7 +313,7 @@ fn a_later_grant_with_a_later_end_keeps_the_access_at_the_first_end() {
 fn an_expiry_overtaken_waits_only_for_a_later_grant_not_carried_out() {
     let first_end = T0 + Duration::hours(1);
     let later_end = T0 + Duration::hours(2);
-    let (expiry, _) = continued(start_expiry(&submit(Create), first_end, T0, true));
+    let (expiry, _) = continued(start_expiry(&submit(Create), first_end, T0));
     let superseded = |decision: Option<Decision>| {
         matches!(
             decision,
@@ -534,7 +534,7 @@ fn a_restored_expiry_whose_delete_may_have_landed_restores_a_latest_grant() {
 #[test]
 fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     let grant = submit(Create);
-    let (expiry, _) = continued(start_expiry(&grant, T0 + Duration::hours(1), T0, true));
+    let (expiry, _) = continued(start_expiry(&grant, T0 + Duration::hours(1), T0));
     let undo = after_change(
         &grant,
         Completion::Succeeded,
@@ -561,9 +561,7 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
     assert_eq!(json["purpose"], "expiry");
     assert_eq!(json["requestedAt"], "2026-11-30T09:00:00Z");
     assert_eq!(json["firstMessageId"], "m-1");
-    assert_eq!(json["grantCarriedOut"], true);
     let json = serde_json::to_value(&undo).unwrap();
-    assert_eq!(json.get("grantCarriedOut"), None);
     assert_eq!(json["supersededBy"]["correlationId"], "CHG-5");
     let json = serde_json::to_value(&expiry_undo).unwrap();
     assert_eq!(json["purpose"], "expiry-undo");
@@ -582,7 +580,6 @@ fn progress_of_every_purpose_round_trips_through_its_wire_format() {
         r#"{"step":"expire-wait","operation":"create","purpose":"restored-expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"2026-11-30T09:00:00Z"}}"#,
         r#"{"step":"expire-wait","operation":"delete","purpose":"restored-expiry","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z"}"#,
         r#"{"step":"submit","operation":"delete","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","supersededBy":{"requestedAt":"x"}}"#,
-        r#"{"step":"submit","operation":"create","purpose":"decision","attempt":1,"firstReceivedAt":"2026-11-30T09:00:00Z","grantCarriedOut":true}"#,
     ] {
         assert!(serde_json::from_str::<Progress>(bad).is_err(), "{bad}");
     }
@@ -701,27 +698,19 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
     );
 }
 
-/// An expiry records its grant `revoked` only when the grant was reported carried out,
-/// and `absent` otherwise (refused as `expired`, or dead-lettered); only a copy of the
-/// grant's own submit, under its own first message id, delivered again after that, is
-/// a copy of a chain that carried it out.
+/// An expiry asks the ledger to record its grant `revoked` (which the ledger keeps only
+/// over a grant recorded carried out); a grant's own steps, where the access stands.
+/// Only a copy of the grant's own submit, under its own first message id, delivered
+/// again after that, and that may not have submitted, is a copy of a chain that carried
+/// it out.
 #[test]
-fn only_the_expiry_of_a_grant_carried_out_records_it_revoked() {
+fn an_expiry_records_its_grant_revoked_and_only_a_copy_that_made_no_call_reports_it() {
     use assignment_worker::lifecycle::{copy_of_revoked_chain, recorded_state_after};
     let grant = submit(Create);
-    let (carried_out, _) = continued(start_expiry(&grant, T0, T0, true));
-    let (not_carried_out, _) = continued(start_expiry(&grant, T0, T0, false));
-    assert_eq!(recorded_state_after(&carried_out), RecordedState::Revoked);
-    assert_eq!(
-        recorded_state_after(&not_carried_out),
-        RecordedState::Absent
-    );
+    let (expiry, _) = continued(start_expiry(&grant, T0, T0));
+    assert_eq!(recorded_state_after(&expiry), RecordedState::Revoked);
     assert_eq!(recorded_state_after(&grant), RecordedState::Present);
     assert_eq!(recorded_state_after(&submit(Delete)), RecordedState::Absent);
-    // Back to its wait (a restart), the expiry still knows.
-    let (waited, _) =
-        continued(expiry_wait(&carried_out, T0 + Duration::hours(1), T0).expect("a wait"));
-    assert!(waited.grant_carried_out);
 
     let own = decision(Intent::Grant, 0, Some(T0));
     let revoked = Some((own.clone(), RecordedState::Revoked));

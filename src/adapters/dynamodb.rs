@@ -101,6 +101,19 @@ fn refused_item(
     }
 }
 
+/// The mark of a grant its expiry took back after it was carried out
+/// ([`RecordedState::Revoked`]), beside `state` `absent`.
+const ENDED_BY_EXPIRY: &str = "endedByExpiry";
+
+/// A state as the item holds it: `Revoked` as `absent` (with [`ENDED_BY_EXPIRY`]), so
+/// that builds before it read what they wrote.
+fn stored_state(state: RecordedState) -> &'static str {
+    match state {
+        RecordedState::Revoked => RecordedState::Absent.as_str(),
+        state => state.as_str(),
+    }
+}
+
 /// A grant's `notAfter` as the ledger stores it: in UTC, since the claim's condition
 /// compares it as text and one instant written with two offsets is one decision. As
 /// written when its UTC form falls outside the years RFC 3339 can write (0000 to 9999).
@@ -131,7 +144,7 @@ impl Ledger for DynamoDbLedger {
             "#state = :state",
             "#stateAt = :now",
         ];
-        let mut remove = vec!["#operationRequestId"];
+        let mut remove = vec!["#operationRequestId", "#endedByExpiry"];
         let mut request = self
             .client
             .update_item()
@@ -171,13 +184,14 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#stateAt", "stateAt")
             .expression_attribute_names("#operationRequestId", "operationRequestId")
+            .expression_attribute_names("#endedByExpiry", ENDED_BY_EXPIRY)
             .expression_attribute_names("#correlationId", "correlationId")
             .expression_attribute_names("#notAfter", "notAfter")
             .expression_attribute_values(":order", s(order.key()))
             .expression_attribute_values(":requestedAt", s(rfc3339(order.requested_at)))
             .expression_attribute_values(":decision", s(order.intent.as_str()))
             .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
-            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":state", s(stored_state(state)))
             .expression_attribute_values(":now", s(rfc3339(now)));
         request = request.expression_attribute_values(":failed", s(RecordedState::Failed.as_str()));
         if matches!(
@@ -259,6 +273,11 @@ impl Ledger for DynamoDbLedger {
             .and_then(|value| value.as_s().ok())
             .and_then(|text| RecordedState::parse(text))
             .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
+        let ended_by_expiry = item.get(ENDED_BY_EXPIRY) == Some(&AttributeValue::Bool(true));
+        let state = match state {
+            RecordedState::Absent if ended_by_expiry => RecordedState::Revoked,
+            state => state,
+        };
         Ok(Some((decision_of(item)?, state)))
     }
 
@@ -271,33 +290,99 @@ impl Ledger for DynamoDbLedger {
         operation_request_id: Option<&str>,
         now: OffsetDateTime,
     ) -> LedgerResult<RecordAnswer> {
+        if state != RecordedState::Revoked {
+            return self
+                .record_where(key, order, state, None, operation_request_id, now)
+                .await;
+        }
+        // Kept only over a grant recorded carried out; else `absent`, a second write.
+        let carried_out = "(#state = :present OR #endedByExpiry = :true)";
+        let answer = self
+            .record_where(
+                key,
+                order,
+                state,
+                Some(carried_out),
+                operation_request_id,
+                now,
+            )
+            .await?;
+        match answer {
+            RecordAnswer::NotLatest(Some(recorded)) if recorded.order == *order => {
+                self.record_where(
+                    key,
+                    order,
+                    RecordedState::Absent,
+                    None,
+                    operation_request_id,
+                    now,
+                )
+                .await
+            }
+            answer => Ok(answer),
+        }
+    }
+}
+
+impl DynamoDbLedger {
+    /// One conditional write of `state` while the item holds the decision ordered
+    /// `order` and, when given, `also` holds. `Revoked` is written as `absent` with
+    /// `endedByExpiry` ([`RecordedState::Revoked`]); any other state removes that mark.
+    async fn record_where(
+        &self,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
+        also: Option<&str>,
+        operation_request_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> LedgerResult<RecordAnswer> {
+        let condition = match also {
+            Some(also) => format!("#order = :order AND {also}"),
+            None => "#order = :order".to_owned(),
+        };
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key.as_str()))
-            .condition_expression("#order = :order")
+            .condition_expression(condition)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#order", "orderKey")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#stateAt", "stateAt")
+            .expression_attribute_names("#endedByExpiry", ENDED_BY_EXPIRY)
+            .expression_attribute_names("#operationRequestId", "operationRequestId")
             .expression_attribute_values(":order", s(order.key()))
-            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":state", s(stored_state(state)))
             .expression_attribute_values(":now", s(rfc3339(now)));
-        let expression = match operation_request_id {
+        let mut set = vec!["#state = :state", "#stateAt = :now"];
+        // The state is this answer's alone: an operation id from an earlier state (the
+        // grant's create, say, under an expiry that found nothing) must go.
+        let mut remove = vec![];
+        match operation_request_id {
             Some(id) => {
-                request = request
-                    .expression_attribute_names("#operationRequestId", "operationRequestId")
-                    .expression_attribute_values(":operationRequestId", s(id));
-                "SET #state = :state, #stateAt = :now, #operationRequestId = :operationRequestId"
+                set.push("#operationRequestId = :operationRequestId");
+                request = request.expression_attribute_values(":operationRequestId", s(id));
             }
-            // The state is this answer's alone: an operation id from an earlier state
-            // (the grant's create, say, under an expiry that found nothing) must go.
-            None => {
-                request =
-                    request.expression_attribute_names("#operationRequestId", "operationRequestId");
-                "SET #state = :state, #stateAt = :now REMOVE #operationRequestId"
-            }
+            None => remove.push("#operationRequestId"),
+        }
+        if state == RecordedState::Revoked || also.is_some() {
+            request = request.expression_attribute_values(":true", AttributeValue::Bool(true));
+        }
+        if also.is_some() {
+            request =
+                request.expression_attribute_values(":present", s(RecordedState::Present.as_str()));
+        }
+        if state == RecordedState::Revoked {
+            set.push("#endedByExpiry = :true");
+        } else {
+            remove.push("#endedByExpiry");
+        }
+        let expression = if remove.is_empty() {
+            format!("SET {}", set.join(", "))
+        } else {
+            format!("SET {} REMOVE {}", set.join(", "), remove.join(", "))
         };
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(RecordAnswer::Recorded),

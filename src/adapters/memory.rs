@@ -497,7 +497,13 @@ impl Ledger for MemoryLedger {
         let mut items = lock(&self.items);
         match items.get_mut(key) {
             Some(item) if item.decision.order == *order => {
-                item.state = state;
+                // As DynamoDB's: `revoked` only over a grant recorded carried out.
+                let carried_out =
+                    matches!(item.state, RecordedState::Present | RecordedState::Revoked);
+                item.state = match state {
+                    RecordedState::Revoked if !carried_out => RecordedState::Absent,
+                    state => state,
+                };
                 item.operation_request_id = operation_request_id.map(str::to_owned);
                 Ok(RecordAnswer::Recorded)
             }
