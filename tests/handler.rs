@@ -4810,24 +4810,30 @@ fn request_outcomes(sent: &[OutgoingMessage]) -> Vec<String> {
         .collect()
 }
 
-/// An expiry step moved past its grant's end, as the tests above do.
-fn expiry_past_its_end(expiry: &str) -> String {
-    let mut expiry = body_json_text(expiry);
-    assert_eq!(expiry["progress"]["purpose"], "expiry");
-    expiry["request"]["notAfter"] = Value::from(PAST_END);
-    expiry.to_string()
+/// The grants' `notAfter` in the tests below: two hours from now.
+fn two_hours_ahead() -> String {
+    assignment_worker::messages::rfc3339(time::OffsetDateTime::now_utc() + time::Duration::hours(2))
 }
 
-const PAST_END: &str = "2026-11-29T12:00:00Z";
+/// Runs `event` with the worker's clock three hours on: past [`two_hours_ahead`].
+async fn past_the_end<Q: QueueSender>(
+    worker: &Worker<ScriptedIdentityCenter, Q, MemoryLedger, MemoryServiceCatalog>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let later = Invocation {
+        clock: WallClock::ahead_by(time::Duration::hours(3)),
+        ..Invocation::default()
+    };
+    worker.handle(event, &later).await
+}
 
 /// A timed grant created at once (SUCCEEDED at the submit) whose outcome event SQS
 /// refused: its expiry step is stored, and its record comes back after the visibility
-/// timeout. With a short grant the expiry runs first, revokes at `notAfter`, and records
-/// the grant `revoked`. The record delivered again reports the grant `succeeded` (the
-/// outcome it owes), with no call, and its expiry once more, at once: it was refused
-/// `expired` /
-/// `NotAfterPassed` ("passed before the grant was submitted"), a grant that was carried
-/// out and used until its end.
+/// timeout. With a short grant the expiry runs first, revokes at `notAfter`, and marks
+/// the grant's item `endedByExpiry`. The record delivered again reports the grant
+/// `succeeded` (the outcome it owes), with no call, and its expiry once more, at once: it
+/// was refused `expired` / `NotAfterPassed` ("passed before the grant was submitted"), a
+/// grant that was carried out and used until its end.
 #[tokio::test]
 async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_its_expiry() {
     let queues = OutcomesRefused {
@@ -4835,20 +4841,14 @@ async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_it
         refuse_outcomes: std::sync::atomic::AtomicBool::new(true),
     };
     let worker = worker_sending_to(queues, vec![], config(&[]));
-    let ahead = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
-    );
-    let grant = assignment_request("create", "TEMP-SHORT", &[("notAfter", &ahead)]);
+    let not_after = two_hours_ahead();
+    let grant = assignment_request("create", "TEMP-SHORT", &[("notAfter", &not_after)]);
     let first = invoke(&worker, redelivered_event(&grant, "m-short", 1)).await;
     assert_eq!(failures(&first), ["m-short"], "left for redelivery");
     worker.queues.refuse_outcomes.store(false, Ordering::SeqCst);
     let work = worker.queues.queues.sent_to(&worker.config.work_queue);
-    let expiry = expiry_past_its_end(&work.last().expect("the expiry step").body);
-    invoke(
-        &worker,
-        record_event(&expiry, "m-expiry", 1_764_496_900_000),
-    )
-    .await;
+    let expiry = &work.last().expect("the expiry step").body;
+    past_the_end(&worker, record_event(expiry, "m-expiry", 1_764_496_900_000)).await;
     assert!(matches!(
         worker.identity_center.calls().as_slice(),
         [Call::Create { .. }, Call::Delete { .. }]
@@ -4860,8 +4860,7 @@ async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_it
         .len();
 
     // The grant's record again, past notAfter.
-    let late = grant.replace(&ahead, PAST_END);
-    let again = invoke(&worker, redelivered_event(&late, "m-short", 2)).await;
+    let again = past_the_end(&worker, redelivered_event(&grant, "m-short", 2)).await;
     assert!(failures(&again).is_empty());
     let sent = worker.queues.queues.sent();
     let outcomes: Vec<OutgoingMessage> = sent
@@ -4871,7 +4870,7 @@ async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_it
         .collect();
     assert_eq!(request_outcomes(&outcomes), ["succeeded"]);
     let reported = body_json(outcomes.last().expect("the grant's outcome"));
-    assert_eq!(reported["expiresAt"], PAST_END);
+    assert_eq!(reported["expiresAt"], not_after.as_str());
     assert!(
         worker
             .queues
@@ -4899,25 +4898,18 @@ async fn a_carried_out_grant_whose_outcome_event_was_refused_reports_it_after_it
 #[tokio::test]
 async fn a_copy_of_a_carried_out_grant_after_its_expiry_reports_it_again_not_expired() {
     let worker = worker(vec![status(OperationStatus::InProgress, None)], config(&[]));
-    let ahead = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
-    );
-    let grant = assignment_request("create", "TEMP-COPY", &[("notAfter", &ahead)]);
+    let grant = assignment_request("create", "TEMP-COPY", &[("notAfter", &two_hours_ahead())]);
     invoke(&worker, redelivered_event(&grant, "m-copy", 1)).await;
     let poll = last_work_body(&worker);
     invoke(&worker, record_event(&poll, "m-poll", 1_764_000_000_000)).await;
-    let expiry = expiry_past_its_end(&last_work_body(&worker));
-    invoke(
+    let expiry = last_work_body(&worker);
+    past_the_end(
         &worker,
         record_event(&expiry, "m-expiry", 1_764_496_900_000),
     )
     .await;
     let calls = worker.identity_center.calls().len();
-    invoke(
-        &worker,
-        redelivered_event(&grant.replace(&ahead, PAST_END), "m-copy", 2),
-    )
-    .await;
+    past_the_end(&worker, redelivered_event(&grant, "m-copy", 2)).await;
     let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
     assert_eq!(
         request_outcomes(&worker.queues.sent_to(&outcome_queue)),
@@ -4934,48 +4926,38 @@ async fn a_copy_of_a_carried_out_grant_after_its_expiry_reports_it_again_not_exp
 /// no call (which left a create landed past `notAfter` with nothing to end it).
 #[tokio::test]
 async fn a_carried_on_retry_delivered_again_after_the_expiry_goes_on_to_its_own_expiry() {
-    let worker = worker(vec![], config(&[]));
-    let ahead = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    let worker = worker(
+        vec![
+            status(OperationStatus::Succeeded, None),
+            // A copy of the grant's record, before notAfter: throttled, it waits.
+            error(ErrorKind::RateLimited, "ThrottlingException"),
+        ],
+        config(&[]),
     );
-    let grant = assignment_request("create", "TEMP-RETRY", &[("notAfter", &ahead)]);
+    let grant = assignment_request("create", "TEMP-RETRY", &[("notAfter", &two_hours_ahead())]);
     invoke(&worker, redelivered_event(&grant, "m-retry", 1)).await;
-    let expiry = expiry_past_its_end(&last_work_body(&worker));
-    invoke(
+    let expiry = last_work_body(&worker);
+    invoke(&worker, redelivered_event(&grant, "m-retry", 2)).await;
+    let retry = last_work_body(&worker);
+    assert_eq!(body_json_text(&retry)["progress"]["maybeSubmitted"], true);
+
+    // Past notAfter: the expiry revokes; then the copy's retry is delivered, twice (its
+    // first delivery stopped after its call).
+    past_the_end(
         &worker,
         record_event(&expiry, "m-expiry", 1_764_496_900_000),
     )
     .await;
-    assert!(matches!(
-        worker.identity_center.calls().as_slice(),
-        [Call::Create { .. }, Call::Delete { .. }]
-    ));
-
-    // The retry of a second chain of the grant, its earlier submit unanswered.
-    let mut retry = body_json_text(&expiry);
-    retry["progress"]["step"] = Value::from("submit");
-    retry["progress"]["operation"] = Value::from("create");
-    retry["progress"]["purpose"] = Value::from("decision");
-    retry["progress"]["attempt"] = Value::from(2);
-    retry["progress"]["maybeSubmitted"] = Value::from(true);
-    let progress = retry["progress"].as_object_mut().expect("progress");
-    progress.remove("grantCarriedOut");
-    invoke(
-        &worker,
-        redelivered_event(&retry.to_string(), "m-retry-2", 2),
-    )
-    .await;
+    assert_eq!(
+        worker.ledger.items().pop().map(|item| item.state),
+        Some(RecordedState::Revoked)
+    );
+    let calls = worker.identity_center.calls().len();
+    past_the_end(&worker, redelivered_event(&retry, "m-retry-2", 2)).await;
+    let made = worker.identity_center.calls();
     assert!(
-        matches!(
-            worker.identity_center.calls().as_slice(),
-            [
-                Call::Create { .. },
-                Call::Delete { .. },
-                Call::Create { .. }
-            ]
-        ),
-        "the retry goes on: {:?}",
-        worker.identity_center.calls()
+        matches!(made[calls..], [Call::Create { .. }]),
+        "the retry goes on: {made:?}"
     );
     let next = body_json_text(&last_work_body(&worker));
     assert_eq!(next["progress"]["purpose"], "expiry", "{next}");
@@ -5007,20 +4989,12 @@ async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
     assert_eq!(failures(&first), ["m-a"], "left for redelivery");
     worker.queues.refuse_outcomes.store(false, Ordering::SeqCst);
     // Past notAfter from here on.
-    let later = Invocation {
-        clock: WallClock::ahead_by(time::Duration::hours(3)),
-        ..Invocation::default()
-    };
     let work = |worker: &Worker<_, OutcomesRefused, _, _>| {
         worker.queues.queues.sent_to(&worker.config.work_queue)
     };
     let expiry = work(&worker).last().expect("the expiry").body.clone();
-    worker
-        .handle(record_event(&expiry, "m-exp", 1_764_496_900_000), &later)
-        .await;
-    worker
-        .handle(redelivered_event(&grant, "m-b", 1), &later)
-        .await;
+    past_the_end(&worker, record_event(&expiry, "m-exp", 1_764_496_900_000)).await;
+    past_the_end(&worker, redelivered_event(&grant, "m-b", 1)).await;
     assert_eq!(
         dead_letters_sent(&worker.queues.queues, &worker.config),
         ["expired"]
@@ -5034,19 +5008,16 @@ async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
         body_json_text(&second_expiry)["progress"]["purpose"],
         "expiry"
     );
-    worker
-        .handle(
-            record_event(&second_expiry, "m-exp-2", 1_764_496_900_000),
-            &later,
-        )
-        .await;
+    past_the_end(
+        &worker,
+        record_event(&second_expiry, "m-exp-2", 1_764_496_900_000),
+    )
+    .await;
     assert_eq!(
         worker.ledger.items().pop().map(|item| item.state),
         Some(RecordedState::Revoked)
     );
-    worker
-        .handle(redelivered_event(&grant, "m-a", 2), &later)
-        .await;
+    past_the_end(&worker, redelivered_event(&grant, "m-a", 2)).await;
     let outcomes: Vec<OutgoingMessage> = worker
         .queues
         .queues
@@ -5079,14 +5050,15 @@ async fn a_grant_never_carried_out_is_not_reported_succeeded_after_its_expiry() 
         vec![error(ErrorKind::AccessDenied, "AccessDeniedException")],
         config(&[]),
     );
-    let ahead = assignment_worker::messages::rfc3339(
-        time::OffsetDateTime::now_utc() + time::Duration::hours(2),
+    let grant = assignment_request(
+        "create",
+        "TEMP-REFUSED",
+        &[("notAfter", &two_hours_ahead())],
     );
-    let grant = assignment_request("create", "TEMP-REFUSED", &[("notAfter", &ahead)]);
     invoke(&worker, redelivered_event(&grant, "m-refused", 1)).await;
     assert_eq!(dead_letters(&worker, "ErrorClass"), ["permanent"]);
-    let expiry = expiry_past_its_end(&last_work_body(&worker));
-    invoke(
+    let expiry = last_work_body(&worker);
+    past_the_end(
         &worker,
         record_event(&expiry, "m-refused-exp", 1_764_496_900_000),
     )
@@ -5095,11 +5067,7 @@ async fn a_grant_never_carried_out_is_not_reported_succeeded_after_its_expiry() 
         worker.ledger.items().pop().map(|item| item.state),
         Some(RecordedState::Revoked)
     );
-    invoke(
-        &worker,
-        redelivered_event(&grant.replace(&ahead, PAST_END), "m-refused", 2),
-    )
-    .await;
+    past_the_end(&worker, redelivered_event(&grant, "m-refused", 2)).await;
     let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
     assert_eq!(
         request_outcomes(&worker.queues.sent_to(&outcome_queue)),
