@@ -417,8 +417,9 @@ pub trait Ledger: Send + Sync {
     }
 
     /// Records `state` only while the latest decision is the one ordered `order`.
-    /// `Revoked` (an expiry's) is kept only over `Present` or `Revoked`: over any other
-    /// state the grant was never recorded carried out, and `Absent` is recorded instead.
+    /// `Revoked` (an expiry's) only over `Present` or `Revoked` too: over any other state
+    /// the grant was never recorded carried out, nothing is written, and the answer is
+    /// `NotLatest` naming the decision ordered `order` itself.
     fn record(
         &self,
         key: &LedgerKey,

@@ -1416,16 +1416,26 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let now = self.now();
         let answer = match &progress.purpose {
             Purpose::Decision | Purpose::Expiry => {
-                let answer = ledger
-                    .record(
+                let record = |state| {
+                    ledger.record(
                         &self.key,
                         &self.decision.order,
-                        lifecycle::recorded_state_after(&progress),
+                        state,
                         operation_request_id.as_deref(),
                         now,
                     )
-                    .await;
+                };
+                let state = lifecycle::recorded_state_after(&progress);
+                let mut answer = record(state).await;
                 self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                if state == RecordedState::Revoked
+                    && matches!(&answer, Ok(RecordAnswer::NotLatest(Some(latest)))
+                        if latest.order == self.decision.order)
+                {
+                    // The grant was never recorded carried out: plainly absent.
+                    answer = record(RecordedState::Absent).await;
+                    self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+                }
                 answer
             }
             Purpose::Undo { .. } => {

@@ -326,36 +326,43 @@ async fn a_claim_starts_in_the_state_asked_for_and_a_claim_again_keeps_it() {
     }
 }
 
-/// An expiry's `revoked` is kept over a grant recorded carried out (`present`, or
+/// An expiry's `revoked` is recorded over a grant recorded carried out (`present`, or
 /// `revoked` by an earlier expiry), stored as `absent` with `endedByExpiry` (what builds
-/// before it read as `absent`); over any other state it is `absent`. Any other state
-/// recorded after it, or a later decision's claim, drops the mark. The memory ledger
-/// agrees.
+/// before it read as `absent`); over any other state nothing is written and the answer
+/// names the decision itself. Any other state recorded after it, or a later decision's
+/// claim, drops the mark. The memory ledger answers and stores alike.
 #[tokio::test]
 async fn an_expiry_records_revoked_only_over_a_grant_carried_out() {
     use RecordedState::{Absent, Failed, Pending, Present, Revoked};
     let ledgers = ledgers().await;
     let memory = MemoryLedger::default();
     let grant = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
+    let refused = RecordAnswer::NotLatest(Some(grant.clone()));
     let cases: [(u32, &[RecordedState], RecordedState); 6] = [
         (50, &[Present, Revoked], Revoked),
-        (51, &[Revoked], Absent),
-        (52, &[Failed, Revoked], Absent),
+        (51, &[Revoked], Pending),
+        (52, &[Failed, Revoked], Failed),
         (53, &[Present, Revoked, Revoked], Revoked),
         (54, &[Present, Revoked, Absent, Revoked], Absent),
         (55, &[Present, Revoked, Present], Present),
     ];
     for (n, records, expected) in cases {
-        claim_then_record(&ledgers.ledger, &key(n), &grant, records).await;
-        claim_then_record(&memory, &key(n), &grant, records).await;
-        let dynamodb = ledgers
+        let dynamodb = claim_then_record(&ledgers.ledger, &key(n), &grant, records).await;
+        let in_memory = claim_then_record(&memory, &key(n), &grant, records).await;
+        assert_eq!(dynamodb, in_memory, "{n}: DynamoDB, then memory");
+        let last_refused = matches!(n, 51 | 52 | 54);
+        assert_eq!(
+            dynamodb.last() == Some(&refused),
+            last_refused,
+            "{n}: {dynamodb:?}"
+        );
+        let read = ledgers
             .ledger
             .latest_with_state(&key(n))
             .await
             .expect("read");
-        let in_memory = memory.latest_with_state(&key(n)).await.expect("read");
-        assert_eq!(dynamodb, in_memory, "{n}: DynamoDB, then memory");
-        assert_eq!(dynamodb, Some((grant.clone(), expected)), "{n}");
+        assert_eq!(read, memory.latest_with_state(&key(n)).await.expect("read"));
+        assert_eq!(read, Some((grant.clone(), expected)), "{n}");
         let item = ledgers.raw(&key(n)).await.expect("the item");
         let stored = if expected == Revoked {
             "absent"
@@ -389,26 +396,27 @@ async fn an_expiry_records_revoked_only_over_a_grant_carried_out() {
     assert_eq!(item.get("endedByExpiry"), None);
 }
 
-/// Claims `grant` `pending`, then records each state in turn.
+/// Claims `grant` `pending`, then records each state in turn: the answers.
 async fn claim_then_record<L: Ledger>(
     ledger: &L,
     key: &LedgerKey,
     grant: &AccessDecision,
     records: &[RecordedState],
-) {
+) -> Vec<RecordAnswer> {
     ledger
         .claim(key, grant, RecordedState::Pending, NOW)
         .await
         .expect("claim");
+    let mut answers = Vec::new();
     for state in records {
-        assert_eq!(
+        answers.push(
             ledger
                 .record(key, &grant.order, *state, Some("op-1"), NOW)
                 .await
                 .expect("record"),
-            RecordAnswer::Recorded
         );
     }
+    answers
 }
 
 /// A grant recorded `failed` (its chain ended FAILED) starts again on a claim of the

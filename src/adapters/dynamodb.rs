@@ -290,37 +290,11 @@ impl Ledger for DynamoDbLedger {
         operation_request_id: Option<&str>,
         now: OffsetDateTime,
     ) -> LedgerResult<RecordAnswer> {
-        if state != RecordedState::Revoked {
-            return self
-                .record_where(key, order, state, None, operation_request_id, now)
-                .await;
-        }
-        // Kept only over a grant recorded carried out; else `absent`, a second write.
-        let carried_out = "(#state = :present OR #endedByExpiry = :true)";
-        let answer = self
-            .record_where(
-                key,
-                order,
-                state,
-                Some(carried_out),
-                operation_request_id,
-                now,
-            )
-            .await?;
-        match answer {
-            RecordAnswer::NotLatest(Some(recorded)) if recorded.order == *order => {
-                self.record_where(
-                    key,
-                    order,
-                    RecordedState::Absent,
-                    None,
-                    operation_request_id,
-                    now,
-                )
-                .await
-            }
-            answer => Ok(answer),
-        }
+        // `Revoked` only over a grant recorded carried out.
+        let also = (state == RecordedState::Revoked)
+            .then_some("(#state = :present OR #endedByExpiry = :true)");
+        self.record_where(key, order, state, also, operation_request_id, now)
+            .await
     }
 }
 

@@ -496,14 +496,16 @@ impl Ledger for MemoryLedger {
         self.fault()?;
         let mut items = lock(&self.items);
         match items.get_mut(key) {
+            // As DynamoDB's: `revoked` only over a grant recorded carried out.
+            Some(item)
+                if item.decision.order == *order
+                    && state == RecordedState::Revoked
+                    && !matches!(item.state, RecordedState::Present | RecordedState::Revoked) =>
+            {
+                Ok(RecordAnswer::NotLatest(Some(item.decision.clone())))
+            }
             Some(item) if item.decision.order == *order => {
-                // As DynamoDB's: `revoked` only over a grant recorded carried out.
-                let carried_out =
-                    matches!(item.state, RecordedState::Present | RecordedState::Revoked);
-                item.state = match state {
-                    RecordedState::Revoked if !carried_out => RecordedState::Absent,
-                    state => state,
-                };
+                item.state = state;
                 item.operation_request_id = operation_request_id.map(str::to_owned);
                 Ok(RecordAnswer::Recorded)
             }
