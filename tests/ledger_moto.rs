@@ -1174,3 +1174,148 @@ async fn a_table_that_does_not_exist_is_a_permanent_error() {
         assert!(!error.kind.is_transient(), "{call}");
     }
 }
+
+/// A rollback to a build before `endedByExpiry`, then forward again. The old build's
+/// claim (here of a later timed grant refused `expired`: `absent` in the claim's write)
+/// does not know the attribute and leaves it on the item; the mark names the grant it
+/// belongs to, so the later grant, never carried out, still reads `absent`. (As a plain
+/// flag it read `revoked`, and a copy of its record reported it `succeeded`.)
+#[tokio::test]
+async fn a_mark_a_build_before_it_left_under_a_later_decision_counts_for_nothing() {
+    let ledgers = ledgers().await;
+    let k = key(70);
+    let g1 = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
+    claim_then_record(
+        &ledgers.ledger,
+        &k,
+        &g1,
+        &[RecordedState::Present, RecordedState::Revoked],
+    )
+    .await;
+    let g2 = decision(
+        datetime!(2026-11-30 11:30:00 UTC),
+        Intent::Grant,
+        Some("c-2"),
+        "m-2",
+        Some(datetime!(2026-11-30 11:45:00 UTC)),
+    );
+    old_build_claim(&ledgers, &k, &g2, "absent").await;
+    let item = ledgers.raw(&k).await.expect("the item");
+    assert!(item.contains_key("endedByExpiry"), "the old build left it");
+    assert_eq!(
+        ledgers.ledger.latest_with_state(&k).await.expect("read"),
+        Some((g2.clone(), RecordedState::Absent))
+    );
+}
+
+/// The same rollback, the later grant claimed `pending` and recorded `failed` by the
+/// old build: forward again, its expiry's `revoked` is refused (the grant was never
+/// carried out), whatever mark the old build left.
+#[tokio::test]
+async fn an_expiry_over_a_grant_the_old_build_recorded_failed_is_not_marked() {
+    let ledgers = ledgers().await;
+    let k = key(72);
+    let g1 = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
+    claim_then_record(
+        &ledgers.ledger,
+        &k,
+        &g1,
+        &[RecordedState::Present, RecordedState::Revoked],
+    )
+    .await;
+    let g2 = decision(
+        datetime!(2026-11-30 11:30:00 UTC),
+        Intent::Grant,
+        Some("c-2"),
+        "m-2",
+        Some(datetime!(2026-11-30 11:45:00 UTC)),
+    );
+    old_build_claim(&ledgers, &k, &g2, "pending").await;
+    old_build_record(&ledgers, &k, &g2, "failed").await;
+    assert_eq!(
+        ledgers
+            .ledger
+            .record(&k, &g2.order, RecordedState::Revoked, None, NOW)
+            .await
+            .expect("record"),
+        RecordAnswer::NotLatest(Some(g2.clone()))
+    );
+    assert_eq!(
+        ledgers.ledger.latest_with_state(&k).await.expect("read"),
+        Some((g2.clone(), RecordedState::Failed))
+    );
+}
+
+/// The claim of a build before `endedByExpiry` (84e68a6's `DynamoDbLedger::claim`,
+/// expression for expression), of a timed grant `g` in `state`.
+async fn old_build_claim(ledgers: &Ledgers, k: &LedgerKey, g: &AccessDecision, state: &str) {
+    use assignment_worker::messages::rfc3339;
+    let order = &g.order;
+    let not_after = g.not_after.expect("timed");
+    ledgers
+        .dynamodb
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(k.as_str()))
+        .condition_expression(
+            "attribute_not_exists(pk) OR (#order < :order AND NOT \
+             (begins_with(#order, :decision_prefix) AND \
+             (#notAfter = :notAfter OR #notAfter = :notAfterAsWritten))) \
+             OR (#order = :order AND (#state = :pending OR #state = :failed))",
+        )
+        .update_expression(
+            "SET #order = :order, #requestedAt = :requestedAt, #decision = :decision, \
+             #firstMessageId = :firstMessageId, #state = :state, #stateAt = :now, \
+             #correlationId = :correlationId, #notAfter = :notAfter \
+             REMOVE #operationRequestId",
+        )
+        .expression_attribute_names("#order", "orderKey")
+        .expression_attribute_names("#requestedAt", "requestedAt")
+        .expression_attribute_names("#decision", "decision")
+        .expression_attribute_names("#firstMessageId", "firstMessageId")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#stateAt", "stateAt")
+        .expression_attribute_names("#operationRequestId", "operationRequestId")
+        .expression_attribute_names("#correlationId", "correlationId")
+        .expression_attribute_names("#notAfter", "notAfter")
+        .expression_attribute_values(":decision_prefix", s(&order.key_before_message_id()))
+        .expression_attribute_values(":order", s(&order.key()))
+        .expression_attribute_values(":requestedAt", s(&rfc3339(order.requested_at)))
+        .expression_attribute_values(":decision", s(order.intent.as_str()))
+        .expression_attribute_values(":firstMessageId", s(&order.first_message_id))
+        .expression_attribute_values(":state", s(state))
+        .expression_attribute_values(":now", s(&rfc3339(NOW)))
+        .expression_attribute_values(":failed", s("failed"))
+        .expression_attribute_values(":pending", s("pending"))
+        .expression_attribute_values(
+            ":correlationId",
+            s(order.correlation_id.as_deref().unwrap_or_default()),
+        )
+        .expression_attribute_values(":notAfter", s(&rfc3339(not_after)))
+        .expression_attribute_values(":notAfterAsWritten", s(&rfc3339(not_after)))
+        .send()
+        .await
+        .expect("the old build's claim");
+}
+
+/// The old build's record (84e68a6's `DynamoDbLedger::record`, no operation id).
+async fn old_build_record(ledgers: &Ledgers, k: &LedgerKey, g: &AccessDecision, state: &str) {
+    use assignment_worker::messages::rfc3339;
+    ledgers
+        .dynamodb
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(k.as_str()))
+        .condition_expression("#order = :order")
+        .update_expression("SET #state = :state, #stateAt = :now REMOVE #operationRequestId")
+        .expression_attribute_names("#order", "orderKey")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#stateAt", "stateAt")
+        .expression_attribute_names("#operationRequestId", "operationRequestId")
+        .expression_attribute_values(":order", s(&g.order.key()))
+        .expression_attribute_values(":state", s(state))
+        .expression_attribute_values(":now", s(&rfc3339(NOW)))
+        .send()
+        .await
+        .expect("the old build's record");
+}

@@ -102,7 +102,9 @@ fn refused_item(
 }
 
 /// The mark of a grant its expiry took back after it was carried out
-/// ([`RecordedState::Revoked`]), beside `state` `absent`.
+/// ([`RecordedState::Revoked`]), beside `state` `absent`: the `orderKey` of that grant, so
+/// that a mark a build before it left under a later decision (its claims do not remove
+/// it) names another decision and counts for nothing.
 const ENDED_BY_EXPIRY: &str = "endedByExpiry";
 
 /// A state as the item holds it: `Revoked` as `absent` (with [`ENDED_BY_EXPIRY`]), so
@@ -273,7 +275,9 @@ impl Ledger for DynamoDbLedger {
             .and_then(|value| value.as_s().ok())
             .and_then(|text| RecordedState::parse(text))
             .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
-        let ended_by_expiry = item.get(ENDED_BY_EXPIRY) == Some(&AttributeValue::Bool(true));
+        let ended_by_expiry = item
+            .get(ENDED_BY_EXPIRY)
+            .is_some_and(|mark| Some(mark) == item.get("orderKey"));
         let state = match state {
             RecordedState::Absent if ended_by_expiry => RecordedState::Revoked,
             state => state,
@@ -292,7 +296,7 @@ impl Ledger for DynamoDbLedger {
     ) -> LedgerResult<RecordAnswer> {
         // `Revoked` only over a grant recorded carried out.
         let also = (state == RecordedState::Revoked)
-            .then_some("(#state = :present OR #endedByExpiry = :true)");
+            .then_some("(#state = :present OR (#state = :absent AND #endedByExpiry = :order))");
         self.record_where(key, order, state, also, operation_request_id, now)
             .await
     }
@@ -341,15 +345,13 @@ impl DynamoDbLedger {
             }
             None => remove.push("#operationRequestId"),
         }
-        if state == RecordedState::Revoked || also.is_some() {
-            request = request.expression_attribute_values(":true", AttributeValue::Bool(true));
-        }
         if also.is_some() {
-            request =
-                request.expression_attribute_values(":present", s(RecordedState::Present.as_str()));
+            request = request
+                .expression_attribute_values(":present", s(RecordedState::Present.as_str()))
+                .expression_attribute_values(":absent", s(RecordedState::Absent.as_str()));
         }
         if state == RecordedState::Revoked {
-            set.push("#endedByExpiry = :true");
+            set.push("#endedByExpiry = :order");
         } else {
             remove.push("#endedByExpiry");
         }
