@@ -947,53 +947,33 @@ pub fn copy_of_failed_chain(
     own: &AccessDecision,
     recorded: Option<&(AccessDecision, RecordedState)>,
 ) -> bool {
-    copy_of_chain_recorded(
-        progress,
-        receive_count,
-        own,
-        recorded,
-        RecordedState::Failed,
-    )
-}
-
-/// Whether a submit SQS delivers again is a copy of a step its chain has passed, the
-/// chain having carried the grant out and its expiry having taken it back since: the
-/// ledger records exactly this decision, under this delivery's first message id,
-/// `revoked`. Submitted again, its create would give access past `notAfter`; refused as
-/// `expired`, it would report a grant that was carried out as never submitted. It
-/// reports the chain's end again instead (the record may be the one whose outcome event
-/// SQS refused), with no call; its expiry runs once more, at once, as after any success
-/// past `notAfter`. Not a step that may have submitted (`maybe_submitted`: a chain
-/// carried on after a lost answer, or as a copy before the expiry): its change may land
-/// after the expiry took the access back, and only its own chain, to its confirm and
-/// expiry, ends that.
-pub fn copy_of_revoked_chain(
-    progress: &Progress,
-    receive_count: u32,
-    own: &AccessDecision,
-    recorded: Option<&(AccessDecision, RecordedState)>,
-) -> bool {
-    !progress.maybe_submitted
-        && copy_of_chain_recorded(
-            progress,
-            receive_count,
-            own,
-            recorded,
-            RecordedState::Revoked,
-        )
-}
-
-fn copy_of_chain_recorded(
-    progress: &Progress,
-    receive_count: u32,
-    own: &AccessDecision,
-    recorded: Option<&(AccessDecision, RecordedState)>,
-    ended: RecordedState,
-) -> bool {
     receive_count > 1
         && progress.purpose == Purpose::Decision
         && progress.stage == Stage::Submit
-        && recorded.is_some_and(|(latest, state)| *state == ended && latest.order == own.order)
+        && recorded.is_some_and(|(latest, state)| {
+            *state == RecordedState::Failed && latest.order == own.order
+        })
+}
+
+/// Whether a grant step refused because its `notAfter` has passed belongs to a decision
+/// the ledger records carried out and taken back by its expiry since (`revoked`, this
+/// decision under its first message id): a copy of the chain that carried it out (a
+/// record SQS delivers again, perhaps the one whose outcome event SQS refused), or a
+/// sibling of it (a retry come due after the expiry, a second send of the decision).
+/// Refused as `expired`, it would report a grant that was carried out as never
+/// submitted. Not a step that may have submitted (`maybe_submitted`: it is not refused
+/// as expired at all, and its change may land after the expiry took the access back,
+/// which only its own chain, to its confirm and expiry, ends).
+pub fn carried_out_and_ended(
+    progress: &Progress,
+    own: &AccessDecision,
+    recorded: &(AccessDecision, RecordedState),
+) -> bool {
+    let (latest, state) = recorded;
+    progress.purpose == Purpose::Decision
+        && !progress.maybe_submitted
+        && *state == RecordedState::Revoked
+        && latest.order == own.order
 }
 
 /// Whether a submit SQS delivers again (`ApproximateReceiveCount` above 1) may repeat

@@ -602,25 +602,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         "delivered again after this grant's chain ended failed",
                     ));
                 }
-                if let Ok(recorded) = &recorded
-                    && !self.restamped
-                    && lifecycle::copy_of_revoked_chain(
-                        &progress,
-                        self.receive_count,
-                        &self.decision,
-                        recorded.as_ref(),
-                    )
-                {
-                    tracing::info!(
-                        "delivered again after this grant's expiry took it back: its end \
-                         reported again, with no call"
-                    );
-                    let done = Decision::Done {
-                        completion: Completion::Succeeded,
-                        operation_request_id: None,
-                    };
-                    return Err(decided(done, progress));
-                }
                 Some(recorded)
             }
             Purpose::Expiry | Purpose::Undo { .. } => None,
@@ -1068,7 +1049,28 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// answered and so made nothing): the decision is settled and made no call, so a
     /// redelivery of the record is refused alike instead of carried on as a grant its
     /// first delivery may have submitted ([`Self::after_redelivery`]).
+    ///
+    /// Unless the ledger says the grant was carried out and its expiry took it back
+    /// since ([`lifecycle::carried_out_and_ended`]): this step is then a copy or a sibling
+    /// of the chain that did it (a record delivered again, a retry come due after it, a
+    /// second send of the decision), and reports it `succeeded`, with no call; its
+    /// expiry runs once more, at once, as an `expired` refusal's does.
     async fn expired(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
+        let recorded = self.worker.ledger.latest_with_state(&self.key).await;
+        self.metrics.call(Api::GetItem, Answer::of(&recorded));
+        if let Ok(Some(recorded)) = &recorded
+            && lifecycle::carried_out_and_ended(&progress, &self.decision, recorded)
+        {
+            tracing::info!(
+                "notAfter has passed, and the grant was carried out and its expiry took it \
+                 back: reported again, with no call"
+            );
+            let done = Decision::Done {
+                completion: Completion::Succeeded,
+                operation_request_id: None,
+            };
+            return decided(done, progress);
+        }
         let dead_letter = dead_letter.before_attempt(&progress);
         match self.fence(progress, RecordedState::Absent).await {
             Ok(claimed) => decided(Decision::DeadLetter(dead_letter), claimed),

@@ -4963,10 +4963,11 @@ async fn a_carried_on_retry_delivered_again_after_the_expiry_goes_on_to_its_own_
     assert_eq!(next["progress"]["purpose"], "expiry", "{next}");
 }
 
-/// The expiry of a duplicate of the grant (another message, the same decision, come
-/// after `notAfter`: refused `expired`, its expiry at once) keeps the mark the grant's
-/// own expiry left: the grant's record delivered again still reports it `succeeded`.
-/// (It wrote `absent` over it, and the record was dead-lettered `expired`.)
+/// A duplicate of the grant (another message, the same decision) come after `notAfter`,
+/// once the grant was carried out and its expiry took it back, reports it `succeeded`
+/// (it was dead-lettered `expired`), and the expiry it runs again keeps the mark (it
+/// wrote `absent` over it): the grant's own record delivered again still reports it
+/// `succeeded`.
 #[tokio::test]
 async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
     let queues = OutcomesRefused {
@@ -4988,7 +4989,6 @@ async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
     let first = invoke(&worker, redelivered_event(&grant, "m-a", 1)).await;
     assert_eq!(failures(&first), ["m-a"], "left for redelivery");
     worker.queues.refuse_outcomes.store(false, Ordering::SeqCst);
-    // Past notAfter from here on.
     let work = |worker: &Worker<_, OutcomesRefused, _, _>| {
         worker.queues.queues.sent_to(&worker.config.work_queue)
     };
@@ -4997,7 +4997,8 @@ async fn a_late_duplicates_expiry_keeps_the_mark_of_a_grant_carried_out() {
     past_the_end(&worker, redelivered_event(&grant, "m-b", 1)).await;
     assert_eq!(
         dead_letters_sent(&worker.queues.queues, &worker.config),
-        ["expired"]
+        Vec::<String>::new(),
+        "the duplicate, come after the grant was carried out and ended, is not `expired`"
     );
     let second_expiry = work(&worker)
         .last()
@@ -5073,4 +5074,35 @@ async fn a_grant_never_carried_out_is_not_reported_succeeded_after_its_expiry() 
         request_outcomes(&worker.queues.sent_to(&outcome_queue)),
         ["dead-lettered permanent", "dead-lettered expired"]
     );
+}
+
+/// A retry of the grant's first chain (its create throttled) comes due after a copy of
+/// its record carried the grant out and the expiry took it back: it reports the grant
+/// `succeeded`, with no call, not `expired` (it was delivered once: no copy of a chain,
+/// but a sibling of the one that carried the decision out).
+#[tokio::test]
+async fn a_retry_due_after_a_sibling_chain_carried_the_grant_out_and_it_ended_is_not_expired() {
+    let worker = worker(
+        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        "TEMP-BACKOFF",
+        &[("notAfter", &two_hours_ahead())],
+    );
+    invoke(&worker, redelivered_event(&grant, "m-backoff", 1)).await;
+    let retry = last_work_body(&worker);
+    assert_eq!(body_json_text(&retry)["progress"]["attempt"], 2);
+    invoke(&worker, redelivered_event(&grant, "m-backoff", 2)).await;
+    let expiry = last_work_body(&worker);
+    past_the_end(&worker, record_event(&expiry, "m-exp", 1_764_496_900_000)).await;
+    let calls = worker.identity_center.calls().len();
+    past_the_end(&worker, record_event(&retry, "m-retry", 1_764_000_000_000)).await;
+    let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
+    assert_eq!(
+        request_outcomes(&worker.queues.sent_to(&outcome_queue)),
+        ["succeeded", "succeeded"]
+    );
+    assert_eq!(worker.identity_center.calls().len(), calls, "no call");
 }
