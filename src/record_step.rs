@@ -1108,8 +1108,6 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
-    /// The latest removal of an `IAM` portfolio principal's name in any spelling (none for
-    /// any other principal, which makes no call).
     /// A grant's associate was made (its confirm sees the entry, or AWS answered the
     /// associate of a principal already listed): a later removal of its IAM name in
     /// another spelling may have run meanwhile and found nothing of this spelling.
@@ -1137,6 +1135,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         .map(Into::into)
     }
 
+    /// The latest removal of an `IAM` portfolio principal's name in any spelling (none for
+    /// any other principal, which makes no call).
     async fn latest_removal_of_the_name(
         &self,
     ) -> Result<Option<AccessDecision>, crate::aws_call::CallError> {
