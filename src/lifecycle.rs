@@ -956,15 +956,16 @@ pub fn copy_of_failed_chain(
 }
 
 /// Whether a grant step refused because its `notAfter` has passed belongs to a decision
-/// the ledger records carried out and taken back by its expiry since (`revoked`, this
-/// decision under its first message id): a copy of the chain that carried it out (a
-/// record SQS delivers again, perhaps the one whose outcome event SQS refused), or a
-/// sibling of it (a retry come due after the expiry, a second send of the decision).
-/// Refused as `expired`, it would report a grant that was carried out as never
-/// submitted. Not a step that may have submitted (`maybe_submitted`: it is not refused
-/// as expired at all, and its change may land after the expiry took the access back,
-/// which only its own chain, to its confirm and expiry, ends).
-pub fn carried_out_and_ended(
+/// the ledger records carried out (`present`, its expiry still to come or under way, or
+/// `revoked`, taken back by its expiry since; this decision under its first message id):
+/// a copy of the chain that carried it out (a record SQS delivers again, perhaps the one
+/// whose outcome event SQS refused), or a sibling of it (a retry come due after
+/// `notAfter`, a second send of the decision). Refused as `expired`, it would report a
+/// grant that was carried out as never submitted. Not a step that may have submitted
+/// (`maybe_submitted`: it is not refused as expired at all, and its change may land
+/// after the expiry took the access back, which only its own chain, to its confirm and
+/// expiry, ends).
+pub fn carried_out_before(
     progress: &Progress,
     own: &AccessDecision,
     recorded: &(AccessDecision, RecordedState),
@@ -972,7 +973,7 @@ pub fn carried_out_and_ended(
     let (latest, state) = recorded;
     progress.purpose == Purpose::Decision
         && !progress.maybe_submitted
-        && *state == RecordedState::Revoked
+        && matches!(state, RecordedState::Present | RecordedState::Revoked)
         && latest.order == own.order
 }
 

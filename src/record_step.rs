@@ -43,7 +43,8 @@ use crate::service_catalog::ServiceCatalog;
 /// their records for redelivery. Some steps make more than one ledger call after their
 /// AWS call: a grant's poll answered `FAILED` two (the read of `unless_settled`, then
 /// `record_failed`), and so does a confirm whose write the ledger refuses for good or
-/// on the step's last attempt (the write, then that read); a portfolio step two reads
+/// on the step's last attempt (the write, then that read), and an expiry of a grant
+/// never recorded carried out (its mark refused, then `absent`); a portfolio step two reads
 /// after its Service Catalog call, a confirm after its list or an associate of an `IAM`
 /// principal the list already showed (an `IAM` grant's: the name's item, then the
 /// record; a change not shown: the entry's item and the name's),
@@ -1050,26 +1051,37 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// redelivery of the record is refused alike instead of carried on as a grant its
     /// first delivery may have submitted ([`Self::after_redelivery`]).
     ///
-    /// Unless the ledger says the grant was carried out and its expiry took it back
-    /// since ([`lifecycle::carried_out_and_ended`]): this step is then a copy or a sibling
-    /// of the chain that did it (a record delivered again, a retry come due after it, a
-    /// second send of the decision), and reports it `succeeded`, with no call; its
-    /// expiry runs once more, at once, as an `expired` refusal's does.
+    /// Unless the ledger says the grant was carried out ([`lifecycle::carried_out_before`]):
+    /// this step is then a copy or a sibling of the chain that did it (a record delivered
+    /// again, a retry come due after `notAfter`, a second send of the decision), and
+    /// reports it `succeeded`, with no call; its expiry runs once more, at once, as an
+    /// `expired` refusal's does. A read that fails transiently is made again, within the
+    /// step's attempts.
     async fn expired(&self, dead_letter: DeadLetter, progress: Progress) -> Stepped {
         let recorded = self.worker.ledger.latest_with_state(&self.key).await;
         self.metrics.call(Api::GetItem, Answer::of(&recorded));
-        if let Ok(Some(recorded)) = &recorded
-            && lifecycle::carried_out_and_ended(&progress, &self.decision, recorded)
-        {
-            tracing::info!(
-                "notAfter has passed, and the grant was carried out and its expiry took it \
-                 back: reported again, with no call"
-            );
-            let done = Decision::Done {
-                completion: Completion::Succeeded,
-                operation_request_id: None,
-            };
-            return decided(done, progress);
+        match &recorded {
+            Ok(Some(recorded))
+                if lifecycle::carried_out_before(&progress, &self.decision, recorded) =>
+            {
+                tracing::info!(
+                    "notAfter has passed, and the grant was carried out: reported again, with \
+                     no call"
+                );
+                let done = Decision::Done {
+                    completion: Completion::Succeeded,
+                    operation_request_id: None,
+                };
+                return decided(done, progress);
+            }
+            Err(error) => {
+                let again =
+                    lifecycle::on_ledger_error(&progress, error, self.policy(), Self::jitter());
+                if let Decision::Continue { .. } = again {
+                    return decided(again, progress);
+                }
+            }
+            Ok(_) => {}
         }
         let dead_letter = dead_letter.before_attempt(&progress);
         match self.fence(progress, RecordedState::Absent).await {

@@ -5106,3 +5106,72 @@ async fn a_retry_due_after_a_sibling_chain_carried_the_grant_out_and_it_ended_is
     );
     assert_eq!(worker.identity_center.calls().len(), calls, "no call");
 }
+
+/// As above, the retry come due after `notAfter` but before the expiry took the access
+/// back (the grant still recorded `present`): it reports the grant `succeeded`, not
+/// `expired`.
+#[tokio::test]
+async fn a_retry_due_after_not_after_before_the_expiry_confirms_is_not_expired() {
+    let worker = worker(
+        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "TEMP-WINDOW", &[("notAfter", &two_hours_ahead())]);
+    invoke(&worker, redelivered_event(&grant, "m-window", 1)).await;
+    let retry = last_work_body(&worker);
+    invoke(&worker, redelivered_event(&grant, "m-window", 2)).await;
+    assert_eq!(
+        worker.ledger.items().pop().map(|item| item.state),
+        Some(RecordedState::Present)
+    );
+    let calls = worker.identity_center.calls().len();
+    past_the_end(
+        &worker,
+        record_event(&retry, "m-window-retry", 1_764_000_000_000),
+    )
+    .await;
+    assert_eq!(worker.identity_center.calls().len(), calls, "no call");
+    let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
+    assert_eq!(
+        request_outcomes(&worker.queues.sent_to(&outcome_queue)),
+        ["succeeded", "succeeded"]
+    );
+    let expiry = body_json_text(&last_work_body(&worker));
+    assert_eq!(
+        expiry["progress"]["purpose"], "expiry",
+        "its expiry once more"
+    );
+}
+
+/// The read before an `expired` refusal, throttled, is made again (the step repeats),
+/// not skipped into a false `expired`.
+#[tokio::test]
+async fn a_throttled_read_before_an_expired_refusal_is_made_again() {
+    let worker = worker(
+        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
+        config(&[]),
+    );
+    let grant = assignment_request("create", "TEMP-READ", &[("notAfter", &two_hours_ahead())]);
+    invoke(&worker, redelivered_event(&grant, "m-read", 1)).await;
+    let retry = last_work_body(&worker);
+    invoke(&worker, redelivered_event(&grant, "m-read", 2)).await;
+    worker.ledger.set_faults([true]);
+    past_the_end(
+        &worker,
+        record_event(&retry, "m-read-retry", 1_764_000_000_000),
+    )
+    .await;
+    assert_eq!(dead_letters(&worker, "ErrorClass"), Vec::<String>::new());
+    let again = last_work_body(&worker);
+    assert_eq!(body_json_text(&again)["progress"]["attempt"], 3, "{again}");
+    past_the_end(
+        &worker,
+        record_event(&again, "m-read-again", 1_764_000_000_000),
+    )
+    .await;
+    let outcome_queue = worker.config.outcome_queue.clone().expect("outcome queue");
+    assert_eq!(
+        request_outcomes(&worker.queues.sent_to(&outcome_queue)),
+        ["succeeded", "succeeded"]
+    );
+}

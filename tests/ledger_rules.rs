@@ -701,11 +701,12 @@ fn a_dead_letter_behind_a_later_decision_is_superseded() {
 /// An expiry asks the ledger to record its grant `revoked` (which the ledger keeps only
 /// over a grant recorded carried out); a grant's own steps, where the access stands. A
 /// grant step refused for its passed `notAfter` reports the grant carried out only when
-/// the ledger records exactly its decision (first message id included) `revoked`, and
+/// the ledger records exactly its decision (first message id included) `present` or
+/// `revoked`, and
 /// only when it made no submit that may have landed; an expiry's step never does.
 #[test]
 fn an_expiry_records_its_grant_revoked_and_a_step_refused_after_it_reports_it_carried_out() {
-    use assignment_worker::lifecycle::{carried_out_and_ended, recorded_state_after};
+    use assignment_worker::lifecycle::{carried_out_before, recorded_state_after};
     let grant = submit(Create);
     let (expiry, _) = continued(start_expiry(&grant, T0, T0));
     assert_eq!(recorded_state_after(&expiry), RecordedState::Revoked);
@@ -714,15 +715,22 @@ fn an_expiry_records_its_grant_revoked_and_a_step_refused_after_it_reports_it_ca
 
     let own = decision(Intent::Grant, 0, Some(T0));
     let revoked = (own.clone(), RecordedState::Revoked);
-    assert!(carried_out_and_ended(&grant, &own, &revoked));
+    assert!(carried_out_before(&grant, &own, &revoked));
     let mut carried_on = grant.clone();
     carried_on.maybe_submitted = true;
-    assert!(!carried_out_and_ended(&carried_on, &own, &revoked));
-    assert!(!carried_out_and_ended(&expiry, &own, &revoked));
-    let absent = (own.clone(), RecordedState::Absent);
-    assert!(!carried_out_and_ended(&grant, &own, &absent));
+    assert!(!carried_out_before(&carried_on, &own, &revoked));
+    assert!(!carried_out_before(&expiry, &own, &revoked));
+    let present = (own.clone(), RecordedState::Present);
+    assert!(carried_out_before(&grant, &own, &present));
+    for state in [
+        RecordedState::Absent,
+        RecordedState::Pending,
+        RecordedState::Failed,
+    ] {
+        assert!(!carried_out_before(&grant, &own, &(own.clone(), state)));
+    }
     let mut another_delivery = own.clone();
     another_delivery.order.first_message_id = "m-2".to_owned();
     let theirs = (another_delivery, RecordedState::Revoked);
-    assert!(!carried_out_and_ended(&grant, &own, &theirs));
+    assert!(!carried_out_before(&grant, &own, &theirs));
 }
