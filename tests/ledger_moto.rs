@@ -1184,21 +1184,7 @@ async fn a_table_that_does_not_exist_is_a_permanent_error() {
 async fn a_mark_a_build_before_it_left_under_a_later_decision_counts_for_nothing() {
     let ledgers = ledgers().await;
     let k = key(70);
-    let g1 = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
-    claim_then_record(
-        &ledgers.ledger,
-        &k,
-        &g1,
-        &[RecordedState::Present, RecordedState::Revoked],
-    )
-    .await;
-    let g2 = decision(
-        datetime!(2026-11-30 11:30:00 UTC),
-        Intent::Grant,
-        Some("c-2"),
-        "m-2",
-        Some(datetime!(2026-11-30 11:45:00 UTC)),
-    );
+    let g2 = marked_then_a_later_grant(&ledgers, &k).await;
     old_build_claim(&ledgers, &k, &g2, "absent").await;
     let item = ledgers.raw(&k).await.expect("the item");
     assert!(item.contains_key("endedByExpiry"), "the old build left it");
@@ -1215,21 +1201,7 @@ async fn a_mark_a_build_before_it_left_under_a_later_decision_counts_for_nothing
 async fn an_expiry_over_a_grant_the_old_build_recorded_failed_is_not_marked() {
     let ledgers = ledgers().await;
     let k = key(72);
-    let g1 = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
-    claim_then_record(
-        &ledgers.ledger,
-        &k,
-        &g1,
-        &[RecordedState::Present, RecordedState::Revoked],
-    )
-    .await;
-    let g2 = decision(
-        datetime!(2026-11-30 11:30:00 UTC),
-        Intent::Grant,
-        Some("c-2"),
-        "m-2",
-        Some(datetime!(2026-11-30 11:45:00 UTC)),
-    );
+    let g2 = marked_then_a_later_grant(&ledgers, &k).await;
     old_build_claim(&ledgers, &k, &g2, "pending").await;
     old_build_record(&ledgers, &k, &g2, "failed").await;
     assert_eq!(
@@ -1244,6 +1216,26 @@ async fn an_expiry_over_a_grant_the_old_build_recorded_failed_is_not_marked() {
         ledgers.ledger.latest_with_state(&k).await.expect("read"),
         Some((g2.clone(), RecordedState::Failed))
     );
+}
+
+/// A grant carried out and taken back by its expiry (marked) under `k`, by this build;
+/// the later timed grant the tests above then hand to a build before the mark.
+async fn marked_then_a_later_grant(ledgers: &Ledgers, k: &LedgerKey) -> AccessDecision {
+    let g1 = grant_c1(Some(datetime!(2026-11-30 11:00:00 UTC)));
+    claim_then_record(
+        &ledgers.ledger,
+        k,
+        &g1,
+        &[RecordedState::Present, RecordedState::Revoked],
+    )
+    .await;
+    decision(
+        datetime!(2026-11-30 11:30:00 UTC),
+        Intent::Grant,
+        Some("c-2"),
+        "m-2",
+        Some(datetime!(2026-11-30 11:45:00 UTC)),
+    )
 }
 
 /// The claim of a build before `endedByExpiry` (84e68a6's `DynamoDbLedger::claim`,
