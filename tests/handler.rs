@@ -5082,19 +5082,7 @@ async fn a_grant_never_carried_out_is_not_reported_succeeded_after_its_expiry() 
 /// but a sibling of the one that carried the decision out).
 #[tokio::test]
 async fn a_retry_due_after_a_sibling_chain_carried_the_grant_out_and_it_ended_is_not_expired() {
-    let worker = worker(
-        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
-        config(&[]),
-    );
-    let grant = assignment_request(
-        "create",
-        "TEMP-BACKOFF",
-        &[("notAfter", &two_hours_ahead())],
-    );
-    invoke(&worker, redelivered_event(&grant, "m-backoff", 1)).await;
-    let retry = last_work_body(&worker);
-    assert_eq!(body_json_text(&retry)["progress"]["attempt"], 2);
-    invoke(&worker, redelivered_event(&grant, "m-backoff", 2)).await;
+    let (worker, retry) = a_throttled_grant_carried_out_by_a_copy("TEMP-BACKOFF").await;
     let expiry = last_work_body(&worker);
     past_the_end(&worker, record_event(&expiry, "m-exp", 1_764_496_900_000)).await;
     let calls = worker.identity_center.calls().len();
@@ -5112,14 +5100,7 @@ async fn a_retry_due_after_a_sibling_chain_carried_the_grant_out_and_it_ended_is
 /// `expired`.
 #[tokio::test]
 async fn a_retry_due_after_not_after_before_the_expiry_confirms_is_not_expired() {
-    let worker = worker(
-        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
-        config(&[]),
-    );
-    let grant = assignment_request("create", "TEMP-WINDOW", &[("notAfter", &two_hours_ahead())]);
-    invoke(&worker, redelivered_event(&grant, "m-window", 1)).await;
-    let retry = last_work_body(&worker);
-    invoke(&worker, redelivered_event(&grant, "m-window", 2)).await;
+    let (worker, retry) = a_throttled_grant_carried_out_by_a_copy("TEMP-WINDOW").await;
     assert_eq!(
         worker.ledger.items().pop().map(|item| item.state),
         Some(RecordedState::Present)
@@ -5147,14 +5128,7 @@ async fn a_retry_due_after_not_after_before_the_expiry_confirms_is_not_expired()
 /// not skipped into a false `expired`.
 #[tokio::test]
 async fn a_throttled_read_before_an_expired_refusal_is_made_again() {
-    let worker = worker(
-        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
-        config(&[]),
-    );
-    let grant = assignment_request("create", "TEMP-READ", &[("notAfter", &two_hours_ahead())]);
-    invoke(&worker, redelivered_event(&grant, "m-read", 1)).await;
-    let retry = last_work_body(&worker);
-    invoke(&worker, redelivered_event(&grant, "m-read", 2)).await;
+    let (worker, retry) = a_throttled_grant_carried_out_by_a_copy("TEMP-READ").await;
     worker.ledger.set_faults([true]);
     past_the_end(
         &worker,
@@ -5174,4 +5148,24 @@ async fn a_throttled_read_before_an_expired_refusal_is_made_again() {
         request_outcomes(&worker.queues.sent_to(&outcome_queue)),
         ["succeeded", "succeeded"]
     );
+}
+
+/// A timed grant whose create was throttled (its retry, returned, waits in backoff),
+/// carried out by a copy of its record that SQS delivered meanwhile; the copy's expiry
+/// is the last step stored.
+async fn a_throttled_grant_carried_out_by_a_copy(correlation_id: &str) -> (TestWorker, String) {
+    let worker = worker(
+        vec![error(ErrorKind::RateLimited, "ThrottlingException")],
+        config(&[]),
+    );
+    let grant = assignment_request(
+        "create",
+        correlation_id,
+        &[("notAfter", &two_hours_ahead())],
+    );
+    invoke(&worker, redelivered_event(&grant, "m-throttled", 1)).await;
+    let retry = last_work_body(&worker);
+    assert_eq!(body_json_text(&retry)["progress"]["attempt"], 2);
+    invoke(&worker, redelivered_event(&grant, "m-throttled", 2)).await;
+    (worker, retry)
 }
