@@ -10,9 +10,13 @@ use assignment_worker::adapters::memory::{
 use assignment_worker::aws_call::{CallError, ErrorKind};
 use assignment_worker::config::Config;
 use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::ledger::{
+    AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
+    RecordedState,
+};
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
 use assignment_worker::queue::OutgoingMessage;
-use assignment_worker::request::{Target, parse_request};
+use assignment_worker::request::{PortfolioChange, Target, parse_request};
 use assignment_worker::service_catalog::ServiceCatalog;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
@@ -1460,9 +1464,9 @@ async fn a_confirm_overtaken_by_a_removal_that_found_nothing_removes_the_princip
 /// request of the same principal would have.
 async fn record_decision(
     worker: &TestWorker,
-    key: &assignment_worker::ledger::LedgerKey,
-    order: assignment_worker::ledger::DecisionOrder,
-    state: assignment_worker::ledger::RecordedState,
+    key: &LedgerKey,
+    order: DecisionOrder,
+    state: RecordedState,
 ) {
     use assignment_worker::ledger::{AccessDecision, Ledger, RecordedState};
     let now = OffsetDateTime::now_utc();
@@ -1925,25 +1929,19 @@ struct HeldAssociate {
 }
 
 impl ServiceCatalog for HeldAssociate {
-    async fn associate_principal(
-        &self,
-        change: &assignment_worker::request::PortfolioChange,
-    ) -> Result<(), CallError> {
+    async fn associate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
         self.reached.notify_one();
         self.release.notified().await;
         self.catalog.associate_principal(change).await
     }
 
-    async fn disassociate_principal(
-        &self,
-        change: &assignment_worker::request::PortfolioChange,
-    ) -> Result<(), CallError> {
+    async fn disassociate_principal(&self, change: &PortfolioChange) -> Result<(), CallError> {
         self.catalog.disassociate_principal(change).await
     }
 
     async fn list_principals(
         &self,
-        change: &assignment_worker::request::PortfolioChange,
+        change: &PortfolioChange,
     ) -> Result<Vec<ListedPrincipal>, CallError> {
         self.catalog.list_principals(change).await
     }
@@ -1961,7 +1959,7 @@ struct NameReadRefused {
 }
 
 impl NameReadRefused {
-    fn check(&self, key: &assignment_worker::ledger::LedgerKey) -> Result<(), CallError> {
+    fn check(&self, key: &LedgerKey) -> Result<(), CallError> {
         if key.as_str().starts_with("portfolio-iam-name|")
             && (self.refused)(self.name_reads.fetch_add(1, Ordering::SeqCst))
         {
@@ -1985,47 +1983,38 @@ impl NameReadRefused {
     }
 }
 
-impl assignment_worker::ledger::Ledger for NameReadRefused {
+impl Ledger for NameReadRefused {
     async fn claim(
         &self,
-        key: &assignment_worker::ledger::LedgerKey,
-        decision: &assignment_worker::ledger::AccessDecision,
-        state: assignment_worker::ledger::RecordedState,
+        key: &LedgerKey,
+        decision: &AccessDecision,
+        state: RecordedState,
         now: OffsetDateTime,
-    ) -> assignment_worker::ledger::LedgerResult<assignment_worker::ledger::ClaimAnswer> {
+    ) -> LedgerResult<ClaimAnswer> {
         self.ledger.claim(key, decision, state, now).await
     }
 
-    async fn latest(
-        &self,
-        key: &assignment_worker::ledger::LedgerKey,
-    ) -> assignment_worker::ledger::LedgerResult<Option<assignment_worker::ledger::AccessDecision>>
-    {
+    async fn latest(&self, key: &LedgerKey) -> LedgerResult<Option<AccessDecision>> {
         self.check(key)?;
         self.ledger.latest(key).await
     }
 
     async fn latest_with_state(
         &self,
-        key: &assignment_worker::ledger::LedgerKey,
-    ) -> assignment_worker::ledger::LedgerResult<
-        Option<(
-            assignment_worker::ledger::AccessDecision,
-            assignment_worker::ledger::RecordedState,
-        )>,
-    > {
+        key: &LedgerKey,
+    ) -> LedgerResult<Option<(AccessDecision, RecordedState)>> {
         self.check(key)?;
         self.ledger.latest_with_state(key).await
     }
 
     async fn record(
         &self,
-        key: &assignment_worker::ledger::LedgerKey,
-        order: &assignment_worker::ledger::DecisionOrder,
-        state: assignment_worker::ledger::RecordedState,
+        key: &LedgerKey,
+        order: &DecisionOrder,
+        state: RecordedState,
         operation_request_id: Option<&str>,
         now: OffsetDateTime,
-    ) -> assignment_worker::ledger::LedgerResult<assignment_worker::ledger::RecordAnswer> {
+    ) -> LedgerResult<RecordAnswer> {
         self.ledger
             .record(key, order, state, operation_request_id, now)
             .await
