@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use std::future::Future;
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::aws_call::CallError;
 use crate::messages::rfc3339;
@@ -358,6 +359,16 @@ pub struct DecisionSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     pub requested_at: String,
+}
+
+impl DecisionSummary {
+    /// Whether `decision` was requested after the decision this names, and so is later
+    /// in the ledger's order (a time that does not parse, from an envelope the worker
+    /// did not write: no).
+    pub fn is_followed_by(&self, decision: &AccessDecision) -> bool {
+        OffsetDateTime::parse(&self.requested_at, &Rfc3339)
+            .is_ok_and(|at| decision.order.requested_at > at)
+    }
 }
 
 /// What a claim found.

@@ -476,7 +476,19 @@ pub fn overtaken(
     let wanted = Presence::after(progress.operation());
     let desired = latest.desired(now);
     if desired == wanted {
-        return None;
+        // An undo's change not shown behind a decision requested after the one it undid
+        // toward: the entry may have come back after the undo's change (an associate
+        // that landed late), and that decision's own chain may have run before it did,
+        // or may not remove this spelling (a removal of the name in another spelling
+        // reports the entry and leaves it). The undo makes its change again, toward
+        // that decision; waiting would end in `timed-out` with the access kept. Each
+        // such step names a later decision, so they are as few as the decisions.
+        return match &progress.purpose {
+            Purpose::Undo { superseded_by, .. } if superseded_by.is_followed_by(latest) => {
+                Some(lifecycle::undo(progress, latest, now))
+            }
+            _ => None,
+        };
     }
     // This delivery's decision, or the same decision delivered again under another
     // message id (a redrive, an upstream's duplicate): not a later one.

@@ -1703,3 +1703,57 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
     assert!(run.present_arns.is_empty(), "{:?}", run.dead_letter_codes);
     check(&run, &decisions).expect("the latest decision wins");
 }
+
+/// Found by the spellings property (once in 100,000 cases): D-0's grant of `ROLE`, found
+/// listed, undoes toward D-4's removal of the name; D-3's associate lands after that
+/// undo's disassociate, and D-2, the latest decision about the role, finds `ROLE` listed
+/// in its other spelling and reports it. The undo's confirm never sees its entry gone,
+/// and the latest decision asks for what the undo made: it must not wait out its polls
+/// (a `timed-out` dead letter for a request a later decision superseded).
+#[test]
+fn an_undo_whose_entry_comes_back_behind_a_later_removal_of_the_name_is_not_timed_out() {
+    let decision = |grant, requested_at, lower| Decision {
+        grant,
+        requested_at,
+        not_after: NotAfter::None,
+        lower,
+        sns: None,
+        eventbridge: false,
+        copies: 1,
+        late: false,
+        upper: false,
+        offset: false,
+        fraction: false,
+    };
+    let decisions = [
+        decision(true, None, false),
+        decision(false, None, false),
+        decision(false, None, true),
+        decision(true, Some(3), false),
+        decision(false, Some(1), true),
+    ];
+    let faults = Faults {
+        throttle: 0,
+        conflict: 0,
+        lost_answer: 0,
+        server_error: 0,
+        asynchronous: 27,
+        crash: 0,
+        outcome_refused: 0,
+        duplicate: 0,
+        ledger: 0,
+        interleave: 56,
+        refuse: 0,
+        attempts: 1000,
+        protect_at: None,
+    };
+    let listed_before = [ROLE, ROLE_LOWER];
+    let run = run_from(
+        &decisions,
+        faults,
+        2_216_993_468_387_057_588,
+        Subject::PortfolioSpellings,
+        &listed_before,
+    );
+    check_spellings(&run, &decisions, &listed_before).expect("each spelling as decided");
+}

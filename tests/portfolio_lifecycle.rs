@@ -11,7 +11,7 @@ use assignment_worker::portfolio::{
     behind_a_later_removal_of_the_name, latest_for_the_entry, overtaken, settle_not_found,
 };
 use assignment_worker::portfolio_access::{ListedPrincipal, PortfolioPrincipalType};
-use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Resource, Stage};
+use assignment_worker::progress::{DecisionStamp, Progress, Purpose, Resource, Stage, UndoReport};
 use assignment_worker::request::AssignmentAction::{self, Create, Delete};
 use proptest::prelude::*;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -259,6 +259,55 @@ fn a_grant_is_not_overtaken_by_another_delivery_of_itself() {
             "{decision:?} with {latest:?} the latest"
         );
     }
+}
+
+/// An undo's disassociate whose confirm still lists the entry, while the latest decision
+/// asks, as the undo did, for no access: the entry came back after the undo's change (an
+/// associate that landed late). Behind a removal requested after the one it undid toward
+/// (whose chain may have run before the entry came back, or may name another spelling
+/// and leave it), it removes the entry again; behind the same removal, or behind an
+/// earlier decision (the entry's own item, read when the name's could not be), it waits
+/// for the list as before. Waiting behind the later removal ran out the poll deadline:
+/// a `timed-out` dead letter, the access kept.
+#[test]
+fn an_undo_whose_entry_comes_back_removes_it_again_behind_a_later_removal() {
+    let named = |seconds, id: &str| AccessDecision {
+        order: DecisionOrder {
+            correlation_id: Some(id.to_owned()),
+            ..decided(seconds, Intent::Revoke).order
+        },
+        not_after: None,
+    };
+    let own = decided(0, Intent::Grant);
+    let undone_toward_removal = named(5, "CHG-5");
+    let mut undoing = confirming(Delete);
+    undoing.purpose = Purpose::Undo {
+        superseded_by: undone_toward_removal.summary(),
+        reports: UndoReport::Request,
+    };
+    let later_removal = named(9, "CHG-9");
+    assert_eq!(
+        undone_toward(overtaken(&undoing, &own, Some(&later_removal), T0)),
+        Some("CHG-9".to_owned())
+    );
+    for latest in [&undone_toward_removal, &named(2, "CHG-2")] {
+        assert_eq!(
+            overtaken(&undoing, &own, Some(latest), T0),
+            None,
+            "{latest:?}"
+        );
+    }
+    // A request's own removal confirming behind a later removal waits: that removal's
+    // chain is the one to carry it out.
+    assert_eq!(
+        overtaken(
+            &confirming(Delete),
+            &named(1, "CHG-1"),
+            Some(&later_removal),
+            T0
+        ),
+        None
+    );
 }
 
 proptest! {
