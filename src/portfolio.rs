@@ -476,16 +476,24 @@ pub fn overtaken(
     let wanted = Presence::after(progress.operation());
     let desired = latest.desired(now);
     if desired == wanted {
-        // An undo's change not shown behind a decision requested after the one it undid
-        // toward: the entry may have come back after the undo's change (an associate
-        // that landed late), and that decision's own chain may have run before it did,
-        // or may not remove this spelling (a removal of the name in another spelling
-        // reports the entry and leaves it). The undo makes its change again, toward
-        // that decision; waiting would end in `timed-out` with the access kept. Each
-        // such step names a later decision, so they are as few as the decisions.
+        // An undo's change not shown behind a decision later than the one it undid
+        // toward: the entry may have changed back after the undo's change (an associate
+        // or disassociate that landed late), and that decision's own chain may have run
+        // before it did, or may not remove this spelling (a removal of the name in
+        // another spelling reports the entry and leaves it). The undo makes its change
+        // again, toward that decision, as a change that was made (its dead letter and
+        // an associate's restored expiry go by it); waiting would end in `timed-out`
+        // with the entry left as it found it. Each such step follows a later decision
+        // read from the ledger, so there are as many at most as decisions (and as the
+        // times a grant's `notAfter` reads as not yet passed here and passed at the
+        // step's fence, on clocks that disagree).
         return match &progress.purpose {
             Purpose::Undo { superseded_by, .. } if superseded_by.is_followed_by(latest) => {
-                Some(lifecycle::undo(progress, latest, now))
+                let mut again = lifecycle::undo(progress, latest, now);
+                if let Decision::Continue { progress, .. } = &mut again {
+                    progress.maybe_submitted = true;
+                }
+                Some(again)
             }
             _ => None,
         };

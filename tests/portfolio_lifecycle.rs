@@ -261,49 +261,72 @@ fn a_grant_is_not_overtaken_by_another_delivery_of_itself() {
     }
 }
 
-/// An undo's disassociate whose confirm still lists the entry, while the latest decision
-/// asks, as the undo did, for no access: the entry came back after the undo's change (an
-/// associate that landed late). Behind a removal requested after the one it undid toward
-/// (whose chain may have run before the entry came back, or may name another spelling
-/// and leave it), it removes the entry again; behind the same removal, or behind an
-/// earlier decision (the entry's own item, read when the name's could not be), it waits
-/// for the list as before. Waiting behind the later removal ran out the poll deadline:
-/// a `timed-out` dead letter, the access kept.
+/// An undo whose confirm does not show its change, while the latest decision asks for
+/// what the undo made: the entry changed back after the undo's change (an associate or
+/// disassociate that landed late). Behind a decision later in the ledger than the one it
+/// undid toward (requested after it, or at the same instant and ordered after it), whose
+/// chain may have run before the entry changed back, or may name another spelling and
+/// leave it, it makes its change again, as a step whose change was made (so that its
+/// dead letter says so, and an associate's restored expiry still follows). Behind the
+/// same decision, or an earlier one (the entry's own item, read when the name's could
+/// not be), it waits for the list as before. Waiting behind the later decision ran out
+/// the poll deadline: a `timed-out` dead letter, the entry left as the undo found it.
 #[test]
-fn an_undo_whose_entry_comes_back_removes_it_again_behind_a_later_removal() {
-    let named = |seconds, id: &str| AccessDecision {
+fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decision() {
+    let named = |seconds, id: &str, intent| AccessDecision {
         order: DecisionOrder {
             correlation_id: Some(id.to_owned()),
-            ..decided(seconds, Intent::Revoke).order
+            ..decided(seconds, intent).order
         },
         not_after: None,
     };
     let own = decided(0, Intent::Grant);
-    let undone_toward_removal = named(5, "CHG-5");
-    let mut undoing = confirming(Delete);
-    undoing.purpose = Purpose::Undo {
-        superseded_by: undone_toward_removal.summary(),
-        reports: UndoReport::Request,
-    };
-    let later_removal = named(9, "CHG-9");
-    assert_eq!(
-        undone_toward(overtaken(&undoing, &own, Some(&later_removal), T0)),
-        Some("CHG-9".to_owned())
-    );
-    for latest in [&undone_toward_removal, &named(2, "CHG-2")] {
-        assert_eq!(
-            overtaken(&undoing, &own, Some(latest), T0),
-            None,
-            "{latest:?}"
-        );
+    for (direction, intent) in [(Delete, Intent::Revoke), (Create, Intent::Grant)] {
+        let undone_toward = named(5, "CHG-5", intent);
+        let mut undoing = confirming(direction);
+        undoing.purpose = Purpose::Undo {
+            superseded_by: undone_toward.summary(),
+            reports: UndoReport::Request,
+        };
+        for later in [named(9, "CHG-9", intent), named(5, "CHG-9", intent)] {
+            assert!(later.order > undone_toward.order);
+            match overtaken(&undoing, &own, Some(&later), T0) {
+                Some(Decision::Continue {
+                    progress,
+                    delay_seconds: 0,
+                }) => {
+                    assert_eq!(progress.operation(), direction);
+                    assert_eq!(progress.stage, Stage::Submit);
+                    assert!(
+                        progress.maybe_submitted,
+                        "the change was made: {progress:?}"
+                    );
+                    assert_eq!(
+                        progress.purpose,
+                        Purpose::Undo {
+                            superseded_by: later.summary(),
+                            reports: UndoReport::Request
+                        }
+                    );
+                }
+                other => panic!("{direction:?} behind {later:?}: {other:?}"),
+            }
+        }
+        for latest in [&undone_toward, &named(2, "CHG-2", intent)] {
+            assert_eq!(
+                overtaken(&undoing, &own, Some(latest), T0),
+                None,
+                "{latest:?}"
+            );
+        }
     }
     // A request's own removal confirming behind a later removal waits: that removal's
     // chain is the one to carry it out.
     assert_eq!(
         overtaken(
             &confirming(Delete),
-            &named(1, "CHG-1"),
-            Some(&later_removal),
+            &named(1, "CHG-1", Intent::Revoke),
+            Some(&named(9, "CHG-9", Intent::Revoke)),
             T0
         ),
         None
