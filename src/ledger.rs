@@ -362,13 +362,13 @@ pub struct DecisionSummary {
 }
 
 impl DecisionSummary {
-    /// Whether `decision`, read from the ledger after the decision this names was, is a
-    /// later one: another decision, not requested before it (the ledger only moves on,
-    /// and one requested at the same instant is ordered after it). A time that does not
-    /// parse, from an envelope the worker did not write: no.
+    /// Whether `decision` was requested after the decision this names, and so is later
+    /// in the ledger's order. One requested at the same instant may be ordered before
+    /// or after it (by intent, correlation id and message id, which this does not hold):
+    /// no. A time that does not parse, from an envelope the worker did not write: no.
     pub fn is_followed_by(&self, decision: &AccessDecision) -> bool {
         OffsetDateTime::parse(&self.requested_at, &Rfc3339)
-            .is_ok_and(|at| decision.order.requested_at >= at && decision.summary() != *self)
+            .is_ok_and(|at| decision.order.requested_at > at)
     }
 }
 

@@ -483,12 +483,15 @@ pub fn overtaken(
         // another spelling reports the entry and leaves it). The undo makes its change
         // again, toward that decision, as a change that was made (its dead letter and
         // an associate's restored expiry go by it); waiting would end in `timed-out`
-        // with the entry left as it found it. Each such step follows a later decision
-        // read from the ledger, so there are as many at most as decisions (and as the
-        // times a grant's `notAfter` reads as not yet passed here and passed at the
-        // step's fence, on clocks that disagree).
+        // with the entry left as it found it. Each such step follows a decision
+        // requested later, so there are as many at most as decisions (and as the times
+        // a grant's `notAfter` reads as not yet passed here and passed at the step's
+        // fence, on clocks that disagree). A decision requested at the same instant is
+        // not known to be later (the summary does not order it): waited for, as before.
         return match &progress.purpose {
-            Purpose::Undo { superseded_by, .. } if superseded_by.is_followed_by(latest) => {
+            Purpose::Undo { superseded_by, .. }
+                if superseded_by.is_followed_by(latest) && !latest.is_same_decision_as(own) =>
+            {
                 let mut again = lifecycle::undo(progress, latest, now);
                 if let Decision::Continue { progress, .. } = &mut again {
                     progress.maybe_submitted = true;

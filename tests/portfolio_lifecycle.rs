@@ -263,14 +263,16 @@ fn a_grant_is_not_overtaken_by_another_delivery_of_itself() {
 
 /// An undo whose confirm does not show its change, while the latest decision asks for
 /// what the undo made: the entry changed back after the undo's change (an associate or
-/// disassociate that landed late). Behind a decision later in the ledger than the one it
-/// undid toward (requested after it, or at the same instant and ordered after it), whose
-/// chain may have run before the entry changed back, or may name another spelling and
-/// leave it, it makes its change again, as a step whose change was made (so that its
-/// dead letter says so, and an associate's restored expiry still follows). Behind the
-/// same decision, or an earlier one (the entry's own item, read when the name's could
-/// not be), it waits for the list as before. Waiting behind the later decision ran out
-/// the poll deadline: a `timed-out` dead letter, the entry left as the undo found it.
+/// disassociate that landed late). Behind a decision requested after the one it undid
+/// toward, whose chain may have run before the entry changed back, or may name another
+/// spelling and leave it, it makes its change again, as a step whose change was made (so
+/// that its dead letter says so, and an associate's restored expiry still follows).
+/// Behind the same decision, an earlier one (the entry's own item, read when the name's
+/// could not be), one requested at the same instant (which the undo's summary of its
+/// decision cannot place before or after it), or the request's own decision (an expired
+/// grant, when the envelope names an earlier one), it waits for the list as before.
+/// Waiting behind the later decision ran out the poll deadline: a `timed-out` dead
+/// letter, the entry left as the undo found it.
 #[test]
 fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decision() {
     let named = |seconds, id: &str, intent| AccessDecision {
@@ -288,8 +290,7 @@ fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decisi
             superseded_by: undone_toward.summary(),
             reports: UndoReport::Request,
         };
-        for later in [named(9, "CHG-9", intent), named(5, "CHG-9", intent)] {
-            assert!(later.order > undone_toward.order);
+        for later in [named(9, "CHG-9", intent)] {
             match overtaken(&undoing, &own, Some(&later), T0) {
                 Some(Decision::Continue {
                     progress,
@@ -312,7 +313,8 @@ fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decisi
                 other => panic!("{direction:?} behind {later:?}: {other:?}"),
             }
         }
-        for latest in [&undone_toward, &named(2, "CHG-2", intent)] {
+        let same_instant = named(5, "CHG-9", intent);
+        for latest in [&undone_toward, &named(2, "CHG-2", intent), &same_instant] {
             assert_eq!(
                 overtaken(&undoing, &own, Some(latest), T0),
                 None,
@@ -320,6 +322,18 @@ fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decisi
             );
         }
     }
+    // The request's own grant, ended, behind an undo whose envelope names an earlier
+    // removal: not a later decision.
+    let own_ended = AccessDecision {
+        not_after: Some(T0),
+        ..named(9, "CHG-own", Intent::Grant)
+    };
+    let mut undoing = confirming(Delete);
+    undoing.purpose = Purpose::Undo {
+        superseded_by: named(5, "CHG-5", Intent::Revoke).summary(),
+        reports: UndoReport::Request,
+    };
+    assert_eq!(overtaken(&undoing, &own_ended, Some(&own_ended), T0), None);
     // A request's own removal confirming behind a later removal waits: that removal's
     // chain is the one to carry it out.
     assert_eq!(
