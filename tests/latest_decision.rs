@@ -1010,6 +1010,9 @@ fn run_from(
         .build()
         .expect("runtime");
     let mut rng = fastrand::Rng::with_seed(seed);
+    // The worker's backoff jitter draws from this thread's generator (the runtime is
+    // current-thread): seeded too, so that a case replays with the same delays.
+    fastrand::seed(seed ^ 2);
     let ledger_faults: Vec<bool> = (0..2000).map(|_| rng.u32(0..100) < faults.ledger).collect();
     let mut worker = Worker {
         service_catalog: ModelCatalog {
@@ -1392,8 +1395,10 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
             .any(|decision| decision.grant && decision.not_after == NotAfter::Soon);
     // Or a change something else undid and restored only after a backoff longer than
     // the poll deadline (its steps retried again and again): in real time the confirm
-    // waiting on it reaches its deadline first.
-    let slow_restore = run.longest_backoff > config(1, false).policy.poll_deadline_seconds;
+    // waiting on it reaches its deadline first. The access must then be restored: a
+    // `timed-out` leaves the check below to uncertain dead letters, which asks less.
+    let slow_restore =
+        run.longest_backoff > config(1, false).policy.poll_deadline_seconds && run.present == asked;
     prop_assert!(
         !run.dead_letters.iter().any(|class| class == "timed-out")
             || carried_past_not_after
@@ -1785,10 +1790,10 @@ fn an_undo_whose_entry_comes_back_behind_a_later_removal_of_the_name_is_not_time
     check_spellings(&run, &decisions, &listed_before).expect("each spelling as decided");
 }
 
-/// Found by the portfolio property (once in 14,000 cases): D-3's grant (two copies) is
+/// Found by the portfolio property (after 14,411 cases of a 100,000-case run): D-3's grant (two copies) is
 /// the latest decision, but D-0's earlier removal landed after its associate, and the
 /// undo that restores the entry met throttles, server errors, ledger faults and a
-/// crash, 13 retries in a row, 2,242 s of backoff. D-3's confirms wait for the entry
+/// crash, 13 retries in a row, about 2,000 s of backoff. D-3's confirms wait for the entry
 /// meanwhile: one sees it restored, the other reaches its poll deadline first (as it
 /// would in real time) and is dead-lettered `timed-out`. The access ends as D-3 asks.
 #[test]
