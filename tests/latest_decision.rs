@@ -99,6 +99,27 @@ struct Faults {
     protect_at: Option<usize>,
 }
 
+impl Faults {
+    /// No fault, and more attempts than any run needs: where the examples below start.
+    fn none() -> Self {
+        Self {
+            throttle: 0,
+            conflict: 0,
+            lost_answer: 0,
+            server_error: 0,
+            asynchronous: 0,
+            crash: 0,
+            outcome_refused: 0,
+            duplicate: 0,
+            ledger: 0,
+            interleave: 0,
+            refuse: 0,
+            attempts: 1000,
+            protect_at: None,
+        }
+    }
+}
+
 fn faults() -> impl Strategy<Value = Faults> {
     (
         0..30u32,
@@ -642,6 +663,23 @@ struct Decision {
 }
 
 impl Decision {
+    /// A raw request in one message, nothing else drawn: where the examples below start.
+    fn plain(grant: bool, requested_at: Option<u8>) -> Self {
+        Self {
+            grant,
+            requested_at,
+            not_after: NotAfter::None,
+            lower: false,
+            sns: None,
+            eventbridge: false,
+            copies: 1,
+            late: false,
+            upper: false,
+            offset: false,
+            fraction: false,
+        }
+    }
+
     /// The ARN a portfolio request of this decision names in `subject`'s runs.
     fn arn(&self, subject: Subject) -> &'static str {
         if subject == Subject::PortfolioSpellings && self.lower && !self.grant {
@@ -1635,48 +1673,15 @@ proptest! {
 #[test]
 fn a_throttled_grant_does_not_land_after_its_revoke() {
     let decisions = [
-        Decision {
-            grant: true,
-            requested_at: Some(1),
-            not_after: NotAfter::None,
-            lower: false,
-            sns: None,
-            eventbridge: false,
-            copies: 1,
-            late: false,
-            upper: false,
-            offset: false,
-            fraction: false,
-        },
-        Decision {
-            grant: false,
-            requested_at: Some(2),
-            not_after: NotAfter::None,
-            lower: false,
-            sns: None,
-            eventbridge: false,
-            copies: 1,
-            late: false,
-            upper: false,
-            offset: false,
-            fraction: false,
-        },
+        Decision::plain(true, Some(1)),
+        Decision::plain(false, Some(2)),
     ];
     for seed in 0..64 {
         let faults = Faults {
             throttle: 60,
-            conflict: 0,
-            lost_answer: 0,
-            server_error: 0,
             asynchronous: 50,
-            crash: 0,
-            outcome_refused: 0,
-            duplicate: 0,
-            ledger: 0,
             interleave: 50,
-            refuse: 0,
-            attempts: 1000,
-            protect_at: None,
+            ..Faults::none()
         };
         let run = run(&decisions, faults, seed, Subject::Assignment);
         assert!(
@@ -1693,17 +1698,11 @@ fn a_throttled_grant_does_not_land_after_its_revoke() {
 #[test]
 fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
     let grant = |requested_at, not_after, sns, copies| Decision {
-        grant: true,
-        requested_at,
         not_after,
-        lower: false,
         sns,
-        eventbridge: false,
         copies,
         late: true,
-        upper: false,
-        offset: false,
-        fraction: false,
+        ..Decision::plain(true, requested_at)
     };
     let decisions = [
         grant(Some(0), NotAfter::None, None, 1),
@@ -1713,18 +1712,13 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
     ];
     let faults = Faults {
         throttle: 28,
-        conflict: 0,
         lost_answer: 12,
         server_error: 11,
-        asynchronous: 0,
         crash: 21,
-        outcome_refused: 0,
         duplicate: 5,
         ledger: 13,
         interleave: 76,
-        refuse: 0,
-        attempts: 1000,
-        protect_at: None,
+        ..Faults::none()
     };
     let run = run(
         &decisions,
@@ -1745,17 +1739,8 @@ fn a_grant_carried_on_past_its_not_after_ends_whatever_its_copies() {
 #[test]
 fn an_undo_whose_entry_comes_back_behind_a_later_removal_of_the_name_is_not_timed_out() {
     let decision = |grant, requested_at, lower| Decision {
-        grant,
-        requested_at,
-        not_after: NotAfter::None,
         lower,
-        sns: None,
-        eventbridge: false,
-        copies: 1,
-        late: false,
-        upper: false,
-        offset: false,
-        fraction: false,
+        ..Decision::plain(grant, requested_at)
     };
     let decisions = [
         decision(true, None, false),
@@ -1765,19 +1750,9 @@ fn an_undo_whose_entry_comes_back_behind_a_later_removal_of_the_name_is_not_time
         decision(false, Some(1), true),
     ];
     let faults = Faults {
-        throttle: 0,
-        conflict: 0,
-        lost_answer: 0,
-        server_error: 0,
         asynchronous: 27,
-        crash: 0,
-        outcome_refused: 0,
-        duplicate: 0,
-        ledger: 0,
         interleave: 56,
-        refuse: 0,
-        attempts: 1000,
-        protect_at: None,
+        ..Faults::none()
     };
     let listed_before = [ROLE, ROLE_LOWER];
     let run = run_from(
@@ -1790,26 +1765,21 @@ fn an_undo_whose_entry_comes_back_behind_a_later_removal_of_the_name_is_not_time
     check_spellings(&run, &decisions, &listed_before).expect("each spelling as decided");
 }
 
-/// Found by the portfolio property (after 14,411 cases of a 100,000-case run): D-3's grant (two copies) is
-/// the latest decision, but D-0's earlier removal landed after its associate, and the
-/// undo that restores the entry met throttles, server errors, ledger faults and a
-/// crash, 13 retries in a row, about 2,000 s of backoff. D-3's confirms wait for the entry
-/// meanwhile: one sees it restored, the other reaches its poll deadline first (as it
-/// would in real time) and is dead-lettered `timed-out`. The access ends as D-3 asks.
+/// Found by the portfolio property (after 14,411 cases of a 100,000-case run): D-3's
+/// grant (two copies) is the latest decision, but D-0's earlier removal landed after
+/// its associate, and the undo that restores the entry met throttles, server errors,
+/// ledger faults and a crash, 13 retries in a row, about 2,000 s of backoff. D-3's
+/// confirms wait for the entry meanwhile: one sees it restored, the other reaches its
+/// poll deadline first (as it would in real time) and is dead-lettered `timed-out`.
+/// The access ends as D-3 asks.
 #[test]
 fn a_confirm_waiting_on_a_restore_slower_than_its_deadline_times_out_and_the_access_stands() {
     let removal = |requested_at, sns, copies, late, upper| Decision {
-        grant: false,
-        requested_at,
-        not_after: NotAfter::None,
-        lower: false,
         sns,
-        eventbridge: false,
         copies,
         late,
         upper,
-        offset: false,
-        fraction: false,
+        ..Decision::plain(false, requested_at)
     };
     let decisions = [
         removal(None, Some(5), 1, false, true),
@@ -1823,18 +1793,12 @@ fn a_confirm_waiting_on_a_restore_slower_than_its_deadline_times_out_and_the_acc
     ];
     let faults = Faults {
         throttle: 6,
-        conflict: 0,
-        lost_answer: 0,
         server_error: 10,
-        asynchronous: 0,
         crash: 11,
-        outcome_refused: 0,
-        duplicate: 0,
         ledger: 18,
         interleave: 16,
         refuse: 10,
-        attempts: 1000,
-        protect_at: None,
+        ..Faults::none()
     };
     let run = run(
         &decisions,
