@@ -364,8 +364,9 @@ pub struct DecisionSummary {
 impl DecisionSummary {
     /// Whether `decision` was requested after the decision this names, and so is later
     /// in the ledger's order. One requested at the same instant may be ordered before
-    /// or after it (by intent, correlation id and message id, which this does not hold):
-    /// no. A time that does not parse, from an envelope the worker did not write: no.
+    /// or after it (by intent, then correlation id and message id; this holds no intent
+    /// or message id): no. Decoding an envelope refuses a time that does not parse;
+    /// should one reach here all the same, no.
     pub fn is_followed_by(&self, decision: &AccessDecision) -> bool {
         OffsetDateTime::parse(&self.requested_at, &Rfc3339)
             .is_ok_and(|at| decision.order.requested_at > at)

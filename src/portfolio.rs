@@ -465,7 +465,9 @@ pub fn shows_change(
 /// that restores a grant's principal is followed by a restored-expiry step, which ends
 /// it at that grant's `notAfter` when nothing else will. `latest` is the entry's
 /// ([`latest_for_the_entry`]): a later removal of its IAM name in another spelling counts.
-/// `None`: keep confirming.
+/// An undo also makes its change again behind a decision that asks for the same state,
+/// when that decision was requested after the one it undid toward and is not the
+/// request's own (below). `None`: keep confirming.
 pub fn overtaken(
     progress: &Progress,
     own: &AccessDecision,
@@ -475,6 +477,9 @@ pub fn overtaken(
     let latest = latest?;
     let wanted = Presence::after(progress.operation());
     let desired = latest.desired(now);
+    // This delivery's decision, or the same decision delivered again under another
+    // message id (a redrive, an upstream's duplicate): not a later one.
+    let own_decision = latest.is_same_decision_as(own);
     if desired == wanted {
         // An undo's change not shown behind a decision later than the one it undid
         // toward: the entry may have changed back after the undo's change (an associate
@@ -490,7 +495,7 @@ pub fn overtaken(
         // not known to be later (the summary does not order it): waited for, as before.
         return match &progress.purpose {
             Purpose::Undo { superseded_by, .. }
-                if superseded_by.is_followed_by(latest) && !latest.is_same_decision_as(own) =>
+                if superseded_by.is_followed_by(latest) && !own_decision =>
             {
                 let mut again = lifecycle::undo(progress, latest, now);
                 if let Decision::Continue { progress, .. } = &mut again {
@@ -501,9 +506,7 @@ pub fn overtaken(
             _ => None,
         };
     }
-    // This delivery's decision, or the same decision delivered again under another
-    // message id (a redrive, an upstream's duplicate): not a later one.
-    if latest.is_same_decision_as(own) {
+    if own_decision {
         // The grant's own notAfter passed while its associate was confirming (a grant
         // carried on past it): its expiry removes the principal, so the list may never
         // show it. The associate was made; the expiry scheduled with the outcome revokes.

@@ -1022,8 +1022,10 @@ struct Run {
     winner_at: i128,
     /// Requests dead-lettered `forbidden` (refused by a guardrail).
     forbidden: BTreeSet<String>,
-    /// The longest one chain of steps (a decision's, an undo's, an expiry's) waited in
-    /// backoff before its retries, in seconds. The model delivers steps without their
+    /// The longest any one chain of steps (a decision's, an undo's, an expiry's) waited
+    /// in backoff before its retries, in seconds: a lower bound (a retry of the same step
+    /// and attempt counts once, so copies do not add up, nor do retries after different
+    /// polls, or of an undo made again), over the whole run, not per entry. The model delivers steps without their
     /// delays; a confirm waiting on that chain's change would reach its poll deadline
     /// first in real time when this is past it.
     longest_backoff: u32,
@@ -1108,7 +1110,7 @@ fn run_from(
     let mut held: Vec<(time::OffsetDateTime, String)> = Vec::new();
     let mut duplicated = false;
     // Per chain (its decision's first message, its purpose), the delay before each
-    // retry (by step and attempt: a copy of a retry is one retry).
+    // retry, by step and attempt (see `Run::longest_backoff`).
     let mut backoffs: BTreeMap<(String, String), BTreeMap<(String, u64), u32>> = BTreeMap::new();
 
     let mut steps = 0;
@@ -1433,8 +1435,9 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
             .any(|decision| decision.grant && decision.not_after == NotAfter::Soon);
     // Or a change something else undid and restored only after a backoff longer than
     // the poll deadline (its steps retried again and again): in real time the confirm
-    // waiting on it reaches its deadline first. The access must then be restored: a
-    // `timed-out` leaves the check below to uncertain dead letters, which asks less.
+    // waiting on it reaches its deadline first. A bound over the whole run, not tied to
+    // the chain that timed out: so the access must then be as the latest decision asks
+    // (a `timed-out` leaves the check below to uncertain dead letters, which asks less).
     let slow_restore =
         run.longest_backoff > config(1, false).policy.poll_deadline_seconds && run.present == asked;
     prop_assert!(

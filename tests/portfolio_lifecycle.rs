@@ -290,28 +290,27 @@ fn an_undo_whose_entry_changes_back_makes_its_change_again_behind_a_later_decisi
             superseded_by: undone_toward.summary(),
             reports: UndoReport::Request,
         };
-        for later in [named(9, "CHG-9", intent)] {
-            match overtaken(&undoing, &own, Some(&later), T0) {
-                Some(Decision::Continue {
-                    progress,
-                    delay_seconds: 0,
-                }) => {
-                    assert_eq!(progress.operation(), direction);
-                    assert_eq!(progress.stage, Stage::Submit);
-                    assert!(
-                        progress.maybe_submitted,
-                        "the change was made: {progress:?}"
-                    );
-                    assert_eq!(
-                        progress.purpose,
-                        Purpose::Undo {
-                            superseded_by: later.summary(),
-                            reports: UndoReport::Request
-                        }
-                    );
-                }
-                other => panic!("{direction:?} behind {later:?}: {other:?}"),
+        let later = named(9, "CHG-9", intent);
+        match overtaken(&undoing, &own, Some(&later), T0) {
+            Some(Decision::Continue {
+                progress,
+                delay_seconds: 0,
+            }) => {
+                assert_eq!(progress.operation(), direction);
+                assert_eq!(progress.stage, Stage::Submit);
+                assert!(
+                    progress.maybe_submitted,
+                    "the change was made: {progress:?}"
+                );
+                assert_eq!(
+                    progress.purpose,
+                    Purpose::Undo {
+                        superseded_by: later.summary(),
+                        reports: UndoReport::Request
+                    }
+                );
             }
+            other => panic!("{direction:?} behind {later:?}: {other:?}"),
         }
         let same_instant = named(5, "CHG-9", intent);
         for latest in [&undone_toward, &named(2, "CHG-2", intent), &same_instant] {
