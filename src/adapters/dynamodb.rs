@@ -294,30 +294,15 @@ impl Ledger for DynamoDbLedger {
         operation_request_id: Option<&str>,
         now: OffsetDateTime,
     ) -> LedgerResult<RecordAnswer> {
-        // `Revoked` only over a grant recorded carried out.
-        let also = (state == RecordedState::Revoked)
-            .then_some("(#state = :present OR (#state = :absent AND #endedByExpiry = :order))");
-        self.record_where(key, order, state, also, operation_request_id, now)
-            .await
-    }
-}
-
-impl DynamoDbLedger {
-    /// One conditional write of `state` while the item holds the decision ordered
-    /// `order` and, when given, `also` holds. `Revoked` is written as `absent` with
-    /// `endedByExpiry` ([`RecordedState::Revoked`]); any other state removes that mark.
-    async fn record_where(
-        &self,
-        key: &LedgerKey,
-        order: &DecisionOrder,
-        state: RecordedState,
-        also: Option<&str>,
-        operation_request_id: Option<&str>,
-        now: OffsetDateTime,
-    ) -> LedgerResult<RecordAnswer> {
-        let condition = match also {
-            Some(also) => format!("#order = :order AND {also}"),
-            None => "#order = :order".to_owned(),
+        // `Revoked` is written as `absent` with `endedByExpiry`
+        // ([`RecordedState::Revoked`]), and only over a grant recorded carried out; any
+        // other state removes that mark.
+        let revoking = state == RecordedState::Revoked;
+        let condition = if revoking {
+            "#order = :order AND (#state = :present OR (#state = :absent AND #endedByExpiry = \
+             :order))"
+        } else {
+            "#order = :order"
         };
         let mut request = self
             .client
@@ -345,12 +330,10 @@ impl DynamoDbLedger {
             }
             None => remove.push("#operationRequestId"),
         }
-        if also.is_some() {
+        if revoking {
             request = request
                 .expression_attribute_values(":present", s(RecordedState::Present.as_str()))
                 .expression_attribute_values(":absent", s(RecordedState::Absent.as_str()));
-        }
-        if state == RecordedState::Revoked {
             set.push("#endedByExpiry = :order");
         } else {
             remove.push("#endedByExpiry");
