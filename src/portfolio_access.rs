@@ -74,10 +74,10 @@ pub fn residual_access(
                 (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::IamPattern) => {
                     patterns_overlap(&removed.principal_arn, &other.principal_arn)
                 }
-                // The same role or user, listed in another spelling, keeps its access
-                // through that entry.
+                // The same role or user, listed in another spelling or under another
+                // path, keeps its access through that entry.
                 (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => {
-                    same_iam_name(&other.principal_arn, &removed.principal_arn)
+                    same_iam_principal(&other.principal_arn, &removed.principal_arn)
                 }
             },
         )
@@ -90,6 +90,31 @@ pub fn residual_access(
 /// the ARN (partition, account, resource type, path) must be the same as written.
 pub fn same_iam_name(first: &str, second: &str) -> bool {
     first.contains('/') && iam_name_folded(first) == iam_name_folded(second)
+}
+
+/// Whether two `IAM` principal ARNs may name the same IAM user, group or role: IAM
+/// names are unique within an account whatever their case or path, so `role/TeamA` and
+/// `role/dev/teama` are one role (at most one of the two exists at a time). Partition,
+/// service, account and resource type must be the same as written. Wider than
+/// [`same_iam_name`], which also keys the ledger's name item and must stay as older
+/// builds wrote it: this one only decides what residual access is reported.
+fn same_iam_principal(first: &str, second: &str) -> bool {
+    // The ARN up to its resource (as written), the resource type, and the name after
+    // the last `/` in lower case. Split from the left, as a path may hold a `:`.
+    fn split(arn: &str) -> Option<(&str, &str, String)> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [_, _, _, _, _, resource] = parts[..] else {
+            return None;
+        };
+        let head = &arn[..arn.len() - resource.len()];
+        let (resource_type, path_and_name) = resource.split_once('/')?;
+        let name = path_and_name
+            .rsplit('/')
+            .next()
+            .filter(|name| !name.is_empty())?;
+        Some((head, resource_type, name.to_ascii_lowercase()))
+    }
+    matches!((split(first), split(second)), (Some(a), Some(b)) if a == b)
 }
 
 /// An `IAM` principal ARN with its name in lower case: one text for all the spellings

@@ -236,9 +236,7 @@ fn a_removed_role_keeps_access_through_its_name_listed_in_another_case() {
         // Another account's role of that name is another role.
         iam("arn:aws:iam::444455556666:role/TeamA-dev"),
         iam("arn:aws:iam::111122223333:role/TeamA-prod"),
-        // The path is part of the ARN, and a user is not a role: only the name's case
-        // is set aside.
-        iam("arn:aws:iam::111122223333:role/dev/TeamA-dev"),
+        // A user is not a role, and the resource type is compared as written.
         iam("arn:aws:iam::111122223333:user/TeamA-dev"),
         iam("arn:aws:iam::111122223333:ROLE/TeamA-dev"),
     ];
@@ -246,6 +244,35 @@ fn a_removed_role_keeps_access_through_its_name_listed_in_another_case() {
         residual_access(&removed, &remaining),
         vec![iam("arn:aws:iam::111122223333:role/TeamA-dev")]
     );
+}
+
+/// IAM names are unique within an account whatever the path: `role/TeamA-dev` and
+/// `role/dev/TeamA-dev` name one role (at most one of them exists at a time). Removing
+/// one while the other stays listed may leave that role its access through the entry.
+#[test]
+fn a_removed_role_keeps_access_through_its_name_listed_under_another_path() {
+    let removed = iam("arn:aws:iam::111122223333:role/TeamA-dev");
+    let remaining = [
+        iam("arn:aws:iam::111122223333:role/dev/TeamA-dev"),
+        iam("arn:aws:iam::111122223333:role/ops/eu/teama-DEV"),
+        // Another name, another account, another resource type.
+        iam("arn:aws:iam::111122223333:role/dev/TeamA-dev2"),
+        iam("arn:aws:iam::111122223333:role/TeamA-dev/ops"),
+        iam("arn:aws:iam::444455556666:role/dev/TeamA-dev"),
+        iam("arn:aws:iam::111122223333:user/dev/TeamA-dev"),
+        iam("arn:aws-cn:iam::111122223333:role/dev/TeamA-dev"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![
+            iam("arn:aws:iam::111122223333:role/dev/TeamA-dev"),
+            iam("arn:aws:iam::111122223333:role/ops/eu/teama-DEV"),
+        ]
+    );
+    // And the other way round: a removal that names the path leaves the entry without it.
+    let removed = iam("arn:aws:iam::111122223333:user/eng/Alice");
+    let remaining = [iam("arn:aws:iam::111122223333:user/alice")];
+    assert_eq!(residual_access(&removed, &remaining), remaining.to_vec());
 }
 
 /// A pattern admits a role by the role's own name, and a request may spell that name in
