@@ -365,6 +365,33 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
     );
 }
 
+/// The portfolio lists the role's name under a path the removal does not name: AWS finds
+/// no such association, so the removal is `already-satisfied`, but IAM names one role
+/// by that name whatever the path, and the entry is reported as residual access rather
+/// than the removal claiming that nobody keeps it (before, `residualAccess` was empty).
+#[tokio::test]
+async fn removing_a_role_listed_under_another_path_reports_that_entry() {
+    let pathed = "arn:aws:iam::111122223333:role/dev/TeamA-dev";
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(pathed)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "already-satisfied");
+    assert_eq!(
+        outcome["residualAccess"],
+        json!([{"principalType": "IAM", "principalArn": pathed}])
+    );
+    assert_no_dead_letter(&worker);
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(pathed)])
+    );
+}
+
 /// A portfolio listing `listed` (a role named TeamA…), and a removal of it with the name
 /// in lower case, which must end in one `PrincipalArnCaseMismatch` dead letter: the
 /// worker and that dead letter's message.
