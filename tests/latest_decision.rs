@@ -1022,16 +1022,19 @@ struct Run {
     winner_at: i128,
     /// Requests dead-lettered `forbidden` (refused by a guardrail).
     forbidden: BTreeSet<String>,
-    /// The longest any one chain of the worker's own steps (an undo's, an expiry's)
-    /// waited in backoff before its retries, in seconds: a lower bound (a retry of the
-    /// same step and attempt counts once, so copies do not add up, nor do retries after
-    /// different polls, or of an undo made again), over the whole run, not per entry.
-    /// The model delivers steps without their delays; a confirm waiting on that chain's
-    /// change (a restore) would reach its poll deadline first in real time when this is
-    /// past it. A decision's chain does not count: what undoes the latest decision's
-    /// change is an earlier decision's late call, and the undo of that decision restores
-    /// it. (A copy of the latest decision retried past the deadline could restore it
-    /// too; no run has shown that, and one would fail the property, to be looked at.)
+    /// How long a restore can have waited in backoff, in seconds: the longest of, for a
+    /// request whose change the worker undid (an undo, an expiry's undo, a restored
+    /// expiry), its retries over all its chains (its undo starts only once its own
+    /// confirm has seen its late change), and for an expiry, its chain's retries.
+    /// Requests the worker never undid do not count: that leaves out the latest
+    /// decision's own submit retries, which come before its confirm's deadline starts.
+    /// A lower bound (a retry of the same step and attempt counts once per chain, so
+    /// copies do not add up, nor do retries after different polls, or of an undo made
+    /// again), over the whole run, not per entry. The model delivers steps without their
+    /// delays; a confirm waiting on that restore would reach its poll deadline first in
+    /// real time when this is past it. (A copy or redelivery of the latest decision
+    /// retried past the deadline could also restore its change; no run has shown that,
+    /// and one would fail the property, to be looked at.)
     longest_backoff: u32,
 }
 
@@ -1114,8 +1117,9 @@ fn run_from(
     let mut held: Vec<(time::OffsetDateTime, String)> = Vec::new();
     let mut duplicated = false;
     // Per chain (its decision's first message, its purpose), the delay before each
-    // retry, by step and attempt (see `Run::longest_backoff`).
-    let mut backoffs: BTreeMap<(String, String), BTreeMap<(String, u64), u32>> = BTreeMap::new();
+    // retry, by step and attempt; every chain seen, retried or not (see
+    // `Run::longest_backoff`).
+    let mut backoffs = Backoffs::new();
 
     let mut steps = 0;
     loop {
@@ -1198,12 +1202,12 @@ fn run_from(
             let step: Value = serde_json::from_str(&message.body).expect("JSON");
             let progress = &step["progress"];
             let attempt = progress["attempt"].as_u64().unwrap_or_default();
+            let text = |field: &str| progress[field].as_str().unwrap_or_default().to_owned();
+            let retries = backoffs
+                .entry((text("firstMessageId"), text("purpose")))
+                .or_default();
             if attempt > 1 {
-                let text = |field: &str| progress[field].as_str().unwrap_or_default().to_owned();
-                backoffs
-                    .entry((text("firstMessageId"), text("purpose")))
-                    .or_default()
-                    .insert((text("step"), attempt), message.delay_seconds);
+                retries.insert((text("step"), attempt), message.delay_seconds);
             }
             if step["progress"]["step"] == "expire-wait" && message.delay_seconds > 0 {
                 let delay = time::Duration::seconds(i64::from(message.delay_seconds));
@@ -1373,13 +1377,38 @@ fn run_from(
         ledger_latest_at: ledger_latest.map(|(_, at)| at),
         winner_at,
         forbidden,
-        longest_backoff: backoffs
-            .iter()
-            .filter(|((_, purpose), _)| purpose != "decision")
-            .map(|(_, retries)| retries.values().sum())
-            .max()
-            .unwrap_or_default(),
+        longest_backoff: longest_restore(&backoffs),
     }
+}
+
+/// A chain's delays before its retries, by step and attempt.
+type Retries = BTreeMap<(String, u64), u32>;
+/// Every chain's retries, by (its request's first message id, its purpose).
+type Backoffs = BTreeMap<(String, String), Retries>;
+
+/// `Run::longest_backoff` from the retries of every chain: an undo chain counts with
+/// every chain of its request before it, an expiry's chain alone, a decision's not at all.
+fn longest_restore(backoffs: &Backoffs) -> u32 {
+    let waited = |retries: &Retries| retries.values().sum::<u32>();
+    let request_waited = |first_message: &String| -> u32 {
+        backoffs
+            .iter()
+            .filter(|((id, _), _)| id == first_message)
+            .map(|(_, retries)| waited(retries))
+            .sum()
+    };
+    backoffs
+        .iter()
+        .filter(|((_, purpose), _)| purpose != "decision")
+        .map(|((first_message, purpose), retries)| {
+            if ["undo", "expiry-undo", "restored-expiry"].contains(&purpose.as_str()) {
+                request_waited(first_message)
+            } else {
+                waited(retries)
+            }
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 /// Every request has an outcome, and one only (sent again at times, when a record is
@@ -1438,10 +1467,9 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
         && decisions
             .iter()
             .any(|decision| decision.grant && decision.not_after == NotAfter::Soon);
-    // Or a change something else undid and a chain of the worker's own (an undo, an
-    // expiry) restored only after a backoff longer than the poll deadline (its steps
-    // retried again and again): in real time the confirm waiting on it reaches its
-    // deadline first. A bound over the whole run, not tied to the entry or the time the
+    // Or a change something else undid and the worker's undo of that restored only after
+    // a backoff longer than the poll deadline (its steps retried again and again): in
+    // real time the confirm waiting on it reaches its deadline first. A bound over the whole run, not tied to the entry or the time the
     // confirm waited: so the access must then be as the latest decision asks (a
     // `timed-out` leaves the check below to uncertain dead letters, which asks less).
     let slow_restore =
