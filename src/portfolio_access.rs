@@ -2,8 +2,8 @@
 //! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
 //! removed pattern leaves the `IAM` principals it covered that are listed on their own,
 //! and the principals it admitted that another pattern admits too; an `IAM` principal
-//! listed with the removed one's name in another case is the same IAM name, and keeps
-//! its access.
+//! listed with the removed one's name in another case or under another path names the
+//! same IAM user, group or role, and keeps its access.
 //! Pure: the caller passes the portfolio's principals as listed.
 
 use serde::Serialize;
@@ -94,8 +94,9 @@ pub fn same_iam_name(first: &str, second: &str) -> bool {
 
 /// Whether two `IAM` principal ARNs may name the same IAM user, group or role: IAM
 /// names are unique within an account whatever their case or path, so `role/TeamA` and
-/// `role/dev/teama` are one role (at most one of the two exists at a time). Partition,
-/// service, account and resource type must be the same as written. Wider than
+/// `role/dev/teama` are one role (at most one of the two exists at a time). Everything
+/// before the resource (partition, service, region, account) and the resource type
+/// must be the same as written. Wider than
 /// [`same_iam_name`], which also keys the ledger's name item and must stay as older
 /// builds wrote it: this one only decides what residual access is reported.
 fn same_iam_principal(first: &str, second: &str) -> bool {
