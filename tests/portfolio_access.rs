@@ -273,6 +273,17 @@ fn a_removed_role_keeps_access_through_its_name_listed_under_another_path() {
     let removed = iam("arn:aws:iam::111122223333:user/eng/Alice");
     let remaining = [iam("arn:aws:iam::111122223333:user/alice")];
     assert_eq!(residual_access(&removed, &remaining), remaining.to_vec());
+    // Groups too, and a path may hold a `:`; a region, or no name at all, is another ARN.
+    let removed = iam("arn:aws:iam::111122223333:group/Ops");
+    let remaining = [
+        iam("arn:aws:iam::111122223333:group/a:b/ops"),
+        iam("arn:aws:iam:us-east-1:111122223333:group/Ops/x/Ops"),
+        iam("arn:aws:iam::111122223333:group/Ops/"),
+    ];
+    assert_eq!(
+        residual_access(&removed, &remaining),
+        vec![iam("arn:aws:iam::111122223333:group/a:b/ops")]
+    );
 }
 
 /// A pattern admits a role by the role's own name, and a request may spell that name in
