@@ -96,9 +96,9 @@ pub fn same_iam_name(first: &str, second: &str) -> bool {
 /// names are unique within an account whatever their case or path, so `role/TeamA` and
 /// `role/dev/teama` are one role (at most one of the two exists at a time). Everything
 /// before the resource (partition, service, region, account) and the resource type
-/// must be the same as written. Wider than
-/// [`same_iam_name`], which also keys the ledger's name item and must stay as older
-/// builds wrote it: this one only decides what residual access is reported.
+/// must be the same as written. Wider than [`same_iam_name`], which also keys the
+/// ledger's name item and must stay as older builds wrote it: this one only decides
+/// what residual access is reported.
 fn same_iam_principal(first: &str, second: &str) -> bool {
     // The ARN up to its resource (as written), the resource type, and the name after
     // the last `/` in lower case. Split from the left, as a path may hold a `:`.

@@ -1387,7 +1387,7 @@ type Retries = BTreeMap<(String, u64), u32>;
 type Backoffs = BTreeMap<(String, String), Retries>;
 
 /// `Run::longest_backoff` from the retries of every chain: an undo chain counts with
-/// every chain of its request before it, an expiry's chain alone, a decision's not at all.
+/// every chain of its request, an expiry's chain alone, a decision's not at all.
 fn longest_restore(backoffs: &Backoffs) -> u32 {
     let waited = |retries: &Retries| retries.values().sum::<u32>();
     let request_waited = |first_message: &String| -> u32 {
@@ -1469,9 +1469,10 @@ fn check(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseError> {
             .any(|decision| decision.grant && decision.not_after == NotAfter::Soon);
     // Or a change something else undid and the worker's undo of that restored only after
     // a backoff longer than the poll deadline (its steps retried again and again): in
-    // real time the confirm waiting on it reaches its deadline first. A bound over the whole run, not tied to the entry or the time the
-    // confirm waited: so the access must then be as the latest decision asks (a
-    // `timed-out` leaves the check below to uncertain dead letters, which asks less).
+    // real time the confirm waiting on it reaches its deadline first. A bound over the
+    // whole run, not tied to the entry or the time the confirm waited: so the access
+    // must then be as the latest decision asks (a `timed-out` leaves the check below to
+    // uncertain dead letters, which asks less).
     let slow_restore =
         run.longest_backoff > config(1, false).policy.poll_deadline_seconds && run.present == asked;
     prop_assert!(
