@@ -1022,19 +1022,20 @@ struct Run {
     winner_at: i128,
     /// Requests dead-lettered `forbidden` (refused by a guardrail).
     forbidden: BTreeSet<String>,
-    /// How long a restore can have waited in backoff, in seconds: the longest of, for a
-    /// request whose change the worker undid (an undo, an expiry's undo, a restored
-    /// expiry), its retries over all its chains (its undo starts only once its own
-    /// confirm has seen its late change), and for an expiry, its chain's retries.
-    /// Requests the worker never undid do not count: that leaves out the latest
+    /// How long a restore can have waited in backoff, in seconds: the longest of an
+    /// undo's retries together with the retries of the chain whose change it undoes
+    /// after that chain's submit (its polls and lists: the undo starts only once they
+    /// see the late change), and of an expiry's or a restored expiry's retries. A
+    /// decision's retries count only through its undo: that leaves out the latest
     /// decision's own submit retries, which come before its confirm's deadline starts.
     /// A lower bound (a retry of the same step and attempt counts once per chain, so
     /// copies do not add up, nor do retries after different polls, or of an undo made
-    /// again), over the whole run, not per entry. The model delivers steps without their
-    /// delays; a confirm waiting on that restore would reach its poll deadline first in
-    /// real time when this is past it. (A copy or redelivery of the latest decision
-    /// retried past the deadline could also restore its change; no run has shown that,
-    /// and one would fail the property, to be looked at.)
+    /// again; retries sent before a copy takes its first delivery's id are not counted),
+    /// over the whole run, not per entry. The model delivers steps without their delays;
+    /// a confirm waiting on that restore would reach its poll deadline first in real
+    /// time when this is past it. (A copy or redelivery of the latest decision retried
+    /// past the deadline could also restore its change; no run has shown that, and one
+    /// would fail the property, to be looked at.)
     longest_backoff: u32,
 }
 
@@ -1386,26 +1387,34 @@ type Retries = BTreeMap<(String, u64), u32>;
 /// Every chain's retries, by (its request's first message id, its purpose).
 type Backoffs = BTreeMap<(String, String), Retries>;
 
-/// `Run::longest_backoff` from the retries of every chain: an undo chain counts with
-/// every chain of its request, an expiry's chain alone, a decision's not at all.
+/// `Run::longest_backoff` from the retries of every chain: an undo's with those of the
+/// chain whose change it undoes after that chain's submit (its polls and lists, before
+/// it saw its late change and started the undo); an expiry's and a restored expiry's
+/// alone; a decision's only through its undo.
 fn longest_restore(backoffs: &Backoffs) -> u32 {
     let waited = |retries: &Retries| retries.values().sum::<u32>();
-    let request_waited = |first_message: &String| -> u32 {
+    let seen_after_submit = |first_message: &String, purpose: &str| -> u32 {
         backoffs
-            .iter()
-            .filter(|((id, _), _)| id == first_message)
-            .map(|(_, retries)| waited(retries))
-            .sum()
+            .get(&(first_message.clone(), purpose.to_owned()))
+            .map(|retries| {
+                retries
+                    .iter()
+                    .filter(|((step, _), _)| step != "submit")
+                    .map(|(_, delay)| delay)
+                    .sum()
+            })
+            .unwrap_or_default()
     };
     backoffs
         .iter()
-        .filter(|((_, purpose), _)| purpose != "decision")
         .map(|((first_message, purpose), retries)| {
-            if ["undo", "expiry-undo", "restored-expiry"].contains(&purpose.as_str()) {
-                request_waited(first_message)
-            } else {
-                waited(retries)
-            }
+            let undone = match purpose.as_str() {
+                "decision" => return 0,
+                "undo" => seen_after_submit(first_message, "decision"),
+                "expiry-undo" => seen_after_submit(first_message, "expiry"),
+                _ => 0,
+            };
+            waited(retries) + undone
         })
         .max()
         .unwrap_or_default()
