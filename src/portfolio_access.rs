@@ -2,8 +2,8 @@
 //! principal is still covered by any `IAM_PATTERN` principal that matches its ARN, and a
 //! removed pattern leaves the `IAM` principals it covered that are listed on their own,
 //! and the principals it admitted that another pattern admits too; an `IAM` principal
-//! listed with the removed one's name in another case or under another path names the
-//! same IAM user, group or role, and keeps its access.
+//! listed with the removed one's name in another case or under another path may name
+//! the same IAM user, group or role, and keep its access.
 //! Pure: the caller passes the portfolio's principals as listed.
 
 use serde::Serialize;
