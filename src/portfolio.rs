@@ -14,7 +14,7 @@ use crate::lifecycle::{
     retry, retry_call,
 };
 use crate::portfolio_access::{
-    ListedPrincipal, PortfolioPrincipalType, residual_access, same_iam_name,
+    ListedPrincipal, PortfolioPrincipalType, residual_access, same_iam_name, same_iam_principal,
 };
 use crate::progress::{Progress, Purpose, Stage};
 use crate::request::AssignmentAction;
@@ -198,19 +198,14 @@ pub fn settle_not_found(
         )
         .into();
     }
-    // AWS matched the ARN as written; IAM names are not told apart by case, so the
-    // principal still has access through this entry, and a removal the request asked
-    // for is not done. An expiry or undo removes only the spelling its grant added: that
-    // is gone, and the other spelling's access is reported.
+    // AWS matched the ARN as written; IAM names one user, group or role by its name
+    // whatever the case or path, so the principal may still have access through this
+    // entry, and a removal the request asked for is not done. An expiry or undo removes
+    // only the spelling its grant added: that is gone, and the other entry is reported.
     if progress.purpose == Purpose::Decision
-        && let Some(listed) = listed_in_another_case(principal, principals)
+        && let Some((code, message)) = listed_otherwise(principal, principals)
     {
-        return permanent(
-            progress,
-            "PrincipalArnCaseMismatch",
-            spelled_as_listed(&listed.principal_arn),
-        )
-        .into();
+        return permanent(progress, code, message).into();
     }
     Settled {
         decision: done(Completion::AlreadySatisfied),
@@ -282,17 +277,38 @@ fn later_removal_of_the_name<'a>(
         .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > decision.order)
 }
 
-/// An `IAM` entry of `principals` with `principal`'s IAM name spelled otherwise.
-fn listed_in_another_case<'a>(
+/// An `IAM` entry of `principals` naming `principal`'s IAM name otherwise, as the dead
+/// letter's code and message: in another case on the same path, else under another
+/// path (IAM names are unique whatever the path; the entry may name the same principal).
+fn listed_otherwise(
     principal: &ListedPrincipal,
-    principals: &'a [ListedPrincipal],
-) -> Option<&'a ListedPrincipal> {
-    principals.iter().find(|p| {
-        principal.principal_type == PortfolioPrincipalType::Iam
-            && p.principal_type == PortfolioPrincipalType::Iam
-            && p.principal_arn != principal.principal_arn
-            && same_iam_name(&p.principal_arn, &principal.principal_arn)
-    })
+    principals: &[ListedPrincipal],
+) -> Option<(&'static str, String)> {
+    if principal.principal_type != PortfolioPrincipalType::Iam {
+        return None;
+    }
+    let others = || {
+        principals.iter().filter(|p| {
+            p.principal_type == PortfolioPrincipalType::Iam
+                && p.principal_arn != principal.principal_arn
+        })
+    };
+    if let Some(listed) =
+        others().find(|p| same_iam_name(&p.principal_arn, &principal.principal_arn))
+    {
+        return Some((
+            "PrincipalArnCaseMismatch",
+            spelled_as_listed(&listed.principal_arn),
+        ));
+    }
+    others()
+        .find(|p| same_iam_principal(&p.principal_arn, &principal.principal_arn))
+        .map(|listed| {
+            (
+                "PrincipalArnPathMismatch",
+                listed_under_another_path(&listed.principal_arn),
+            )
+        })
 }
 
 /// The dead letter's message for an association under `other_type`: the request that
@@ -329,8 +345,7 @@ fn spelled_as_listed(listed_arn: &str) -> String {
     let name = listed_arn
         .rsplit_once('/')
         .map_or(listed_arn, |(_, name)| name);
-    let found = "not associated with the portfolio as written, but the same IAM name is";
-    let send = "send a disassociate-portfolio-principal request with";
+    let (found, send) = (NOT_AS_WRITTEN, SEND_REMOVAL);
     first_that_fits([
         format!("{found}, spelled {name}: {send} principalArn {listed_arn}"),
         format!(
@@ -342,6 +357,24 @@ fn spelled_as_listed(listed_arn: &str) -> String {
         ),
     ])
 }
+
+/// The dead letter's message for the same IAM name listed under another path: the
+/// listed ARN comes last, or, when it would not fit, is left for the operator to read
+/// from the list (the path is what differs, so the name alone would not tell them).
+fn listed_under_another_path(listed_arn: &str) -> String {
+    let (found, send) = (NOT_AS_WRITTEN, SEND_REMOVAL);
+    first_that_fits([
+        format!("{found}, under another path: {send} principalArn {listed_arn}"),
+        format!(
+            "{found}, under another path: {send} the principalArn ListPrincipalsForPortfolio \
+             lists for that name"
+        ),
+    ])
+}
+
+const NOT_AS_WRITTEN: &str =
+    "not associated with the portfolio as written, but the same IAM name is";
+const SEND_REMOVAL: &str = "send a disassociate-portfolio-principal request with";
 
 /// The first of `messages` that fits the dead letter's message (cut at 1,024 bytes,
 /// behind a redrive caution), else the last: one that names what to send never reaches

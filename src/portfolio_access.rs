@@ -74,8 +74,8 @@ pub fn residual_access(
                 (PortfolioPrincipalType::IamPattern, PortfolioPrincipalType::IamPattern) => {
                     patterns_overlap(&removed.principal_arn, &other.principal_arn)
                 }
-                // The same role or user, listed in another spelling or under another
-                // path, keeps its access through that entry.
+                // The same user, group or role, listed in another spelling or under
+                // another path, may keep its access through that entry.
                 (PortfolioPrincipalType::Iam, PortfolioPrincipalType::Iam) => {
                     same_iam_principal(&other.principal_arn, &removed.principal_arn)
                 }
@@ -97,9 +97,9 @@ pub fn same_iam_name(first: &str, second: &str) -> bool {
 /// `role/dev/teama` are one role (at most one of the two exists at a time). Everything
 /// before the resource (partition, service, region, account) and the resource type
 /// must be the same as written. Wider than [`same_iam_name`], which also keys the
-/// ledger's name item and must stay as older builds wrote it: this one only decides
-/// what residual access is reported.
-fn same_iam_principal(first: &str, second: &str) -> bool {
+/// ledger's name item and must stay as older builds wrote it: this one decides what
+/// residual access is reported, and which removals are not done.
+pub fn same_iam_principal(first: &str, second: &str) -> bool {
     // The ARN up to its resource (as written), the resource type, and the name after
     // the last `/` in lower case. Split from the left, as a path may hold a `:`.
     fn split(arn: &str) -> Option<(&str, &str, String)> {

@@ -366,12 +366,13 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
 }
 
 /// The portfolio lists the role's name under a path the removal does not name: AWS finds
-/// no such association, so the removal is `already-satisfied`, but IAM names one role
-/// by that name whatever the path, and the entry is reported as residual access rather
-/// than the removal claiming that nobody keeps it (before, `residualAccess` was empty).
+/// no such association, but IAM names one role by that name whatever the path, so the
+/// entry may still admit the role and the removal is not done (SPEC §9): a dead letter
+/// names the ARN to send, and a removal with it is carried out (before, the removal
+/// ended `already-satisfied`, the entry only reported).
 #[tokio::test]
-async fn removing_a_role_listed_under_another_path_reports_that_entry() {
-    let pathed = "arn:aws:iam::111122223333:role/dev/TeamA-dev";
+async fn removing_a_role_listed_under_another_path_is_not_done() {
+    let pathed = "arn:aws:iam::111122223333:role/dev/teama-dev";
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(pathed)]);
     let worker = worker(catalog, &[]);
     drive(
@@ -379,17 +380,22 @@ async fn removing_a_role_listed_under_another_path_reports_that_entry() {
         &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
     )
     .await;
-    let outcome = only_outcome(&worker);
-    assert_eq!(outcome["outcome"], "already-satisfied");
-    assert_eq!(
-        outcome["residualAccess"],
-        json!([{"principalType": "IAM", "principalArn": pathed}])
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnPathMismatch");
+    assert!(
+        message.contains("under another path")
+            && message.ends_with(&format!("with principalArn {pathed}")),
+        "{message}"
     );
-    assert_no_dead_letter(&worker);
     assert_eq!(
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(pathed)])
     );
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", pathed, json!({})),
+    )
+    .await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
 /// A portfolio listing `listed` (a role named TeamA…), and a removal of it with the name
@@ -1685,11 +1691,22 @@ async fn a_grant_whose_name_read_fails_at_its_dead_letter_says_to_check_the_acce
 /// dead letter fails, so the redrive caution goes in front.
 async fn cautioned_case_mismatch(listed: &str) -> String {
     let lower = listed.replace("TeamA", "teama");
+    cautioned_mismatch(&lower, listed, "PrincipalArnCaseMismatch").await
+}
+
+/// As [`cautioned_case_mismatch`], for a removal of `removed` while the list shows
+/// `listed`, which must end in one `permanent` dead letter with `code`.
+async fn cautioned_mismatch(removed: &str, listed: &str, code: &str) -> String {
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(listed)])
         .with_errors([service_error(ErrorKind::Timeout, "Timeout")]);
     let worker = worker(catalog, &[]);
-    let removal = request("disassociate-portfolio-principal", "IAM", &lower, json!({}));
+    let removal = request(
+        "disassociate-portfolio-principal",
+        "IAM",
+        removed,
+        json!({}),
+    );
     let retry = deliver_once(&worker, &removal, "r-1").await;
     assert_eq!(
         json_of_body(&retry)["progress"]["maybeSubmitted"],
@@ -1699,7 +1716,7 @@ async fn cautioned_case_mismatch(listed: &str) -> String {
     // The retry's claim and its name's claim pass; the read before the dead letter fails.
     worker.ledger.set_faults([false, false, true]);
     drive(&worker, &retry).await;
-    only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch")
+    only_permanent_dead_letter(&worker, code)
 }
 
 /// A removal in lower case whose first disassociate timed out (it may have landed),
@@ -1910,6 +1927,24 @@ async fn a_long_principal_type_mismatch_still_names_the_type_to_send() {
             .as_str()
             .is_some_and(|m| m.contains("send principalType IAM_PATTERN")),
         "{outcome}"
+    );
+}
+
+/// A removal whose role the list shows under a long path, behind the redrive caution:
+/// `PrincipalArnPathMismatch` says to send the ARN as listed, and never names it cut
+/// (another principal's ARN) when it does not fit.
+#[tokio::test]
+async fn a_cautioned_path_mismatch_never_cuts_the_listed_arn() {
+    let listed = format!(
+        "arn:aws:iam::111122223333:role/{}/TeamA-dev",
+        "p".repeat(700)
+    );
+    let message = cautioned_mismatch(ROLE, &listed, "PrincipalArnPathMismatch").await;
+    assert!(
+        message.starts_with("Check the access before redriving: ")
+            && message.ends_with("the principalArn ListPrincipalsForPortfolio lists for that name")
+            && !message.contains("ppp"),
+        "the listed ARN cut: {message}"
     );
 }
 

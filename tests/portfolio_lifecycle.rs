@@ -18,6 +18,8 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 
 const T0: OffsetDateTime = datetime!(2026-11-30 10:00:00 UTC);
 const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA";
+/// The same role's name under another path: IAM names are unique whatever the path.
+const ROLE_PATHED: &str = "arn:aws:iam::111122223333:role/dev/TeamA";
 
 fn principal(kind: PortfolioPrincipalType, arn: &str) -> ListedPrincipal {
     ListedPrincipal {
@@ -70,6 +72,8 @@ fn lists() -> impl Strategy<Value = Vec<ListedPrincipal>> {
         Just(ROLE.to_owned()),
         // The same role, in another case.
         Just(ROLE.to_lowercase()),
+        // The same role, under another path.
+        Just(ROLE_PATHED.to_owned()),
         Just("arn:aws:iam:::role/Team*".to_owned()),
         Just("arn:aws:iam::444455556666:role/Other".to_owned()),
     ];
@@ -395,7 +399,8 @@ proptest! {
 
     /// A removal request's disassociate answered ResourceNotFound is `already-satisfied`
     /// only when the ARN is not listed under any type, nor an `IAM` principal's name in
-    /// another case (an expiry's, which removes only its own spelling: tests/portfolio.rs).
+    /// another case or under another path (an expiry's, which removes only its own
+    /// spelling: tests/portfolio.rs).
     #[test]
     fn not_found_is_done_only_when_the_arn_is_not_listed_at_all(
         kind in kinds(),
@@ -403,26 +408,36 @@ proptest! {
     ) {
         let me = principal(kind, ROLE);
         let settled = settle_not_found(&start(Delete), &portfolio(), &me, &listed, &Policy::default(), 0.5);
+        let iam = PortfolioPrincipalType::Iam;
+        // The generator's other spellings of ROLE differ from it in case alone, or in path.
+        let in_another_case = |p: &ListedPrincipal| p.principal_type == iam
+            && p.principal_arn != ROLE && p.principal_arn.eq_ignore_ascii_case(ROLE);
+        let under_another_path = |p: &ListedPrincipal| p.principal_type == iam
+            && p.principal_arn == ROLE_PATHED;
         if let Decision::Done { completion, .. } = &settled.decision {
             prop_assert_eq!(completion, &Completion::AlreadySatisfied);
             let principals = listed.as_ref().expect("done only on a list");
             prop_assert!(principals.iter().all(|p| p.principal_arn != ROLE));
-            // The generator's other spellings of ROLE differ from it in case alone.
-            let iam = PortfolioPrincipalType::Iam;
-            prop_assert!(kind != iam || principals.iter().all(|p| p.principal_type != iam
-                || !p.principal_arn.eq_ignore_ascii_case(ROLE)));
+            prop_assert!(kind != iam || !principals.iter()
+                .any(|p| in_another_case(p) || under_another_path(p)));
         }
         if let Ok(principals) = &listed
-            && kind == PortfolioPrincipalType::Iam
-            && !principals.contains(&me)
+            && kind == iam
             && !principals.iter().any(|p| p.principal_arn == ROLE)
-            && principals.iter().any(|p| p.principal_type == kind
-                && p.principal_arn != ROLE && p.principal_arn.eq_ignore_ascii_case(ROLE))
         {
-            let Decision::DeadLetter(dead) = &settled.decision else {
-                panic!("the same name listed in another case must be a mismatch, got {settled:?}");
+            let expected = if principals.iter().any(in_another_case) {
+                Some("PrincipalArnCaseMismatch")
+            } else if principals.iter().any(under_another_path) {
+                Some("PrincipalArnPathMismatch")
+            } else {
+                None
             };
-            prop_assert_eq!(dead.code.as_str(), "PrincipalArnCaseMismatch");
+            if let Some(expected) = expected {
+                let Decision::DeadLetter(dead) = &settled.decision else {
+                    panic!("the same name listed otherwise must be a mismatch, got {settled:?}");
+                };
+                prop_assert_eq!(dead.code.as_str(), expected);
+            }
         }
         if let Ok(principals) = &listed
             && principals.iter().any(|p| p.principal_arn == ROLE && p.principal_type != kind)
