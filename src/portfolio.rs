@@ -277,9 +277,11 @@ fn later_removal_of_the_name<'a>(
         .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > decision.order)
 }
 
-/// An `IAM` entry of `principals` naming `principal`'s IAM name otherwise, as the dead
-/// letter's code and message: in another case on the same path, else under another
-/// path (IAM names are unique whatever the path; the entry may name the same principal).
+/// The `IAM` entries of `principals` naming `principal`'s IAM name otherwise, as the
+/// dead letter's code and message: `PrincipalArnCaseMismatch` when one is in another
+/// case on the same path, else `PrincipalArnPathMismatch` (IAM names are unique
+/// whatever the path; such an entry may name the same principal). Every such entry is
+/// named: one left out would keep its access unreported.
 fn listed_otherwise(
     principal: &ListedPrincipal,
     principals: &[ListedPrincipal],
@@ -287,28 +289,28 @@ fn listed_otherwise(
     if principal.principal_type != PortfolioPrincipalType::Iam {
         return None;
     }
-    let others = || {
-        principals.iter().filter(|p| {
+    let others: Vec<&ListedPrincipal> = principals
+        .iter()
+        .filter(|p| {
             p.principal_type == PortfolioPrincipalType::Iam
                 && p.principal_arn != principal.principal_arn
+                && same_iam_principal(&p.principal_arn, &principal.principal_arn)
         })
+        .collect();
+    let on_the_same_path =
+        |p: &&ListedPrincipal| same_iam_name(&p.principal_arn, &principal.principal_arn);
+    let code = if others.iter().any(on_the_same_path) {
+        "PrincipalArnCaseMismatch"
+    } else {
+        "PrincipalArnPathMismatch"
     };
-    if let Some(listed) =
-        others().find(|p| same_iam_name(&p.principal_arn, &principal.principal_arn))
-    {
-        return Some((
-            "PrincipalArnCaseMismatch",
-            spelled_as_listed(&listed.principal_arn),
-        ));
-    }
-    others()
-        .find(|p| same_iam_principal(&p.principal_arn, &principal.principal_arn))
-        .map(|listed| {
-            (
-                "PrincipalArnPathMismatch",
-                listed_under_another_path(&listed.principal_arn),
-            )
-        })
+    let message = match others[..] {
+        [] => return None,
+        [one] if on_the_same_path(&one) => spelled_as_listed(&one.principal_arn),
+        [one] => listed_under_another_path(&one.principal_arn),
+        _ => listed_in_several_spellings(&others),
+    };
+    Some((code, message))
 }
 
 /// The dead letter's message for an association under `other_type`: the request that
@@ -368,6 +370,25 @@ fn listed_under_another_path(listed_arn: &str) -> String {
         format!(
             "{found}, under another path: {send} the principalArn ListPrincipalsForPortfolio \
              lists for that name"
+        ),
+    ])
+}
+
+/// The dead letter's message for the same IAM name listed in several other spellings:
+/// every listed ARN, space-apart (an ARN holds no space), or, when they would not all
+/// fit, none, and the operator is sent to the list.
+fn listed_in_several_spellings(listed: &[&ListedPrincipal]) -> String {
+    let (found, send) = (NOT_AS_WRITTEN, SEND_REMOVAL);
+    let count = listed.len();
+    let arns: Vec<&str> = listed.iter().map(|p| p.principal_arn.as_str()).collect();
+    first_that_fits([
+        format!(
+            "{found}, in {count} other spellings: {send} each of these principalArn values: {}",
+            arns.join(" ")
+        ),
+        format!(
+            "{found}, in {count} other spellings: {send} each principalArn \
+             ListPrincipalsForPortfolio lists for that name"
         ),
     ])
 }

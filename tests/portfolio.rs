@@ -438,6 +438,28 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
+/// The name listed in two other spellings (another case, another path): the removal's
+/// dead letter names both ARNs to send, so neither entry is left unreported (before, it
+/// named the first alone).
+#[tokio::test]
+async fn a_removal_whose_name_is_listed_in_two_other_spellings_names_both() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let pathed = ROLE.replace("role/", "role/dev/");
+    let catalog =
+        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(&lower), iam(&pathed)]);
+    let worker = worker(catalog, &[]);
+    drive(
+        &worker,
+        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
+    )
+    .await;
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    assert!(
+        message.contains(&format!(" {lower} ")) && message.ends_with(&format!(" {pathed}")),
+        "{message}"
+    );
+}
+
 /// One role is one ledger item however its name is spelled: a removal decided later,
 /// spelled `role/teama-dev`, ran first and found nothing; the earlier grant, spelled
 /// `role/TeamA-dev`, delivered after it, is superseded instead of leaving the role its

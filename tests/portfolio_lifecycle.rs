@@ -437,6 +437,13 @@ proptest! {
                     panic!("the same name listed otherwise must be a mismatch, got {settled:?}");
                 };
                 prop_assert_eq!(dead.code.as_str(), expected);
+                // Every entry that may keep the access is named, none left unreported.
+                for other in principals.iter().filter(|p| in_another_case(p) || under_another_path(p)) {
+                    prop_assert!(
+                        dead.message.split(' ').any(|word| word == other.principal_arn),
+                        "{} unnamed: {}", other.principal_arn, dead.message
+                    );
+                }
             }
         }
         if let Ok(principals) = &listed
