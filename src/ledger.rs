@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::aws_call::CallError;
 use crate::messages::rfc3339;
-use crate::portfolio_access::iam_name_folded;
+use crate::portfolio_access::{iam_name_folded, iam_principal_folded};
 use crate::progress::DecisionStamp;
 use crate::request::{
     Assignment, AssignmentAction, PortfolioChange, PortfolioPrincipal, Request, Target,
@@ -55,26 +55,51 @@ impl LedgerKey {
     }
 
     /// For an `IAM` portfolio principal, the item that holds the latest removal of its
-    /// IAM name in any spelling (the name's case aside, [`same_iam_name`]): Service
-    /// Catalog lists each spelling apart, each with its own item above, but IAM names
-    /// one role by all of them, so a grant spelled one way must not outlive a later
-    /// removal spelled another. A removal records itself here before its submit; a
-    /// grant reads it before each submit and once its confirm sees its entry
+    /// IAM name in any spelling (the name's case and path aside,
+    /// [`same_iam_principal`]): Service Catalog lists each spelling apart, each with its
+    /// own item above, but IAM names one user, group or role by all of them, so a grant
+    /// spelled one way must not outlive a later removal spelled another. A removal
+    /// records itself here before its submit; a grant reads it before each submit and
+    /// once its confirm sees its entry
     /// ([`crate::portfolio::behind_a_later_removal_of_the_name`]); an undo, a confirm
     /// that does not see its change, and a grant about to be dead-lettered after its
     /// associate may have landed read it when the entry's own latest decision asks for
-    /// access ([`crate::portfolio::latest_for_the_entry`]).
+    /// access ([`crate::portfolio::latest_for_the_entry`]). Each reads and writes
+    /// [`Self::iam_name_with_path`] too.
     ///
-    /// [`same_iam_name`]: crate::portfolio_access::same_iam_name
+    /// [`same_iam_principal`]: crate::portfolio_access::same_iam_principal
     pub fn iam_name(change: &PortfolioChange) -> Option<Self> {
         let PortfolioPrincipal::Iam(arn) = &change.principal else {
             return None;
         };
-        Some(Self(format!(
-            "portfolio-iam-name|{}|{}",
+        let arn = arn.as_str();
+        Some(Self::of_iam_name(
+            change,
+            &iam_principal_folded(arn).unwrap_or_else(|| iam_name_folded(arn)),
+        ))
+    }
+
+    /// The item of [`Self::iam_name`] as builds before the path was set aside keyed it,
+    /// with the path as written (the name in lower case): `None` when that is the same
+    /// item, for an ARN with no path. Removals recorded there by such a build (in
+    /// flight, or in a dead letter to redrive) still stop a grant, and a build rolled
+    /// back to still finds the removals of its own path, so both items are read and
+    /// written.
+    pub fn iam_name_with_path(change: &PortfolioChange) -> Option<Self> {
+        let with_path = match &change.principal {
+            PortfolioPrincipal::Iam(arn) => {
+                Self::of_iam_name(change, &iam_name_folded(arn.as_str()))
+            }
+            PortfolioPrincipal::IamPattern(_) => return None,
+        };
+        (Some(&with_path) != Self::iam_name(change).as_ref()).then_some(with_path)
+    }
+
+    fn of_iam_name(change: &PortfolioChange, folded_arn: &str) -> Self {
+        Self(format!(
+            "portfolio-iam-name|{}|{folded_arn}",
             change.portfolio.as_str().to_ascii_lowercase(),
-            iam_name_folded(arn.as_str())
-        )))
+        ))
     }
 
     pub fn of(target: Target<'_>) -> Self {
@@ -572,6 +597,44 @@ mod tests {
             )
         );
         assert_eq!(key("PORT-ABCDEFGHIJKLM"), as_issued);
+    }
+
+    #[test]
+    fn the_name_item_sets_the_path_aside_and_an_older_builds_key_keeps_it() {
+        let keys = |arn: &str| {
+            let body = serde_json::json!({
+                "action": "disassociate-portfolio-principal",
+                "portfolioId": "port-abcdefghijklm",
+                "principalType": "IAM",
+                "principalArn": arn,
+            });
+            let request = crate::request::parse_request(&body.to_string()).expect("a request");
+            let crate::request::Target::Portfolio(change) = request.target().1 else {
+                panic!("a portfolio change");
+            };
+            let text = |key: Option<LedgerKey>| key.map(|key| key.as_str().to_owned());
+            (
+                text(LedgerKey::iam_name(change)),
+                text(LedgerKey::iam_name_with_path(change)),
+            )
+        };
+        let item = |resource: &str| {
+            Some(format!(
+                "portfolio-iam-name|port-abcdefghijklm|arn:aws:iam::111122223333:{resource}"
+            ))
+        };
+        assert_eq!(
+            keys("arn:aws:iam::111122223333:role/dev/TeamA-dev"),
+            (item("role/teama-dev"), item("role/dev/teama-dev"))
+        );
+        assert_eq!(
+            keys("arn:aws:iam::111122223333:role/teama-dev"),
+            (item("role/teama-dev"), None)
+        );
+        assert_eq!(
+            keys("arn:aws:iam::111122223333:user/a:b/Dev/Ann"),
+            (item("user/ann"), item("user/a:b/Dev/ann"))
+        );
     }
 
     #[test]

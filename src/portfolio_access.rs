@@ -96,30 +96,42 @@ pub fn same_iam_name(first: &str, second: &str) -> bool {
 /// names are unique within an account whatever their case or path, so `role/TeamA` and
 /// `role/dev/teama` are one role (at most one of the two exists at a time). Everything
 /// before the resource (partition, service, region, account) and the resource type
-/// must be the same as written. Wider than [`same_iam_name`], which also keys the
-/// ledger's name item and must stay as older builds wrote it: this one decides what
-/// residual access is reported, and which removals are not done.
+/// must be the same as written. Wider than [`same_iam_name`], which tells a name in
+/// another case on the same path (`PrincipalArnCaseMismatch`) from one under another
+/// path: this one decides what residual access is reported, which removals are not
+/// done, and which removals fence a grant ([`iam_principal_folded`]).
 pub fn same_iam_principal(first: &str, second: &str) -> bool {
-    // The ARN up to its resource (as written), the resource type, and the name after
-    // the last `/` in lower case. Split from the left, as a path may hold a `:`.
-    fn split(arn: &str) -> Option<(&str, &str, String)> {
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let [_, _, _, _, _, resource] = parts[..] else {
-            return None;
-        };
-        let head = &arn[..arn.len() - resource.len()];
-        let (resource_type, path_and_name) = resource.split_once('/')?;
-        let name = path_and_name
-            .rsplit('/')
-            .next()
-            .filter(|name| !name.is_empty())?;
-        Some((head, resource_type, name.to_ascii_lowercase()))
-    }
-    matches!((split(first), split(second)), (Some(a), Some(b)) if a == b)
+    matches!((iam_principal_parts(first), iam_principal_parts(second)), (Some(a), Some(b)) if a == b)
+}
+
+/// An `IAM` principal ARN up to its resource (as written), its resource type, and its
+/// name after the last `/` in lower case: what [`same_iam_principal`] compares. Split
+/// from the left, as a path may hold a `:`. `None` for an ARN of another shape.
+fn iam_principal_parts(arn: &str) -> Option<(&str, &str, String)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [_, _, _, _, _, resource] = parts[..] else {
+        return None;
+    };
+    let head = &arn[..arn.len() - resource.len()];
+    let (resource_type, path_and_name) = resource.split_once('/')?;
+    let name = path_and_name
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())?;
+    Some((head, resource_type, name.to_ascii_lowercase()))
+}
+
+/// An `IAM` principal ARN with its path set aside and its name in lower case: one text
+/// for all the ARNs [`same_iam_principal`] takes for one principal (`None` for an ARN
+/// of another shape).
+pub fn iam_principal_folded(arn: &str) -> Option<String> {
+    iam_principal_parts(arn)
+        .map(|(head, resource_type, name)| format!("{head}{resource_type}/{name}"))
 }
 
 /// An `IAM` principal ARN with its name in lower case: one text for all the spellings
-/// [`same_iam_name`] takes for one principal.
+/// [`same_iam_name`] takes for one principal (and the ledger's name item as builds
+/// before [`iam_principal_folded`] keyed it).
 pub fn iam_name_folded(arn: &str) -> String {
     match arn.rsplit_once('/') {
         Some((rest, name)) => format!("{rest}/{}", name.to_ascii_lowercase()),

@@ -1090,33 +1090,39 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         }
     }
 
-    /// Records a removal as the latest of its IAM name ([`LedgerKey::iam_name`]) before
-    /// its submit, unless a later one is there: a failure repeats the step, as any
-    /// ledger error before a submit.
+    /// Records a removal as the latest of its IAM name ([`LedgerKey::iam_name`], and
+    /// [`LedgerKey::iam_name_with_path`]) before its submit, unless a later one is
+    /// there: a failure repeats the step, as any ledger error before a submit.
     async fn record_removal_of_the_name(
         &self,
-        name_key: &LedgerKey,
+        name_keys: &[LedgerKey],
         progress: Progress,
         now: OffsetDateTime,
     ) -> Result<Progress, Stepped> {
-        let answer = self
-            .worker
-            .ledger
-            .claim(name_key, &self.decision, RecordedState::Pending, now)
-            .await;
-        self.metrics.call(Api::UpdateItem, Answer::of(&answer));
-        match answer {
-            Ok(_) => Ok(progress),
-            Err(error) => Err(self.after_ledger_error(progress, &error).await),
+        for name_key in name_keys {
+            let answer = self
+                .worker
+                .ledger
+                .claim(name_key, &self.decision, RecordedState::Pending, now)
+                .await;
+            self.metrics.call(Api::UpdateItem, Answer::of(&answer));
+            if let Err(error) = answer {
+                return Err(self.after_ledger_error(progress, &error).await);
+            }
         }
+        Ok(progress)
     }
 
-    /// The item of an `IAM` portfolio principal's name, for the removals of that name in
-    /// any spelling ([`LedgerKey::iam_name`]).
-    fn name_key(&self) -> Option<LedgerKey> {
+    /// The items of an `IAM` portfolio principal's name, for the removals of that name
+    /// in any spelling ([`LedgerKey::iam_name`]), and the item with its path that older
+    /// builds keep ([`LedgerKey::iam_name_with_path`]); none for any other principal.
+    fn name_keys(&self) -> Vec<LedgerKey> {
         match self.target {
-            Target::Portfolio(change) => LedgerKey::iam_name(change),
-            Target::Assignment(_) => None,
+            Target::Portfolio(change) => LedgerKey::iam_name(change)
+                .into_iter()
+                .chain(LedgerKey::iam_name_with_path(change))
+                .collect(),
+            Target::Assignment(_) => Vec::new(),
         }
     }
 
@@ -1147,17 +1153,25 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         .map(Into::into)
     }
 
-    /// The latest removal of an `IAM` portfolio principal's name in any spelling (none for
-    /// any other principal, which makes no call).
+    /// The latest removal of an `IAM` portfolio principal's name in any spelling, the
+    /// later of its items' ([`Self::name_keys`]; none for any other principal, which
+    /// makes no call).
     async fn latest_removal_of_the_name(
         &self,
     ) -> Result<Option<AccessDecision>, crate::aws_call::CallError> {
-        let Some(name_key) = self.name_key() else {
-            return Ok(None);
-        };
-        let removal = self.worker.ledger.latest(&name_key).await;
-        self.metrics.call(Api::GetItem, Answer::of(&removal));
-        removal
+        let mut latest: Option<AccessDecision> = None;
+        for name_key in self.name_keys() {
+            let removal = self.worker.ledger.latest(&name_key).await;
+            self.metrics.call(Api::GetItem, Answer::of(&removal));
+            if let Some(removal) = removal?
+                && latest
+                    .as_ref()
+                    .is_none_or(|kept| removal.order > kept.order)
+            {
+                latest = Some(removal);
+            }
+        }
+        Ok(latest)
     }
 
     /// The decision that stands for this entry (what an undo carries out, what a confirm
@@ -1234,7 +1248,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
         let stop = |decision, progress| Err(decided(decision, progress));
         match &progress.purpose {
             Purpose::Decision => {
-                let name_key = self.name_key();
+                let name_keys = self.name_keys();
                 if self.decision.order.intent == Intent::Grant {
                     let removal = match self.latest_removal_of_the_name().await {
                         Ok(removal) => removal,
@@ -1263,13 +1277,11 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 }
                 match lifecycle::after_claim(&progress, &answer, now, self.policy(), Self::jitter())
                 {
-                    None => match name_key {
-                        Some(name_key) if self.decision.order.intent == Intent::Revoke => {
-                            self.record_removal_of_the_name(&name_key, progress, now)
-                                .await
-                        }
-                        _ => Ok(progress),
-                    },
+                    None if self.decision.order.intent == Intent::Revoke => {
+                        self.record_removal_of_the_name(&name_keys, progress, now)
+                            .await
+                    }
+                    None => Ok(progress),
                     Some(decision) => Err(self.unless_submitted_before(decision, progress).await),
                 }
             }

@@ -475,6 +475,70 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
     assert_eq!(associates, 0, "superseded before its call");
 }
 
+/// IAM names one role by its name whatever the path: a removal decided later, naming
+/// `role/dev/teama-dev`, ran first and found nothing; the earlier grant of
+/// `role/TeamA-dev`, delivered after it, is superseded before its call (before, the
+/// name's item took the path, and the grant was carried out against the removal).
+#[tokio::test]
+async fn a_stale_grant_is_superseded_by_a_later_removal_under_another_path() {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    drive(&worker, &removal_at("dev/teama-dev", "10:00:05")).await;
+    drive(&worker, &earlier_grant()).await;
+    assert_later_removal_won(&worker, "already-satisfied");
+    let associates = associate_calls(&worker);
+    assert_eq!(associates, 0, "superseded before its call");
+}
+
+/// The name's item as a build before the path was set aside keyed it (with the path):
+/// `role/dev/teama-dev` for a removal of that ARN.
+fn name_item_with_its_path(body: &str) -> LedgerKey {
+    let request = parse_request(body).expect("a request");
+    let Target::Portfolio(change) = request.target().1 else {
+        panic!("a portfolio change");
+    };
+    LedgerKey::iam_name_with_path(change).expect("an ARN with a path")
+}
+
+/// A removal of `role/dev/teama-dev` that an older build recorded, under the name's
+/// item with the path, still stops an earlier grant of `role/dev/TeamA-dev` delivered
+/// after it: a grant reads that item too.
+#[tokio::test]
+async fn a_removal_an_older_build_recorded_with_its_path_still_stops_a_stale_grant() {
+    let removal = removal_at("dev/teama-dev", "10:00:05");
+    let older_key = name_item_with_its_path(&removal);
+    // The removal as that build's worker recorded it: only under the key with the path.
+    let recorded = {
+        let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+        let elsewhere = worker(catalog, &[]);
+        drive(&elsewhere, &removal).await;
+        elsewhere
+            .ledger
+            .latest(&older_key)
+            .await
+            .expect("a read")
+            .expect("the removal, where an older build reads it")
+    };
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    worker
+        .ledger
+        .claim(
+            &older_key,
+            &recorded,
+            RecordedState::Pending,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("a claim");
+    let grant = earlier_grant().replace("role/TeamA-dev", "role/dev/TeamA-dev");
+    drive(&worker, &grant).await;
+    assert_eq!(associate_calls(&worker), 0, "superseded before its call");
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "superseded", "{outcome}");
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
 /// A portfolio id in capitals is the same ledger item as the id Service Catalog issued
 /// (SPEC §2's pattern takes either case, and AWS's pages do not say whether Service
 /// Catalog tells them apart): the earlier grant written so, delivered after the later
@@ -1476,6 +1540,15 @@ async fn confirmed_after_removal_of(name: &str) -> (TestWorker, String) {
     drive(&worker, &removal_at(name, "10:00:05")).await;
     drive(&worker, &confirm).await;
     (worker, confirm)
+}
+
+/// As above for a removal of the name under another path (`role/dev/TeamA-dev`) that
+/// found nothing: the grant's confirm sees its entry and that removal, removes the
+/// entry, and ends `superseded`.
+#[tokio::test]
+async fn a_grant_that_landed_before_a_later_removal_under_another_path_is_removed() {
+    let (worker, _) = confirmed_after_removal_of("dev/TeamA-dev").await;
+    assert_later_removal_won(&worker, "already-satisfied");
 }
 
 /// The list shows a principal's state, not an operation: once a later decision removed
