@@ -11,11 +11,12 @@
 //! some creates, the access may fall short of the latest decision, never exceed it, and
 //! access a timed grant asks for always has such a wait behind it. A portfolio role
 //! named in two spellings (`role/TeamA-dev`, `role/teama-dev`: two Service Catalog
-//! entries, one IAM role) ends with each entry as the latest decision about it asks: a
-//! grant of that spelling, or a removal of the name in either; an entry left in place
-//! against a removal of the other spelling is reported by that removal, or, where a
-//! later grant of that spelling superseded the removal, kept while that grant stands or
-//! reported when it ends. Either entry may be listed before any decision.
+//! entries, one IAM role), and removed also under another path (`role/dev/TeamA-dev`),
+//! ends with each entry as the latest decision about it asks: a grant of that
+//! spelling, or a removal of the name in any; an entry left in place against a removal
+//! of another spelling is reported by that removal, or, where a later grant of that
+//! spelling superseded the removal, kept while that grant stands or reported when it
+//! ends. Either of the two entries may be listed before any decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,8 @@ const PORTFOLIO: &str = "port-abcdefghijklm";
 const ROLE: &str = "arn:aws:iam::111122223333:role/TeamA-dev";
 /// The same role, spelled otherwise.
 const ROLE_LOWER: &str = "arn:aws:iam::111122223333:role/teama-dev";
+/// The same role's name under another path (IAM names are unique whatever the path).
+const ROLE_PATHED: &str = "arn:aws:iam::111122223333:role/dev/TeamA-dev";
 
 /// What a run's decisions are about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +64,8 @@ enum Subject {
     Assignment,
     /// One portfolio principal, always spelled `ROLE`.
     Portfolio,
-    /// One role on a portfolio: grants spell it `ROLE`, removals `ROLE` or `ROLE_LOWER`.
+    /// One role on a portfolio: grants spell it `ROLE`, removals `ROLE`, `ROLE_LOWER` or
+    /// `ROLE_PATHED`.
     /// (With grants in both spellings, which entry a grant of one spelling leaves in
     /// place depends on the delivery order: a removal that a later grant of its own
     /// spelling supersedes records nothing for the name, so no property of each entry
@@ -643,6 +647,9 @@ struct Decision {
     not_after: NotAfter,
     /// A removal spelled `ROLE_LOWER` (in a `PortfolioSpellings` run only).
     lower: bool,
+    /// A removal naming `ROLE_PATHED`, whatever `lower` says (in a `PortfolioSpellings`
+    /// run only).
+    pathed: bool,
     /// Wrapped in an SNS notification published at this slot ([`publish_ms`]).
     sns: Option<u8>,
     /// Wrapped in an EventBridge event (when not in SNS): ordered as a raw request is.
@@ -670,6 +677,7 @@ impl Decision {
             requested_at,
             not_after: NotAfter::None,
             lower: false,
+            pathed: false,
             sns: None,
             eventbridge: false,
             copies: 1,
@@ -682,7 +690,11 @@ impl Decision {
 
     /// The ARN a portfolio request of this decision names in `subject`'s runs.
     fn arn(&self, subject: Subject) -> &'static str {
-        if subject == Subject::PortfolioSpellings && self.lower && !self.grant {
+        if subject != Subject::PortfolioSpellings || self.grant {
+            ROLE
+        } else if self.pathed {
+            ROLE_PATHED
+        } else if self.lower {
             ROLE_LOWER
         } else {
             ROLE
@@ -735,6 +747,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
             prop::option::weighted(0.7, 0..6u8),
             not_after,
             any::<bool>(),
+            prop::bool::weighted(0.3),
             prop::option::weighted(0.5, 0..8u8),
             any::<bool>(),
             prop::sample::select(vec![1u8, 1, 2, 2, 3]),
@@ -749,6 +762,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
                     requested_at,
                     not_after,
                     lower,
+                    pathed,
                     sns,
                     eventbridge,
                     copies,
@@ -762,6 +776,7 @@ fn delivered_decisions() -> impl Strategy<Value = Vec<Decision>> {
                         requested_at,
                         not_after,
                         lower,
+                        pathed,
                         sns,
                         eventbridge,
                         copies,
@@ -1281,16 +1296,16 @@ fn run_from(
             };
             let body: Value = serde_json::from_str(&message.body).expect("JSON");
             let code = attribute("ErrorCode");
-            if code == "PrincipalArnCaseMismatch" {
+            if code == "PrincipalArnCaseMismatch" || code == "PrincipalArnPathMismatch" {
                 let named = attribute("ErrorMessage");
                 let id = body["correlationId"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
                 reported.entry(id).or_default().extend(
-                    [ROLE, ROLE_LOWER]
+                    [ROLE, ROLE_LOWER, ROLE_PATHED]
                         .into_iter()
-                        .filter(|arn| named.contains(arn))
+                        .filter(|arn| named.split(' ').any(|word| word == *arn))
                         .map(str::to_owned),
                 );
             }
@@ -1597,11 +1612,13 @@ fn check_spellings(
     prop_assert!(
         run.dead_letter_codes
             .iter()
-            .all(|(class, code)| class == "expired" || code == "PrincipalArnCaseMismatch"),
+            .all(|(class, code)| class == "expired"
+                || code == "PrincipalArnCaseMismatch"
+                || code == "PrincipalArnPathMismatch"),
         "dead letters: {:?}",
         run.dead_letter_codes
     );
-    for arn in [ROLE, ROLE_LOWER] {
+    for arn in [ROLE, ROLE_LOWER, ROLE_PATHED] {
         let about = |d: &Decision| !d.grant || d.arn(Subject::PortfolioSpellings) == arn;
         let latest = latest_of(decisions, &run.carried, about);
         let present = run.present_arns.contains(arn);
@@ -1688,7 +1705,8 @@ proptest! {
 
     /// The same for one role named in two spellings, each a Service Catalog entry of its
     /// own: a grant adds its own spelling, a removal of the name ends them all. Either
-    /// entry may be listed before any decision (`role/teama-dev` is only ever removed).
+    /// entry may be listed before any decision (`role/teama-dev` is only ever removed;
+    /// `role/dev/TeamA-dev` only ever removed, and never listed).
     #[test]
     fn each_spelling_of_a_role_ends_as_the_latest_decision_about_it_asks(
         decisions in decisions(),
