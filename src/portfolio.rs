@@ -158,12 +158,15 @@ fn refused(progress: &Progress, error: &CallError, policy: &Policy, jitter: f64)
 }
 
 /// A disassociate answered ResourceNotFound; the list says why. Never done while the
-/// principal still has access (SPEC §9).
+/// principal still has access (SPEC §9), unless what gives it is an entry in
+/// `granted_later`: [`named_otherwise`] whose own latest decision is a grant decided
+/// after this removal, which the latest decision about the role asks for (reported).
 pub fn settle_not_found(
     progress: &Progress,
     portfolio: &PortfolioId,
     principal: &ListedPrincipal,
     listed: &ListResult,
+    granted_later: &[&ListedPrincipal],
     policy: &Policy,
     jitter: f64,
 ) -> Settled {
@@ -201,9 +204,9 @@ pub fn settle_not_found(
     // AWS matched the ARN as written; IAM names one user, group or role by its name
     // whatever the case or path, so the principal may still have access through this
     // entry, and a removal the request asked for is not done. An expiry or undo removes
-    // only the spelling its grant added: that is gone, and the other entry is reported.
+    // only the spelling its grant added: that is gone (an expiry reports the other entry).
     if progress.purpose == Purpose::Decision
-        && let Some((code, message)) = listed_otherwise(principal, principals)
+        && let Some((code, message)) = listed_otherwise(principal, principals, granted_later)
     {
         return permanent(progress, code, message).into();
     }
@@ -277,25 +280,38 @@ fn later_removal_of_the_name<'a>(
         .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > decision.order)
 }
 
-/// The `IAM` entries of `principals` naming `principal`'s IAM name otherwise, as the
-/// dead letter's code and message: `PrincipalArnCaseMismatch` when one is in another
-/// case on the same path, else `PrincipalArnPathMismatch` (IAM names are unique
-/// whatever the path; such an entry may name the same principal). Every such entry is
-/// named: one left out would keep its access unreported.
-fn listed_otherwise(
+/// The `IAM` entries of `principals` naming `principal`'s IAM name otherwise: in
+/// another case, or under another path (IAM names are unique whatever the path; such an
+/// entry may name the same principal). None for an `IAM_PATTERN` principal.
+pub fn named_otherwise<'a>(
     principal: &ListedPrincipal,
-    principals: &[ListedPrincipal],
-) -> Option<(&'static str, String)> {
+    principals: &'a [ListedPrincipal],
+) -> Vec<&'a ListedPrincipal> {
     if principal.principal_type != PortfolioPrincipalType::Iam {
-        return None;
+        return Vec::new();
     }
-    let others: Vec<&ListedPrincipal> = principals
+    principals
         .iter()
         .filter(|p| {
             p.principal_type == PortfolioPrincipalType::Iam
                 && p.principal_arn != principal.principal_arn
                 && same_iam_principal(&p.principal_arn, &principal.principal_arn)
         })
+        .collect()
+}
+
+/// The entries [`named_otherwise`] but those `granted_later`, as the dead letter's code
+/// and message: `PrincipalArnCaseMismatch` when one is in another case on the same
+/// path, else `PrincipalArnPathMismatch`. Every such entry is named: one left out would
+/// keep its access unreported.
+fn listed_otherwise(
+    principal: &ListedPrincipal,
+    principals: &[ListedPrincipal],
+    granted_later: &[&ListedPrincipal],
+) -> Option<(&'static str, String)> {
+    let others: Vec<&ListedPrincipal> = named_otherwise(principal, principals)
+        .into_iter()
+        .filter(|p| !granted_later.contains(p))
         .collect();
     let on_the_same_path =
         |p: &&ListedPrincipal| same_iam_name(&p.principal_arn, &principal.principal_arn);

@@ -15,7 +15,7 @@ use crate::clock::WallClock;
 use crate::config::Config;
 use crate::handler::{Destination, Invocation, Worker};
 use crate::identity_center::{CallResult, IdentityCenter, Pace, PacedCall};
-use crate::ids::CorrelationId;
+use crate::ids::{CorrelationId, IamPrincipalArn};
 use crate::ledger::{
     AccessDecision, ClaimAnswer, DecisionSummary, Intent, Ledger, LedgerKey, Presence,
     RecordAnswer, RecordedState,
@@ -28,7 +28,8 @@ use crate::portfolio_access::ListedPrincipal;
 use crate::progress::{DecisionStamp, Progress, Purpose, Resource, Stage, UndoReport};
 use crate::queue::{OutgoingMessage, QueueSender};
 use crate::request::{
-    Assignment, AssignmentAction, InvalidRequest, Message, PortfolioChange, Target,
+    Assignment, AssignmentAction, InvalidRequest, Message, PortfolioChange, PortfolioPrincipal,
+    Target,
 };
 use crate::service_catalog::ServiceCatalog;
 
@@ -1015,16 +1016,65 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     return Err(NEAR_DEADLINE);
                 }
                 let listed = self.list(change).await;
+                let granted_later = self
+                    .granted_later(progress, change, &principal, &listed)
+                    .await;
                 Ok(portfolio::settle_not_found(
                     progress,
                     &change.portfolio,
                     &principal,
                     &listed,
+                    &granted_later,
                     policy,
                     Self::jitter(),
                 ))
             }
         }
+    }
+
+    /// The listed entries naming a removal's IAM name otherwise
+    /// ([`portfolio::named_otherwise`]) whose own latest decision is a grant decided
+    /// after the removal: the latest decision about the role asks for them, so the
+    /// removal reports them rather than dead-letter naming them to remove (one `GetItem`
+    /// each). A removal request's own step only. An entry whose item cannot be read, or
+    /// whose ARN the worker does not take, is not among them: the dead letter names it.
+    async fn granted_later<'a>(
+        &self,
+        progress: &Progress,
+        change: &PortfolioChange,
+        principal: &ListedPrincipal,
+        listed: &'a portfolio::ListResult,
+    ) -> Vec<&'a ListedPrincipal> {
+        let Ok(principals) = listed else {
+            return Vec::new();
+        };
+        if progress.purpose != Purpose::Decision || self.decision.order.intent != Intent::Revoke {
+            return Vec::new();
+        }
+        let mut later = Vec::new();
+        for other in portfolio::named_otherwise(principal, principals) {
+            let Ok(arn) = IamPrincipalArn::parse(&other.principal_arn) else {
+                continue;
+            };
+            let entry = PortfolioChange {
+                portfolio: change.portfolio.clone(),
+                principal: PortfolioPrincipal::Iam(arn),
+                accept_language: None,
+            };
+            let latest = self
+                .worker
+                .ledger
+                .latest(&LedgerKey::portfolio(&entry))
+                .await;
+            self.metrics.call(Api::GetItem, Answer::of(&latest));
+            if let Ok(Some(decision)) = latest
+                && decision.order.intent == Intent::Grant
+                && decision.order > self.decision.order
+            {
+                later.push(other);
+            }
+        }
+        later
     }
 
     async fn list(&self, change: &PortfolioChange) -> portfolio::ListResult {

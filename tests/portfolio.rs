@@ -946,10 +946,21 @@ async fn a_grant_delivered_again_after_its_expiry_is_not_carried_out_again() {
 /// removal was not done).
 #[tokio::test]
 async fn an_expiry_that_finds_its_spelling_gone_reports_the_other() {
-    let lower = ROLE.replace("TeamA", "teama");
+    expiry_finding_its_spelling_gone_reports_role(&ROLE.replace("TeamA", "teama")).await;
+}
+
+/// As above, the grant naming the role under another path.
+#[tokio::test]
+async fn an_expiry_that_finds_its_path_gone_reports_the_entry_under_another() {
+    expiry_finding_its_spelling_gone_reports_role(&ROLE.replace("role/", "role/dev/")).await;
+}
+
+/// A timed grant of `granted` while the portfolio lists ROLE, its entry removed by hand
+/// before its expiry: the expiry ends `already-satisfied` reporting ROLE, which stays.
+async fn expiry_finding_its_spelling_gone_reports_role(granted: &str) {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(ROLE)]);
     let worker = worker(catalog, &[]);
-    let grant = grant_for_3_seconds(&lower);
+    let grant = grant_for_3_seconds(granted);
     let expiry = drive_to_expiry(&worker, &grant).await;
     let parsed = parse_request(&grant).expect("valid");
     let Target::Portfolio(change) = parsed.target().1 else {
@@ -971,6 +982,44 @@ async fn an_expiry_that_finds_its_spelling_gone_reports_the_other() {
         worker.service_catalog.principals(PORTFOLIO),
         Some(vec![iam(ROLE)])
     );
+}
+
+/// A removal of ROLE decided at 10:00:00, delivered after a grant of `granted` (the
+/// same role spelled otherwise) decided at 10:00:05 was carried out: the latest decision
+/// about the role is that grant, so the removal ends `already-satisfied` and reports the
+/// grant's entry, which stays; no dead letter tells the operator to remove it.
+async fn stale_removal_after_a_later_grant_of(granted: &str) {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    let grant = request(
+        "associate-portfolio-principal",
+        "IAM",
+        granted,
+        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
+    );
+    drive(&worker, &grant).await;
+    drive(&worker, &removal_at("TeamA-dev", "10:00:00")).await;
+    assert_no_dead_letter(&worker);
+    let removal = outcomes(&worker).pop().expect("the removal's outcome");
+    assert_eq!(removal["outcome"], "already-satisfied", "{removal}");
+    assert_eq!(removal["residualAccess"], json!([iam(granted)]));
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(granted)])
+    );
+}
+
+/// Before, the removal was dead-lettered `PrincipalArnCaseMismatch`, naming the grant's
+/// entry to remove against the latest decision (found by review).
+#[tokio::test]
+async fn a_stale_removal_reports_the_entry_a_later_grant_in_another_case_made() {
+    stale_removal_after_a_later_grant_of(&ROLE.replace("TeamA", "teama")).await;
+}
+
+/// Before, `PrincipalArnPathMismatch`, as above.
+#[tokio::test]
+async fn a_stale_removal_reports_the_entry_a_later_grant_under_another_path_made() {
+    stale_removal_after_a_later_grant_of(&ROLE.replace("role/", "role/dev/")).await;
 }
 
 /// The name as listed is never cut off the message: with an ARN too long for it, the
@@ -1808,8 +1857,9 @@ async fn cautioned_mismatch(removed: &str, listed: &str, code: &str) -> String {
         true,
         "{retry}"
     );
-    // The retry's claim and its name's claim pass; the read before the dead letter fails.
-    worker.ledger.set_faults([false, false, true]);
+    // The retry's claim, its name's claim and the read of the listed entry's item pass;
+    // the read before the dead letter fails.
+    worker.ledger.set_faults([false, false, false, true]);
     drive(&worker, &retry).await;
     only_permanent_dead_letter(&worker, code)
 }

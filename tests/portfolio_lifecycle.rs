@@ -400,26 +400,46 @@ proptest! {
     /// A removal request's disassociate answered ResourceNotFound is `already-satisfied`
     /// only when the ARN is not listed under any type, nor an `IAM` principal's name in
     /// another case or under another path (an expiry's, which removes only its own
-    /// spelling: tests/portfolio.rs).
+    /// spelling: tests/portfolio.rs), an entry whose own latest decision is a grant
+    /// decided after the removal aside (reported, never named to remove).
     #[test]
     fn not_found_is_done_only_when_the_arn_is_not_listed_at_all(
         kind in kinds(),
         listed in list_results(),
+        granted_later_arn in prop::option::of(prop::sample::select(vec![
+            ROLE.to_lowercase(),
+            ROLE_PATHED.to_owned(),
+        ])),
     ) {
         let me = principal(kind, ROLE);
-        let settled = settle_not_found(&start(Delete), &portfolio(), &me, &listed, &Policy::default(), 0.5);
         let iam = PortfolioPrincipalType::Iam;
+        let granted_later: Vec<&ListedPrincipal> = listed
+            .as_ref()
+            .map(|principals| principals.iter()
+                .filter(|p| p.principal_type == iam && Some(&p.principal_arn) == granted_later_arn.as_ref())
+                .collect())
+            .unwrap_or_default();
+        let settled = settle_not_found(&start(Delete), &portfolio(), &me, &listed, &granted_later, &Policy::default(), 0.5);
         // The generator's other spellings of ROLE differ from it in case alone, or in path.
+        let wanted = |p: &ListedPrincipal| granted_later.contains(&p);
         let in_another_case = |p: &ListedPrincipal| p.principal_type == iam
-            && p.principal_arn != ROLE && p.principal_arn.eq_ignore_ascii_case(ROLE);
+            && p.principal_arn != ROLE && p.principal_arn.eq_ignore_ascii_case(ROLE) && !wanted(p);
         let under_another_path = |p: &ListedPrincipal| p.principal_type == iam
-            && p.principal_arn == ROLE_PATHED;
+            && p.principal_arn == ROLE_PATHED && !wanted(p);
         if let Decision::Done { completion, .. } = &settled.decision {
             prop_assert_eq!(completion, &Completion::AlreadySatisfied);
             let principals = listed.as_ref().expect("done only on a list");
             prop_assert!(principals.iter().all(|p| p.principal_arn != ROLE));
             prop_assert!(kind != iam || !principals.iter()
                 .any(|p| in_another_case(p) || under_another_path(p)));
+            let reported = settled.residual_access.clone().unwrap_or_default();
+            prop_assert!(kind != iam || granted_later.iter().all(|p| reported.contains(p)));
+        }
+        if let Decision::DeadLetter(dead) = &settled.decision {
+            for p in &granted_later {
+                prop_assert!(!dead.message.split(' ').any(|word| word == p.principal_arn),
+                    "{} named to remove: {}", p.principal_arn, dead.message);
+            }
         }
         if let Ok(principals) = &listed
             && kind == iam
