@@ -16,7 +16,7 @@
 //! spelling, or a removal of the name in any; an entry left in place against a removal
 //! of another spelling is reported by that removal, or, where a later grant of that
 //! spelling superseded the removal, kept while that grant stands or reported when it
-//! ends. Either of the two entries may be listed before any decision.
+//! ends. Any of the three entries may be listed before any decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1598,10 +1598,10 @@ fn check_guardrail(run: &Run, decisions: &[Decision]) -> Result<(), TestCaseErro
     one_outcome_each(run, decisions)
 }
 
-/// The promise for a role named in two spellings, over a finished run with no refusals
-/// and attempts to spare: each entry is as the latest decision about it asks (a grant
-/// of that spelling, or a removal of the name in either), or, left in place against a
-/// removal of the other spelling, reported by that removal; an entry no decision is
+/// The promise for a role named in three spellings (one under another path), over a
+/// finished run with no refusals and attempts to spare: each entry is as the latest
+/// decision about it asks (a grant of that spelling, or a removal of the name in any),
+/// or, left in place against a removal of another spelling, reported by that removal; an entry no decision is
 /// about stays as it was listed before; no dead letter but `expired` grants and such
 /// removals'.
 fn check_spellings(
@@ -1703,16 +1703,16 @@ proptest! {
         check(&run, &decisions)?;
     }
 
-    /// The same for one role named in two spellings, each a Service Catalog entry of its
-    /// own: a grant adds its own spelling, a removal of the name ends them all. Either
-    /// entry may be listed before any decision (`role/teama-dev` is only ever removed;
-    /// `role/dev/TeamA-dev` only ever removed, and never listed).
+    /// The same for one role named in three spellings, each a Service Catalog entry of
+    /// its own: a grant adds its own spelling, a removal of the name ends them all. Any
+    /// entry may be listed before any decision (`role/teama-dev` and `role/dev/TeamA-dev`
+    /// are only ever removed).
     #[test]
     fn each_spelling_of_a_role_ends_as_the_latest_decision_about_it_asks(
         decisions in decisions(),
         faults in faults().prop_map(|faults| Faults { refuse: 0, attempts: 1000, ..faults }),
         seed in any::<u64>(),
-        listed_before in prop::sample::subsequence(vec![ROLE, ROLE_LOWER], 0..=2),
+        listed_before in prop::sample::subsequence(vec![ROLE, ROLE_LOWER, ROLE_PATHED], 0..=3),
     ) {
         let run = run_from(&decisions, faults, seed, Subject::PortfolioSpellings, &listed_before);
         check_spellings(&run, &decisions, &listed_before)?;
