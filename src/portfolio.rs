@@ -385,7 +385,7 @@ fn listed_under_another_path(listed_arn: &str) -> String {
         format!("{found}, under another path: {send} principalArn {listed_arn}"),
         format!(
             "{found}, under another path: {send} the principalArn ListPrincipalsForPortfolio \
-             lists for that name"
+             lists for that name (not one a later grant made)"
         ),
     ])
 }
@@ -404,7 +404,7 @@ fn listed_in_several_spellings(listed: &[&ListedPrincipal]) -> String {
         ),
         format!(
             "{found}, in {count} other spellings: {send} each principalArn \
-             ListPrincipalsForPortfolio lists for that name"
+             ListPrincipalsForPortfolio lists for that name (not one a later grant made)"
         ),
     ])
 }

@@ -1016,9 +1016,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     return Err(NEAR_DEADLINE);
                 }
                 let listed = self.list(change).await;
-                let granted_later = self
+                let granted_later = match self
                     .granted_later(progress, change, &principal, &listed)
-                    .await;
+                    .await
+                {
+                    Ok(granted_later) => granted_later,
+                    Err(settled) => return Ok(settled),
+                };
                 Ok(portfolio::settle_not_found(
                     progress,
                     &change.portfolio,
@@ -1034,23 +1038,26 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The listed entries naming a removal's IAM name otherwise
     /// ([`portfolio::named_otherwise`]) whose own latest decision is a grant decided
-    /// after the removal: the latest decision about the role asks for them, so the
-    /// removal reports them rather than dead-letter naming them to remove (one `GetItem`
-    /// each). A removal request's own step only. An entry whose item cannot be read, or
-    /// whose ARN the worker does not take, is not among them: the dead letter names it.
+    /// after the removal that still asks for access: the latest decision about the role
+    /// asks for them, so the removal reports them rather than dead-letter naming them to
+    /// remove (one `GetItem` each). A removal request's own step only. An entry whose
+    /// ARN the worker does not take is not among them (the dead letter names it); a read
+    /// that fails repeats the step, or dead-letters it as a ledger error
+    /// ([`lifecycle::on_ledger_error`]), never naming an entry it could not read.
     async fn granted_later<'a>(
         &self,
         progress: &Progress,
         change: &PortfolioChange,
         principal: &ListedPrincipal,
         listed: &'a portfolio::ListResult,
-    ) -> Vec<&'a ListedPrincipal> {
+    ) -> Result<Vec<&'a ListedPrincipal>, Settled> {
         let Ok(principals) = listed else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         if progress.purpose != Purpose::Decision || self.decision.order.intent != Intent::Revoke {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let now = self.now();
         let mut later = Vec::new();
         for other in portfolio::named_otherwise(principal, principals) {
             let Ok(arn) = IamPrincipalArn::parse(&other.principal_arn) else {
@@ -1067,14 +1074,23 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 .latest(&LedgerKey::portfolio(&entry))
                 .await;
             self.metrics.call(Api::GetItem, Answer::of(&latest));
-            if let Ok(Some(decision)) = latest
+            let latest = latest.map_err(|error| {
+                Settled::from(lifecycle::on_ledger_error(
+                    progress,
+                    &error,
+                    self.policy(),
+                    Self::jitter(),
+                ))
+            })?;
+            if let Some(decision) = latest
                 && decision.order.intent == Intent::Grant
                 && decision.order > self.decision.order
+                && decision.desired(now) == Presence::Present
             {
                 later.push(other);
             }
         }
-        later
+        Ok(later)
     }
 
     async fn list(&self, change: &PortfolioChange) -> portfolio::ListResult {

@@ -490,14 +490,55 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_under_another_path() {
     assert_eq!(associates, 0, "superseded before its call");
 }
 
-/// The name's item as a build before the path was set aside keyed it (with the path):
-/// `role/dev/teama-dev` for a removal of that ARN.
-fn name_item_with_its_path(body: &str) -> LedgerKey {
+/// One of a removal's name items: `key_of` its change (the item with the path set
+/// aside, or the one with the path that builds before kept).
+fn name_item(body: &str, key_of: fn(&PortfolioChange) -> Option<LedgerKey>) -> LedgerKey {
     let request = parse_request(body).expect("a request");
     let Target::Portfolio(change) = request.target().1 else {
         panic!("a portfolio change");
     };
-    LedgerKey::iam_name_with_path(change).expect("an ARN with a path")
+    key_of(change).expect("a name item")
+}
+
+/// `removal` carried out by a worker of its own, and the decision it recorded under
+/// `key`: to put in another worker's ledger as an older build, or another removal,
+/// would have left it.
+async fn removal_recorded_under(removal: &str, key: &LedgerKey) -> AccessDecision {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let elsewhere = worker(catalog, &[]);
+    drive(&elsewhere, removal).await;
+    elsewhere
+        .ledger
+        .latest(key)
+        .await
+        .expect("a read")
+        .expect("the removal, recorded under that key")
+}
+
+/// A worker whose ledger holds `recorded` under each key, the portfolio empty.
+async fn worker_with_name_items(recorded: &[(LedgerKey, AccessDecision)]) -> TestWorker {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    for (key, decision) in recorded {
+        worker
+            .ledger
+            .claim(
+                key,
+                decision,
+                RecordedState::Pending,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .expect("a claim");
+    }
+    worker
+}
+
+/// The earlier grant (10:00:00) of `role/dev/TeamA-dev`, or at `time`.
+fn pathed_grant_at(time: &str) -> String {
+    earlier_grant()
+        .replace("role/TeamA-dev", "role/dev/TeamA-dev")
+        .replace("10:00:00", time)
 }
 
 /// A removal of `role/dev/teama-dev` that an older build recorded, under the name's
@@ -506,37 +547,41 @@ fn name_item_with_its_path(body: &str) -> LedgerKey {
 #[tokio::test]
 async fn a_removal_an_older_build_recorded_with_its_path_still_stops_a_stale_grant() {
     let removal = removal_at("dev/teama-dev", "10:00:05");
-    let older_key = name_item_with_its_path(&removal);
+    let older_key = name_item(&removal, LedgerKey::iam_name_with_path);
     // The removal as that build's worker recorded it: only under the key with the path.
-    let recorded = {
-        let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-        let elsewhere = worker(catalog, &[]);
-        drive(&elsewhere, &removal).await;
-        elsewhere
-            .ledger
-            .latest(&older_key)
-            .await
-            .expect("a read")
-            .expect("the removal, where an older build reads it")
-    };
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-    let worker = worker(catalog, &[]);
-    worker
-        .ledger
-        .claim(
-            &older_key,
-            &recorded,
-            RecordedState::Pending,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect("a claim");
-    let grant = earlier_grant().replace("role/TeamA-dev", "role/dev/TeamA-dev");
-    drive(&worker, &grant).await;
+    let recorded = removal_recorded_under(&removal, &older_key).await;
+    let worker = worker_with_name_items(&[(older_key, recorded)]).await;
+    drive(&worker, &pathed_grant_at("10:00:00")).await;
     assert_eq!(associate_calls(&worker), 0, "superseded before its call");
     let outcome = only_outcome(&worker);
     assert_eq!(outcome["outcome"], "superseded", "{outcome}");
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+/// The two name items disagree: the one with the path set aside holds a removal decided
+/// at 10:00:01, the one with the path (an older build's) a removal at 10:00:05. A grant
+/// decided at 10:00:03 goes by the later of the two, and is superseded.
+#[tokio::test]
+async fn a_grant_goes_by_the_later_of_the_two_name_items() {
+    let earlier = removal_at("dev/teama-dev", "10:00:01");
+    let later = removal_at("dev/teama-dev", "10:00:05");
+    let set_aside = name_item(&earlier, LedgerKey::iam_name);
+    let with_path = name_item(&later, LedgerKey::iam_name_with_path);
+    let recorded = [
+        (
+            set_aside.clone(),
+            removal_recorded_under(&earlier, &set_aside).await,
+        ),
+        (
+            with_path.clone(),
+            removal_recorded_under(&later, &with_path).await,
+        ),
+    ];
+    let worker = worker_with_name_items(&recorded).await;
+    drive(&worker, &pathed_grant_at("10:00:03")).await;
+    assert_eq!(associate_calls(&worker), 0, "superseded before its call");
+    let outcome = only_outcome(&worker);
+    assert_eq!(outcome["outcome"], "superseded", "{outcome}");
 }
 
 /// A portfolio id in capitals is the same ledger item as the id Service Catalog issued
@@ -987,8 +1032,9 @@ async fn expiry_finding_its_spelling_gone_reports_role(granted: &str) {
 /// A removal of ROLE decided at 10:00:00, delivered after a grant of `granted` (the
 /// same role spelled otherwise) decided at 10:00:05 was carried out: the latest decision
 /// about the role is that grant, so the removal ends `already-satisfied` and reports the
-/// grant's entry, which stays; no dead letter tells the operator to remove it.
-async fn stale_removal_after_a_later_grant_of(granted: &str) {
+/// grant's entry, which stays; no dead letter tells the operator to remove it. The
+/// removal's ledger calls fail as `faults` scripts them (`true` fails one).
+async fn stale_removal_after_a_later_grant_of(granted: &str, faults: &[bool]) {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
     let grant = request(
@@ -998,6 +1044,7 @@ async fn stale_removal_after_a_later_grant_of(granted: &str) {
         json!({"requestedAt": "2026-11-30T10:00:05Z"}),
     );
     drive(&worker, &grant).await;
+    worker.ledger.set_faults(faults.iter().copied());
     drive(&worker, &removal_at("TeamA-dev", "10:00:00")).await;
     assert_no_dead_letter(&worker);
     let removal = outcomes(&worker).pop().expect("the removal's outcome");
@@ -1013,13 +1060,25 @@ async fn stale_removal_after_a_later_grant_of(granted: &str) {
 /// entry to remove against the latest decision (found by review).
 #[tokio::test]
 async fn a_stale_removal_reports_the_entry_a_later_grant_in_another_case_made() {
-    stale_removal_after_a_later_grant_of(&ROLE.replace("TeamA", "teama")).await;
+    stale_removal_after_a_later_grant_of(&ROLE.replace("TeamA", "teama"), &[]).await;
 }
 
 /// Before, `PrincipalArnPathMismatch`, as above.
 #[tokio::test]
 async fn a_stale_removal_reports_the_entry_a_later_grant_under_another_path_made() {
-    stale_removal_after_a_later_grant_of(&ROLE.replace("role/", "role/dev/")).await;
+    stale_removal_after_a_later_grant_of(&ROLE.replace("role/", "role/dev/"), &[]).await;
+}
+
+/// As above, the read of the grant's entry failing once (after the removal's claim and
+/// its name's claim): the step repeats, where the entry it could not read was named to
+/// remove, against the later grant (found by review).
+#[tokio::test]
+async fn a_stale_removal_that_cannot_read_the_later_grant_repeats_rather_than_name_it() {
+    stale_removal_after_a_later_grant_of(
+        &ROLE.replace("role/", "role/dev/"),
+        &[false, false, true],
+    )
+    .await;
 }
 
 /// The name as listed is never cut off the message: with an ARN too long for it, the
@@ -1857,11 +1916,25 @@ async fn cautioned_mismatch(removed: &str, listed: &str, code: &str) -> String {
         true,
         "{retry}"
     );
-    // The retry's claim, its name's claim and the read of the listed entry's item pass;
-    // the read before the dead letter fails.
-    worker.ledger.set_faults([false, false, false, true]);
+    // The retry's claim, its name's claims (two for an ARN with a path: the item with
+    // the path set aside, and the one older builds keep) and the read of the listed
+    // entry's item pass; the read before the dead letter fails.
+    let name_claims = if removed.matches('/').count() > 1 {
+        2
+    } else {
+        1
+    };
+    let passing = 1 + name_claims + 1;
+    worker
+        .ledger
+        .set_faults((0..=passing).map(|call| call == passing));
     drive(&worker, &retry).await;
-    only_permanent_dead_letter(&worker, code)
+    let message = only_permanent_dead_letter(&worker, code);
+    assert!(
+        message.starts_with("Check the access before redriving: "),
+        "{message}"
+    );
+    message
 }
 
 /// A removal in lower case whose first disassociate timed out (it may have landed),
@@ -2087,7 +2160,10 @@ async fn a_cautioned_path_mismatch_never_cuts_the_listed_arn() {
     let message = cautioned_mismatch(ROLE, &listed, "PrincipalArnPathMismatch").await;
     assert!(
         message.starts_with("Check the access before redriving: ")
-            && message.ends_with("the principalArn ListPrincipalsForPortfolio lists for that name")
+            && message.ends_with(
+                "the principalArn ListPrincipalsForPortfolio lists for that name (not one a \
+                 later grant made)"
+            )
             && !message.contains("ppp"),
         "the listed ARN cut: {message}"
     );
