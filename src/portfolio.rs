@@ -280,6 +280,16 @@ fn later_removal_of_the_name<'a>(
         .filter(|removal| removal.order.intent == Intent::Revoke && removal.order > decision.order)
 }
 
+/// Whether `settled` is a removal's dead letter naming entries of its IAM name in other
+/// spellings to remove ([`listed_otherwise`]): what a later grant of one may change.
+pub fn names_entries_to_remove(settled: &Settled) -> bool {
+    matches!(&settled.decision, Decision::DeadLetter(dead)
+        if dead.code == CASE_MISMATCH || dead.code == PATH_MISMATCH)
+}
+
+const CASE_MISMATCH: &str = "PrincipalArnCaseMismatch";
+const PATH_MISMATCH: &str = "PrincipalArnPathMismatch";
+
 /// The `IAM` entries of `principals` naming `principal`'s IAM name otherwise: in
 /// another case, or under another path (IAM names are unique whatever the path; such an
 /// entry may name the same principal). None for an `IAM_PATTERN` principal.
@@ -316,9 +326,9 @@ fn listed_otherwise(
     let on_the_same_path =
         |p: &&ListedPrincipal| same_iam_name(&p.principal_arn, &principal.principal_arn);
     let code = if others.iter().any(on_the_same_path) {
-        "PrincipalArnCaseMismatch"
+        CASE_MISMATCH
     } else {
-        "PrincipalArnPathMismatch"
+        PATH_MISMATCH
     };
     let message = match others[..] {
         [] => return None,
@@ -385,7 +395,7 @@ fn listed_under_another_path(listed_arn: &str) -> String {
         format!("{found}, under another path: {send} principalArn {listed_arn}"),
         format!(
             "{found}, under another path: {send} the principalArn ListPrincipalsForPortfolio \
-             lists for that name (not one a later grant made)"
+             lists for that name (not one a later grant still in force made)"
         ),
     ])
 }
@@ -404,7 +414,7 @@ fn listed_in_several_spellings(listed: &[&ListedPrincipal]) -> String {
         ),
         format!(
             "{found}, in {count} other spellings: {send} each principalArn \
-             ListPrincipalsForPortfolio lists for that name (not one a later grant made)"
+             ListPrincipalsForPortfolio lists for that name (not one a later grant still in force made)"
         ),
     ])
 }

@@ -1016,22 +1016,30 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     return Err(NEAR_DEADLINE);
                 }
                 let listed = self.list(change).await;
-                let granted_later = match self
+                let settle = |granted_later: &[&ListedPrincipal]| {
+                    portfolio::settle_not_found(
+                        progress,
+                        &change.portfolio,
+                        &principal,
+                        &listed,
+                        granted_later,
+                        policy,
+                        Self::jitter(),
+                    )
+                };
+                // The entries' items are read only when the dead letter would name some
+                // to remove: not for a list that lags, nor before another dead letter.
+                let settled = settle(&[]);
+                if !portfolio::names_entries_to_remove(&settled) {
+                    return Ok(settled);
+                }
+                match self
                     .granted_later(progress, change, &principal, &listed)
                     .await
                 {
-                    Ok(granted_later) => granted_later,
-                    Err(settled) => return Ok(settled),
-                };
-                Ok(portfolio::settle_not_found(
-                    progress,
-                    &change.portfolio,
-                    &principal,
-                    &listed,
-                    &granted_later,
-                    policy,
-                    Self::jitter(),
-                ))
+                    Ok(granted_later) => Ok(settle(&granted_later)),
+                    Err(settled) => Ok(settled),
+                }
             }
         }
     }

@@ -8,8 +8,9 @@ use assignment_worker::adapters::memory::{
     CatalogCall, MemoryLedger, MemoryServiceCatalog, RecordingQueues, ScriptedIdentityCenter,
 };
 use assignment_worker::aws_call::{CallError, ErrorKind};
+use assignment_worker::clock::WallClock;
 use assignment_worker::config::Config;
-use assignment_worker::handler::{Worker, function_handler};
+use assignment_worker::handler::{Invocation, Worker, function_handler};
 use assignment_worker::ledger::{
     AccessDecision, ClaimAnswer, DecisionOrder, Ledger, LedgerKey, LedgerResult, RecordAnswer,
     RecordedState,
@@ -373,29 +374,46 @@ async fn removing_a_role_a_pattern_still_admits_reports_residual_access() {
 #[tokio::test]
 async fn removing_a_role_listed_under_another_path_is_not_done() {
     let pathed = "arn:aws:iam::111122223333:role/dev/teama-dev";
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(pathed)]);
+    let (worker, message) =
+        remove_role_dead_lettered(vec![iam(pathed)], "PrincipalArnPathMismatch").await;
+    assert!(
+        message.contains("under another path")
+            && message.ends_with(&format!("with principalArn {pathed}")),
+        "{message}"
+    );
+    a_removal_as_listed_is_carried_out(&worker, pathed).await;
+}
+
+/// The entry `listed` alone is still listed, and a removal naming it, as the dead letter
+/// says to send, removes it.
+async fn a_removal_as_listed_is_carried_out(worker: &TestWorker, listed: &str) {
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(listed)])
+    );
+    drive(
+        worker,
+        &request("disassociate-portfolio-principal", "IAM", listed, json!({})),
+    )
+    .await;
+    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+}
+
+/// A portfolio listing `listed`, and a removal of ROLE, which must end in one
+/// `permanent` dead letter with `code`: the worker and that dead letter's message.
+async fn remove_role_dead_lettered(
+    listed: Vec<ListedPrincipal>,
+    code: &str,
+) -> (TestWorker, String) {
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, listed);
     let worker = worker(catalog, &[]);
     drive(
         &worker,
         &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
     )
     .await;
-    let message = only_permanent_dead_letter(&worker, "PrincipalArnPathMismatch");
-    assert!(
-        message.contains("under another path")
-            && message.ends_with(&format!("with principalArn {pathed}")),
-        "{message}"
-    );
-    assert_eq!(
-        worker.service_catalog.principals(PORTFOLIO),
-        Some(vec![iam(pathed)])
-    );
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", pathed, json!({})),
-    )
-    .await;
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    let message = only_permanent_dead_letter(&worker, code);
+    (worker, message)
 }
 
 /// A portfolio listing `listed` (a role named TeamA…), and a removal of it with the name
@@ -426,16 +444,7 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
             && message.ends_with(&format!("with principalArn {ROLE}")),
         "{message}"
     );
-    assert_eq!(
-        worker.service_catalog.principals(PORTFOLIO),
-        Some(vec![iam(ROLE)])
-    );
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
-    )
-    .await;
-    assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
+    a_removal_as_listed_is_carried_out(&worker, ROLE).await;
 }
 
 /// The name listed in two other spellings (another case, another path): the removal's
@@ -445,15 +454,9 @@ async fn removing_a_role_listed_in_another_case_is_not_done() {
 async fn a_removal_whose_name_is_listed_in_two_other_spellings_names_both() {
     let lower = ROLE.replace("TeamA", "teama");
     let pathed = ROLE.replace("role/", "role/dev/");
-    let catalog =
-        MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![iam(&lower), iam(&pathed)]);
-    let worker = worker(catalog, &[]);
-    drive(
-        &worker,
-        &request("disassociate-portfolio-principal", "IAM", ROLE, json!({})),
-    )
-    .await;
-    let message = only_permanent_dead_letter(&worker, "PrincipalArnCaseMismatch");
+    let (_, message) =
+        remove_role_dead_lettered(vec![iam(&lower), iam(&pathed)], "PrincipalArnCaseMismatch")
+            .await;
     assert!(
         message.contains(&format!(" {lower} ")) && message.ends_with(&format!(" {pathed}")),
         "{message}"
@@ -466,13 +469,7 @@ async fn a_removal_whose_name_is_listed_in_two_other_spellings_names_both() {
 /// access (before, the two spellings were two items and the grant was carried out).
 #[tokio::test]
 async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case() {
-    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
-    let worker = worker(catalog, &[]);
-    drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
-    drive(&worker, &earlier_grant()).await;
-    assert_later_removal_won(&worker, "already-satisfied");
-    let associates = associate_calls(&worker);
-    assert_eq!(associates, 0, "superseded before its call");
+    stale_grant_behind_a_later_removal_of("teama-dev").await;
 }
 
 /// IAM names one role by its name whatever the path: a removal decided later, naming
@@ -481,9 +478,15 @@ async fn a_stale_grant_is_superseded_by_a_later_removal_spelled_in_another_case(
 /// name's item took the path, and the grant was carried out against the removal).
 #[tokio::test]
 async fn a_stale_grant_is_superseded_by_a_later_removal_under_another_path() {
+    stale_grant_behind_a_later_removal_of("dev/teama-dev").await;
+}
+
+/// A removal of `role/<name>` decided at 10:00:05 run on an empty portfolio, then the
+/// earlier grant of ROLE delivered: superseded before its call.
+async fn stale_grant_behind_a_later_removal_of(name: &str) {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
-    drive(&worker, &removal_at("dev/teama-dev", "10:00:05")).await;
+    drive(&worker, &removal_at(name, "10:00:05")).await;
     drive(&worker, &earlier_grant()).await;
     assert_later_removal_won(&worker, "already-satisfied");
     let associates = associate_calls(&worker);
@@ -558,30 +561,42 @@ async fn a_removal_an_older_build_recorded_with_its_path_still_stops_a_stale_gra
     assert_eq!(worker.service_catalog.principals(PORTFOLIO), Some(vec![]));
 }
 
-/// The two name items disagree: the one with the path set aside holds a removal decided
-/// at 10:00:01, the one with the path (an older build's) a removal at 10:00:05. A grant
-/// decided at 10:00:03 goes by the later of the two, and is superseded.
+/// The two name items disagree, one holding a removal decided at 10:00:01, the other a
+/// removal at 10:00:05, either way round (an older build recorded one, with the path;
+/// this build the other, the path set aside). A grant decided at 10:00:03 goes by the
+/// later of the two, and is superseded.
 #[tokio::test]
 async fn a_grant_goes_by_the_later_of_the_two_name_items() {
-    let earlier = removal_at("dev/teama-dev", "10:00:01");
-    let later = removal_at("dev/teama-dev", "10:00:05");
-    let set_aside = name_item(&earlier, LedgerKey::iam_name);
-    let with_path = name_item(&later, LedgerKey::iam_name_with_path);
-    let recorded = [
-        (
-            set_aside.clone(),
-            removal_recorded_under(&earlier, &set_aside).await,
-        ),
-        (
-            with_path.clone(),
-            removal_recorded_under(&later, &with_path).await,
-        ),
-    ];
-    let worker = worker_with_name_items(&recorded).await;
-    drive(&worker, &pathed_grant_at("10:00:03")).await;
-    assert_eq!(associate_calls(&worker), 0, "superseded before its call");
-    let outcome = only_outcome(&worker);
-    assert_eq!(outcome["outcome"], "superseded", "{outcome}");
+    for later_with_path in [true, false] {
+        let earlier = removal_at("dev/teama-dev", "10:00:01");
+        let later = removal_at("dev/teama-dev", "10:00:05");
+        let (set_aside_body, with_path_body) = if later_with_path {
+            (&earlier, &later)
+        } else {
+            (&later, &earlier)
+        };
+        let set_aside = name_item(set_aside_body, LedgerKey::iam_name);
+        let with_path = name_item(with_path_body, LedgerKey::iam_name_with_path);
+        let recorded = [
+            (
+                set_aside.clone(),
+                removal_recorded_under(set_aside_body, &set_aside).await,
+            ),
+            (
+                with_path.clone(),
+                removal_recorded_under(with_path_body, &with_path).await,
+            ),
+        ];
+        let worker = worker_with_name_items(&recorded).await;
+        drive(&worker, &pathed_grant_at("10:00:03")).await;
+        assert_eq!(
+            associate_calls(&worker),
+            0,
+            "superseded before its call (the later removal with the path: {later_with_path})"
+        );
+        let outcome = only_outcome(&worker);
+        assert_eq!(outcome["outcome"], "superseded", "{outcome}");
+    }
 }
 
 /// A portfolio id in capitals is the same ledger item as the id Service Catalog issued
@@ -1067,6 +1082,31 @@ async fn a_stale_removal_reports_the_entry_a_later_grant_in_another_case_made() 
 #[tokio::test]
 async fn a_stale_removal_reports_the_entry_a_later_grant_under_another_path_made() {
     stale_removal_after_a_later_grant_of(&ROLE.replace("role/", "role/dev/"), &[]).await;
+}
+
+/// A stale removal of ROLE (decided 2026-11-30) delivered, on a clock two hours on,
+/// after a later grant of the role under another path whose `notAfter` has passed and
+/// whose expiry has not run yet: that grant no longer asks for access, so its entry is
+/// named to remove (`PrincipalArnPathMismatch`), as any other entry of the name is.
+#[tokio::test]
+async fn a_stale_removal_names_the_entry_of_a_later_grant_past_its_end() {
+    let pathed = ROLE.replace("role/", "role/dev/");
+    let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
+    let worker = worker(catalog, &[]);
+    drive_to_expiry(&worker, &grant_for(&pathed, 3600)).await;
+    assert_eq!(
+        worker.service_catalog.principals(PORTFOLIO),
+        Some(vec![iam(&pathed)])
+    );
+    let later = Invocation {
+        clock: WallClock::ahead_by(time::Duration::hours(2)),
+        ..Invocation::default()
+    };
+    worker
+        .handle(record(&removal_at("TeamA-dev", "10:00:00"), "r-1"), &later)
+        .await;
+    let message = only_permanent_dead_letter(&worker, "PrincipalArnPathMismatch");
+    assert!(message.ends_with(&format!(" {pathed}")), "{message}");
 }
 
 /// As above, the read of the grant's entry failing once (after the removal's claim and
@@ -2162,7 +2202,7 @@ async fn a_cautioned_path_mismatch_never_cuts_the_listed_arn() {
         message.starts_with("Check the access before redriving: ")
             && message.ends_with(
                 "the principalArn ListPrincipalsForPortfolio lists for that name (not one a \
-                 later grant made)"
+                 later grant still in force made)"
             )
             && !message.contains("ppp"),
         "the listed ARN cut: {message}"
