@@ -1016,6 +1016,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                     return Err(NEAR_DEADLINE);
                 }
                 let listed = self.list(change).await;
+                let jitter = Self::jitter();
                 let settle = |granted_later: &[&ListedPrincipal]| {
                     portfolio::settle_not_found(
                         progress,
@@ -1024,7 +1025,7 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                         &listed,
                         granted_later,
                         policy,
-                        Self::jitter(),
+                        jitter,
                     )
                 };
                 // The entries' items are read only when the dead letter would name some

@@ -1109,6 +1109,26 @@ async fn a_stale_removal_names_the_entry_of_a_later_grant_past_its_end() {
     assert!(message.ends_with(&format!(" {pathed}")), "{message}");
 }
 
+/// The list still shows the removed principal (it lags a disassociate made elsewhere),
+/// beside the name in another case: the step asks again (`ListLag`) and reads no other
+/// entry's item, whose answer could not change that (two ledger calls: the removal's
+/// claim and its name's claim; before, a third read each attempt).
+#[tokio::test]
+async fn a_lagging_list_reads_no_other_spellings_item() {
+    let lower = ROLE.replace("TeamA", "teama");
+    let catalog = MemoryServiceCatalog::default()
+        .with_portfolio(PORTFOLIO, vec![iam(ROLE), iam(&lower)])
+        .with_errors([service_error(
+            ErrorKind::ResourceNotFound,
+            "ResourceNotFoundException",
+        )]);
+    let worker = worker(catalog, &[]);
+    let removal = request("disassociate-portfolio-principal", "IAM", ROLE, json!({}));
+    let again = deliver_once(&worker, &removal, "r-1").await;
+    assert_eq!(json_of_body(&again)["progress"]["attempt"], 2, "{again}");
+    assert_eq!(worker.ledger.calls(), 2);
+}
+
 /// As above, the read of the grant's entry failing once (after the removal's claim and
 /// its name's claim): the step repeats, where the entry it could not read was named to
 /// remove, against the later grant (found by review).
