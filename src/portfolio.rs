@@ -281,7 +281,8 @@ fn later_removal_of_the_name<'a>(
 }
 
 /// Whether `settled` is a removal's dead letter naming entries of its IAM name in other
-/// spellings to remove ([`listed_otherwise`]): what a later grant of one may change.
+/// spellings to remove (`PrincipalArnCaseMismatch`, `PrincipalArnPathMismatch`): what a
+/// later grant of one may change.
 pub fn names_entries_to_remove(settled: &Settled) -> bool {
     matches!(&settled.decision, Decision::DeadLetter(dead)
         if dead.code == CASE_MISMATCH || dead.code == PATH_MISMATCH)

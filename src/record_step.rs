@@ -1047,9 +1047,9 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The listed entries naming a removal's IAM name otherwise
     /// ([`portfolio::named_otherwise`]) whose own latest decision is a grant decided
-    /// after the removal that still asks for access: the latest decision about the role
-    /// asks for them, so the removal reports them rather than dead-letter naming them to
-    /// remove (one `GetItem` each). A removal request's own step only. An entry whose
+    /// after the removal that still asks for access: that grant asks for them (a later
+    /// removal of the name, if any, removes or reports them itself), so the removal
+    /// reports them rather than dead-letter naming them to remove (one `GetItem` each). A removal request's own step only. An entry whose
     /// ARN the worker does not take is not among them (the dead letter names it); a read
     /// that fails repeats the step, or dead-letters it as a ledger error
     /// ([`lifecycle::on_ledger_error`]), never naming an entry it could not read.
@@ -1251,8 +1251,8 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
 
     /// The decision that stands for this entry (what an undo carries out, what a confirm
     /// not shown or a grant's dead letter yields to), `latest` being its own item's latest
-    /// decision ([`portfolio::latest_for_the_entry`]): the name's item is read only when
-    /// `latest` asks for access, which only a removal of the name can override.
+    /// decision ([`portfolio::latest_for_the_entry`]): the name's items are read only
+    /// when `latest` asks for access, which only a removal of the name can override.
     async fn latest_for_the_entry(
         &self,
         latest: AccessDecision,

@@ -1631,7 +1631,7 @@ fn check_spellings(
                 prop_assert!(run.waiting > 0, "timed access with no step to end it");
             }
         } else if present {
-            // Reported by a removal of the other spelling, or by the expiry of a grant.
+            // Reported by a removal of another spelling, or by the expiry of a grant.
             let reported_by = |i: usize| {
                 decisions[i].arn(Subject::PortfolioSpellings) != arn
                     && run

@@ -1129,8 +1129,9 @@ async fn a_lagging_list_reads_no_other_spellings_item() {
     assert_eq!(worker.ledger.calls(), 2);
 }
 
-/// As above, the read of the grant's entry failing once (after the removal's claim and
-/// its name's claim): the step repeats, where the entry it could not read was named to
+/// As `a_stale_removal_reports_the_entry_a_later_grant_under_another_path_made`, the
+/// read of the grant's entry failing once (after the removal's claim and its name's
+/// claim): the step repeats, where the entry it could not read was named to
 /// remove, against the later grant (found by review).
 #[tokio::test]
 async fn a_stale_removal_that_cannot_read_the_later_grant_repeats_rather_than_name_it() {
@@ -1710,8 +1711,8 @@ async fn confirmed_after_removal_of(name: &str) -> (TestWorker, String) {
     (worker, confirm)
 }
 
-/// As above for a removal of the name under another path (`role/dev/TeamA-dev`) that
-/// found nothing: the grant's confirm sees its entry and that removal, removes the
+/// As `a_grant_that_landed_before_a_later_removal_of_its_name_is_removed`, for a
+/// removal of the name under another path (`role/dev/TeamA-dev`) that found nothing: the grant's confirm sees its entry and that removal, removes the
 /// entry, and ends `superseded`.
 #[tokio::test]
 async fn a_grant_that_landed_before_a_later_removal_under_another_path_is_removed() {
