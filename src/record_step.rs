@@ -1031,11 +1031,13 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // The entries' items are read only when the dead letter would name some
                 // to remove: not for a list that lags, nor before another dead letter.
                 let settled = settle(&[]);
-                if !portfolio::names_entries_to_remove(&settled) {
+                let (Ok(principals), true) =
+                    (&listed, portfolio::names_entries_to_remove(&settled))
+                else {
                     return Ok(settled);
-                }
+                };
                 match self
-                    .granted_later(progress, change, &principal, &listed)
+                    .granted_later(progress, change, &principal, principals)
                     .await
                 {
                     Ok(granted_later) => Ok(settle(&granted_later)),
@@ -1049,23 +1051,19 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
     /// ([`portfolio::named_otherwise`]) whose own latest decision is a grant decided
     /// after the removal that still asks for access: that grant asks for them (a later
     /// removal of the name, if any, removes or reports them itself), so the removal
-    /// reports them rather than dead-letter naming them to remove (one `GetItem` each). A removal request's own step only. An entry whose
-    /// ARN the worker does not take is not among them (the dead letter names it); a read
-    /// that fails repeats the step, or dead-letters it as a ledger error
-    /// ([`lifecycle::on_ledger_error`]), never naming an entry it could not read.
+    /// reports them rather than dead-letter naming them to remove (one `GetItem` each).
+    /// Called only for a removal request's own step about to be dead-lettered so
+    /// ([`portfolio::names_entries_to_remove`]). An entry whose ARN the worker does not
+    /// take is not among them (the dead letter names it); a read that fails repeats the
+    /// step, or dead-letters it as a ledger error ([`lifecycle::on_ledger_error`]), never
+    /// naming an entry it could not read.
     async fn granted_later<'a>(
         &self,
         progress: &Progress,
         change: &PortfolioChange,
         principal: &ListedPrincipal,
-        listed: &'a portfolio::ListResult,
+        principals: &'a [ListedPrincipal],
     ) -> Result<Vec<&'a ListedPrincipal>, Settled> {
-        let Ok(principals) = listed else {
-            return Ok(Vec::new());
-        };
-        if progress.purpose != Purpose::Decision || self.decision.order.intent != Intent::Revoke {
-            return Ok(Vec::new());
-        }
         let now = self.now();
         let mut later = Vec::new();
         for other in portfolio::named_otherwise(principal, principals) {
