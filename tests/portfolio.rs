@@ -180,12 +180,7 @@ fn outcomes(worker: &TestWorker) -> Vec<Value> {
 
 /// A grant of ROLE decided at 10:00, before the removals of these tests.
 fn earlier_grant() -> String {
-    request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:00Z"}),
-    )
+    grant_at(ROLE, "10:00:00")
 }
 
 /// The removal decided later ended as `removal` says, the earlier grant superseded, and
@@ -539,9 +534,7 @@ async fn worker_with_name_items(recorded: &[(LedgerKey, AccessDecision)]) -> Tes
 
 /// The earlier grant (10:00:00) of `role/dev/TeamA-dev`, or at `time`.
 fn pathed_grant_at(time: &str) -> String {
-    earlier_grant()
-        .replace("role/TeamA-dev", "role/dev/TeamA-dev")
-        .replace("10:00:00", time)
+    grant_at(&ROLE.replace("role/", "role/dev/"), time)
 }
 
 /// A removal of `role/dev/teama-dev` that an older build recorded, under the name's
@@ -614,6 +607,16 @@ async fn a_stale_grant_naming_the_portfolio_in_capitals_is_superseded_by_a_later
     assert_later_removal_won(&worker, "already-satisfied");
     let associates = associate_calls(&worker);
     assert_eq!(associates, 0, "superseded before its call");
+}
+
+/// A grant of `arn` decided at `time` (UTC, 2026-11-30).
+fn grant_at(arn: &str, time: &str) -> String {
+    request(
+        "associate-portfolio-principal",
+        "IAM",
+        arn,
+        json!({"requestedAt": format!("2026-11-30T{time}Z")}),
+    )
 }
 
 /// A removal of `role/<name>` decided at `time` (UTC, 2026-11-30).
@@ -776,12 +779,7 @@ async fn a_removal_exhausted_behind_a_later_grant_and_a_later_removal_of_the_nam
         .with_errors([None, None, None, None, None, throttled(), throttled()]);
     let worker = worker(catalog, &[("MAX_ATTEMPTS", "2")]);
     let confirm = deliver_once(&worker, &removal_at("TeamA-dev", "10:00:00"), "r-1").await;
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:01Z"}),
-    );
+    let grant = grant_at(ROLE, "10:00:01");
     drive(&worker, &grant).await;
     drive(&worker, &removal_at("teama-dev", "10:00:05")).await;
     drive(&worker, &confirm).await;
@@ -822,12 +820,7 @@ async fn two_grants_of_one_spelling_both_yield_to_a_later_removal_of_the_name() 
         .with_portfolio(PORTFOLIO, vec![iam(&lower)])
         .with_list_lag(1);
     let worker = worker(catalog, &[]);
-    let first = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T09:59:00Z"}),
-    );
+    let first = grant_at(ROLE, "09:59:00");
     for (grant, id) in [(first, "g-0"), (earlier_grant(), "g-1")] {
         function_handler(
             &worker,
@@ -1052,12 +1045,7 @@ async fn expiry_finding_its_spelling_gone_reports_role(granted: &str) {
 async fn stale_removal_after_a_later_grant_of(granted: &str, faults: &[bool]) {
     let catalog = MemoryServiceCatalog::default().with_portfolio(PORTFOLIO, vec![]);
     let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        granted,
-        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-    );
+    let grant = grant_at(granted, "10:00:05");
     drive(&worker, &grant).await;
     worker.ledger.set_faults(faults.iter().copied());
     drive(&worker, &removal_at("TeamA-dev", "10:00:00")).await;
@@ -1543,12 +1531,7 @@ async fn a_superseded_removal_reports_no_residual_access() {
     let catalog = MemoryServiceCatalog::default()
         .with_portfolio(PORTFOLIO, vec![iam(ROLE), pattern(PATTERN)]);
     let worker = worker(catalog, &[]);
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:05Z"}),
-    );
+    let grant = grant_at(ROLE, "10:00:05");
     let removal = removal_at("TeamA-dev", "10:00:00");
     drive(&worker, &grant).await;
     drive(&worker, &removal).await;
@@ -1889,12 +1872,7 @@ async fn an_undo_whose_reads_of_the_name_fail_is_dead_lettered_not_ended_by_the_
         (LedgerKey::of(parsed.target().1), name, order)
     };
     let removal = removal_at("TeamA-dev", "10:00:00");
-    let grant = request(
-        "associate-portfolio-principal",
-        "IAM",
-        ROLE,
-        json!({"requestedAt": "2026-11-30T10:00:01Z"}),
-    );
+    let grant = grant_at(ROLE, "10:00:01");
     let (entry, _, earlier) = decided(&removal, Intent::Revoke, "r-1");
     record_decision(&worker, &entry, earlier, RecordedState::Absent).await;
     let (entry, _, later_grant) = decided(&grant, Intent::Grant, "g-1");
