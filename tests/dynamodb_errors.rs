@@ -622,7 +622,16 @@ async fn a_refusal_the_adapter_cannot_read_fails_closed() {
         assert_eq!(error.kind, ErrorKind::Rejected, "{op:?} {item:?}");
         assert!(!error.kind.is_transient(), "{op:?} {item:?}");
         assert_eq!(error.code, "UnreadableLedgerItem", "{op:?} {item:?}");
+        assert_names_the_item(&error.message);
     }
+}
+
+/// An operator reads the dead letter's message to find the item to mend or delete, so
+/// it names the item's key whichever item it was (another spelling's, say).
+fn assert_names_the_item(message: &str) {
+    let pk = key();
+    let named = format!("ledger item `{}`", pk.as_str());
+    assert!(message.contains(&named), "{message:?} names no {named}");
 }
 
 #[tokio::test]
@@ -650,15 +659,20 @@ async fn successful_answers() {
 
 #[tokio::test]
 async fn an_item_the_worker_did_not_write_fails_closed_on_read() {
-    let mut item = stored_item();
-    item["decision"] = json!({"S": "maybe"});
-    let (ledger, _log) = answering(Answer::json(200, json!({ "Item": item }).to_string()));
-    let error = Op::Latest
-        .call(&ledger)
-        .await
-        .expect_err("an unreadable item is an error");
-    assert_eq!(error.kind, ErrorKind::Rejected);
-    assert_eq!(error.code, "UnreadableLedgerItem");
+    let mut maybe = stored_item();
+    maybe["decision"] = json!({"S": "maybe"});
+    let mut stateless = stored_item();
+    stateless["state"] = json!({"S": "granted"});
+    for item in [maybe, stateless] {
+        let (ledger, _log) = answering(Answer::json(200, json!({ "Item": item }).to_string()));
+        let error = Op::Latest
+            .call(&ledger)
+            .await
+            .expect_err("an unreadable item is an error");
+        assert_eq!(error.kind, ErrorKind::Rejected, "{item:?}");
+        assert_eq!(error.code, "UnreadableLedgerItem", "{item:?}");
+        assert_names_the_item(&error.message);
+    }
 }
 
 /// A 2xx whose body cannot be read is a server fault to retry, not a rejection.

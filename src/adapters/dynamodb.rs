@@ -39,11 +39,26 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+const UNREADABLE: &str = "UnreadableLedgerItem";
+
 fn unreadable(problem: String) -> CallError {
     CallError {
         kind: ErrorKind::Rejected,
-        code: "UnreadableLedgerItem".to_owned(),
+        code: UNREADABLE.to_owned(),
         message: problem,
+    }
+}
+
+/// Puts the item's key in front of an unreadable item's problem: the dead letter then
+/// names the item to mend or delete, which may be another principal's (the removal of
+/// one spelling reads the items of the others).
+fn naming_the_item(key: &LedgerKey) -> impl Fn(CallError) -> CallError + '_ {
+    move |error| match error.code.as_str() {
+        UNREADABLE => CallError {
+            message: format!("ledger item `{}`: {}", key.as_str(), error.message),
+            ..error
+        },
+        _ => error,
     }
 }
 
@@ -53,17 +68,16 @@ pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
     let text = |name: &str| match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(Some(value.as_str())),
         None => Ok(None),
-        Some(_) => Err(unreadable(format!("ledger item: `{name}` is not a string"))),
+        Some(_) => Err(unreadable(format!("`{name}` is not a string"))),
     };
-    let required = |name: &str| {
-        text(name)?.ok_or_else(|| unreadable(format!("ledger item: `{name}` is missing")))
-    };
+    let required =
+        |name: &str| text(name)?.ok_or_else(|| unreadable(format!("`{name}` is missing")));
     let time = |name: &str, value: &str| {
         OffsetDateTime::parse(value, &Rfc3339)
-            .map_err(|_| unreadable(format!("ledger item: `{name}` is not RFC 3339: `{value}`")))
+            .map_err(|_| unreadable(format!("`{name}` is not RFC 3339: `{value}`")))
     };
     let intent = Intent::parse(required("decision")?)
-        .ok_or_else(|| unreadable("ledger item: `decision` must be grant or revoke".to_owned()))?;
+        .ok_or_else(|| unreadable("`decision` must be grant or revoke".to_owned()))?;
     let decision = AccessDecision {
         order: DecisionOrder {
             requested_at: time("requestedAt", required("requestedAt")?)?,
@@ -79,10 +93,47 @@ pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
     // item apart from the decision it is read back as.
     if required("orderKey")? != decision.order.key() {
         return Err(unreadable(
-            "ledger item: `orderKey` does not match its decision's fields".to_owned(),
+            "`orderKey` does not match its decision's fields".to_owned(),
         ));
     }
     Ok(decision)
+}
+
+/// The decision an item records and the state recorded for it.
+fn recorded(item: &Item) -> Result<(AccessDecision, RecordedState), CallError> {
+    let state = item
+        .get("state")
+        .and_then(|value| value.as_s().ok())
+        .and_then(|text| RecordedState::parse(text))
+        .ok_or_else(|| unreadable("`state` is missing or unknown".to_owned()))?;
+    let ended_by_expiry = item
+        .get(ENDED_BY_EXPIRY)
+        .is_some_and(|mark| Some(mark) == item.get("orderKey"));
+    let state = match state {
+        RecordedState::Absent if ended_by_expiry => RecordedState::Revoked,
+        state => state,
+    };
+    Ok((decision_of(item)?, state))
+}
+
+/// What a claim refused by its condition means, from the item as it stood.
+fn claim_refused(item: Option<Item>, decision: &AccessDecision) -> Result<ClaimAnswer, CallError> {
+    let Some(item) = item else {
+        return Err(unreadable(
+            "the claim was refused but DynamoDB sent back no item".to_owned(),
+        ));
+    };
+    let recorded = decision_of(&item)?;
+    if recorded.order == decision.order {
+        Ok(ClaimAnswer::Claimed)
+    } else if recorded.order > decision.order || recorded.is_another_delivery_of(decision) {
+        Ok(ClaimAnswer::Superseded(recorded))
+    } else {
+        // Never read an earlier decision as the one that came later.
+        Err(unreadable(
+            "the claim was refused by an item holding an earlier decision".to_owned(),
+        ))
+    }
 }
 
 /// The item of a write refused by its condition (sent back through
@@ -222,27 +273,9 @@ impl Ledger for DynamoDbLedger {
         let expression = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(ClaimAnswer::Claimed),
-            Err(error) => match refused_item(error)? {
-                Some(item) => {
-                    let recorded = decision_of(&item)?;
-                    if recorded.order == decision.order {
-                        Ok(ClaimAnswer::Claimed)
-                    } else if recorded.order > decision.order
-                        || recorded.is_another_delivery_of(decision)
-                    {
-                        Ok(ClaimAnswer::Superseded(recorded))
-                    } else {
-                        // Never read an earlier decision as the one that came later.
-                        Err(unreadable(
-                            "the claim was refused by an item holding an earlier decision"
-                                .to_owned(),
-                        ))
-                    }
-                }
-                None => Err(unreadable(
-                    "the claim was refused but DynamoDB sent back no item".to_owned(),
-                )),
-            },
+            Err(error) => {
+                claim_refused(refused_item(error)?, decision).map_err(naming_the_item(key))
+            }
         }
     }
 
@@ -270,19 +303,7 @@ impl Ledger for DynamoDbLedger {
         let Some(item) = answer.item() else {
             return Ok(None);
         };
-        let state = item
-            .get("state")
-            .and_then(|value| value.as_s().ok())
-            .and_then(|text| RecordedState::parse(text))
-            .ok_or_else(|| unreadable("ledger item: `state` is missing or unknown".to_owned()))?;
-        let ended_by_expiry = item
-            .get(ENDED_BY_EXPIRY)
-            .is_some_and(|mark| Some(mark) == item.get("orderKey"));
-        let state = match state {
-            RecordedState::Absent if ended_by_expiry => RecordedState::Revoked,
-            state => state,
-        };
-        Ok(Some((decision_of(item)?, state)))
+        recorded(item).map(Some).map_err(naming_the_item(key))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
@@ -345,9 +366,12 @@ impl Ledger for DynamoDbLedger {
         };
         match request.update_expression(expression).send().await {
             Ok(_) => Ok(RecordAnswer::Recorded),
-            Err(error) => Ok(RecordAnswer::NotLatest(
-                refused_item(error)?.as_ref().map(decision_of).transpose()?,
-            )),
+            Err(error) => refused_item(error)?
+                .as_ref()
+                .map(decision_of)
+                .transpose()
+                .map(RecordAnswer::NotLatest)
+                .map_err(naming_the_item(key)),
         }
     }
 }
