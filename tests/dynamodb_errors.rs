@@ -622,16 +622,19 @@ async fn a_refusal_the_adapter_cannot_read_fails_closed() {
         assert_eq!(error.kind, ErrorKind::Rejected, "{op:?} {item:?}");
         assert!(!error.kind.is_transient(), "{op:?} {item:?}");
         assert_eq!(error.code, "UnreadableLedgerItem", "{op:?} {item:?}");
-        assert_names_the_item(&error.message);
+        assert_names_the_item(&error.message, &format!("{op:?} {item:?}"));
     }
 }
 
 /// An operator reads the dead letter's message to find the item to mend or delete, so
 /// it names the item's key whichever item it was (another spelling's, say).
-fn assert_names_the_item(message: &str) {
+fn assert_names_the_item(message: &str, case: &str) {
     let pk = key();
     let named = format!("ledger item `{}`", pk.as_str());
-    assert!(message.contains(&named), "{message:?} names no {named}");
+    assert!(
+        message.contains(&named),
+        "{case}: {message:?} names no {named}"
+    );
 }
 
 #[tokio::test]
@@ -661,9 +664,9 @@ async fn successful_answers() {
 async fn an_item_the_worker_did_not_write_fails_closed_on_read() {
     let mut maybe = stored_item();
     maybe["decision"] = json!({"S": "maybe"});
-    let mut stateless = stored_item();
-    stateless["state"] = json!({"S": "granted"});
-    for item in [maybe, stateless] {
+    let mut unknown_state = stored_item();
+    unknown_state["state"] = json!({"S": "granted"});
+    for item in [maybe, unknown_state] {
         let (ledger, _log) = answering(Answer::json(200, json!({ "Item": item }).to_string()));
         let error = Op::Latest
             .call(&ledger)
@@ -671,7 +674,7 @@ async fn an_item_the_worker_did_not_write_fails_closed_on_read() {
             .expect_err("an unreadable item is an error");
         assert_eq!(error.kind, ErrorKind::Rejected, "{item:?}");
         assert_eq!(error.code, "UnreadableLedgerItem", "{item:?}");
-        assert_names_the_item(&error.message);
+        assert_names_the_item(&error.message, &format!("{item:?}"));
     }
 }
 

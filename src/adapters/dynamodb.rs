@@ -64,7 +64,7 @@ fn naming_the_item(key: &LedgerKey) -> impl Fn(CallError) -> CallError + '_ {
 
 /// The decision an item records. An item the worker did not write fails closed: the
 /// request is dead-lettered rather than ordered against a guess.
-pub fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
+fn decision_of(item: &Item) -> Result<AccessDecision, CallError> {
     let text = |name: &str| match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(Some(value.as_str())),
         None => Ok(None),
@@ -120,7 +120,7 @@ fn recorded(item: &Item) -> Result<(AccessDecision, RecordedState), CallError> {
 fn claim_refused(item: Option<Item>, decision: &AccessDecision) -> Result<ClaimAnswer, CallError> {
     let Some(item) = item else {
         return Err(unreadable(
-            "the claim was refused but DynamoDB sent back no item".to_owned(),
+            "the claim on it was refused, but DynamoDB sent back none of its fields".to_owned(),
         ));
     };
     let recorded = decision_of(&item)?;
