@@ -1167,12 +1167,18 @@ fn run_from(
         worker.identity_center.tick();
         worker.service_catalog.tick();
         // SQS hands out any messages in any order, a few at a time, to one invocation
-        // or to as many as three running at once.
+        // or to as many as three running at once; at times a copy of one to another
+        // invocation at the same time, which runs it alongside.
         let mut batches = vec![Vec::new(), Vec::new(), Vec::new()];
         let size = 1 + rng.usize(0..queue.len().min(5));
         for _ in 0..size {
-            let index = rng.usize(0..queue.len());
-            batches[rng.usize(0..3)].push(queue.remove(index));
+            let message = queue.remove(rng.usize(0..queue.len()));
+            let at = rng.usize(0..3);
+            if faults.duplicate > 0 && rng.u32(0..100) < faults.duplicate {
+                duplicated = true;
+                batches[(at + 1 + rng.usize(0..2)) % 3].push(message.clone());
+            }
+            batches[at].push(message);
         }
         let crash = rng.u32(0..100) < faults.crash;
         worker.queues.down.store(crash, Ordering::SeqCst);
@@ -1198,7 +1204,12 @@ fn run_from(
             .flat_map(|answer| answer.batch_item_failures)
             .map(|f| f.item_identifier)
             .collect();
-        for mut message in batches.into_iter().flatten() {
+        let mut ran = BTreeSet::new();
+        let ran = batches
+            .into_iter()
+            .flatten()
+            .filter(|message| ran.insert(message.message_id.clone()));
+        for mut message in ran {
             // A failed record comes back; so, at times, does one that did not fail.
             let failed = failed.contains(&message.message_id);
             if failed || rng.u32(0..100) < faults.duplicate {
