@@ -1031,9 +1031,10 @@ impl<I: IdentityCenter, Q: QueueSender, L: Ledger, S: ServiceCatalog> RecordRun<
                 // The entries' items are read only when the dead letter would name some
                 // to remove: not for a list that lags, nor before another dead letter.
                 let settled = settle(&[]);
-                let (Ok(principals), true) =
-                    (&listed, portfolio::names_entries_to_remove(&settled))
-                else {
+                if !portfolio::names_entries_to_remove(&settled) {
+                    return Ok(settled);
+                }
+                let Ok(principals) = &listed else {
                     return Ok(settled);
                 };
                 match self

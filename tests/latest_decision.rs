@@ -1204,11 +1204,11 @@ fn run_from(
             .flat_map(|answer| answer.batch_item_failures)
             .map(|f| f.item_identifier)
             .collect();
-        let mut ran = BTreeSet::new();
+        let mut seen = BTreeSet::new();
         let ran = batches
             .into_iter()
             .flatten()
-            .filter(|message| ran.insert(message.message_id.clone()));
+            .filter(|message| seen.insert(message.message_id.clone()));
         for mut message in ran {
             // A failed record comes back; so, at times, does one that did not fail.
             let failed = failed.contains(&message.message_id);

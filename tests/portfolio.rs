@@ -1695,8 +1695,9 @@ async fn confirmed_after_removal_of(name: &str) -> (TestWorker, String) {
 }
 
 /// As `a_grant_that_landed_before_a_later_removal_of_its_name_is_removed`, for a
-/// removal of the name under another path (`role/dev/TeamA-dev`) that found nothing: the grant's confirm sees its entry and that removal, removes the
-/// entry, and ends `superseded`.
+/// removal of the name under another path (`role/dev/TeamA-dev`) that found nothing:
+/// the grant's confirm sees its entry and that removal, removes the entry, and ends
+/// `superseded`.
 #[tokio::test]
 async fn a_grant_that_landed_before_a_later_removal_under_another_path_is_removed() {
     let (worker, _) = confirmed_after_removal_of("dev/TeamA-dev").await;
